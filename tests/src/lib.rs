@@ -1,0 +1,1 @@
+//! QEMU harness for lichen boot tests and benchmarks.
