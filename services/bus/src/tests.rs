@@ -460,6 +460,8 @@ enum Op {
     Unpublish(u8),
     /// Moves one chunk of this many bytes each way.
     Step(usize),
+    /// Moves bytes until both sides are idle.
+    Drain,
     Reconnect,
     RestartPublisher,
     SignalRestarted,
@@ -470,6 +472,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u8..8, 0u8..4).prop_map(|(key, value)| Op::Publish(key, value)),
         2 => (0u8..8).prop_map(Op::Unpublish),
         8 => (1usize..48).prop_map(Op::Step),
+        1 => Just(Op::Drain),
         1 => Just(Op::Reconnect),
         1 => Just(Op::RestartPublisher),
         1 => Just(Op::SignalRestarted),
@@ -504,6 +507,23 @@ impl Model {
         }
         Ok(())
     }
+
+    fn apply_all(&mut self, events: &[OwnedEvent<u8>]) -> Result<(), TestCaseError> {
+        events.iter().try_for_each(|event| self.apply(event))
+    }
+}
+
+/// Moves bytes until both sides are idle, then checks that the subscriber, still on the same
+/// connection, has caught up with the table: no change was lost on the way.
+fn drain<S: Storage>(bus: &mut Bus<u8, S>, model: &mut Model) -> Result<(), TestCaseError> {
+    model.apply_all(&bus.pump(32))?;
+    prop_assert!(bus.subscriber.is_synchronized());
+    prop_assert_eq!(
+        &model.objects,
+        &table(&bus.publisher),
+        "the live connection lost a change"
+    );
+    Ok(())
 }
 
 fn table<S: Storage>(publisher: &Publisher<u8, S>) -> BTreeMap<String, u8> {
@@ -513,8 +533,9 @@ fn table<S: Storage>(publisher: &Publisher<u8, S>) -> BTreeMap<String, u8> {
         .collect()
 }
 
-/// Runs `ops`, checking every event against the model; then reconnects once more and checks
-/// that the resync reports exactly the differences and leaves every view equal to the table.
+/// Runs `ops`, checking every event against the model and, whenever the connection drains, that
+/// the subscriber caught up; then reconnects once more and checks that the resync reports
+/// exactly the differences and leaves every view equal to the table.
 fn check_scenario<S: Storage>(
     storage: S,
     max_pending: usize,
@@ -540,10 +561,9 @@ fn check_scenario<S: Storage>(
                     |event| events.push(event.to_owned()),
                 )
                 .unwrap();
-                for event in &events {
-                    model.apply(event)?;
-                }
+                model.apply_all(&events)?;
             }
+            Op::Drain => drain(&mut bus, &mut model)?,
             Op::Reconnect => bus.reconnect(),
             Op::RestartPublisher => bus = bus.restart_publisher(),
             Op::SignalRestarted => bus.publisher.signal_restarted(),
@@ -556,13 +576,12 @@ fn check_scenario<S: Storage>(
         prop_assert_eq!(&view, &model.objects, "the events describe the view");
     }
 
+    drain(&mut bus, &mut model)?;
     let before = model.objects.clone();
     bus.reconnect();
     let events = bus.pump(32);
     prop_assert_eq!(events.last(), Some(&OwnedEvent::Synchronized));
-    for event in &events {
-        model.apply(event)?;
-    }
+    model.apply_all(&events)?;
     let expected = table(&bus.publisher);
     prop_assert_eq!(
         &model.objects,
