@@ -1,0 +1,181 @@
+//! `lichen-launcher`: the only lichen program in dom0. It reads a node manifest, starts Xen's
+//! daemons, boots each service as a PVH domain in dependency order, wires the services together in
+//! xenstore, prints their consoles and supervises them (see xen/README.md).
+//!
+//! ```text
+//! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order
+//! lichen-launcher images [--images DIR]... <manifest>   validate; print the image files to stage
+//! lichen-launcher run    [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>
+//! ```
+//!
+//! Exit status: 0 when no service failed, 1 when one did, 2 for a bad manifest or usage, 3 when
+//! the platform (Xen's daemons, the toolstack) could not be brought up.
+
+mod backoff;
+mod console;
+mod daemons;
+mod log;
+mod manifest;
+mod order;
+mod platform;
+mod status;
+mod supervisor;
+mod toolstack;
+mod wiring;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use manifest::Manifest;
+
+const USAGE: &str = "usage: lichen-launcher check|images|run [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>";
+
+/// The parsed command line.
+struct Args {
+    command: String,
+    manifest: PathBuf,
+    image_dirs: Vec<PathBuf>,
+    log_dir: PathBuf,
+    state_dir: PathBuf,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let command = args.next().ok_or(USAGE)?;
+    if !matches!(command.as_str(), "check" | "images" | "run") {
+        return Err(format!("unknown command `{command}`\n{USAGE}"));
+    }
+    let mut manifest = None;
+    let mut image_dirs = Vec::new();
+    let mut log_dir = PathBuf::from("/var/log/xen/console");
+    let mut state_dir = PathBuf::from("/run/lichen");
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .map(PathBuf::from)
+                .ok_or(format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--images" => image_dirs.push(value()?),
+            "--log-dir" => log_dir = value()?,
+            "--state-dir" => state_dir = value()?,
+            _ if arg.starts_with('-') => return Err(format!("unknown option `{arg}`\n{USAGE}")),
+            _ if manifest.is_none() => manifest = Some(PathBuf::from(&arg)),
+            _ => return Err(format!("unexpected argument `{arg}`\n{USAGE}")),
+        }
+    }
+    if image_dirs.is_empty() {
+        image_dirs.push(PathBuf::from("target/images"));
+    }
+    let manifest = manifest.ok_or(USAGE)?;
+    Ok(Args {
+        command,
+        manifest,
+        image_dirs,
+        log_dir,
+        state_dir,
+    })
+}
+
+fn main() -> ExitCode {
+    log::start_clock();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("lichen-launcher: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (manifest, images) = match Manifest::load(&args.manifest, &args.image_dirs) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!(
+                "lichen-launcher: refusing manifest {}:",
+                args.manifest.display()
+            );
+            for error in &errors.0 {
+                eprintln!("  {error}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match args.command.as_str() {
+        "check" => {
+            let order = order::start_order(&manifest).unwrap_or_default();
+            println!(
+                "manifest {} is valid; start order: {}",
+                args.manifest.display(),
+                order.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        "images" => {
+            for file in images.files() {
+                println!("{}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        _ => run(manifest, &images, &args),
+    }
+}
+
+/// Brings up Xen's daemons and supervises the node until it finishes or is asked to stop.
+fn run(manifest: Manifest, images: &manifest::ResolvedImages, args: &Args) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("lichen-launcher: cannot handle signal {signal}: {e}");
+            return ExitCode::from(3);
+        }
+    }
+    let toolstack = daemons::check_dom0()
+        .and_then(|()| daemons::start(&args.log_dir))
+        .and_then(|()| toolstack::Toolstack::new(&args.state_dir, &args.log_dir));
+    let toolstack = match toolstack {
+        Ok(toolstack) => toolstack,
+        Err(e) => {
+            say!("cannot bring up the platform: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let mut supervisor =
+        supervisor::Supervisor::new(manifest, images, toolstack, supervisor::Options::default());
+    ExitCode::from(supervisor.run(&stop) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Args, String> {
+        parse_args(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn parses_commands_and_options() {
+        let args = parse("run --images a --images b --log-dir /l node.toml").unwrap();
+        assert_eq!(args.command, "run");
+        assert_eq!(args.manifest, PathBuf::from("node.toml"));
+        assert_eq!(args.image_dirs, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(args.log_dir, PathBuf::from("/l"));
+        assert_eq!(
+            parse("check m.toml").unwrap().image_dirs,
+            [PathBuf::from("target/images")]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_command_lines() {
+        for line in [
+            "",
+            "boot m.toml",
+            "run",
+            "run --images",
+            "run --frobnicate m.toml",
+            "run a.toml b.toml",
+        ] {
+            assert!(parse(line).is_err(), "{line:?} was accepted");
+        }
+    }
+}

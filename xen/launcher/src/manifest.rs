@@ -1,0 +1,717 @@
+//! The node manifest: the services a node runs, their resources and restart policies, and the
+//! channels between them. It is TOML, in the spirit of Hubris' `app.toml`:
+//!
+//! ```toml
+//! name = "demo"                  # optional, default "node"
+//!
+//! [services.bus]
+//! image = "bus"                  # target/images/bus.elf (or a file named exactly "bus")
+//! memory = 16                    # MiB
+//! vcpus = 1                      # default 1
+//! cmdline = "verbose"            # default ""
+//! restart = "on-failure"         # "never" | "on-failure" (default) | "always"
+//! max_restarts = 3               # default 3
+//!
+//! [[channels]]
+//! name = "events"
+//! server = "bus"
+//! client = "api"
+//! ring_order = 11                # default 11
+//! ```
+//!
+//! Parsing refuses unknown fields; [`Manifest::validate`] then checks everything else (images,
+//! peers, sizes, the dependency order) so that a bad manifest is refused before anything starts.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::backoff::{RestartMode, RestartPolicy};
+use crate::order;
+
+/// The smallest memory, in MiB, a service may be given: below it Xen cannot build a PVH domain
+/// with room for the guest's page tables, console and xenstore rings.
+pub const MIN_MEMORY_MIB: u32 = 2;
+
+/// The largest memory, in MiB, a service may ask for (a sanity bound, not a Xen limit).
+pub const MAX_MEMORY_MIB: u32 = 1 << 20;
+
+/// The most vCPUs a service may ask for.
+pub const MAX_VCPUS: u32 = 128;
+
+/// The ring orders a channel may use (libxenvchan's limits: 2^10 to 2^20 bytes per direction).
+pub const RING_ORDERS: std::ops::RangeInclusive<u8> = 10..=20;
+
+/// A whole node: every service it runs and the channels between them.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The node's name, for logs.
+    #[serde(default = "default_node_name")]
+    pub name: String,
+    /// Start services one at a time, each once the one before it has finished (for benchmarks
+    /// and tests that must not overlap); by default all start together, in dependency order.
+    #[serde(default)]
+    pub sequential: bool,
+    /// The services, by name, in manifest order.
+    pub services: IndexMap<String, Service>,
+    /// The channels between services.
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+}
+
+/// One service: a unikernel image run as a PVH domain.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The image's file name in an image directory; `.elf` is appended when no file has the
+    /// name as given.
+    pub image: String,
+    /// An initial ramdisk, looked up like `image` (for Linux guests).
+    #[serde(default)]
+    pub ramdisk: Option<String>,
+    /// Memory in MiB.
+    pub memory: u32,
+    /// Virtual CPUs.
+    #[serde(default = "default_vcpus")]
+    pub vcpus: u32,
+    /// The guest's command line, passed as is.
+    #[serde(default)]
+    pub cmdline: String,
+    /// When the service is restarted.
+    #[serde(default)]
+    pub restart: RestartMode,
+    /// How many restarts after failures in a row are allowed before the service is marked failed.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// The delay before the first restart, in milliseconds; it doubles with each failure in a row.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// The longest delay between restarts, in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// When set, a run that lasts longer than this many seconds is stopped and counts as a failure.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// Text written to the service's console input once it runs (after each start).
+    #[serde(default)]
+    pub console_input: Option<String>,
+}
+
+/// A channel between two services: a server that offers it and a client that connects to it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// The channel's name, unique in the node.
+    pub name: String,
+    /// The service that offers the channel (it starts first).
+    pub server: String,
+    /// The service that connects to it.
+    pub client: String,
+    /// log2 of each direction's ring size in bytes.
+    #[serde(default = "default_ring_order")]
+    pub ring_order: u8,
+}
+
+fn default_node_name() -> String {
+    "node".into()
+}
+fn default_vcpus() -> u32 {
+    1
+}
+fn default_max_restarts() -> u32 {
+    3
+}
+fn default_backoff_ms() -> u64 {
+    1000
+}
+fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+fn default_ring_order() -> u8 {
+    11
+}
+
+impl Service {
+    /// This service's restart policy.
+    pub fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy {
+            mode: self.restart,
+            max_restarts: self.max_restarts,
+            initial_delay: Duration::from_millis(self.backoff_ms),
+            max_delay: Duration::from_millis(self.backoff_max_ms),
+        }
+    }
+}
+
+/// The image files a manifest's services use, resolved in the image directories.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolvedImages {
+    /// For each service (in manifest order): its kernel image and optional ramdisk.
+    pub services: IndexMap<String, (PathBuf, Option<PathBuf>)>,
+}
+
+impl ResolvedImages {
+    /// Every distinct file, in manifest order.
+    pub fn files(&self) -> Vec<&Path> {
+        let mut seen = HashSet::new();
+        self.services
+            .values()
+            .flat_map(|(kernel, ramdisk)| {
+                std::iter::once(kernel.as_path()).chain(ramdisk.as_deref())
+            })
+            .filter(|path| seen.insert(*path))
+            .collect()
+    }
+}
+
+/// Why a manifest was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    /// The file could not be read.
+    Read(String),
+    /// The TOML is malformed or has an unknown field or a wrong type.
+    Parse(String),
+    /// The manifest names no service.
+    NoServices,
+    /// A service or channel name that cannot be a Xen domain name or xenstore key.
+    BadName(String),
+    /// A service asks for less memory than [`MIN_MEMORY_MIB`] or more than [`MAX_MEMORY_MIB`].
+    Memory {
+        /// The service.
+        service: String,
+        /// What it asked for.
+        memory: u32,
+    },
+    /// A service asks for no vCPU or too many.
+    Vcpus {
+        /// The service.
+        service: String,
+        /// What it asked for.
+        vcpus: u32,
+    },
+    /// A command line or console input with a character that cannot be passed on.
+    BadText {
+        /// The service.
+        service: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// The largest backoff delay is smaller than the first.
+    Backoff(String),
+    /// An image or ramdisk is in none of the image directories.
+    MissingImage {
+        /// The service.
+        service: String,
+        /// The image as named in the manifest.
+        image: String,
+        /// Where it was looked for.
+        searched: Vec<PathBuf>,
+    },
+    /// A channel names a service that does not exist.
+    UnknownPeer {
+        /// The channel.
+        channel: String,
+        /// The missing service.
+        peer: String,
+    },
+    /// A channel's server and client are the same service.
+    SelfChannel(String),
+    /// Two channels have the same name.
+    DuplicateChannel(String),
+    /// A channel's ring order is outside [`RING_ORDERS`].
+    RingOrder {
+        /// The channel.
+        channel: String,
+        /// Its ring order.
+        order: u8,
+    },
+    /// The channels' server-before-client order has a cycle through these services.
+    Cycle(Vec<String>),
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::Read(e) => write!(f, "cannot read the manifest: {e}"),
+            ManifestError::Parse(e) => write!(f, "{}", e.trim_end()),
+            ManifestError::NoServices => write!(f, "the manifest has no [services.<name>] table"),
+            ManifestError::BadName(name) => write!(
+                f,
+                "bad name `{name}`: use 1 to 32 of a-z, 0-9 and '-', starting with a letter"
+            ),
+            ManifestError::Memory { service, memory } => write!(
+                f,
+                "service `{service}`: memory = {memory} MiB is outside {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB"
+            ),
+            ManifestError::Vcpus { service, vcpus } => {
+                write!(f, "service `{service}`: vcpus = {vcpus} is outside 1..={MAX_VCPUS}")
+            }
+            ManifestError::BadText { service, field } => write!(
+                f,
+                "service `{service}`: {field} has a control character (only tab and, in console_input, newline are allowed)"
+            ),
+            ManifestError::Backoff(service) => {
+                write!(f, "service `{service}`: backoff_max_ms is smaller than backoff_ms")
+            }
+            ManifestError::MissingImage { service, image, searched } => {
+                let dirs: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
+                write!(
+                    f,
+                    "service `{service}`: image `{image}` not found (looked for `{image}` and `{image}.elf` in {})",
+                    dirs.join(", ")
+                )
+            }
+            ManifestError::UnknownPeer { channel, peer } => {
+                write!(f, "channel `{channel}`: no service named `{peer}`")
+            }
+            ManifestError::SelfChannel(channel) => {
+                write!(f, "channel `{channel}`: server and client are the same service")
+            }
+            ManifestError::DuplicateChannel(channel) => {
+                write!(f, "channel `{channel}` is defined more than once")
+            }
+            ManifestError::RingOrder { channel, order } => write!(
+                f,
+                "channel `{channel}`: ring_order = {order} is outside {}..={}",
+                RING_ORDERS.start(),
+                RING_ORDERS.end()
+            ),
+            ManifestError::Cycle(services) => write!(
+                f,
+                "the channels' server-before-client order has a cycle through {}",
+                services.join(", ")
+            ),
+        }
+    }
+}
+
+/// All the problems found in a manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestErrors(pub Vec<ManifestError>);
+
+impl fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestErrors {}
+
+impl Manifest {
+    /// Parses a manifest; unknown fields and wrong types are refused.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        Ok(manifest)
+    }
+
+    /// Reads, parses and validates the manifest at `path`, resolving images in `image_dirs`.
+    pub fn load(
+        path: &Path,
+        image_dirs: &[PathBuf],
+    ) -> Result<(Manifest, ResolvedImages), ManifestErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ManifestErrors(vec![ManifestError::Read(format!(
+                "{}: {e}",
+                path.display()
+            ))])
+        })?;
+        let manifest = Manifest::parse(&text).map_err(|e| ManifestErrors(vec![e]))?;
+        let images = manifest.validate(image_dirs)?;
+        Ok((manifest, images))
+    }
+
+    /// Checks everything parsing does not: names, sizes, texts, images, channels and their order.
+    pub fn validate(&self, image_dirs: &[PathBuf]) -> Result<ResolvedImages, ManifestErrors> {
+        let mut errors = Vec::new();
+        if self.services.is_empty() {
+            errors.push(ManifestError::NoServices);
+        }
+        let mut images = ResolvedImages::default();
+        for (name, service) in &self.services {
+            errors.extend(check_service(name, service));
+            let kernel = resolve_image(name, &service.image, image_dirs);
+            let ramdisk = service
+                .ramdisk
+                .as_ref()
+                .map(|r| resolve_image(name, r, image_dirs));
+            match (kernel, ramdisk.transpose()) {
+                (Ok(kernel), Ok(ramdisk)) => {
+                    images.services.insert(name.clone(), (kernel, ramdisk));
+                }
+                (kernel, ramdisk) => errors.extend(kernel.err().into_iter().chain(ramdisk.err())),
+            }
+        }
+        errors.extend(self.check_channels());
+        if errors.is_empty() {
+            if let Err(cycle) = order::start_order(self) {
+                errors.push(ManifestError::Cycle(cycle.services));
+            }
+        }
+        if errors.is_empty() {
+            Ok(images)
+        } else {
+            Err(ManifestErrors(errors))
+        }
+    }
+
+    /// The channels a service takes part in, as server or client.
+    pub fn channels_of<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Channel> + 'a {
+        self.channels
+            .iter()
+            .filter(move |c| c.server == service || c.client == service)
+    }
+
+    fn check_channels(&self) -> Vec<ManifestError> {
+        let mut errors = Vec::new();
+        let mut names = HashSet::new();
+        for channel in &self.channels {
+            if !is_good_name(&channel.name) {
+                errors.push(ManifestError::BadName(channel.name.clone()));
+            }
+            if !names.insert(channel.name.as_str()) {
+                errors.push(ManifestError::DuplicateChannel(channel.name.clone()));
+            }
+            for peer in [&channel.server, &channel.client] {
+                if !self.services.contains_key(peer) {
+                    errors.push(ManifestError::UnknownPeer {
+                        channel: channel.name.clone(),
+                        peer: peer.clone(),
+                    });
+                }
+            }
+            if channel.server == channel.client {
+                errors.push(ManifestError::SelfChannel(channel.name.clone()));
+            }
+            if !RING_ORDERS.contains(&channel.ring_order) {
+                errors.push(ManifestError::RingOrder {
+                    channel: channel.name.clone(),
+                    order: channel.ring_order,
+                });
+            }
+        }
+        errors
+    }
+}
+
+fn check_service(name: &str, service: &Service) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    if !is_good_name(name) {
+        errors.push(ManifestError::BadName(name.to_string()));
+    }
+    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&service.memory) {
+        errors.push(ManifestError::Memory {
+            service: name.to_string(),
+            memory: service.memory,
+        });
+    }
+    if !(1..=MAX_VCPUS).contains(&service.vcpus) {
+        errors.push(ManifestError::Vcpus {
+            service: name.to_string(),
+            vcpus: service.vcpus,
+        });
+    }
+    if service.cmdline.chars().any(|c| c.is_control() && c != '\t') {
+        errors.push(ManifestError::BadText {
+            service: name.to_string(),
+            field: "cmdline",
+        });
+    }
+    let input = service.console_input.as_deref().unwrap_or("");
+    if input
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        errors.push(ManifestError::BadText {
+            service: name.to_string(),
+            field: "console_input",
+        });
+    }
+    if service.backoff_max_ms < service.backoff_ms {
+        errors.push(ManifestError::Backoff(name.to_string()));
+    }
+    errors
+}
+
+/// Finds `image` (a plain file name) in the first directory that has it, as is or with `.elf`.
+fn resolve_image(
+    service: &str,
+    image: &str,
+    image_dirs: &[PathBuf],
+) -> Result<PathBuf, ManifestError> {
+    let plain = !image.is_empty() && !image.contains('/') && image != "." && image != "..";
+    let candidates = [image.to_string(), format!("{image}.elf")];
+    image_dirs
+        .iter()
+        .filter(|_| plain)
+        .flat_map(|dir| candidates.iter().map(move |c| dir.join(c)))
+        .find(|path| path.is_file())
+        .ok_or_else(|| ManifestError::MissingImage {
+            service: service.to_string(),
+            image: image.to_string(),
+            searched: image_dirs.to_vec(),
+        })
+}
+
+/// A name usable as a Xen domain name, a log file name and a xenstore path element.
+fn is_good_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory holding the given image files, removed on drop.
+    struct ImageDir(PathBuf);
+
+    impl ImageDir {
+        fn with(files: &[&str]) -> ImageDir {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("lichen-manifest-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for file in files {
+                std::fs::write(dir.join(file), b"\x7fELF").unwrap();
+            }
+            ImageDir(dir)
+        }
+        fn dirs(&self) -> Vec<PathBuf> {
+            vec![self.0.clone()]
+        }
+    }
+
+    impl Drop for ImageDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const TWO_SERVICES: &str = r#"
+        name = "demo"
+        [services.bus]
+        image = "bus"
+        memory = 16
+        [services.api]
+        image = "api.elf"
+        memory = 32
+        vcpus = 2
+        cmdline = 'motd="hello world"'
+        restart = "always"
+        max_restarts = 5
+        console_input = "ping\n"
+        [[channels]]
+        name = "events"
+        server = "bus"
+        client = "api"
+    "#;
+
+    fn errors_of(text: &str, dir: &ImageDir) -> Vec<ManifestError> {
+        Manifest::parse(text)
+            .unwrap()
+            .validate(&dir.dirs())
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn parses_a_full_manifest_with_defaults() {
+        let manifest = Manifest::parse(TWO_SERVICES).unwrap();
+        assert_eq!(manifest.name, "demo");
+        assert!(!manifest.sequential);
+        let names: Vec<&str> = manifest.services.keys().map(String::as_str).collect();
+        assert_eq!(names, ["bus", "api"], "manifest order is kept");
+        let bus = &manifest.services["bus"];
+        assert_eq!((bus.memory, bus.vcpus, bus.cmdline.as_str()), (16, 1, ""));
+        assert_eq!((bus.restart, bus.max_restarts), (RestartMode::OnFailure, 3));
+        let api = &manifest.services["api"];
+        assert_eq!(api.cmdline, "motd=\"hello world\"");
+        assert_eq!(
+            (api.restart, api.max_restarts, api.vcpus),
+            (RestartMode::Always, 5, 2)
+        );
+        assert_eq!(api.console_input.as_deref(), Some("ping\n"));
+        assert_eq!(
+            manifest.channels,
+            [Channel {
+                name: "events".into(),
+                server: "bus".into(),
+                client: "api".into(),
+                ring_order: 11
+            }]
+        );
+    }
+
+    #[test]
+    fn resolves_images_with_and_without_the_elf_suffix() {
+        let dir = ImageDir::with(&["bus.elf", "api.elf"]);
+        let images = Manifest::parse(TWO_SERVICES)
+            .unwrap()
+            .validate(&dir.dirs())
+            .unwrap();
+        assert_eq!(images.services["bus"].0, dir.0.join("bus.elf"));
+        assert_eq!(images.services["api"].0, dir.0.join("api.elf"));
+        assert_eq!(
+            images.files(),
+            [dir.0.join("bus.elf"), dir.0.join("api.elf")]
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        let error =
+            Manifest::parse("[services.a]\nimage = \"a\"\nmemory = 8\nmemroy = 9\n").unwrap_err();
+        let ManifestError::Parse(message) = error else {
+            panic!("not a parse error: {error:?}")
+        };
+        assert!(message.contains("unknown field `memroy`"), "{message}");
+        assert!(Manifest::parse("colour = 1\n[services.a]\nimage = \"a\"\nmemory = 8\n").is_err());
+    }
+
+    #[test]
+    fn refuses_missing_images_and_ramdisks() {
+        let dir = ImageDir::with(&["bus.elf"]);
+        let errors = errors_of(TWO_SERVICES, &dir);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            matches!(&errors[0], ManifestError::MissingImage { service, image, .. } if service == "api" && image == "api.elf")
+        );
+        assert!(errors[0].to_string().contains("not found"));
+
+        let text = "[services.linux]\nimage = \"bus\"\nramdisk = \"initrd\"\nmemory = 64\n";
+        let errors = errors_of(text, &dir);
+        assert!(
+            matches!(&errors[..], [ManifestError::MissingImage { image, .. }] if image == "initrd")
+        );
+    }
+
+    #[test]
+    fn refuses_image_paths() {
+        let dir = ImageDir::with(&["bus.elf"]);
+        let text = format!(
+            "[services.bus]\nimage = \"{}\"\nmemory = 8\n",
+            dir.0.join("bus.elf").display()
+        );
+        assert!(matches!(
+            &errors_of(&text, &dir)[..],
+            [ManifestError::MissingImage { .. }]
+        ));
+    }
+
+    #[test]
+    fn refuses_unknown_and_self_peers_and_bad_rings() {
+        let dir = ImageDir::with(&["bus.elf"]);
+        let text = r#"
+            [services.bus]
+            image = "bus"
+            memory = 8
+            [[channels]]
+            name = "a"
+            server = "bus"
+            client = "nobody"
+            [[channels]]
+            name = "b"
+            server = "bus"
+            client = "bus"
+            ring_order = 9
+            [[channels]]
+            name = "b"
+            server = "bus"
+            client = "bus"
+        "#;
+        let errors = errors_of(text, &dir);
+        assert!(errors.contains(&ManifestError::UnknownPeer {
+            channel: "a".into(),
+            peer: "nobody".into()
+        }));
+        assert!(errors.contains(&ManifestError::SelfChannel("b".into())));
+        assert!(errors.contains(&ManifestError::RingOrder {
+            channel: "b".into(),
+            order: 9
+        }));
+        assert!(errors.contains(&ManifestError::DuplicateChannel("b".into())));
+    }
+
+    #[test]
+    fn refuses_too_little_memory_and_no_vcpus() {
+        let dir = ImageDir::with(&["a.elf"]);
+        let text = format!(
+            "[services.a]\nimage = \"a\"\nmemory = {}\nvcpus = 0\n",
+            MIN_MEMORY_MIB - 1
+        );
+        let errors = errors_of(&text, &dir);
+        assert!(errors.contains(&ManifestError::Memory {
+            service: "a".into(),
+            memory: MIN_MEMORY_MIB - 1
+        }));
+        assert!(errors.contains(&ManifestError::Vcpus {
+            service: "a".into(),
+            vcpus: 0
+        }));
+        assert!(errors[0].to_string().contains("MiB"));
+    }
+
+    #[test]
+    fn refuses_bad_names_and_texts_and_empty_manifests() {
+        let dir = ImageDir::with(&["a.elf"]);
+        let text = "[services.Bad_Name]\nimage = \"a\"\nmemory = 8\ncmdline = \"a\\nb\"\n";
+        let errors = errors_of(text, &dir);
+        assert!(errors.contains(&ManifestError::BadName("Bad_Name".into())));
+        assert!(errors.contains(&ManifestError::BadText {
+            service: "Bad_Name".into(),
+            field: "cmdline"
+        }));
+        assert_eq!(errors_of("[services]\n", &dir), [ManifestError::NoServices]);
+    }
+
+    #[test]
+    fn refuses_channel_cycles() {
+        let dir = ImageDir::with(&["a.elf"]);
+        let text = r#"
+            [services.a]
+            image = "a"
+            memory = 8
+            [services.b]
+            image = "a"
+            memory = 8
+            [[channels]]
+            name = "ab"
+            server = "a"
+            client = "b"
+            [[channels]]
+            name = "ba"
+            server = "b"
+            client = "a"
+        "#;
+        assert_eq!(
+            errors_of(text, &dir),
+            [ManifestError::Cycle(vec!["a".into(), "b".into()])]
+        );
+    }
+
+    #[test]
+    fn reports_all_problems_at_once() {
+        let dir = ImageDir::with(&[]);
+        let text =
+            "[services.a]\nimage = \"a\"\nmemory = 1\n[services.b]\nimage = \"b\"\nmemory = 1\n";
+        let errors = ManifestErrors(errors_of(text, &dir));
+        assert_eq!(errors.0.len(), 4, "{errors}");
+        assert_eq!(errors.to_string().lines().count(), 4);
+    }
+}

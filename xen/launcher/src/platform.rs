@@ -1,0 +1,94 @@
+//! What the supervisor needs from Xen, as a trait: the real one drives `xl` and the xenstore
+//! tools ([`crate::toolstack`]); tests use a scripted fake.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::manifest::Service;
+use crate::wiring::Wiring;
+
+/// Why a domain shut down (Xen's `SHUTDOWN_*` codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff` (0).
+    Poweroff,
+    /// `SHUTDOWN_reboot` (1).
+    Reboot,
+    /// `SHUTDOWN_crash` (3).
+    Crash,
+    /// Any other code (suspend, watchdog, soft reset).
+    Other(u32),
+}
+
+impl ShutdownReason {
+    /// The reason for a Xen shutdown code.
+    pub fn from_code(code: u32) -> ShutdownReason {
+        match code {
+            0 => ShutdownReason::Poweroff,
+            1 => ShutdownReason::Reboot,
+            3 => ShutdownReason::Crash,
+            other => ShutdownReason::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for ShutdownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShutdownReason::Poweroff => write!(f, "powered off"),
+            ShutdownReason::Reboot => write!(f, "asked for a reboot"),
+            ShutdownReason::Crash => write!(f, "crashed"),
+            ShutdownReason::Other(code) => write!(f, "shut down with code {code}"),
+        }
+    }
+}
+
+/// The state of a domain as the toolstack reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    /// Running, blocked or paused.
+    Alive,
+    /// Shut down (and kept, so that its exit status and console can still be read).
+    Shutdown(ShutdownReason),
+    /// Being destroyed.
+    Dying,
+}
+
+/// The files a service boots from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootFiles {
+    /// The PVH kernel image.
+    pub kernel: PathBuf,
+    /// An optional initial ramdisk.
+    pub ramdisk: Option<PathBuf>,
+}
+
+/// The operations the supervisor performs on Xen. Errors are messages for the log.
+pub trait Platform {
+    /// Creates `name`'s domain, paused, and returns its domid.
+    fn create_paused(
+        &mut self,
+        name: &str,
+        service: &Service,
+        files: &BootFiles,
+    ) -> Result<u32, String>;
+    /// Lets a paused domain run.
+    fn unpause(&mut self, domid: u32) -> Result<(), String>;
+    /// Destroys a domain.
+    fn destroy(&mut self, domid: u32) -> Result<(), String>;
+    /// The states of all domains but dom0.
+    fn domains(&mut self) -> Result<HashMap<u32, DomainState>, String>;
+    /// Whether some domain may have changed state since the last call (a hint to call
+    /// [`Platform::domains`] now rather than at the next periodic poll).
+    fn domains_changed(&mut self) -> bool;
+    /// The exit status the domain wrote to its `data/exit-status`, if any.
+    fn exit_status(&mut self, domid: u32) -> Option<i64>;
+    /// Applies xenstore changes.
+    fn write_store(&mut self, wiring: &Wiring) -> Result<(), String>;
+    /// Sends `input` to the domain's console (asynchronously: errors are logged).
+    fn send_console_input(&mut self, name: &str, domid: u32, input: &str);
+    /// The console lines `name` printed since the last call: the complete ones, and with `flush`
+    /// also the text after the last line end.
+    fn console_lines(&mut self, name: &str, flush: bool) -> Vec<String>;
+}

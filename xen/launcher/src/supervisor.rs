@@ -1,0 +1,869 @@
+//! Supervision: starting the services in dependency order, wiring them in xenstore, following
+//! their consoles, noticing how each run ends and restarting per policy with backoff.
+//!
+//! A start is a batch: every service of the batch is created paused (in order), then all of them
+//! (and their running peers) are wired in xenstore, then they are unpaused in order, so that each
+//! finds its peers' domids from its first instruction. A run ends when its domain shuts down
+//! (poweroff is a success unless `data/exit-status` says otherwise; a crash is a failure), when it
+//! outlives its timeout, or when its domain disappears.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backoff::{Decision, Outcome};
+use crate::manifest::{Manifest, ResolvedImages, Service};
+use crate::order;
+use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
+use crate::say;
+use crate::status::{self, Row};
+use crate::wiring;
+
+/// Timing knobs of the supervision loop.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// How long the loop sleeps between rounds (console lines are read once a round).
+    pub tick: Duration,
+    /// How often domain states are polled when nothing signalled a change.
+    pub poll_interval: Duration,
+    /// How long to let xenconsoled drain a console after its domain shut down.
+    pub settle: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            tick: Duration::from_millis(10),
+            poll_interval: Duration::from_secs(3),
+            settle: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Where a service is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// Not started yet.
+    Waiting,
+    /// Its domain exists (created, maybe still paused).
+    Running { domid: u32, since: Instant },
+    /// Waiting to be restarted.
+    Backoff { until: Instant },
+    /// Done, successfully.
+    Exited,
+    /// Done, failed.
+    Failed(String),
+    /// Stopped by a node shutdown.
+    Stopped,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Running { .. } => "running",
+            State::Backoff { .. } => "backoff",
+            State::Exited => "exited",
+            State::Failed(_) => "failed",
+            State::Stopped => "stopped",
+        }
+    }
+
+    fn is_final(&self) -> bool {
+        matches!(self, State::Exited | State::Failed(_) | State::Stopped)
+    }
+}
+
+/// One supervised service.
+struct Unit {
+    name: String,
+    service: Service,
+    files: BootFiles,
+    state: State,
+    restarts: u32,
+    failures_in_a_row: u32,
+    last_domid: Option<u32>,
+    started_once: bool,
+}
+
+/// Runs a node's services on a [`Platform`].
+pub struct Supervisor<P: Platform> {
+    manifest: Manifest,
+    units: Vec<Unit>,
+    platform: P,
+    options: Options,
+    last_poll: Option<Instant>,
+    last_status: String,
+}
+
+/// How one run ended, given how its domain shut down and the exit status it left.
+pub fn outcome_of(reason: ShutdownReason, exit_status: Option<i64>) -> Outcome {
+    match (reason, exit_status) {
+        (ShutdownReason::Poweroff, None | Some(0)) => Outcome::Success,
+        (ShutdownReason::Poweroff, Some(status)) => {
+            Outcome::Failure(format!("exited with status {status}"))
+        }
+        (ShutdownReason::Reboot, _) => Outcome::Reboot,
+        (ShutdownReason::Crash, None) => Outcome::Failure("crashed".into()),
+        (ShutdownReason::Crash, Some(status)) => {
+            Outcome::Failure(format!("crashed (exit status {status})"))
+        }
+        (reason @ ShutdownReason::Other(_), _) => Outcome::Failure(reason.to_string()),
+    }
+}
+
+impl<P: Platform> Supervisor<P> {
+    /// A supervisor for a validated manifest and its resolved images.
+    pub fn new(
+        manifest: Manifest,
+        images: &ResolvedImages,
+        platform: P,
+        options: Options,
+    ) -> Supervisor<P> {
+        let order = order::start_order(&manifest)
+            .unwrap_or_else(|_| manifest.services.keys().cloned().collect());
+        let units = order
+            .into_iter()
+            .filter_map(|name| {
+                let service = manifest.services.get(&name)?.clone();
+                let (kernel, ramdisk) = images.services.get(&name)?.clone();
+                Some(Unit {
+                    name,
+                    service,
+                    files: BootFiles { kernel, ramdisk },
+                    state: State::Waiting,
+                    restarts: 0,
+                    failures_in_a_row: 0,
+                    last_domid: None,
+                    started_once: false,
+                })
+            })
+            .collect();
+        Supervisor {
+            manifest,
+            units,
+            platform,
+            options,
+            last_poll: None,
+            last_status: String::new(),
+        }
+    }
+
+    /// Runs until every service is done or `stop` is raised (then tears every domain down).
+    /// Returns the node's exit status: 0 when no service failed, 1 otherwise.
+    pub fn run(&mut self, stop: &AtomicBool) -> i32 {
+        say!(
+            "node `{}`: {} services",
+            self.manifest.name,
+            self.units.len()
+        );
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                self.teardown();
+                break;
+            }
+            let now = Instant::now();
+            self.start_due(now);
+            self.pump_consoles(false);
+            self.check_domains(now);
+            self.print_status_if_changed();
+            if self.units.iter().all(|u| u.state.is_final()) {
+                break;
+            }
+            std::thread::sleep(self.options.tick);
+        }
+        self.pump_consoles(true);
+        self.print_status_if_changed();
+        let failed: Vec<&str> = self
+            .units
+            .iter()
+            .filter(|u| matches!(u.state, State::Failed(_)))
+            .map(|u| u.name.as_str())
+            .collect();
+        if failed.is_empty() {
+            say!("node `{}` finished: no service failed", self.manifest.name);
+            0
+        } else {
+            say!(
+                "node `{}` finished: failed: {}",
+                self.manifest.name,
+                failed.join(", ")
+            );
+            1
+        }
+    }
+
+    /// Starts what is due: waiting services (all at once, or one at a time in a sequential node
+    /// once the ones before are done) and services whose backoff has elapsed.
+    fn start_due(&mut self, now: Instant) {
+        let mut batch = Vec::new();
+        if self.manifest.sequential {
+            let busy = self
+                .units
+                .iter()
+                .any(|u| matches!(u.state, State::Running { .. } | State::Backoff { .. }));
+            if !busy {
+                batch.extend(self.units.iter().position(|u| u.state == State::Waiting));
+            }
+        } else {
+            batch.extend((0..self.units.len()).filter(|&i| self.units[i].state == State::Waiting));
+        }
+        batch.extend(
+            (0..self.units.len()).filter(
+                |&i| matches!(self.units[i].state, State::Backoff { until } if until <= now),
+            ),
+        );
+        if !batch.is_empty() {
+            self.start(&batch);
+        }
+    }
+
+    /// Creates the batch's domains paused, wires them, then unpauses them, in order.
+    fn start(&mut self, batch: &[usize]) {
+        let mut created = Vec::new();
+        for &i in batch {
+            let unit = &mut self.units[i];
+            say!("{}: create requested", unit.name);
+            match self
+                .platform
+                .create_paused(&unit.name, &unit.service, &unit.files)
+            {
+                Ok(domid) => {
+                    say!("{}: created domain {domid} (paused)", unit.name);
+                    unit.state = State::Running {
+                        domid,
+                        since: Instant::now(),
+                    };
+                    unit.last_domid = Some(domid);
+                    unit.started_once = true;
+                    created.push(i);
+                }
+                Err(e) => self.finish_run(
+                    i,
+                    Outcome::Failure(format!("cannot create its domain: {e}")),
+                ),
+            }
+        }
+        if created.is_empty() {
+            return;
+        }
+
+        let wired_at = Instant::now();
+        let domids = self.running_domids();
+        let mut to_wire = BTreeSet::new();
+        for &i in &created {
+            to_wire.insert(self.units[i].name.clone());
+            for channel in self.manifest.channels_of(&self.units[i].name) {
+                for peer in [&channel.server, &channel.client] {
+                    if domids.contains_key(peer) {
+                        to_wire.insert(peer.clone());
+                    }
+                }
+            }
+        }
+        for name in &to_wire {
+            let entries = wiring::service_wiring(&self.manifest, name, &domids);
+            if let Err(e) = self.platform.write_store(&entries) {
+                say!("{name}: cannot write its xenstore entries: {e}");
+            }
+        }
+        say!(
+            "xenstore entries written for {} in {:.3} s",
+            to_wire.into_iter().collect::<Vec<_>>().join(", "),
+            wired_at.elapsed().as_secs_f64()
+        );
+
+        for i in created {
+            let State::Running { domid, .. } = self.units[i].state else {
+                continue;
+            };
+            let name = self.units[i].name.clone();
+            say!("{name}: unpause requested");
+            match self.platform.unpause(domid) {
+                Ok(()) => {
+                    say!("{name}: unpaused");
+                    self.units[i].state = State::Running {
+                        domid,
+                        since: Instant::now(),
+                    };
+                    if let Some(input) = self.units[i].service.console_input.clone() {
+                        self.platform.send_console_input(&name, domid, &input);
+                    }
+                }
+                Err(e) => {
+                    if let Err(e) = self.platform.destroy(domid) {
+                        say!("{name}: cannot destroy domain {domid}: {e}");
+                    }
+                    self.finish_run(
+                        i,
+                        Outcome::Failure(format!("cannot unpause its domain: {e}")),
+                    );
+                }
+            }
+        }
+    }
+
+    fn running_domids(&self) -> HashMap<String, u32> {
+        self.units
+            .iter()
+            .filter_map(|u| match u.state {
+                State::Running { domid, .. } => Some((u.name.clone(), domid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Prints new console lines of every service that has run, prefixed with its name; with
+    /// `flush`, also a last line that has no line end yet.
+    fn pump_consoles(&mut self, flush: bool) {
+        for unit in self.units.iter().filter(|u| u.started_once) {
+            for line in self.platform.console_lines(&unit.name, flush) {
+                println!("{} {} | {line}", crate::log::stamp(), unit.name);
+            }
+        }
+    }
+
+    /// Ends runs whose domain shut down, disappeared or outlived its timeout.
+    fn check_domains(&mut self, now: Instant) {
+        for i in 0..self.units.len() {
+            let unit = &self.units[i];
+            let (State::Running { domid, since }, Some(timeout)) =
+                (&unit.state, unit.service.timeout_s)
+            else {
+                continue;
+            };
+            if now.duration_since(*since) > Duration::from_secs(timeout) {
+                let domid = *domid;
+                say!(
+                    "{}: still running after {timeout} s: stopping domain {domid}",
+                    unit.name
+                );
+                if let Err(e) = self.platform.destroy(domid) {
+                    say!("{}: cannot destroy domain {domid}: {e}", self.units[i].name);
+                }
+                self.finish_run(i, Outcome::Failure(format!("timed out after {timeout} s")));
+            }
+        }
+
+        if !self
+            .units
+            .iter()
+            .any(|u| matches!(u.state, State::Running { .. }))
+        {
+            return;
+        }
+        let changed = self.platform.domains_changed();
+        let due = self
+            .last_poll
+            .is_none_or(|at| now.duration_since(at) >= self.options.poll_interval);
+        if !changed && !due {
+            return;
+        }
+        self.last_poll = Some(now);
+        let domains = match self.platform.domains() {
+            Ok(domains) => domains,
+            Err(e) => {
+                say!("cannot list domains: {e}");
+                return;
+            }
+        };
+        for i in 0..self.units.len() {
+            let State::Running { domid, .. } = self.units[i].state else {
+                continue;
+            };
+            match domains.get(&domid) {
+                Some(DomainState::Alive) | Some(DomainState::Dying) => {}
+                Some(DomainState::Shutdown(reason)) => self.end_run(i, domid, *reason),
+                None => {
+                    let why = format!("its domain {domid} disappeared");
+                    self.finish_run(i, Outcome::Failure(why));
+                }
+            }
+        }
+    }
+
+    /// Collects what a shut-down domain left (console, exit status), destroys it and decides.
+    fn end_run(&mut self, i: usize, domid: u32, reason: ShutdownReason) {
+        std::thread::sleep(self.options.settle);
+        self.pump_consoles(true);
+        let exit_status = self.platform.exit_status(domid);
+        let name = self.units[i].name.clone();
+        let status_note = exit_status
+            .map(|s| format!(", exit status {s}"))
+            .unwrap_or_default();
+        say!("{name}: domain {domid} {reason}{status_note}");
+        if let Err(e) = self.platform.destroy(domid) {
+            say!("{name}: cannot destroy domain {domid}: {e}");
+        }
+        self.finish_run(i, outcome_of(reason, exit_status));
+    }
+
+    /// Applies the restart policy to a run that ended.
+    fn finish_run(&mut self, i: usize, outcome: Outcome) {
+        let unit = &mut self.units[i];
+        let decision = unit
+            .service
+            .restart_policy()
+            .decide(&outcome, unit.failures_in_a_row);
+        unit.failures_in_a_row = match outcome {
+            Outcome::Failure(_) => unit.failures_in_a_row + 1,
+            Outcome::Success | Outcome::Reboot => 0,
+        };
+        let what = match &outcome {
+            Outcome::Success => "exited successfully".to_string(),
+            Outcome::Reboot => "asked for a reboot".to_string(),
+            Outcome::Failure(why) => why.clone(),
+        };
+        match decision {
+            Decision::Restart(delay) => {
+                unit.restarts += 1;
+                unit.state = State::Backoff {
+                    until: Instant::now() + delay,
+                };
+                say!(
+                    "{}: {what}; restart {} in {:.1} s",
+                    unit.name,
+                    unit.restarts,
+                    delay.as_secs_f64()
+                );
+            }
+            Decision::Exited => {
+                unit.state = State::Exited;
+                say!("{}: {what}", unit.name);
+            }
+            Decision::Failed(why) => {
+                say!("{}: failed: {why}", unit.name);
+                unit.state = State::Failed(why);
+            }
+        }
+    }
+
+    /// Node shutdown: destroys every domain; nothing is started any more.
+    fn teardown(&mut self) {
+        say!("node shutdown: tearing all domains down");
+        for unit in &mut self.units {
+            if let State::Running { domid, .. } = unit.state {
+                if let Err(e) = self.platform.destroy(domid) {
+                    say!("{}: cannot destroy domain {domid}: {e}", unit.name);
+                }
+            }
+            if !unit.state.is_final() {
+                unit.state = State::Stopped;
+            }
+        }
+    }
+
+    fn print_status_if_changed(&mut self) {
+        let rows: Vec<Row> = self
+            .units
+            .iter()
+            .map(|u| Row {
+                service: u.name.clone(),
+                domid: match u.state {
+                    State::Running { domid, .. } => Some(domid),
+                    _ => u.last_domid,
+                },
+                state: u.state.name().to_string(),
+                restarts: u.restarts,
+                memory: u.service.memory,
+            })
+            .collect();
+        let table = status::render(&rows);
+        if table != self.last_status {
+            say!("status:");
+            for line in table.lines() {
+                println!("{}   {line}", crate::log::stamp());
+            }
+            self.last_status = table;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+    use crate::wiring::Wiring;
+    use std::collections::VecDeque;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    /// What a fake domain does once unpaused.
+    #[derive(Clone, Copy, Debug)]
+    enum Script {
+        /// Powers off, optionally leaving an exit status.
+        Poweroff(Option<i64>),
+        /// Crashes.
+        Crash,
+        /// Runs until destroyed.
+        Forever,
+        /// Its creation fails.
+        CreateFails,
+    }
+
+    /// A platform whose domains follow per-service scripts (the last step repeats).
+    struct Fake {
+        scripts: HashMap<String, VecDeque<Script>>,
+        domains: HashMap<u32, (String, DomainState, Script)>,
+        exit_statuses: HashMap<u32, i64>,
+        next_domid: u32,
+        calls: Vec<String>,
+        wirings: Vec<Wiring>,
+        stop_when_all_unpaused: Option<(Arc<AtomicBool>, usize)>,
+        unpaused: usize,
+    }
+
+    impl Fake {
+        fn new(scripts: &[(&str, &[Script])]) -> Fake {
+            Fake {
+                scripts: scripts
+                    .iter()
+                    .map(|(n, s)| (n.to_string(), s.iter().copied().collect()))
+                    .collect(),
+                domains: HashMap::new(),
+                exit_statuses: HashMap::new(),
+                next_domid: 1,
+                calls: Vec::new(),
+                wirings: Vec::new(),
+                stop_when_all_unpaused: None,
+                unpaused: 0,
+            }
+        }
+
+        fn next_step(&mut self, name: &str) -> Script {
+            let steps = self
+                .scripts
+                .get_mut(name)
+                .expect("no script for this service");
+            if steps.len() > 1 {
+                steps.pop_front().unwrap()
+            } else {
+                steps[0]
+            }
+        }
+
+        fn count(&self, prefix: &str) -> usize {
+            self.calls.iter().filter(|c| c.starts_with(prefix)).count()
+        }
+    }
+
+    impl Platform for Fake {
+        fn create_paused(&mut self, name: &str, _: &Service, _: &BootFiles) -> Result<u32, String> {
+            self.calls.push(format!("create {name}"));
+            let step = self.next_step(name);
+            if let Script::CreateFails = step {
+                return Err("out of memory".into());
+            }
+            let domid = self.next_domid;
+            self.next_domid += 1;
+            self.domains
+                .insert(domid, (name.to_string(), DomainState::Alive, step));
+            Ok(domid)
+        }
+
+        fn unpause(&mut self, domid: u32) -> Result<(), String> {
+            let (name, state, step) = self.domains.get_mut(&domid).ok_or("no such domain")?;
+            self.calls.push(format!("unpause {name}"));
+            match *step {
+                Script::Poweroff(status) => {
+                    *state = DomainState::Shutdown(ShutdownReason::Poweroff);
+                    if let Some(status) = status {
+                        self.exit_statuses.insert(domid, status);
+                    }
+                }
+                Script::Crash => *state = DomainState::Shutdown(ShutdownReason::Crash),
+                Script::Forever | Script::CreateFails => {}
+            }
+            self.unpaused += 1;
+            if let Some((stop, after)) = &self.stop_when_all_unpaused {
+                if self.unpaused >= *after {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            Ok(())
+        }
+
+        fn destroy(&mut self, domid: u32) -> Result<(), String> {
+            let (name, ..) = self.domains.remove(&domid).ok_or("no such domain")?;
+            self.calls.push(format!("destroy {name}"));
+            Ok(())
+        }
+
+        fn domains(&mut self) -> Result<HashMap<u32, DomainState>, String> {
+            Ok(self
+                .domains
+                .iter()
+                .map(|(id, (_, state, _))| (*id, *state))
+                .collect())
+        }
+
+        fn domains_changed(&mut self) -> bool {
+            true
+        }
+
+        fn exit_status(&mut self, domid: u32) -> Option<i64> {
+            self.exit_statuses.get(&domid).copied()
+        }
+
+        fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
+            self.wirings.push(wiring.clone());
+            Ok(())
+        }
+
+        fn send_console_input(&mut self, name: &str, _: u32, input: &str) {
+            self.calls.push(format!("input {name} {input}"));
+        }
+
+        fn console_lines(&mut self, _: &str, _: bool) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    fn options() -> Options {
+        Options {
+            tick: Duration::from_millis(1),
+            poll_interval: Duration::ZERO,
+            settle: Duration::ZERO,
+        }
+    }
+
+    fn supervise(manifest: &str, fake: Fake) -> (i32, Supervisor<Fake>, Duration) {
+        supervise_until(manifest, fake, &AtomicBool::new(false))
+    }
+
+    fn supervise_until(
+        manifest: &str,
+        fake: Fake,
+        stop: &AtomicBool,
+    ) -> (i32, Supervisor<Fake>, Duration) {
+        let manifest = Manifest::parse(manifest).unwrap();
+        let images = ResolvedImages {
+            services: manifest
+                .services
+                .keys()
+                .map(|n| (n.clone(), (PathBuf::from(n), None)))
+                .collect(),
+        };
+        let mut supervisor = Supervisor::new(manifest, &images, fake, options());
+        let started = Instant::now();
+        let status = supervisor.run(stop);
+        (status, supervisor, started.elapsed())
+    }
+
+    fn states(supervisor: &Supervisor<Fake>) -> Vec<(&str, State, u32)> {
+        supervisor
+            .units
+            .iter()
+            .map(|u| (u.name.as_str(), u.state.clone(), u.restarts))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_poweroff_is_a_success() {
+        let manifest = "[services.hello]\nimage = \"hello\"\nmemory = 8\nconsole_input = \"hi\"\n";
+        let (status, supervisor, _) =
+            supervise(manifest, Fake::new(&[("hello", &[Script::Poweroff(None)])]));
+        assert_eq!(status, 0);
+        assert_eq!(states(&supervisor), [("hello", State::Exited, 0)]);
+        assert_eq!(
+            supervisor.platform.calls,
+            [
+                "create hello",
+                "unpause hello",
+                "input hello hi",
+                "destroy hello"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crashing_service_is_restarted_with_backoff_then_failed() {
+        let manifest =
+            "[services.panicky]\nimage = \"p\"\nmemory = 8\nmax_restarts = 2\nbackoff_ms = 20\n";
+        let (status, supervisor, took) =
+            supervise(manifest, Fake::new(&[("panicky", &[Script::Crash])]));
+        assert_eq!(status, 1);
+        let [(_, State::Failed(why), 2)] = &states(&supervisor)[..] else {
+            panic!("{:?}", states(&supervisor))
+        };
+        assert!(why.contains("crashed"), "{why}");
+        assert_eq!(
+            supervisor.platform.count("create"),
+            3,
+            "first run and two restarts"
+        );
+        assert_eq!(supervisor.platform.count("destroy"), 3);
+        assert!(
+            took >= Duration::from_millis(20 + 40),
+            "backoff of 20 then 40 ms, took {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_failure_then_a_success_exits() {
+        let manifest = "[services.flaky]\nimage = \"f\"\nmemory = 8\nbackoff_ms = 1\n";
+        let script = [
+            Script::Poweroff(Some(3)),
+            Script::CreateFails,
+            Script::Poweroff(Some(0)),
+        ];
+        let (status, supervisor, _) = supervise(manifest, Fake::new(&[("flaky", &script)]));
+        assert_eq!(status, 0);
+        assert_eq!(states(&supervisor), [("flaky", State::Exited, 2)]);
+    }
+
+    #[test]
+    fn never_means_one_run_and_a_nonzero_exit_status_fails() {
+        let manifest = "[services.once]\nimage = \"o\"\nmemory = 8\nrestart = \"never\"\n";
+        let (status, supervisor, _) = supervise(
+            manifest,
+            Fake::new(&[("once", &[Script::Poweroff(Some(2))])]),
+        );
+        assert_eq!(status, 1);
+        assert_eq!(
+            states(&supervisor),
+            [("once", State::Failed("exited with status 2".into()), 0)]
+        );
+    }
+
+    const CHANNELLED: &str = r#"
+        [services.api]
+        image = "api"
+        memory = 8
+        [services.bus]
+        image = "bus"
+        memory = 8
+        [[channels]]
+        name = "events"
+        server = "bus"
+        client = "api"
+    "#;
+
+    #[test]
+    fn servers_start_first_and_both_sides_are_wired_before_unpausing() {
+        let fake = Fake::new(&[
+            ("api", &[Script::Poweroff(None)]),
+            ("bus", &[Script::Poweroff(None)]),
+        ]);
+        let (status, supervisor, _) = supervise(CHANNELLED, fake);
+        assert_eq!(status, 0);
+        let calls = &supervisor.platform.calls;
+        assert_eq!(
+            calls[..4],
+            ["create bus", "create api", "unpause bus", "unpause api"]
+        );
+        let wirings = &supervisor.platform.wirings;
+        assert_eq!(wirings.len(), 2);
+        let written: Vec<&(String, String)> = wirings.iter().flat_map(|w| &w.writes).collect();
+        let bus_peer = (
+            "/local/domain/1/data/lichen/channels/events/peer-domid".to_string(),
+            "2".to_string(),
+        );
+        let api_peer = (
+            "/local/domain/2/data/lichen/channels/events/peer-domid".to_string(),
+            "1".to_string(),
+        );
+        assert!(
+            written.contains(&&bus_peer) && written.contains(&&api_peer),
+            "{written:?}"
+        );
+    }
+
+    #[test]
+    fn a_restarted_server_is_rewired_on_both_sides() {
+        let manifest = CHANNELLED.replace("image = \"bus\"", "image = \"bus\"\nbackoff_ms = 1");
+        let fake = Fake::new(&[
+            ("api", &[Script::Forever]),
+            ("bus", &[Script::Crash, Script::Forever]),
+        ]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut fake = fake;
+        fake.stop_when_all_unpaused = Some((stop.clone(), 3));
+        let (status, supervisor, _) = supervise_until(&manifest, fake, &stop);
+        assert_eq!(status, 0, "a node shutdown is not a failure");
+        let last = supervisor
+            .platform
+            .wirings
+            .iter()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>();
+        let written: Vec<&(String, String)> = last.iter().flat_map(|w| &w.writes).collect();
+        let api_peer = (
+            "/local/domain/2/data/lichen/channels/events/peer-domid".to_string(),
+            "3".to_string(),
+        );
+        assert!(
+            written.contains(&&api_peer),
+            "the client learns the server's new domid: {written:?}"
+        );
+        assert_eq!(
+            states(&supervisor),
+            [("bus", State::Stopped, 1), ("api", State::Stopped, 0)]
+        );
+        assert_eq!(
+            supervisor.platform.domains.len(),
+            0,
+            "all domains were torn down"
+        );
+    }
+
+    #[test]
+    fn a_sequential_node_runs_one_service_at_a_time() {
+        let manifest = format!("sequential = true\n{CHANNELLED}");
+        let fake = Fake::new(&[
+            ("api", &[Script::Poweroff(None)]),
+            ("bus", &[Script::Poweroff(None)]),
+        ]);
+        let (_, supervisor, _) = supervise(&manifest, fake);
+        let calls = &supervisor.platform.calls;
+        assert_eq!(
+            calls[..],
+            [
+                "create bus",
+                "unpause bus",
+                "destroy bus",
+                "create api",
+                "unpause api",
+                "destroy api"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_service_that_outlives_its_timeout_fails() {
+        let manifest =
+            "[services.slow]\nimage = \"s\"\nmemory = 8\nrestart = \"never\"\ntimeout_s = 1\n";
+        let (status, supervisor, took) =
+            supervise(manifest, Fake::new(&[("slow", &[Script::Forever])]));
+        assert_eq!(status, 1);
+        assert_eq!(
+            states(&supervisor),
+            [("slow", State::Failed("timed out after 1 s".into()), 0)]
+        );
+        assert!(took >= Duration::from_secs(1));
+        assert_eq!(supervisor.platform.count("destroy"), 1);
+    }
+
+    #[test]
+    fn outcomes_follow_the_shutdown_reason_and_exit_status() {
+        assert_eq!(outcome_of(ShutdownReason::Poweroff, None), Outcome::Success);
+        assert_eq!(
+            outcome_of(ShutdownReason::Poweroff, Some(0)),
+            Outcome::Success
+        );
+        assert!(matches!(
+            outcome_of(ShutdownReason::Poweroff, Some(1)),
+            Outcome::Failure(_)
+        ));
+        assert!(matches!(
+            outcome_of(ShutdownReason::Crash, Some(0)),
+            Outcome::Failure(_)
+        ));
+        assert_eq!(outcome_of(ShutdownReason::Reboot, None), Outcome::Reboot);
+        assert!(matches!(
+            outcome_of(ShutdownReason::Other(4), None),
+            Outcome::Failure(_)
+        ));
+    }
+}

@@ -1,0 +1,328 @@
+//! The real [`Platform`]: Xen's `xl` for domains, the xenstore command-line tools for xenstore,
+//! xenconsoled's per-guest log files for consoles and its ptys for console input.
+//!
+//! Domains are created with `xl create -p -e` (paused, and without xl's background process) from
+//! generated configs that keep a domain after it shuts down (`on_poweroff = "preserve"`, ...):
+//! the launcher reads its exit status and console first, then destroys it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::console::ConsoleTail;
+use crate::manifest::Service;
+use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
+use crate::say;
+use crate::wiring::Wiring;
+
+/// Drives Xen through its command-line tools.
+pub struct Toolstack {
+    state_dir: PathBuf,
+    log_dir: PathBuf,
+    consoles: HashMap<String, ConsoleTail>,
+    domains_changed: Arc<AtomicBool>,
+}
+
+impl Toolstack {
+    /// A toolstack that writes domain configs to `state_dir` and reads console logs (xenconsoled's
+    /// `guest-<name>.log`) from `log_dir`. It watches `@releaseDomain` to learn of shutdowns.
+    pub fn new(state_dir: &Path, log_dir: &Path) -> Result<Toolstack, String> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+        let domains_changed = Arc::new(AtomicBool::new(true));
+        watch_domain_releases(domains_changed.clone())?;
+        Ok(Toolstack {
+            state_dir: state_dir.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            consoles: HashMap::new(),
+            domains_changed,
+        })
+    }
+}
+
+/// Runs `xenstore-watch @releaseDomain` and raises `flag` on each event (a domain shut down or
+/// died). The watcher lives as long as the launcher.
+fn watch_domain_releases(flag: Arc<AtomicBool>) -> Result<(), String> {
+    let mut child = Command::new("xenstore-watch")
+        .arg("@releaseDomain")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run xenstore-watch: {e}"))?;
+    let stdout = child.stdout.take().ok_or("xenstore-watch has no stdout")?;
+    std::thread::spawn(move || {
+        for _event in BufReader::new(stdout).lines() {
+            flag.store(true, Ordering::SeqCst);
+        }
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+/// Runs a tool and returns its standard output, or an error with its standard error.
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let detail: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("Parsing config"))
+            .collect();
+        Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            detail.join(" / ")
+        ))
+    }
+}
+
+/// Quotes a string for an xl config file.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The xl config of a service: a PVH domain kept after it shuts down.
+pub fn domain_config(name: &str, service: &Service, files: &BootFiles) -> String {
+    let mut config = String::new();
+    let mut line = |key: &str, value: String| config.push_str(&format!("{key} = {value}\n"));
+    line("name", quoted(name));
+    line("type", quoted("pvh"));
+    line("kernel", quoted(&files.kernel.display().to_string()));
+    if let Some(ramdisk) = &files.ramdisk {
+        line("ramdisk", quoted(&ramdisk.display().to_string()));
+    }
+    line("memory", service.memory.to_string());
+    line("vcpus", service.vcpus.to_string());
+    line("cmdline", quoted(&service.cmdline));
+    for event in [
+        "on_poweroff",
+        "on_reboot",
+        "on_crash",
+        "on_watchdog",
+        "on_soft_reset",
+    ] {
+        line(event, quoted("preserve"));
+    }
+    config
+}
+
+/// Parses `xl list -v`: `Name ID Mem VCPUs State Time(s) UUID Reason-Code Security-Label`.
+/// The state is six flags (`r b p s c d`); the reason code is Xen's shutdown code or `-`.
+pub fn parse_domain_list(text: &str) -> HashMap<u32, DomainState> {
+    let mut domains = HashMap::new();
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(id), Some(flags)) = (
+            fields.get(1).and_then(|f| f.parse::<u32>().ok()),
+            fields.get(4),
+        ) else {
+            continue;
+        };
+        if id == 0 {
+            continue;
+        }
+        let flags = flags.as_bytes();
+        let state = if flags.get(5) == Some(&b'd') {
+            DomainState::Dying
+        } else if flags.get(3) == Some(&b's') || flags.get(4) == Some(&b'c') {
+            let code = fields.get(7).and_then(|c| c.parse::<u32>().ok());
+            let crashed = flags.get(4) == Some(&b'c');
+            DomainState::Shutdown(match code {
+                Some(code) => ShutdownReason::from_code(code),
+                None if crashed => ShutdownReason::Crash,
+                None => ShutdownReason::Other(u32::MAX),
+            })
+        } else {
+            DomainState::Alive
+        };
+        domains.insert(id, state);
+    }
+    domains
+}
+
+impl Platform for Toolstack {
+    fn create_paused(
+        &mut self,
+        name: &str,
+        service: &Service,
+        files: &BootFiles,
+    ) -> Result<u32, String> {
+        let config_path = self.state_dir.join(format!("{name}.cfg"));
+        std::fs::write(&config_path, domain_config(name, service, files))
+            .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+        let config = config_path.display().to_string();
+        let started = Instant::now();
+        run("xl", &["create", "-p", "-e", &config])?;
+        let created = started.elapsed();
+        let domid = run("xl", &["domid", name])?;
+        say!(
+            "{name}: xl create -p took {:.3} s, xl domid {:.3} s",
+            created.as_secs_f64(),
+            (started.elapsed() - created).as_secs_f64()
+        );
+        domid
+            .trim()
+            .parse()
+            .map_err(|_| format!("xl domid {name} printed `{}`", domid.trim()))
+    }
+
+    fn unpause(&mut self, domid: u32) -> Result<(), String> {
+        run("xl", &["unpause", &domid.to_string()]).map(drop)
+    }
+
+    fn destroy(&mut self, domid: u32) -> Result<(), String> {
+        run("xl", &["destroy", &domid.to_string()]).map(drop)
+    }
+
+    fn domains(&mut self) -> Result<HashMap<u32, DomainState>, String> {
+        run("xl", &["list", "-v"]).map(|text| parse_domain_list(&text))
+    }
+
+    fn domains_changed(&mut self) -> bool {
+        self.domains_changed.swap(false, Ordering::SeqCst)
+    }
+
+    fn exit_status(&mut self, domid: u32) -> Option<i64> {
+        let path = format!("/local/domain/{domid}/data/exit-status");
+        run("xenstore-read", &[&path]).ok()?.trim().parse().ok()
+    }
+
+    fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
+        if !wiring.writes.is_empty() {
+            let args: Vec<&str> = wiring
+                .writes
+                .iter()
+                .flat_map(|(p, v)| [p.as_str(), v.as_str()])
+                .collect();
+            run("xenstore-write", &args)?;
+        }
+        for change in &wiring.perms {
+            let mut args: Vec<&str> = Vec::new();
+            if change.recursive {
+                args.push("-r");
+            }
+            args.push(&change.path);
+            args.extend(change.perms.iter().map(String::as_str));
+            run("xenstore-chmod", &args)?;
+        }
+        Ok(())
+    }
+
+    fn send_console_input(&mut self, name: &str, domid: u32, input: &str) {
+        let (name, input) = (name.to_string(), input.to_string());
+        std::thread::spawn(move || {
+            if let Err(e) = write_console_input(domid, &input) {
+                say!("{name}: cannot send console input: {e}");
+            } else {
+                say!("{name}: sent {} bytes of console input", input.len());
+            }
+        });
+    }
+
+    fn console_lines(&mut self, name: &str, flush: bool) -> Vec<String> {
+        let log_dir = &self.log_dir;
+        let tail = self
+            .consoles
+            .entry(name.to_string())
+            .or_insert_with(|| ConsoleTail::new(log_dir.join(format!("guest-{name}.log"))));
+        let mut lines = tail.read_lines();
+        if flush {
+            lines.extend(tail.take_partial());
+        }
+        lines
+    }
+}
+
+/// Writes `input` to the pty xenconsoled gives the domain's console (waiting for it to appear).
+fn write_console_input(domid: u32, input: &str) -> Result<(), String> {
+    let key = format!("/local/domain/{domid}/console/tty");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tty = loop {
+        match run("xenstore-read", &[&key]) {
+            Ok(tty) if !tty.trim().is_empty() => break tty.trim().to_string(),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(_) | Err(_) => return Err(format!("{key} did not appear")),
+        }
+    };
+    let mut pty = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tty)
+        .map_err(|e| format!("cannot open {tty}: {e}"))?;
+    pty.write_all(input.as_bytes())
+        .map_err(|e| format!("cannot write to {tty}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+
+    #[test]
+    fn configs_describe_a_preserved_pvh_domain() {
+        let manifest = Manifest::parse(
+            "[services.api]\nimage = \"api\"\nmemory = 24\nvcpus = 2\ncmdline = 'motd=\"hi there\" path=C:\\x'\n",
+        )
+        .unwrap();
+        let files = BootFiles {
+            kernel: "/lichen/images/api.elf".into(),
+            ramdisk: Some("/lichen/images/rd".into()),
+        };
+        let config = domain_config("api", &manifest.services["api"], &files);
+        for expected in [
+            "name = \"api\"\n",
+            "type = \"pvh\"\n",
+            "kernel = \"/lichen/images/api.elf\"\n",
+            "ramdisk = \"/lichen/images/rd\"\n",
+            "memory = 24\n",
+            "vcpus = 2\n",
+            "cmdline = \"motd=\\\"hi there\\\" path=C:\\\\x\"\n",
+            "on_poweroff = \"preserve\"\n",
+            "on_crash = \"preserve\"\n",
+        ] {
+            assert!(
+                config.contains(expected),
+                "missing {expected:?} in\n{config}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_xl_list_states_and_shutdown_reasons() {
+        let text = "\
+Name                                        ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label
+Domain-0                                     0   768     2     r-----       8.4 00000000-0000-0000-0000-000000000000        -                -
+probe                                        1     4     1     ---s--       0.0 f1ed993e-e6b9-11f1-8eb7-4b65102919b7        0                -
+probe2                                       2     2     1     ---sc-       0.0 f5e49402-e6b9-11f1-be76-c7e6e2c809aa        3                -
+hello                                        3    32     1     -b----       0.1 f5e49402-e6b9-11f1-be76-c7e6e2c809ab        -                -
+paused                                       4    32     1     --p---       0.0 f5e49402-e6b9-11f1-be76-c7e6e2c809ac        -                -
+gone                                         5    32     1     -----d       0.0 f5e49402-e6b9-11f1-be76-c7e6e2c809ad        -                -
+";
+        let domains = parse_domain_list(text);
+        assert_eq!(domains.len(), 5, "dom0 is left out");
+        assert_eq!(domains[&1], DomainState::Shutdown(ShutdownReason::Poweroff));
+        assert_eq!(domains[&2], DomainState::Shutdown(ShutdownReason::Crash));
+        assert_eq!(domains[&3], DomainState::Alive);
+        assert_eq!(domains[&4], DomainState::Alive);
+        assert_eq!(domains[&5], DomainState::Dying);
+    }
+}

@@ -1,0 +1,232 @@
+//! What each service finds in xenstore about itself and its peers, and who may read it.
+//!
+//! For a service `S` running as domain `d` (paths relative to `/local/domain/<d>/data/lichen`):
+//!
+//! | path                        | value                                                  |
+//! |-----------------------------|--------------------------------------------------------|
+//! | `name`                      | `S`                                                    |
+//! | `channels`                  | the names of S's channels, space-separated             |
+//! | `channels/<C>/role`         | `server` or `client`                                   |
+//! | `channels/<C>/peer`         | the other service's name                               |
+//! | `channels/<C>/peer-domid`   | its domid (absent while it is not running)             |
+//! | `channels/<C>/ring-order`   | log2 of each ring's size in bytes                      |
+//! | `channels/<C>/server-path`  | client only: the server's `channels/<C>` directory,    |
+//! |                             | where the server writes `ring-ref` and `event-channel` |
+//!
+//! `name` and `channels` are private to `d` (owner `d`, no access for others). Each
+//! `channels/<C>` directory is owned by `d` and readable by the peer only (`n<d> r<peer>`); nodes
+//! the service creates below it (the vchan's `ring-ref`, `event-channel`) inherit that. Dom0 can
+//! read everything. When a peer restarts with a new domid the launcher rewrites both sides.
+
+use std::collections::HashMap;
+
+use crate::manifest::Manifest;
+
+/// Xenstore changes: values to write, then permissions to set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wiring {
+    /// `(path, value)` pairs.
+    pub writes: Vec<(String, String)>,
+    /// Permission lists to set, in xenstore-chmod syntax (`n1`, `r2`, ...): the first names the
+    /// owner and what everyone else may do; `recursive` applies it to the whole subtree.
+    pub perms: Vec<Permissions>,
+}
+
+/// One permission change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Permissions {
+    /// The node.
+    pub path: String,
+    /// The permission list.
+    pub perms: Vec<String>,
+    /// Whether the node's children get it too.
+    pub recursive: bool,
+}
+
+/// The base of a domain's lichen entries.
+pub fn base_path(domid: u32) -> String {
+    format!("/local/domain/{domid}/data/lichen")
+}
+
+/// The directory of channel `channel` in domain `domid`'s entries.
+pub fn channel_path(domid: u32, channel: &str) -> String {
+    format!("{}/channels/{channel}", base_path(domid))
+}
+
+/// The entries of `service`, running as `domids[service]`; `domids` holds the running services.
+/// Returns nothing when `service` is not running.
+pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<String, u32>) -> Wiring {
+    let Some(&domid) = domids.get(service) else {
+        return Wiring::default();
+    };
+    let base = base_path(domid);
+    let owner_only = vec![format!("n{domid}")];
+    let mut wiring = Wiring::default();
+    let names: Vec<&str> = manifest
+        .channels_of(service)
+        .map(|c| c.name.as_str())
+        .collect();
+    wiring
+        .writes
+        .push((format!("{base}/name"), service.to_string()));
+    wiring
+        .writes
+        .push((format!("{base}/channels"), names.join(" ")));
+    for node in [
+        base.clone(),
+        format!("{base}/name"),
+        format!("{base}/channels"),
+    ] {
+        wiring.perms.push(Permissions {
+            path: node,
+            perms: owner_only.clone(),
+            recursive: false,
+        });
+    }
+
+    for channel in manifest.channels_of(service) {
+        let is_server = channel.server == service;
+        let peer = if is_server {
+            &channel.client
+        } else {
+            &channel.server
+        };
+        let dir = channel_path(domid, &channel.name);
+        let role = if is_server { "server" } else { "client" };
+        wiring
+            .writes
+            .push((format!("{dir}/role"), role.to_string()));
+        wiring.writes.push((format!("{dir}/peer"), peer.clone()));
+        wiring
+            .writes
+            .push((format!("{dir}/ring-order"), channel.ring_order.to_string()));
+        let peer_domid = domids.get(peer.as_str()).copied();
+        if let Some(peer_domid) = peer_domid {
+            wiring
+                .writes
+                .push((format!("{dir}/peer-domid"), peer_domid.to_string()));
+            if !is_server {
+                wiring.writes.push((
+                    format!("{dir}/server-path"),
+                    channel_path(peer_domid, &channel.name),
+                ));
+            }
+        }
+        let mut perms = owner_only.clone();
+        perms.extend(peer_domid.map(|p| format!("r{p}")));
+        wiring.perms.push(Permissions {
+            path: dir,
+            perms,
+            recursive: true,
+        });
+    }
+    wiring
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> Manifest {
+        Manifest::parse(
+            r#"
+            [services.bus]
+            image = "bus"
+            memory = 8
+            [services.api]
+            image = "api"
+            memory = 8
+            [services.lone]
+            image = "lone"
+            memory = 8
+            [[channels]]
+            name = "events"
+            server = "bus"
+            client = "api"
+            ring_order = 12
+            "#,
+        )
+        .unwrap()
+    }
+
+    fn domids(pairs: &[(&str, u32)]) -> HashMap<String, u32> {
+        pairs.iter().map(|(n, d)| (n.to_string(), *d)).collect()
+    }
+
+    fn value<'a>(wiring: &'a Wiring, path: &str) -> Option<&'a str> {
+        wiring
+            .writes
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_server_learns_its_client_and_only_the_client_may_read() {
+        let wiring = service_wiring(&demo(), "bus", &domids(&[("bus", 3), ("api", 4)]));
+        let dir = "/local/domain/3/data/lichen/channels/events";
+        assert_eq!(
+            value(&wiring, "/local/domain/3/data/lichen/name"),
+            Some("bus")
+        );
+        assert_eq!(
+            value(&wiring, "/local/domain/3/data/lichen/channels"),
+            Some("events")
+        );
+        assert_eq!(value(&wiring, &format!("{dir}/role")), Some("server"));
+        assert_eq!(value(&wiring, &format!("{dir}/peer")), Some("api"));
+        assert_eq!(value(&wiring, &format!("{dir}/peer-domid")), Some("4"));
+        assert_eq!(value(&wiring, &format!("{dir}/ring-order")), Some("12"));
+        assert_eq!(value(&wiring, &format!("{dir}/server-path")), None);
+        let channel_perms = wiring.perms.iter().find(|p| p.path == dir).unwrap();
+        assert_eq!(channel_perms.perms, ["n3", "r4"]);
+        assert!(channel_perms.recursive);
+        let name_perms = wiring
+            .perms
+            .iter()
+            .find(|p| p.path.ends_with("/name"))
+            .unwrap();
+        assert_eq!(name_perms.perms, ["n3"]);
+    }
+
+    #[test]
+    fn a_client_learns_where_the_server_publishes_its_rings() {
+        let wiring = service_wiring(&demo(), "api", &domids(&[("bus", 3), ("api", 4)]));
+        let dir = "/local/domain/4/data/lichen/channels/events";
+        assert_eq!(value(&wiring, &format!("{dir}/role")), Some("client"));
+        assert_eq!(value(&wiring, &format!("{dir}/peer-domid")), Some("3"));
+        assert_eq!(
+            value(&wiring, &format!("{dir}/server-path")),
+            Some("/local/domain/3/data/lichen/channels/events")
+        );
+        assert_eq!(
+            wiring.perms.iter().find(|p| p.path == dir).unwrap().perms,
+            ["n4", "r3"]
+        );
+    }
+
+    #[test]
+    fn a_missing_peer_is_left_out_and_nobody_else_may_read() {
+        let wiring = service_wiring(&demo(), "api", &domids(&[("api", 4)]));
+        let dir = "/local/domain/4/data/lichen/channels/events";
+        assert_eq!(value(&wiring, &format!("{dir}/peer-domid")), None);
+        assert_eq!(value(&wiring, &format!("{dir}/server-path")), None);
+        assert_eq!(
+            wiring.perms.iter().find(|p| p.path == dir).unwrap().perms,
+            ["n4"]
+        );
+    }
+
+    #[test]
+    fn a_service_without_channels_gets_its_name_and_an_empty_list() {
+        let wiring = service_wiring(&demo(), "lone", &domids(&[("lone", 7)]));
+        assert_eq!(
+            value(&wiring, "/local/domain/7/data/lichen/channels"),
+            Some("")
+        );
+        assert_eq!(wiring.writes.len(), 2);
+        assert!(service_wiring(&demo(), "lone", &domids(&[]))
+            .writes
+            .is_empty());
+    }
+}
