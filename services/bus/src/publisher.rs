@@ -123,13 +123,17 @@ impl<T: Serialize + DeserializeOwned, S: Storage> Publisher<T, S> {
                 max: MAX_PAYLOAD,
             });
         }
-        if self.objects.get(key) == Some(&bytes) {
+        let current = self.objects.get_mut(key);
+        if current.as_deref() == Some(&bytes) {
             return Ok(());
         }
         self.storage
             .store(key, &bytes)
             .map_err(PublishError::Storage)?;
-        self.objects.insert(key.into(), bytes);
+        match current {
+            Some(current) => *current = bytes,
+            None => drop(self.objects.insert(key.into(), bytes)),
+        }
         self.note_change(key);
         Ok(())
     }

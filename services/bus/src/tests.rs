@@ -72,6 +72,21 @@ where
         events
     }
 
+    /// Moves one chunk of at most `chunk` bytes each way; returns the events reported.
+    fn step(&mut self, chunk: usize) -> Vec<OwnedEvent<T>> {
+        let mut events = Vec::new();
+        let mut channel = vec![0; chunk];
+        loopback::step(
+            &mut self.publisher,
+            self.session,
+            &mut self.subscriber,
+            &mut channel,
+            |event| events.push(event.to_owned()),
+        )
+        .unwrap();
+        events
+    }
+
     /// Drops the connection and opens a new one, as a transport does after a break.
     fn reconnect(&mut self) {
         self.publisher.disconnect(self.session);
@@ -266,14 +281,7 @@ fn a_reconnection_mid_sync_reports_each_object_once() {
     let mut bus = Bus::new(links_publisher(Volatile));
     let mut events = Vec::new();
     for _ in 0..5 {
-        loopback::step(
-            &mut bus.publisher,
-            bus.session,
-            &mut bus.subscriber,
-            16,
-            |event| events.push(event.to_owned()),
-        )
-        .unwrap();
+        events.extend(bus.step(16));
     }
     assert_eq!(events, [created("eth0", link("eth0", true))]);
     bus.reconnect();
@@ -552,16 +560,7 @@ fn check_scenario<S: Storage>(
             Op::Publish(key, value) => bus.publisher.publish(&key.to_string(), &value).unwrap(),
             Op::Unpublish(key) => drop(bus.publisher.unpublish(&key.to_string()).unwrap()),
             Op::Step(chunk) => {
-                let mut events = Vec::new();
-                loopback::step(
-                    &mut bus.publisher,
-                    bus.session,
-                    &mut bus.subscriber,
-                    chunk,
-                    |event| events.push(event.to_owned()),
-                )
-                .unwrap();
-                model.apply_all(&events)?;
+                model.apply_all(&bus.step(chunk))?;
             }
             Op::Drain => drain(&mut bus, &mut model)?,
             Op::Reconnect => bus.reconnect(),
