@@ -259,6 +259,32 @@ mod tests {
         assert!(payload_len <= key.len() + value.len() + UPDATE_OVERHEAD);
     }
 
+    /// The example frames of docs/bus.md.
+    #[test]
+    fn encodes_the_documented_examples() {
+        let mut sync_start = Vec::new();
+        seal(&mut 0, Message::SyncStart, &mut sync_start);
+        assert_eq!(
+            sync_start,
+            [0x4c, 0x42, 1, 2, 0, 0, 0, 0xbe, 0xea, 0xa6, 0xb0, 0, 2]
+        );
+        let mut update = Vec::new();
+        let value = postcard::to_allocvec(&(42u8, true)).unwrap();
+        seal(
+            &mut 5,
+            Message::Update {
+                key: "eth0",
+                value: Bytes(&value),
+            },
+            &mut update,
+        );
+        let header = [0x4c, 0x42, 1, 10, 0, 0, 0, 0xe1, 0x17, 0xf1, 0x93];
+        assert_eq!(
+            update,
+            [&header[..], &[5, 3, 4], b"eth0", &[2, 0x2a, 1]].concat()
+        );
+    }
+
     #[test]
     fn rejects_trailing_bytes_and_gaps() {
         let mut payload = postcard::to_allocvec(&Envelope {
