@@ -336,6 +336,11 @@ impl Outbox {
         }
     }
 
+    /// The waiting bytes, to append frames to.
+    pub(crate) fn queue(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
     /// Whether no encoded bytes are waiting.
     pub(crate) fn is_empty(&self) -> bool {
         self.written == self.bytes.len()

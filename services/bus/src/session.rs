@@ -18,7 +18,7 @@ use core::ops::Bound;
 use crate::{
     frame::{FrameDecoder, Outbox},
     storage::StoredObjects,
-    wire::{self, Bytes, Message, ProtocolError, Refusal},
+    wire::{self, Message, ProtocolError, Refusal},
     Topic,
 };
 
@@ -65,6 +65,23 @@ enum Stage {
     Syncing(SyncCursor),
     Live,
     Closed,
+}
+
+impl Stage {
+    /// The stage a subscription to topic `name` with schema version `schema` leads to.
+    fn answering(topic: &Topic, name: &str, schema: u32) -> Self {
+        if name != topic.name {
+            Self::Refusing(Refusal::WrongTopic {
+                published: topic.name.to_owned(),
+            })
+        } else if schema != topic.schema {
+            Self::Refusing(Refusal::WrongSchema {
+                published: topic.schema,
+            })
+        } else {
+            Self::Syncing(SyncCursor::default())
+        }
+    }
 }
 
 /// How far a full synchronisation got through the table, which it walks in key order.
@@ -121,26 +138,15 @@ impl Session {
     fn receive_frames(&mut self, topic: &Topic, bytes: &mut &[u8]) -> Result<(), ProtocolError> {
         while let Some(payload) = self.decoder.decode(bytes)? {
             let message = wire::open(&mut self.received_seq, payload)?;
-            let stage = &mut self.progress.stage;
-            *stage = match (&*stage, message) {
+            match (&self.progress.stage, message) {
                 (
                     Stage::AwaitingSubscribe,
                     Message::Subscribe {
-                        topic: wanted,
+                        topic: name,
                         schema,
                     },
                 ) => {
-                    if wanted != topic.name {
-                        Stage::Refusing(Refusal::WrongTopic {
-                            published: topic.name.to_owned(),
-                        })
-                    } else if schema != topic.schema {
-                        Stage::Refusing(Refusal::WrongSchema {
-                            published: topic.schema,
-                        })
-                    } else {
-                        Stage::Syncing(SyncCursor::default())
-                    }
+                    self.progress.stage = Stage::answering(topic, name, schema);
                 }
                 (Stage::Refusing(_) | Stage::Closed, _) => return Err(ProtocolError::NotConnected),
                 (_, message) => {
@@ -148,7 +154,7 @@ impl Session {
                         message: message.name(),
                     })
                 }
-            };
+            }
         }
         Ok(())
     }
@@ -218,17 +224,8 @@ impl Progress {
             Stage::Syncing(_) | Stage::Live => {}
         }
         if let Some(key) = self.pending.pop() {
-            match table.get(&key) {
-                Some(value) => wire::seal(
-                    seq,
-                    Message::Update {
-                        key: &key,
-                        value: Bytes(value),
-                    },
-                    out,
-                ),
-                None => wire::seal(seq, Message::Delete { key: &key }, out),
-            }
+            let value = table.get(&key).map(Vec::as_slice);
+            wire::seal(seq, Message::object(&key, value), out);
             return true;
         }
         match &mut self.stage {
@@ -239,14 +236,7 @@ impl Progress {
                     .map_or(Bound::Unbounded, Bound::Excluded);
                 match table.range::<str, _>((after, Bound::Unbounded)).next() {
                     Some((key, value)) => {
-                        wire::seal(
-                            seq,
-                            Message::Update {
-                                key,
-                                value: Bytes(value),
-                            },
-                            out,
-                        );
+                        wire::seal(seq, Message::object(key, Some(value)), out);
                         cursor.last_sent = Some(key.clone());
                     }
                     None => {

@@ -62,8 +62,6 @@ pub struct Subscriber<T> {
     mirror: Mirror<T>,
     decoder: FrameDecoder,
     outbox: Outbox,
-    subscribe_due: bool,
-    sent_seq: u32,
     received_seq: u32,
 }
 
@@ -106,8 +104,6 @@ impl<T: DeserializeOwned + PartialEq> Subscriber<T> {
             mirror,
             decoder: FrameDecoder::new(),
             outbox: Outbox::default(),
-            subscribe_due: false,
-            sent_seq: 0,
             received_seq: 0,
         }
     }
@@ -116,17 +112,19 @@ impl<T: DeserializeOwned + PartialEq> Subscriber<T> {
     /// and the publisher answers with a full synchronisation.
     pub fn connect(&mut self) {
         self.decoder = FrameDecoder::new();
-        self.outbox.clear();
-        self.subscribe_due = true;
-        self.sent_seq = 0;
         self.received_seq = 0;
+        self.outbox.clear();
+        let subscribe = Message::Subscribe {
+            topic: self.topic.name,
+            schema: self.topic.schema,
+        };
+        wire::seal(&mut 0, subscribe, self.outbox.queue());
         self.mirror.stage = Stage::Subscribing;
     }
 
     /// Notes that the connection is gone. The view is kept until the next synchronisation.
     pub fn disconnect(&mut self) {
         self.mirror.stage = Stage::Disconnected;
-        self.subscribe_due = false;
         self.outbox.clear();
     }
 
@@ -161,32 +159,12 @@ impl<T: DeserializeOwned + PartialEq> Subscriber<T> {
 
     /// Whether the subscriber has bytes to write.
     pub fn wants_to_send(&self) -> bool {
-        self.subscribe_due || !self.outbox.is_empty()
+        !self.outbox.is_empty()
     }
 
     /// Writes as many outgoing bytes as fit into `out`; returns how many.
     pub fn fill(&mut self, out: &mut [u8]) -> usize {
-        let Self {
-            topic,
-            outbox,
-            subscribe_due,
-            sent_seq,
-            ..
-        } = self;
-        outbox.fill(out, |bytes| {
-            let due = mem::take(subscribe_due);
-            if due {
-                wire::seal(
-                    sent_seq,
-                    Message::Subscribe {
-                        topic: topic.name,
-                        schema: topic.schema,
-                    },
-                    bytes,
-                );
-            }
-            due
-        })
+        self.outbox.fill(out, |_| false)
     }
 }
 

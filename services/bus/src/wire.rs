@@ -57,7 +57,18 @@ pub(crate) enum Message<'a> {
     Restarted,
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    /// The message telling that the object at `key` now has the encoded `value`, or is gone.
+    pub(crate) const fn object(key: &'a str, value: Option<&'a [u8]>) -> Self {
+        match value {
+            Some(value) => Self::Update {
+                key,
+                value: Bytes(value),
+            },
+            None => Self::Delete { key },
+        }
+    }
+
     /// The message's name, for errors.
     pub(crate) const fn name(&self) -> &'static str {
         match self {
