@@ -91,6 +91,12 @@ pub fn der_to_pem(der: &[u8]) -> Result<String, CertError> {
         .map_err(|_| CertError::Encoding)
 }
 
+/// The subject of a DER certificate, as an RFC 4514 string (e.g. `CN=device 42`).
+pub fn subject(der: &[u8]) -> Result<String, CertError> {
+    let cert = Certificate::from_der(der).map_err(|_| CertError::Encoding)?;
+    Ok(alloc::format!("{}", cert.tbs_certificate.subject))
+}
+
 /// The ECDSA P-256 public key of a DER certificate.
 pub fn public_key(der: &[u8]) -> Result<VerifyingKey, CertError> {
     let cert = Certificate::from_der(der).map_err(|_| CertError::Encoding)?;
@@ -119,15 +125,24 @@ pub fn verify_issued_by(cert: &[u8], issuer: &[u8]) -> Result<(), CertError> {
         .as_bytes()
         .and_then(|der| Signature::from_der(der).ok())
         .ok_or(CertError::Encoding)?;
-    let tbs = cert.tbs_certificate.to_der().map_err(|_| CertError::Encoding)?;
+    let tbs = cert
+        .tbs_certificate
+        .to_der()
+        .map_err(|_| CertError::Encoding)?;
     public_key(issuer)?
         .verify(&tbs, &signature)
         .map_err(|_| CertError::NotIssuedBy)
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -146,12 +161,30 @@ pub(crate) mod tests {
     #[test]
     fn hashes_are_sha256_and_its_first_16_bytes() {
         let full = hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(cert_hash(b"abc", HashAlgorithm::Sha25632bytes), Some(full.clone()));
-        assert_eq!(cert_hash(b"abc", HashAlgorithm::Sha25616bytes), Some(full[..16].to_vec()));
+        assert_eq!(
+            cert_hash(b"abc", HashAlgorithm::Sha25632bytes),
+            Some(full.clone())
+        );
+        assert_eq!(
+            cert_hash(b"abc", HashAlgorithm::Sha25616bytes),
+            Some(full[..16].to_vec())
+        );
         assert_eq!(cert_hash(b"abc", HashAlgorithm::Invalid), None);
-        assert!(hash_matches(b"abc", HashAlgorithm::Sha25616bytes, &full[..16]));
-        assert!(!hash_matches(b"abd", HashAlgorithm::Sha25616bytes, &full[..16]));
-        assert!(!hash_matches(b"abc", HashAlgorithm::Sha25632bytes, &full[..16]));
+        assert!(hash_matches(
+            b"abc",
+            HashAlgorithm::Sha25616bytes,
+            &full[..16]
+        ));
+        assert!(!hash_matches(
+            b"abd",
+            HashAlgorithm::Sha25616bytes,
+            &full[..16]
+        ));
+        assert!(!hash_matches(
+            b"abc",
+            HashAlgorithm::Sha25632bytes,
+            &full[..16]
+        ));
     }
 
     #[test]
@@ -177,10 +210,17 @@ pub(crate) mod tests {
     #[test]
     fn reads_the_key_and_hash_of_a_fixed_certificate() {
         let der = pem_to_der(LEAF_PEM).unwrap();
-        assert_eq!(cert_hash(&der, HashAlgorithm::Sha25632bytes).unwrap(), hex(LEAF_DER_SHA256));
+        assert_eq!(
+            cert_hash(&der, HashAlgorithm::Sha25632bytes).unwrap(),
+            hex(LEAF_DER_SHA256)
+        );
         let key = public_key(&der).unwrap();
-        assert_eq!(key.to_encoded_point(false).as_bytes(), &hex(LEAF_PUBLIC_KEY)[..]);
+        assert_eq!(
+            key.to_encoded_point(false).as_bytes(),
+            &hex(LEAF_PUBLIC_KEY)[..]
+        );
         assert_eq!(pem_to_der(&der_to_pem(&der).unwrap()).unwrap(), der);
+        assert_eq!(subject(&der).unwrap(), "CN=lichen test signing");
     }
 
     #[test]
@@ -201,7 +241,10 @@ pub(crate) mod tests {
     #[test]
     fn malformed_certificates_are_rejected() {
         assert_eq!(pem_to_der("no pem here"), Err(CertError::Encoding));
-        assert_eq!(public_key(b"\x30\x03\x02\x01\x00").unwrap_err(), CertError::Encoding);
+        assert_eq!(
+            public_key(b"\x30\x03\x02\x01\x00").unwrap_err(),
+            CertError::Encoding
+        );
         assert_eq!(verify_issued_by(b"", b""), Err(CertError::Encoding));
     }
 }

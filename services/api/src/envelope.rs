@@ -66,7 +66,12 @@ impl Signer {
     /// If `algo` is [`HashAlgorithm::Invalid`].
     pub fn new(key: SigningKey, hashed_cert: &[u8], algo: HashAlgorithm) -> Self {
         let cert_hash = cert_hash(hashed_cert, algo).expect("a valid hash algorithm");
-        Self { key, algo, cert_hash, sender_cert: Vec::new() }
+        Self {
+            key,
+            algo,
+            cert_hash,
+            sender_cert: Vec::new(),
+        }
     }
 
     /// Also sends the full certificate (base64 of its PEM) in every container, for receivers that
@@ -124,8 +129,8 @@ pub fn decode(body: &[u8]) -> Result<(AuthContainer, HashAlgorithm), EnvelopeErr
     if container.signature_hash.is_empty() || container.sender_cert_hash.is_empty() {
         return Err(EnvelopeError::Unsigned);
     }
-    let algo = HashAlgorithm::try_from(container.algo)
-        .map_err(|_| EnvelopeError::UnsupportedAlgorithm)?;
+    let algo =
+        HashAlgorithm::try_from(container.algo).map_err(|_| EnvelopeError::UnsupportedAlgorithm)?;
     let expected_len = match algo {
         HashAlgorithm::Invalid => return Err(EnvelopeError::UnsupportedAlgorithm),
         HashAlgorithm::Sha25616bytes => 16,
@@ -138,14 +143,17 @@ pub fn decode(body: &[u8]) -> Result<(AuthContainer, HashAlgorithm), EnvelopeErr
 }
 
 /// Verifies the container's signature with the sender's `key` and returns the payload.
-pub fn open<'a>(container: &'a AuthContainer, key: &VerifyingKey) -> Result<&'a [u8], EnvelopeError> {
+pub fn open<'a>(
+    container: &'a AuthContainer,
+    key: &VerifyingKey,
+) -> Result<&'a [u8], EnvelopeError> {
     let payload = &container
         .protected_payload
         .as_ref()
         .ok_or(EnvelopeError::MissingPayload)?
         .payload;
-    let signature =
-        Signature::from_slice(&container.signature_hash).map_err(|_| EnvelopeError::BadSignature)?;
+    let signature = Signature::from_slice(&container.signature_hash)
+        .map_err(|_| EnvelopeError::BadSignature)?;
     key.verify(payload, &signature)
         .map_err(|_| EnvelopeError::BadSignature)?;
     Ok(payload)
@@ -174,7 +182,10 @@ mod tests {
         let container = rfc6979_signer(HashAlgorithm::Sha25616bytes).seal(b"sample".to_vec());
         assert_eq!(container.signature_hash, hex(RFC6979_SAMPLE_SIGNATURE));
         assert_eq!(container.algo, HashAlgorithm::Sha25616bytes as i32);
-        assert_eq!(container.sender_cert_hash, hex("ba7816bf8f01cfea414140de5dae2223"));
+        assert_eq!(
+            container.sender_cert_hash,
+            hex("ba7816bf8f01cfea414140de5dae2223")
+        );
         assert!(container.sender_cert.is_empty());
     }
 
@@ -184,10 +195,16 @@ mod tests {
         let body = signer.seal(b"payload".to_vec()).encode_to_vec();
         let (container, algo) = decode(&body).unwrap();
         assert_eq!(algo, HashAlgorithm::Sha25632bytes);
-        assert_eq!(open(&container, &signer.verifying_key()), Ok(&b"payload"[..]));
+        assert_eq!(
+            open(&container, &signer.verifying_key()),
+            Ok(&b"payload"[..])
+        );
 
         let other = SigningKey::from_slice(&[7; 32]).unwrap();
-        assert_eq!(open(&container, other.verifying_key()), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            open(&container, other.verifying_key()),
+            Err(EnvelopeError::BadSignature)
+        );
     }
 
     #[test]
@@ -195,11 +212,17 @@ mod tests {
         let signer = rfc6979_signer(HashAlgorithm::Sha25616bytes);
         let mut container = signer.seal(b"payload".to_vec());
         container.protected_payload.as_mut().unwrap().payload[0] ^= 1;
-        assert_eq!(open(&container, &signer.verifying_key()), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            open(&container, &signer.verifying_key()),
+            Err(EnvelopeError::BadSignature)
+        );
 
         let mut container = signer.seal(b"payload".to_vec());
         container.signature_hash.truncate(63);
-        assert_eq!(open(&container, &signer.verifying_key()), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            open(&container, &signer.verifying_key()),
+            Err(EnvelopeError::BadSignature)
+        );
     }
 
     #[test]
@@ -211,9 +234,18 @@ mod tests {
             change(&mut container);
             decode(&container.encode_to_vec()).unwrap_err()
         };
-        assert_eq!(refused(|c| c.signature_hash.clear()), EnvelopeError::Unsigned);
-        assert_eq!(refused(|c| c.sender_cert_hash.clear()), EnvelopeError::Unsigned);
-        assert_eq!(refused(|c| c.protected_payload = None), EnvelopeError::MissingPayload);
+        assert_eq!(
+            refused(|c| c.signature_hash.clear()),
+            EnvelopeError::Unsigned
+        );
+        assert_eq!(
+            refused(|c| c.sender_cert_hash.clear()),
+            EnvelopeError::Unsigned
+        );
+        assert_eq!(
+            refused(|c| c.protected_payload = None),
+            EnvelopeError::MissingPayload
+        );
         assert_eq!(refused(|c| c.algo = 0), EnvelopeError::UnsupportedAlgorithm);
         assert_eq!(refused(|c| c.algo = 9), EnvelopeError::UnsupportedAlgorithm);
         assert_eq!(refused(|c| c.algo = 2), EnvelopeError::UnsupportedAlgorithm);
@@ -221,7 +253,10 @@ mod tests {
             refused(|c| c.cipher_data = Some(Default::default())),
             EnvelopeError::Encrypted
         );
-        assert_eq!(decode(b"\xff\xff\xff").unwrap_err(), EnvelopeError::Malformed);
+        assert_eq!(
+            decode(b"\xff\xff\xff").unwrap_err(),
+            EnvelopeError::Malformed
+        );
     }
 
     #[test]
@@ -230,6 +265,9 @@ mod tests {
         let container = rfc6979_signer(HashAlgorithm::Sha25632bytes)
             .with_sender_cert(pem)
             .seal(Vec::new());
-        assert_eq!(cert::decode_base64_pem(&container.sender_cert).unwrap(), pem);
+        assert_eq!(
+            cert::decode_base64_pem(&container.sender_cert).unwrap(),
+            pem
+        );
     }
 }

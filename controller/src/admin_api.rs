@@ -1,0 +1,82 @@
+//! The admin API's JSON documents, shared by the server and the admin CLI.
+//!
+//! Routes (under `/api/admin/v1`, all requiring `Authorization: Bearer <admin token>`):
+//! - `GET /onboarding`, `POST /onboarding` ([`NewOnboarding`]), `DELETE /onboarding/{id}`;
+//! - `GET /devices`, `GET /devices/{uuid}`, `DELETE /devices/{uuid}`;
+//! - `GET /devices/{uuid}/config` (proto3 JSON `EdgeDevConfig`), `PUT /devices/{uuid}/config`
+//!   (the configuration file, YAML or JSON) -> [`ConfigSet`];
+//! - `GET /devices/{uuid}/reports?after=SEQ&kinds=info,logs&wait_ms=MS` -> [`Reports`] (long poll).
+
+use serde::{Deserialize, Serialize};
+
+/// An onboarding certificate and the serials it admits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OnboardingEntry {
+    /// Hex of the first 16 bytes of the SHA-256 of the certificate's DER.
+    pub id: String,
+    /// The certificate's subject.
+    pub subject: String,
+    /// Admitted serial patterns (`*` is a wildcard).
+    pub serials: Vec<String>,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+}
+
+/// A request to admit devices with an onboarding certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewOnboarding {
+    /// The onboarding certificate, PEM.
+    pub cert_pem: String,
+    /// Serial patterns (`*` is a wildcard; `["*"]` admits every serial).
+    pub serials: Vec<String>,
+}
+
+/// A registered device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceSummary {
+    /// Its UUID.
+    pub uuid: String,
+    /// The serial it registered with.
+    pub serial: String,
+    /// The onboarding certificate it registered with.
+    pub onboarding_id: String,
+    /// Its certificate's subject.
+    pub subject: String,
+    /// When it registered (seconds since the Unix epoch).
+    pub registered_at: u64,
+    /// When it was last heard from since the controller started (ms since the epoch).
+    pub last_seen_ms: Option<u64>,
+    /// The version of its configuration (0: never configured).
+    pub config_version: u64,
+    /// The `configHash` it is served.
+    pub config_hash: String,
+}
+
+/// The result of setting a configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConfigSet {
+    /// The new version.
+    pub version: u64,
+    /// The new `configHash`.
+    pub hash: String,
+}
+
+/// One report from a device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Its sequence number: pass the last one seen as `after` to follow.
+    pub seq: u64,
+    /// `info`, `metrics`, `logs`, `flowlog` or `newlogs`.
+    pub kind: String,
+    /// When it was received (ms since the Unix epoch).
+    pub received_at_ms: u64,
+    /// The message in proto3 JSON (newlogs: the array of its JSON lines).
+    pub message: serde_json::Value,
+}
+
+/// A page of reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reports {
+    /// Reports after the requested sequence number, oldest first.
+    pub reports: Vec<Report>,
+}

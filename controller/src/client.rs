@@ -1,0 +1,125 @@
+//! A small HTTPS client for the controller's routes, trusting only the controller's root
+//! certificate. The admin CLI and the device simulator use it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+/// What went wrong with a request.
+#[derive(Debug)]
+pub struct ClientError(pub String);
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A response: its status and body.
+#[derive(Debug)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// An HTTPS client bound to one controller URL. Cloning shares its connection pool.
+#[derive(Clone)]
+pub struct HttpsClient {
+    base_url: String,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpsClient {
+    /// A client for `base_url` (e.g. `https://127.0.0.1:8443`) that trusts only the certificates
+    /// in `ca_pem`.
+    pub fn new(base_url: &str, ca_pem: &str) -> Result<Self, ClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let cert =
+                cert.map_err(|error| ClientError(format!("reading the CA certificate: {error}")))?;
+            roots
+                .add(cert)
+                .map_err(|error| ClientError(format!("bad CA certificate: {error}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| ClientError(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            client,
+        })
+    }
+
+    /// Sends a request to `path` with an optional body of `content_type` and bearer token.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        bearer: Option<&str>,
+    ) -> Result<Reply, ClientError> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url));
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some((content_type, bytes)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                Full::new(Bytes::from(bytes))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = request
+            .body(body)
+            .map_err(|error| ClientError(error.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| ClientError(format!("{path}: {}", error_chain(&error))))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| ClientError(format!("{path}: reading the response: {error}")))?
+            .to_bytes();
+        Ok(Reply { status, body })
+    }
+}
+
+/// An error with its causes, for messages people read.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,301 @@
+//! The admin API (see [`crate::admin_api`] for its routes and documents).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use lichen_api::config::EdgeDevConfig;
+use prost::Message;
+use serde::Deserialize;
+
+use super::device_routes::{gunzip, served_config};
+use super::{ApiError, App};
+use crate::admin_api::{ConfigSet, DeviceSummary, NewOnboarding, OnboardingEntry, Report, Reports};
+use crate::device_config;
+use crate::registration::onboarding_id;
+use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind};
+
+/// Where the admin API is mounted.
+pub(super) const PREFIX: &str = "/api/admin/v1";
+/// Longest a reports request waits for news.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Most reports in one page.
+const PAGE: usize = 200;
+
+pub(super) fn router(app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route("/onboarding", get(list_onboarding).post(add_onboarding))
+        .route("/onboarding/{id}", delete(remove_onboarding))
+        .route("/devices", get(list_devices))
+        .route("/devices/{uuid}", get(show_device).delete(delete_device))
+        .route("/devices/{uuid}/config", get(get_config).put(set_config))
+        .route("/devices/{uuid}/reports", get(reports))
+        .route_layer(middleware::from_fn_with_state(app, require_admin))
+}
+
+async fn require_admin(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match given {
+        Some(token) if crate::admin_token::matches(&app.admin_token, token.trim()) => {
+            Ok(next.run(request).await)
+        }
+        _ => Err(ApiError::unauthorized(
+            "admin token required (Authorization: Bearer ...)",
+        )),
+    }
+}
+
+fn entry(onboarding: Onboarding) -> OnboardingEntry {
+    let cert_pem = lichen_api::cert::der_to_pem(&onboarding.cert_der).unwrap_or_default();
+    OnboardingEntry {
+        id: onboarding.id,
+        subject: onboarding.subject,
+        serials: onboarding.serials,
+        cert_pem,
+    }
+}
+
+async fn list_onboarding(
+    State(app): State<Arc<App>>,
+) -> Result<Json<Vec<OnboardingEntry>>, ApiError> {
+    Ok(Json(
+        app.store
+            .onboarding()
+            .await?
+            .into_iter()
+            .map(entry)
+            .collect(),
+    ))
+}
+
+async fn add_onboarding(
+    State(app): State<Arc<App>>,
+    Json(new): Json<NewOnboarding>,
+) -> Result<(StatusCode, Json<OnboardingEntry>), ApiError> {
+    let bad =
+        |error: lichen_api::cert::CertError| ApiError::bad_request(format!("cert_pem: {error}"));
+    let cert_der = lichen_api::cert::pem_to_der(&new.cert_pem).map_err(bad)?;
+    lichen_api::cert::public_key(&cert_der).map_err(bad)?;
+    if new.serials.is_empty() || new.serials.iter().any(|serial| serial.is_empty()) {
+        return Err(ApiError::bad_request(
+            "serials: give at least one non-empty pattern (\"*\" admits all)",
+        ));
+    }
+    let onboarding = Onboarding {
+        id: onboarding_id(&cert_der),
+        subject: lichen_api::cert::subject(&cert_der).map_err(bad)?,
+        cert_der,
+        serials: new.serials,
+    };
+    app.store.put_onboarding(onboarding.clone()).await?;
+    Ok((StatusCode::CREATED, Json(entry(onboarding))))
+}
+
+async fn remove_onboarding(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.store
+        .remove_onboarding(&id)
+        .await
+        .map_err(not_found("onboarding certificate"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn not_found(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiError {
+    move |error| match error {
+        crate::store::StoreError::NotFound => ApiError::not_found(format!("no such {what}")),
+        other => other.into(),
+    }
+}
+
+async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
+    let config = app.store.config(&device.uuid).await?;
+    let served = match &config {
+        Some(config) => config.hash.clone(),
+        None => served_config(app, &device.uuid).await?.hash,
+    };
+    Ok(DeviceSummary {
+        last_seen_ms: app.devices.last_seen_ms(&device.uuid),
+        subject: lichen_api::cert::subject(&device.cert_der).unwrap_or_default(),
+        config_version: config.map_or(0, |config| config.version),
+        config_hash: served,
+        uuid: device.uuid,
+        serial: device.serial,
+        onboarding_id: device.onboarding_id,
+        registered_at: device.registered_at,
+    })
+}
+
+async fn list_devices(State(app): State<Arc<App>>) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    let mut summaries = Vec::new();
+    for device in app.store.devices().await? {
+        summaries.push(summary(&app, device).await?);
+    }
+    Ok(Json(summaries))
+}
+
+async fn find_device(app: &App, uuid: &str) -> Result<Device, ApiError> {
+    app.store
+        .device(uuid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {uuid}")))
+}
+
+async fn show_device(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+) -> Result<Json<DeviceSummary>, ApiError> {
+    let device = find_device(&app, &uuid).await?;
+    Ok(Json(summary(&app, device).await?))
+}
+
+async fn delete_device(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.store
+        .remove_device(&uuid)
+        .await
+        .map_err(not_found("device"))?;
+    app.devices.forget(&uuid);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_config(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+) -> Result<Json<EdgeDevConfig>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let served = served_config(&app, &uuid).await?;
+    let config = EdgeDevConfig::decode(&served.bytes[..])
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    Ok(Json(config))
+}
+
+async fn set_config(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+    text: String,
+) -> Result<Json<ConfigSet>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let config = device_config::parse(&text).map_err(ApiError::unprocessable)?;
+    device_config::validate(&config, &uuid)
+        .map_err(|problems| ApiError::unprocessable(problems.join("\n")))?;
+    let _one_at_a_time = app.config_writes.lock().await;
+    let version = app
+        .store
+        .config(&uuid)
+        .await?
+        .map_or(0, |config| config.version)
+        + 1;
+    let served = device_config::serve(&uuid, version, config);
+    let stored = DeviceConfig {
+        uuid,
+        version,
+        config: served.bytes,
+        hash: served.hash.clone(),
+    };
+    app.store
+        .set_config(stored)
+        .await
+        .map_err(not_found("device"))?;
+    Ok(Json(ConfigSet {
+        version,
+        hash: served.hash,
+    }))
+}
+
+/// Query of the reports route.
+#[derive(Deserialize)]
+struct ReportsQuery {
+    #[serde(default)]
+    after: u64,
+    kinds: Option<String>,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+async fn reports(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+    Query(query): Query<ReportsQuery>,
+) -> Result<Json<Reports>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let kinds = match &query.kinds {
+        None => TelemetryKind::ALL.to_vec(),
+        Some(names) => names
+            .split(',')
+            .map(|name| {
+                TelemetryKind::from_name(name.trim())
+                    .ok_or_else(|| ApiError::bad_request(format!("unknown kind {name:?}")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(query.wait_ms).min(MAX_WAIT);
+    let mut news = app.reports.subscribe();
+    loop {
+        news.mark_unchanged();
+        let found = app
+            .store
+            .telemetry_after(&uuid, &kinds, query.after, PAGE)
+            .await?;
+        if !found.is_empty()
+            || tokio::time::timeout_at(deadline, news.changed())
+                .await
+                .is_err()
+        {
+            return Ok(Json(Reports {
+                reports: found.into_iter().map(to_report).collect(),
+            }));
+        }
+    }
+}
+
+/// A stored report as JSON.
+fn to_report(report: Telemetry) -> Report {
+    use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, logs::LogBundle, metrics::ZMetricMsg};
+    fn json<M: Message + Default + serde::Serialize>(payload: &[u8]) -> serde_json::Value {
+        M::decode(payload)
+            .ok()
+            .and_then(|message| serde_json::to_value(message).ok())
+            .unwrap_or_default()
+    }
+    let kind = TelemetryKind::from_code(report.kind).unwrap_or(TelemetryKind::Info);
+    let message = match kind {
+        TelemetryKind::Info => json::<ZInfoMsg>(&report.payload),
+        TelemetryKind::Metrics => json::<ZMetricMsg>(&report.payload),
+        TelemetryKind::Logs => json::<LogBundle>(&report.payload),
+        TelemetryKind::FlowLog => json::<FlowMessage>(&report.payload),
+        TelemetryKind::NewLogs => {
+            let text = gunzip(&report.payload).unwrap_or_default();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|line| !line.trim().is_empty())
+                .map(|line| {
+                    serde_json::from_str(line)
+                        .unwrap_or_else(|_| serde_json::Value::String(line.to_owned()))
+                })
+                .collect()
+        }
+    };
+    Report {
+        seq: report.seq,
+        kind: kind.name().to_owned(),
+        received_at_ms: report.received_at_ms,
+        message,
+    }
+}

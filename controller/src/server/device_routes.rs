@@ -1,0 +1,258 @@
+//! The EVE API v2 device routes. Every POST body is an `AuthContainer`; except for `register`
+//! (signed with the onboarding certificate it carries) it must be signed by a registered device,
+//! and a UUID in the path must be that device's.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use lichen_api::auth::AuthContainer;
+use lichen_api::config::{ConfigRequest, ConfigResponse, EdgeDevConfig};
+use lichen_api::envelope;
+use lichen_api::register::ZRegisterMsg;
+use lichen_api::uuid::{UuidRequest, UuidResponse};
+use prost::Message;
+
+use super::devices::KnownDevice;
+use super::{now_ms, ApiError, App};
+use crate::device_config::{self, Served};
+use crate::registration::{self, RegisterError, Registered};
+use crate::store::{Telemetry, TelemetryKind};
+
+/// Largest decompressed newlogs body accepted (guards against gzip bombs).
+const MAX_NEWLOGS_BYTES: u64 = 64 << 20;
+
+/// The device routes, relative to `/api/v2/edgedevice`.
+pub(super) fn router() -> Router<Arc<App>> {
+    let mut routes = Router::new()
+        .route("/ping", get(|| async { StatusCode::OK }))
+        .route("/certs", get(certs))
+        .route("/register", post(register))
+        .route("/uuid", post(uuid))
+        .route("/config", post(config))
+        .route("/id/{uuid}/config", post(config));
+    for kind in TelemetryKind::ALL {
+        let handler =
+            move |State(app): State<Arc<App>>, signed: SignedByDevice| report(app, signed, kind);
+        routes = routes
+            .route(&format!("/{}", kind.name()), post(handler))
+            .route(&format!("/id/{{uuid}}/{}", kind.name()), post(handler));
+    }
+    routes
+}
+
+/// A decoded, not yet verified `AuthContainer` body of the right content type.
+struct Envelope(AuthContainer);
+
+impl<S: Send + Sync> FromRequest<S> for Envelope {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if content_type.is_none_or(|ct| !ct.starts_with(lichen_api::CONTENT_TYPE)) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("body must be {}", lichen_api::CONTENT_TYPE),
+            ));
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+        let (container, _) = envelope::decode(&body)?;
+        Ok(Self(container))
+    }
+}
+
+/// A body signed by a registered device (the one in the path, if any), and its payload.
+struct SignedByDevice {
+    device: Arc<KnownDevice>,
+    payload: Vec<u8>,
+}
+
+impl FromRequest<Arc<App>> for SignedByDevice {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let path_uuid = RawPathParams::from_request_parts(&mut parts, app)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "uuid")
+                    .map(|(_, value)| value.to_string())
+            });
+        let Envelope(container) =
+            Envelope::from_request(Request::from_parts(parts, body), app).await?;
+        let device = app
+            .devices
+            .find(&*app.store, &container.sender_cert_hash)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("signed by an unknown certificate"))?;
+        let payload = envelope::open(&container, &device.key)?.to_vec();
+        if let Some(uuid) = path_uuid {
+            if uuid::Uuid::parse_str(&uuid).is_err() {
+                return Err(ApiError::bad_request(format!("{uuid:?} is not a UUID")));
+            }
+            if uuid != device.uuid {
+                return Err(ApiError::forbidden("signed by another device"));
+            }
+        }
+        device.seen(now_ms());
+        Ok(Self { device, payload })
+    }
+}
+
+/// Decodes a payload as `M`, or answers 422.
+fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, ApiError> {
+    M::decode(payload)
+        .map_err(|error| ApiError::unprocessable(format!("payload is not a {what}: {error}")))
+}
+
+/// A 200 response carrying `message` in a signed envelope.
+fn signed(app: &App, message: &impl Message) -> Response {
+    (
+        [(header::CONTENT_TYPE, lichen_api::CONTENT_TYPE)],
+        app.signer.seal_to_bytes(message),
+    )
+        .into_response()
+}
+
+async fn certs(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, lichen_api::CONTENT_TYPE)],
+        app.certs_body.clone(),
+    )
+        .into_response()
+}
+
+async fn register(
+    State(app): State<Arc<App>>,
+    Envelope(container): Envelope,
+) -> Result<StatusCode, ApiError> {
+    if container.sender_cert.is_empty() {
+        return Err(ApiError::unauthorized(
+            "register must carry the onboarding certificate (senderCert)",
+        ));
+    }
+    let bad_cert =
+        |error: lichen_api::cert::CertError| ApiError::bad_request(format!("senderCert: {error}"));
+    let pem = lichen_api::cert::decode_base64_pem(&container.sender_cert).map_err(bad_cert)?;
+    let onboarding_der = lichen_api::cert::pem_to_der(&pem).map_err(bad_cert)?;
+    let key = lichen_api::cert::public_key(&onboarding_der).map_err(bad_cert)?;
+    let payload = envelope::open(&container, &key)?;
+    let message: ZRegisterMsg = decode(payload, "ZRegisterMsg")?;
+    match registration::register(&*app.store, &onboarding_der, &message).await {
+        Ok(Registered::Created(_)) => Ok(StatusCode::CREATED),
+        Ok(Registered::Again(_)) => Ok(StatusCode::OK),
+        Err(RegisterError::NotAllowed) => Err(ApiError::forbidden(
+            "onboarding certificate or serial not admitted",
+        )),
+        Err(RegisterError::Conflict) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "another device certificate is registered with this onboarding certificate and serial",
+        )),
+        Err(RegisterError::BadDeviceCert(reason)) => {
+            Err(ApiError::bad_request(format!("pemCert: {reason}")))
+        }
+        Err(RegisterError::Store(error)) => Err(error.into()),
+    }
+}
+
+async fn uuid(
+    State(app): State<Arc<App>>,
+    signed_by: SignedByDevice,
+) -> Result<Response, ApiError> {
+    decode::<UuidRequest>(&signed_by.payload, "UuidRequest")?;
+    let response = UuidResponse {
+        uuid: signed_by.device.uuid.clone(),
+        ..Default::default()
+    };
+    Ok(signed(&app, &response))
+}
+
+async fn config(
+    State(app): State<Arc<App>>,
+    signed_by: SignedByDevice,
+) -> Result<Response, ApiError> {
+    let request: ConfigRequest = decode(&signed_by.payload, "ConfigRequest")?;
+    let served = served_config(&app, &signed_by.device.uuid).await?;
+    if request.config_hash == served.hash {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let config = EdgeDevConfig::decode(&served.bytes[..]).map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored config: {error}"),
+        )
+    })?;
+    let response = ConfigResponse {
+        config: Some(config),
+        config_hash: served.hash,
+    };
+    Ok(signed(&app, &response))
+}
+
+/// What the device with `uuid` is served: its stored configuration, or only its identity.
+pub(super) async fn served_config(app: &App, uuid: &str) -> Result<Served, ApiError> {
+    Ok(match app.store.config(uuid).await? {
+        Some(stored) => Served {
+            bytes: stored.config,
+            hash: stored.hash,
+        },
+        None => device_config::serve(uuid, 0, EdgeDevConfig::default()),
+    })
+}
+
+async fn report(
+    app: Arc<App>,
+    signed_by: SignedByDevice,
+    kind: TelemetryKind,
+) -> Result<StatusCode, ApiError> {
+    check_report(kind, &signed_by.payload)?;
+    let report = Telemetry {
+        uuid: signed_by.device.uuid.clone(),
+        kind: kind as i32,
+        seq: 0,
+        received_at_ms: now_ms(),
+        payload: signed_by.payload,
+    };
+    let seq = app.store.add_telemetry(report).await?;
+    app.reports.send_replace(seq);
+    Ok(StatusCode::CREATED)
+}
+
+/// Checks that a report decodes as its kind's message (or, for newlogs, as gzip).
+fn check_report(kind: TelemetryKind, payload: &[u8]) -> Result<(), ApiError> {
+    use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, logs::LogBundle, metrics::ZMetricMsg};
+    match kind {
+        TelemetryKind::Info => decode::<ZInfoMsg>(payload, "ZInfoMsg").map(drop),
+        TelemetryKind::Metrics => decode::<ZMetricMsg>(payload, "ZMetricMsg").map(drop),
+        TelemetryKind::Logs => decode::<LogBundle>(payload, "LogBundle").map(drop),
+        TelemetryKind::FlowLog => decode::<FlowMessage>(payload, "FlowMessage").map(drop),
+        TelemetryKind::NewLogs => gunzip(payload).map(drop).map_err(|error| {
+            ApiError::unprocessable(format!("newlogs payload is not gzip: {error}"))
+        }),
+    }
+}
+
+/// Decompresses a newlogs payload, refusing more than [`MAX_NEWLOGS_BYTES`].
+pub(super) fn gunzip(payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(payload)
+        .take(MAX_NEWLOGS_BYTES + 1)
+        .read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_NEWLOGS_BYTES {
+        return Err(std::io::Error::other("too large once decompressed"));
+    }
+    Ok(text)
+}

@@ -1,0 +1,208 @@
+//! The HTTPS server: EVE API v2 device routes under `/api/v2/edgedevice` and the admin API under
+//! `/api/admin/v1`, on one TLS 1.3 listener.
+
+mod admin_routes;
+mod device_routes;
+mod devices;
+mod error;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use lichen_api::envelope::Signer;
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+pub use error::ApiError;
+
+use crate::pki::Pki;
+use crate::store::embedded::{self, EmbeddedStore};
+use crate::store::Store;
+use devices::DeviceCache;
+
+/// How to run the controller.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where certificates, the admin token and the store live.
+    pub state_dir: PathBuf,
+    /// The address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Extra DNS names or IP addresses for a new server certificate.
+    pub server_names: Vec<String>,
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Tuning of the embedded store.
+    pub store: embedded::Options,
+}
+
+impl Options {
+    /// Defaults for a state directory and listen address.
+    pub fn new(state_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            state_dir,
+            listen,
+            server_names: Vec::new(),
+            max_body_bytes: 1 << 20,
+            store: Default::default(),
+        }
+    }
+}
+
+/// What the routes share.
+pub(crate) struct App {
+    store: Arc<dyn Store>,
+    /// Signs every response envelope.
+    signer: Signer,
+    /// The signed `ZControllerCert` served by the certs route.
+    certs_body: Vec<u8>,
+    admin_token: String,
+    devices: DeviceCache,
+    /// The sequence number of the newest report, for followers.
+    reports: watch::Sender<u64>,
+    /// Serializes configuration changes, so that versions increase one by one.
+    config_writes: tokio::sync::Mutex<()>,
+}
+
+/// A running controller.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The root certificate devices and admins trust (PEM).
+    pub ca_pem: String,
+    /// The admin bearer token.
+    pub admin_token: String,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drops open connections and waits until the store is closed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+    }
+}
+
+/// Starts the controller: creates or loads its certificates, admin token and store, and serves.
+pub async fn start(options: Options) -> io::Result<Running> {
+    let pki = Pki::load_or_create(&options.state_dir, &options.server_names)?;
+    let admin_token = crate::admin_token::load_or_create(&options.state_dir)?;
+    let store = EmbeddedStore::open(&options.state_dir.join("store"), options.store.clone())
+        .map_err(|error| io::Error::other(error.to_string()))?;
+    let app = Arc::new(App::new(Arc::new(store), &pki, admin_token.clone()));
+    let router = Router::new()
+        .nest(lichen_api::API_PREFIX, device_routes::router())
+        .nest(admin_routes::PREFIX, admin_routes::router(Arc::clone(&app)))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(app);
+
+    let acceptor = tls_acceptor(&pki)?;
+    let listener = TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, acceptor, router, stopped));
+    Ok(Running {
+        addr,
+        ca_pem: pki.ca.cert_pem,
+        admin_token,
+        stop,
+        server,
+    })
+}
+
+impl App {
+    fn new(store: Arc<dyn Store>, pki: &Pki, admin_token: String) -> Self {
+        use lichen_api::certs::{ZCert, ZCertType, ZControllerCert};
+        use lichen_api::common::HashAlgorithm;
+        // The controller's certificates are hashed over their PEM text, as EVE does.
+        let signing_pem = pki.signing.cert_pem.as_bytes();
+        let signer = Signer::new(
+            pki.signing.key.clone(),
+            signing_pem,
+            HashAlgorithm::Sha25632bytes,
+        );
+        let certs = ZControllerCert {
+            certs: vec![ZCert {
+                hash_algo: HashAlgorithm::Sha25632bytes as i32,
+                cert_hash: signer.cert_hash().to_vec(),
+                r#type: ZCertType::CertTypeControllerSigning as i32,
+                cert: signing_pem.to_vec(),
+                attributes: None,
+            }],
+        };
+        let certs_body = signer.seal_to_bytes(&certs);
+        Self {
+            store,
+            signer,
+            certs_body,
+            admin_token,
+            devices: DeviceCache::default(),
+            reports: watch::channel(0).0,
+            config_writes: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+fn tls_acceptor(pki: &Pki) -> io::Result<TlsAcceptor> {
+    let chain = [&pki.server.cert_pem, &pki.ca.cert_pem]
+        .into_iter()
+        .map(|pem| CertificateDer::from_pem_slice(pem.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io::Error::other)?;
+    let key =
+        PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).map_err(io::Error::other)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(io::Error::other)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TLS connections and serves HTTP/1.1 on each until told to stop.
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let service = TowerToHyperService::new(router.clone());
+                connections.spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stopped.changed() => break,
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
