@@ -1,1 +1,99 @@
+//! The lichen library OS.
+//!
+//! A lichen unikernel is one service linked with this kernel: a PVH ELF that boots as a Xen
+//! PVH domU or directly under QEMU's microvm machine. The kernel brings up the CPU, memory,
+//! console, clock and timer, then runs the service's async `main` on a small executor and
+//! stops the machine with its exit status. A service declares itself with [`service!`]:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! kernel::service!(main);
+//! async fn main(args: kernel::Args) -> i32 {
+//!     kernel::info!("hello");
+//!     0
+//! }
+//! ```
+//!
+//! Pure logic (command-line parsing, time arithmetic, memory-map handling, log formatting)
+//! also builds on the host, where its unit tests run.
+
 #![no_std]
+#![warn(missing_docs)]
+
+pub extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod cmdline;
+pub mod log;
+pub mod mem;
+pub mod platform;
+pub mod pvh;
+pub mod sync;
+pub mod time;
+
+#[cfg(target_os = "none")]
+pub mod arch {
+    //! Architecture support (x86-64 only).
+    mod x86_64;
+    pub use self::x86_64::*;
+}
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+pub mod executor;
+#[cfg(target_os = "none")]
+pub mod exit;
+#[cfg(target_os = "none")]
+mod fault;
+#[cfg(target_os = "none")]
+pub mod irq;
+
+pub use cmdline::Args;
+#[cfg(target_os = "none")]
+pub use {
+    boot::{boot_timings, BootTimings},
+    executor::{sleep, sleep_until, spawn, timeout, yield_now, JoinHandle},
+    exit::{exit, Status},
+    time::{now, wall_clock, Duration, Instant},
+};
+
+/// The future a service's `main` returns: its exit status.
+pub type MainFuture = core::pin::Pin<alloc::boxed::Box<dyn core::future::Future<Output = i32>>>;
+
+/// What a service image tells the kernel about itself (see [`service!`]).
+pub struct Service {
+    /// Image name (the service crate's name).
+    pub name: &'static str,
+    /// Image version (the service crate's version).
+    pub version: &'static str,
+    /// Starts the service's `main`.
+    pub main: fn(Args) -> MainFuture,
+}
+
+/// The service linked into this image.
+#[cfg(target_os = "none")]
+pub fn service() -> &'static Service {
+    unsafe extern "Rust" {
+        static LICHEN_SERVICE: Service;
+    }
+    // SAFETY: every image defines LICHEN_SERVICE through `service!`, once; it is immutable.
+    unsafe { &*core::ptr::addr_of!(LICHEN_SERVICE) }
+}
+
+/// Declares the image's service: `service!(main)` where `main` is
+/// `async fn main(args: kernel::Args) -> i32`.
+#[macro_export]
+macro_rules! service {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        static LICHEN_SERVICE: $crate::Service = $crate::Service {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            main: |args| $crate::alloc::boxed::Box::pin($main(args)),
+        };
+    };
+}

@@ -1,0 +1,42 @@
+//! x86-64 support: boot, descriptor tables, traps, the local APIC and CPU instructions.
+
+pub mod apic;
+pub mod boot;
+pub mod cpu;
+pub mod gdt;
+pub mod paging;
+pub mod pit;
+pub mod trap;
+
+/// Sets up the CPU: GDT and TSS, IDT, the stack guard and the local APIC.
+///
+/// # Safety
+/// Call once at boot, with interrupts disabled, before anything else.
+pub unsafe fn init() {
+    // SAFETY: forwarded: once, at boot, interrupts off.
+    unsafe {
+        gdt::init();
+        trap::init();
+        paging::protect_stack_guard();
+        apic::init();
+    }
+}
+
+/// Sets up the timer interrupt: TSC-deadline mode if the CPU has it, else one-shot mode with
+/// the APIC timer rate measured against the TSC over 1 ms.
+pub fn init_timer(scale: crate::time::TscScale) {
+    if apic::has_tsc_deadline() {
+        apic::use_tsc_deadline();
+        return;
+    }
+    let window = scale.ns_to_ticks(1_000_000);
+    apic::start_free_running();
+    let start = cpu::rdtsc();
+    let count_start = apic::current_count();
+    while cpu::rdtsc() - start < window {
+        core::hint::spin_loop();
+    }
+    let elapsed = cpu::rdtsc() - start;
+    let counted = u64::from(count_start - apic::current_count());
+    apic::use_one_shot(((u128::from(counted) << 32) / u128::from(elapsed.max(1))) as u64);
+}

@@ -1,0 +1,312 @@
+//! A small async executor for one CPU: tasks, wakers, timers, and an idle loop that halts.
+//!
+//! Tasks are boxed futures in slots. Waking a task queues it once on the ready queue. The run
+//! loop polls ready tasks, fires expired timers, wakes tasks whose interrupts came in, and when
+//! nothing is ready arms the timer for the earliest deadline and halts until an interrupt.
+//! There is no busy polling: a task that waits is not polled until something wakes it.
+
+use alloc::boxed::Box;
+use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::cmp::Ordering as CmpOrdering;
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+
+use crate::arch::cpu;
+use crate::sync::IrqMutex;
+use crate::time::{self, Instant};
+
+type BoxedTask = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Makes a value placeable in a `static` although it is not `Send`.
+struct SingleCpu<T>(T);
+// SAFETY: lichen runs one CPU; tasks are created, polled and dropped only by task code (never
+// by interrupt handlers), so a task is never touched from two contexts at once.
+unsafe impl<T> Send for SingleCpu<T> {}
+
+struct TaskWaker {
+    slot: usize,
+    queued: AtomicBool,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            READY.lock().push_back(self.clone());
+        }
+    }
+}
+
+struct Slot {
+    /// `None` while the task is being polled.
+    future: Option<BoxedTask>,
+    waker: Arc<TaskWaker>,
+}
+
+static TASKS: IrqMutex<SingleCpu<Vec<Option<Slot>>>> = IrqMutex::new(SingleCpu(Vec::new()));
+static READY: IrqMutex<VecDeque<Arc<TaskWaker>>> = IrqMutex::new(VecDeque::new());
+static TIMERS: IrqMutex<BinaryHeap<TimerEntry>> = IrqMutex::new(BinaryHeap::new());
+static TIMER_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Starts a task; the handle yields its result.
+pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> JoinHandle<T> {
+    let state = Rc::new(RefCell::new(JoinState {
+        result: None,
+        waiter: None,
+    }));
+    let producer = state.clone();
+    let task = async move {
+        let value = future.await;
+        let waiter = {
+            let mut s = producer.borrow_mut();
+            s.result = Some(value);
+            s.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.wake();
+        }
+    };
+    let mut tasks = TASKS.lock();
+    let index = tasks.0.iter().position(Option::is_none).unwrap_or_else(|| {
+        tasks.0.push(None);
+        tasks.0.len() - 1
+    });
+    let waker = Arc::new(TaskWaker {
+        slot: index,
+        queued: AtomicBool::new(false),
+    });
+    tasks.0[index] = Some(Slot {
+        future: Some(Box::pin(task)),
+        waker: waker.clone(),
+    });
+    drop(tasks);
+    waker.wake();
+    JoinHandle { state }
+}
+
+struct JoinState<T> {
+    result: Option<T>,
+    waiter: Option<Waker>,
+}
+
+/// The result of a spawned task, as a future.
+pub struct JoinHandle<T> {
+    state: Rc<RefCell<JoinState<T>>>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Whether the task has finished (its result not yet taken).
+    pub fn is_finished(&self) -> bool {
+        self.state.borrow().result.is_some()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut state = self.state.borrow_mut();
+        match state.result.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                state.waiter = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Number of live tasks.
+pub fn task_count() -> usize {
+    TASKS.lock().0.iter().filter(|s| s.is_some()).count()
+}
+
+/// Polls one task; returns without doing anything if the wake is stale.
+fn poll_task(waker: Arc<TaskWaker>) {
+    waker.queued.store(false, Ordering::Release);
+    let future = {
+        let mut tasks = TASKS.lock();
+        match tasks.0.get_mut(waker.slot) {
+            Some(Some(slot)) if Arc::ptr_eq(&slot.waker, &waker) => slot.future.take(),
+            _ => None,
+        }
+    };
+    let Some(mut future) = future else { return };
+    let std_waker = Waker::from(waker.clone());
+    let done = future
+        .as_mut()
+        .poll(&mut Context::from_waker(&std_waker))
+        .is_ready();
+    let mut tasks = TASKS.lock();
+    if done {
+        // Drop the finished future outside the lock: its destructor may touch the executor.
+        let finished = tasks.0[waker.slot].take();
+        drop(tasks);
+        drop(finished);
+        drop(future);
+    } else if let Some(slot) = tasks.0[waker.slot].as_mut() {
+        slot.future = Some(future);
+    }
+}
+
+/// Runs tasks until `main` completes, and returns its output.
+pub fn run<T: 'static>(main: impl Future<Output = T> + 'static) -> T {
+    let handle = spawn(main);
+    loop {
+        // Poll what is ready now; tasks woken meanwhile wait for the next round, so timers
+        // and interrupts are looked at between rounds.
+        let ready: VecDeque<_> = core::mem::take(&mut *READY.lock());
+        for waker in ready {
+            poll_task(waker);
+        }
+        if let Some(result) = handle.state.borrow_mut().result.take() {
+            return result;
+        }
+        let next_deadline = fire_timers(time::now());
+        let waiting_on_interrupts = crate::irq::wake_pending();
+        cpu::disable_interrupts();
+        if !READY.lock().is_empty() || crate::irq::any_pending() {
+            cpu::enable_interrupts();
+            continue;
+        }
+        match next_deadline {
+            Some(deadline) => crate::platform::current().arm_timer(deadline),
+            None if !waiting_on_interrupts => {
+                cpu::enable_interrupts();
+                panic!("deadlock: every task waits, and no timer or interrupt can wake one");
+            }
+            None => {}
+        }
+        crate::platform::current().idle();
+        crate::irq::take(crate::arch::trap::TIMER_VECTOR);
+    }
+}
+
+struct TimerEntry {
+    deadline: Instant,
+    sequence: u64,
+    waker: Waker,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    /// Reversed: the max-heap yields the earliest deadline first, then the earliest armed.
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.deadline, other.sequence).cmp(&(self.deadline, self.sequence))
+    }
+}
+
+/// Wakes every timer due at `now`; returns the next deadline.
+fn fire_timers(now: Instant) -> Option<Instant> {
+    loop {
+        let mut timers = TIMERS.lock();
+        match timers.peek() {
+            Some(entry) if entry.deadline <= now => {
+                let entry = timers.pop().expect("peeked");
+                drop(timers);
+                entry.waker.wake();
+            }
+            Some(entry) => return Some(entry.deadline),
+            None => return None,
+        }
+    }
+}
+
+/// Completes at `deadline`.
+pub struct Sleep {
+    deadline: Instant,
+    armed_for: Option<Waker>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if time::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        if !self
+            .armed_for
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let sequence = TIMER_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+            TIMERS.lock().push(TimerEntry {
+                deadline: self.deadline,
+                sequence,
+                waker: cx.waker().clone(),
+            });
+            self.armed_for = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Completes after `duration`.
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(time::now() + duration)
+}
+
+/// Completes at `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        armed_for: None,
+    }
+}
+
+/// The error of [`timeout`]: the time ran out first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl core::fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+/// Runs `future` for at most `duration`.
+pub async fn timeout<T>(duration: Duration, future: impl Future<Output = T>) -> Result<T, Elapsed> {
+    let mut future = core::pin::pin!(future);
+    let mut timer = sleep(duration);
+    core::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        Pin::new(&mut timer).poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
+}
+
+/// Gives other ready tasks a turn.
+pub async fn yield_now() {
+    let mut yielded = false;
+    core::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
