@@ -608,6 +608,71 @@ fn check_scenario<S: Storage>(
     Ok(())
 }
 
+/// What a confused or hostile publisher might send: any message, with values that may or may
+/// not decode.
+#[derive(Clone, Debug)]
+enum Sent {
+    SyncStart,
+    Update(u8, Vec<u8>),
+    Delete(u8),
+    Complete(bool),
+    Restarted,
+    Refused,
+    Subscribe,
+}
+
+fn sent() -> impl Strategy<Value = Sent> {
+    let value = prop_oneof![
+        4 => any::<u8>().prop_map(|value| postcard::to_allocvec(&value).unwrap()),
+        1 => prop::collection::vec(any::<u8>(), 0..4),
+    ];
+    prop_oneof![
+        1 => Just(Sent::SyncStart),
+        6 => (0u8..6, value).prop_map(|(key, value)| Sent::Update(key, value)),
+        2 => (0u8..6).prop_map(Sent::Delete),
+        1 => any::<bool>().prop_map(Sent::Complete),
+        1 => Just(Sent::Restarted),
+        1 => Just(Sent::Refused),
+        1 => Just(Sent::Subscribe),
+    ]
+}
+
+/// The frames of `messages`, numbered from 0.
+fn frames_of(messages: &[Sent]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut seq = 0;
+    for message in messages {
+        let key = |key: &u8| key.to_string();
+        match message {
+            Sent::SyncStart => wire::seal(&mut seq, Message::SyncStart, &mut bytes),
+            Sent::Update(k, value) => {
+                wire::seal(&mut seq, Message::object(&key(k), Some(value)), &mut bytes)
+            }
+            Sent::Delete(k) => wire::seal(&mut seq, Message::object(&key(k), None), &mut bytes),
+            Sent::Complete(restarted) => wire::seal(
+                &mut seq,
+                Message::Complete {
+                    restarted: *restarted,
+                },
+                &mut bytes,
+            ),
+            Sent::Restarted => wire::seal(&mut seq, Message::Restarted, &mut bytes),
+            Sent::Refused => {
+                let refusal = Refusal::WrongSchema { published: 2 };
+                wire::seal(&mut seq, Message::Refused(refusal), &mut bytes)
+            }
+            Sent::Subscribe => {
+                let subscribe = Message::Subscribe {
+                    topic: LINKS.name,
+                    schema: 1,
+                };
+                wire::seal(&mut seq, subscribe, &mut bytes)
+            }
+        }
+    }
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -629,5 +694,27 @@ proptest! {
         }
         let _ = bus.subscriber.receive(&bytes, |_| {});
         let _ = bus.publisher.receive(bus.session, &bytes);
+    }
+
+    #[test]
+    fn a_subscriber_stays_consistent_whatever_a_publisher_sends(
+        messages in prop::collection::vec(sent(), 0..40),
+        chunk in 1usize..64,
+    ) {
+        let mut subscriber = Subscriber::<u8>::new(LINKS);
+        subscriber.connect();
+        let mut model = Model::default();
+        for piece in frames_of(&messages).chunks(chunk) {
+            let mut events = Vec::new();
+            let result = subscriber.receive(piece, |event| events.push(event.to_owned()));
+            model.apply_all(&events)?;
+            let view: BTreeMap<String, u8> =
+                subscriber.iter().map(|(key, value)| (key.into(), *value)).collect();
+            prop_assert_eq!(&view, &model.objects);
+            if result.is_err() {
+                prop_assert!(!subscriber.is_connected() && !subscriber.is_synchronized());
+                break;
+            }
+        }
     }
 }

@@ -2,16 +2,22 @@
 //! engines: none of them may panic, and the decoder may only hand out payloads within its limit.
 #![no_main]
 
-use bus::{FrameDecoder, Publisher, Subscriber, Topic, Volatile};
+use bus::{frame::encode_frame, FrameDecoder, Publisher, Subscriber, Topic, Volatile};
 use libfuzzer_sys::fuzz_target;
+use serde::ser::{Serialize, SerializeTuple, Serializer};
 
 const MAX_PAYLOAD: usize = 4096;
 const TOPIC: Topic = Topic::new("fuzz/values", 1);
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the chunk size, so that every split of the stream gets explored.
-    let Some((&chunk, stream)) = data.split_first() else { return };
-    let chunk = usize::from(chunk).max(1);
+    // The first byte picks the chunk size, so that every split of the stream gets explored, and
+    // whether the rest is the raw stream or payloads to frame properly (so that the fuzzer gets
+    // past the checksums to the messages).
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(selector & 0x7f).max(1);
+    let stream = if selector & 0x80 == 0 { rest.to_vec() } else { framed(rest) };
 
     let mut decoder = FrameDecoder::with_max_payload(MAX_PAYLOAD);
     let mut subscriber = Subscriber::<(u32, String)>::new(TOPIC);
@@ -27,3 +33,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Frames each payload of `data`, read as a length byte followed by that many bytes.
+fn framed(mut data: &[u8]) -> Vec<u8> {
+    let mut stream = Vec::new();
+    while let Some((&length, rest)) = data.split_first() {
+        let (payload, rest) = rest.split_at(usize::from(length).min(rest.len()));
+        encode_frame(&Raw(payload), &mut stream).unwrap();
+        data = rest;
+    }
+    stream
+}
+
+/// Bytes that postcard writes as they are, without a length.
+struct Raw<'a>(&'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(self.0.len())?;
+        self.0.iter().try_for_each(|byte| tuple.serialize_element(byte))?;
+        tuple.end()
+    }
+}
