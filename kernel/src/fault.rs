@@ -5,7 +5,7 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arch::trap::TrapFrame;
+use crate::arch::trap::{TrapFrame, DOUBLE_FAULT};
 use crate::arch::{cpu, gdt, paging};
 use crate::console::EmergencyWriter;
 use crate::exit::{exit, Status};
@@ -71,12 +71,15 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
         frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp,
         frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15, frame.rflags,
     );
-    if frame.vector == 14 {
-        let (stack_base, _) = paging::stack_bounds();
-        let guard = stack_base - 4096;
-        if (guard..stack_base).contains(&cpu::cr2()) {
-            let _ = writeln!(w, "  the fault is in the stack guard page: stack overflow");
-        }
+    let (stack_base, _) = paging::stack_bounds();
+    let guard = stack_base - 4096..stack_base;
+    let hit_guard = match frame.vector {
+        14 => guard.contains(&cpu::cr2()),
+        DOUBLE_FAULT => guard.contains(&frame.rsp),
+        _ => false,
+    };
+    if hit_guard {
+        let _ = writeln!(w, "  the kernel stack ran into its guard page: stack overflow");
     }
     write_backtrace(&mut w, frame.rip, frame.rbp);
     exit(Status::Fault)

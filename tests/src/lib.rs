@@ -1,1 +1,257 @@
-//! QEMU harness for lichen boot tests and benchmarks.
+//! The harness behind lichen's boot tests and benchmarks.
+//!
+//! It builds images with `scripts/build`, asks `scripts/run --print-command` for the exact QEMU
+//! command a user would run, runs it with a timeout, and returns the serial console output and
+//! the guest's exit status, with the time each console line arrived.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the root")
+        .to_path_buf()
+}
+
+/// Builds every image once per process (later calls wait for the first).
+pub fn build_images() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(root().join("scripts/build"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build");
+        assert!(status.success(), "scripts/build failed");
+    });
+}
+
+/// Which accelerator QEMU uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM if /dev/kvm works, else TCG (what `scripts/run` picks).
+    Auto,
+    /// KVM.
+    Kvm,
+    /// TCG.
+    Tcg,
+}
+
+/// Whether KVM is usable here.
+pub fn kvm_available() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// One console line and when it arrived, counted from QEMU's start.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// Arrival time since QEMU was started.
+    pub at: Duration,
+    /// The text, without the line end.
+    pub text: String,
+}
+
+/// The outcome of one boot.
+#[derive(Debug)]
+pub struct Boot {
+    /// The guest's exit status, `None` if it timed out or QEMU failed.
+    pub status: Option<i32>,
+    /// Console lines.
+    pub lines: Vec<Line>,
+    /// Whether the timeout ended the run.
+    pub timed_out: bool,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+impl Boot {
+    /// The whole console output.
+    pub fn output(&self) -> String {
+        self.lines.iter().map(|l| format!("{}\n", l.text)).collect()
+    }
+
+    /// The first line containing `needle`.
+    pub fn line(&self, needle: &str) -> Option<&Line> {
+        self.lines.iter().find(|l| l.text.contains(needle))
+    }
+
+    /// Panics with the output unless some line contains `needle`.
+    pub fn expect(&self, needle: &str) -> &Line {
+        self.line(needle)
+            .unwrap_or_else(|| panic!("no line contains {needle:?}; output:\n{}", self.output()))
+    }
+
+    /// Panics with the output unless the exit status is `status`.
+    pub fn expect_status(&self, status: i32) {
+        assert_eq!(
+            self.status,
+            Some(status),
+            "exit status; output:\n{}",
+            self.output()
+        );
+    }
+}
+
+/// A boot to run: image, accelerator, command line, timeout.
+#[derive(Clone, Debug)]
+pub struct Run {
+    image: String,
+    accel: Accel,
+    args: Vec<String>,
+    timeout: Duration,
+    mem_mib: u32,
+}
+
+impl Run {
+    /// Boots `image` with defaults: automatic accelerator, 64 MiB, 60 s timeout.
+    pub fn new(image: &str) -> Run {
+        Run {
+            image: image.into(),
+            accel: Accel::Auto,
+            args: Vec::new(),
+            timeout: Duration::from_secs(60),
+            mem_mib: 64,
+        }
+    }
+
+    /// Chooses the accelerator.
+    pub fn accel(mut self, accel: Accel) -> Run {
+        self.accel = accel;
+        self
+    }
+
+    /// Adds a kernel command-line word.
+    pub fn arg(mut self, arg: &str) -> Run {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Run {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the guest memory.
+    pub fn mem_mib(mut self, mem_mib: u32) -> Run {
+        self.mem_mib = mem_mib;
+        self
+    }
+
+    /// The QEMU command `scripts/run` would run.
+    pub fn command(&self) -> Vec<String> {
+        let mut cmd = Command::new(root().join("scripts/run"));
+        cmd.arg(&self.image)
+            .arg("--print-command")
+            .args(["--mem", &self.mem_mib.to_string()])
+            .env("LICHEN_NO_BUILD", "1");
+        match self.accel {
+            Accel::Auto => {}
+            Accel::Kvm => {
+                cmd.arg("--kvm");
+            }
+            Accel::Tcg => {
+                cmd.arg("--tcg");
+            }
+        }
+        cmd.arg("--").args(&self.args);
+        let out = cmd.output().expect("run scripts/run --print-command");
+        assert!(
+            out.status.success(),
+            "scripts/run --print-command: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Builds the images if needed, boots, and collects the console until QEMU exits or the
+    /// timeout hits (then QEMU is killed).
+    pub fn boot(&self) -> Boot {
+        build_images();
+        let argv = self.command();
+        let start = Instant::now();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start qemu");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for text in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx
+                    .send(Line {
+                        at: start.elapsed(),
+                        text,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let mut timed_out = false;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if start.elapsed() > self.timeout {
+                timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+        }
+        let exit = child.wait().expect("wait for qemu");
+        let _ = reader.join();
+        lines.extend(rx.try_iter());
+        let status = if timed_out {
+            None
+        } else {
+            exit.code().filter(|c| c % 2 == 1).map(|c| (c - 1) / 2)
+        };
+        Boot {
+            status,
+            lines,
+            timed_out,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+/// Median and 90th percentile of `samples` (sorted in place).
+pub fn median_p90(samples: &mut [f64]) -> (f64, f64) {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut s = [5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(median_p90(&mut s), (6.0, 9.0));
+        assert_eq!(median_p90(&mut [1.0]), (1.0, 1.0));
+    }
+}

@@ -22,8 +22,8 @@ use kernel::{info, Args, Duration, Instant};
 
 kernel::service!(main);
 
-/// Address the page-fault switch reads: far above the 4 GiB identity map.
-const UNMAPPED: u64 = 0xdead_0000_0000;
+/// Address the page-fault switch reads: canonical, far above the 4 GiB identity map.
+const UNMAPPED: u64 = 0x7f00_dead_0000;
 /// Largest accepted lateness of a timer, in ms (lenient: TCG on a loaded host is slow).
 const LATENESS_LIMIT_MS: u64 = 250;
 

@@ -1,33 +1,54 @@
 //! The 8254 PIT, used once at boot to calibrate the TSC where no hypervisor states its rate.
+//!
+//! Channel 0 runs as a rate generator from 0xffff and its count is latched and read back, so
+//! no gate or speaker port is needed (QEMU's microvm has none).
 
 use super::cpu::{inb, outb, rdtsc};
 use crate::time::TscScale;
 
 /// The PIT input clock.
 const PIT_HZ: u64 = 1_193_182;
-/// Calibration window: 5 ms (PIT ticks).
-const WINDOW_TICKS: u16 = 5966;
+/// Calibration window: 5 ms in PIT ticks.
+const WINDOW_TICKS: u64 = 5966;
+/// Give up after this many TSC ticks without the window elapsing (no PIT).
+const GIVE_UP_TSC: u64 = 20_000_000_000;
 
-/// Measures the TSC rate against PIT channel 2 over a 5 ms window.
+fn read_count() -> u16 {
+    // SAFETY: 0x43 is the PIT mode port (0x00 latches channel 0), 0x40 channel 0's data port.
+    unsafe {
+        outb(0x43, 0x00);
+        let lo = inb(0x40);
+        let hi = inb(0x40);
+        u16::from_le_bytes([lo, hi])
+    }
+}
+
+/// Measures the TSC rate against PIT channel 0 over a 5 ms window.
 pub fn calibrate_tsc() -> TscScale {
-    // SAFETY: port 0x61 gates channel 2 (speaker output kept off), 0x43 is the PIT mode
-    // register and 0x42 the channel 2 counter; nothing else uses channel 2.
-    let ticks = unsafe {
-        outb(0x61, (inb(0x61) & !0x02) | 0x01);
-        outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0 (interrupt on terminal count)
-        outb(0x42, WINDOW_TICKS as u8);
-        outb(0x42, (WINDOW_TICKS >> 8) as u8);
-        let start = rdtsc();
-        let mut spins = 0u64;
-        while inb(0x61) & 0x20 == 0 {
-            spins += 1;
-            if spins > 100_000_000 {
-                break; // no PIT: fall through to the fallback below
+    // SAFETY: channel 0, lobyte/hibyte, mode 2, count 0xffff; its interrupt line is masked at
+    // the PIC and the I/O APIC, and nothing else uses the PIT.
+    unsafe {
+        outb(0x43, 0x34);
+        outb(0x40, 0xff);
+        outb(0x40, 0xff);
+    }
+    let first = read_count();
+    let start = rdtsc();
+    loop {
+        let elapsed_ticks = u64::from(first.wrapping_sub(read_count()));
+        let end = rdtsc();
+        if elapsed_ticks >= WINDOW_TICKS {
+            let hz = (u128::from(end - start) * u128::from(PIT_HZ) / u128::from(elapsed_ticks)) as u64;
+            if let Some(scale) = TscScale::from_hz(hz) {
+                return scale;
             }
+            break;
         }
-        rdtsc() - start
-    };
-    let hz = ticks * PIT_HZ / u64::from(WINDOW_TICKS);
-    // Without a PIT, assume 1 GHz: time will be wrong but the kernel keeps running.
-    TscScale::from_hz(if hz > 1_000_000 { hz } else { 1_000_000_000 }).expect("non-zero rate")
+        if end - start > GIVE_UP_TSC {
+            break;
+        }
+    }
+    // No working PIT: assume 1 GHz. Time will be off but the kernel keeps running.
+    crate::warn!("no PIT to calibrate the TSC against: assuming 1 GHz");
+    TscScale::from_hz(1_000_000_000).expect("non-zero rate")
 }
