@@ -109,6 +109,7 @@ pub struct Run {
     args: Vec<String>,
     timeout: Duration,
     mem_mib: u32,
+    script_options: Vec<String>,
 }
 
 impl Run {
