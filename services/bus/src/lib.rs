@@ -13,6 +13,7 @@
 //! see [`loopback`]) feeds them the bytes it reads and writes the bytes they produce. On the wire
 //! each message is a checked frame (see [`frame`]); `docs/bus.md` describes the protocol.
 #![no_std]
+#![warn(missing_docs)]
 
 extern crate alloc;
 
