@@ -121,6 +121,7 @@ impl Run {
             args: Vec::new(),
             timeout: Duration::from_secs(60),
             mem_mib: 64,
+            script_options: Vec::new(),
         }
     }
 
@@ -139,6 +140,13 @@ impl Run {
     /// Sets the timeout.
     pub fn timeout(mut self, timeout: Duration) -> Run {
         self.timeout = timeout;
+        self
+    }
+
+    /// Passes an option (with its value, if any) to `scripts/run`, e.g. `--hostfwd`.
+    pub fn script_option(mut self, option: &str, value: Option<&str>) -> Run {
+        self.script_options.push(option.into());
+        self.script_options.extend(value.map(String::from));
         self
     }
 
@@ -164,7 +172,7 @@ impl Run {
                 cmd.arg("--tcg");
             }
         }
-        cmd.arg("--").args(&self.args);
+        cmd.args(&self.script_options).arg("--").args(&self.args);
         let out = cmd.output().expect("run scripts/run --print-command");
         assert!(
             out.status.success(),
