@@ -22,9 +22,7 @@ pub enum RestartMode {
 pub enum Outcome {
     /// It powered off with exit status 0 (or none).
     Success,
-    /// It asked to be rebooted.
-    Reboot,
-    /// It crashed, exited with a non-zero status, timed out or could not be started.
+    /// It crashed, rebooted, exited with a non-zero status, timed out or could not be started.
     Failure(String),
 }
 
@@ -63,15 +61,11 @@ impl RestartPolicy {
     }
 
     /// Decides what follows a run that ended with `outcome`, given how many failures in a row
-    /// there were before it (a success or a reboot resets that count; the caller keeps it).
+    /// there were before it (a success resets that count; the caller keeps it).
     pub fn decide(&self, outcome: &Outcome, failures_before: u32) -> Decision {
         match (outcome, self.mode) {
-            (Outcome::Success, RestartMode::Always) | (Outcome::Reboot, RestartMode::Always) => {
-                Decision::Restart(Duration::ZERO)
-            }
-            (Outcome::Reboot, RestartMode::OnFailure) => Decision::Restart(Duration::ZERO),
+            (Outcome::Success, RestartMode::Always) => Decision::Restart(Duration::ZERO),
             (Outcome::Success, _) => Decision::Exited,
-            (Outcome::Reboot, RestartMode::Never) => Decision::Failed("asked for a reboot".into()),
             (Outcome::Failure(why), RestartMode::Never) => Decision::Failed(why.clone()),
             (Outcome::Failure(why), _) => {
                 let failures = failures_before + 1;
@@ -132,10 +126,6 @@ mod tests {
             "{why}"
         );
         assert_eq!(p.decide(&Outcome::Success, 1), Decision::Exited);
-        assert_eq!(
-            p.decide(&Outcome::Reboot, 2),
-            Decision::Restart(Duration::ZERO)
-        );
     }
 
     #[test]
@@ -143,7 +133,6 @@ mod tests {
         let p = policy(RestartMode::Never, 5);
         assert_eq!(p.decide(&Outcome::Success, 0), Decision::Exited);
         assert_eq!(p.decide(&crash(), 0), Decision::Failed("crashed".into()));
-        assert!(matches!(p.decide(&Outcome::Reboot, 0), Decision::Failed(_)));
     }
 
     #[test]

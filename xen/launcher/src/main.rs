@@ -5,6 +5,7 @@
 //! ```text
 //! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order
 //! lichen-launcher images [--images DIR]... <manifest>   validate; print the image files to stage
+//! lichen-launcher image-names <manifest>                 print the image names it uses (unchecked)
 //! lichen-launcher run    [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>
 //! ```
 //!
@@ -18,10 +19,12 @@ mod log;
 mod manifest;
 mod order;
 mod platform;
+mod privcmd;
 mod status;
 mod supervisor;
 mod toolstack;
 mod wiring;
+mod xenstore;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +33,7 @@ use std::sync::Arc;
 
 use manifest::Manifest;
 
-const USAGE: &str = "usage: lichen-launcher check|images|run [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>";
+const USAGE: &str = "usage: lichen-launcher check|images|image-names|run [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>";
 
 /// The parsed command line.
 struct Args {
@@ -43,7 +46,7 @@ struct Args {
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let command = args.next().ok_or(USAGE)?;
-    if !matches!(command.as_str(), "check" | "images" | "run") {
+    if !matches!(command.as_str(), "check" | "images" | "image-names" | "run") {
         return Err(format!("unknown command `{command}`\n{USAGE}"));
     }
     let mut manifest = None;
@@ -87,6 +90,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.command == "image-names" {
+        return print_image_names(&args.manifest);
+    }
     let (manifest, images) = match Manifest::load(&args.manifest, &args.image_dirs) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -117,6 +123,35 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => run(manifest, &images, &args),
+    }
+}
+
+/// Prints the image and ramdisk names a manifest uses, one per line, without validating it (so that
+/// a script can build the images before they are checked).
+fn print_image_names(path: &std::path::Path) -> ExitCode {
+    let manifest = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| Manifest::parse(&text).map_err(|e| e.to_string()));
+    match manifest {
+        Ok(manifest) => {
+            let mut names: Vec<&str> = Vec::new();
+            for service in manifest.services.values() {
+                for name in std::iter::once(&service.image).chain(&service.ramdisk) {
+                    if !names.contains(&name.as_str()) {
+                        names.push(name);
+                    }
+                }
+            }
+            names.iter().for_each(|name| println!("{name}"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "lichen-launcher: refusing manifest {}:\n  {e}",
+                path.display()
+            );
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::wiring::Wiring;
 pub enum ShutdownReason {
     /// `SHUTDOWN_poweroff` (0).
     Poweroff,
-    /// `SHUTDOWN_reboot` (1).
+    /// `SHUTDOWN_reboot` (1); also what Xen reports for a PVH guest's triple fault.
     Reboot,
     /// `SHUTDOWN_crash` (3).
     Crash,
@@ -37,7 +37,7 @@ impl fmt::Display for ShutdownReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ShutdownReason::Poweroff => write!(f, "powered off"),
-            ShutdownReason::Reboot => write!(f, "asked for a reboot"),
+            ShutdownReason::Reboot => write!(f, "rebooted"),
             ShutdownReason::Crash => write!(f, "crashed"),
             ShutdownReason::Other(code) => write!(f, "shut down with code {code}"),
         }

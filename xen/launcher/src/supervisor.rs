@@ -103,7 +103,8 @@ pub fn outcome_of(reason: ShutdownReason, exit_status: Option<i64>) -> Outcome {
         (ShutdownReason::Poweroff, Some(status)) => {
             Outcome::Failure(format!("exited with status {status}"))
         }
-        (ShutdownReason::Reboot, _) => Outcome::Reboot,
+        // Lichen guests never reboot on purpose: Xen turns a triple fault into a reboot.
+        (ShutdownReason::Reboot, _) => Outcome::Failure("rebooted (a triple fault?)".into()),
         (ShutdownReason::Crash, None) => Outcome::Failure("crashed".into()),
         (ShutdownReason::Crash, Some(status)) => {
             Outcome::Failure(format!("crashed (exit status {status})"))
@@ -301,6 +302,7 @@ impl<P: Platform> Supervisor<P> {
                 }
             }
         }
+        self.print_status_if_changed();
     }
 
     fn running_domids(&self) -> HashMap<String, u32> {
@@ -407,11 +409,10 @@ impl<P: Platform> Supervisor<P> {
             .decide(&outcome, unit.failures_in_a_row);
         unit.failures_in_a_row = match outcome {
             Outcome::Failure(_) => unit.failures_in_a_row + 1,
-            Outcome::Success | Outcome::Reboot => 0,
+            Outcome::Success => 0,
         };
         let what = match &outcome {
             Outcome::Success => "exited successfully".to_string(),
-            Outcome::Reboot => "asked for a reboot".to_string(),
             Outcome::Failure(why) => why.clone(),
         };
         match decision {
@@ -436,6 +437,7 @@ impl<P: Platform> Supervisor<P> {
                 unit.state = State::Failed(why);
             }
         }
+        self.print_status_if_changed();
     }
 
     /// Node shutdown: destroys every domain; nothing is started any more.
@@ -860,7 +862,10 @@ mod tests {
             outcome_of(ShutdownReason::Crash, Some(0)),
             Outcome::Failure(_)
         ));
-        assert_eq!(outcome_of(ShutdownReason::Reboot, None), Outcome::Reboot);
+        assert!(matches!(
+            outcome_of(ShutdownReason::Reboot, None),
+            Outcome::Failure(_)
+        ));
         assert!(matches!(
             outcome_of(ShutdownReason::Other(4), None),
             Outcome::Failure(_)

@@ -1,12 +1,13 @@
-//! The real [`Platform`]: Xen's `xl` for domains, the xenstore command-line tools for xenstore,
-//! xenconsoled's per-guest log files for consoles and its ptys for console input.
+//! The real [`Platform`]: Xen's `xl` to create, list and destroy domains, privcmd to unpause them,
+//! xenstored's socket for xenstore, xenconsoled's per-guest log files for consoles and its ptys for
+//! console input.
 //!
 //! Domains are created with `xl create -p -e` (paused, and without xl's background process) from
 //! generated configs that keep a domain after it shuts down (`on_poweroff = "preserve"`, ...):
 //! the launcher reads its exit status and console first, then destroys it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +17,10 @@ use std::time::{Duration, Instant};
 use crate::console::ConsoleTail;
 use crate::manifest::Service;
 use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
+use crate::privcmd::Privcmd;
 use crate::say;
 use crate::wiring::Wiring;
+use crate::xenstore::XenStore;
 
 /// Drives Xen through its command-line tools.
 pub struct Toolstack {
@@ -25,6 +28,8 @@ pub struct Toolstack {
     log_dir: PathBuf,
     consoles: HashMap<String, ConsoleTail>,
     domains_changed: Arc<AtomicBool>,
+    store: XenStore,
+    privcmd: Option<Privcmd>,
 }
 
 impl Toolstack {
@@ -33,32 +38,35 @@ impl Toolstack {
     pub fn new(state_dir: &Path, log_dir: &Path) -> Result<Toolstack, String> {
         std::fs::create_dir_all(state_dir)
             .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+        let store = XenStore::connect().map_err(|e| format!("cannot reach xenstored: {e}"))?;
         let domains_changed = Arc::new(AtomicBool::new(true));
         watch_domain_releases(domains_changed.clone())?;
+        let privcmd = Privcmd::open()
+            .map_err(|e| say!("no privcmd ({e}): domains will be unpaused with xl"))
+            .ok();
         Ok(Toolstack {
             state_dir: state_dir.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
             consoles: HashMap::new(),
             domains_changed,
+            store,
+            privcmd,
         })
     }
 }
 
-/// Runs `xenstore-watch @releaseDomain` and raises `flag` on each event (a domain shut down or
-/// died). The watcher lives as long as the launcher.
+/// Watches `@releaseDomain` on a connection of its own and raises `flag` on each event (a domain
+/// shut down or died). The watcher lives as long as the launcher.
 fn watch_domain_releases(flag: Arc<AtomicBool>) -> Result<(), String> {
-    let mut child = Command::new("xenstore-watch")
-        .arg("@releaseDomain")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run xenstore-watch: {e}"))?;
-    let stdout = child.stdout.take().ok_or("xenstore-watch has no stdout")?;
+    let mut store = XenStore::connect().map_err(|e| format!("cannot reach xenstored: {e}"))?;
+    store
+        .watch("@releaseDomain", "lichen")
+        .map_err(|e| format!("cannot watch @releaseDomain: {e}"))?;
     std::thread::spawn(move || {
-        for _event in BufReader::new(stdout).lines() {
+        while store.next_event().is_ok() {
             flag.store(true, Ordering::SeqCst);
         }
-        let _ = child.wait();
+        say!("lost the @releaseDomain watch: falling back to polling");
     });
     Ok(())
 }
@@ -187,6 +195,15 @@ impl Platform for Toolstack {
     }
 
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
+        if let Some(privcmd) = &self.privcmd {
+            match privcmd.unpause(domid) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    say!("privcmd unpause failed ({e}): using xl unpause from now on");
+                    self.privcmd = None;
+                }
+            }
+        }
         run("xl", &["unpause", &domid.to_string()]).map(drop)
     }
 
@@ -204,28 +221,25 @@ impl Platform for Toolstack {
 
     fn exit_status(&mut self, domid: u32) -> Option<i64> {
         let path = format!("/local/domain/{domid}/data/exit-status");
-        run("xenstore-read", &[&path]).ok()?.trim().parse().ok()
+        self.store.read(0, &path).ok()??.trim().parse().ok()
     }
 
     fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
-        if !wiring.writes.is_empty() {
-            let args: Vec<&str> = wiring
-                .writes
-                .iter()
-                .flat_map(|(p, v)| [p.as_str(), v.as_str()])
-                .collect();
-            run("xenstore-write", &args)?;
-        }
-        for change in &wiring.perms {
-            let mut args: Vec<&str> = Vec::new();
-            if change.recursive {
-                args.push("-r");
-            }
-            args.push(&change.path);
-            args.extend(change.perms.iter().map(String::as_str));
-            run("xenstore-chmod", &args)?;
-        }
-        Ok(())
+        self.store
+            .transaction(|store, tx| {
+                for (path, value) in &wiring.writes {
+                    store.write(tx, path, value)?;
+                }
+                for change in &wiring.perms {
+                    if change.recursive {
+                        store.set_perms_recursive(tx, &change.path, &change.perms)?;
+                    } else {
+                        store.set_perms(tx, &change.path, &change.perms)?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
     }
 
     fn send_console_input(&mut self, name: &str, domid: u32, input: &str) {
@@ -256,12 +270,13 @@ impl Platform for Toolstack {
 /// Writes `input` to the pty xenconsoled gives the domain's console (waiting for it to appear).
 fn write_console_input(domid: u32, input: &str) -> Result<(), String> {
     let key = format!("/local/domain/{domid}/console/tty");
+    let mut store = XenStore::connect().map_err(|e| format!("cannot reach xenstored: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let tty = loop {
-        match run("xenstore-read", &[&key]) {
-            Ok(tty) if !tty.trim().is_empty() => break tty.trim().to_string(),
+        match store.read(0, &key) {
+            Ok(Some(tty)) if !tty.trim().is_empty() => break tty.trim().to_string(),
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Ok(_) | Err(_) => return Err(format!("{key} did not appear")),
+            _ => return Err(format!("{key} did not appear")),
         }
     };
     let mut pty = std::fs::OpenOptions::new()
