@@ -1,1 +1,397 @@
-//! The admin CLI.
+//! The admin CLI (`lichen-controller admin ...`) and [`AdminClient`], its typed client of the
+//! admin API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::admin_api::{ConfigSet, DeviceSummary, NewOnboarding, OnboardingEntry, Reports};
+use crate::client::{ClientError, HttpsClient};
+
+/// A client of the admin API.
+#[derive(Clone)]
+pub struct AdminClient {
+    client: HttpsClient,
+    token: String,
+}
+
+/// Where the admin API is mounted.
+const PREFIX: &str = "/api/admin/v1";
+
+impl AdminClient {
+    /// A client of the controller at `url`, trusting `ca_pem`, authenticating with `token`.
+    pub fn new(url: &str, ca_pem: &str, token: &str) -> Result<Self, ClientError> {
+        Ok(Self {
+            client: HttpsClient::new(url, ca_pem)?,
+            token: token.trim().to_owned(),
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        expected: StatusCode,
+    ) -> Result<T, ClientError> {
+        let reply = self
+            .client
+            .send(method, &format!("{PREFIX}{path}"), body, Some(&self.token))
+            .await?;
+        if reply.status != expected {
+            let reason = String::from_utf8_lossy(&reply.body);
+            return Err(ClientError(format!("{}: {}", reply.status, reason.trim())));
+        }
+        let body = if reply.body.is_empty() {
+            &b"null"[..]
+        } else {
+            &reply.body[..]
+        };
+        serde_json::from_slice(body)
+            .map_err(|error| ClientError(format!("unexpected response: {error}")))
+    }
+
+    fn json(value: &impl serde::Serialize) -> Option<(&'static str, Vec<u8>)> {
+        Some((
+            "application/json",
+            serde_json::to_vec(value).expect("serializable"),
+        ))
+    }
+
+    /// Admits devices with the onboarding certificate `cert_pem` and these serial patterns.
+    pub async fn add_onboarding(
+        &self,
+        cert_pem: &str,
+        serials: &[String],
+    ) -> Result<OnboardingEntry, ClientError> {
+        let new = NewOnboarding {
+            cert_pem: cert_pem.to_owned(),
+            serials: serials.to_vec(),
+        };
+        self.call(
+            Method::POST,
+            "/onboarding",
+            Self::json(&new),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    /// Every onboarding certificate.
+    pub async fn onboarding(&self) -> Result<Vec<OnboardingEntry>, ClientError> {
+        self.call(Method::GET, "/onboarding", None, StatusCode::OK)
+            .await
+    }
+
+    /// Removes an onboarding certificate.
+    pub async fn remove_onboarding(&self, id: &str) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/onboarding/{id}"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await
+    }
+
+    /// Every device.
+    pub async fn devices(&self) -> Result<Vec<DeviceSummary>, ClientError> {
+        self.call(Method::GET, "/devices", None, StatusCode::OK)
+            .await
+    }
+
+    /// One device.
+    pub async fn device(&self, uuid: &str) -> Result<DeviceSummary, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/devices/{uuid}"),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Deletes a device, its configuration and its reports.
+    pub async fn delete_device(&self, uuid: &str) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/devices/{uuid}"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await
+    }
+
+    /// The configuration a device is served, in proto3 JSON.
+    pub async fn config(&self, uuid: &str) -> Result<serde_json::Value, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/devices/{uuid}/config"),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Replaces a device's configuration with a configuration file's text (YAML or JSON).
+    pub async fn set_config(&self, uuid: &str, text: &str) -> Result<ConfigSet, ClientError> {
+        let body = Some(("application/yaml", text.as_bytes().to_vec()));
+        self.call(
+            Method::PUT,
+            &format!("/devices/{uuid}/config"),
+            body,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Reports of `kinds` (all if empty) after `after`, waiting up to `wait` for one.
+    pub async fn reports(
+        &self,
+        uuid: &str,
+        kinds: &[String],
+        after: u64,
+        wait: Duration,
+    ) -> Result<Reports, ClientError> {
+        let mut path = format!(
+            "/devices/{uuid}/reports?after={after}&wait_ms={}",
+            wait.as_millis()
+        );
+        if !kinds.is_empty() {
+            path.push_str(&format!("&kinds={}", kinds.join(",")));
+        }
+        self.call(Method::GET, &path, None, StatusCode::OK).await
+    }
+}
+
+/// How the CLI reaches the controller.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The controller's URL.
+    #[arg(long, env = "LICHEN_URL", default_value = "https://127.0.0.1:8443")]
+    pub url: String,
+    /// The controller's state directory, where `ca.pem` and `admin.token` are read by default.
+    #[arg(long, env = "LICHEN_STATE_DIR", default_value = "lichen-state")]
+    pub state_dir: PathBuf,
+    /// The controller's root certificate (default: `<state dir>/ca.pem`).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The admin token (default: read from `<state dir>/admin.token`).
+    #[arg(long, env = "LICHEN_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Connection {
+    /// A client as configured.
+    pub fn client(&self) -> Result<AdminClient, String> {
+        let ca_path = self
+            .ca
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("ca.pem"));
+        let ca_pem = read(&ca_path)?;
+        let token = match &self.token {
+            Some(token) => token.clone(),
+            None => read(&self.state_dir.join("admin.token"))?,
+        };
+        AdminClient::new(&self.url, &ca_pem, &token).map_err(|error| error.to_string())
+    }
+}
+
+fn read(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// Admin commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Onboarding certificates and the serials they admit.
+    #[command(subcommand)]
+    Onboarding(OnboardingCommand),
+    /// Registered devices.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Device configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Prints a device's reports as they arrive (JSON lines).
+    Follow {
+        /// The device's UUID.
+        uuid: String,
+        /// Kinds to show: info, metrics, logs, flowlog, newlogs (default: all).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Stop after the retained reports instead of waiting for new ones.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// `admin onboarding ...`
+#[derive(Debug, Subcommand)]
+pub enum OnboardingCommand {
+    /// Admits devices with an onboarding certificate (PEM file) and serials.
+    Add {
+        /// The onboarding certificate, PEM.
+        cert: PathBuf,
+        /// A serial pattern; `*` is a wildcard. Repeat for several.
+        #[arg(long = "serial", required = true)]
+        serials: Vec<String>,
+    },
+    /// Lists onboarding certificates.
+    List,
+    /// Removes an onboarding certificate (registered devices stay).
+    Remove {
+        /// Its id, as listed.
+        id: String,
+    },
+}
+
+/// `admin devices ...`
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Lists devices.
+    List,
+    /// Shows one device.
+    Show {
+        /// The device's UUID.
+        uuid: String,
+    },
+    /// Deletes a device with its configuration and reports.
+    Delete {
+        /// The device's UUID.
+        uuid: String,
+    },
+}
+
+/// `admin config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Prints the configuration a device is served (YAML, or JSON with --json).
+    Get {
+        /// The device's UUID.
+        uuid: String,
+        /// Print JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replaces a device's configuration with a file (YAML or JSON; see docs/controller.md).
+    Set {
+        /// The device's UUID.
+        uuid: String,
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+/// Runs an admin command, printing its result.
+pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), String> {
+    let admin = connection.client()?;
+    let text = |error: ClientError| error.to_string();
+    match command {
+        AdminCommand::Onboarding(OnboardingCommand::Add { cert, serials }) => {
+            let entry = admin
+                .add_onboarding(&read(&cert)?, &serials)
+                .await
+                .map_err(text)?;
+            println!(
+                "onboarding {} ({}) admits {}",
+                entry.id,
+                entry.subject,
+                entry.serials.join(", ")
+            );
+        }
+        AdminCommand::Onboarding(OnboardingCommand::List) => {
+            for entry in admin.onboarding().await.map_err(text)? {
+                println!(
+                    "{}  {}  serials: {}",
+                    entry.id,
+                    entry.subject,
+                    entry.serials.join(", ")
+                );
+            }
+        }
+        AdminCommand::Onboarding(OnboardingCommand::Remove { id }) => {
+            admin.remove_onboarding(&id).await.map_err(text)?
+        }
+        AdminCommand::Devices(DevicesCommand::List) => {
+            println!("{:36}  {:20}  {:>7}  last seen", "uuid", "serial", "config");
+            for device in admin.devices().await.map_err(text)? {
+                let seen = device.last_seen_ms.map_or("-".to_owned(), |ms| {
+                    format!("{} ms ago", crate::server::now_ms().saturating_sub(ms))
+                });
+                println!(
+                    "{:36}  {:20}  {:>7}  {seen}",
+                    device.uuid, device.serial, device.config_version
+                );
+            }
+        }
+        AdminCommand::Devices(DevicesCommand::Show { uuid }) => {
+            print_json(&admin.device(&uuid).await.map_err(text)?)
+        }
+        AdminCommand::Devices(DevicesCommand::Delete { uuid }) => {
+            admin.delete_device(&uuid).await.map_err(text)?
+        }
+        AdminCommand::Config(ConfigCommand::Get { uuid, json }) => {
+            let config = admin.config(&uuid).await.map_err(text)?;
+            if json {
+                print_json(&config);
+            } else {
+                print!(
+                    "{}",
+                    serde_yaml::to_string(&config).map_err(|error| error.to_string())?
+                );
+            }
+        }
+        AdminCommand::Config(ConfigCommand::Set { uuid, file }) => {
+            let text = read(&file)?;
+            // Check locally first, for errors with the file's name.
+            crate::device_config::parse(&text)
+                .map_err(|error| format!("{}: {error}", file.display()))?;
+            let set = admin
+                .set_config(&uuid, &text)
+                .await
+                .map_err(|error| error.to_string())?;
+            println!(
+                "device {uuid}: config version {} (hash {})",
+                set.version, set.hash
+            );
+        }
+        AdminCommand::Follow {
+            uuid,
+            kinds,
+            no_wait,
+        } => {
+            let mut after = 0;
+            loop {
+                let wait = if no_wait {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(25)
+                };
+                let page = admin
+                    .reports(&uuid, &kinds, after, wait)
+                    .await
+                    .map_err(text)?;
+                for report in &page.reports {
+                    println!("{}", serde_json::to_string(report).expect("serializable"));
+                    after = report.seq;
+                }
+                if no_wait && page.reports.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints a value as pretty JSON.
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}

@@ -1,1 +1,91 @@
-fn main() {}
+//! `lichen-controller`: runs the controller (`serve`) or administers a running one (`admin`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lichen_controller::admin_cli::{self, AdminCommand, Connection};
+use lichen_controller::server;
+
+/// The lichen controller: manages nodes through the EVE device API v2.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the controller; creates its certificates, admin token and store on first start.
+    Serve {
+        /// Where certificates, the admin token and the store live.
+        #[arg(long, env = "LICHEN_STATE_DIR", default_value = "lichen-state")]
+        state_dir: PathBuf,
+        /// The address to listen on.
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        listen: SocketAddr,
+        /// A DNS name or IP address devices use to reach the controller (for the server
+        /// certificate created on first start). Repeat for several.
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body_bytes: usize,
+    },
+    /// Administers a running controller.
+    Admin {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve {
+            state_dir,
+            listen,
+            server_names,
+            max_body_bytes,
+        } => {
+            let mut options = server::Options::new(state_dir.clone(), listen);
+            options.server_names = server_names;
+            options.max_body_bytes = max_body_bytes;
+            serve(options).await
+        }
+        Command::Admin {
+            connection,
+            command,
+        } => admin_cli::run(&connection, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lichen-controller: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(options: server::Options) -> Result<(), String> {
+    let state_dir = options.state_dir.clone();
+    let running = server::start(options)
+        .await
+        .map_err(|error| format!("starting: {error}"))?;
+    // The first line is read by scripts and the benchmark: keep its form.
+    println!("listening on https://{}", running.addr);
+    eprintln!(
+        "lichen-controller: devices trust {}; admin token in {}",
+        state_dir.join("ca.pem").display(),
+        state_dir.join("admin.token").display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|error| error.to_string())?;
+    running.stop().await;
+    Ok(())
+}

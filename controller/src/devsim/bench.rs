@@ -1,0 +1,295 @@
+//! The controller benchmark: for each fleet size, start a fresh `lichen-controller`, onboard the
+//! simulated devices, let them poll their configuration at a fixed interval, and measure config
+//! poll latency, request rate, the controller's CPU use and its memory per device.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::fleet::{self, Behaviour, Recorder, Target};
+use crate::admin_cli::AdminClient;
+use crate::pki::Identity;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The `lichen-controller` binary to start.
+    pub controller: PathBuf,
+    /// Fleet sizes, one run each.
+    pub sizes: Vec<usize>,
+    /// Time between one device's config polls.
+    pub interval: Duration,
+    /// How long to measure, after one interval of warm-up.
+    pub measure: Duration,
+    /// Devices onboarding at the same time.
+    pub parallel: usize,
+    /// The p99 latency target, in milliseconds.
+    pub target_p99_ms: f64,
+}
+
+/// The figures of one fleet size.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    /// Simulated devices.
+    pub devices: usize,
+    /// Seconds to onboard them all (certs, register, first config).
+    pub onboarding_s: f64,
+    /// Config polls answered during the measurement.
+    pub requests: usize,
+    /// Config polls that failed.
+    pub failures: u64,
+    /// Polls answered per second.
+    pub requests_per_s: f64,
+    /// The rate the devices ask for (devices / interval).
+    pub offered_per_s: f64,
+    /// Latency percentiles, milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest poll.
+    pub max_ms: f64,
+    /// The controller's CPU use during the measurement, in percent of one core.
+    pub controller_cpu_percent: f64,
+    /// The controller's resident memory after onboarding, MiB.
+    pub controller_rss_mib: f64,
+    /// Resident memory added per onboarded device, KiB.
+    pub memory_per_device_kib: f64,
+    /// Whether p99 met the target with no failures.
+    pub meets_target: bool,
+}
+
+/// Runs the benchmark and returns one result per size.
+pub async fn run(options: &BenchOptions) -> Result<Vec<RunFigures>, String> {
+    let mut results = Vec::new();
+    for &size in &options.sizes {
+        eprintln!(
+            "bench: {size} devices, polling every {:?}, measuring {:?}",
+            options.interval, options.measure
+        );
+        results.push(run_size(options, size).await?);
+    }
+    Ok(results)
+}
+
+async fn run_size(options: &BenchOptions, devices: usize) -> Result<RunFigures, String> {
+    let state_dir =
+        std::env::temp_dir().join(format!("lichen-bench-{}-{devices}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let mut controller = Controller::start(&options.controller, &state_dir)?;
+    let result = measure(options, devices, &controller).await;
+    controller.stop();
+    let _ = std::fs::remove_dir_all(&state_dir);
+    result
+}
+
+async fn measure(
+    options: &BenchOptions,
+    devices: usize,
+    controller: &Controller,
+) -> Result<RunFigures, String> {
+    let text = |error: &dyn std::fmt::Display| error.to_string();
+    let ca_pem =
+        std::fs::read_to_string(controller.state_dir.join("ca.pem")).map_err(|e| text(&e))?;
+    let token =
+        std::fs::read_to_string(controller.state_dir.join("admin.token")).map_err(|e| text(&e))?;
+    let onboarding = Identity::self_signed("lichen bench onboarding").map_err(|e| text(&e))?;
+    let admin = AdminClient::new(&controller.url, &ca_pem, &token).map_err(|e| text(&e))?;
+    admin
+        .add_onboarding(&onboarding.cert_pem, &["bench-*".to_owned()])
+        .await
+        .map_err(|e| text(&e))?;
+    let target = Target::new(&controller.url, &ca_pem, onboarding, None).map_err(|e| text(&e))?;
+
+    let rss_before = controller.rss_kib()?;
+    let started = Instant::now();
+    let serials = (0..devices).map(|i| format!("bench-{i}")).collect();
+    let fleet = fleet::onboard(&target, serials, options.parallel)
+        .await
+        .map_err(|e| text(&e))?;
+    let onboarding_s = started.elapsed().as_secs_f64();
+    let rss_after = controller.rss_kib()?;
+    eprintln!("bench: onboarded {devices} devices in {onboarding_s:.1} s");
+
+    let recorder = Arc::new(Recorder::default());
+    let behaviour = Behaviour {
+        config_interval: options.interval,
+        report_interval: None,
+        verbose: false,
+    };
+    let (interval, measure) = (options.interval, options.measure);
+    let probe = Arc::clone(&recorder);
+    let mut cpu = (0, 0.0);
+    let schedule = async {
+        tokio::time::sleep(interval).await;
+        let cpu_start = controller.cpu_ticks()?;
+        probe.record(true);
+        let measured = Instant::now();
+        tokio::time::sleep(measure).await;
+        probe.record(false);
+        cpu = (
+            controller.cpu_ticks()? - cpu_start,
+            measured.elapsed().as_secs_f64(),
+        );
+        Ok::<(), String>(())
+    };
+    let mut outcome = Ok(());
+    fleet::run(fleet, behaviour, Arc::clone(&recorder), async {
+        outcome = schedule.await
+    })
+    .await;
+    outcome?;
+
+    let (mut latencies, failures) = recorder.take();
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        let Some(last) = latencies.len().checked_sub(1) else {
+            return 0.0;
+        };
+        f64::from(latencies[((last as f64) * p).round() as usize]) / 1000.0
+    };
+    let (ticks, seconds) = cpu;
+    let (p50_ms, p99_ms) = (percentile(0.50), percentile(0.99));
+    Ok(RunFigures {
+        devices,
+        onboarding_s,
+        requests: latencies.len(),
+        failures,
+        requests_per_s: latencies.len() as f64 / seconds,
+        offered_per_s: devices as f64 / options.interval.as_secs_f64(),
+        p50_ms,
+        p90_ms: percentile(0.90),
+        p99_ms,
+        max_ms: percentile(1.0),
+        controller_cpu_percent: ticks as f64 / CLOCK_TICKS_PER_S / seconds * 100.0,
+        controller_rss_mib: rss_after as f64 / 1024.0,
+        memory_per_device_kib: rss_after.saturating_sub(rss_before) as f64 / devices as f64,
+        meets_target: failures == 0 && p99_ms < options.target_p99_ms,
+    })
+}
+
+/// `USER_HZ`, the unit of CPU times in `/proc/<pid>/stat` (100 on Linux).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// A controller process started for one run.
+struct Controller {
+    child: Child,
+    url: String,
+    state_dir: PathBuf,
+}
+
+impl Controller {
+    fn start(binary: &Path, state_dir: &Path) -> Result<Self, String> {
+        let mut child = Command::new(binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(state_dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("starting {}: {error}", binary.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|error| error.to_string())?;
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .ok_or_else(|| format!("unexpected controller output {line:?}"))?
+            .to_owned();
+        Ok(Self {
+            child,
+            url,
+            state_dir: state_dir.to_owned(),
+        })
+    }
+
+    fn proc_file(&self, name: &str) -> Result<String, String> {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id()))
+            .map_err(|error| error.to_string())
+    }
+
+    /// Resident memory, KiB.
+    fn rss_kib(&self) -> Result<u64, String> {
+        let status = self.proc_file("status")?;
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .ok_or("no VmRSS")?;
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|kib| kib.parse().ok())
+            .ok_or_else(|| "bad VmRSS".to_owned())
+    }
+
+    /// User plus system CPU time, in clock ticks.
+    fn cpu_ticks(&self) -> Result<u64, String> {
+        let stat = self.proc_file("stat")?;
+        // Fields after the command name (which may contain spaces) start at field 3.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .ok_or("bad stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| {
+            fields
+                .get(n - 3)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or("bad stat")
+        };
+        Ok(field(14)? + field(15)?)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The result table, as printed.
+pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
+    let mut out = format!(
+        "controller: config polls every {} s, measured {} s (target: p99 < {} ms at 10,000 devices)\n",
+        options.interval.as_secs(),
+        options.measure.as_secs(),
+        options.target_p99_ms
+    );
+    out.push_str(&format!(
+        "{:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9}  {}\n",
+        "devices",
+        "req/s",
+        "offered",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "fails",
+        "ctl cpu%",
+        "KiB/device",
+        "onboard s",
+        "target"
+    ));
+    for r in results {
+        out.push_str(&format!(
+            "{:>8} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9.1} {:>10.2} {:>9.1}  {}\n",
+            r.devices,
+            r.requests_per_s,
+            r.offered_per_s,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.failures,
+            r.controller_cpu_percent,
+            r.memory_per_device_kib,
+            r.onboarding_s,
+            if r.meets_target { "met" } else { "NOT met" }
+        ));
+    }
+    out
+}
