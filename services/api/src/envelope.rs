@@ -105,6 +105,11 @@ impl Signer {
         }
     }
 
+    /// [`Self::seal`], encoded: a body whose payload is not a protobuf message (newlogs' gzip).
+    pub fn seal_to_bytes_raw(&self, payload: Vec<u8>) -> Vec<u8> {
+        self.seal(payload).encode_to_vec()
+    }
+
     /// Encodes `message`, signs it and wraps it in a container.
     pub fn seal_message(&self, message: &impl Message) -> AuthContainer {
         self.seal(message.encode_to_vec())

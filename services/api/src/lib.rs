@@ -79,3 +79,10 @@ pub const CONTENT_TYPE: &str = "application/x-proto-binary";
 
 /// The path prefix of the device API v2 routes.
 pub const API_PREFIX: &str = "/api/v2/edgedevice";
+
+/// `google.protobuf.Timestamp`, as the generated types use it (from pbjson-types with `json`).
+#[cfg(feature = "json")]
+pub use pbjson_types::Timestamp;
+/// `google.protobuf.Timestamp`, as the generated types use it (from pbjson-types with `json`).
+#[cfg(not(feature = "json"))]
+pub use prost_types::Timestamp;

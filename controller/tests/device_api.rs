@@ -1,0 +1,375 @@
+//! The EVE API v2 device routes against an in-process controller: onboarding, config changes,
+//! reports, and refusal of bad bodies.
+
+mod common;
+
+use http::StatusCode;
+use lichen_api::common::HashAlgorithm;
+use lichen_api::config::ConfigRequest;
+use lichen_api::envelope::Signer;
+use lichen_api::info::ZInfoMsg;
+use lichen_controller::devsim::{reports, ConfigPoll, SimDevice, SimError};
+use lichen_controller::pki::Identity;
+use lichen_controller::server::{self, Running};
+use prost::Message;
+
+struct Fixture {
+    _state: tempfile::TempDir,
+    controller: Running,
+    admin: lichen_controller::admin_cli::AdminClient,
+    target: lichen_controller::devsim::fleet::Target,
+}
+
+async fn start() -> Fixture {
+    let state = tempfile::tempdir().unwrap();
+    let options = server::Options::new(state.path().to_owned(), "127.0.0.1:0".parse().unwrap());
+    let controller = server::start(options).await.unwrap();
+    let url = format!("https://{}", controller.addr);
+    let (admin, target) = common::connect(&url, state.path()).await;
+    Fixture {
+        _state: state,
+        controller,
+        admin,
+        target,
+    }
+}
+
+/// A device that has fetched the controller's certificates.
+async fn device(fixture: &Fixture, serial: &str) -> SimDevice {
+    let mut device = fixture.target.device(serial).unwrap();
+    device.fetch_certs().await.unwrap();
+    device
+}
+
+fn status_of(result: Result<impl std::fmt::Debug, SimError>) -> StatusCode {
+    match result {
+        Err(SimError::Status(status, _)) => status,
+        other => panic!("expected an HTTP error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_device_onboards_and_follows_config_changes() {
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-1").await;
+
+    assert_eq!(device.register().await.unwrap(), StatusCode::CREATED);
+    assert_eq!(
+        device.register().await.unwrap(),
+        StatusCode::OK,
+        "registering again is idempotent"
+    );
+
+    // The first configuration carries only the UUID.
+    assert_eq!(
+        device.poll_config().await.unwrap(),
+        ConfigPoll::Changed("0".into())
+    );
+    let uuid = device.uuid().unwrap().to_owned();
+    assert!(device.config().apps.is_empty());
+    assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
+    assert_eq!(device.fetch_uuid().await.unwrap(), uuid);
+
+    let set = fixture
+        .admin
+        .set_config(&uuid, common::NODE_YAML)
+        .await
+        .unwrap();
+    assert_eq!(set.version, 1);
+    assert_eq!(
+        device.poll_config().await.unwrap(),
+        ConfigPoll::Changed("1".into())
+    );
+    let config = device.config();
+    assert_eq!(
+        (
+            config.apps.len(),
+            config.network_instances.len(),
+            config.volumes.len()
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(config.apps[0].displayname, "nginx");
+    assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
+
+    let listed = fixture.admin.devices().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].uuid.as_str(), listed[0].serial.as_str()),
+        (uuid.as_str(), "sim-1")
+    );
+    assert_eq!(listed[0].config_hash, set.hash);
+    assert!(listed[0].last_seen_ms.is_some());
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn reports_are_stored_and_followed() {
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-2").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+
+    device
+        .post_report("info", &reports::device_info(&uuid, "sim-2"))
+        .await
+        .unwrap();
+    device
+        .post_report("metrics", &reports::metrics(&uuid, 60))
+        .await
+        .unwrap();
+    device
+        .post_report("logs", &reports::logs(&uuid, 0, 2))
+        .await
+        .unwrap();
+    device
+        .post_report(
+            "flowlog",
+            &lichen_api::flowlog::FlowMessage {
+                dev_id: uuid.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let newlogs = device
+        .signer()
+        .seal_to_bytes_raw(reports::newlogs(&["booted", "ready"]));
+    assert_eq!(
+        device.post_raw("newlogs", newlogs).await.unwrap().status,
+        StatusCode::CREATED
+    );
+
+    let page = fixture
+        .admin
+        .reports(&uuid, &[], 0, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = page
+        .reports
+        .iter()
+        .map(|report| report.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["info", "metrics", "logs", "flowlog", "newlogs"]);
+    assert_eq!(page.reports[0].message["dinfo"]["HostName"], "sim-2");
+    assert_eq!(page.reports[4].message[1]["content"], "ready");
+
+    // A follower waiting for news gets the next report as soon as it arrives.
+    let last = page.reports[4].seq;
+    let admin = fixture.admin.clone();
+    let follower = {
+        let uuid = uuid.clone();
+        tokio::spawn(async move {
+            admin
+                .reports(
+                    &uuid,
+                    &["logs".into()],
+                    last,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    device
+        .post_report("logs", &reports::logs(&uuid, 2, 1))
+        .await
+        .unwrap();
+    let followed = follower.await.unwrap().unwrap();
+    assert_eq!(followed.reports.len(), 1);
+    assert_eq!(
+        followed.reports[0].message["log"][0]["content"],
+        "simulated log line 2"
+    );
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn register_refuses_conflicts_and_unknown_serials() {
+    let fixture = start().await;
+    let first = device(&fixture, "sim-3").await;
+    assert_eq!(first.register().await.unwrap(), StatusCode::CREATED);
+
+    // Same onboarding certificate and serial, another device certificate.
+    let impostor = device(&fixture, "sim-3").await;
+    assert_eq!(status_of(impostor.register().await), StatusCode::CONFLICT);
+    // A serial the onboarding certificate does not admit.
+    let stranger = device(&fixture, "other-3").await;
+    assert_eq!(status_of(stranger.register().await), StatusCode::FORBIDDEN);
+    // An onboarding certificate the controller does not know.
+    let rogue_target = lichen_controller::devsim::fleet::Target {
+        onboarding: std::sync::Arc::new(Identity::self_signed("rogue onboarding").unwrap()),
+        ..fixture.target.clone()
+    };
+    let rogue = rogue_target.device("sim-4").unwrap();
+    assert_eq!(status_of(rogue.register().await), StatusCode::FORBIDDEN);
+
+    assert_eq!(
+        fixture.admin.devices().await.unwrap().len(),
+        1,
+        "refused registrations store nothing"
+    );
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_statuses_and_store_nothing() {
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-5").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    let info = reports::device_info(&uuid, "sim-5");
+    let status = |reply: lichen_controller::client::Reply| reply.status;
+
+    // Not an AuthContainer at all.
+    let garbage = device.post_raw("info", vec![0xff; 64]).await.unwrap();
+    assert_eq!(status(garbage), StatusCode::UNPROCESSABLE_ENTITY);
+    // Signed, but the payload is not a ZInfoMsg.
+    let not_info = device.signer().seal_to_bytes_raw(vec![0xff; 8]);
+    assert_eq!(
+        status(device.post_raw("info", not_info).await.unwrap()),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // newlogs that are not gzip.
+    let not_gzip = device.signer().seal_to_bytes_raw(b"plain text".to_vec());
+    assert_eq!(
+        status(device.post_raw("newlogs", not_gzip).await.unwrap()),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // Larger than the 1 MiB limit.
+    let huge = device.signer().seal_to_bytes_raw(vec![0; 2 << 20]);
+    assert_eq!(
+        status(device.post_raw("logs", huge).await.unwrap()),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Unsigned.
+    let mut unsigned = device.signer().seal_message(&info);
+    unsigned.signature_hash.clear();
+    assert_eq!(
+        status(
+            device
+                .post_raw("info", unsigned.encode_to_vec())
+                .await
+                .unwrap()
+        ),
+        StatusCode::UNAUTHORIZED
+    );
+    // Claims to be the device, but signed with another key.
+    let forger = Identity::self_signed("forger").unwrap();
+    let mut forged =
+        Signer::new(forger.key, b"-", HashAlgorithm::Sha25632bytes).seal_message(&info);
+    forged.sender_cert_hash = device.signer().cert_hash().to_vec();
+    assert_eq!(
+        status(
+            device
+                .post_raw("info", forged.encode_to_vec())
+                .await
+                .unwrap()
+        ),
+        StatusCode::UNAUTHORIZED
+    );
+    // Signed by a certificate the controller does not know.
+    let unknown = Identity::self_signed("unknown").unwrap();
+    let unknown = Signer::new(unknown.key, &unknown.cert_der, HashAlgorithm::Sha25632bytes)
+        .seal_to_bytes(&info);
+    assert_eq!(
+        status(device.post_raw("info", unknown).await.unwrap()),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Another device's UUID in the path.
+    let mut other = fixture.target.device("sim-6").unwrap();
+    other.fetch_certs().await.unwrap();
+    other.register().await.unwrap();
+    other.poll_config().await.unwrap();
+    let other_path = format!(
+        "{}/id/{}/info",
+        lichen_api::API_PREFIX,
+        other.uuid().unwrap()
+    );
+    let body = Some((
+        lichen_api::CONTENT_TYPE,
+        device.signer().seal_to_bytes(&info),
+    ));
+    let reply = fixture
+        .target
+        .client
+        .send(http::Method::POST, &other_path, body, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // The wrong content type.
+    let path = format!("{}/id/{uuid}/config", lichen_api::API_PREFIX);
+    let body = Some((
+        "application/json",
+        device.signer().seal_to_bytes(&ConfigRequest::default()),
+    ));
+    let reply = fixture
+        .target
+        .client
+        .send(http::Method::POST, &path, body, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let page = fixture
+        .admin
+        .reports(&uuid, &[], 0, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        page.reports.is_empty(),
+        "refused bodies store nothing: {page:?}"
+    );
+    // A good one still works.
+    device.post_report("info", &info).await.unwrap();
+    let stored = fixture
+        .admin
+        .reports(&uuid, &[], 0, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(stored.reports.len(), 1);
+    assert_eq!(ZInfoMsg::decode(&info.encode_to_vec()[..]).unwrap(), info);
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token_and_validates_configs() {
+    let fixture = start().await;
+    let url = format!("https://{}", fixture.controller.addr);
+    let intruder = lichen_controller::admin_cli::AdminClient::new(
+        &url,
+        &fixture.controller.ca_pem,
+        "not-the-token",
+    )
+    .unwrap();
+    let error = intruder.devices().await.unwrap_err();
+    assert!(error.0.starts_with("401"), "{error}");
+
+    let mut device = device(&fixture, "sim-7").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    let dangling = "apps: [{ uuidandversion: { uuid: 7e8f9a0b-1c2d-4e3f-a4b5-c6d7e8f90a07 }, volumeRefList: [{ uuid: 1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e506 }] }]";
+    let error = fixture.admin.set_config(&uuid, dangling).await.unwrap_err();
+    assert!(
+        error.0.starts_with("422") && error.0.contains("not configured"),
+        "{error}"
+    );
+    assert_eq!(
+        device.poll_config().await.unwrap(),
+        ConfigPoll::Unchanged,
+        "a refused config changes nothing"
+    );
+
+    fixture.admin.delete_device(&uuid).await.unwrap();
+    assert_eq!(
+        status_of(device.poll_config().await),
+        StatusCode::UNAUTHORIZED,
+        "a deleted device is unknown"
+    );
+    assert!(fixture.admin.devices().await.unwrap().is_empty());
+    fixture.controller.stop().await;
+}

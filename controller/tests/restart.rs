@@ -1,0 +1,124 @@
+//! A controller killed with SIGKILL and started again has everything it acknowledged.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use http::StatusCode;
+use lichen_controller::devsim::{reports, ConfigPoll};
+
+/// Starts the controller binary on `listen`; returns it and its URL.
+fn start(state_dir: &Path, listen: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lichen-controller"))
+        .args(["serve", "--listen", listen, "--state-dir"])
+        .arg(state_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    (child, url)
+}
+
+#[tokio::test]
+async fn a_crash_loses_nothing_acknowledged() {
+    let state = tempfile::tempdir().unwrap();
+    let (mut first, url) = start(state.path(), "127.0.0.1:0");
+    let (admin, target) = common::connect(&url, state.path()).await;
+
+    let mut devices = Vec::new();
+    for serial in ["sim-a", "sim-b", "sim-c"] {
+        let mut device = target.device(serial).unwrap();
+        device.fetch_certs().await.unwrap();
+        assert_eq!(device.register().await.unwrap(), StatusCode::CREATED);
+        device.poll_config().await.unwrap();
+        devices.push(device);
+    }
+    let uuid = devices[0].uuid().unwrap().to_owned();
+    let set = admin.set_config(&uuid, common::NODE_YAML).await.unwrap();
+    devices[0]
+        .post_report("info", &reports::device_info(&uuid, "sim-a"))
+        .await
+        .unwrap();
+    devices[0]
+        .post_report("logs", &reports::logs(&uuid, 0, 5))
+        .await
+        .unwrap();
+    admin
+        .delete_device(devices[2].uuid().unwrap())
+        .await
+        .unwrap();
+    let before = admin.devices().await.unwrap();
+
+    first.kill().unwrap(); // SIGKILL: no chance to flush anything
+    first.wait().unwrap();
+    // Same address, so that the devices find it again.
+    let (mut second, url) = start(state.path(), url.trim_start_matches("https://"));
+    let (admin, target) = common::connect(&url, state.path()).await;
+
+    let after = admin.devices().await.unwrap();
+    let identity = |list: &[lichen_controller::admin_api::DeviceSummary]| {
+        list.iter()
+            .map(|d| {
+                (
+                    d.uuid.clone(),
+                    d.serial.clone(),
+                    d.config_version,
+                    d.config_hash.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(identity(&after), identity(&before));
+    assert_eq!(after.len(), 2);
+    assert!(after
+        .iter()
+        .any(|device| device.uuid == uuid && device.config_hash == set.hash));
+    let kept = admin
+        .reports(&uuid, &[], 0, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.reports
+            .iter()
+            .map(|r| r.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["info", "logs"]
+    );
+
+    // The devices carry on against the restarted controller with the same keys.
+    let mut device = devices.remove(0);
+    device.fetch_certs().await.unwrap();
+    assert_eq!(device.register().await.unwrap(), StatusCode::OK);
+    assert_eq!(
+        device.poll_config().await.unwrap(),
+        ConfigPoll::Changed("1".into())
+    );
+    assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
+    let version = admin
+        .set_config(
+            &uuid,
+            "configItems: [{ key: timer.config.interval, value: '5' }]",
+        )
+        .await
+        .unwrap();
+    assert_eq!(version.version, 2);
+    assert_eq!(
+        device.poll_config().await.unwrap(),
+        ConfigPoll::Changed("2".into())
+    );
+    drop(target);
+
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
