@@ -28,10 +28,12 @@ extern crate std;
 pub mod cmdline;
 pub mod log;
 pub mod mem;
+pub mod net;
 pub mod platform;
 pub mod pvh;
 pub mod sync;
 pub mod time;
+pub mod virtio;
 
 #[cfg(target_os = "none")]
 pub mod arch {
