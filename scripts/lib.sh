@@ -30,6 +30,15 @@ need_target() {
     rustup target add x86_64-unknown-none >/dev/null || die "rustup target add x86_64-unknown-none failed"
 }
 
+# Prints the name of every unikernel image: each crate under services/ with a src/main.rs.
+lichen_images() {
+    local dir
+    for dir in "$LICHEN_ROOT"/services/*/; do
+        [ -f "$dir/src/main.rs" ] && basename "$dir"
+    done
+    return 0
+}
+
 # Whether KVM can run guests here.
 kvm_usable() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ]

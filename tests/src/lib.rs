@@ -190,58 +190,70 @@ impl Run {
     /// timeout hits (then QEMU is killed).
     pub fn boot(&self) -> Boot {
         build_images();
-        let argv = self.command();
-        let start = Instant::now();
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start qemu");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for text in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx
-                    .send(Line {
-                        at: start.elapsed(),
-                        text,
-                    })
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let mut lines = Vec::new();
-        let mut timed_out = false;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(line) => lines.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            if start.elapsed() > self.timeout {
-                timed_out = true;
-                let _ = child.kill();
+        run_console(&self.command(), self.timeout, None)
+    }
+}
+
+/// Runs a command (QEMU), collecting its stdout lines with arrival times until it exits, the
+/// timeout hits, or a line contains `stop_at` (then it is killed).
+pub fn run_console(argv: &[String], timeout: Duration, stop_at: Option<&str>) -> Boot {
+    let start = Instant::now();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start qemu");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for text in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx
+                .send(Line {
+                    at: start.elapsed(),
+                    text,
+                })
+                .is_err()
+            {
                 break;
             }
         }
-        let exit = child.wait().expect("wait for qemu");
-        let _ = reader.join();
-        lines.extend(rx.try_iter());
-        let status = if timed_out {
-            None
-        } else {
-            exit.code().filter(|c| c % 2 == 1).map(|c| (c - 1) / 2)
-        };
-        Boot {
-            status,
-            lines,
-            timed_out,
-            elapsed: start.elapsed(),
+    });
+    let mut lines = Vec::new();
+    let mut timed_out = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(line) => {
+                let stop = stop_at.is_some_and(|s| line.text.contains(s));
+                lines.push(line);
+                if stop {
+                    let _ = child.kill();
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+    }
+    let exit = child.wait().expect("wait for qemu");
+    let _ = reader.join();
+    lines.extend(rx.try_iter());
+    let status = if timed_out {
+        None
+    } else {
+        exit.code().filter(|c| c % 2 == 1).map(|c| (c - 1) / 2)
+    };
+    Boot {
+        status,
+        lines,
+        timed_out,
+        elapsed: start.elapsed(),
     }
 }
 
