@@ -22,7 +22,7 @@ use crate::say;
 use crate::wiring::Wiring;
 use crate::xenstore::XenStore;
 
-/// Drives Xen through its command-line tools.
+/// Drives Xen: xl for domains, privcmd for unpausing, xenstored's socket, xenconsoled's logs.
 pub struct Toolstack {
     state_dir: PathBuf,
     log_dir: PathBuf,
