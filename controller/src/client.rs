@@ -33,10 +33,12 @@ pub struct Reply {
     pub body: Bytes,
 }
 
-/// An HTTPS client bound to one controller URL. Cloning shares its connection pool.
+/// An HTTPS client bound to one controller URL. Cloning shares its connection pool;
+/// [`HttpsClient::fork`] makes one with its own.
 #[derive(Clone)]
 pub struct HttpsClient {
     base_url: String,
+    connector: HttpsConnector<HttpConnector>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
@@ -63,13 +65,22 @@ impl HttpsClient {
             .https_only()
             .enable_http1()
             .build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let client = pooled(connector.clone());
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
+            connector,
             client,
         })
+    }
+
+    /// A client of the same controller with its own connections (sharing the TLS setup), as
+    /// each real device has its own.
+    pub fn fork(&self) -> Self {
+        Self {
+            base_url: self.base_url.clone(),
+            connector: self.connector.clone(),
+            client: pooled(self.connector.clone()),
+        }
     }
 
     /// Sends a request to `path` with an optional body of `content_type` and bearer token.
@@ -110,6 +121,14 @@ impl HttpsClient {
             .to_bytes();
         Ok(Reply { status, body })
     }
+}
+
+fn pooled(
+    connector: HttpsConnector<HttpConnector>,
+) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
 }
 
 /// An error with its causes, for messages people read.

@@ -60,6 +60,9 @@ pub struct RunFigures {
     pub controller_rss_mib: f64,
     /// Resident memory added per onboarded device, KiB.
     pub memory_per_device_kib: f64,
+    /// The machine's 1-minute load average when the measurement ended (other work on the
+    /// machine competes with the controller and the simulator).
+    pub load_average: f64,
     /// Whether p99 met the target with no failures.
     pub meets_target: bool,
 }
@@ -169,8 +172,18 @@ async fn measure(
         controller_cpu_percent: ticks as f64 / CLOCK_TICKS_PER_S / seconds * 100.0,
         controller_rss_mib: rss_after as f64 / 1024.0,
         memory_per_device_kib: rss_after.saturating_sub(rss_before) as f64 / devices as f64,
+        load_average: load_average(),
         meets_target: failures == 0 && p99_ms < options.target_p99_ms,
     })
+}
+
+/// The 1-minute load average, or 0 if unknown.
+fn load_average() -> f64 {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .next()
+        .and_then(|load| load.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// `USER_HZ`, the unit of CPU times in `/proc/<pid>/stat` (100 on Linux).
@@ -276,7 +289,7 @@ pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
     ));
     for r in results {
         out.push_str(&format!(
-            "{:>8} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9.1} {:>10.2} {:>9.1}  {}\n",
+            "{:>8} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9.1} {:>10.2} {:>9.1} {:>6.1}  {}\n",
             r.devices,
             r.requests_per_s,
             r.offered_per_s,
@@ -288,6 +301,7 @@ pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
             r.controller_cpu_percent,
             r.memory_per_device_kib,
             r.onboarding_s,
+            r.load_average,
             if r.meets_target { "met" } else { "NOT met" }
         ));
     }

@@ -156,31 +156,26 @@ impl SimDevice {
             .map(|body| &body.payload[..])
             .unwrap_or_default();
         let certs = ZControllerCert::decode(payload).map_err(invalid)?;
-        for cert in certs
+        let cert = certs
             .certs
             .iter()
-            .filter(|cert| cert.r#type == ZCertType::CertTypeControllerSigning as i32)
-        {
-            let algo = HashAlgorithm::try_from(cert.hash_algo).map_err(invalid)?;
-            if !lichen_api::cert::hash_matches(&cert.cert, algo, &cert.cert_hash) {
-                return Err(SimError::Invalid("certificate hash does not match".into()));
-            }
-            let pem = std::str::from_utf8(&cert.cert).map_err(invalid)?;
-            let der = lichen_api::cert::pem_to_der(pem).map_err(invalid)?;
-            lichen_api::cert::verify_issued_by(&der, &self.root_der).map_err(invalid)?;
-            let key = lichen_api::cert::public_key(&der).map_err(invalid)?;
-            let signing = ControllerKey {
-                cert_hash: lichen_api::cert::cert_hash(&cert.cert, HashAlgorithm::Sha25632bytes)
-                    .unwrap_or_default(),
-                key,
-            };
-            open_from(&signing, &container)?;
-            self.controller = Some(signing);
-            return Ok(());
+            .find(|cert| cert.r#type == ZCertType::CertTypeControllerSigning as i32)
+            .ok_or_else(|| SimError::Invalid("no controller signing certificate".into()))?;
+        let algo = HashAlgorithm::try_from(cert.hash_algo).map_err(invalid)?;
+        if !lichen_api::cert::hash_matches(&cert.cert, algo, &cert.cert_hash) {
+            return Err(SimError::Invalid("certificate hash does not match".into()));
         }
-        Err(SimError::Invalid(
-            "no controller signing certificate".into(),
-        ))
+        let pem = std::str::from_utf8(&cert.cert).map_err(invalid)?;
+        let der = lichen_api::cert::pem_to_der(pem).map_err(invalid)?;
+        lichen_api::cert::verify_issued_by(&der, &self.root_der).map_err(invalid)?;
+        let signing = ControllerKey {
+            cert_hash: lichen_api::cert::cert_hash(&cert.cert, HashAlgorithm::Sha25632bytes)
+                .unwrap_or_default(),
+            key: lichen_api::cert::public_key(&der).map_err(invalid)?,
+        };
+        open_from(&signing, &container)?;
+        self.controller = Some(signing);
+        Ok(())
     }
 
     /// Registers with the onboarding certificate. Returns 201 (new) or 200 (again); other

@@ -13,7 +13,7 @@ use crate::pki::Identity;
 /// The controller the devices talk to and what they onboard with.
 #[derive(Clone)]
 pub struct Target {
-    /// A client for the controller (its connection pool is shared by all devices).
+    /// A client for the controller; each device forks its own connection from it.
     pub client: HttpsClient,
     /// The controller's root certificate, DER.
     pub root_der: Arc<Vec<u8>>,
@@ -44,10 +44,11 @@ impl Target {
         })
     }
 
-    /// A device with `serial`: with a kept identity if there is one, else a new one.
+    /// A device with `serial` and its own connection: with a kept identity if there is one,
+    /// else a new one.
     pub fn device(&self, serial: &str) -> Result<SimDevice, SimError> {
         let io = |error: std::io::Error| SimError::Invalid(format!("device identity: {error}"));
-        let (client, root) = (self.client.clone(), Arc::clone(&self.root_der));
+        let (client, root) = (self.client.fork(), Arc::clone(&self.root_der));
         let Some(dir) = &self.identities else {
             return SimDevice::new(client, root, &self.onboarding, serial).map_err(io);
         };
