@@ -62,8 +62,9 @@ pub extern "C" fn kernel_entry() -> ! {
     // SAFETY: once, at boot, interrupts off.
     unsafe {
         match hypervisor {
-            Hypervisor::Xen { .. } | Hypervisor::Kvm { .. } | Hypervisor::Other => {
-                platform::set(platform::qemu::init(hypervisor));
+            Hypervisor::Xen { base } => platform::set(platform::xen::init(base)),
+            Hypervisor::Kvm { .. } | Hypervisor::Other => {
+                platform::set(platform::qemu::init(hypervisor))
             }
         }
     }

@@ -79,7 +79,10 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
         _ => false,
     };
     if hit_guard {
-        let _ = writeln!(w, "  the kernel stack ran into its guard page: stack overflow");
+        let _ = writeln!(
+            w,
+            "  the kernel stack ran into its guard page: stack overflow"
+        );
     }
     write_backtrace(&mut w, frame.rip, frame.rbp);
     exit(Status::Fault)

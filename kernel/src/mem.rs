@@ -92,9 +92,15 @@ pub mod heapless_ranges {
             true
         }
 
-        /// Sorts by start address.
+        /// Sorts by start address (insertion sort: the list is short and this is small code).
         pub fn sort(&mut self) {
-            self.items[..self.len].sort_unstable_by_key(|r| r.start);
+            for i in 1..self.len {
+                let mut j = i;
+                while j > 0 && self.items[j - 1].start > self.items[j].start {
+                    self.items.swap(j - 1, j);
+                    j -= 1;
+                }
+            }
         }
 
         /// The ranges.

@@ -146,9 +146,7 @@ fn command_line_reaches_the_service() {
         .arg("exit=7")
         .boot();
     boot.expect_status(7);
-    boot.expect(
-        r#"args: [("ticks", "1"), ("motd", "hello world"), ("verbose", ""), ("exit", "7")]"#,
-    );
+    boot.expect(r#"args: ticks="1" motd="hello world" verbose="" exit="7""#);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use crate::time::{Instant, TscScale, UnixTime};
 
 pub mod qemu;
+pub mod xen;
 
 /// Which hypervisor is underneath, from the CPUID hypervisor leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

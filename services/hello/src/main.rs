@@ -18,6 +18,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::fmt::Write;
 use kernel::{info, Args, Duration, Instant};
 
 kernel::service!(main);
@@ -35,14 +36,17 @@ async fn main(args: Args) -> i32 {
         kernel::service().version,
         timings.entry_tsc,
         timings.main_tsc,
-        timings.entry_to_main().as_micros(),
+        timings.entry_to_main().as_micros() as u64,
         kernel::platform::current().name(),
     );
     if let Some(wall) = kernel::wall_clock() {
         info!("wall clock: {} s since the epoch", wall.as_secs());
     }
-    let args_seen: Vec<_> = args.iter().collect();
-    info!("args: {args_seen:?}");
+    let mut shown = alloc::string::String::new();
+    for (key, value) in args.iter() {
+        let _ = write!(shown, " {key}=\"{value}\"");
+    }
+    info!("args:{shown}");
 
     if let Some(code) = failure_switches(&args) {
         return code;
@@ -78,7 +82,7 @@ async fn main(args: Args) -> i32 {
     info!(
         "{} ticks in deadline order: {ordered}; worst lateness {} us",
         events.len(),
-        worst.as_micros()
+        worst.as_micros() as u64
     );
     if !ordered || worst > Duration::from_millis(LATENESS_LIMIT_MS) {
         kernel::error!("timers misbehaved");
@@ -113,8 +117,8 @@ async fn ticker(
         log.borrow_mut().push((deadline, name));
         info!(
             "tick {name} {i} at +{} ms (late {} us)",
-            now.saturating_duration_since(start).as_millis(),
-            late.as_micros()
+            now.saturating_duration_since(start).as_millis() as u64,
+            late.as_micros() as u64
         );
     }
     worst

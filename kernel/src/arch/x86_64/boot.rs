@@ -166,6 +166,8 @@ pvh_start32:
     mov cr0, eax
 
     lgdt [lichen_boot_gdt_ptr]
+    /* PVH leaves ESP undefined: switch to the kernel stack before the far return */
+    mov esp, offset {stack} + {stack_top}
     mov eax, offset lichen_entry64
     push 0x08
     push eax

@@ -38,7 +38,8 @@ pub fn calibrate_tsc() -> TscScale {
         let elapsed_ticks = u64::from(first.wrapping_sub(read_count()));
         let end = rdtsc();
         if elapsed_ticks >= WINDOW_TICKS {
-            let hz = (u128::from(end - start) * u128::from(PIT_HZ) / u128::from(elapsed_ticks)) as u64;
+            let hz =
+                (u128::from(end - start) * u128::from(PIT_HZ) / u128::from(elapsed_ticks)) as u64;
             if let Some(scale) = TscScale::from_hz(hz) {
                 return scale;
             }

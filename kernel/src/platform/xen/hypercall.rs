@@ -1,0 +1,146 @@
+//! Hypercalls: the page Xen fills with call stubs, and typed wrappers for the few operations
+//! lichen uses. Numbers are from Xen's public headers (xen.h, sched.h, event_channel.h,
+//! hvm/hvm_op.h, hvm/params.h).
+
+use core::arch::asm;
+use core::ptr::addr_of;
+
+use crate::arch::cpu;
+
+/// `__HYPERVISOR_sched_op`.
+pub const SCHED_OP: usize = 29;
+/// `__HYPERVISOR_event_channel_op`.
+pub const EVENT_CHANNEL_OP: usize = 32;
+/// `__HYPERVISOR_hvm_op`.
+pub const HVM_OP: usize = 34;
+
+/// `SCHEDOP_yield`.
+pub const SCHEDOP_YIELD: u64 = 0;
+/// `SCHEDOP_shutdown`.
+pub const SCHEDOP_SHUTDOWN: u64 = 2;
+/// `SHUTDOWN_poweroff`.
+pub const SHUTDOWN_POWEROFF: u32 = 0;
+/// `SHUTDOWN_crash`.
+pub const SHUTDOWN_CRASH: u32 = 3;
+/// `EVTCHNOP_send`.
+pub const EVTCHNOP_SEND: u64 = 4;
+/// `HVMOP_get_param`.
+pub const HVMOP_GET_PARAM: u64 = 1;
+/// `DOMID_SELF`.
+pub const DOMID_SELF: u16 = 0x7ff0;
+
+/// `HVM_PARAM_STORE_PFN`.
+pub const PARAM_STORE_PFN: u32 = 1;
+/// `HVM_PARAM_STORE_EVTCHN`.
+pub const PARAM_STORE_EVTCHN: u32 = 2;
+/// `HVM_PARAM_CONSOLE_PFN`.
+pub const PARAM_CONSOLE_PFN: u32 = 17;
+/// `HVM_PARAM_CONSOLE_EVTCHN`.
+pub const PARAM_CONSOLE_EVTCHN: u32 = 18;
+
+/// Size of one stub in the hypercall page.
+const STUB_SIZE: usize = 32;
+
+#[repr(C, align(4096))]
+struct HypercallPage([u8; 4096]);
+
+/// Filled by Xen with one stub per hypercall when its address is written to Xen's MSR.
+static mut HYPERCALL_PAGE: HypercallPage = HypercallPage([0; 4096]);
+
+/// Asks Xen to fill the hypercall page: CPUID leaf `base + 2` names the MSR.
+///
+/// # Safety
+/// Call once at boot, on Xen.
+pub unsafe fn init(base: u32) {
+    let msr = cpu::cpuid(base + 2).ebx;
+    // SAFETY: the MSR is the one Xen advertises; the page is ours and identity mapped, and
+    // executable (lichen maps all memory executable).
+    unsafe { cpu::wrmsr(msr, addr_of!(HYPERCALL_PAGE) as u64) }
+}
+
+/// Makes hypercall `op` with up to three arguments and returns Xen's result (negative errno
+/// on failure).
+///
+/// # Safety
+/// Arguments must be valid for the operation: pointers must point at live, correctly laid out
+/// structures that Xen may read and write.
+pub unsafe fn call(op: usize, a1: u64, a2: u64, a3: u64) -> i64 {
+    let stub = addr_of!(HYPERCALL_PAGE) as usize + op * STUB_SIZE;
+    let result: i64;
+    // SAFETY: the stub was written by Xen (see `init`); the caller vouches for the arguments.
+    // Xen may clobber the argument registers, so they are all declared clobbered.
+    unsafe {
+        asm!(
+            "call {stub}",
+            stub = in(reg) stub,
+            inlateout("rax") 0i64 => result,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            out("r10") _,
+            out("r8") _,
+            out("rcx") _,
+            out("r11") _,
+        );
+    }
+    result
+}
+
+#[repr(C)]
+struct HvmParam {
+    domid: u16,
+    pad: u16,
+    index: u32,
+    value: u64,
+}
+
+/// Reads an HVM parameter of this domain.
+pub fn hvm_param(index: u32) -> Result<u64, i64> {
+    let mut param = HvmParam {
+        domid: DOMID_SELF,
+        pad: 0,
+        index,
+        value: 0,
+    };
+    // SAFETY: `param` is a live xen_hvm_param for HVMOP_get_param.
+    let rc = unsafe {
+        call(
+            HVM_OP,
+            HVMOP_GET_PARAM,
+            &mut param as *mut HvmParam as u64,
+            0,
+        )
+    };
+    if rc < 0 {
+        Err(rc)
+    } else {
+        Ok(param.value)
+    }
+}
+
+/// Notifies the other end of event channel `port`.
+pub fn notify(port: u32) {
+    let mut send = port;
+    // SAFETY: `send` is a live evtchn_send (one u32 port).
+    unsafe {
+        call(
+            EVENT_CHANNEL_OP,
+            EVTCHNOP_SEND,
+            &mut send as *mut u32 as u64,
+            0,
+        )
+    };
+}
+
+/// Gives up the CPU to other domains for a moment.
+pub fn yield_cpu() {
+    // SAFETY: SCHEDOP_yield takes no argument.
+    unsafe { call(SCHED_OP, SCHEDOP_YIELD, 0, 0) };
+}
+
+/// Stops this domain with a shutdown reason; returns only if Xen refused.
+pub fn shutdown(reason: u32) {
+    let mut r = reason;
+    // SAFETY: `r` is a live sched_shutdown (one u32 reason).
+    unsafe { call(SCHED_OP, SCHEDOP_SHUTDOWN, &mut r as *mut u32 as u64, 0) };
+}

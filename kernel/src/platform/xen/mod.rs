@@ -1,0 +1,150 @@
+//! Xen PVH domU: the console ring, xenstore, TSC rate from Xen's CPUID time leaf, and
+//! shutdown through SCHEDOP_shutdown. Each Xen protocol lives in its own file.
+
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+pub mod hypercall;
+pub mod ring;
+pub mod xenstore;
+#[cfg(target_os = "none")]
+pub use machine::*;
+
+#[cfg(target_os = "none")]
+mod machine {
+    use super::console::Console;
+    use super::hypercall;
+    use super::xenstore::XenStore;
+    use crate::arch::{apic, cpu};
+    use crate::platform::Platform;
+    use crate::sync::IrqMutex;
+    use crate::time::{Instant, TscScale, UnixTime};
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    /// The Xen platform.
+    pub struct Xen {
+        base: u32,
+        console: Option<Console>,
+        xenstore: IrqMutex<Option<SingleCpu<XenStore>>>,
+    }
+
+    /// Lets the xenstore client (which holds a pointer to its shared page) live in a static.
+    struct SingleCpu<T>(T);
+    // SAFETY: one CPU; the client is only used under the IrqMutex above.
+    unsafe impl<T> Send for SingleCpu<T> {}
+
+    static mut XEN: Xen = Xen {
+        base: 0,
+        console: None,
+        xenstore: IrqMutex::new(None),
+    };
+    static EXITING: AtomicBool = AtomicBool::new(false);
+
+    /// Sets up hypercalls and the console; returns the platform.
+    ///
+    /// # Safety
+    /// Call once at boot on Xen (`base` is Xen's CPUID leaf base), interrupts disabled.
+    pub unsafe fn init(base: u32) -> &'static Xen {
+        // SAFETY: once, at boot, on Xen; XEN is not shared yet.
+        unsafe {
+            hypercall::init(base);
+            let xen = &mut *core::ptr::addr_of_mut!(XEN);
+            xen.base = base;
+            xen.console = Console::from_hvm_params();
+            xen
+        }
+    }
+
+    impl Xen {
+        /// Runs `f` with the xenstore connection (made on first use); `None` if this domain
+        /// has no xenstore or the heap is not up yet.
+        pub fn with_xenstore<R>(&self, f: impl FnOnce(&mut XenStore) -> R) -> Option<R> {
+            if crate::mem::heap_size() == 0 {
+                return None;
+            }
+            let mut guard = self.xenstore.lock();
+            if guard.is_none() {
+                *guard = XenStore::from_hvm_params().map(SingleCpu);
+            }
+            guard.as_mut().map(|xs| f(&mut xs.0))
+        }
+
+        /// The console, if this domain has one.
+        pub fn console(&self) -> Option<&Console> {
+            self.console.as_ref()
+        }
+    }
+
+    /// Formats a status as decimal into `buf`.
+    fn decimal(status: i32, buf: &mut [u8; 12]) -> &str {
+        let mut n = i64::from(status).unsigned_abs();
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if status < 0 {
+            i -= 1;
+            buf[i] = b'-';
+        }
+        core::str::from_utf8(&buf[i..]).unwrap_or("1")
+    }
+
+    impl Platform for Xen {
+        fn name(&self) -> &'static str {
+            "xen"
+        }
+
+        fn console_write(&self, bytes: &[u8]) {
+            if let Some(console) = &self.console {
+                console.write(bytes);
+            }
+        }
+
+        fn read_wall_clock(&self) -> Option<UnixTime> {
+            None
+        }
+
+        fn start_clock(&self) -> TscScale {
+            // Xen's time leaf (base + 3), sub-leaf 0: ECX is the guest TSC rate in kHz.
+            let khz = u64::from(cpu::cpuid(self.base + 3).ecx);
+            let scale = TscScale::from_hz(khz * 1000).unwrap_or_else(|| {
+                crate::warn!("Xen states no TSC rate: assuming 1 GHz");
+                TscScale::from_hz(1_000_000_000).expect("non-zero rate")
+            });
+            crate::arch::init_timer(scale);
+            scale
+        }
+
+        fn arm_timer(&self, deadline: Instant) {
+            apic::arm(crate::time::tsc_of_instant(deadline));
+        }
+
+        fn idle(&self) {
+            cpu::enable_interrupts_and_halt();
+        }
+
+        fn exit(&self, status: i32) -> ! {
+            // A failure while exiting (say, xenstore misbehaving) must not loop back here.
+            if !EXITING.swap(true, Ordering::SeqCst) {
+                let mut buf = [0u8; 12];
+                let value = decimal(status, &mut buf);
+                let _ = self.with_xenstore(|xs| xs.write("data/exit-status", value));
+            }
+            if let Some(console) = &self.console {
+                console.flush();
+            }
+            let reason = if status == 0 {
+                hypercall::SHUTDOWN_POWEROFF
+            } else {
+                hypercall::SHUTDOWN_CRASH
+            };
+            hypercall::shutdown(reason);
+            cpu::halt_forever()
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! A xenstore client over the shared ring (xen/include/public/io/xs_wire.h).
+//!
+//! Each message is a 16-byte header (type, request id, transaction id, payload length, u32
+//! little-endian each) and up to 4096 payload bytes. The ring page holds `req[1024]`,
+//! `rsp[1024]` and the u32 indices `req_cons`, `req_prod`, `rsp_cons`, `rsp_prod` at 2048..2064.
+//! Everything xenstored writes (indices, header fields, lengths) is checked before use.
+//!
+//! Requests are answered in order; this client sends one at a time and waits for the answer by
+//! yielding the CPU, which is what boot and exit paths need. Watch events that arrive while
+//! waiting are kept for [`XenStore::take_watch_event`].
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Message types used here (`enum xsd_sockmsg_type`).
+#[allow(missing_docs)]
+pub mod kind {
+    pub const DIRECTORY: u32 = 1;
+    pub const READ: u32 = 2;
+    pub const GET_PERMS: u32 = 3;
+    pub const WATCH: u32 = 4;
+    pub const UNWATCH: u32 = 5;
+    pub const TRANSACTION_START: u32 = 6;
+    pub const TRANSACTION_END: u32 = 7;
+    pub const WRITE: u32 = 11;
+    pub const MKDIR: u32 = 12;
+    pub const RM: u32 = 13;
+    pub const SET_PERMS: u32 = 14;
+    pub const WATCH_EVENT: u32 = 15;
+    pub const ERROR: u32 = 16;
+}
+
+/// Largest payload of one message.
+pub const PAYLOAD_MAX: u32 = 4096;
+/// Size of the message header.
+pub const HEADER_SIZE: usize = 16;
+
+/// A message header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Message type.
+    pub kind: u32,
+    /// Request id, echoed in the answer.
+    pub req_id: u32,
+    /// Transaction id (0: none).
+    pub tx_id: u32,
+    /// Payload length.
+    pub len: u32,
+}
+
+impl Header {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut b = [0; HEADER_SIZE];
+        for (i, v) in [self.kind, self.req_id, self.tx_id, self.len]
+            .into_iter()
+            .enumerate()
+        {
+            b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes and checks a header received from xenstored.
+    pub fn decode(b: &[u8; HEADER_SIZE]) -> Result<Header, Error> {
+        let word =
+            |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+        let header = Header {
+            kind: word(0),
+            req_id: word(1),
+            tx_id: word(2),
+            len: word(3),
+        };
+        if header.len > PAYLOAD_MAX {
+            return Err(Error::Protocol("payload longer than 4096 bytes"));
+        }
+        Ok(header)
+    }
+}
+
+/// What can go wrong talking to xenstored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// xenstored answered with an error (`ENOENT`, `EACCES`, `EAGAIN`, ...).
+    Xenstore(String),
+    /// xenstored broke the protocol (bad indices, lengths or answers).
+    Protocol(&'static str),
+    /// The request does not fit in one message.
+    TooLong,
+    /// No answer came in time.
+    Timeout,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Xenstore(e) => write!(f, "xenstore error {e}"),
+            Error::Protocol(e) => write!(f, "xenstore protocol error: {e}"),
+            Error::TooLong => f.write_str("xenstore request longer than 4096 bytes"),
+            Error::Timeout => f.write_str("xenstore did not answer"),
+        }
+    }
+}
+
+/// Builds a request payload from NUL-terminated strings and a raw tail.
+pub fn payload(strings: &[&str], tail: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut p = Vec::new();
+    for s in strings {
+        if s.as_bytes().contains(&0) {
+            return Err(Error::Protocol("NUL inside a path or token"));
+        }
+        p.extend_from_slice(s.as_bytes());
+        p.push(0);
+    }
+    p.extend_from_slice(tail);
+    if p.len() > PAYLOAD_MAX as usize {
+        return Err(Error::TooLong);
+    }
+    Ok(p)
+}
+
+/// Interprets an answer: an error message becomes [`Error::Xenstore`].
+pub fn check_answer(header: &Header, request_kind: u32, body: Vec<u8>) -> Result<Vec<u8>, Error> {
+    if header.kind == kind::ERROR {
+        let name = body.split(|&b| b == 0).next().unwrap_or(&[]);
+        return Err(Error::Xenstore(String::from_utf8_lossy(name).into_owned()));
+    }
+    if header.kind != request_kind {
+        return Err(Error::Protocol("answer of another type"));
+    }
+    Ok(body)
+}
+
+/// Splits a NUL-separated list (a directory listing), dropping the empty last element.
+pub fn split_list(body: &[u8]) -> Vec<String> {
+    body.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// A watch firing: the path that changed and the watch's token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// Path that changed.
+    pub path: String,
+    /// The token given to `watch`.
+    pub token: String,
+}
+
+#[cfg(target_os = "none")]
+pub use client::XenStore;
+
+#[cfg(target_os = "none")]
+mod client {
+    use super::super::{hypercall, ring};
+    use super::*;
+    use alloc::collections::VecDeque;
+    use core::ptr::{read_volatile, write_volatile};
+    use core::sync::atomic::{fence, Ordering};
+
+    const RING_SIZE: u32 = 1024;
+    const RSP: usize = 1024;
+    const REQ_CONS: usize = 2048;
+    const REQ_PROD: usize = 2052;
+    const RSP_CONS: usize = 2056;
+    const RSP_PROD: usize = 2060;
+    /// Yields to wait for xenstored before giving up on an answer.
+    const MAX_WAIT_YIELDS: u32 = 2_000_000;
+
+    /// The xenstore ring and its event channel.
+    pub struct XenStore {
+        page: *mut u8,
+        port: u32,
+        next_req_id: u32,
+        watch_events: VecDeque<WatchEvent>,
+    }
+
+    impl XenStore {
+        /// The connection from this domain's HVM parameters, if it has one.
+        pub fn from_hvm_params() -> Option<XenStore> {
+            let pfn = hypercall::hvm_param(hypercall::PARAM_STORE_PFN)
+                .ok()
+                .filter(|&p| p != 0)?;
+            let port = hypercall::hvm_param(hypercall::PARAM_STORE_EVTCHN).ok()?;
+            Some(XenStore {
+                page: (pfn << 12) as *mut u8,
+                port: port as u32,
+                next_req_id: 1,
+                watch_events: VecDeque::new(),
+            })
+        }
+
+        fn index(&self, offset: usize) -> u32 {
+            // SAFETY: offsets are within the xenstore page Xen mapped for this domain.
+            unsafe { read_volatile(self.page.add(offset) as *const u32) }
+        }
+
+        fn set_index(&self, offset: usize, value: u32) {
+            // SAFETY: as for `index`.
+            unsafe { write_volatile(self.page.add(offset) as *mut u32, value) }
+        }
+
+        /// Waits (yielding) until `ready` holds.
+        fn wait(&self, mut ready: impl FnMut(&Self) -> Result<bool, Error>) -> Result<(), Error> {
+            for _ in 0..MAX_WAIT_YIELDS {
+                if ready(self)? {
+                    return Ok(());
+                }
+                hypercall::yield_cpu();
+            }
+            Err(Error::Timeout)
+        }
+
+        fn send_bytes(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+            let corrupt = |_| Error::Protocol("corrupt request ring indices");
+            while !bytes.is_empty() {
+                self.wait(|s| {
+                    Ok(ring::free(s.index(REQ_PROD), s.index(REQ_CONS), RING_SIZE)
+                        .map_err(corrupt)?
+                        > 0)
+                })?;
+                let prod = self.index(REQ_PROD);
+                let free = ring::free(prod, self.index(REQ_CONS), RING_SIZE).map_err(corrupt)?;
+                let n = free.min(bytes.len() as u32);
+                let mut done = 0;
+                for (offset, len) in ring::pieces(prod, n, RING_SIZE) {
+                    // SAFETY: offset + len <= 1024: inside the request ring at offset 0.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            bytes[done..].as_ptr(),
+                            self.page.add(offset),
+                            len,
+                        )
+                    };
+                    done += len;
+                }
+                fence(Ordering::Release);
+                self.set_index(REQ_PROD, prod.wrapping_add(n));
+                hypercall::notify(self.port);
+                bytes = &bytes[n as usize..];
+            }
+            Ok(())
+        }
+
+        fn receive_bytes(&mut self, out: &mut [u8]) -> Result<(), Error> {
+            let corrupt = |_| Error::Protocol("corrupt response ring indices");
+            let mut done = 0;
+            while done < out.len() {
+                self.wait(|s| {
+                    Ok(ring::used(s.index(RSP_PROD), s.index(RSP_CONS), RING_SIZE)
+                        .map_err(corrupt)?
+                        > 0)
+                })?;
+                let cons = self.index(RSP_CONS);
+                let available =
+                    ring::used(self.index(RSP_PROD), cons, RING_SIZE).map_err(corrupt)?;
+                fence(Ordering::Acquire);
+                let n = available.min((out.len() - done) as u32);
+                for (offset, len) in ring::pieces(cons, n, RING_SIZE) {
+                    // SAFETY: offset + len <= 1024: inside the response ring at 1024.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            self.page.add(RSP + offset),
+                            out[done..].as_mut_ptr(),
+                            len,
+                        )
+                    };
+                    done += len;
+                }
+                fence(Ordering::Release);
+                self.set_index(RSP_CONS, cons.wrapping_add(n));
+                hypercall::notify(self.port);
+            }
+            Ok(())
+        }
+
+        /// Sends one request and returns the answer's payload.
+        pub fn request(&mut self, kind: u32, tx_id: u32, body: &[u8]) -> Result<Vec<u8>, Error> {
+            let req_id = self.next_req_id;
+            self.next_req_id = self.next_req_id.wrapping_add(1);
+            let header = Header {
+                kind,
+                req_id,
+                tx_id,
+                len: body.len() as u32,
+            };
+            if body.len() > PAYLOAD_MAX as usize {
+                return Err(Error::TooLong);
+            }
+            self.send_bytes(&header.encode())?;
+            self.send_bytes(body)?;
+            loop {
+                let mut raw = [0u8; HEADER_SIZE];
+                self.receive_bytes(&mut raw)?;
+                let answer = Header::decode(&raw)?;
+                let mut payload = alloc::vec![0u8; answer.len as usize];
+                self.receive_bytes(&mut payload)?;
+                if answer.kind == kind::WATCH_EVENT {
+                    let mut parts = split_list(&payload).into_iter();
+                    if let (Some(path), Some(token)) = (parts.next(), parts.next()) {
+                        self.watch_events.push_back(WatchEvent { path, token });
+                    }
+                    continue;
+                }
+                if answer.req_id != req_id {
+                    return Err(Error::Protocol("answer to another request"));
+                }
+                return check_answer(&answer, kind, payload);
+            }
+        }
+
+        /// Reads a key.
+        pub fn read(&mut self, path: &str) -> Result<String, Error> {
+            let body = self.request(kind::READ, 0, &payload(&[path], &[])?)?;
+            String::from_utf8(body).map_err(|_| Error::Protocol("value is not UTF-8"))
+        }
+
+        /// Writes a key (creating it and its parents).
+        pub fn write(&mut self, path: &str, value: &str) -> Result<(), Error> {
+            self.request(kind::WRITE, 0, &payload(&[path], value.as_bytes())?)
+                .map(drop)
+        }
+
+        /// Lists a directory.
+        pub fn directory(&mut self, path: &str) -> Result<Vec<String>, Error> {
+            Ok(split_list(&self.request(
+                kind::DIRECTORY,
+                0,
+                &payload(&[path], &[])?,
+            )?))
+        }
+
+        /// Removes a key and everything under it.
+        pub fn remove(&mut self, path: &str) -> Result<(), Error> {
+            self.request(kind::RM, 0, &payload(&[path], &[])?).map(drop)
+        }
+
+        /// A watch event that arrived, if any.
+        pub fn take_watch_event(&mut self) -> Option<WatchEvent> {
+            self.watch_events.pop_front()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn header_round_trip_and_limits() {
+        let h = Header {
+            kind: kind::WRITE,
+            req_id: 7,
+            tx_id: 0,
+            len: 12,
+        };
+        assert_eq!(Header::decode(&h.encode()), Ok(h));
+        let mut bad = h.encode();
+        bad[12..16].copy_from_slice(&4097u32.to_le_bytes());
+        assert!(matches!(Header::decode(&bad), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn payloads() {
+        assert_eq!(payload(&["data/x"], b"5").unwrap(), b"data/x\x005");
+        assert_eq!(payload(&["a", "tok"], &[]).unwrap(), b"a\0tok\0");
+        assert!(payload(&["a\0b"], &[]).is_err());
+        assert_eq!(payload(&["p"], &vec![b'v'; 5000]), Err(Error::TooLong));
+    }
+
+    #[test]
+    fn answers() {
+        let h = |kind| Header {
+            kind,
+            req_id: 1,
+            tx_id: 0,
+            len: 0,
+        };
+        assert_eq!(
+            check_answer(&h(kind::READ), kind::READ, b"v".to_vec()),
+            Ok(b"v".to_vec())
+        );
+        assert_eq!(
+            check_answer(&h(kind::ERROR), kind::READ, b"ENOENT\0".to_vec()),
+            Err(Error::Xenstore("ENOENT".into()))
+        );
+        assert!(matches!(
+            check_answer(&h(kind::WRITE), kind::READ, vec![]),
+            Err(Error::Protocol(_))
+        ));
+        assert_eq!(split_list(b"a\0bc\0"), ["a", "bc"]);
+    }
+}
