@@ -93,6 +93,12 @@ pub struct StackCounters {
     pub dns_cache_hits: u64,
     /// Rounds of the stack task.
     pub polls: u64,
+    /// Rounds started by the card's interrupt.
+    pub interrupts: u64,
+    /// Rounds started by a smoltcp deadline (timers: retransmission, delayed ACK, DHCP).
+    pub deadlines: u64,
+    /// Rounds started by a socket operation with something to send.
+    pub kicks: u64,
 }
 
 /// A snapshot of the stack's state.
@@ -324,6 +330,11 @@ async fn run(vector: u8) {
             }
         })
         .await;
+        let _ = with_stack(|s| match woke {
+            Wake::Interrupt => s.counters.interrupts += 1,
+            Wake::Deadline => s.counters.deadlines += 1,
+            Wake::Kick => s.counters.kicks += 1,
+        });
         // Woken otherwise, the card may still have interrupted meanwhile: take that too.
         interrupted = matches!(woke, Wake::Interrupt) || crate::irq::take(vector);
     }

@@ -53,6 +53,10 @@ impl TcpOptions {
             RingBuffer::new(vec![0u8; self.tx_buffer.max(1)]),
         );
         socket.set_nagle_enabled(!self.nodelay);
+        // Acknowledge at the end of each stack round rather than after a fixed delay: rounds
+        // already batch everything that arrived together, and a delayed ACK stalls peers in
+        // slow start.
+        socket.set_ack_delay(None);
         socket.set_keep_alive(self.keep_alive.map(to_smol_duration));
         socket
     }

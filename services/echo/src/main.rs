@@ -216,7 +216,7 @@ fn status_json() -> String {
                 .map_or(String::from("null"), |a| format!("\"{a}\""));
             let d = s.device;
             format!(
-                "{{\"ipv4\":{ipv4},\"ipv6_link_local\":{ipv6},\"sockets\":{},\"rx_frames\":{},\"rx_bytes\":{},\"tx_frames\":{},\"tx_bytes\":{},\"rx_malformed\":{},\"tx_ring_full\":{},\"device_errors\":{},\"dhcp_leases\":{},\"tcp_accepted\":{},\"polls\":{}}}",
+                "{{\"ipv4\":{ipv4},\"ipv6_link_local\":{ipv6},\"sockets\":{},\"rx_frames\":{},\"rx_bytes\":{},\"tx_frames\":{},\"tx_bytes\":{},\"rx_malformed\":{},\"tx_ring_full\":{},\"device_errors\":{},\"dhcp_leases\":{},\"tcp_accepted\":{},\"polls\":{},\"interrupts\":{},\"deadlines\":{},\"kicks\":{}}}",
                 s.sockets,
                 d.rx_frames,
                 d.rx_bytes,
@@ -228,6 +228,9 @@ fn status_json() -> String {
                 s.stack.dhcp_leases,
                 s.stack.tcp_accepted,
                 s.stack.polls,
+                s.stack.interrupts,
+                s.stack.deadlines,
+                s.stack.kicks,
             )
         }
         Err(_) => String::from("null"),
