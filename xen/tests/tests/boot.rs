@@ -2,7 +2,7 @@
 //!
 //! Each boot takes about a minute here, so boots run one at a time. The `probe` tests use the
 //! assembly fixture in xen/fixtures (no lichen kernel needed); the `hello` tests boot the real
-//! image and need the kernel's Xen backend (console ring, SCHEDOP_shutdown).
+//! image (built by scripts/run-xen).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,7 +143,7 @@ fn probe_poweroff_is_a_success_and_a_crash_is_restarted_then_failed() {
     assert!(run
         .log
         .lines()
-        .any(|l| l.contains("launcher: calm: domain") && l.ends_with("powered off")));
+        .any(|l| l.contains("launcher: calm: domain") && l.contains("powered off")));
 
     // The crashing one: restarted once after a backoff, then marked failed.
     run.assert_has("panicky | probe: panicking as asked");
@@ -176,22 +176,28 @@ fn probe_poweroff_is_a_success_and_a_crash_is_restarted_then_failed() {
 }
 
 #[test]
-#[ignore = "needs the kernel's Xen backend (console ring, SCHEDOP_shutdown): issue 3, guest side"]
 fn hello_boots_as_a_pvh_domain_and_exits_cleanly() {
-    let manifest = std::fs::read_to_string(repo().join("xen/examples/hello.toml")).unwrap();
+    // One tick per task: hello checks its timers' order and lateness, which a loaded TCG host can
+    // upset; that is the guest's own test, not this one's.
+    let manifest = std::fs::read_to_string(repo().join("xen/examples/hello.toml"))
+        .unwrap()
+        .replace("cmdline = \"\"", "cmdline = \"ticks=1\"");
+    assert!(
+        manifest.contains("ticks=1"),
+        "xen/examples/hello.toml changed shape"
+    );
     let run = boot("hello", &manifest, false, 300);
     assert_eq!(run.status, Some(0));
     run.assert_has("hello | ");
     assert!(run
         .log
         .lines()
-        .any(|l| l.contains("launcher: hello: domain") && l.ends_with("powered off")));
+        .any(|l| l.contains("launcher: hello: domain") && l.contains("powered off")));
     run.assert_has("launcher: hello: exited successfully");
     run.assert_has("node `hello` finished: no service failed");
 }
 
 #[test]
-#[ignore = "needs the kernel's Xen backend (console ring, SCHEDOP_shutdown): issue 3, guest side"]
 fn a_panicking_hello_is_restarted_per_policy_then_failed() {
     let manifest = r#"
         name = "panic"
