@@ -78,6 +78,7 @@ pub extern "C" fn kernel_entry() -> ! {
     // SAFETY: BOOT_TSC was written by the entry stub and is never written again.
     time::init_clock(unsafe { *addr_of!(boot::BOOT_TSC) }, scale);
 
+    platform::current().late_init();
     let args = match Args::parse(info.cmdline) {
         Ok(args) => args,
         Err(e) => boot_failure(format_args!("bad command line `{}`: {e}", info.cmdline)),

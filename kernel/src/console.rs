@@ -27,3 +27,21 @@ impl core::fmt::Write for EmergencyWriter {
         Ok(())
     }
 }
+
+/// Reads console input into `buf`, waiting until at least one byte is there.
+pub async fn read(buf: &mut [u8]) -> usize {
+    use crate::platform::ConsoleInput;
+    loop {
+        let platform = crate::platform::current();
+        let n = platform.console_read(buf);
+        if n > 0 {
+            return n;
+        }
+        match platform.console_input_event() {
+            ConsoleInput::XenPort(port) => crate::platform::xen::evtchn::wait(port).await,
+            ConsoleInput::Poll => {
+                crate::executor::sleep(core::time::Duration::from_millis(50)).await
+            }
+        }
+    }
+}

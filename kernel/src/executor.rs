@@ -173,9 +173,10 @@ pub fn run<T: 'static>(main: impl Future<Output = T> + 'static) -> T {
             return result;
         }
         let next_deadline = fire_timers(time::now());
-        let waiting_on_interrupts = crate::irq::wake_pending();
+        let platform = crate::platform::current();
+        let waiting_on_interrupts = crate::irq::wake_pending() | platform.wake_events();
         cpu::disable_interrupts();
-        if !READY.lock().is_empty() || crate::irq::any_pending() {
+        if !READY.lock().is_empty() || crate::irq::any_pending() || platform.events_pending() {
             cpu::enable_interrupts();
             continue;
         }

@@ -5,20 +5,37 @@
 //! in interrupt context but a bit set, so handlers never race with task code.
 
 use core::future::poll_fn;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::task::{Poll, Waker};
 
 use crate::sync::IrqMutex;
 
 static PENDING: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// Per-vector functions run in interrupt context before the vector is marked pending (stored
+/// as addresses; 0 for none).
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+
+/// Runs `handler` in interrupt context whenever `vector` fires, instead of marking the vector
+/// pending. The handler must not allocate, take locks task code may hold, or block.
+pub fn set_handler(vector: u8, handler: fn()) {
+    HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
+}
 static WAITERS: IrqMutex<[Option<Waker>; 256]> = IrqMutex::new([const { None }; 256]);
 
 fn bit(vector: u8) -> (&'static AtomicU64, u64) {
     (&PENDING[usize::from(vector / 64)], 1 << (vector % 64))
 }
 
-/// Marks `vector` pending (interrupt context).
+/// Interrupt context: runs `vector`'s handler if it has one (the handler records what tasks
+/// need), else marks the vector pending for [`wait`].
 pub fn raise(vector: u8) {
+    let handler = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
+    if handler != 0 {
+        // SAFETY: only `set_handler` stores non-zero values, and they are `fn()` addresses.
+        let handler: fn() = unsafe { core::mem::transmute::<usize, fn()>(handler) };
+        handler();
+        return;
+    }
     let (word, mask) = bit(vector);
     word.fetch_or(mask, Ordering::Release);
 }

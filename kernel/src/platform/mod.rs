@@ -61,6 +61,15 @@ pub fn detect() -> Hypervisor {
         .unwrap_or(Hypervisor::Other)
 }
 
+/// How a platform signals console input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleInput {
+    /// An event channel fires (Xen).
+    XenPort(u32),
+    /// No signal: poll.
+    Poll,
+}
+
 /// What the kernel needs from the machine underneath.
 pub trait Platform: Sync {
     /// Short name for logs: `qemu-kvm`, `qemu-tcg`, `xen`.
@@ -75,6 +84,26 @@ pub trait Platform: Sync {
     fn arm_timer(&self, deadline: Instant);
     /// Waits for an interrupt. Called with interrupts disabled; returns with them enabled.
     fn idle(&self);
+    /// Sets up what needs the heap and the clock (event channels, grant tables, ...).
+    fn late_init(&self) {}
+    /// Wakes tasks waiting on platform events that came in; returns whether any task waits on
+    /// a platform event at all (executor context).
+    fn wake_events(&self) -> bool {
+        false
+    }
+    /// Whether platform events came in that no task has consumed yet.
+    fn events_pending(&self) -> bool {
+        false
+    }
+    /// Reads console input into `buf` without waiting; returns the number of bytes.
+    fn console_read(&self, _buf: &mut [u8]) -> usize {
+        0
+    }
+    /// Waits until console input may have arrived (returns at once where the platform cannot
+    /// signal input; callers then poll at a slow pace).
+    fn console_input_event(&self) -> ConsoleInput {
+        ConsoleInput::Poll
+    }
     /// Stops the machine with an exit status (0 success).
     fn exit(&self, status: i32) -> !;
 }

@@ -222,3 +222,24 @@ fn a_panicking_hello_is_restarted_per_policy_then_failed() {
     run.assert_has("launcher: hello: failed:");
     run.assert_has("gave up after 2 restarts");
 }
+
+#[test]
+fn kernel_xen_backend_passes_its_selftest_against_real_xen() {
+    let manifest = std::fs::read_to_string(repo().join("xen/examples/selftest.toml")).unwrap();
+    let run = boot("selftest", &manifest, false, 300);
+    for check in [
+        "check xenstore read/write: ok",
+        "check xenstore directory: ok",
+        "check xenstore watch: ok",
+        "check xenstore transaction: ok",
+        "check xenstore permissions: ok",
+        "check grant table: ok",
+        "check wall clock: ok",
+        "check console input: ok \"hello from dom0\"",
+        "0 check(s) failed",
+    ] {
+        run.assert_has(check);
+    }
+    assert_eq!(run.status, Some(0), "{}", run.log);
+    run.assert_has("launcher: selftest: exited successfully");
+}

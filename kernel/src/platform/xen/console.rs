@@ -45,6 +45,11 @@ impl Console {
         })
     }
 
+    /// The console's event channel.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
     fn index(&self, offset: usize) -> u32 {
         // SAFETY: offsets are within the console page, which Xen mapped for this domain.
         unsafe { read_volatile(self.page.add(offset) as *const u32) }

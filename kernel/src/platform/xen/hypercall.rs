@@ -7,6 +7,10 @@ use core::ptr::addr_of;
 
 use crate::arch::cpu;
 
+/// `__HYPERVISOR_memory_op`.
+pub const MEMORY_OP: usize = 12;
+/// `__HYPERVISOR_grant_table_op`.
+pub const GRANT_TABLE_OP: usize = 20;
 /// `__HYPERVISOR_sched_op`.
 pub const SCHED_OP: usize = 29;
 /// `__HYPERVISOR_event_channel_op`.
@@ -16,6 +20,8 @@ pub const HVM_OP: usize = 34;
 
 /// `SCHEDOP_yield`.
 pub const SCHEDOP_YIELD: u64 = 0;
+/// `SCHEDOP_block`: sleep until an event is pending (enables event delivery).
+pub const SCHEDOP_BLOCK: u64 = 1;
 /// `SCHEDOP_shutdown`.
 pub const SCHEDOP_SHUTDOWN: u64 = 2;
 /// `SHUTDOWN_poweroff`.
@@ -24,11 +30,15 @@ pub const SHUTDOWN_POWEROFF: u32 = 0;
 pub const SHUTDOWN_CRASH: u32 = 3;
 /// `EVTCHNOP_send`.
 pub const EVTCHNOP_SEND: u64 = 4;
+/// `HVMOP_set_param`.
+pub const HVMOP_SET_PARAM: u64 = 0;
 /// `HVMOP_get_param`.
 pub const HVMOP_GET_PARAM: u64 = 1;
 /// `DOMID_SELF`.
 pub const DOMID_SELF: u16 = 0x7ff0;
 
+/// `HVM_PARAM_CALLBACK_IRQ`.
+pub const PARAM_CALLBACK_IRQ: u32 = 0;
 /// `HVM_PARAM_STORE_PFN`.
 pub const PARAM_STORE_PFN: u32 = 1;
 /// `HVM_PARAM_STORE_EVTCHN`.
@@ -92,6 +102,39 @@ struct HvmParam {
     pad: u16,
     index: u32,
     value: u64,
+}
+
+/// Sets an HVM parameter of this domain.
+pub fn set_hvm_param(index: u32, value: u64) -> Result<(), i64> {
+    let mut param = HvmParam {
+        domid: DOMID_SELF,
+        pad: 0,
+        index,
+        value,
+    };
+    // SAFETY: `param` is a live xen_hvm_param for HVMOP_set_param.
+    unsafe { call_with(HVM_OP, HVMOP_SET_PARAM, &mut param) }.map(drop)
+}
+
+/// Makes hypercall `op` with sub-command `cmd` and a pointer to `arg`; Xen's errors (negative
+/// errno values) become `Err`.
+///
+/// # Safety
+/// `T` must be the structure Xen expects for this operation, laid out as in the public headers.
+pub unsafe fn call_with<T>(op: usize, cmd: u64, arg: &mut T) -> Result<i64, i64> {
+    // SAFETY: forwarded to the caller.
+    let rc = unsafe { call(op, cmd, arg as *mut T as u64, 0) };
+    if rc < 0 {
+        Err(rc)
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Sleeps until an event or interrupt is pending (SCHEDOP_block).
+pub fn block() {
+    // SAFETY: SCHEDOP_block takes no argument.
+    unsafe { call(SCHED_OP, SCHEDOP_BLOCK, 0, 0) };
 }
 
 /// Reads an HVM parameter of this domain.

@@ -1,11 +1,20 @@
-//! Xen PVH domU: the console ring, xenstore, TSC rate from Xen's CPUID time leaf, and
-//! shutdown through SCHEDOP_shutdown. Each Xen protocol lives in its own file.
+//! Xen PVH domU: the console ring, xenstore, event channels, grant tables, shared info (wall
+//! clock), TSC rate from Xen's CPUID time leaf, and shutdown through SCHEDOP_shutdown. Each Xen protocol lives in its own file.
 
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod evtchn;
+#[cfg(target_os = "none")]
+pub mod grant;
+#[cfg(target_os = "none")]
 pub mod hypercall;
+pub mod physmap;
 pub mod ring;
+#[cfg(target_os = "none")]
+pub mod shared_info;
+#[cfg(target_os = "none")]
+pub mod store;
 pub mod xenstore;
 #[cfg(target_os = "none")]
 pub use machine::*;
@@ -13,9 +22,10 @@ pub use machine::*;
 #[cfg(target_os = "none")]
 mod machine {
     use super::console::Console;
-    use super::hypercall;
     use super::xenstore::XenStore;
+    use super::{evtchn, grant, hypercall, shared_info};
     use crate::arch::{apic, cpu};
+    use crate::platform::ConsoleInput;
     use crate::platform::Platform;
     use crate::sync::IrqMutex;
     use crate::time::{Instant, TscScale, UnixTime};
@@ -26,6 +36,7 @@ mod machine {
         base: u32,
         console: Option<Console>,
         xenstore: IrqMutex<Option<SingleCpu<XenStore>>>,
+        events_ready: AtomicBool,
     }
 
     /// Lets the xenstore client (which holds a pointer to its shared page) live in a static.
@@ -37,8 +48,15 @@ mod machine {
         base: 0,
         console: None,
         xenstore: IrqMutex::new(None),
+        events_ready: AtomicBool::new(false),
     };
     static EXITING: AtomicBool = AtomicBool::new(false);
+
+    /// The Xen platform (meaningful once `init` ran).
+    pub fn platform() -> &'static Xen {
+        // SAFETY: XEN is written only by `init`, at boot, before anything reads it.
+        unsafe { &*core::ptr::addr_of!(XEN) }
+    }
 
     /// Sets up hypercalls and the console; returns the platform.
     ///
@@ -106,7 +124,43 @@ mod machine {
         }
 
         fn read_wall_clock(&self) -> Option<UnixTime> {
-            None
+            if !self.events_ready.load(Ordering::Acquire) {
+                return None;
+            }
+            let now = shared_info::wall_clock_base_ns()
+                .saturating_add(shared_info::system_time_ns() as i64);
+            Some(UnixTime(now))
+        }
+
+        fn late_init(&self) {
+            match evtchn::init() {
+                Ok(()) => self.events_ready.store(true, Ordering::Release),
+                Err(e) => crate::warn!("no event channels: {e}"),
+            }
+            if let Err(e) = grant::init() {
+                crate::warn!("no grant table: {e}");
+            }
+        }
+
+        fn wake_events(&self) -> bool {
+            self.events_ready.load(Ordering::Acquire) && evtchn::wake_fired()
+        }
+
+        fn events_pending(&self) -> bool {
+            evtchn::any_fired()
+        }
+
+        fn console_read(&self, buf: &mut [u8]) -> usize {
+            self.console.as_ref().map_or(0, |c| c.read(buf))
+        }
+
+        fn console_input_event(&self) -> ConsoleInput {
+            match &self.console {
+                Some(c) if self.events_ready.load(Ordering::Acquire) => {
+                    ConsoleInput::XenPort(c.port())
+                }
+                _ => ConsoleInput::Poll,
+            }
         }
 
         fn start_clock(&self) -> TscScale {

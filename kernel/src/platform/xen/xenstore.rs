@@ -5,9 +5,8 @@
 //! `rsp[1024]` and the u32 indices `req_cons`, `req_prod`, `rsp_cons`, `rsp_prod` at 2048..2064.
 //! Everything xenstored writes (indices, header fields, lengths) is checked before use.
 //!
-//! Requests are answered in order; this client sends one at a time and waits for the answer by
-//! yielding the CPU, which is what boot and exit paths need. Watch events that arrive while
-//! waiting are kept for [`XenStore::take_watch_event`].
+//! [`XenStore`] is the ring itself, in non-blocking steps; `store.rs` builds the async client
+//! that services use on it, and the exit path uses its blocking request.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -156,7 +155,6 @@ pub use client::XenStore;
 mod client {
     use super::super::{hypercall, ring};
     use super::*;
-    use alloc::collections::VecDeque;
     use core::ptr::{read_volatile, write_volatile};
     use core::sync::atomic::{fence, Ordering};
 
@@ -166,15 +164,18 @@ mod client {
     const REQ_PROD: usize = 2052;
     const RSP_CONS: usize = 2056;
     const RSP_PROD: usize = 2060;
-    /// Yields to wait for xenstored before giving up on an answer.
+    /// Yields to wait for xenstored before the blocking client gives up.
     const MAX_WAIT_YIELDS: u32 = 2_000_000;
 
-    /// The xenstore ring and its event channel.
+    /// The xenstore ring: non-blocking steps (send some bytes, take a whole message when one has
+    /// arrived) that a blocking driver ([`XenStore::request_blocking`]) and the async client
+    /// ([`crate::platform::xen::store`]) build on.
     pub struct XenStore {
         page: *mut u8,
         port: u32,
         next_req_id: u32,
-        watch_events: VecDeque<WatchEvent>,
+        /// Bytes of a message being received.
+        partial: Vec<u8>,
     }
 
     impl XenStore {
@@ -188,8 +189,13 @@ mod client {
                 page: (pfn << 12) as *mut u8,
                 port: port as u32,
                 next_req_id: 1,
-                watch_events: VecDeque::new(),
+                partial: Vec::new(),
             })
+        }
+
+        /// The ring's event channel.
+        pub fn port(&self) -> u32 {
+            self.port
         }
 
         fn index(&self, offset: usize) -> u32 {
@@ -202,144 +208,141 @@ mod client {
             unsafe { write_volatile(self.page.add(offset) as *mut u32, value) }
         }
 
-        /// Waits (yielding) until `ready` holds.
-        fn wait(&self, mut ready: impl FnMut(&Self) -> Result<bool, Error>) -> Result<(), Error> {
-            for _ in 0..MAX_WAIT_YIELDS {
-                if ready(self)? {
-                    return Ok(());
-                }
-                hypercall::yield_cpu();
+        /// Encodes a request; returns its id and bytes.
+        pub fn encode(
+            &mut self,
+            kind: u32,
+            tx_id: u32,
+            body: &[u8],
+        ) -> Result<(u32, Vec<u8>), Error> {
+            if body.len() > PAYLOAD_MAX as usize {
+                return Err(Error::TooLong);
             }
-            Err(Error::Timeout)
+            let req_id = self.next_req_id;
+            self.next_req_id = self.next_req_id.wrapping_add(1);
+            let mut bytes = Header {
+                kind,
+                req_id,
+                tx_id,
+                len: body.len() as u32,
+            }
+            .encode()
+            .to_vec();
+            bytes.extend_from_slice(body);
+            Ok((req_id, bytes))
         }
 
-        fn send_bytes(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
-            let corrupt = |_| Error::Protocol("corrupt request ring indices");
-            while !bytes.is_empty() {
-                self.wait(|s| {
-                    Ok(ring::free(s.index(REQ_PROD), s.index(REQ_CONS), RING_SIZE)
-                        .map_err(corrupt)?
-                        > 0)
-                })?;
-                let prod = self.index(REQ_PROD);
-                let free = ring::free(prod, self.index(REQ_CONS), RING_SIZE).map_err(corrupt)?;
-                let n = free.min(bytes.len() as u32);
-                let mut done = 0;
-                for (offset, len) in ring::pieces(prod, n, RING_SIZE) {
-                    // SAFETY: offset + len <= 1024: inside the request ring at offset 0.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            bytes[done..].as_ptr(),
-                            self.page.add(offset),
-                            len,
-                        )
-                    };
-                    done += len;
-                }
-                fence(Ordering::Release);
-                self.set_index(REQ_PROD, prod.wrapping_add(n));
-                hypercall::notify(self.port);
-                bytes = &bytes[n as usize..];
+        /// Copies as much of `bytes` as fits into the request ring; returns how much.
+        pub fn send_some(&mut self, bytes: &[u8]) -> Result<usize, Error> {
+            let prod = self.index(REQ_PROD);
+            let free = ring::free(prod, self.index(REQ_CONS), RING_SIZE)
+                .map_err(|_| Error::Protocol("corrupt request ring indices"))?;
+            let n = free.min(bytes.len() as u32);
+            if n == 0 {
+                return Ok(0);
             }
-            Ok(())
-        }
-
-        fn receive_bytes(&mut self, out: &mut [u8]) -> Result<(), Error> {
-            let corrupt = |_| Error::Protocol("corrupt response ring indices");
             let mut done = 0;
-            while done < out.len() {
-                self.wait(|s| {
-                    Ok(ring::used(s.index(RSP_PROD), s.index(RSP_CONS), RING_SIZE)
-                        .map_err(corrupt)?
-                        > 0)
-                })?;
+            for (offset, len) in ring::pieces(prod, n, RING_SIZE) {
+                // SAFETY: offset + len <= 1024: inside the request ring at offset 0.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        bytes[done..].as_ptr(),
+                        self.page.add(offset),
+                        len,
+                    )
+                };
+                done += len;
+            }
+            fence(Ordering::Release);
+            self.set_index(REQ_PROD, prod.wrapping_add(n));
+            hypercall::notify(self.port);
+            Ok(n as usize)
+        }
+
+        /// Takes one whole message if it has arrived (keeping a partial one for later).
+        pub fn try_receive(&mut self) -> Result<Option<(Header, Vec<u8>)>, Error> {
+            loop {
+                // Read no further than the end of the current message: the header first, then
+                // the body its length announces (at most 4096 bytes, checked by `decode`).
+                let wanted = if self.partial.len() < HEADER_SIZE {
+                    HEADER_SIZE - self.partial.len()
+                } else {
+                    HEADER_SIZE + self.header()?.len as usize - self.partial.len()
+                };
+                if wanted == 0 {
+                    let header = self.header()?;
+                    let body = self.partial.split_off(HEADER_SIZE);
+                    self.partial.clear();
+                    return Ok(Some((header, body)));
+                }
                 let cons = self.index(RSP_CONS);
-                let available =
-                    ring::used(self.index(RSP_PROD), cons, RING_SIZE).map_err(corrupt)?;
+                let available = ring::used(self.index(RSP_PROD), cons, RING_SIZE)
+                    .map_err(|_| Error::Protocol("corrupt response ring indices"))?;
+                if available == 0 {
+                    return Ok(None);
+                }
                 fence(Ordering::Acquire);
-                let n = available.min((out.len() - done) as u32);
+                let n = available.min(wanted as u32);
                 for (offset, len) in ring::pieces(cons, n, RING_SIZE) {
                     // SAFETY: offset + len <= 1024: inside the response ring at 1024.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            self.page.add(RSP + offset),
-                            out[done..].as_mut_ptr(),
-                            len,
-                        )
-                    };
-                    done += len;
+                    let piece =
+                        unsafe { core::slice::from_raw_parts(self.page.add(RSP + offset), len) };
+                    self.partial.extend_from_slice(piece);
                 }
                 fence(Ordering::Release);
                 self.set_index(RSP_CONS, cons.wrapping_add(n));
                 hypercall::notify(self.port);
             }
-            Ok(())
         }
 
-        /// Sends one request and returns the answer's payload.
-        pub fn request(&mut self, kind: u32, tx_id: u32, body: &[u8]) -> Result<Vec<u8>, Error> {
-            let req_id = self.next_req_id;
-            self.next_req_id = self.next_req_id.wrapping_add(1);
-            let header = Header {
-                kind,
-                req_id,
-                tx_id,
-                len: body.len() as u32,
+        fn header(&self) -> Result<Header, Error> {
+            let mut raw = [0u8; HEADER_SIZE];
+            raw.copy_from_slice(&self.partial[..HEADER_SIZE]);
+            Header::decode(&raw)
+        }
+
+        /// Sends a request and waits for its answer by yielding the CPU: for boot and exit
+        /// paths, where no task runs. Watch events that arrive meanwhile are dropped.
+        pub fn request_blocking(
+            &mut self,
+            kind: u32,
+            tx_id: u32,
+            body: &[u8],
+        ) -> Result<Vec<u8>, Error> {
+            let (req_id, bytes) = self.encode(kind, tx_id, body)?;
+            let mut sent = 0;
+            let mut waits = 0;
+            let mut wait = || {
+                waits += 1;
+                hypercall::yield_cpu();
+                if waits > MAX_WAIT_YIELDS {
+                    Err(Error::Timeout)
+                } else {
+                    Ok(())
+                }
             };
-            if body.len() > PAYLOAD_MAX as usize {
-                return Err(Error::TooLong);
+            while sent < bytes.len() {
+                match self.send_some(&bytes[sent..])? {
+                    0 => wait()?,
+                    n => sent += n,
+                }
             }
-            self.send_bytes(&header.encode())?;
-            self.send_bytes(body)?;
             loop {
-                let mut raw = [0u8; HEADER_SIZE];
-                self.receive_bytes(&mut raw)?;
-                let answer = Header::decode(&raw)?;
-                let mut payload = alloc::vec![0u8; answer.len as usize];
-                self.receive_bytes(&mut payload)?;
-                if answer.kind == kind::WATCH_EVENT {
-                    let mut parts = split_list(&payload).into_iter();
-                    if let (Some(path), Some(token)) = (parts.next(), parts.next()) {
-                        self.watch_events.push_back(WatchEvent { path, token });
+                match self.try_receive()? {
+                    None => wait()?,
+                    Some((header, _)) if header.kind == kind::WATCH_EVENT => {}
+                    Some((header, _)) if header.req_id != req_id => {
+                        return Err(Error::Protocol("answer to another request"))
                     }
-                    continue;
+                    Some((header, payload)) => return check_answer(&header, kind, payload),
                 }
-                if answer.req_id != req_id {
-                    return Err(Error::Protocol("answer to another request"));
-                }
-                return check_answer(&answer, kind, payload);
             }
         }
 
-        /// Reads a key.
-        pub fn read(&mut self, path: &str) -> Result<String, Error> {
-            let body = self.request(kind::READ, 0, &payload(&[path], &[])?)?;
-            String::from_utf8(body).map_err(|_| Error::Protocol("value is not UTF-8"))
-        }
-
-        /// Writes a key (creating it and its parents).
+        /// Writes a key, blocking (see [`request_blocking`](Self::request_blocking)).
         pub fn write(&mut self, path: &str, value: &str) -> Result<(), Error> {
-            self.request(kind::WRITE, 0, &payload(&[path], value.as_bytes())?)
+            self.request_blocking(kind::WRITE, 0, &payload(&[path], value.as_bytes())?)
                 .map(drop)
-        }
-
-        /// Lists a directory.
-        pub fn directory(&mut self, path: &str) -> Result<Vec<String>, Error> {
-            Ok(split_list(&self.request(
-                kind::DIRECTORY,
-                0,
-                &payload(&[path], &[])?,
-            )?))
-        }
-
-        /// Removes a key and everything under it.
-        pub fn remove(&mut self, path: &str) -> Result<(), Error> {
-            self.request(kind::RM, 0, &payload(&[path], &[])?).map(drop)
-        }
-
-        /// A watch event that arrived, if any.
-        pub fn take_watch_event(&mut self) -> Option<WatchEvent> {
-            self.watch_events.pop_front()
         }
     }
 }

@@ -1,0 +1,223 @@
+//! Event channels: allocation, binding, notification, and per-port wake-ups for tasks.
+//!
+//! Xen signals events through the upcall vector. The interrupt handler (no allocation, no
+//! locks) moves each pending, unmasked port from shared info's bitmap into [`FIRED`]; the
+//! executor then wakes the tasks waiting on those ports ([`wake_fired`]), and [`wait`]
+//! consumes the bit. Ports are bound unmasked and stay unmasked.
+
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::{Context, Poll, Waker};
+
+use super::{hypercall, shared_info};
+use crate::sync::IrqMutex;
+
+/// An event-channel port of this domain.
+pub type Port = u32;
+
+/// `EVTCHNOP_bind_interdomain`.
+const BIND_INTERDOMAIN: u64 = 0;
+/// `EVTCHNOP_close`.
+const CLOSE: u64 = 3;
+/// `EVTCHNOP_alloc_unbound`.
+const ALLOC_UNBOUND: u64 = 6;
+/// `EVTCHNOP_unmask`.
+const UNMASK: u64 = 9;
+/// Ports the 2-level ABI can name (64 words of 64 bits).
+pub const MAX_PORTS: u32 = 4096;
+
+/// Interrupt vector of the event upcall.
+pub const UPCALL_VECTOR: u8 = 0xf3;
+
+/// Ports that fired and were not yet consumed by [`wait`].
+static FIRED: [AtomicU64; shared_info::EVENT_WORDS] =
+    [const { AtomicU64::new(0) }; shared_info::EVENT_WORDS];
+/// Tasks waiting per port.
+static WAITERS: IrqMutex<Vec<(Port, Waker)>> = IrqMutex::new(Vec::new());
+
+/// An event-channel operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventError {
+    /// The operation.
+    pub op: &'static str,
+    /// Xen's (negative) errno.
+    pub errno: i64,
+}
+
+impl core::fmt::Display for EventError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "event channel {} failed: errno {}", self.op, -self.errno)
+    }
+}
+
+fn check(op: &'static str, rc: Result<i64, i64>) -> Result<(), EventError> {
+    rc.map(drop).map_err(|errno| EventError { op, errno })
+}
+
+fn valid(port: u32, op: &'static str) -> Result<Port, EventError> {
+    if port == 0 || port >= MAX_PORTS {
+        return Err(EventError { op, errno: -22 });
+    }
+    Ok(port)
+}
+
+/// Maps shared info and routes event upcalls to [`UPCALL_VECTOR`].
+pub fn init() -> Result<(), EventError> {
+    check("map shared info", shared_info::map().map(|()| 0))?;
+    crate::irq::set_handler(UPCALL_VECTOR, handle_upcall);
+    // HVM_PARAM_CALLBACK_IRQ type 2: deliver upcalls as this vector.
+    let callback = (2u64 << 56) | u64::from(UPCALL_VECTOR);
+    check(
+        "set callback vector",
+        hypercall::set_hvm_param(hypercall::PARAM_CALLBACK_IRQ, callback).map(|()| 0),
+    )
+}
+
+/// Interrupt context: moves pending, unmasked ports to [`FIRED`].
+fn handle_upcall() {
+    while shared_info::upcall_pending().swap(0, Ordering::AcqRel) != 0 {
+        let mut selector = shared_info::pending_selector().swap(0, Ordering::AcqRel);
+        while selector != 0 {
+            let i = selector.trailing_zeros() as usize;
+            selector &= selector - 1;
+            let ready = shared_info::pending(i).load(Ordering::Acquire)
+                & !shared_info::mask(i).load(Ordering::Acquire);
+            if ready != 0 {
+                shared_info::pending(i).fetch_and(!ready, Ordering::AcqRel);
+                FIRED[i].fetch_or(ready, Ordering::Release);
+            }
+        }
+    }
+}
+
+fn take_fired(port: Port) -> bool {
+    let (i, bit) = ((port / 64) as usize, 1u64 << (port % 64));
+    FIRED[i].fetch_and(!bit, Ordering::AcqRel) & bit != 0
+}
+
+fn has_fired(port: Port) -> bool {
+    FIRED[(port / 64) as usize].load(Ordering::Acquire) & (1 << (port % 64)) != 0
+}
+
+/// Consumes `port`'s fired bit, or registers the task to be woken when it fires.
+pub fn poll_fired(port: Port, cx: &mut Context<'_>) -> Poll<()> {
+    if take_fired(port) {
+        return Poll::Ready(());
+    }
+    {
+        let mut waiters = WAITERS.lock();
+        if !waiters
+            .iter()
+            .any(|(p, w)| *p == port && w.will_wake(cx.waker()))
+        {
+            waiters.push((port, cx.waker().clone()));
+        }
+    }
+    // The event may have come in meanwhile: check again now that the waker is in place.
+    if take_fired(port) {
+        return Poll::Ready(());
+    }
+    Poll::Pending
+}
+
+/// Waits until `port` fires (at once if it fired since the last wait).
+pub async fn wait(port: Port) {
+    poll_fn(|cx| poll_fired(port, cx)).await
+}
+
+/// Wakes the tasks of every fired port (executor context). Returns whether any task waits.
+pub fn wake_fired() -> bool {
+    let ready: Vec<Waker> = {
+        let mut waiters = WAITERS.lock();
+        let mut ready = Vec::new();
+        waiters.retain(|(port, waker)| {
+            if has_fired(*port) {
+                ready.push(waker.clone());
+                false
+            } else {
+                true
+            }
+        });
+        ready
+    };
+    let any_waiting = !ready.is_empty() || !WAITERS.lock().is_empty();
+    ready.into_iter().for_each(Waker::wake);
+    any_waiting
+}
+
+/// Whether any port fired and is not consumed yet.
+pub fn any_fired() -> bool {
+    FIRED.iter().any(|w| w.load(Ordering::Relaxed) != 0)
+}
+
+#[repr(C)]
+struct AllocUnbound {
+    dom: u16,
+    remote_dom: u16,
+    port: u32,
+}
+
+/// Allocates a port that domain `remote` may bind to.
+pub fn alloc_unbound(remote: u16) -> Result<Port, EventError> {
+    let mut op = AllocUnbound {
+        dom: hypercall::DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    // SAFETY: a live evtchn_alloc_unbound.
+    check("alloc_unbound", unsafe {
+        hypercall::call_with(hypercall::EVENT_CHANNEL_OP, ALLOC_UNBOUND, &mut op)
+    })?;
+    let port = valid(op.port, "alloc_unbound")?;
+    unmask(port)?;
+    Ok(port)
+}
+
+#[repr(C)]
+struct BindInterdomain {
+    remote_dom: u16,
+    remote_port: u32,
+    local_port: u32,
+}
+
+/// Binds a local port to `remote_port` of domain `remote`.
+pub fn bind_interdomain(remote: u16, remote_port: Port) -> Result<Port, EventError> {
+    let mut op = BindInterdomain {
+        remote_dom: remote,
+        remote_port,
+        local_port: 0,
+    };
+    // SAFETY: a live evtchn_bind_interdomain.
+    check("bind_interdomain", unsafe {
+        hypercall::call_with(hypercall::EVENT_CHANNEL_OP, BIND_INTERDOMAIN, &mut op)
+    })?;
+    let port = valid(op.local_port, "bind_interdomain")?;
+    unmask(port)?;
+    Ok(port)
+}
+
+/// Unmasks a port.
+pub fn unmask(port: Port) -> Result<(), EventError> {
+    let mut p = port;
+    // SAFETY: a live evtchn_unmask (one u32 port).
+    check("unmask", unsafe {
+        hypercall::call_with(hypercall::EVENT_CHANNEL_OP, UNMASK, &mut p)
+    })
+}
+
+/// Closes a port; a pending event on it is dropped.
+pub fn close(port: Port) -> Result<(), EventError> {
+    let mut p = port;
+    // SAFETY: a live evtchn_close (one u32 port).
+    let result = check("close", unsafe {
+        hypercall::call_with(hypercall::EVENT_CHANNEL_OP, CLOSE, &mut p)
+    });
+    take_fired(port);
+    result
+}
+
+/// Signals the other end of `port`.
+pub fn notify(port: Port) {
+    hypercall::notify(port);
+}

@@ -1,0 +1,277 @@
+//! The async xenstore client: what services and drivers use to read and write xenstore, watch
+//! keys and run transactions.
+//!
+//! Requests from any number of tasks share the one ring: a task sends its whole request while
+//! holding the send turn, then waits for the answer with its request id. Whoever is woken by the
+//! xenstore event channel drains the ring and files every message: answers by request id, watch
+//! events by token; then wakes everyone waiting on xenstore to look for theirs.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::task::{Context, Poll, Waker};
+
+use super::evtchn;
+use super::xenstore::{check_answer, kind, payload, split_list, Error, Header, WatchEvent};
+use crate::sync::IrqMutex;
+
+struct Mailbox {
+    answers: BTreeMap<u32, (Header, Vec<u8>)>,
+    events: VecDeque<WatchEvent>,
+    waiters: Vec<Waker>,
+    sending: bool,
+}
+
+static MAILBOX: IrqMutex<Mailbox> = IrqMutex::new(Mailbox {
+    answers: BTreeMap::new(),
+    events: VecDeque::new(),
+    waiters: Vec::new(),
+    sending: false,
+});
+
+/// Most watch events kept for watches nobody reads; older ones are dropped first.
+const MAX_QUEUED_EVENTS: usize = 256;
+
+fn with_ring<R>(f: impl FnOnce(&mut super::xenstore::XenStore) -> R) -> Result<R, Error> {
+    super::platform()
+        .with_xenstore(f)
+        .ok_or(Error::Protocol("this domain has no xenstore"))
+}
+
+/// Files every complete message in the ring; wakes waiters if anything arrived.
+fn drain() -> Result<(), Error> {
+    let mut arrived = false;
+    while let Some((header, body)) = with_ring(|xs| xs.try_receive())?? {
+        arrived = true;
+        let mut mailbox = MAILBOX.lock();
+        if header.kind == kind::WATCH_EVENT {
+            let mut parts = split_list(&body).into_iter();
+            if let (Some(path), Some(token)) = (parts.next(), parts.next()) {
+                if mailbox.events.len() == MAX_QUEUED_EVENTS {
+                    mailbox.events.pop_front();
+                }
+                mailbox.events.push_back(WatchEvent { path, token });
+            }
+        } else {
+            mailbox.answers.insert(header.req_id, (header, body));
+        }
+    }
+    if arrived {
+        let waiters = core::mem::take(&mut MAILBOX.lock().waiters);
+        waiters.into_iter().for_each(Waker::wake);
+    }
+    Ok(())
+}
+
+/// Polls `check` after draining the ring; registers for the xenstore event and for other
+/// tasks' drains when it is not ready yet.
+fn poll_mailbox<T>(
+    cx: &mut Context<'_>,
+    mut check: impl FnMut(&mut Mailbox) -> Option<T>,
+) -> Poll<Result<T, Error>> {
+    let port = match with_ring(|xs| xs.port()) {
+        Ok(port) => port,
+        Err(e) => return Poll::Ready(Err(e)),
+    };
+    loop {
+        if let Err(e) = drain() {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(v) = check(&mut MAILBOX.lock()) {
+            return Poll::Ready(Ok(v));
+        }
+        MAILBOX.lock().waiters.push(cx.waker().clone());
+        // An event that came in since the drain means more to read: go round again.
+        if evtchn::poll_fired(port, cx).is_pending() {
+            return Poll::Pending;
+        }
+    }
+}
+
+/// The send turn: released (and waiters woken) when dropped, even if the sending task is
+/// cancelled half-way.
+struct SendTurn;
+
+impl Drop for SendTurn {
+    fn drop(&mut self) {
+        let mut mailbox = MAILBOX.lock();
+        mailbox.sending = false;
+        core::mem::take(&mut mailbox.waiters)
+            .into_iter()
+            .for_each(Waker::wake);
+    }
+}
+
+/// Sends one request and waits for its answer.
+pub async fn request(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<Vec<u8>, Error> {
+    // A request's bytes must not interleave with another's: take the send turn.
+    let turn = poll_fn(|cx| poll_mailbox(cx, |m| (!m.sending).then(|| m.sending = true))).await;
+    turn?;
+    let turn = SendTurn;
+    let sent = send(request_kind, tx_id, body).await;
+    drop(turn);
+    let req_id = sent?;
+    let (header, answer) = poll_fn(|cx| poll_mailbox(cx, |m| m.answers.remove(&req_id))).await?;
+    check_answer(&header, request_kind, answer)
+}
+
+async fn send(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<u32, Error> {
+    let (req_id, bytes) = with_ring(|xs| xs.encode(request_kind, tx_id, body))??;
+    let mut sent = 0;
+    let port = with_ring(|xs| xs.port())?;
+    while sent < bytes.len() {
+        match with_ring(|xs| xs.send_some(&bytes[sent..]))?? {
+            0 => evtchn::wait(port).await,
+            n => sent += n,
+        }
+    }
+    Ok(req_id)
+}
+
+/// Reads a key.
+pub async fn read(path: &str) -> Result<String, Error> {
+    let body = request(kind::READ, 0, &payload(&[path], &[])?).await?;
+    String::from_utf8(body).map_err(|_| Error::Protocol("value is not UTF-8"))
+}
+
+/// Writes a key (creating missing parents).
+pub async fn write(path: &str, value: &str) -> Result<(), Error> {
+    request(kind::WRITE, 0, &payload(&[path], value.as_bytes())?)
+        .await
+        .map(drop)
+}
+
+/// Lists the children of a key.
+pub async fn directory(path: &str) -> Result<Vec<String>, Error> {
+    Ok(split_list(
+        &request(kind::DIRECTORY, 0, &payload(&[path], &[])?).await?,
+    ))
+}
+
+/// Creates a key with an empty value.
+pub async fn mkdir(path: &str) -> Result<(), Error> {
+    request(kind::MKDIR, 0, &payload(&[path], &[])?)
+        .await
+        .map(drop)
+}
+
+/// Removes a key and everything under it.
+pub async fn rm(path: &str) -> Result<(), Error> {
+    request(kind::RM, 0, &payload(&[path], &[])?)
+        .await
+        .map(drop)
+}
+
+/// A key's permissions, as xenstore writes them: `n0` (owner 0, others none), `r5` (domain 5
+/// may read), `w`, `b` (both).
+pub async fn get_perms(path: &str) -> Result<Vec<String>, Error> {
+    Ok(split_list(
+        &request(kind::GET_PERMS, 0, &payload(&[path], &[])?).await?,
+    ))
+}
+
+/// Sets a key's permissions (the first entry names the owner and what everyone else may do).
+pub async fn set_perms(path: &str, perms: &[&str]) -> Result<(), Error> {
+    let mut strings = Vec::with_capacity(perms.len() + 1);
+    strings.push(path);
+    strings.extend_from_slice(perms);
+    request(kind::SET_PERMS, 0, &payload(&strings, &[])?)
+        .await
+        .map(drop)
+}
+
+/// A watch on a key and everything under it.
+pub struct Watch {
+    path: String,
+    token: String,
+}
+
+/// Watches `path`; xenstore reports it once at once, then on every change.
+pub async fn watch(path: &str, token: &str) -> Result<Watch, Error> {
+    request(kind::WATCH, 0, &payload(&[path, token], &[])?).await?;
+    Ok(Watch {
+        path: path.into(),
+        token: token.into(),
+    })
+}
+
+impl Watch {
+    /// The next change (the path that changed).
+    pub async fn next(&self) -> Result<String, Error> {
+        poll_fn(|cx| {
+            poll_mailbox(cx, |m| {
+                let i = m.events.iter().position(|e| e.token == self.token)?;
+                m.events.remove(i).map(|e| e.path)
+            })
+        })
+        .await
+    }
+
+    /// Removes the watch.
+    pub async fn cancel(self) -> Result<(), Error> {
+        request(kind::UNWATCH, 0, &payload(&[&self.path, &self.token], &[])?)
+            .await
+            .map(drop)?;
+        MAILBOX.lock().events.retain(|e| e.token != self.token);
+        Ok(())
+    }
+}
+
+/// A transaction in progress (see [`transaction`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Transaction(u32);
+
+impl Transaction {
+    /// Reads a key inside the transaction.
+    pub async fn read(self, path: &str) -> Result<String, Error> {
+        let body = request(kind::READ, self.0, &payload(&[path], &[])?).await?;
+        String::from_utf8(body).map_err(|_| Error::Protocol("value is not UTF-8"))
+    }
+
+    /// Writes a key inside the transaction.
+    pub async fn write(self, path: &str, value: &str) -> Result<(), Error> {
+        request(kind::WRITE, self.0, &payload(&[path], value.as_bytes())?)
+            .await
+            .map(drop)
+    }
+
+    /// Removes a key inside the transaction.
+    pub async fn rm(self, path: &str) -> Result<(), Error> {
+        request(kind::RM, self.0, &payload(&[path], &[])?)
+            .await
+            .map(drop)
+    }
+}
+
+/// Most attempts of a transaction that keeps conflicting.
+const MAX_TRANSACTION_ATTEMPTS: u32 = 16;
+
+/// Runs `body` in a transaction and commits it; a conflict (`EAGAIN`) runs it again, up to
+/// 16 times. An error from `body` aborts the transaction.
+pub async fn transaction<T, F, Fut>(mut body: F) -> Result<T, Error>
+where
+    F: FnMut(Transaction) -> Fut,
+    Fut: core::future::Future<Output = Result<T, Error>>,
+{
+    for _ in 0..MAX_TRANSACTION_ATTEMPTS {
+        let id = request(kind::TRANSACTION_START, 0, b"\0").await?;
+        let id = core::str::from_utf8(&id)
+            .ok()
+            .and_then(|s| s.trim_end_matches('\0').parse().ok())
+            .ok_or(Error::Protocol("bad transaction id"))?;
+        let tx = Transaction(id);
+        match body(tx).await {
+            Ok(value) => match request(kind::TRANSACTION_END, id, b"T\0").await {
+                Ok(_) => return Ok(value),
+                Err(Error::Xenstore(e)) if e == "EAGAIN" => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => {
+                let _ = request(kind::TRANSACTION_END, id, b"F\0").await;
+                return Err(e);
+            }
+        }
+    }
+    Err(Error::Xenstore("EAGAIN".into()))
+}
