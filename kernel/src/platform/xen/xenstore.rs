@@ -153,25 +153,22 @@ pub use client::XenStore;
 
 #[cfg(target_os = "none")]
 mod client {
-    use super::super::{hypercall, ring};
+    use super::super::hypercall;
+    use super::super::ring::ByteRing;
     use super::*;
-    use core::ptr::{read_volatile, write_volatile};
-    use core::sync::atomic::{fence, Ordering};
 
-    const RING_SIZE: u32 = 1024;
-    const RSP: usize = 1024;
-    const REQ_CONS: usize = 2048;
-    const REQ_PROD: usize = 2052;
-    const RSP_CONS: usize = 2056;
-    const RSP_PROD: usize = 2060;
     /// Yields to wait for xenstored before the blocking client gives up.
     const MAX_WAIT_YIELDS: u32 = 2_000_000;
 
     /// The xenstore ring: non-blocking steps (send some bytes, take a whole message when one has
     /// arrived) that a blocking driver ([`XenStore::request_blocking`]) and the async client
     /// ([`crate::platform::xen::store`]) build on.
+    ///
+    /// Page layout: `req[1024]` at 0, `rsp[1024]` at 1024, u32 `req_cons`, `req_prod`,
+    /// `rsp_cons`, `rsp_prod` at 2048, 2052, 2056, 2060.
     pub struct XenStore {
-        page: *mut u8,
+        requests: ByteRing,
+        responses: ByteRing,
         port: u32,
         next_req_id: u32,
         /// Bytes of a message being received.
@@ -185,8 +182,18 @@ mod client {
                 .ok()
                 .filter(|&p| p != 0)?;
             let port = hypercall::hvm_param(hypercall::PARAM_STORE_EVTCHN).ok()?;
+            let page = (pfn << 12) as *mut u8;
+            // SAFETY: Xen maps the xenstore page at this frame for the life of the domain, laid
+            // out as above; this domain owns `req_prod` and `rsp_cons`.
+            let (requests, responses) = unsafe {
+                (
+                    ByteRing::new(page, 0, 1024, 2048, 2052),
+                    ByteRing::new(page, 1024, 1024, 2056, 2060),
+                )
+            };
             Some(XenStore {
-                page: (pfn << 12) as *mut u8,
+                requests,
+                responses,
                 port: port as u32,
                 next_req_id: 1,
                 partial: Vec::new(),
@@ -196,16 +203,6 @@ mod client {
         /// The ring's event channel.
         pub fn port(&self) -> u32 {
             self.port
-        }
-
-        fn index(&self, offset: usize) -> u32 {
-            // SAFETY: offsets are within the xenstore page Xen mapped for this domain.
-            unsafe { read_volatile(self.page.add(offset) as *const u32) }
-        }
-
-        fn set_index(&self, offset: usize, value: u32) {
-            // SAFETY: as for `index`.
-            unsafe { write_volatile(self.page.add(offset) as *mut u32, value) }
         }
 
         /// Encodes a request; returns its id and bytes.
@@ -234,29 +231,14 @@ mod client {
 
         /// Copies as much of `bytes` as fits into the request ring; returns how much.
         pub fn send_some(&mut self, bytes: &[u8]) -> Result<usize, Error> {
-            let prod = self.index(REQ_PROD);
-            let free = ring::free(prod, self.index(REQ_CONS), RING_SIZE)
+            let n = self
+                .requests
+                .write(bytes)
                 .map_err(|_| Error::Protocol("corrupt request ring indices"))?;
-            let n = free.min(bytes.len() as u32);
-            if n == 0 {
-                return Ok(0);
+            if n > 0 {
+                hypercall::notify(self.port);
             }
-            let mut done = 0;
-            for (offset, len) in ring::pieces(prod, n, RING_SIZE) {
-                // SAFETY: offset + len <= 1024: inside the request ring at offset 0.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        bytes[done..].as_ptr(),
-                        self.page.add(offset),
-                        len,
-                    )
-                };
-                done += len;
-            }
-            fence(Ordering::Release);
-            self.set_index(REQ_PROD, prod.wrapping_add(n));
-            hypercall::notify(self.port);
-            Ok(n as usize)
+            Ok(n)
         }
 
         /// Takes one whole message if it has arrived (keeping a partial one for later).
@@ -275,22 +257,16 @@ mod client {
                     self.partial.clear();
                     return Ok(Some((header, body)));
                 }
-                let cons = self.index(RSP_CONS);
-                let available = ring::used(self.index(RSP_PROD), cons, RING_SIZE)
+                let start = self.partial.len();
+                self.partial.resize(start + wanted, 0);
+                let n = self
+                    .responses
+                    .read(&mut self.partial[start..])
                     .map_err(|_| Error::Protocol("corrupt response ring indices"))?;
-                if available == 0 {
+                self.partial.truncate(start + n);
+                if n == 0 {
                     return Ok(None);
                 }
-                fence(Ordering::Acquire);
-                let n = available.min(wanted as u32);
-                for (offset, len) in ring::pieces(cons, n, RING_SIZE) {
-                    // SAFETY: offset + len <= 1024: inside the response ring at 1024.
-                    let piece =
-                        unsafe { core::slice::from_raw_parts(self.page.add(RSP + offset), len) };
-                    self.partial.extend_from_slice(piece);
-                }
-                fence(Ordering::Release);
-                self.set_index(RSP_CONS, cons.wrapping_add(n));
                 hypercall::notify(self.port);
             }
         }
