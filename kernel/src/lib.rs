@@ -33,6 +33,7 @@ pub mod platform;
 pub mod pvh;
 pub mod sync;
 pub mod time;
+pub mod vchan;
 pub mod virtio;
 
 #[cfg(target_os = "none")]

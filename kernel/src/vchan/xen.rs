@@ -1,0 +1,464 @@
+//! The Xen side of vchan: grants, mappings, event channels and xenstore around [`wire`].
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use super::wire::{
+    self, check_orders, parse_decimal, ring_pages, Channel, Control, Error, RingMem, PAGE,
+};
+use crate::platform::xen::evtchn::{self, Port};
+use crate::platform::xen::grant::{self, ForeignPage, GrantRef};
+use crate::platform::xen::{hypercall, store};
+use crate::Duration;
+
+/// How often a side that waits checks that its peer still exists.
+const LIVENESS_PERIOD: Duration = Duration::from_millis(500);
+
+/// `EVTCHNOP_status`.
+const EVTCHNOP_STATUS: u64 = 5;
+/// `EVTCHNSTAT_interdomain`.
+const EVTCHNSTAT_INTERDOMAIN: u32 = 2;
+
+#[repr(C)]
+struct EvtchnStatus {
+    dom: u16,
+    port: u32,
+    status: u32,
+    vcpu: u32,
+    u: [u32; 2],
+}
+
+/// Whether `port` is still bound to another domain: when the peer's domain dies, Xen closes its
+/// end and ours turns unbound.
+fn still_bound(port: Port) -> bool {
+    let mut op = EvtchnStatus {
+        dom: hypercall::DOMID_SELF,
+        port,
+        status: 0,
+        vcpu: 0,
+        u: [0; 2],
+    };
+    // SAFETY: a live evtchn_status for one of our ports, laid out as in event_channel.h.
+    let rc = unsafe { hypercall::call_with(hypercall::EVENT_CHANNEL_OP, EVTCHNOP_STATUS, &mut op) };
+    rc.is_ok() && op.status == EVTCHNSTAT_INTERDOMAIN
+}
+
+fn setup(what: &str, e: impl core::fmt::Display) -> Error {
+    Error::Setup(format!("{what}: {e}"))
+}
+
+/// What a side must give back when it closes.
+enum Resources {
+    Server {
+        frames: u64,
+        count: usize,
+        grants: Vec<GrantRef>,
+        path: String,
+    },
+    Client {
+        pages: Vec<ForeignPage>,
+    },
+}
+
+/// Which side of a channel this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Publishes the rings; reads the left ring, writes the right one.
+    Server,
+    /// Maps the server's rings; writes the left ring, reads the right one.
+    Client,
+}
+
+/// One end of a vchan.
+pub struct Vchan {
+    chan: Channel,
+    port: Port,
+    peer: u16,
+    resources: Option<Resources>,
+    eof: bool,
+}
+
+impl Vchan {
+    /// Server: publishes a channel for domain `peer` at xenstore `path` (absolute, or relative
+    /// to this domain's home) with a left (client -> server) ring of `2^left_order` bytes and a
+    /// right ring of `2^right_order` bytes, then waits for the client to connect.
+    pub async fn server(
+        peer: u16,
+        path: &str,
+        left_order: u8,
+        right_order: u8,
+    ) -> Result<Vchan, Error> {
+        let mut ch = Self::listen(peer, path, left_order, right_order).await?;
+        ch.accept().await?;
+        Ok(ch)
+    }
+
+    /// Server, first half: publishes the channel without waiting for the client
+    /// (see [`Vchan::accept`]).
+    pub async fn listen(
+        peer: u16,
+        path: &str,
+        left_order: u8,
+        right_order: u8,
+    ) -> Result<Vchan, Error> {
+        check_orders(left_order.into(), right_order.into())?;
+        let (lp, rp) = (ring_pages(left_order), ring_pages(right_order));
+        let count = 1 + lp + rp;
+        let frames = crate::mem::alloc_frames(count).ok_or(Error::Setup("out of memory".into()))?;
+        let page = |i: usize| frames + (i * PAGE) as u64;
+        let mut grants = Vec::with_capacity(count);
+        for i in 0..count {
+            match grant::grant_access(peer, page(i), false) {
+                Ok(g) => grants.push(g),
+                Err(e) => {
+                    for g in grants {
+                        let _ = grant::end_access(g);
+                    }
+                    // SAFETY: nobody maps the frames: their grants are ended (or never made).
+                    unsafe { crate::mem::free_frames(frames, count) };
+                    return Err(setup("grant", e));
+                }
+            }
+        }
+        let p0 = page(0) as *mut u8;
+        // SAFETY: page 0 is ours (alloc_frames), identity-mapped, kept until close.
+        let ctrl = unsafe { Control::new(p0) };
+        ctrl.init_server(left_order, right_order, &grants[1..]);
+        let pages = |from: usize, n: usize| (from..from + n).map(|i| page(i) as *mut u8).collect();
+        // SAFETY: the ring frames are ours and kept until close.
+        let (read, write) = unsafe {
+            (
+                RingMem::new(left_order, p0, pages(1, lp)),
+                RingMem::new(right_order, p0, pages(1 + lp, rp)),
+            )
+        };
+        let chan = Channel::new(ctrl, true, read, write);
+        let mut ch = Vchan {
+            chan,
+            port: 0,
+            peer,
+            resources: Some(Resources::Server {
+                frames,
+                count,
+                grants: grants.clone(),
+                path: path.to_string(),
+            }),
+            eof: false,
+        };
+        ch.port = match evtchn::alloc_unbound(peer) {
+            Ok(p) => p,
+            Err(e) => {
+                ch.release();
+                return Err(setup("alloc_unbound", e));
+            }
+        };
+        let (ring_ref, port) = (grants[0].to_string(), ch.port.to_string());
+        let published = async {
+            let me = store::read("domid").await?;
+            store::transaction(|tx| {
+                let (r, p) = (format!("{path}/ring-ref"), format!("{path}/event-channel"));
+                let (ring_ref, port) = (ring_ref.clone(), port.clone());
+                async move {
+                    tx.write(&r, &ring_ref).await?;
+                    tx.write(&p, &port).await
+                }
+            })
+            .await?;
+            let perms = [format!("n{me}"), format!("r{peer}")];
+            let perms = [perms[0].as_str(), perms[1].as_str()];
+            store::set_perms(&format!("{path}/ring-ref"), &perms).await?;
+            store::set_perms(&format!("{path}/event-channel"), &perms).await
+        }
+        .await;
+        if let Err(e) = published {
+            ch.release();
+            return Err(setup("xenstore", e));
+        }
+        Ok(ch)
+    }
+
+    /// Server, second half: waits until the client connected (or gave up).
+    pub async fn accept(&mut self) -> Result<(), Error> {
+        loop {
+            match self.chan.peer_live() {
+                wire::LIVE_WAITING => {}
+                wire::LIVE_CONNECTED => return Ok(()),
+                _ => return Err(Error::Closed),
+            }
+            let _ = crate::timeout(LIVENESS_PERIOD, evtchn::wait(self.port)).await;
+        }
+    }
+
+    /// Client: connects to the channel domain `peer` published at xenstore `path`, waiting up
+    /// to `wait` for it to appear.
+    pub async fn client(peer: u16, path: &str, wait: Duration) -> Result<Vchan, Error> {
+        let deadline = crate::now().saturating_add(wait);
+        let (gref, remote_port) = loop {
+            let r = store::read(&format!("{path}/ring-ref")).await;
+            let p = store::read(&format!("{path}/event-channel")).await;
+            if let (Ok(r), Ok(p)) = (r, p) {
+                break (
+                    parse_decimal(&r, "ring-ref")?,
+                    parse_decimal(&p, "event-channel")?,
+                );
+            }
+            if crate::now() >= deadline {
+                return Err(Error::Setup(format!("nothing published at {path}")));
+            }
+            crate::sleep(Duration::from_millis(20)).await;
+        };
+        let page0 = grant::map_foreign(peer, gref, false).map_err(|e| setup("map page 0", e))?;
+        let p0 = page0.addr as *mut u8;
+        let mut pages = alloc::vec![page0];
+        let result = Self::connect(peer, p0, remote_port, &mut pages);
+        match result {
+            Ok((chan, port)) => Ok(Vchan {
+                chan,
+                port,
+                peer,
+                resources: Some(Resources::Client { pages }),
+                eof: false,
+            }),
+            Err(e) => {
+                for p in pages {
+                    let _ = grant::unmap_foreign(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn connect(
+        peer: u16,
+        p0: *mut u8,
+        remote_port: Port,
+        pages: &mut Vec<ForeignPage>,
+    ) -> Result<(Channel, Port), Error> {
+        // SAFETY: page 0 is mapped until `pages` is unmapped, which outlives the channel.
+        let ctrl = unsafe { Control::new(p0) };
+        if ctrl.srv_live() != wire::LIVE_CONNECTED || ctrl.cli_live() != wire::LIVE_WAITING {
+            return Err(Error::Protocol("the server is not waiting for a client"));
+        }
+        let (left, right, grants) = ctrl.read_layout()?;
+        let mut addrs = Vec::with_capacity(grants.len());
+        for g in &grants {
+            let p = grant::map_foreign(peer, *g, false).map_err(|e| setup("map ring", e))?;
+            addrs.push(p.addr as *mut u8);
+            pages.push(p);
+        }
+        let right_pages = addrs.split_off(ring_pages(left));
+        // SAFETY: the ring pages stay mapped as long as `pages`.
+        let (write, read) = unsafe {
+            (
+                RingMem::new(left, p0, addrs),
+                RingMem::new(right, p0, right_pages),
+            )
+        };
+        let chan = Channel::new(ctrl, false, read, write);
+        let port = evtchn::bind_interdomain(peer, remote_port).map_err(|e| setup("bind", e))?;
+        chan.set_live(wire::LIVE_CONNECTED);
+        evtchn::notify(port);
+        Ok((chan, port))
+    }
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        if self.chan.is_server() {
+            Role::Server
+        } else {
+            Role::Client
+        }
+    }
+
+    /// The peer's domid.
+    pub fn peer(&self) -> u16 {
+        self.peer
+    }
+
+    /// Bytes of the ring this side writes.
+    pub fn write_ring_size(&self) -> u32 {
+        self.chan.write_size()
+    }
+
+    /// Bytes of the ring this side reads.
+    pub fn read_ring_size(&self) -> u32 {
+        self.chan.read_size()
+    }
+
+    /// Whether the peer is still there: its live byte says connected and its end of the event
+    /// channel is still bound (a dead domain's is not).
+    pub fn peer_alive(&self) -> bool {
+        self.resources.is_some()
+            && self.chan.peer_live() == wire::LIVE_CONNECTED
+            && still_bound(self.port)
+    }
+
+    /// Waits for an event, checking the peer's liveness every [`LIVENESS_PERIOD`].
+    async fn wait_event(&mut self) -> Result<(), Error> {
+        if crate::timeout(LIVENESS_PERIOD, evtchn::wait(self.port))
+            .await
+            .is_err()
+            && !self.peer_alive()
+        {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Reads at least one byte (up to `buf.len()`), waiting for them; `Ok(0)` once the peer
+    /// closed and everything it wrote was read.
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() || self.eof {
+            return Ok(0);
+        }
+        loop {
+            if self.resources.is_none() {
+                return Err(Error::Closed);
+            }
+            let n = self.chan.read(buf)?;
+            if n > 0 {
+                if self.chan.take_notify(wire::NOTIFY_READ) {
+                    evtchn::notify(self.port);
+                }
+                return Ok(n);
+            }
+            self.chan.request_notify(wire::NOTIFY_WRITE);
+            if self.chan.readable()? > 0 {
+                continue;
+            }
+            if self.chan.peer_live() != wire::LIVE_CONNECTED {
+                // Closed: what it wrote before closing was read above.
+                if self.chan.readable()? == 0 {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                continue;
+            }
+            if self.wait_event().await.is_err() {
+                if self.chan.readable()? > 0 {
+                    continue;
+                }
+                self.eof = true;
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Writes some of `buf` (at least one byte), waiting for room; an error once the peer is
+    /// gone.
+    pub async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.resources.is_none() || self.chan.peer_live() != wire::LIVE_CONNECTED {
+                return Err(Error::Closed);
+            }
+            let n = self.chan.write(buf)?;
+            if n > 0 {
+                if self.chan.take_notify(wire::NOTIFY_WRITE) {
+                    evtchn::notify(self.port);
+                }
+                return Ok(n);
+            }
+            self.chan.request_notify(wire::NOTIFY_READ);
+            if self.chan.writable()? > 0 {
+                continue;
+            }
+            self.wait_event().await?;
+        }
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), Error> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Reads exactly `buf.len()` bytes; [`Error::Closed`] if the peer closes first.
+    pub async fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), Error> {
+        while !buf.is_empty() {
+            let n = self.read(buf).await?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
+            buf = &mut buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Waits until the peer read everything written so far (or left).
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        loop {
+            if self.chan.writable()? == self.chan.write_size() {
+                return Ok(());
+            }
+            if self.chan.peer_live() != wire::LIVE_CONNECTED {
+                return Err(Error::Closed);
+            }
+            self.chan.request_notify(wire::NOTIFY_READ);
+            if self.chan.writable()? == self.chan.write_size() {
+                return Ok(());
+            }
+            self.wait_event().await?;
+        }
+    }
+
+    /// Closes the channel in order: marks this side closed, tells the peer, and gives back the
+    /// pages, grants, port and xenstore entries.
+    pub fn close(mut self) {
+        self.release();
+    }
+
+    fn release(&mut self) {
+        let Some(resources) = self.resources.take() else {
+            return;
+        };
+        self.chan.set_live(wire::LIVE_CLOSED);
+        if self.port != 0 {
+            evtchn::notify(self.port);
+            let _ = evtchn::close(self.port);
+        }
+        match resources {
+            Resources::Server {
+                frames,
+                count,
+                grants,
+                path,
+            } => {
+                let all_ended = grants
+                    .into_iter()
+                    .map(grant::end_access)
+                    .filter(Result::is_err)
+                    .count()
+                    == 0;
+                if all_ended {
+                    // SAFETY: every grant is ended, so the peer can no longer map the frames.
+                    unsafe { crate::mem::free_frames(frames, count) };
+                } else {
+                    // The peer still maps some page: leave the frames to it (leaked).
+                    crate::warn!("vchan: the peer still maps the rings; keeping their pages");
+                }
+                crate::spawn(async move {
+                    let _ = store::rm(&format!("{path}/ring-ref")).await;
+                    let _ = store::rm(&format!("{path}/event-channel")).await;
+                });
+            }
+            Resources::Client { pages } => {
+                for p in pages {
+                    let _ = grant::unmap_foreign(p);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Vchan {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
