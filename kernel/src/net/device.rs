@@ -6,11 +6,39 @@
 //! stack and the driver never alias memory the device may write.
 
 use alloc::boxed::Box;
+use core::ops::{Deref, DerefMut};
+
+/// Where a frame's bytes live: a heap buffer, or memory the driver set aside for the kernel's
+/// lifetime (a page shared with another domain, say, which must be page aligned and must never
+/// be freed while that domain may still write it).
+enum Storage {
+    Heap(Box<[u8]>),
+    Static(&'static mut [u8]),
+}
+
+impl Deref for Storage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Heap(b) => b,
+            Storage::Static(s) => s,
+        }
+    }
+}
+
+impl DerefMut for Storage {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Heap(b) => b,
+            Storage::Static(s) => s,
+        }
+    }
+}
 
 /// One frame buffer: `capacity` bytes of which `offset..offset + len` hold the frame (the bytes
 /// before `offset` are the driver's, e.g. a virtio-net header).
 pub struct Frame {
-    buffer: Box<[u8]>,
+    buffer: Storage,
     id: u16,
     offset: usize,
     len: usize,
@@ -20,6 +48,15 @@ impl Frame {
     /// A frame over `buffer`, known to its driver as `id`, holding `len` bytes at `offset`
     /// (clamped to the buffer).
     pub fn new(buffer: Box<[u8]>, id: u16, offset: usize, len: usize) -> Frame {
+        Frame::over(Storage::Heap(buffer), id, offset, len)
+    }
+
+    /// A frame over driver memory that lives as long as the kernel (see [`Frame::new`]).
+    pub fn new_static(buffer: &'static mut [u8], id: u16, offset: usize, len: usize) -> Frame {
+        Frame::over(Storage::Static(buffer), id, offset, len)
+    }
+
+    fn over(buffer: Storage, id: u16, offset: usize, len: usize) -> Frame {
         let offset = offset.min(buffer.len());
         let len = len.min(buffer.len() - offset);
         Frame {
@@ -61,10 +98,32 @@ impl Frame {
         self.len == 0
     }
 
-    /// Takes the buffer back (for the driver).
+    /// Takes the buffer back (for the driver). A frame made by [`Frame::new_static`] gives a
+    /// heap copy: its driver takes it back with [`Frame::into_static`] instead.
     pub fn into_buffer(self) -> Box<[u8]> {
-        self.buffer
+        match self.buffer {
+            Storage::Heap(b) => b,
+            Storage::Static(s) => Box::from(&s[..]),
+        }
     }
+
+    /// Takes back the memory of a frame made by [`Frame::new_static`] (`None` for a heap
+    /// frame).
+    pub fn into_static(self) -> Option<&'static mut [u8]> {
+        match self.buffer {
+            Storage::Heap(_) => None,
+            Storage::Static(s) => Some(s),
+        }
+    }
+}
+
+/// How a card tells the stack that something happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    /// An interrupt vector (`kernel::irq`).
+    Vector(u8),
+    /// A Xen event-channel port.
+    XenPort(u32),
 }
 
 /// Counters a driver keeps.
@@ -92,6 +151,11 @@ pub trait NetDevice {
     fn mac_address(&self) -> [u8; 6];
     /// The interrupt vector the card raises when frames arrive (or buffers free up).
     fn interrupt_vector(&self) -> u8;
+    /// What the stack waits on for the card: its interrupt vector unless the card says
+    /// otherwise.
+    fn event_source(&self) -> EventSource {
+        EventSource::Vector(self.interrupt_vector())
+    }
     /// Acknowledges the card's interrupt; call after the vector fired.
     fn handle_interrupt(&mut self);
     /// The next received frame, if any.
@@ -131,5 +195,14 @@ mod tests {
         let g = Frame::new(vec![0u8; 4].into_boxed_slice(), 0, 9, 9);
         assert!(g.is_empty());
         assert_eq!(g.into_buffer().len(), 4);
+        let page: &'static mut [u8] = alloc::vec![7u8; 64].leak();
+        let mut s = Frame::new_static(page, 1, 4, 10);
+        assert_eq!((s.len(), s.max_len()), (10, 60));
+        s.bytes_mut(2).copy_from_slice(b"ok");
+        assert_eq!(s.bytes(), b"ok");
+        assert_eq!(s.into_static().map(|p| p.len()), Some(64));
+        assert!(Frame::new(vec![0u8; 4].into_boxed_slice(), 0, 0, 0)
+            .into_static()
+            .is_none());
     }
 }

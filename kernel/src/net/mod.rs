@@ -1,4 +1,4 @@
-//! Networking for services: a TCP/IP stack (smoltcp) on a virtio-net card, with DHCPv4 or
+//! Networking for services: a TCP/IP stack (smoltcp) on a virtio-net card (Xen: netfront), with DHCPv4 or
 //! static addressing, IPv6 link-local, a caching resolver and async TCP and UDP sockets.
 //!
 //! ```ignore
@@ -16,6 +16,7 @@
 pub mod config;
 pub mod device;
 pub mod dns_cache;
+pub mod netfront;
 
 #[cfg(target_os = "none")]
 mod dns;

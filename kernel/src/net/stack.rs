@@ -26,7 +26,7 @@ use smoltcp::socket::{dhcpv4, dns, tcp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Cidr};
 
 use super::config::{link_local_ipv6, Ipv4Mode, NetConfig};
-use super::device::{DeviceCounters, Frame, NetDevice};
+use super::device::{DeviceCounters, EventSource, Frame, NetDevice};
 use super::dns_cache::DnsCache;
 use super::tcp::TcpOptions;
 use crate::cmdline::Args;
@@ -51,6 +51,8 @@ pub enum StartError {
     NoDevice,
     /// The card could not be brought up.
     Device(crate::virtio::net::NetError),
+    /// The Xen network card (netfront) could not be set up.
+    Netfront(super::netfront::NetfrontError),
     /// The command line's network settings are wrong.
     Config(super::config::ConfigError),
 }
@@ -63,6 +65,7 @@ impl fmt::Display for StartError {
                 "no network card (under QEMU: scripts/run <image> --hostfwd HOST:GUEST adds one)",
             ),
             StartError::Device(e) => write!(f, "network card: {e}"),
+            StartError::Netfront(e) => write!(f, "xen network card: {e}"),
             StartError::Config(e) => write!(f, "network configuration: {e}"),
         }
     }
@@ -193,6 +196,13 @@ pub fn start(args: &Args) -> Result<[u8; 6], StartError> {
     if STACK.0.borrow().is_some() {
         return Err(StartError::AlreadyStarted);
     }
+    // Under Xen the card is a netfront (device/vif/0 in xenstore); elsewhere virtio-net.
+    if crate::platform::current().name() == "xen" {
+        let card = super::netfront::Netfront::find_first()
+            .ok_or(StartError::NoDevice)?
+            .map_err(StartError::Netfront)?;
+        return start_with_device(Box::new(card), config);
+    }
     let card = crate::virtio::net::VirtioNet::find_first()
         .ok_or(StartError::NoDevice)?
         .map_err(StartError::Device)?;
@@ -253,7 +263,7 @@ pub fn start_with_device(
             alloc::string::String::from("off")
         }
     );
-    let vector = device.interrupt_vector();
+    let source = device.event_source();
     *STACK.0.borrow_mut() = Some(Stack {
         iface,
         sockets,
@@ -273,7 +283,7 @@ pub fn start_with_device(
         next_ephemeral_port: 49152 + (time::now().as_nanos() % 8192) as u16,
         counters: StackCounters::default(),
     });
-    crate::spawn(run(vector));
+    crate::spawn(run(source));
     Ok(mac)
 }
 
@@ -292,8 +302,16 @@ enum Wake {
     Kick,
 }
 
+/// Waits for the card's next event.
+async fn wait_event(source: EventSource) {
+    match source {
+        EventSource::Vector(vector) => crate::irq::wait(vector).await,
+        EventSource::XenPort(port) => crate::platform::xen::evtchn::wait(port).await,
+    }
+}
+
 /// The stack task.
-async fn run(vector: u8) {
+async fn run(source: EventSource) {
     let mut interrupted = true;
     loop {
         let Ok((deadline, more)) = with_stack(|s| s.round(interrupted)) else {
@@ -304,7 +322,7 @@ async fn run(vector: u8) {
             crate::yield_now().await;
             continue;
         }
-        let mut irq = pin!(crate::irq::wait(vector));
+        let mut irq = pin!(wait_event(source));
         let mut timer = deadline.map(crate::sleep_until);
         let woke = poll_fn(|cx| {
             if irq.as_mut().poll(cx).is_ready() {
@@ -336,7 +354,12 @@ async fn run(vector: u8) {
             Wake::Kick => s.counters.kicks += 1,
         });
         // Woken otherwise, the card may still have interrupted meanwhile: take that too.
-        interrupted = matches!(woke, Wake::Interrupt) || crate::irq::take(vector);
+        interrupted = matches!(woke, Wake::Interrupt)
+            || match source {
+                EventSource::Vector(vector) => crate::irq::take(vector),
+                // Looking at a netfront's rings is cheap: always do it.
+                EventSource::XenPort(_) => true,
+            };
     }
 }
 
