@@ -25,25 +25,36 @@
 use core::fmt;
 
 /// `XenbusStateInitWait`.
+#[cfg(target_os = "none")]
 const STATE_INIT_WAIT: u32 = 2;
 /// `XenbusStateConnected`.
+#[cfg(target_os = "none")]
 const STATE_CONNECTED: u32 = 4;
 /// `XenbusStateClosing`.
+#[cfg(target_os = "none")]
 const STATE_CLOSING: u32 = 5;
 
 /// Size of a shared ring page and of each buffer.
 const PAGE: usize = 4096;
 /// Bytes of the shared ring header (`req_prod`, `req_event`, `rsp_prod`, `rsp_event`, padding)
 /// before the first entry.
+#[cfg(target_os = "none")]
 const RING_HEADER: usize = 64;
 /// Entries of each ring: the largest power of two that fits (12-byte tx entries, 8-byte rx
 /// entries: 256 for both).
+#[cfg(target_os = "none")]
 const RING_ENTRIES: u32 = 256;
+#[cfg(target_os = "none")]
 const REQ_PROD: usize = 0;
+#[cfg(target_os = "none")]
 const REQ_EVENT: usize = 4;
+#[cfg(target_os = "none")]
 const RSP_PROD: usize = 8;
+#[cfg(target_os = "none")]
 const RSP_EVENT: usize = 12;
+#[cfg(target_os = "none")]
 const TX_ENTRY: usize = 12;
+#[cfg(target_os = "none")]
 const RX_ENTRY: usize = 8;
 
 /// Receive buffers (pages) posted to the backend.
@@ -59,8 +70,10 @@ const NETRXF_MORE_DATA: u16 = 1 << 2;
 /// `NETRXF_extra_info`: an extra-info slot follows (needs GSO features).
 const NETRXF_EXTRA_INFO: u16 = 1 << 3;
 /// `NETIF_RSP_OKAY`.
+#[cfg(target_os = "none")]
 const RSP_OKAY: i16 = 0;
 /// `NETIF_RSP_DROPPED`.
+#[cfg(target_os = "none")]
 const RSP_DROPPED: i16 = -2;
 
 /// Why the card could not be set up.

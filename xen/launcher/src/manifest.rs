@@ -11,6 +11,7 @@
 //! cmdline = "verbose"            # default ""
 //! restart = "on-failure"         # "never" | "on-failure" (default) | "always"
 //! max_restarts = 3               # default 3
+//! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0
 //!
 //! [[channels]]
 //! name = "events"
@@ -100,7 +101,25 @@ pub struct Service {
     /// Text written to the service's console input once it runs (after each start).
     #[serde(default)]
     pub console_input: Option<String>,
+    /// The service's network card.
+    #[serde(default)]
+    pub network: Network,
 }
+
+/// What network card a service gets.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// None.
+    #[default]
+    None,
+    /// A vif (netfront/netback) on dom0's bridge [`BRIDGE`], where dom0 is 10.77.0.1/24 and
+    /// serves DHCP.
+    Bridge,
+}
+
+/// The dom0 bridge services with `network = "bridge"` are attached to (xen/dom0/init makes it).
+pub const BRIDGE: &str = "lichenbr0";
 
 /// A channel between two services: a server that offers it and a client that connects to it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

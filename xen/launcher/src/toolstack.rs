@@ -109,6 +109,9 @@ fn quoted(text: &str) -> String {
     out
 }
 
+/// The vif hotplug script dom0 carries (xen/dom0/vif-lichen).
+pub const VIF_SCRIPT: &str = "/etc/lichen/vif-lichen";
+
 /// The xl config of a service: a PVH domain kept after it shuts down.
 pub fn domain_config(name: &str, service: &Service, files: &BootFiles) -> String {
     let mut config = String::new();
@@ -122,6 +125,19 @@ pub fn domain_config(name: &str, service: &Service, files: &BootFiles) -> String
     line("memory", service.memory.to_string());
     line("vcpus", service.vcpus.to_string());
     line("cmdline", quoted(&service.cmdline));
+    if service.network == crate::manifest::Network::Bridge {
+        // Our own hotplug script (busybox sh): xl's vif-bridge needs bash.
+        line(
+            "vif",
+            format!(
+                "[{}]",
+                quoted(&format!(
+                    "bridge={},script={VIF_SCRIPT}",
+                    crate::manifest::BRIDGE
+                ))
+            ),
+        );
+    }
     for event in [
         "on_poweroff",
         "on_reboot",
@@ -319,6 +335,26 @@ mod tests {
                 "missing {expected:?} in\n{config}"
             );
         }
+    }
+
+    #[test]
+    fn a_bridged_service_gets_a_vif_with_lichens_hotplug_script() {
+        let text = "[services.echo]\nimage = \"echo\"\nmemory = 32\nnetwork = \"bridge\"\n";
+        let manifest = Manifest::parse(text).unwrap();
+        let files = BootFiles {
+            kernel: "/lichen/images/echo.elf".into(),
+            ramdisk: None,
+        };
+        let config = domain_config("echo", &manifest.services["echo"], &files);
+        assert!(
+            config.contains("vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen\"]\n"),
+            "{config}"
+        );
+        let plain = Manifest::parse("[services.a]\nimage = \"a\"\nmemory = 8\n").unwrap();
+        assert!(!domain_config("a", &plain.services["a"], &files).contains("vif"));
+        let bad = "[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"nat\"\n";
+        let error = Manifest::parse(bad).unwrap_err().to_string();
+        assert!(error.contains("unknown variant `nat`"), "{error}");
     }
 
     #[test]
