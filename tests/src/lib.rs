@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -29,6 +29,33 @@ pub fn build_images() {
             .expect("run scripts/build");
         assert!(status.success(), "scripts/build failed");
     });
+}
+
+/// Limits how many guests run at once to the number of CPUs: timing checks inside guests (timer
+/// lateness) must not fail because the test harness started more guests than the machine runs.
+struct BootSlot;
+
+static RUNNING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+impl BootSlot {
+    fn take() -> BootSlot {
+        let limit = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= limit {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        BootSlot
+    }
+}
+
+impl Drop for BootSlot {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }
 
 /// Which accelerator QEMU uses.
@@ -197,6 +224,7 @@ impl Run {
 /// Runs a command (QEMU), collecting its stdout lines with arrival times until it exits, the
 /// timeout hits, or a line contains `stop_at` (then it is killed).
 pub fn run_console(argv: &[String], timeout: Duration, stop_at: Option<&str>) -> Boot {
+    let _slot = BootSlot::take();
     let start = Instant::now();
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])

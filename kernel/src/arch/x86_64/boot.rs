@@ -109,20 +109,35 @@ pvh_start32:
     xor eax, eax
     rep stosd
 
-    /* PML4[0] -> PDPT; PDPT[0..4] -> PD0..PD3 */
+    /* PML4[0] -> PDPT; PDPT[0] -> PD0 */
     mov edi, offset {tables}
     lea eax, [edi + 4096 + 3]
     mov dword ptr [edi], eax
     lea eax, [edi + 8192 + 3]
     mov dword ptr [edi + 4096], eax
-    add eax, 4096
+
+    /* 1..4 GiB: 1 GiB pages when the CPU has them (CPUID 0x80000001 EDX bit 26), else
+       PDPT[1..4] -> PD1..PD3 of 2 MiB pages. Every store here counts: some nested hypervisors
+       emulate this paging-off code store by store. EDX ends up as the number of PD entries. */
+    mov eax, 0x80000001
+    cpuid
+    bt edx, 26
+    jnc 4f
+    mov dword ptr [edi + 4096 + 8], 0x40000083
+    mov dword ptr [edi + 4096 + 16], 0x80000083
+    mov dword ptr [edi + 4096 + 24], 0xc0000083
+    mov edx, 512
+    jmp 5f
+4:
+    lea eax, [edi + 3 * 4096 + 3]
     mov dword ptr [edi + 4096 + 8], eax
     add eax, 4096
     mov dword ptr [edi + 4096 + 16], eax
     add eax, 4096
     mov dword ptr [edi + 4096 + 24], eax
-
-    /* PD entries: 2048 2 MiB pages covering 0..4 GiB */
+    mov edx, 2048
+5:
+    /* PD entries: 2 MiB pages from 0 */
     lea ebx, [edi + 8192]
     xor ecx, ecx
 2:
@@ -134,7 +149,7 @@ pvh_start32:
     shr eax, 11
     mov dword ptr [ebx + ecx * 8 + 4], eax
     inc ecx
-    cmp ecx, 2048
+    cmp ecx, edx
     jne 2b
 
     /* PD0[0] -> PT0, which maps 4 KiB pages 1..512 (page 0 stays unmapped: null pointers fault) */
