@@ -462,3 +462,52 @@ impl Drop for Vchan {
         self.release();
     }
 }
+
+/// Opens channel `name` as the launcher wired it from the manifest (see xen/README.md): reads
+/// `data/lichen/channels/<name>/{role,peer-domid,ring-order,server-path}`, then serves or
+/// connects, waiting up to `wait` for the peer.
+pub async fn open_wired(name: &str, wait: Duration) -> Result<Vchan, Error> {
+    let dir = format!("data/lichen/channels/{name}");
+    let read = |key: &'static str| {
+        let path = format!("{dir}/{key}");
+        async move {
+            store::read(&path)
+                .await
+                .map_err(|e| setup(&format!("xenstore {path}"), e))
+        }
+    };
+    let role = read("role").await?;
+    let order = parse_decimal(&read("ring-order").await?, "ring-order")?;
+    let order = u8::try_from(order).map_err(|_| Error::BadValue("ring-order"))?;
+    let deadline = crate::now().saturating_add(wait);
+    let peer = loop {
+        if let Ok(p) = read("peer-domid").await {
+            let p = parse_decimal(&p, "peer-domid")?;
+            break u16::try_from(p).map_err(|_| Error::BadValue("peer-domid"))?;
+        }
+        if crate::now() >= deadline {
+            return Err(Error::Setup(format!("channel {name}: no peer")));
+        }
+        crate::sleep(Duration::from_millis(50)).await;
+    };
+    match role.as_str() {
+        "server" => {
+            // The same order both ways; libxenvchan forbids two in-page rings of one size.
+            let (left, right) = if order == 10 || order == 11 {
+                (10, 11)
+            } else {
+                (order, order)
+            };
+            let mut ch = Vchan::listen(peer, &dir, left, right).await?;
+            crate::timeout(wait, ch.accept())
+                .await
+                .map_err(|_| Error::Setup(format!("channel {name}: no client")))??;
+            Ok(ch)
+        }
+        "client" => {
+            let server_path = read("server-path").await?;
+            Vchan::client(peer, &server_path, wait).await
+        }
+        _ => Err(Error::BadValue("role")),
+    }
+}
