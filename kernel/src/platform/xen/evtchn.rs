@@ -62,9 +62,8 @@ fn valid(port: u32, op: &'static str) -> Result<Port, EventError> {
     Ok(port)
 }
 
-/// Maps shared info and routes event upcalls to [`UPCALL_VECTOR`].
+/// Routes event upcalls to [`UPCALL_VECTOR`] (shared info must be mapped).
 pub fn init() -> Result<(), EventError> {
-    check("map shared info", shared_info::map().map(|()| 0))?;
     crate::irq::set_handler(UPCALL_VECTOR, handle_upcall);
     // HVM_PARAM_CALLBACK_IRQ type 2: deliver upcalls as this vector.
     let callback = (2u64 << 56) | u64::from(UPCALL_VECTOR);

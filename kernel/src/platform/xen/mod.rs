@@ -37,6 +37,7 @@ mod machine {
         console: Option<Console>,
         xenstore: IrqMutex<Option<SingleCpu<XenStore>>>,
         events_ready: AtomicBool,
+        shared_info_mapped: AtomicBool,
     }
 
     /// Lets the xenstore client (which holds a pointer to its shared page) live in a static.
@@ -49,6 +50,7 @@ mod machine {
         console: None,
         xenstore: IrqMutex::new(None),
         events_ready: AtomicBool::new(false),
+        shared_info_mapped: AtomicBool::new(false),
     };
     static EXITING: AtomicBool = AtomicBool::new(false);
 
@@ -133,6 +135,10 @@ mod machine {
         }
 
         fn late_init(&self) {
+            if !self.shared_info_mapped.load(Ordering::Acquire) {
+                crate::warn!("no shared info: no event channels");
+                return;
+            }
             match evtchn::init() {
                 Ok(()) => self.events_ready.store(true, Ordering::Release),
                 Err(e) => crate::warn!("no event channels: {e}"),
@@ -164,12 +170,24 @@ mod machine {
         }
 
         fn start_clock(&self) -> TscScale {
-            // Xen's time leaf (base + 3), sub-leaf 0: ECX is the guest TSC rate in kHz.
+            // The pvclock scale in shared info; failing that, Xen's time leaf (base + 3,
+            // sub-leaf 0: ECX is the guest TSC rate in kHz).
+            let from_shared_info = match shared_info::map() {
+                Ok(()) => Some(shared_info::tsc_scale()).filter(|s| s.mul != 0),
+                Err(e) => {
+                    crate::warn!("cannot map shared info: error {e}");
+                    None
+                }
+            };
+            self.shared_info_mapped
+                .store(from_shared_info.is_some(), Ordering::Release);
             let khz = u64::from(cpu::cpuid(self.base + 3).ecx);
-            let scale = TscScale::from_hz(khz * 1000).unwrap_or_else(|| {
-                crate::warn!("Xen states no TSC rate: assuming 1 GHz");
-                TscScale::from_hz(1_000_000_000).expect("non-zero rate")
-            });
+            let scale = from_shared_info
+                .or_else(|| TscScale::from_hz(khz * 1000))
+                .unwrap_or_else(|| {
+                    crate::warn!("Xen states no TSC rate: assuming 1 GHz");
+                    TscScale::from_hz(1_000_000_000).expect("non-zero rate")
+                });
             crate::arch::init_timer(scale);
             scale
         }
@@ -178,6 +196,10 @@ mod machine {
             apic::arm(crate::time::tsc_of_instant(deadline));
         }
 
+        /// `sti; hlt`: for a PVH (HVM) guest, HLT blocks the vCPU until an interrupt, and the
+        /// STI shadow makes checking for work and sleeping atomic. SCHEDOP_block is not used:
+        /// with interrupts disabled Xen does not count a pending LAPIC interrupt as a reason to
+        /// wake, and with them enabled a wake-up could slip in between the check and the block.
         fn idle(&self) {
             cpu::enable_interrupts_and_halt();
         }

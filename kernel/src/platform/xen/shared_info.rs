@@ -95,6 +95,20 @@ pub fn mask(i: usize) -> &'static AtomicU64 {
     word(EVTCHN_MASK + 8 * i)
 }
 
+/// vCPU 0's pvclock scale (TSC ticks to ns), as Xen keeps it.
+pub fn tsc_scale() -> crate::time::TscScale {
+    loop {
+        let version = word32(TIME);
+        core::sync::atomic::fence(Ordering::Acquire);
+        let mul = word32(TIME + 24);
+        let shift = (word32(TIME + 28) & 0xff) as u8 as i8;
+        core::sync::atomic::fence(Ordering::Acquire);
+        if version & 1 == 0 && version == word32(TIME) {
+            return crate::time::TscScale { mul, shift };
+        }
+    }
+}
+
 /// Xen system time now (ns since the host booted), from vCPU 0's pvclock record.
 pub fn system_time_ns() -> u64 {
     loop {
