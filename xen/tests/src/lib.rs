@@ -1,1 +1,90 @@
-//! Boot tests of the Xen platform live in `tests/`; this library is empty.
+//! The harness of the Xen boot tests (`tests/`): boots a manifest with `scripts/run-xen` and
+//! returns what the launcher printed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Only one Xen boot at a time: the machine has two cores.
+pub static ONE_BOOT_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What a run of scripts/run-xen left.
+pub struct Run {
+    /// Its exit status (the node's, or 2, 124, 125...).
+    pub status: Option<i32>,
+    /// Standard output and error, together.
+    pub log: String,
+}
+
+impl Run {
+    /// Whether the log holds `text`.
+    pub fn has(&self, text: &str) -> bool {
+        self.log.contains(text)
+    }
+
+    /// How often the log holds `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.log.matches(text).count()
+    }
+
+    /// Panics (with the log) unless it holds `text`.
+    pub fn assert_has(&self, text: &str) {
+        assert!(
+            self.has(text),
+            "no `{text}` in the run's log:\n{}",
+            self.log
+        );
+    }
+}
+
+/// Writes `manifest` as `<name>.toml` and boots it (with the probe fixture's images when
+/// `probe_images`), with a timeout of `timeout_s`.
+pub fn boot(name: &str, manifest: &str, probe_images: bool, timeout_s: u32) -> Run {
+    let _guard = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo().join("target/xen/test-manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, manifest).unwrap();
+
+    let mut command = Command::new(repo().join("scripts/run-xen"));
+    command
+        .arg(&path)
+        .args(["--timeout", &timeout_s.to_string()]);
+    if probe_images {
+        let built = Command::new(repo().join("xen/fixtures/build"))
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "xen/fixtures/build failed: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        command
+            .arg("--images")
+            .arg(String::from_utf8_lossy(&built.stdout).trim());
+    }
+    let output = command.output().expect("cannot run scripts/run-xen");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{log}");
+    Run {
+        status: output.status.code(),
+        log,
+    }
+}
+
+/// The value after `key ` in the first line of `log` holding `marker`.
+pub fn field<'a>(log: &'a str, marker: &str, key: &str) -> Option<&'a str> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == key)?;
+    words.next()
+}
