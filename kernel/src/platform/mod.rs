@@ -80,10 +80,20 @@ pub trait Platform: Sync {
     fn read_wall_clock(&self) -> Option<UnixTime>;
     /// Finds how TSC ticks convert to nanoseconds and sets up the timer interrupt.
     fn start_clock(&self) -> TscScale;
-    /// Arranges for an interrupt at `deadline` (replacing any earlier arming).
-    fn arm_timer(&self, deadline: Instant);
-    /// Waits for an interrupt. Called with interrupts disabled; returns with them enabled.
-    fn idle(&self);
+    /// Arranges for an interrupt at `deadline` (replacing any earlier arming); by default the
+    /// local APIC timer.
+    fn arm_timer(&self, deadline: Instant) {
+        #[cfg(target_os = "none")]
+        crate::arch::apic::arm(crate::time::tsc_of_instant(deadline));
+        #[cfg(not(target_os = "none"))]
+        let _ = deadline;
+    }
+    /// Waits for an interrupt. Called with interrupts disabled; returns with them enabled. By
+    /// default `sti; hlt`: the STI shadow makes checking for work and sleeping atomic.
+    fn idle(&self) {
+        #[cfg(target_os = "none")]
+        crate::arch::cpu::enable_interrupts_and_halt();
+    }
     /// Sets up what needs the heap and the clock (event channels, grant tables, ...).
     fn late_init(&self) {}
     /// Wakes tasks waiting on platform events that came in; returns whether any task waits on

@@ -13,9 +13,9 @@ pub use machine::*;
 #[cfg(target_os = "none")]
 mod machine {
     use super::{debug_exit, kvmclock, rtc, uart};
-    use crate::arch::{apic, cpu, pit};
+    use crate::arch::{cpu, pit};
     use crate::platform::{Hypervisor, Platform};
-    use crate::time::{Instant, TscScale, UnixTime};
+    use crate::time::{TscScale, UnixTime};
 
     /// The microvm platform.
     pub struct Qemu {
@@ -83,14 +83,6 @@ mod machine {
             let scale = self.measure_tsc();
             crate::arch::init_timer(scale);
             scale
-        }
-
-        fn arm_timer(&self, deadline: Instant) {
-            apic::arm(crate::time::tsc_of_instant(deadline));
-        }
-
-        fn idle(&self) {
-            cpu::enable_interrupts_and_halt();
         }
 
         fn exit(&self, status: i32) -> ! {

@@ -24,11 +24,11 @@ mod machine {
     use super::console::Console;
     use super::xenstore::XenStore;
     use super::{evtchn, grant, hypercall, shared_info};
-    use crate::arch::{apic, cpu};
+    use crate::arch::cpu;
     use crate::platform::ConsoleInput;
     use crate::platform::Platform;
     use crate::sync::IrqMutex;
-    use crate::time::{Instant, TscScale, UnixTime};
+    use crate::time::{TscScale, UnixTime};
     use core::sync::atomic::{AtomicBool, Ordering};
 
     /// The Xen platform.
@@ -192,17 +192,10 @@ mod machine {
             scale
         }
 
-        fn arm_timer(&self, deadline: Instant) {
-            apic::arm(crate::time::tsc_of_instant(deadline));
-        }
-
-        /// `sti; hlt`: for a PVH (HVM) guest, HLT blocks the vCPU until an interrupt, and the
-        /// STI shadow makes checking for work and sleeping atomic. SCHEDOP_block is not used:
-        /// with interrupts disabled Xen does not count a pending LAPIC interrupt as a reason to
-        /// wake, and with them enabled a wake-up could slip in between the check and the block.
-        fn idle(&self) {
-            cpu::enable_interrupts_and_halt();
-        }
+        // Idle is the default `sti; hlt`: for a PVH (HVM) guest, HLT blocks the vCPU until an
+        // interrupt. SCHEDOP_block is not used: with interrupts disabled Xen does not count a
+        // pending LAPIC interrupt as a reason to wake, and with them enabled a wake-up could
+        // slip in between the check for work and the block.
 
         fn exit(&self, status: i32) -> ! {
             // A failure while exiting (say, xenstore misbehaving) must not loop back here.
