@@ -324,6 +324,7 @@ async fn run(source: EventSource) {
         }
         let mut irq = pin!(wait_event(source));
         let mut timer = deadline.map(crate::sleep_until);
+        let mut waited = false;
         let woke = poll_fn(|cx| {
             if irq.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::Interrupt);
@@ -344,10 +345,19 @@ async fn run(source: EventSource) {
             });
             match kicked {
                 Ok(true) => Poll::Ready(Wake::Kick),
-                _ => Poll::Pending,
+                _ => {
+                    waited = true;
+                    Poll::Pending
+                }
             }
         })
         .await;
+        // A deadline already due (smoltcp keeps one due while it has something to send and
+        // the card cannot take it, e.g. a netfront still connecting) must not make this task
+        // loop without ever letting the others run: give them a turn.
+        if !waited {
+            crate::yield_now().await;
+        }
         let _ = with_stack(|s| match woke {
             Wake::Interrupt => s.counters.interrupts += 1,
             Wake::Deadline => s.counters.deadlines += 1,

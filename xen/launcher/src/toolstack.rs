@@ -125,6 +125,11 @@ pub fn domain_config(name: &str, service: &Service, files: &BootFiles) -> String
     line("memory", service.memory.to_string());
     line("vcpus", service.vcpus.to_string());
     line("cmdline", quoted(&service.cmdline));
+    // Lichen reads the TSC for every clock reading. Where the TSC is not invariant (Xen under
+    // QEMU TCG) Xen's default mode emulates RDTSC, one VM exit per read, and with an event
+    // upcall pending on the way back in, the guest was seen to triple-fault (netfront, vchan
+    // client). Native mode reads the hardware TSC; Xen's pvclock still gives its scale.
+    line("tsc_mode", quoted("native"));
     if service.network == crate::manifest::Network::Bridge {
         // Our own hotplug script (busybox sh): xl's vif-bridge needs bash.
         line(
@@ -329,6 +334,7 @@ mod tests {
             "cmdline = \"motd=\\\"hi there\\\" path=C:\\\\x\"\n",
             "on_poweroff = \"preserve\"\n",
             "on_crash = \"preserve\"\n",
+            "tsc_mode = \"native\"\n",
         ] {
             assert!(
                 config.contains(expected),
