@@ -8,19 +8,18 @@
 use lichen_xen_tests::{boot, field};
 
 #[test]
-#[ignore = "echo with netfront triple-faults under Xen once frames arrive (known bug, see docs/networking.md)"]
 fn dom0_reaches_echo_over_netfront_with_a_dhcp_lease() {
     let manifest = r#"
-        # dom0-hook: net-echo
-        # net-echo-mib: 4
-        name = "net"
+# dom0-hook: net-echo
+# net-echo-mib: 4
+name = "net"
 
-        [services.echo]
-        image = "echo"
-        memory = 32
-        network = "bridge"
-        restart = "never"
-    "#;
+[services.echo]
+image = "echo"
+memory = 32
+network = "bridge"
+restart = "never"
+"#;
     let run = boot("net-echo", manifest, false, 420);
     let (status, log) = (run.status, run.log);
     let has = |text: &str| assert!(log.contains(text), "no `{text}` in the log:\n{log}");
