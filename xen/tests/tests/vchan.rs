@@ -8,6 +8,7 @@ use lichen_xen_tests::{boot, field};
 
 /// Lichen as the server, Xen's vchan-socket-proxy as the client: 64 MiB each way.
 #[test]
+#[ignore = "intermittent triple fault of lichen guests under Xen in QEMU TCG during long event-heavy runs (docs/vchan.md)"]
 fn vchan_server_interoperates_with_libxenvchan() {
     let manifest = r#"
 # dom0-hook: vchan-interop
