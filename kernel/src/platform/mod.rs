@@ -80,16 +80,17 @@ pub trait Platform: Sync {
     fn read_wall_clock(&self) -> Option<UnixTime>;
     /// Finds how TSC ticks convert to nanoseconds and sets up the timer interrupt.
     fn start_clock(&self) -> TscScale;
-    /// Arranges for an interrupt at `deadline` (replacing any earlier arming); by default the
-    /// local APIC timer.
+    /// Arranges for the next [`Platform::idle`] to end by `deadline` (replacing any earlier
+    /// arming); by default with the local APIC timer's interrupt.
     fn arm_timer(&self, deadline: Instant) {
         #[cfg(target_os = "none")]
         crate::arch::apic::arm(crate::time::tsc_of_instant(deadline));
         #[cfg(not(target_os = "none"))]
         let _ = deadline;
     }
-    /// Waits for an interrupt. Called with interrupts disabled; returns with them enabled. By
-    /// default `sti; hlt`: the STI shadow makes checking for work and sleeping atomic.
+    /// Sleeps until an interrupt, an event or the armed deadline. Called with interrupts
+    /// disabled; returns with them enabled. By default `sti; hlt`: the STI shadow makes
+    /// checking for work and sleeping atomic.
     fn idle(&self) {
         #[cfg(target_os = "none")]
         crate::arch::cpu::enable_interrupts_and_halt();

@@ -8,7 +8,6 @@
 use lichen_xen_tests::{boot, field};
 
 #[test]
-#[ignore = "intermittent triple fault of lichen guests under Xen in QEMU TCG (docs/networking.md); passed twice in a row with tsc_mode native"]
 fn dom0_reaches_echo_over_netfront_with_a_dhcp_lease() {
     let manifest = r#"
 # dom0-hook: net-echo

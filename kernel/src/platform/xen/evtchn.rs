@@ -1,9 +1,16 @@
 //! Event channels: allocation, binding, notification, and per-port wake-ups for tasks.
 //!
-//! Xen signals events through the upcall vector. The interrupt handler (no allocation, no
-//! locks) moves each pending, unmasked port from shared info's bitmap into [`FIRED`]; the
-//! executor then wakes the tasks waiting on those ports ([`wake_fired`]), and [`wait`]
-//! consumes the bit. Ports are bound unmasked and stay unmasked.
+//! No interrupts: Xen is never asked to inject an upcall (HVM_PARAM_CALLBACK_IRQ stays 0).
+//! The executor, between rounds, moves each pending, unmasked port from shared info's bitmap
+//! into [`FIRED`] ([`collect`]) and wakes the tasks waiting on those ports ([`wake_fired`]);
+//! [`wait`] consumes the bit. When nothing is ready the vCPU sleeps in `SCHEDOP_poll` on the
+//! ports tasks wait on ([`waited_ports`]), with the next timer deadline as its timeout. Ports
+//! are bound unmasked and stay unmasked.
+//!
+//! Why not the upcall vector: under Xen in QEMU TCG, guests triple-faulted intermittently
+//! while Xen injected upcalls (docs/vchan.md has the record). Polling needs no interrupt
+//! delivery at all, costs no more hypercalls than `hlt` costs exits, and a sleeping vCPU
+//! wakes only for the ports someone waits on.
 
 use alloc::vec::Vec;
 use core::future::poll_fn;
@@ -26,9 +33,6 @@ const ALLOC_UNBOUND: u64 = 6;
 const UNMASK: u64 = 9;
 /// Ports the 2-level ABI can name (64 words of 64 bits).
 pub const MAX_PORTS: u32 = 4096;
-
-/// Interrupt vector of the event upcall.
-pub const UPCALL_VECTOR: u8 = 0xf3;
 
 /// Ports that fired and were not yet consumed by [`wait`].
 static FIRED: [AtomicU64; shared_info::EVENT_WORDS] =
@@ -62,19 +66,17 @@ fn valid(port: u32, op: &'static str) -> Result<Port, EventError> {
     Ok(port)
 }
 
-/// Routes event upcalls to [`UPCALL_VECTOR`] (shared info must be mapped).
+/// Makes sure Xen injects no upcalls (shared info must be mapped): events are collected by
+/// the executor instead (see the module docs).
 pub fn init() -> Result<(), EventError> {
-    crate::irq::set_handler(UPCALL_VECTOR, handle_upcall);
-    // HVM_PARAM_CALLBACK_IRQ type 2: deliver upcalls as this vector.
-    let callback = (2u64 << 56) | u64::from(UPCALL_VECTOR);
     check(
-        "set callback vector",
-        hypercall::set_hvm_param(hypercall::PARAM_CALLBACK_IRQ, callback).map(|()| 0),
+        "clear callback",
+        hypercall::set_hvm_param(hypercall::PARAM_CALLBACK_IRQ, 0).map(|()| 0),
     )
 }
 
-/// Interrupt context: moves pending, unmasked ports to [`FIRED`].
-fn handle_upcall() {
+/// Moves pending, unmasked ports from shared info to [`FIRED`]. Only atomics: safe anywhere.
+pub fn collect() {
     while shared_info::upcall_pending().swap(0, Ordering::AcqRel) != 0 {
         let mut selector = shared_info::pending_selector().swap(0, Ordering::AcqRel);
         while selector != 0 {
@@ -125,8 +127,10 @@ pub async fn wait(port: Port) {
     poll_fn(|cx| poll_fired(port, cx)).await
 }
 
-/// Wakes the tasks of every fired port (executor context). Returns whether any task waits.
+/// Collects fired ports and wakes the tasks waiting on them (executor context). Returns
+/// whether any task waits on a port.
 pub fn wake_fired() -> bool {
+    collect();
     let ready: Vec<Waker> = {
         let mut waiters = WAITERS.lock();
         let mut ready = Vec::new();
@@ -145,9 +149,25 @@ pub fn wake_fired() -> bool {
     any_waiting
 }
 
-/// Whether any port fired and is not consumed yet.
-pub fn any_fired() -> bool {
-    FIRED.iter().any(|w| w.load(Ordering::Relaxed) != 0)
+/// Collects fired ports; whether a task waits on one that fired (so it must not sleep).
+pub fn waited_port_fired() -> bool {
+    collect();
+    WAITERS.lock().iter().any(|(port, _)| has_fired(*port))
+}
+
+/// Writes the distinct ports tasks wait on into `ports`; returns how many, or `None` if
+/// they do not all fit.
+pub fn waited_ports(ports: &mut [Port]) -> Option<usize> {
+    let waiters = WAITERS.lock();
+    let mut n = 0;
+    for (port, _) in waiters.iter() {
+        if ports[..n].contains(port) {
+            continue;
+        }
+        *ports.get_mut(n)? = *port;
+        n += 1;
+    }
+    Some(n)
 }
 
 #[repr(C)]

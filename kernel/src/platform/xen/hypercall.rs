@@ -20,10 +20,12 @@ pub const HVM_OP: usize = 34;
 
 /// `SCHEDOP_yield`.
 pub const SCHEDOP_YIELD: u64 = 0;
-/// `SCHEDOP_block`: sleep until an event is pending (enables event delivery).
-pub const SCHEDOP_BLOCK: u64 = 1;
 /// `SCHEDOP_shutdown`.
 pub const SCHEDOP_SHUTDOWN: u64 = 2;
+/// `SCHEDOP_poll`: sleep until one of a list of ports is pending, or a timeout.
+pub const SCHEDOP_POLL: u64 = 3;
+/// The most ports one `SCHEDOP_poll` may name (Xen refuses more).
+pub const POLL_MAX_PORTS: usize = 128;
 /// `SHUTDOWN_poweroff`.
 pub const SHUTDOWN_POWEROFF: u32 = 0;
 /// `SHUTDOWN_crash`.
@@ -131,10 +133,27 @@ pub unsafe fn call_with<T>(op: usize, cmd: u64, arg: &mut T) -> Result<i64, i64>
     }
 }
 
-/// Sleeps until an event or interrupt is pending (SCHEDOP_block).
-pub fn block() {
-    // SAFETY: SCHEDOP_block takes no argument.
-    unsafe { call(SCHED_OP, SCHEDOP_BLOCK, 0, 0) };
+/// `struct sched_poll` (64-bit layout: the handle, the count, 4 bytes of padding, the timeout).
+#[repr(C)]
+struct SchedPoll {
+    ports: u64,
+    nr_ports: u32,
+    timeout: u64,
+}
+
+/// Sleeps until one of `ports` is pending in shared info (returning at once if one already
+/// is), or until Xen system time `timeout_ns` (0: no timeout). Masked ports count too.
+pub fn poll(ports: &[u32], timeout_ns: u64) -> Result<(), i64> {
+    if ports.len() > POLL_MAX_PORTS {
+        return Err(-22);
+    }
+    let mut op = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: ports.len() as u32,
+        timeout: timeout_ns,
+    };
+    // SAFETY: `op` is a live sched_poll whose handle points at `ports.len()` live u32 ports.
+    unsafe { call_with(SCHED_OP, SCHEDOP_POLL, &mut op) }.map(drop)
 }
 
 /// Reads an HVM parameter of this domain.

@@ -28,8 +28,8 @@ mod machine {
     use crate::platform::ConsoleInput;
     use crate::platform::Platform;
     use crate::sync::IrqMutex;
-    use crate::time::{TscScale, UnixTime};
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use crate::time::{Instant, TscScale, UnixTime};
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// The Xen platform.
     pub struct Xen {
@@ -53,6 +53,8 @@ mod machine {
         shared_info_mapped: AtomicBool::new(false),
     };
     static EXITING: AtomicBool = AtomicBool::new(false);
+    /// The executor's next timer deadline in ns since boot (`u64::MAX`: none), for `idle`.
+    static DEADLINE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 
     /// The Xen platform (meaningful once `init` ran).
     pub fn platform() -> &'static Xen {
@@ -114,6 +116,34 @@ mod machine {
         core::str::from_utf8(&buf[i..]).unwrap_or("1")
     }
 
+    /// Sleeps in SCHEDOP_poll on the ports tasks wait on until one is pending or the armed
+    /// deadline passes. An event that lands after the executor's last look leaves its port
+    /// pending in shared info, and Xen then returns at once: no wake-up is lost.
+    fn poll_events() {
+        let deadline = DEADLINE_NS.swap(u64::MAX, Ordering::Relaxed);
+        let mut ports = [0; hypercall::POLL_MAX_PORTS];
+        let (n, all) = match evtchn::waited_ports(&mut ports) {
+            Some(n) => (n, true),
+            None => (ports.len(), false),
+        };
+        let mut timeout_ns = deadline.saturating_sub(crate::now().as_nanos());
+        if !all {
+            // More ports than one poll can name: look again every millisecond.
+            timeout_ns = timeout_ns.min(1_000_000);
+        }
+        if timeout_ns == 0 {
+            return;
+        }
+        let until = match timeout_ns {
+            u64::MAX => 0,
+            ns => shared_info::system_time_ns().saturating_add(ns).max(1),
+        };
+        if let Err(e) = hypercall::poll(&ports[..n], until) {
+            crate::warn!("SCHEDOP_poll failed: errno {}", -e);
+            hypercall::yield_cpu();
+        }
+    }
+
     impl Platform for Xen {
         fn name(&self) -> &'static str {
             "xen"
@@ -153,7 +183,7 @@ mod machine {
         }
 
         fn events_pending(&self) -> bool {
-            evtchn::any_fired()
+            self.events_ready.load(Ordering::Acquire) && evtchn::waited_port_fired()
         }
 
         fn console_read(&self, buf: &mut [u8]) -> usize {
@@ -192,10 +222,25 @@ mod machine {
             scale
         }
 
-        // Idle is the default `sti; hlt`: for a PVH (HVM) guest, HLT blocks the vCPU until an
-        // interrupt. SCHEDOP_block is not used: with interrupts disabled Xen does not count a
-        // pending LAPIC interrupt as a reason to wake, and with them enabled a wake-up could
-        // slip in between the check for work and the block.
+        // Once event channels are up there is no LAPIC timer and no upcall vector on Xen: the
+        // executor's deadline becomes the timeout of the SCHEDOP_poll in `idle` (evtchn's
+        // module docs say why). Before that, the defaults: the LAPIC timer and `sti; hlt`.
+        fn arm_timer(&self, deadline: Instant) {
+            if self.events_ready.load(Ordering::Acquire) {
+                DEADLINE_NS.store(deadline.as_nanos(), Ordering::Relaxed);
+            } else {
+                crate::arch::apic::arm(crate::time::tsc_of_instant(deadline));
+            }
+        }
+
+        fn idle(&self) {
+            if self.events_ready.load(Ordering::Acquire) {
+                poll_events();
+                cpu::enable_interrupts();
+            } else {
+                cpu::enable_interrupts_and_halt();
+            }
+        }
 
         fn exit(&self, status: i32) -> ! {
             // A failure while exiting (say, xenstore misbehaving) must not loop back here.
