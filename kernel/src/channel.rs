@@ -176,7 +176,14 @@ mod platform {
         let end = if crate::platform::current().name() == "xen" {
             End::Vchan(open_wired(name, wait).await?)
         } else {
-            End::Console(console::open(name, wait).await?)
+            End::Console(console::open(name, wait).await.map_err(|e| match e {
+                // No console at all: no channel of any name.
+                console::Error::NoDevice => Error::NotFound {
+                    name: name.into(),
+                    known: alloc::vec::Vec::new(),
+                },
+                e => e.into(),
+            })?)
         };
         Ok(Channel {
             name: name.into(),
