@@ -583,6 +583,8 @@ mod device {
             if !self.table.set_guest_open(port, true) {
                 return Err(Error::Closed);
             }
+            // Nothing from before this opening belongs to the new reader.
+            self.discard_received(port as usize);
             self.send_control(DriverMessage::PortOpen { port, open: true });
             Ok(())
         }
