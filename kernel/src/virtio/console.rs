@@ -452,8 +452,8 @@ mod device {
             };
             match change {
                 Change::Added(port) => {
-                    let ok = self.activate(port as usize);
-                    self.send_control(DriverMessage::PortReady { port, ok });
+                    self.activate(port as usize);
+                    self.send_control(DriverMessage::PortReady { port, ok: true });
                 }
                 Change::Removed(port) => {
                     self.discard_received(port as usize);
@@ -466,11 +466,11 @@ mod device {
         }
 
         /// Gives an added port its buffers (the first time) and posts the receive ones.
-        fn activate(&mut self, port: usize) -> bool {
+        fn activate(&mut self, port: usize) {
             let q = &mut self.ports[port];
             if !q.rx_buffers.is_empty() {
                 // Added before: its receive buffers are still with the device.
-                return true;
+                return;
             }
             let rx_count = RX_BUFFERS.min(q.rx.layout().size);
             let tx_count = TX_BUFFERS.min(q.tx.layout().size);
@@ -486,7 +486,6 @@ mod device {
                 self.post_rx(port, id);
             }
             self.notify_rx(port);
-            true
         }
 
         fn post_rx(&mut self, port: usize, id: u16) {

@@ -202,40 +202,33 @@ pub fn decode(bytes: &[u8]) -> Result<DeviceMessage<'_>, ControlError> {
     let raw_event = u16::from_le_bytes([bytes[4], bytes[5]]);
     let value = u16::from_le_bytes([bytes[6], bytes[7]]);
     let event = Event::from_raw(raw_event).ok_or(ControlError::UnknownEvent(raw_event))?;
-    let expected_len = match event {
-        Event::DeviceReady | Event::PortReady => return Err(ControlError::DriverOnlyEvent(event)),
-        Event::PortName => {
-            return Ok(DeviceMessage::PortName {
-                port,
-                name: decode_name(&bytes[HEADER_LEN..])?,
-            })
-        }
-        Event::Resize => RESIZE_LEN,
-        _ => HEADER_LEN,
+    // Every event but PORT_NAME has a fixed length.
+    let exactly = |expected: usize| match len.cmp(&expected) {
+        core::cmp::Ordering::Less => Err(ControlError::TooShort { len }),
+        core::cmp::Ordering::Greater => Err(ControlError::TrailingBytes { event, len }),
+        core::cmp::Ordering::Equal => Ok(()),
     };
-    if len < expected_len {
-        return Err(ControlError::TooShort { len });
-    }
-    if len > expected_len {
-        return Err(ControlError::TrailingBytes { event, len });
-    }
-    Ok(match event {
-        Event::PortAdd => DeviceMessage::PortAdd(port),
-        Event::PortRemove => DeviceMessage::PortRemove(port),
-        Event::ConsolePort => DeviceMessage::ConsolePort(port),
-        Event::Resize => DeviceMessage::Resize(port),
-        Event::PortOpen => DeviceMessage::PortOpen {
+    match event {
+        Event::DeviceReady | Event::PortReady => Err(ControlError::DriverOnlyEvent(event)),
+        Event::PortName => Ok(DeviceMessage::PortName {
             port,
-            open: match value {
-                0 => false,
-                1 => true,
-                _ => return Err(ControlError::BadValue { event, value }),
-            },
-        },
-        Event::DeviceReady | Event::PortReady | Event::PortName => {
-            unreachable!("handled above")
+            name: decode_name(&bytes[HEADER_LEN..])?,
+        }),
+        Event::PortAdd => exactly(HEADER_LEN).map(|()| DeviceMessage::PortAdd(port)),
+        Event::PortRemove => exactly(HEADER_LEN).map(|()| DeviceMessage::PortRemove(port)),
+        Event::ConsolePort => exactly(HEADER_LEN).map(|()| DeviceMessage::ConsolePort(port)),
+        Event::Resize => exactly(RESIZE_LEN).map(|()| DeviceMessage::Resize(port)),
+        Event::PortOpen => {
+            exactly(HEADER_LEN)?;
+            match value {
+                0 | 1 => Ok(DeviceMessage::PortOpen {
+                    port,
+                    open: value == 1,
+                }),
+                _ => Err(ControlError::BadValue { event, value }),
+            }
         }
-    })
+    }
 }
 
 /// The name after a `PORT_NAME` header: printable ASCII, optionally ended by NULs (QEMU
