@@ -231,3 +231,32 @@ fn bad_channel_options_are_refused_by_scripts_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--channel echo given twice"));
 }
+
+#[test]
+fn channel_options_become_one_serial_device_and_a_port_each() {
+    let command = Run::new("channel-echo")
+        .script_option("--channel", Some("echo=/tmp/a,b.sock"))
+        .script_option("--channel", Some("logs=/tmp/logs.sock"))
+        .command();
+    let devices: Vec<&String> = command
+        .iter()
+        .filter(|a| a.starts_with("virtio-serial-device"))
+        .collect();
+    assert_eq!(devices, ["virtio-serial-device,id=channels,max_ports=3"]);
+    for expected in [
+        "socket,id=channel0,path=/tmp/a,,b.sock",
+        "virtserialport,bus=channels.0,chardev=channel0,name=echo",
+        "socket,id=channel1,path=/tmp/logs.sock",
+        "virtserialport,bus=channels.0,chardev=channel1,name=logs",
+    ] {
+        assert!(
+            command.iter().any(|a| a == expected),
+            "{expected}: {command:?}"
+        );
+    }
+    let plain = Run::new("channel-echo").command();
+    assert!(
+        !plain.iter().any(|a| a.contains("virtio-serial")),
+        "{plain:?}"
+    );
+}
