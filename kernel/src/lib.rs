@@ -25,6 +25,7 @@ pub extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod channel;
 pub mod cmdline;
 pub mod log;
 pub mod mem;

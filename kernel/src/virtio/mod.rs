@@ -5,8 +5,10 @@
 //!   tested on the host against a lying fake device);
 //! - [`mmio`]: the register window, modern and legacy, and feature negotiation;
 //! - [`net`]: the network device, as a [`crate::net::NetDevice`] for the stack;
+//! - [`console`]: the console device with named ports, the channels of microvm;
 //! - [`discover`]: finding transports on microvm and routing their interrupt lines.
 
+pub mod console;
 pub mod queue;
 
 #[cfg(target_os = "none")]
@@ -91,5 +93,12 @@ mod discovery {
                 vector: DEVICE_VECTOR_BASE + slot as u8,
             })
             .collect()
+    }
+
+    /// The first device of virtio type `device_id` on this machine, if any.
+    pub fn find(device_id: u32) -> Option<Found> {
+        discover()
+            .into_iter()
+            .find(|f| f.transport.device_id() == device_id)
     }
 }
