@@ -42,9 +42,30 @@ impl Run {
     }
 }
 
+/// What Xen prints when a guest triple-faults.
+const TRIPLE_FAULT: &str = "Triple fault - invoking HVM shutdown action";
+
 /// Writes `manifest` as `<name>.toml` and boots it (with the probe fixture's images when
 /// `probe_images`), with a timeout of `timeout_s`.
+///
+/// A boot in which Xen reports a triple fault is made once more, with a note: under Xen in
+/// QEMU TCG a lichen guest very rarely takes a page fault on a page that is mapped (its
+/// page-table walk through nested paging reads a not-present entry right after a VM exit), and
+/// can then deliver no exception at all (docs/vchan.md has the evidence). A guest bug that
+/// faults this way every time still fails.
 pub fn boot(name: &str, manifest: &str, probe_images: bool, timeout_s: u32) -> Run {
+    let first = boot_once(name, manifest, probe_images, timeout_s);
+    if !first.has(TRIPLE_FAULT) {
+        return first;
+    }
+    eprintln!(
+        "NOTE: {name}: Xen reported a guest triple fault (the known nested-paging fault under \
+         QEMU TCG, docs/vchan.md): booting once more"
+    );
+    boot_once(name, manifest, probe_images, timeout_s)
+}
+
+fn boot_once(name: &str, manifest: &str, probe_images: bool, timeout_s: u32) -> Run {
     let _guard = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = repo().join("target/xen/test-manifests");
     std::fs::create_dir_all(&dir).unwrap();
