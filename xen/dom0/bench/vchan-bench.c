@@ -19,13 +19,16 @@
  * Usage:
  *   vchan-bench server|client control|respond --peer DOMID --path XS_PATH
  *               [--ring BYTES] [--session NAME] [--plan PLAN] [--wait S] [--op-timeout S]
+ *               [--poll]
  * --ring is the server's minimum size of both rings (libxenvchan rounds it up to a power of two,
  * 4 KiB at least; 1024/2048 and below use its in-page rings). A client retries connecting for
  * --wait seconds (default 120). Every operation must end within --op-timeout seconds (default
  * 120): otherwise a `vbench-fail` line is printed and the program exits with status 3.
+ * --poll is a diagnostic: the program then never sleeps for an event but spins on the rings
+ * (libxenvchan's non-blocking calls), which takes the cost of waking it out of the figures.
  * Output lines (stdout):
  *   vbench-session session=NAME impl=libxenvchan vchan=server|client bench=control|respond
- *                  read_ring=BYTES write_ring=BYTES
+ *                  read_ring=BYTES write_ring=BYTES wait=event|poll
  *   vbench-row session=NAME op=push|pull size=S count=C bytes=B us=T
  *   vbench-row session=NAME op=ping size=S count=C median_us=M p99_us=P min_us=L
  *   vbench-fail session=NAME op=OP size=S reason=WHY
@@ -54,6 +57,8 @@ struct spec {
 
 static const char *session = "vchan-bench";
 static unsigned op_timeout_s = 120;
+/* --poll: spin on the rings (libxenvchan's non-blocking mode) instead of sleeping for events. */
+static int poll_mode;
 /* The line the alarm handler prints: prepared before each operation is armed. */
 static char timeout_line[256];
 
@@ -121,19 +126,27 @@ static uint32_t get32(const uint8_t *p)
 	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Writes all of buf (libxenvchan's blocking write loops until done); 0 or -1. */
+/* Writes all of buf (a blocking write loops until done; a polling one returns what fit); 0 or -1. */
 static int write_all(struct libxenvchan *ch, const void *buf, size_t len)
 {
-	return libxenvchan_write(ch, buf, len) == (int)len ? 0 : -1;
+	size_t pos = 0;
+	while (pos < len) {
+		int n = libxenvchan_write(ch, (const uint8_t *)buf + pos, len - pos);
+		if (n < 0)
+			return -1;
+		pos += (size_t)n;
+	}
+	return 0;
 }
 
-/* Reads exactly len bytes; 0, or -1 when the peer closed or the channel broke first. */
+/* Reads exactly len bytes (a polling read may return 0 bytes); 0, or -1 when the peer closed or
+ * the channel broke first. */
 static int read_exact(struct libxenvchan *ch, void *buf, size_t len)
 {
 	size_t got = 0;
 	while (got < len) {
 		int n = libxenvchan_read(ch, (uint8_t *)buf + got, len - got);
-		if (n <= 0)
+		if (n < 0)
 			return -1;
 		got += (size_t)n;
 	}
@@ -175,7 +188,7 @@ static int64_t drain(struct libxenvchan *ch, uint8_t *buf, uint32_t size, uint32
 	while (got < want) {
 		uint64_t left = want - got;
 		int n = libxenvchan_read(ch, buf, left < size ? (size_t)left : size);
-		if (n <= 0)
+		if (n < 0)
 			return -1;
 		got += (uint64_t)n;
 	}
@@ -364,7 +377,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: vchan-bench server|client control|respond --peer DOMID --path XS_PATH\n"
-		"       [--ring BYTES] [--session NAME] [--plan op:SIZExCOUNT,...] [--wait S] [--op-timeout S]\n");
+		"       [--ring BYTES] [--session NAME] [--plan op:SIZExCOUNT,...] [--wait S] [--op-timeout S]\n"
+		"       [--poll]\n");
 	exit(2);
 }
 
@@ -391,10 +405,15 @@ int main(int argc, char **argv)
 	const char *path = NULL, *plan_text = NULL;
 	long peer = -1;
 	unsigned long ring = 65536, wait_s = 120;
-	for (int i = 3; i < argc; i += 2) {
+	for (int i = 3; i < argc; i++) {
+		const char *k = argv[i];
+		if (!strcmp(k, "--poll")) {
+			poll_mode = 1;
+			continue;
+		}
 		if (i + 1 >= argc)
 			usage();
-		const char *k = argv[i], *v = argv[i + 1];
+		const char *v = argv[++i];
 		if (!strcmp(k, "--peer"))
 			peer = (long)number("domid", v, 32767);
 		else if (!strcmp(k, "--path"))
@@ -436,7 +455,7 @@ int main(int argc, char **argv)
 		fail(OP_END, 0, server ? "server-init" : "client-init");
 		return 1;
 	}
-	ch->blocking = 1;
+	ch->blocking = !poll_mode;
 	if (server) {
 		/* Wait for the client (cli_live goes from 2 to 1), within the connect wait. */
 		arm_for("connect", 0, (unsigned)wait_s);
@@ -449,9 +468,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("vbench-session session=%s impl=libxenvchan vchan=%s bench=%s read_ring=%u write_ring=%u\n",
+	printf("vbench-session session=%s impl=libxenvchan vchan=%s bench=%s read_ring=%u write_ring=%u wait=%s\n",
 	       session, server ? "server" : "client", controller ? "control" : "respond",
-	       1u << ch->read.order, 1u << ch->write.order);
+	       1u << ch->read.order, 1u << ch->write.order, poll_mode ? "poll" : "event");
 	int rc = controller ? control(ch, plan, steps) : respond(ch);
 	libxenvchan_close(ch);
 	return rc;
