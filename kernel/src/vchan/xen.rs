@@ -15,6 +15,26 @@ use crate::Duration;
 /// How often a side that waits checks that its peer still exists.
 const LIVENESS_PERIOD: Duration = Duration::from_millis(500);
 
+/// How long a reader or writer watches the ring before it asks for an event and sleeps. The
+/// peer usually runs on another CPU and moves the indices within microseconds, while waking a
+/// sleeping vCPU costs a notification, a hypercall and a reschedule on each side (hundreds of
+/// microseconds under Xen in QEMU TCG: docs/BENCHMARKS.md).
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Spins for up to [`SPIN`] until `ready` holds; whether it did.
+fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = crate::now().saturating_add(SPIN);
+    loop {
+        if ready() {
+            return true;
+        }
+        if crate::now() >= deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// `EVTCHNOP_status`.
 const EVTCHNOP_STATUS: u64 = 5;
 /// `EVTCHNSTAT_interdomain`.
@@ -323,6 +343,10 @@ impl Vchan {
                 }
                 return Ok(n);
             }
+            // An error reads as ready: the next `chan.read` reports it.
+            if spin_until(|| self.chan.readable().map_or(true, |n| n > 0)) {
+                continue;
+            }
             self.chan.request_notify(wire::NOTIFY_WRITE);
             if self.chan.readable()? > 0 {
                 continue;
@@ -361,6 +385,9 @@ impl Vchan {
                     evtchn::notify(self.port);
                 }
                 return Ok(n);
+            }
+            if spin_until(|| self.chan.writable().map_or(true, |n| n > 0)) {
+                continue;
             }
             self.chan.request_notify(wire::NOTIFY_READ);
             if self.chan.writable()? > 0 {
