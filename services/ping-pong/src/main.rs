@@ -1,0 +1,49 @@
+//! `ping-pong`: two services exchanging bus messages in lockstep, one image with two roles
+//! (`role=ping`, `role=pong`; see [`ping_pong::config`] for the other settings).
+//!
+//! `ping` publishes `ping-pong/Seq` over the manifest channel `seq`, `pong` publishes
+//! `ping-pong/Ack` over `ack` (pong is the vchan server of both: the launcher starts it first).
+//! Each checks the values it sees with a [`ping_pong::tally::Tally`], logs a progress line every
+//! `report_every` rounds and, at the end, one verdict line:
+//!
+//! ```text
+//! verdict ping: ok first 1 last 60 seen 60 gaps 0 duplicates 0 published 60 outages 1 resyncs 2
+//! verdict pong: ok first 21 last 60 seen 40 gaps 0 duplicates 0 deletions 0
+//! ```
+//!
+//! When pong dies, ping sees its channels end, waits for the launcher to restart it and
+//! reconnects; the restarted pong rebuilds its table from ping's and only then publishes it, so
+//! ping's view goes straight from the old acknowledgement to the new one. Exit status 0 when the
+//! verdict is ok, 1 otherwise, 2 for a bad command line.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod links;
+mod ping;
+mod pong;
+
+use kernel::{error, Args};
+use ping_pong::config::{Config, Role};
+
+kernel::service!(main);
+
+async fn main(args: Args) -> i32 {
+    let config = match Config::from_args(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            error!("{e}");
+            return 2;
+        }
+    };
+    if kernel::platform::current().name() != "xen" {
+        error!("ping-pong needs Xen: its channels are vchans wired by the launcher");
+        return 2;
+    }
+    match config.role {
+        Role::Ping => ping::run(&config).await,
+        Role::Pong => pong::run(&config).await,
+    }
+}
