@@ -499,6 +499,8 @@ mod tests {
         Crash,
         /// Runs until destroyed.
         Forever,
+        /// Is destroyed from outside (`xl destroy`): dying at the next look, then gone.
+        Vanishes,
         /// Its creation fails.
         CreateFails,
     }
@@ -574,7 +576,7 @@ mod tests {
                     }
                 }
                 Script::Crash => *state = DomainState::Shutdown(ShutdownReason::Crash),
-                Script::Forever | Script::CreateFails => {}
+                Script::Forever | Script::Vanishes | Script::CreateFails => {}
             }
             self.unpaused += 1;
             if let Some((stop, after)) = &self.stop_when_all_unpaused {
@@ -592,6 +594,14 @@ mod tests {
         }
 
         fn domains(&mut self) -> Result<HashMap<u32, DomainState>, String> {
+            self.domains.retain(|_, (_, state, step)| {
+                !matches!((*step, *state), (Script::Vanishes, DomainState::Dying))
+            });
+            for (_, state, step) in self.domains.values_mut() {
+                if matches!(step, Script::Vanishes) {
+                    *state = DomainState::Dying;
+                }
+            }
             Ok(self
                 .domains
                 .iter()
@@ -698,6 +708,21 @@ mod tests {
         assert!(
             took >= Duration::from_millis(20 + 40),
             "backoff of 20 then 40 ms, took {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_domain_destroyed_from_outside_is_restarted() {
+        let manifest = "[services.victim]\nimage = \"v\"\nmemory = 8\nbackoff_ms = 1\n";
+        let script = [Script::Vanishes, Script::Poweroff(None)];
+        let (status, supervisor, _) = supervise(manifest, Fake::new(&[("victim", &script)]));
+        assert_eq!(status, 0, "the restarted run succeeded");
+        assert_eq!(states(&supervisor), [("victim", State::Exited, 1)]);
+        assert_eq!(supervisor.platform.count("create"), 2);
+        assert_eq!(
+            supervisor.platform.count("destroy"),
+            1,
+            "the vanished domain is not destroyed again"
         );
     }
 
