@@ -26,6 +26,9 @@ pub struct Options {
     pub tick: Duration,
     /// How often domain states are polled when nothing signalled a change.
     pub poll_interval: Duration,
+    /// How often they are polled while a domain is dying: a domain destroyed from outside
+    /// lingers until its peers unmap its pages, and its final release may go unsignalled.
+    pub dying_poll_interval: Duration,
     /// How long to let xenconsoled drain a console after its domain shut down.
     pub settle: Duration,
 }
@@ -35,6 +38,7 @@ impl Default for Options {
         Options {
             tick: Duration::from_millis(10),
             poll_interval: Duration::from_secs(3),
+            dying_poll_interval: Duration::from_millis(200),
             settle: Duration::from_millis(300),
         }
     }
@@ -93,6 +97,8 @@ pub struct Supervisor<P: Platform> {
     platform: P,
     options: Options,
     last_poll: Option<Instant>,
+    /// Whether the last poll found one of our domains dying.
+    saw_dying: bool,
     last_status: String,
 }
 
@@ -146,6 +152,7 @@ impl<P: Platform> Supervisor<P> {
             platform,
             options,
             last_poll: None,
+            saw_dying: false,
             last_status: String::new(),
         }
     }
@@ -357,7 +364,7 @@ impl<P: Platform> Supervisor<P> {
         let changed = self.platform.domains_changed();
         let due = self
             .last_poll
-            .is_none_or(|at| now.duration_since(at) >= self.options.poll_interval);
+            .is_none_or(|at| now.duration_since(at) >= self.poll_interval());
         if !changed && !due {
             return;
         }
@@ -369,18 +376,29 @@ impl<P: Platform> Supervisor<P> {
                 return;
             }
         };
+        self.saw_dying = false;
         for i in 0..self.units.len() {
             let State::Running { domid, .. } = self.units[i].state else {
                 continue;
             };
             match domains.get(&domid) {
-                Some(DomainState::Alive) | Some(DomainState::Dying) => {}
+                Some(DomainState::Alive) => {}
+                Some(DomainState::Dying) => self.saw_dying = true,
                 Some(DomainState::Shutdown(reason)) => self.end_run(i, domid, *reason),
                 None => {
                     let why = format!("its domain {domid} disappeared");
                     self.finish_run(i, Outcome::Failure(why));
                 }
             }
+        }
+    }
+
+    /// How long after a poll the next one is due when nothing signalled a change.
+    fn poll_interval(&self) -> Duration {
+        if self.saw_dying {
+            self.options.dying_poll_interval
+        } else {
+            self.options.poll_interval
         }
     }
 
@@ -515,6 +533,8 @@ mod tests {
         wirings: Vec<Wiring>,
         stop_when_all_unpaused: Option<(Arc<AtomicBool>, usize)>,
         unpaused: usize,
+        /// Whether it signals domain changes (else the supervisor must poll).
+        signals_changes: bool,
     }
 
     impl Fake {
@@ -531,6 +551,7 @@ mod tests {
                 wirings: Vec::new(),
                 stop_when_all_unpaused: None,
                 unpaused: 0,
+                signals_changes: true,
             }
         }
 
@@ -610,7 +631,7 @@ mod tests {
         }
 
         fn domains_changed(&mut self) -> bool {
-            true
+            self.signals_changes
         }
 
         fn exit_status(&mut self, domid: u32) -> Option<i64> {
@@ -635,6 +656,7 @@ mod tests {
         Options {
             tick: Duration::from_millis(1),
             poll_interval: Duration::ZERO,
+            dying_poll_interval: Duration::ZERO,
             settle: Duration::ZERO,
         }
     }
@@ -724,6 +746,34 @@ mod tests {
             1,
             "the vanished domain is not destroyed again"
         );
+    }
+
+    #[test]
+    fn a_dying_domain_is_polled_often_until_it_is_gone() {
+        let manifest = "[services.victim]\nimage = \"v\"\nmemory = 8\nbackoff_ms = 1\n";
+        let script = [Script::Vanishes, Script::Poweroff(None)];
+        let mut fake = Fake::new(&[("victim", &script)]);
+        fake.signals_changes = false;
+        let manifest = Manifest::parse(manifest).unwrap();
+        let images = ResolvedImages {
+            services: [("victim".to_string(), (PathBuf::from("v"), None))].into(),
+        };
+        let options = Options {
+            poll_interval: Duration::from_secs(2),
+            dying_poll_interval: Duration::from_millis(10),
+            ..options()
+        };
+        let mut supervisor = Supervisor::new(manifest, &images, fake, options);
+        let started = Instant::now();
+        assert_eq!(supervisor.run(&AtomicBool::new(false)), 0);
+        // Polls: at the start (dying already), 10 ms later (gone: restarted), 2 s later (the
+        // new run powered off). Polling dying domains every 2 s too would take 4 s.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+            "took {took:?}"
+        );
+        assert_eq!(states(&supervisor), [("victim", State::Exited, 1)]);
     }
 
     #[test]
