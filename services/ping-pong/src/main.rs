@@ -21,7 +21,7 @@
 
 extern crate alloc;
 
-mod links;
+mod drivers;
 mod ping;
 mod pong;
 

@@ -11,7 +11,7 @@ use ping_pong::protocol::{
 };
 use ping_pong::tally::{Step, Tally};
 
-use crate::links::{self, LinkLog};
+use crate::drivers::{self, LinkLog};
 
 /// What ping saw of pong.
 #[derive(Default)]
@@ -37,8 +37,8 @@ pub async fn run(config: &Config) -> i32 {
     };
     let acks = Subscription::<Ack>::new(ACK_TOPIC);
     let drivers = [
-        links::serve(&seqs, SEQ_CHANNEL),
-        links::follow(&acks, ACK_CHANNEL),
+        drivers::serve(&seqs, SEQ_CHANNEL),
+        drivers::follow(&acks, ACK_CHANNEL),
     ];
     let mut watch = Watch::default();
     let mut ack_log = LinkLog::new(ACK_CHANNEL);
@@ -64,7 +64,7 @@ pub async fn run(config: &Config) -> i32 {
             }
             continue;
         }
-        let Some(update) = links::next_within(&acks, stall).await else {
+        let Some(update) = drivers::next_within(&acks, stall).await else {
             error!(
                 "nothing from pong for {} s at round {published}",
                 config.stall_s
@@ -89,7 +89,7 @@ pub async fn run(config: &Config) -> i32 {
     }
     seqs.close();
     acks.close();
-    links::stopped(drivers).await;
+    drivers::stopped(drivers).await;
 
     let ok = !stalled && watch.deletions == 0 && watch.acks.is_exactly(1, config.rounds);
     let verdict = if ok { "ok" } else { "FAILED" };

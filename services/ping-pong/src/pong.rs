@@ -11,7 +11,7 @@ use ping_pong::protocol::{
 };
 use ping_pong::tally::{Step, Tally};
 
-use crate::links::{self, LinkLog};
+use crate::drivers::{self, LinkLog};
 
 pub async fn run(config: &Config) -> i32 {
     let acks = match Publisher::<Ack, _>::new(ACK_TOPIC, Volatile) {
@@ -22,14 +22,14 @@ pub async fn run(config: &Config) -> i32 {
         }
     };
     let seqs = Subscription::<Seq>::new(SEQ_TOPIC);
-    let following = links::follow(&seqs, SEQ_CHANNEL);
+    let following = drivers::follow(&seqs, SEQ_CHANNEL);
     let mut serving: Option<JoinHandle<()>> = None;
     let mut seq_log = LinkLog::new(SEQ_CHANNEL);
     let mut rounds = Tally::default();
     let (mut deletions, mut failed) = (0u32, false);
     let stall = Duration::from_secs(config.stall_s);
     loop {
-        let Some(update) = links::next_within(&seqs, stall).await else {
+        let Some(update) = drivers::next_within(&seqs, stall).await else {
             error!("nothing from ping for {} s", config.stall_s);
             failed = true;
             break;
@@ -81,7 +81,7 @@ pub async fn run(config: &Config) -> i32 {
                         "synchronised with ping at round {}: publishing acknowledgements",
                         rounds.last().unwrap_or(0)
                     );
-                    serving = Some(links::serve(&acks, ACK_CHANNEL));
+                    serving = Some(drivers::serve(&acks, ACK_CHANNEL));
                 }
             }
             Update::Event(OwnedEvent::Restarted) => info!("ping signalled a restart"),
@@ -89,7 +89,7 @@ pub async fn run(config: &Config) -> i32 {
     }
     acks.close();
     seqs.close();
-    links::stopped(serving.into_iter().chain([following])).await;
+    drivers::stopped(serving.into_iter().chain([following])).await;
 
     let ok = !failed && deletions == 0 && rounds.is_unbroken_up_to(config.rounds);
     let verdict = if ok { "ok" } else { "FAILED" };
