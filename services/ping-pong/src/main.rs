@@ -7,8 +7,8 @@
 //! `report_every` rounds and, at the end, one verdict line:
 //!
 //! ```text
-//! verdict ping: ok first 1 last 60 seen 60 gaps 0 duplicates 0 published 60 outages 1 resyncs 2
-//! verdict pong: ok first 21 last 60 seen 40 gaps 0 duplicates 0 deletions 0
+//! verdict ping: ok first 1 last 100 seen 100 gaps 0 duplicates 0 published 100 outages 1 resyncs 2 deletions 0
+//! verdict pong: ok first 23 last 100 seen 78 gaps 0 duplicates 0 deletions 0
 //! ```
 //!
 //! When pong dies, ping sees its channels end, waits for the launcher to restart it and
