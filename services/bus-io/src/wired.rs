@@ -2,11 +2,11 @@
 //! [`Wired`] opens the channel the launcher wired from the manifest, again whenever a
 //! connection ended.
 //!
-//! When the peer's domain dies and the launcher restarts it, the new domain has a new domid,
-//! which the launcher writes into both sides' entries before unpausing it. Until then our
-//! entries still name the dead domain: an attempt then fails or times out after [`Wired::wait`],
-//! and the next one reads the new entries. A client retries until the server publishes its
-//! rings; a server re-publishes them for the domid it reads each time.
+//! When the peer's domain dies, the launcher removes it from our entries as soon as it notices,
+//! and writes the new domid into both sides' entries before unpausing its replacement. Attempts
+//! fail meanwhile ("no peer"; or, before the launcher noticed, they wait on the dead domain for
+//! up to [`Wired::wait`]), and the first one after the rewrite connects: `open_wired` picks the
+//! new peer up within 50 ms. A server publishes its rings for the domid it reads each time.
 
 use kernel::vchan::{open_wired, Error, Vchan};
 use kernel::Duration;

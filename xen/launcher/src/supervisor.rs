@@ -257,24 +257,12 @@ impl<P: Platform> Supervisor<P> {
         }
 
         let wired_at = Instant::now();
-        let domids = self.running_domids();
         let mut to_wire = BTreeSet::new();
         for &i in &created {
             to_wire.insert(self.units[i].name.clone());
-            for channel in self.manifest.channels_of(&self.units[i].name) {
-                for peer in [&channel.server, &channel.client] {
-                    if domids.contains_key(peer) {
-                        to_wire.insert(peer.clone());
-                    }
-                }
-            }
+            to_wire.extend(self.running_peers(&self.units[i].name));
         }
-        for name in &to_wire {
-            let entries = wiring::service_wiring(&self.manifest, name, &domids);
-            if let Err(e) = self.platform.write_store(&entries) {
-                say!("{name}: cannot write its xenstore entries: {e}");
-            }
-        }
+        self.write_wiring(&to_wire);
         say!(
             "xenstore entries written for {} in {:.3} s",
             to_wire.into_iter().collect::<Vec<_>>().join(", "),
@@ -310,6 +298,28 @@ impl<P: Platform> Supervisor<P> {
             }
         }
         self.print_status_if_changed();
+    }
+
+    /// The running services that share a channel with `service`.
+    fn running_peers(&self, service: &str) -> BTreeSet<String> {
+        let domids = self.running_domids();
+        self.manifest
+            .channels_of(service)
+            .flat_map(|channel| [&channel.server, &channel.client])
+            .filter(|peer| *peer != service && domids.contains_key(*peer))
+            .cloned()
+            .collect()
+    }
+
+    /// Writes the xenstore entries of `services` from the domids of the running services.
+    fn write_wiring(&mut self, services: &BTreeSet<String>) {
+        let domids = self.running_domids();
+        for name in services {
+            let entries = wiring::service_wiring(&self.manifest, name, &domids);
+            if let Err(e) = self.platform.write_store(&entries) {
+                say!("{name}: cannot write its xenstore entries: {e}");
+            }
+        }
     }
 
     fn running_domids(&self) -> HashMap<String, u32> {
@@ -454,6 +464,16 @@ impl<P: Platform> Supervisor<P> {
                 say!("{}: failed: {why}", unit.name);
                 unit.state = State::Failed(why);
             }
+        }
+        // Its peers must not go on finding its old domain in their entries.
+        let name = self.units[i].name.clone();
+        let peers = self.running_peers(&name);
+        if !peers.is_empty() {
+            self.write_wiring(&peers);
+            say!(
+                "{name}: removed from the channel entries of {}",
+                peers.into_iter().collect::<Vec<_>>().join(", ")
+            );
         }
         self.print_status_if_changed();
     }
@@ -830,7 +850,11 @@ mod tests {
             ["create bus", "create api", "unpause bus", "unpause api"]
         );
         let wirings = &supervisor.platform.wirings;
-        assert_eq!(wirings.len(), 2);
+        assert_eq!(
+            wirings.len(),
+            3,
+            "both sides at the start, then the survivor when the first one stops"
+        );
         let written: Vec<&(String, String)> = wirings.iter().flat_map(|w| &w.writes).collect();
         let bus_peer = (
             "/local/domain/1/data/lichen/channels/events/peer-domid".to_string(),
@@ -858,6 +882,20 @@ mod tests {
         fake.stop_when_all_unpaused = Some((stop.clone(), 3));
         let (status, supervisor, _) = supervise_until(&manifest, fake, &stop);
         assert_eq!(status, 0, "a node shutdown is not a failure");
+        let api_dir = "/local/domain/2/data/lichen/channels/events";
+        let unwired = &supervisor.platform.wirings[2];
+        assert_eq!(
+            unwired.removes,
+            [
+                format!("{api_dir}/peer-domid"),
+                format!("{api_dir}/server-path")
+            ],
+            "while the server is down, the client's entries name no server"
+        );
+        assert!(unwired
+            .perms
+            .iter()
+            .any(|p| p.path == api_dir && p.perms == ["n2"]));
         let last = supervisor
             .platform
             .wirings
