@@ -6,13 +6,14 @@
 //! the application, and both reconnect through a [`Connector`] whenever a connection ends (the
 //! peer closed, died, or broke the protocol), so that the bus resynchronises the view.
 //!
-//! The streams are anything that implements [`ByteStream`]: a vchan in a lichen image (feature
-//! `kernel`), an in-memory pipe in tests. Everything runs on a single-threaded async executor:
+//! The streams are anything that implements [`ByteStream`]: a kernel channel in a lichen image
+//! (feature `kernel`: a vchan under Xen, a virtio-console port under microvm), an in-memory pipe
+//! in tests. Everything runs on a single-threaded async executor:
 //! the shared handles are `Rc`s, and nothing here needs a timer.
 //!
 //! ```ignore
 //! let acks = Subscription::<Ack>::new(ACK_TOPIC);
-//! kernel::spawn({ let acks = acks.clone(); async move { acks.run(Wired::new("ack")).await } });
+//! kernel::spawn({ let acks = acks.clone(); async move { acks.run(NamedChannel::new("ack")).await } });
 //! loop {
 //!     match acks.next().await {
 //!         Update::Event(OwnedEvent::Modified { new, .. }) => { /* ... */ }
@@ -28,14 +29,14 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+#[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod channel;
 mod link;
 mod notify;
 mod publication;
 mod race;
 mod stream;
 mod subscription;
-#[cfg(all(feature = "kernel", target_os = "none"))]
-pub mod wired;
 
 #[cfg(test)]
 mod testing;

@@ -1,6 +1,6 @@
 //! Starting, logging and stopping the bus drivers of a ping-pong service.
 
-use bus_io::wired::Wired;
+use bus_io::channel::NamedChannel;
 use bus_io::{Link, SharedPublisher, Subscription, Update};
 use kernel::{info, Duration, JoinHandle};
 use serde::{de::DeserializeOwned, Serialize};
@@ -55,7 +55,7 @@ where
     kernel::spawn(async move {
         let mut log = LinkLog::new(channel);
         publisher
-            .serve(Wired::new(channel), |link| log.note(&link))
+            .serve(NamedChannel::new(channel), |link| log.note(&link))
             .await
     })
 }
@@ -66,7 +66,7 @@ where
     T: DeserializeOwned + PartialEq + Clone + 'static,
 {
     let subscription = subscription.clone();
-    kernel::spawn(async move { subscription.run(Wired::new(channel)).await })
+    kernel::spawn(async move { subscription.run(NamedChannel::new(channel)).await })
 }
 
 /// The next update of `subscription`, or `None` when nothing came for `stall`.

@@ -1,43 +1,44 @@
-//! The lichen kernel's channels as bus transports: a [`Vchan`] is a [`ByteStream`], and
-//! [`Wired`] opens the channel the launcher wired from the manifest, again whenever a
-//! connection ended.
+//! The lichen kernel's channels as bus transports: a [`kernel::channel::Channel`] is a
+//! [`ByteStream`], and [`NamedChannel`] opens channel `name` (under Xen the vchan the launcher
+//! wired from the manifest, under microvm the virtio-console port of that name), again whenever
+//! a connection ended.
 //!
-//! When the peer's domain dies, the launcher removes it from our entries as soon as it notices,
-//! and writes the new domid into both sides' entries before unpausing its replacement. Attempts
-//! fail meanwhile ("no peer"; or, before the launcher noticed, they wait on the dead domain for
-//! up to [`Wired::wait`]), and the first one after the rewrite connects: `open_wired` picks the
-//! new peer up within 50 ms. A server publishes its rings for the domid it reads each time.
+//! Under Xen, when the peer's domain dies, the launcher removes it from our entries as soon as
+//! it notices, and writes the new domid into both sides' entries before unpausing its
+//! replacement. Attempts fail meanwhile ("no peer"; or, before the launcher noticed, they wait
+//! on the dead domain for up to [`NamedChannel::wait`]), and the one under way when the new
+//! entries appear connects: `open` picks the new peer up within 50 ms. A vchan server publishes
+//! its rings for the domid it reads each time.
 
-use kernel::vchan::{open_wired, Error, Vchan};
+use kernel::channel::{open, Channel, Error};
 use kernel::Duration;
 
 use crate::stream::{ByteStream, Connector};
 
-// To move to `kernel::channel` (vchans under Xen, virtio under microvm): implement ByteStream
-// for its type here and open it in `Wired::connect`.
-impl ByteStream for Vchan {
+impl ByteStream for Channel {
     type Error = Error;
 
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        // Cancel-safe: `Vchan::read` consumes ring bytes only right before returning them.
-        Vchan::read(self, buf).await
+        // Cancel-safe: a vchan and a console port both consume bytes only in the poll that
+        // returns them.
+        Channel::read(self, buf).await
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
-        Vchan::write_all(self, buf).await
+        Channel::write_all(self, buf).await
     }
 }
 
-/// Opens the manifest channel `name` (see `kernel::vchan::open_wired`), for as long as it takes.
+/// Opens channel `name` (see `kernel::channel::open`), for as long as it takes.
 #[derive(Clone, Debug)]
-pub struct Wired {
+pub struct NamedChannel {
     name: &'static str,
     wait: Duration,
     retry_after: Duration,
     failed: bool,
 }
 
-impl Wired {
+impl NamedChannel {
     /// How long one attempt waits for the peer by default.
     pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
     /// How long to pause after a failed attempt by default.
@@ -71,15 +72,15 @@ impl Wired {
     }
 }
 
-impl Connector for Wired {
-    type Stream = Vchan;
+impl Connector for NamedChannel {
+    type Stream = Channel;
     type Error = Error;
 
-    async fn connect(&mut self) -> Result<Vchan, Error> {
+    async fn connect(&mut self) -> Result<Channel, Error> {
         if self.failed {
             kernel::sleep(self.retry_after).await;
         }
-        let opened = open_wired(self.name, self.wait).await;
+        let opened = open(self.name, self.wait).await;
         self.failed = opened.is_err();
         opened
     }
