@@ -24,7 +24,7 @@ pub struct Config {
     pub interval_ms: u64,
     /// Log a progress line every this many rounds (`report_every`, default 10).
     pub report_every: u64,
-    /// Give up when nothing arrives for this long (`stall_s`, default 120).
+    /// Give up when the peer's table does not change for this long (`stall_s`, default 120).
     pub stall_s: u64,
 }
 

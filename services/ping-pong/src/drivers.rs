@@ -2,7 +2,7 @@
 
 use bus_io::channel::NamedChannel;
 use bus_io::{Link, SharedPublisher, Subscription, Update};
-use kernel::{info, Duration, JoinHandle};
+use kernel::{info, Duration, Instant, JoinHandle};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// How long a driver may take to close its channel once asked to.
@@ -69,12 +69,34 @@ where
     kernel::spawn(async move { subscription.run(NamedChannel::new(channel)).await })
 }
 
-/// The next update of `subscription`, or `None` when nothing came for `stall`.
-pub async fn next_within<T>(subscription: &Subscription<T>, stall: Duration) -> Option<Update<T>>
-where
-    T: DeserializeOwned + PartialEq + Clone,
-{
-    kernel::timeout(stall, subscription.next()).await.ok()
+/// Gives up on a peer that shows no progress: no change of its table for a while (connection
+/// attempts that keep failing are no progress).
+pub struct Patience {
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl Patience {
+    /// Waits at most `limit` between two events.
+    pub fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            deadline: kernel::now().saturating_add(limit),
+        }
+    }
+
+    /// The next update of `subscription`, or `None` once no event came for the limit.
+    pub async fn next<T>(&mut self, subscription: &Subscription<T>) -> Option<Update<T>>
+    where
+        T: DeserializeOwned + PartialEq + Clone,
+    {
+        let left = self.deadline.saturating_duration_since(kernel::now());
+        let update = kernel::timeout(left, subscription.next()).await.ok()?;
+        if let Update::Event(_) = update {
+            self.deadline = kernel::now().saturating_add(self.limit);
+        }
+        Some(update)
+    }
 }
 
 /// Waits (a little) for drivers that were closed to drop their channels, so that peers see an

@@ -42,7 +42,7 @@ pub async fn run(config: &Config) -> i32 {
     ];
     let mut watch = Watch::default();
     let mut ack_log = LinkLog::new(ACK_CHANNEL);
-    let stall = Duration::from_secs(config.stall_s);
+    let mut patience = drivers::Patience::new(Duration::from_secs(config.stall_s));
     let mut published = 0;
     let mut stalled = false;
     info!(
@@ -64,9 +64,9 @@ pub async fn run(config: &Config) -> i32 {
             }
             continue;
         }
-        let Some(update) = drivers::next_within(&acks, stall).await else {
+        let Some(update) = patience.next(&acks).await else {
             error!(
-                "nothing from pong for {} s at round {published}",
+                "no change from pong for {} s at round {published}",
                 config.stall_s
             );
             stalled = true;

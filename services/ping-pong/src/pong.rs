@@ -27,10 +27,10 @@ pub async fn run(config: &Config) -> i32 {
     let mut seq_log = LinkLog::new(SEQ_CHANNEL);
     let mut rounds = Tally::default();
     let (mut deletions, mut failed) = (0u32, false);
-    let stall = Duration::from_secs(config.stall_s);
+    let mut patience = drivers::Patience::new(Duration::from_secs(config.stall_s));
     loop {
-        let Some(update) = drivers::next_within(&seqs, stall).await else {
-            error!("nothing from ping for {} s", config.stall_s);
+        let Some(update) = patience.next(&seqs).await else {
+            error!("no change from ping for {} s", config.stall_s);
             failed = true;
             break;
         };
