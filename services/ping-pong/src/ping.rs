@@ -46,7 +46,7 @@ pub async fn run(config: &Config) -> i32 {
     let mut published = 0;
     let mut stalled = false;
     info!(
-        "ping: {} rounds, one every {} ms at most",
+        "ping: {} rounds, at least {} ms apart",
         config.rounds, config.interval_ms
     );
     loop {
