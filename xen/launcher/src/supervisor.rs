@@ -26,6 +26,9 @@ pub struct Options {
     pub tick: Duration,
     /// How often domain states are polled when nothing signalled a change.
     pub poll_interval: Duration,
+    /// How often they are polled while a domain is dying: a domain destroyed from outside
+    /// lingers until its peers unmap its pages, and its final release may go unsignalled.
+    pub dying_poll_interval: Duration,
     /// How long to let xenconsoled drain a console after its domain shut down.
     pub settle: Duration,
 }
@@ -35,6 +38,7 @@ impl Default for Options {
         Options {
             tick: Duration::from_millis(10),
             poll_interval: Duration::from_secs(3),
+            dying_poll_interval: Duration::from_millis(200),
             settle: Duration::from_millis(300),
         }
     }
@@ -93,6 +97,8 @@ pub struct Supervisor<P: Platform> {
     platform: P,
     options: Options,
     last_poll: Option<Instant>,
+    /// Whether the last poll found one of our domains dying.
+    saw_dying: bool,
     last_status: String,
 }
 
@@ -146,6 +152,7 @@ impl<P: Platform> Supervisor<P> {
             platform,
             options,
             last_poll: None,
+            saw_dying: false,
             last_status: String::new(),
         }
     }
@@ -250,24 +257,12 @@ impl<P: Platform> Supervisor<P> {
         }
 
         let wired_at = Instant::now();
-        let domids = self.running_domids();
         let mut to_wire = BTreeSet::new();
         for &i in &created {
             to_wire.insert(self.units[i].name.clone());
-            for channel in self.manifest.channels_of(&self.units[i].name) {
-                for peer in [&channel.server, &channel.client] {
-                    if domids.contains_key(peer) {
-                        to_wire.insert(peer.clone());
-                    }
-                }
-            }
+            to_wire.extend(self.running_peers(&self.units[i].name));
         }
-        for name in &to_wire {
-            let entries = wiring::service_wiring(&self.manifest, name, &domids);
-            if let Err(e) = self.platform.write_store(&entries) {
-                say!("{name}: cannot write its xenstore entries: {e}");
-            }
-        }
+        self.write_wiring(&to_wire);
         say!(
             "xenstore entries written for {} in {:.3} s",
             to_wire.into_iter().collect::<Vec<_>>().join(", "),
@@ -303,6 +298,28 @@ impl<P: Platform> Supervisor<P> {
             }
         }
         self.print_status_if_changed();
+    }
+
+    /// The running services that share a channel with `service`.
+    fn running_peers(&self, service: &str) -> BTreeSet<String> {
+        let domids = self.running_domids();
+        self.manifest
+            .channels_of(service)
+            .flat_map(|channel| [&channel.server, &channel.client])
+            .filter(|peer| *peer != service && domids.contains_key(*peer))
+            .cloned()
+            .collect()
+    }
+
+    /// Writes the xenstore entries of `services` from the domids of the running services.
+    fn write_wiring(&mut self, services: &BTreeSet<String>) {
+        let domids = self.running_domids();
+        for name in services {
+            let entries = wiring::service_wiring(&self.manifest, name, &domids);
+            if let Err(e) = self.platform.write_store(&entries) {
+                say!("{name}: cannot write its xenstore entries: {e}");
+            }
+        }
     }
 
     fn running_domids(&self) -> HashMap<String, u32> {
@@ -357,7 +374,7 @@ impl<P: Platform> Supervisor<P> {
         let changed = self.platform.domains_changed();
         let due = self
             .last_poll
-            .is_none_or(|at| now.duration_since(at) >= self.options.poll_interval);
+            .is_none_or(|at| now.duration_since(at) >= self.poll_interval());
         if !changed && !due {
             return;
         }
@@ -369,18 +386,29 @@ impl<P: Platform> Supervisor<P> {
                 return;
             }
         };
+        self.saw_dying = false;
         for i in 0..self.units.len() {
             let State::Running { domid, .. } = self.units[i].state else {
                 continue;
             };
             match domains.get(&domid) {
-                Some(DomainState::Alive) | Some(DomainState::Dying) => {}
+                Some(DomainState::Alive) => {}
+                Some(DomainState::Dying) => self.saw_dying = true,
                 Some(DomainState::Shutdown(reason)) => self.end_run(i, domid, *reason),
                 None => {
                     let why = format!("its domain {domid} disappeared");
                     self.finish_run(i, Outcome::Failure(why));
                 }
             }
+        }
+    }
+
+    /// How long after a poll the next one is due when nothing signalled a change.
+    fn poll_interval(&self) -> Duration {
+        if self.saw_dying {
+            self.options.dying_poll_interval
+        } else {
+            self.options.poll_interval
         }
     }
 
@@ -436,6 +464,16 @@ impl<P: Platform> Supervisor<P> {
                 say!("{}: failed: {why}", unit.name);
                 unit.state = State::Failed(why);
             }
+        }
+        // Its peers must not go on finding its old domain in their entries.
+        let name = self.units[i].name.clone();
+        let peers = self.running_peers(&name);
+        if !peers.is_empty() {
+            self.write_wiring(&peers);
+            say!(
+                "{name}: removed from the channel entries of {}",
+                peers.into_iter().collect::<Vec<_>>().join(", ")
+            );
         }
         self.print_status_if_changed();
     }
@@ -499,6 +537,8 @@ mod tests {
         Crash,
         /// Runs until destroyed.
         Forever,
+        /// Is destroyed from outside (`xl destroy`): dying at the next look, then gone.
+        Vanishes,
         /// Its creation fails.
         CreateFails,
     }
@@ -513,6 +553,8 @@ mod tests {
         wirings: Vec<Wiring>,
         stop_when_all_unpaused: Option<(Arc<AtomicBool>, usize)>,
         unpaused: usize,
+        /// Whether it signals domain changes (else the supervisor must poll).
+        signals_changes: bool,
     }
 
     impl Fake {
@@ -529,6 +571,7 @@ mod tests {
                 wirings: Vec::new(),
                 stop_when_all_unpaused: None,
                 unpaused: 0,
+                signals_changes: true,
             }
         }
 
@@ -574,7 +617,7 @@ mod tests {
                     }
                 }
                 Script::Crash => *state = DomainState::Shutdown(ShutdownReason::Crash),
-                Script::Forever | Script::CreateFails => {}
+                Script::Forever | Script::Vanishes | Script::CreateFails => {}
             }
             self.unpaused += 1;
             if let Some((stop, after)) = &self.stop_when_all_unpaused {
@@ -592,6 +635,14 @@ mod tests {
         }
 
         fn domains(&mut self) -> Result<HashMap<u32, DomainState>, String> {
+            self.domains.retain(|_, (_, state, step)| {
+                !matches!((*step, *state), (Script::Vanishes, DomainState::Dying))
+            });
+            for (_, state, step) in self.domains.values_mut() {
+                if matches!(step, Script::Vanishes) {
+                    *state = DomainState::Dying;
+                }
+            }
             Ok(self
                 .domains
                 .iter()
@@ -600,7 +651,7 @@ mod tests {
         }
 
         fn domains_changed(&mut self) -> bool {
-            true
+            self.signals_changes
         }
 
         fn exit_status(&mut self, domid: u32) -> Option<i64> {
@@ -625,6 +676,7 @@ mod tests {
         Options {
             tick: Duration::from_millis(1),
             poll_interval: Duration::ZERO,
+            dying_poll_interval: Duration::ZERO,
             settle: Duration::ZERO,
         }
     }
@@ -702,6 +754,49 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_destroyed_from_outside_is_restarted() {
+        let manifest = "[services.victim]\nimage = \"v\"\nmemory = 8\nbackoff_ms = 1\n";
+        let script = [Script::Vanishes, Script::Poweroff(None)];
+        let (status, supervisor, _) = supervise(manifest, Fake::new(&[("victim", &script)]));
+        assert_eq!(status, 0, "the restarted run succeeded");
+        assert_eq!(states(&supervisor), [("victim", State::Exited, 1)]);
+        assert_eq!(supervisor.platform.count("create"), 2);
+        assert_eq!(
+            supervisor.platform.count("destroy"),
+            1,
+            "the vanished domain is not destroyed again"
+        );
+    }
+
+    #[test]
+    fn a_dying_domain_is_polled_often_until_it_is_gone() {
+        let manifest = "[services.victim]\nimage = \"v\"\nmemory = 8\nbackoff_ms = 1\n";
+        let script = [Script::Vanishes, Script::Poweroff(None)];
+        let mut fake = Fake::new(&[("victim", &script)]);
+        fake.signals_changes = false;
+        let manifest = Manifest::parse(manifest).unwrap();
+        let images = ResolvedImages {
+            services: [("victim".to_string(), (PathBuf::from("v"), None))].into(),
+        };
+        let options = Options {
+            poll_interval: Duration::from_secs(2),
+            dying_poll_interval: Duration::from_millis(10),
+            ..options()
+        };
+        let mut supervisor = Supervisor::new(manifest, &images, fake, options);
+        let started = Instant::now();
+        assert_eq!(supervisor.run(&AtomicBool::new(false)), 0);
+        // Polls: at the start (dying already), 10 ms later (gone: restarted), 2 s later (the
+        // new run powered off). Polling dying domains every 2 s too would take 4 s.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+            "took {took:?}"
+        );
+        assert_eq!(states(&supervisor), [("victim", State::Exited, 1)]);
+    }
+
+    #[test]
     fn a_failure_then_a_success_exits() {
         let manifest = "[services.flaky]\nimage = \"f\"\nmemory = 8\nbackoff_ms = 1\n";
         let script = [
@@ -755,7 +850,11 @@ mod tests {
             ["create bus", "create api", "unpause bus", "unpause api"]
         );
         let wirings = &supervisor.platform.wirings;
-        assert_eq!(wirings.len(), 2);
+        assert_eq!(
+            wirings.len(),
+            3,
+            "both sides at the start, then the survivor when the first one stops"
+        );
         let written: Vec<&(String, String)> = wirings.iter().flat_map(|w| &w.writes).collect();
         let bus_peer = (
             "/local/domain/1/data/lichen/channels/events/peer-domid".to_string(),
@@ -783,6 +882,20 @@ mod tests {
         fake.stop_when_all_unpaused = Some((stop.clone(), 3));
         let (status, supervisor, _) = supervise_until(&manifest, fake, &stop);
         assert_eq!(status, 0, "a node shutdown is not a failure");
+        let api_dir = "/local/domain/2/data/lichen/channels/events";
+        let unwired = &supervisor.platform.wirings[2];
+        assert_eq!(
+            unwired.removes,
+            [
+                format!("{api_dir}/peer-domid"),
+                format!("{api_dir}/server-path")
+            ],
+            "while the server is down, the client's entries name no server"
+        );
+        assert!(unwired
+            .perms
+            .iter()
+            .any(|p| p.path == api_dir && p.perms == ["n2"]));
         let last = supervisor
             .platform
             .wirings

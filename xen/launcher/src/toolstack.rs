@@ -248,6 +248,9 @@ impl Platform for Toolstack {
     fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
         self.store
             .transaction(|store, tx| {
+                for path in &wiring.removes {
+                    store.rm(tx, path)?;
+                }
                 for (path, value) in &wiring.writes {
                     store.write(tx, path, value)?;
                 }

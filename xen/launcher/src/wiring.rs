@@ -16,15 +16,19 @@
 //! `name` and `channels` are private to `d` (owner `d`, no access for others). Each
 //! `channels/<C>` directory is owned by `d` and readable by the peer only (`n<d> r<peer>`); nodes
 //! the service creates below it (the vchan's `ring-ref`, `event-channel`) inherit that. Dom0 can
-//! read everything. When a peer restarts with a new domid the launcher rewrites both sides.
+//! read everything. When a peer stops, the launcher removes it from the entries of the services
+//! still running (`peer-domid`, `server-path` and the read permission go); when it restarts with
+//! a new domid the launcher rewrites both sides.
 
 use std::collections::HashMap;
 
 use crate::manifest::Manifest;
 
-/// Xenstore changes: values to write, then permissions to set.
+/// Xenstore changes: nodes to remove, values to write, then permissions to set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Wiring {
+    /// Nodes to remove (a missing one is fine).
+    pub removes: Vec<String>,
     /// `(path, value)` pairs.
     pub writes: Vec<(String, String)>,
     /// Permission lists to set, in xenstore-chmod syntax (`n1`, `r2`, ...): the first names the
@@ -111,6 +115,12 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
                     channel_path(peer_domid, &channel.name),
                 ));
             }
+        } else {
+            // The peer is not running (yet, or any more): nothing may name its old domain.
+            wiring.removes.push(format!("{dir}/peer-domid"));
+            if !is_server {
+                wiring.removes.push(format!("{dir}/server-path"));
+            }
         }
         let mut perms = owner_only.clone();
         perms.extend(peer_domid.map(|p| format!("r{p}")));
@@ -165,6 +175,7 @@ mod tests {
     fn a_server_learns_its_client_and_only_the_client_may_read() {
         let wiring = service_wiring(&demo(), "bus", &domids(&[("bus", 3), ("api", 4)]));
         let dir = "/local/domain/3/data/lichen/channels/events";
+        assert!(wiring.removes.is_empty());
         assert_eq!(
             value(&wiring, "/local/domain/3/data/lichen/name"),
             Some("bus")
@@ -211,6 +222,11 @@ mod tests {
         let dir = "/local/domain/4/data/lichen/channels/events";
         assert_eq!(value(&wiring, &format!("{dir}/peer-domid")), None);
         assert_eq!(value(&wiring, &format!("{dir}/server-path")), None);
+        assert_eq!(
+            wiring.removes,
+            [format!("{dir}/peer-domid"), format!("{dir}/server-path")],
+            "a peer that stopped is forgotten"
+        );
         assert_eq!(
             wiring.perms.iter().find(|p| p.path == dir).unwrap().perms,
             ["n4"]

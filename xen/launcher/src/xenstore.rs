@@ -17,6 +17,7 @@ mod kind {
     pub const TRANSACTION_START: u32 = 6;
     pub const TRANSACTION_END: u32 = 7;
     pub const WRITE: u32 = 11;
+    pub const RM: u32 = 13;
     pub const SET_PERMS: u32 = 14;
     pub const WATCH_EVENT: u32 = 15;
     pub const ERROR: u32 = 16;
@@ -136,6 +137,15 @@ impl XenStore {
         let mut payload = args(&[path]);
         payload.extend_from_slice(value.as_bytes());
         self.request(kind::WRITE, tx, &payload).map(drop)
+    }
+
+    /// Removes a node and everything below it; a node that does not exist is not an error.
+    pub fn rm(&mut self, tx: Transaction, path: &str) -> io::Result<()> {
+        match self.request(kind::RM, tx, &args(&[path])) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The names of a node's children.
@@ -268,6 +278,42 @@ mod tests {
         assert_eq!(error.text(), "ENOENT");
         assert_eq!(xs_error(&error.text()).kind(), io::ErrorKind::NotFound);
         assert!(read_message(&mut stream).is_err(), "nothing left");
+    }
+
+    /// A client whose xenstored is `replies`, answered in order; returns the client and what it
+    /// sent.
+    fn scripted(replies: Vec<u8>) -> (XenStore, std::thread::JoinHandle<Vec<u8>>) {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            server.write_all(&replies).unwrap();
+            server.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut sent = Vec::new();
+            server.read_to_end(&mut sent).unwrap();
+            sent
+        });
+        let store = XenStore {
+            stream: client,
+            next_req_id: 1,
+        };
+        (store, server)
+    }
+
+    #[test]
+    fn removing_a_missing_node_is_not_an_error() {
+        let mut replies = encode(kind::RM, 1, 0, b"OK\0");
+        replies.extend(encode(kind::ERROR, 2, 0, b"ENOENT\0"));
+        replies.extend(encode(kind::ERROR, 3, 0, b"EACCES\0"));
+        let (mut store, server) = scripted(replies);
+        store.rm(0, "/a/present").unwrap();
+        store.rm(0, "/a/absent").unwrap();
+        assert_eq!(
+            store.rm(0, "/a/forbidden").unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        drop(store);
+        let sent = server.join().unwrap();
+        assert_eq!(&sent[..16], &encode(kind::RM, 1, 0, b"/a/present\0")[..16]);
+        assert!(sent.windows(10).any(|w| w == b"/a/absent\0"));
     }
 
     #[test]

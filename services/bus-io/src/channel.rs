@@ -1,0 +1,87 @@
+//! The lichen kernel's channels as bus transports: a [`kernel::channel::Channel`] is a
+//! [`ByteStream`], and [`NamedChannel`] opens channel `name` (under Xen the vchan the launcher
+//! wired from the manifest, under microvm the virtio-console port of that name), again whenever
+//! a connection ended.
+//!
+//! Under Xen, when the peer's domain dies, the launcher removes it from our entries as soon as
+//! it notices, and writes the new domid into both sides' entries before unpausing its
+//! replacement. Attempts fail meanwhile ("no peer"; or, before the launcher noticed, they wait
+//! on the dead domain for up to [`NamedChannel::wait`]), and the one under way when the new
+//! entries appear connects: `open` picks the new peer up within 50 ms. A vchan server publishes
+//! its rings for the domid it reads each time.
+
+use kernel::channel::{open, Channel, Error};
+use kernel::Duration;
+
+use crate::stream::{ByteStream, Connector};
+
+impl ByteStream for Channel {
+    type Error = Error;
+
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        // Cancel-safe: a vchan and a console port both consume bytes only in the poll that
+        // returns them.
+        Channel::read(self, buf).await
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
+        Channel::write_all(self, buf).await
+    }
+}
+
+/// Opens channel `name` (see `kernel::channel::open`), for as long as it takes.
+#[derive(Clone, Debug)]
+pub struct NamedChannel {
+    name: &'static str,
+    wait: Duration,
+    retry_after: Duration,
+    failed: bool,
+}
+
+impl NamedChannel {
+    /// How long one attempt waits for the peer by default.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
+    /// How long to pause after a failed attempt by default.
+    pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(250);
+
+    /// Opens channel `name`.
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            wait: Self::DEFAULT_WAIT,
+            retry_after: Self::DEFAULT_RETRY_AFTER,
+            failed: false,
+        }
+    }
+
+    /// Sets how long one attempt waits for the peer (to appear, publish, or connect).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Sets the pause after a failed attempt.
+    pub fn retry_after(mut self, pause: Duration) -> Self {
+        self.retry_after = pause;
+        self
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl Connector for NamedChannel {
+    type Stream = Channel;
+    type Error = Error;
+
+    async fn connect(&mut self) -> Result<Channel, Error> {
+        if self.failed {
+            kernel::sleep(self.retry_after).await;
+        }
+        let opened = open(self.name, self.wait).await;
+        self.failed = opened.is_err();
+        opened
+    }
+}
