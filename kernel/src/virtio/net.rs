@@ -89,10 +89,7 @@ pub struct VirtioNet {
 impl VirtioNet {
     /// Brings up the first network card found, if any.
     pub fn find_first() -> Option<Result<VirtioNet, NetError>> {
-        let found = super::discover()
-            .into_iter()
-            .find(|f| f.transport.device_id() == DEVICE_ID)?;
-        Some(VirtioNet::new(found))
+        super::find(DEVICE_ID).map(VirtioNet::new)
     }
 
     /// Brings up the card behind a discovered transport.
