@@ -125,6 +125,7 @@ impl From<crate::vchan::Error> for Error {
     fn from(e: crate::vchan::Error) -> Self {
         match e {
             crate::vchan::Error::Closed => Error::Closed,
+            crate::vchan::Error::NoPeer(name) => Error::NoPeer(name),
             e => Error::Vchan(e),
         }
     }

@@ -75,6 +75,8 @@ pub enum Error {
     BadValue(&'static str),
     /// Setting up failed (grants, mappings, event channels, xenstore, memory).
     Setup(alloc::string::String),
+    /// No peer turned up on the named manifest channel in time.
+    NoPeer(alloc::string::String),
 }
 
 impl fmt::Display for Error {
@@ -88,6 +90,7 @@ impl fmt::Display for Error {
             Error::Protocol(what) => write!(f, "vchan protocol violation: {what}"),
             Error::BadValue(what) => write!(f, "bad vchan xenstore value: {what}"),
             Error::Setup(what) => write!(f, "vchan setup failed: {what}"),
+            Error::NoPeer(name) => write!(f, "no peer on vchan channel {name}"),
         }
     }
 }

@@ -513,7 +513,7 @@ pub async fn open_wired(name: &str, wait: Duration) -> Result<Vchan, Error> {
             break u16::try_from(p).map_err(|_| Error::BadValue("peer-domid"))?;
         }
         if crate::now() >= deadline {
-            return Err(Error::Setup(format!("channel {name}: no peer")));
+            return Err(Error::NoPeer(name.into()));
         }
         crate::sleep(Duration::from_millis(50)).await;
     };
@@ -528,7 +528,7 @@ pub async fn open_wired(name: &str, wait: Duration) -> Result<Vchan, Error> {
             let mut ch = Vchan::listen(peer, &dir, left, right).await?;
             crate::timeout(wait, ch.accept())
                 .await
-                .map_err(|_| Error::Setup(format!("channel {name}: no client")))??;
+                .map_err(|_| Error::NoPeer(name.into()))??;
             Ok(ch)
         }
         "client" => {
