@@ -34,25 +34,25 @@ fn connector(name: String, wait: Duration) -> NamedChannel {
     NamedChannel::new(name.leak()).wait(wait)
 }
 
-/// Why a driver's connection ended, once it did: the bench does not reconnect.
+/// Why a driver's connection failed or ended, once it did: the bench does not reconnect.
 #[derive(Clone, Default)]
 struct Ended(Rc<RefCell<Option<String>>>);
 
 impl Ended {
-    fn note(&self, end: EndReason) {
-        self.0.borrow_mut().get_or_insert(end.to_string());
+    fn note(&self, link: &Link) {
+        self.0.borrow_mut().get_or_insert(link.to_string());
     }
 
     fn check(&self, what: &str) -> Result<(), String> {
         match self.0.borrow().as_ref() {
-            Some(reason) => Err(format!("the {what} connection ended: {reason}")),
+            Some(reason) => Err(format!("{what} channel: {reason}")),
             None => Ok(()),
         }
     }
 }
 
 /// Serves `publisher` over `channel` from a task, logging the session line once connected and
-/// noting in `ended` why the connection ended.
+/// noting in `ended` why the connection failed or ended.
 fn serve<T>(
     publisher: &SharedPublisher<T>,
     channel: NamedChannel,
@@ -72,8 +72,7 @@ where
                         log_session(name, role);
                     }
                 }
-                Link::ConnectFailed(_) => {}
-                Link::Ended(end) => ended.note(end),
+                failed_or_ended => ended.note(&failed_or_ended),
             })
             .await
     })
@@ -92,11 +91,9 @@ fn log_session(name: &str, role: &str) {
     info!("vbench-session session={name} impl=lichen-bus vchan=wired bench={role}");
 }
 
-/// Waits (a little) for closed drivers to drop their channels, so that the peer sees a close.
-async fn stopped(drivers: [JoinHandle<()>; 2]) {
-    for driver in drivers {
-        let _ = kernel::timeout(STOP_WAIT, driver).await;
-    }
+/// Waits (a little) for a closed driver to drop its channel, so that the peer sees a close.
+async fn stopped(driver: JoinHandle<()>) {
+    let _ = kernel::timeout(STOP_WAIT, driver).await;
 }
 
 /// The publishing session: runs `plan` and prints a row per run.
@@ -106,15 +103,13 @@ pub async fn publish(name: &str, plan: &[BusRun], limits: Limits) -> Result<(), 
         .map_err(|e| Failure::new("setup", 0, e))?;
     let progress = Subscription::<Progress>::new(PROGRESS_TOPIC);
     let data_ended = Ended::default();
-    let drivers = [
-        serve(
-            &samples,
-            connector(name.into(), limits.wait),
-            Some((name, "publish")),
-            &data_ended,
-        ),
-        follow(&progress, connector(ack_channel(name), limits.wait)),
-    ];
+    let serving = serve(
+        &samples,
+        connector(name.into(), limits.wait),
+        Some((name, "publish")),
+        &data_ended,
+    );
+    let following = follow(&progress, connector(ack_channel(name), limits.wait));
     let mut watch = ProgressWatch {
         progress: &progress,
         data_ended: &data_ended,
@@ -130,9 +125,11 @@ pub async fn publish(name: &str, plan: &[BusRun], limits: Limits) -> Result<(), 
         let done = 2 * plan.len() as u32;
         result = within(OP, 0, limits.op, watch.step(done)).await.map(drop);
     }
+    // The data channel closes first: the subscriber takes its end as the end of the plan.
     samples.close();
+    stopped(serving).await;
     progress.close();
-    stopped(drivers).await;
+    stopped(following).await;
     result
 }
 
@@ -151,8 +148,11 @@ impl ProgressWatch<'_> {
             if let Some(progress) = now.filter(|p| p.step >= step) {
                 return Ok(progress);
             }
-            if let Update::Link(Link::Ended(end)) = self.progress.next().await {
-                return Err(format!("the progress connection ended: {end}"));
+            match self.progress.next().await {
+                Update::Link(Link::Connected) | Update::Event(_) => {}
+                Update::Link(failed_or_ended) => {
+                    return Err(format!("progress channel: {failed_or_ended}"))
+                }
             }
         }
     }
@@ -236,19 +236,18 @@ pub async fn subscribe(name: &str, limits: Limits) -> Result<(), Failure> {
         .map(SharedPublisher::new)
         .map_err(|e| Failure::new("setup", 0, e))?;
     let progress_ended = Ended::default();
-    let drivers = [
-        follow(&samples, connector(name.into(), limits.wait)),
-        serve(
-            &progress,
-            connector(ack_channel(name), limits.wait),
-            None,
-            &progress_ended,
-        ),
-    ];
+    let following = follow(&samples, connector(name.into(), limits.wait));
+    let serving = serve(
+        &progress,
+        connector(ack_channel(name), limits.wait),
+        None,
+        &progress_ended,
+    );
     let result = check_runs(name, &samples, &progress, &progress_ended, limits).await;
     samples.close();
     progress.close();
-    stopped(drivers).await;
+    stopped(following).await;
+    stopped(serving).await;
     result
 }
 
@@ -262,7 +261,11 @@ async fn check_runs(
 ) -> Result<(), Failure> {
     let mut check = RunCheck::new();
     let mut synchronisations = 0u32;
+    // Only a report needs the progress channel: the publisher closes it after the data channel.
     let report = |check: &RunCheck, synchronisations: u32| {
+        progress_ended
+            .check("progress")
+            .map_err(|e| Failure::new(OP, 0, e))?;
         let now = Progress {
             step: check.step(),
             resyncs: synchronisations.saturating_sub(1),
@@ -272,9 +275,6 @@ async fn check_runs(
             .map_err(|e| Failure::new(OP, 0, e))
     };
     loop {
-        progress_ended
-            .check("progress")
-            .map_err(|e| Failure::new(OP, 0, e))?;
         // Until the first synchronisation the publisher may still be busy with earlier sessions.
         let limit = if synchronisations == 0 {
             limits.wait
@@ -295,18 +295,17 @@ async fn check_runs(
                 log_session(name, "subscribe");
                 false
             }
-            Update::Link(Link::ConnectFailed(_)) => false,
             // The publisher closes once the subscriber's view is empty after its last run.
             Update::Link(Link::Ended(EndReason::PeerClosed))
                 if check.runs() > 0 && check.step().is_multiple_of(2) =>
             {
                 break
             }
-            Update::Link(Link::Ended(end)) => {
+            Update::Link(failed_or_ended) => {
                 return Err(Failure::new(
                     OP,
                     0,
-                    format!("the data connection ended at step {}: {end}", check.step()),
+                    format!("data channel at step {}: {failed_or_ended}", check.step()),
                 ))
             }
             Update::Event(OwnedEvent::Synchronized) => {
