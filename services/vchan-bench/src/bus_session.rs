@@ -87,6 +87,7 @@ where
     kernel::spawn(async move { subscription.run(channel).await })
 }
 
+/// Prints the line the bench script counts a session by, once its channel is open.
 fn log_session(name: &str, role: &str) {
     info!("vbench-session session={name} impl=lichen-bus vchan=wired bench={role}");
 }
