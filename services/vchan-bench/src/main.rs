@@ -6,12 +6,15 @@
 //! Command line:
 //! - `sessions=KIND:ROLE:NAME[:ORDER],...` (see `session.rs`), required;
 //! - `plan=op:SIZExCOUNT,...`, what a controlling session runs (required if one does);
+//! - `bus_plan=SIZExCOUNT,...`, the lichen-bus runs a publishing session runs (required if one
+//!   does; see `vchan_bench::bus` and `bus_session.rs`);
 //! - `wait_s=S` (default 600): how long to wait for a session's peer;
 //! - `op_timeout_s=S` (default 120): how long one operation may take before its row fails;
 //! - `linger_s=S`: stay up that long at the end.
 //!
 //! It prints the same lines as the C side: `vbench-session ...` when a session's channel is
-//! open, `vbench-row ...` per operation a controller timed, `vbench-fail ...` when one failed.
+//! open, `vbench-row ...` per operation a controller (or bus run a publisher) timed,
+//! `vbench-fail ...` when one failed; a subscribing session ends with `vbench-bus-check ...`.
 //! Exits 0 when every session ended cleanly.
 
 #![no_std]
@@ -19,12 +22,15 @@
 
 extern crate alloc;
 
+mod bus_session;
+
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::vchan::{self, Vchan};
 use kernel::{error, info, Args, Duration};
+use vchan_bench::bus::parse_bus_plan;
 use vchan_bench::protocol::{parse_plan, Latency, Op, Spec, ACK_BYTES, SPEC_BYTES};
 use vchan_bench::session::{parse_sessions, Role, Session, Transport};
 
@@ -88,6 +94,13 @@ async fn run(args: &Args) -> Result<usize, String> {
         }
         None => Vec::new(),
     };
+    let bus_plan = match args.get("bus_plan") {
+        Some(text) => parse_bus_plan(text).map_err(|e| format!("bus_plan: {e}"))?,
+        None if sessions.iter().any(|s| s.role == Role::Publish) => {
+            return Err("a publishing session needs bus_plan=".into())
+        }
+        None => Vec::new(),
+    };
     let seconds = |key: &str, default: u64| match args.parse_value::<u64>(key) {
         Ok(v) => Ok(Duration::from_secs(v.unwrap_or(default))),
         Err(e) => Err(format!("{e}")),
@@ -98,7 +111,12 @@ async fn run(args: &Args) -> Result<usize, String> {
     };
     let mut failed = 0;
     for session in &sessions {
-        if let Err(f) = run_session(session, &plan, limits).await {
+        let result = match session.role {
+            Role::Publish => bus_session::publish(&session.name, &bus_plan, limits).await,
+            Role::Subscribe => bus_session::subscribe(&session.name, limits).await,
+            Role::Control | Role::Respond => run_session(session, &plan, limits).await,
+        };
+        if let Err(f) = result {
             failed += 1;
             error!(
                 "vbench-fail session={} op={} size={} reason={}",
@@ -138,6 +156,7 @@ async fn run_session(session: &Session, plan: &[Spec], limits: Limits) -> Result
     let result = match session.role {
         Role::Control => control(&mut ch, name, plan, limits.op).await,
         Role::Respond => respond(&mut ch, limits.op).await,
+        Role::Publish | Role::Subscribe => unreachable!("bus sessions run in bus_session"),
     };
     ch.close();
     result
@@ -182,12 +201,23 @@ async fn timed_op<T>(
     limit: Duration,
     what: impl core::future::Future<Output = Result<T, String>>,
 ) -> Result<T, Failure> {
+    within(spec.op.name(), spec.size, limit, what).await
+}
+
+/// Runs `what` (operation `op` on messages of `size` bytes) within `limit`; a failure names
+/// them.
+async fn within<T>(
+    op: &'static str,
+    size: u32,
+    limit: Duration,
+    what: impl core::future::Future<Output = Result<T, String>>,
+) -> Result<T, Failure> {
     match kernel::timeout(limit, what).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure::new(spec.op.name(), spec.size, e)),
+        Ok(Err(e)) => Err(Failure::new(op, size, e)),
         Err(_) => Err(Failure::new(
-            spec.op.name(),
-            spec.size,
+            op,
+            size,
             format!("timeout-{}s", limit.as_secs()),
         )),
     }

@@ -177,31 +177,32 @@ pub fn parse_plan(text: &str) -> Result<Vec<Spec>, Error> {
         .map(|item| {
             let bad = || Error::BadPlanItem(item.into());
             let (op, rest) = item.split_once(':').ok_or_else(bad)?;
-            let (size, count) = rest.split_once('x').ok_or_else(bad)?;
             let op = match op {
                 "push" => Op::Push,
                 "pull" => Op::Pull,
                 "ping" => Op::Ping,
                 _ => return Err(bad()),
             };
-            let number = |s: &str| {
-                if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-                    return Err(bad());
-                }
-                s.parse::<u32>().map_err(|_| bad())
-            };
-            Spec {
-                op,
-                size: number(size)?,
-                count: number(count)?,
-            }
-            .check()
+            let (size, count) = parse_size_count(rest).ok_or_else(bad)?;
+            Spec { op, size, count }.check()
         })
         .collect::<Result<Vec<_>, _>>()?;
     if plan.is_empty() || plan.len() > MAX_PLAN {
         return Err(Error::BadPlanLength(plan.len()));
     }
     Ok(plan)
+}
+
+/// Parses `SIZExCOUNT` (two decimal numbers, digits only); `None` if it is not that.
+pub fn parse_size_count(text: &str) -> Option<(u32, u32)> {
+    let (size, count) = text.split_once('x')?;
+    let number = |s: &str| {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<u32>().ok()
+    };
+    Some((number(size)?, number(count)?))
 }
 
 /// Round-trip figures of a ping operation, in microseconds.

@@ -6,7 +6,9 @@
 //! - `connect:ROLE:NAME`: vchan client of dom0's server at `/local/domain/0/data/vchan-bench/NAME`;
 //! - `wired:ROLE:NAME`: the manifest channel NAME, in the role the launcher gave it.
 //!
-//! ROLE is `control` (run the plan, report) or `respond`. NAME also labels the session's reports.
+//! ROLE is `control` (run the plan, report) or `respond`, or, on `wired` channels only, a bus
+//! role: `publish` (run the bus plan, report) or `subscribe` (see `bus.rs`; a bus session uses
+//! the channels NAME and NAME-ack). NAME also labels the session's reports.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,6 +35,10 @@ pub enum Role {
     Control,
     /// Does what the controller's specs ask.
     Respond,
+    /// Publishes the bus plan's objects and reports its figures.
+    Publish,
+    /// Subscribes to the publisher's objects, checks them and reports its progress.
+    Subscribe,
 }
 
 impl Role {
@@ -41,7 +47,14 @@ impl Role {
         match self {
             Role::Control => "control",
             Role::Respond => "respond",
+            Role::Publish => "publish",
+            Role::Subscribe => "subscribe",
         }
+    }
+
+    /// Whether this is a lichen-bus role (which needs a `wired` channel).
+    pub fn is_bus(self) -> bool {
+        matches!(self, Role::Publish | Role::Subscribe)
     }
 }
 
@@ -71,7 +84,8 @@ impl fmt::Display for BadSession {
         write!(
             f,
             "bad session '{}' (want serve:ROLE:NAME:ORDER with ORDER {MIN_SERVE_ORDER}..={MAX_SERVE_ORDER}, \
-             connect:ROLE:NAME or wired:ROLE:NAME; ROLE control or respond; NAME of a-z0-9-)",
+             connect:ROLE:NAME or wired:ROLE:NAME; ROLE control or respond, or publish or subscribe \
+             with wired; NAME of a-z0-9-)",
             self.0
         )
     }
@@ -92,6 +106,8 @@ fn parse_one(item: &str) -> Result<Session, BadSession> {
     let role = match role {
         "control" => Role::Control,
         "respond" => Role::Respond,
+        "publish" => Role::Publish,
+        "subscribe" => Role::Subscribe,
         _ => return Err(bad()),
     };
     let good_name = !name.is_empty()
@@ -114,6 +130,9 @@ fn parse_one(item: &str) -> Result<Session, BadSession> {
         ("wired", None) => Transport::Wired,
         _ => return Err(bad()),
     };
+    if role.is_bus() && transport != Transport::Wired {
+        return Err(bad());
+    }
     Ok(Session {
         transport,
         role,
@@ -128,7 +147,7 @@ mod tests {
     #[test]
     fn every_kind_parses() {
         let s =
-            parse_sessions("serve:respond:lsrv-o16:16,connect:control:lcli-o20,wired:respond:ll16")
+            parse_sessions("serve:respond:lsrv-o16:16,connect:control:lcli-o20,wired:respond:ll16,wired:publish:bus-o16")
                 .unwrap();
         assert_eq!(
             s,
@@ -148,6 +167,11 @@ mod tests {
                     role: Role::Respond,
                     name: "ll16".into()
                 },
+                Session {
+                    transport: Transport::Wired,
+                    role: Role::Publish,
+                    name: "bus-o16".into()
+                },
             ]
         );
     }
@@ -165,6 +189,8 @@ mod tests {
             "connect:control:a/b",
             "connect:control:",
             "connect",
+            "serve:publish:x:16",
+            "connect:subscribe:x",
         ] {
             assert_eq!(
                 parse_sessions(&alloc::format!("wired:control:ok,{item}")),
