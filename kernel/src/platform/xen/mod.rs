@@ -116,11 +116,25 @@ mod machine {
         core::str::from_utf8(&buf[i..]).unwrap_or("1")
     }
 
+    /// How long an idle vCPU watches shared info for a waited-on event before it sleeps:
+    /// under load the next event often follows within microseconds, and a sleeping vCPU costs
+    /// a hypercall, a reschedule and a VM entry to wake (KVM's halt polling, for the same
+    /// reason, waits up to 200 µs).
+    const IDLE_SPIN_NS: u64 = 50_000;
+
     /// Sleeps in SCHEDOP_poll on the ports tasks wait on until one is pending or the armed
-    /// deadline passes. An event that lands after the executor's last look leaves its port
-    /// pending in shared info, and Xen then returns at once: no wake-up is lost.
+    /// deadline passes, after watching for [`IDLE_SPIN_NS`]. An event that lands after the
+    /// executor's last look leaves its port pending in shared info, and Xen then returns at
+    /// once: no wake-up is lost.
     fn poll_events() {
         let deadline = DEADLINE_NS.swap(u64::MAX, Ordering::Relaxed);
+        let spin_until = crate::now().as_nanos().saturating_add(IDLE_SPIN_NS).min(deadline);
+        while crate::now().as_nanos() < spin_until {
+            if evtchn::waited_port_fired() {
+                return;
+            }
+            core::hint::spin_loop();
+        }
         let mut ports = [0; hypercall::POLL_MAX_PORTS];
         let (n, all) = match evtchn::waited_ports(&mut ports) {
             Some(n) => (n, true),
