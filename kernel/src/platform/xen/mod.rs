@@ -128,7 +128,10 @@ mod machine {
     /// once: no wake-up is lost.
     fn poll_events() {
         let deadline = DEADLINE_NS.swap(u64::MAX, Ordering::Relaxed);
-        let spin_until = crate::now().as_nanos().saturating_add(IDLE_SPIN_NS).min(deadline);
+        let spin_until = crate::now()
+            .as_nanos()
+            .saturating_add(IDLE_SPIN_NS)
+            .min(deadline);
         while crate::now().as_nanos() < spin_until {
             if evtchn::waited_port_fired() {
                 return;
