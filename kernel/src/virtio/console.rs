@@ -252,13 +252,10 @@ mod device {
             }
             device.control_rx.publish();
             device.control_tx.set_interrupts(false);
-            for &gsi in &gsis {
-                if let Err(e) = crate::arch::ioapic::route(gsi, vector) {
-                    device.transport.fail();
-                    return Err(Error::Interrupt(e));
-                }
-            }
-            device.transport.driver_ok();
+            device
+                .transport
+                .start(&gsis, vector)
+                .map_err(Error::Interrupt)?;
             device.transport.notify(CONTROL_RX);
             device.send_control(DriverMessage::DeviceReady { ok: true });
             crate::info!(

@@ -221,8 +221,26 @@ impl Transport {
         self.write(register + 4, (address >> 32) as u32);
     }
 
+    /// Routes the device's interrupt line (each of `gsis` it may be wired to) to `vector`, then
+    /// tells the device the driver is ready. If a line cannot be routed the device is marked
+    /// failed.
+    pub fn start(
+        &mut self,
+        gsis: &[u32],
+        vector: u8,
+    ) -> Result<(), crate::arch::ioapic::RouteError> {
+        for &gsi in gsis {
+            if let Err(e) = crate::arch::ioapic::route(gsi, vector) {
+                self.fail();
+                return Err(e);
+            }
+        }
+        self.driver_ok();
+        Ok(())
+    }
+
     /// Tells the device the driver is ready.
-    pub fn driver_ok(&mut self) {
+    fn driver_ok(&mut self) {
         let mut status = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK;
         if !self.legacy {
             status |= STATUS_FEATURES_OK;

@@ -145,13 +145,9 @@ impl VirtioNet {
         }
         card.rx.publish();
         card.tx.set_interrupts(false);
-        for &gsi in &gsis {
-            if let Err(e) = crate::arch::ioapic::route(gsi, vector) {
-                card.transport.fail();
-                return Err(NetError::Interrupt(e));
-            }
-        }
-        card.transport.driver_ok();
+        card.transport
+            .start(&gsis, vector)
+            .map_err(NetError::Interrupt)?;
         card.transport.notify(RX_QUEUE);
         crate::info!(
             "virtio-net: slot {slot} at {:#x} ({}), mac {}, gsi {gsis:?} -> vector {vector:#x}, {rx_size}+{tx_size} buffers",
