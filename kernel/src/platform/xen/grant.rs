@@ -166,6 +166,26 @@ struct UnmapGrantRef {
     status: i16,
 }
 
+/// Runs grant-table operation `cmd` on the one entry `op`; Xen's error, or the entry's own
+/// status (read with `status`), becomes a [`GrantError`].
+///
+/// # Safety
+/// `T` must be the structure Xen expects for `cmd`, laid out as in the public headers.
+unsafe fn one_op<T>(
+    what: &'static str,
+    cmd: u64,
+    op: &mut T,
+    status: impl Fn(&T) -> i16,
+) -> Result<(), GrantError> {
+    // SAFETY: forwarded to the caller; `op` is live for the call.
+    let rc = unsafe { hypercall::call(hypercall::GRANT_TABLE_OP, cmd, op as *mut T as u64, 1) };
+    match (rc, status(op)) {
+        (rc, _) if rc < 0 => Err(GrantError::Xen(what, rc)),
+        (_, 0) => Ok(()),
+        (_, status) => Err(GrantError::Xen(what, i64::from(status))),
+    }
+}
+
 /// Maps page `gref` granted by domain `domid`.
 pub fn map_foreign(domid: u16, gref: GrantRef, readonly: bool) -> Result<ForeignPage, GrantError> {
     let addr = physmap::alloc(1).ok_or(GrantError::Exhausted)?;
@@ -179,21 +199,10 @@ pub fn map_foreign(domid: u16, gref: GrantRef, readonly: bool) -> Result<Foreign
         handle: 0,
         dev_bus_addr: 0,
     };
-    // SAFETY: a live gnttab_map_grant_ref for one entry; `addr` is a free window frame.
-    let rc = unsafe {
-        hypercall::call(
-            hypercall::GRANT_TABLE_OP,
-            MAP_GRANT_REF,
-            &mut op as *mut MapGrantRef as u64,
-            1,
-        )
-    };
-    if rc < 0 || op.status != 0 {
+    // SAFETY: a gnttab_map_grant_ref; `addr` is a free window frame.
+    if let Err(e) = unsafe { one_op("map", MAP_GRANT_REF, &mut op, |op| op.status) } {
         physmap::free(addr, 1);
-        return Err(GrantError::Xen(
-            "map",
-            if rc < 0 { rc } else { i64::from(op.status) },
-        ));
+        return Err(e);
     }
     Ok(ForeignPage {
         addr,
@@ -209,21 +218,8 @@ pub fn unmap_foreign(page: ForeignPage) -> Result<(), GrantError> {
         handle: page.handle,
         status: 0,
     };
-    // SAFETY: a live gnttab_unmap_grant_ref for one entry.
-    let rc = unsafe {
-        hypercall::call(
-            hypercall::GRANT_TABLE_OP,
-            UNMAP_GRANT_REF,
-            &mut op as *mut UnmapGrantRef as u64,
-            1,
-        )
-    };
-    if rc < 0 || op.status != 0 {
-        return Err(GrantError::Xen(
-            "unmap",
-            if rc < 0 { rc } else { i64::from(op.status) },
-        ));
-    }
+    // SAFETY: a gnttab_unmap_grant_ref.
+    unsafe { one_op("unmap", UNMAP_GRANT_REF, &mut op, |op| op.status) }?;
     physmap::free(page.addr, 1);
     Ok(())
 }
