@@ -8,7 +8,7 @@ use bus::{PublishError, Publisher, SessionId, Storage, Volatile};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    link::{EndReason, Link},
+    link::{keep_connected, send_filled, EndReason, Link},
     notify::Notify,
     race::{race, First},
     stream::{ByteStream, Connector},
@@ -69,22 +69,15 @@ impl<T: Serialize + DeserializeOwned, S: Storage> SharedPublisher<T, S> {
     /// Serves the table over connections from `connector` until [`close`](Self::close):
     /// connects, serves the connection until it ends, and connects again. Reports each change
     /// of the connection to `on_link`.
-    pub async fn serve<C: Connector>(&self, mut connector: C, mut on_link: impl FnMut(Link)) {
-        while !self.is_closed() {
-            let connected = match race(connector.connect(), self.closing()).await {
-                First::Left(connected) => connected,
-                First::Right(()) => return,
-            };
-            match connected {
-                Ok(mut stream) => {
-                    on_link(Link::Connected);
-                    let end = self.serve_stream(&mut stream).await;
-                    drop(stream);
-                    on_link(Link::Ended(end));
-                }
-                Err(error) => on_link(Link::ConnectFailed(error.to_string())),
-            }
-        }
+    pub async fn serve<C: Connector>(&self, mut connector: C, on_link: impl FnMut(Link)) {
+        keep_connected(
+            &mut connector,
+            || self.is_closed(),
+            || self.closing(),
+            async |stream| self.serve_stream(stream).await,
+            on_link,
+        )
+        .await
     }
 
     /// Serves the table over one connection, until it ends: a new subscriber session that sends
@@ -105,16 +98,9 @@ impl<T: Serialize + DeserializeOwned, S: Storage> SharedPublisher<T, S> {
             if self.is_closed() {
                 return EndReason::Closed;
             }
-            loop {
-                let n = self.inner.publisher.borrow_mut().fill(session, &mut out);
-                if n == 0 {
-                    break;
-                }
-                match race(stream.write_all(&out[..n]), self.closing()).await {
-                    First::Left(Ok(())) => {}
-                    First::Left(Err(error)) => return EndReason::Stream(error.to_string()),
-                    First::Right(()) => return EndReason::Closed,
-                }
+            let fill = |out: &mut [u8]| self.inner.publisher.borrow_mut().fill(session, out);
+            if let Err(end) = send_filled(stream, &mut out, fill, || self.closing()).await {
+                return end;
             }
             let read = race(
                 stream.read(&mut input),

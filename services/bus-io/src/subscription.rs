@@ -8,7 +8,7 @@ use bus::{OwnedEvent, Subscriber, Topic};
 use serde::de::DeserializeOwned;
 
 use crate::{
-    link::{EndReason, Link},
+    link::{keep_connected, send_filled, EndReason, Link},
     notify::Notify,
     race::{race, First},
     stream::{ByteStream, Connector},
@@ -81,21 +81,14 @@ impl<T: DeserializeOwned + PartialEq + Clone> Subscription<T> {
     /// Keeps the subscription connected through `connector` until [`close`](Self::close):
     /// connects, follows the connection until it ends, and connects again.
     pub async fn run<C: Connector>(&self, mut connector: C) {
-        while !self.is_closed() {
-            let connected = match race(connector.connect(), self.closing()).await {
-                First::Left(connected) => connected,
-                First::Right(()) => return,
-            };
-            match connected {
-                Ok(mut stream) => {
-                    self.push(Update::Link(Link::Connected));
-                    let end = self.follow(&mut stream).await;
-                    drop(stream);
-                    self.push(Update::Link(Link::Ended(end)));
-                }
-                Err(error) => self.push(Update::Link(Link::ConnectFailed(error.to_string()))),
-            }
-        }
+        keep_connected(
+            &mut connector,
+            || self.is_closed(),
+            || self.closing(),
+            async |stream| self.follow(stream).await,
+            |link| self.push(Update::Link(link)),
+        )
+        .await
     }
 
     /// Follows one connection until it ends: subscribes, then applies the synchronisation and
@@ -110,16 +103,9 @@ impl<T: DeserializeOwned + PartialEq + Clone> Subscription<T> {
     async fn pump<B: ByteStream>(&self, stream: &mut B) -> EndReason {
         let (mut out, mut input) = (vec![0; CHUNK], vec![0; CHUNK]);
         loop {
-            loop {
-                let n = self.inner.subscriber.borrow_mut().fill(&mut out);
-                if n == 0 {
-                    break;
-                }
-                match race(stream.write_all(&out[..n]), self.closing()).await {
-                    First::Left(Ok(())) => {}
-                    First::Left(Err(error)) => return EndReason::Stream(error.to_string()),
-                    First::Right(()) => return EndReason::Closed,
-                }
+            let fill = |out: &mut [u8]| self.inner.subscriber.borrow_mut().fill(out);
+            if let Err(end) = send_filled(stream, &mut out, fill, || self.closing()).await {
+                return end;
             }
             if !self.room_in_queue().await {
                 return EndReason::Closed;
