@@ -1,7 +1,9 @@
-# Shared helpers for lichen's scripts (sourced, not run).
+# Shared helpers of every lichen script (sourced, not run): scripts/*, scripts/bench.d/*,
+# xen/fetch, xen/mkinitramfs, xen/fixtures/build, xen/dom0/bench/build.
 
-# Repository root.
+# Repository root, and the Xen platform's cache.
 LICHEN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+XEN_OUT="$LICHEN_ROOT/target/xen"
 
 die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 
@@ -12,15 +14,18 @@ as_root() {
     else die "need root to run: $*"; fi
 }
 
-# Installs Debian packages that provide the given commands: need_cmd <command> <package>...
-need_cmd() {
-    local cmd=$1 pkg=$2
-    command -v "$cmd" >/dev/null && return 0
-    echo "installing $pkg (for $cmd)..." >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1 \
+# Installs the Debian packages providing missing commands: need command:package ...
+need() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "$(basename "$0"): installing ${missing[*]}" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
         || { as_root apt-get update -qq >/dev/null 2>&1 \
-             && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; } \
-        || die "could not install $pkg; install it by hand (it provides $cmd)"
+             && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+        || die "could not install ${missing[*]}; install them by hand"
 }
 
 # Makes sure the unikernel target is installed.
@@ -30,11 +35,34 @@ need_target() {
     rustup target add x86_64-unknown-none >/dev/null || die "rustup target add x86_64-unknown-none failed"
 }
 
-# Prints the name of every unikernel image: each crate under services/ with a src/main.rs.
+# Where unikernel image crates live: pillars and drivers, then test and bench images.
+LICHEN_IMAGE_DIRS=(services tests/images)
+
+# Prints the name of every unikernel image: each crate in LICHEN_IMAGE_DIRS with a src/main.rs.
 lichen_images() {
-    local dir
-    for dir in "$LICHEN_ROOT"/services/*/; do
-        [ -f "$dir/src/main.rs" ] && basename "$dir"
+    local parent dir
+    for parent in "${LICHEN_IMAGE_DIRS[@]}"; do
+        for dir in "$LICHEN_ROOT/$parent"/*/; do
+            [ -f "$dir/src/main.rs" ] && basename "$dir"
+        done
+    done
+    return 0
+}
+
+# Prints the crate directory of image $1, or nothing when there is no such image.
+lichen_image_dir() {
+    local parent
+    for parent in "${LICHEN_IMAGE_DIRS[@]}"; do
+        [ -f "$LICHEN_ROOT/$parent/$1/src/main.rs" ] && { echo "$LICHEN_ROOT/$parent/$1"; return 0; }
+    done
+    return 0
+}
+
+# Prints the name of every image crate with a `[lib]` target: its pure parts are tested on the host.
+lichen_host_testable_images() {
+    local image
+    for image in $(lichen_images); do
+        grep -q '^\[lib\]' "$(lichen_image_dir "$image")/Cargo.toml" && echo "$image"
     done
     return 0
 }
@@ -42,4 +70,23 @@ lichen_images() {
 # Whether KVM can run guests here.
 kvm_usable() {
     [ -r /dev/kvm ] && [ -w /dev/kvm ]
+}
+
+# Builds the launcher as a static binary (glibc, crt-static: no rustup target to download) and
+# prints its path.
+build_launcher() {
+    local target=x86_64-unknown-linux-gnu
+    (cd "$LICHEN_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --quiet --release -p lichen-launcher --target "$target") >&2 \
+        || die "cannot build lichen-launcher"
+    echo "$LICHEN_ROOT/target/$target/release/lichen-launcher"
+}
+
+# Fetches Xen and builds the dom0 initramfs; prints the launcher's path.
+prepare_dom0() {
+    local launcher
+    "$LICHEN_ROOT/xen/fetch" >&2
+    launcher=$(build_launcher)
+    "$LICHEN_ROOT/xen/mkinitramfs" "$launcher" >&2
+    echo "$launcher"
 }

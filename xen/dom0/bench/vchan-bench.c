@@ -1,7 +1,7 @@
 /*
  * vchan-bench: the libxenvchan side of `scripts/bench vchan`, run in dom0.
  *
- * It speaks the benchmark protocol of services/vchan-bench (the lichen side) over a vchan made
+ * It speaks the benchmark protocol of tests/images/vchan-bench (the lichen side) over a vchan made
  * with Xen's own libxenvchan, in either vchan role (server or client) and either bench role:
  *
  *   control: runs a plan of operations, sending each one's 16-byte spec first, timing it, and

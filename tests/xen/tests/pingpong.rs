@@ -1,7 +1,7 @@
-//! ping-pong under Xen (QEMU TCG): xen/examples/ping-pong.toml as it is. ping and pong exchange
+//! ping-pong under Xen (QEMU TCG): xen/nodes/ping-pong.toml as it is. ping and pong exchange
 //! rounds over the bus on two vchans; the `pingpong-kill` dom0 hook destroys pong mid-run; ping
 //! must see it go, the launcher restart it, the bus resynchronise, and the exchange finish with
-//! every round acknowledged exactly once (services/ping-pong, docs/bus.md).
+//! every round acknowledged exactly once (tests/images/ping-pong, docs/bus.md).
 
 use lichen_xen_tests::{boot, field, repo, Run};
 
@@ -34,7 +34,7 @@ fn lines<'a>(run: &'a Run, text: &str) -> Vec<&'a str> {
 
 #[test]
 fn pong_is_killed_restarted_and_resynchronised_with_no_round_lost_or_repeated() {
-    let manifest = std::fs::read_to_string(repo().join("xen/examples/ping-pong.toml")).unwrap();
+    let manifest = std::fs::read_to_string(repo().join("xen/nodes/ping-pong.toml")).unwrap();
     let rounds = rounds(&manifest);
     let run = boot("ping-pong", &manifest, false, 900);
     let log = run.log.as_str();

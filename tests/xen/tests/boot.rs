@@ -105,12 +105,12 @@ fn probe_poweroff_is_a_success_and_a_crash_is_restarted_then_failed() {
 fn hello_boots_as_a_pvh_domain_and_exits_cleanly() {
     // One tick per task: hello checks its timers' order and lateness, which a loaded TCG host can
     // upset; that is the guest's own test, not this one's.
-    let manifest = std::fs::read_to_string(repo().join("xen/examples/hello.toml"))
+    let manifest = std::fs::read_to_string(repo().join("xen/nodes/hello.toml"))
         .unwrap()
         .replace("cmdline = \"\"", "cmdline = \"ticks=1\"");
     assert!(
         manifest.contains("ticks=1"),
-        "xen/examples/hello.toml changed shape"
+        "xen/nodes/hello.toml changed shape"
     );
     let run = boot("hello", &manifest, false, 300);
     assert_eq!(run.status, Some(0));
@@ -151,7 +151,7 @@ fn a_panicking_hello_is_restarted_per_policy_then_failed() {
 
 #[test]
 fn kernel_xen_backend_passes_its_selftest_against_real_xen() {
-    let manifest = std::fs::read_to_string(repo().join("xen/examples/selftest.toml")).unwrap();
+    let manifest = std::fs::read_to_string(repo().join("xen/nodes/selftest.toml")).unwrap();
     let run = boot("selftest", &manifest, false, 300);
     for check in [
         "check xenstore read/write: ok",
