@@ -32,6 +32,8 @@ extern crate std;
 #[cfg(all(feature = "kernel", target_os = "none"))]
 pub mod channel;
 mod link;
+pub mod mux;
+pub mod node;
 mod notify;
 mod publication;
 mod race;
@@ -39,13 +41,16 @@ mod stream;
 mod subscription;
 
 #[cfg(test)]
+mod node_tests;
+#[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
 
 pub use link::{EndReason, Link};
+pub use node::{Node, NodeError, Publication};
 pub use publication::SharedPublisher;
-pub use stream::{ByteStream, Connector};
+pub use stream::{ByteStream, Connector, Duplex, Transferred};
 pub use subscription::{Subscription, Update, DEFAULT_MAX_QUEUED};
 
 /// How many bytes a driver reads or writes at a time.

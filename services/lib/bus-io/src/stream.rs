@@ -32,3 +32,28 @@ pub trait Connector {
     /// fails fast must pace its retries itself.
     fn connect(&mut self) -> impl Future<Output = Result<Self::Stream, Self::Error>>;
 }
+
+/// What one [`Duplex::transfer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transferred {
+    /// Wrote this many bytes (at least one).
+    Wrote(usize),
+    /// Read this many bytes; 0: the peer closed the stream, or is gone, and everything it sent
+    /// was read.
+    Read(usize),
+}
+
+/// A byte stream that can wait for both directions at once: what a channel shared by many
+/// conversations needs, since waiting to write while not reading could deadlock two peers that
+/// both write.
+pub trait Duplex: ByteStream {
+    /// Writes some of `out` or reads some into `inp` (never empty), whichever the stream can do
+    /// first, waiting until one of them made progress. With `out` empty, only reads.
+    ///
+    /// Cancel-safe: dropped before it completes, it has written and consumed nothing.
+    fn transfer(
+        &mut self,
+        out: &[u8],
+        inp: &mut [u8],
+    ) -> impl Future<Output = Result<Transferred, Self::Error>>;
+}

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use crate::notify::Notify;
-use crate::stream::{ByteStream, Connector};
+use crate::stream::{ByteStream, Connector, Duplex, Transferred};
 
 /// A waker that counts its wakes.
 pub(crate) struct CountingWaker(Arc<Counter>);
@@ -203,6 +203,44 @@ impl ByteStream for PipeEnd {
             self.state.changed.notify();
         }
         Ok(())
+    }
+}
+
+impl Duplex for PipeEnd {
+    async fn transfer(&mut self, out: &[u8], inp: &mut [u8]) -> Result<Transferred, Broken> {
+        loop {
+            let seen = self.state.changed.generation();
+            {
+                let mut lane = self.read_lane().borrow_mut();
+                if !lane.bytes.is_empty() {
+                    let n = inp.len().min(lane.bytes.len());
+                    for (slot, byte) in inp.iter_mut().zip(lane.bytes.drain(..n)) {
+                        *slot = byte;
+                    }
+                    drop(lane);
+                    self.state.changed.notify();
+                    return Ok(Transferred::Read(n));
+                }
+                if lane.writer_gone {
+                    return Ok(Transferred::Read(0));
+                }
+            }
+            if !out.is_empty() {
+                let capacity = self.state.capacity;
+                let mut lane = self.write_lane().borrow_mut();
+                if lane.reader_gone {
+                    return Err(Broken);
+                }
+                if lane.bytes.len() < capacity {
+                    let n = out.len().min(capacity - lane.bytes.len());
+                    lane.bytes.extend(&out[..n]);
+                    drop(lane);
+                    self.state.changed.notify();
+                    return Ok(Transferred::Wrote(n));
+                }
+            }
+            self.state.changed.changed_since(seen).await;
+        }
     }
 }
 

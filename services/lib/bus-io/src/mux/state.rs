@@ -1,0 +1,457 @@
+//! One channel's multiplexer as a sans-IO state machine: the streams of every topic two services
+//! exchange, their flow control and their opening and closing.
+//!
+//! Each topic a side publishes has one stream slot on the channel, and so does each topic the
+//! peer publishes (known from its hello). A stream goes `Idle` -> `Open` (the subscriber sent
+//! `Open`) -> `Idle` again through a `Close` answered by a `Close`; a side that sent `Close`
+//! (`CloseSent`) ignores what still arrives for the stream until the answer, so that bytes of
+//! an old conversation never reach a new one.
+//!
+//! Flow control is per stream, by credit: each side may have at most [`WINDOW`] bytes of a
+//! stream in flight or unread at the other side, and grants more as the application reads. A
+//! slow reader of one topic therefore never blocks the others on the same channel, and nothing
+//! here holds more than `WINDOW` bytes per stream and direction.
+//!
+//! The peer may send anything: data beyond its credit, frames for streams that do not exist or
+//! are not open, a second hello, an `Open` of an open stream are [`MuxError`]s, after which the
+//! channel must be dropped and reopened.
+
+use alloc::{collections::VecDeque, format, string::String, vec::Vec};
+use core::fmt;
+
+use super::wire::{self, Frame, Hello, StreamRef, WireError, MAX_DATA};
+
+/// How many bytes of one stream may be in flight or unread, each way.
+pub const WINDOW: u32 = 16 * 1024;
+
+/// Which of the channel's stream slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The stream of this side's published topic `n` (this side serves it).
+    Serving(u16),
+    /// The stream of the peer's published topic `n` (this side subscribes to it).
+    Subscribed(u16),
+}
+
+/// Why the peer's frames are refused; the channel must be reopened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MuxError {
+    /// The frames do not decode.
+    Wire(WireError),
+    /// The peer said something that does not fit the conversation.
+    Protocol(String),
+}
+
+impl fmt::Display for MuxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MuxError::Wire(e) => write!(f, "{e}"),
+            MuxError::Protocol(e) => write!(f, "mux protocol error: {e}"),
+        }
+    }
+}
+
+impl From<WireError> for MuxError {
+    fn from(e: WireError) -> Self {
+        MuxError::Wire(e)
+    }
+}
+
+/// What a stream's reader gets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// This many bytes.
+    Data(usize),
+    /// Nothing yet.
+    Empty,
+    /// The stream ended (the peer closed it, or the channel went down) and everything was read.
+    End,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Open,
+    CloseSent,
+}
+
+#[derive(Debug)]
+struct Stream {
+    phase: Phase,
+    /// Counts openings; a handle of an earlier one sees its stream ended.
+    generation: u32,
+    /// Whether a local handle holds the current opening.
+    attached: bool,
+    /// Publisher side: the subscriber opened the stream and no handle took it yet.
+    awaiting_accept: bool,
+    rx: VecDeque<u8>,
+    /// The peer closed its side: what `rx` holds is all there is.
+    rx_end: bool,
+    /// How many more bytes the peer may send.
+    rx_allowance: u32,
+    /// Bytes read by the application and not granted back yet.
+    to_grant: u32,
+    tx: VecDeque<u8>,
+    /// How many more bytes we may send.
+    send_credit: u32,
+    /// The handle went away: send what `tx` holds, then `Close`.
+    close_after_tx: bool,
+}
+
+impl Stream {
+    fn new() -> Self {
+        Stream {
+            phase: Phase::Idle,
+            generation: 0,
+            attached: false,
+            awaiting_accept: false,
+            rx: VecDeque::new(),
+            rx_end: false,
+            rx_allowance: 0,
+            to_grant: 0,
+            tx: VecDeque::new(),
+            send_credit: 0,
+            close_after_tx: false,
+        }
+    }
+
+    /// A new opening: fresh buffers and credits, old handles cut off.
+    fn open(&mut self) {
+        self.phase = Phase::Open;
+        self.generation = self.generation.wrapping_add(1);
+        self.attached = false;
+        self.awaiting_accept = false;
+        self.rx.clear();
+        self.rx_end = false;
+        self.rx_allowance = WINDOW;
+        self.to_grant = 0;
+        self.tx.clear();
+        self.send_credit = WINDOW;
+        self.close_after_tx = false;
+    }
+
+    /// The conversation is over on both sides.
+    fn idle(&mut self) {
+        self.phase = Phase::Idle;
+        self.awaiting_accept = false;
+        self.rx_end = true;
+        self.tx.clear();
+        self.close_after_tx = false;
+        if !self.attached {
+            self.rx.clear();
+        }
+    }
+}
+
+/// Frames to send that are not stream data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Control {
+    Open(u16),
+    Credit(Slot, u32),
+    Close(Slot),
+}
+
+/// One channel's multiplexer, for the life of one connection.
+#[derive(Debug)]
+pub struct Mux {
+    hello: Vec<u8>,
+    hello_sent: bool,
+    local: Hello,
+    peer: Option<Hello>,
+    serving: Vec<Stream>,
+    subscribed: Vec<Stream>,
+    control: VecDeque<Control>,
+    /// Where the round-robin over streams with data to send resumes.
+    cursor: usize,
+}
+
+impl Mux {
+    /// A new connection's multiplexer for a side that says `local` about itself.
+    pub fn new(local: Hello) -> Self {
+        let serving = local.publishes.iter().map(|_| Stream::new()).collect();
+        Mux {
+            hello: wire::encode_hello(&local),
+            hello_sent: false,
+            local,
+            peer: None,
+            serving,
+            subscribed: Vec::new(),
+            control: VecDeque::new(),
+            cursor: 0,
+        }
+    }
+
+    /// What the peer said about itself, once its hello arrived.
+    pub fn peer(&self) -> Option<&Hello> {
+        self.peer.as_ref()
+    }
+
+    /// This side's hello.
+    pub fn local(&self) -> &Hello {
+        &self.local
+    }
+
+    fn stream(&mut self, slot: Slot) -> Option<&mut Stream> {
+        match slot {
+            Slot::Serving(i) => self.serving.get_mut(usize::from(i)),
+            Slot::Subscribed(i) => self.subscribed.get_mut(usize::from(i)),
+        }
+    }
+
+    /// Applies everything `decoder` holds.
+    pub fn receive_all(&mut self, decoder: &mut wire::Decoder) -> Result<(), MuxError> {
+        while let Some(frame) = decoder.next()? {
+            self.receive(frame)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one frame from the peer.
+    pub fn receive(&mut self, frame: Frame<'_>) -> Result<(), MuxError> {
+        let protocol = |what: String| Err(MuxError::Protocol(what));
+        if let Frame::Hello(payload) = frame {
+            if self.peer.is_some() {
+                return protocol("a second hello".into());
+            }
+            let hello = wire::decode_hello(payload)?;
+            self.subscribed = hello.publishes.iter().map(|_| Stream::new()).collect();
+            self.peer = Some(hello);
+            return Ok(());
+        }
+        if self.peer.is_none() {
+            return protocol("a frame before the hello".into());
+        }
+        let slot = |stream: StreamRef| {
+            if stream.sender_publishes {
+                Slot::Subscribed(stream.index)
+            } else {
+                Slot::Serving(stream.index)
+            }
+        };
+        match frame {
+            Frame::Hello(_) => unreachable!("handled above"),
+            Frame::Open(index) => {
+                let Some(stream) = self.serving.get_mut(usize::from(index)) else {
+                    return protocol(format!(
+                        "open of topic {index}, which this side does not publish"
+                    ));
+                };
+                if stream.phase != Phase::Idle || stream.attached {
+                    return protocol(format!("open of topic {index}, which is open"));
+                }
+                stream.open();
+                stream.awaiting_accept = true;
+            }
+            Frame::Data(at, data) => {
+                let Some(stream) = self.stream(slot(at)) else {
+                    return protocol(format!("data for a stream that does not exist ({at:?})"));
+                };
+                match stream.phase {
+                    Phase::CloseSent => {}
+                    Phase::Idle => return protocol(format!("data for a closed stream ({at:?})")),
+                    Phase::Open => {
+                        let len = data.len() as u32;
+                        if len > stream.rx_allowance {
+                            return protocol(format!("{len} bytes beyond the credit ({at:?})"));
+                        }
+                        stream.rx_allowance -= len;
+                        stream.rx.extend(data);
+                    }
+                }
+            }
+            Frame::Credit(at, n) => {
+                let Some(stream) = self.stream(slot(at)) else {
+                    return protocol(format!("credit for a stream that does not exist ({at:?})"));
+                };
+                match stream.phase {
+                    Phase::CloseSent => {}
+                    Phase::Idle => return protocol(format!("credit for a closed stream ({at:?})")),
+                    Phase::Open => match stream.send_credit.checked_add(n) {
+                        Some(c) if c <= WINDOW => stream.send_credit = c,
+                        _ => return protocol(format!("credit beyond the window ({at:?})")),
+                    },
+                }
+            }
+            Frame::Close(at) => {
+                let slot = slot(at);
+                let Some(stream) = self.stream(slot) else {
+                    return protocol(format!("close of a stream that does not exist ({at:?})"));
+                };
+                match stream.phase {
+                    Phase::Idle => return protocol(format!("close of a closed stream ({at:?})")),
+                    Phase::CloseSent => stream.idle(),
+                    Phase::Open => {
+                        stream.idle();
+                        self.control.push_back(Control::Close(slot));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscriber side: opens the stream of the peer's topic `index` and returns its generation.
+    /// `None` while the slot is still in use (a previous opening is closing).
+    pub fn open(&mut self, index: u16) -> Option<u32> {
+        let stream = self.subscribed.get_mut(usize::from(index))?;
+        if stream.phase != Phase::Idle || stream.attached {
+            return None;
+        }
+        stream.open();
+        stream.attached = true;
+        self.control.push_back(Control::Open(index));
+        Some(stream.generation)
+    }
+
+    /// Publisher side: takes the stream of this side's topic `index` if its subscriber opened it
+    /// and nobody took it yet; returns its generation.
+    pub fn accept(&mut self, index: u16) -> Option<u32> {
+        let stream = self.serving.get_mut(usize::from(index))?;
+        if !stream.awaiting_accept {
+            return None;
+        }
+        stream.awaiting_accept = false;
+        stream.attached = true;
+        Some(stream.generation)
+    }
+
+    fn current(&mut self, slot: Slot, generation: u32) -> Option<&mut Stream> {
+        self.stream(slot)
+            .filter(|s| s.attached && s.generation == generation)
+    }
+
+    /// Reads the stream's received bytes into `buf`, granting credit back as they are taken.
+    pub fn read(&mut self, slot: Slot, generation: u32, buf: &mut [u8]) -> Read {
+        let Some(stream) = self.current(slot, generation) else {
+            return Read::End;
+        };
+        if stream.rx.is_empty() {
+            return if stream.rx_end {
+                Read::End
+            } else {
+                Read::Empty
+            };
+        }
+        let n = buf.len().min(stream.rx.len());
+        for (dst, src) in buf.iter_mut().zip(stream.rx.drain(..n)) {
+            *dst = src;
+        }
+        if stream.phase == Phase::Open {
+            stream.to_grant += n as u32;
+            if stream.to_grant >= WINDOW / 4 {
+                let grant = core::mem::take(&mut stream.to_grant);
+                stream.rx_allowance += grant;
+                self.control.push_back(Control::Credit(slot, grant));
+            }
+        }
+        Read::Data(n)
+    }
+
+    /// Queues as much of `buf` as the stream's credit allows; `None` once the stream ended.
+    pub fn write(&mut self, slot: Slot, generation: u32, buf: &[u8]) -> Option<usize> {
+        let stream = self.current(slot, generation)?;
+        if stream.phase != Phase::Open || stream.close_after_tx {
+            return None;
+        }
+        let room = (stream.send_credit as usize).saturating_sub(stream.tx.len());
+        let n = room.min(buf.len());
+        stream.tx.extend(&buf[..n]);
+        Some(n)
+    }
+
+    /// The handle of an opening went away: its stream closes once what it wrote is sent.
+    pub fn detach(&mut self, slot: Slot, generation: u32) {
+        let Some(stream) = self.current(slot, generation) else {
+            return;
+        };
+        stream.attached = false;
+        match stream.phase {
+            Phase::Open => stream.close_after_tx = true,
+            Phase::Idle | Phase::CloseSent => stream.rx.clear(),
+        }
+    }
+
+    /// Whether [`fill`](Self::fill) has something to send.
+    pub fn wants_to_send(&self) -> bool {
+        !self.hello_sent
+            || !self.control.is_empty()
+            || self
+                .serving
+                .iter()
+                .chain(&self.subscribed)
+                .any(Self::sendable)
+    }
+
+    fn sendable(stream: &Stream) -> bool {
+        stream.phase == Phase::Open
+            && ((!stream.tx.is_empty() && stream.send_credit > 0)
+                || (stream.close_after_tx && stream.tx.is_empty()))
+    }
+
+    /// Appends frames to `out` until it holds about `limit` bytes or nothing is left to send:
+    /// the hello first, then control frames, then data from each stream in turn.
+    pub fn fill(&mut self, out: &mut Vec<u8>, limit: usize) {
+        if !self.hello_sent {
+            wire::encode(&Frame::Hello(&self.hello), out);
+            self.hello_sent = true;
+        }
+        while out.len() < limit {
+            let Some(control) = self.control.pop_front() else {
+                break;
+            };
+            let frame = match control {
+                Control::Open(index) => Frame::Open(index),
+                Control::Credit(slot, n) => Frame::Credit(stream_ref(slot), n),
+                Control::Close(slot) => Frame::Close(stream_ref(slot)),
+            };
+            wire::encode(&frame, out);
+        }
+        let total = self.serving.len() + self.subscribed.len();
+        let mut idle_turns = 0;
+        while out.len() < limit && total > 0 && idle_turns < total {
+            self.cursor = (self.cursor + 1) % total;
+            let slot = if self.cursor < self.serving.len() {
+                Slot::Serving(self.cursor as u16)
+            } else {
+                Slot::Subscribed((self.cursor - self.serving.len()) as u16)
+            };
+            let Some(stream) = self.stream(slot) else {
+                break;
+            };
+            if !Self::sendable(stream) {
+                idle_turns += 1;
+                continue;
+            }
+            idle_turns = 0;
+            if stream.tx.is_empty() {
+                // The handle went away and everything it wrote is sent.
+                stream.phase = Phase::CloseSent;
+                stream.close_after_tx = false;
+                wire::encode(&Frame::Close(stream_ref(slot)), out);
+                continue;
+            }
+            let n = stream
+                .tx
+                .len()
+                .min(stream.send_credit as usize)
+                .min(MAX_DATA);
+            stream.send_credit -= n as u32;
+            let data: Vec<u8> = stream.tx.drain(..n).collect();
+            wire::encode(&Frame::Data(stream_ref(slot), &data), out);
+        }
+    }
+}
+
+/// How this side names a slot's stream in the frames it sends.
+fn stream_ref(slot: Slot) -> StreamRef {
+    match slot {
+        Slot::Serving(index) => StreamRef {
+            index,
+            sender_publishes: true,
+        },
+        Slot::Subscribed(index) => StreamRef {
+            index,
+            sender_publishes: false,
+        },
+    }
+}
