@@ -23,6 +23,15 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+/// What one `transfer` on a channel did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transferred {
+    /// Wrote this many bytes (at least one).
+    Wrote(usize),
+    /// Read this many bytes; 0: the peer closed and everything it sent was read.
+    Read(usize),
+}
+
 /// The longest channel name, in bytes.
 pub const MAX_NAME_LEN: usize = 32;
 
@@ -192,6 +201,32 @@ mod platform {
         })
     }
 
+    /// The service's name in its node: the manifest's name for it under Xen, the image's name
+    /// under microvm.
+    pub async fn service_name() -> String {
+        if crate::platform::current().name() == "xen" {
+            if let Ok(name) = crate::platform::xen::store::read("data/lichen/name").await {
+                return name;
+            }
+        }
+        crate::service().name.into()
+    }
+
+    /// The channels that carry the bus to this service's peers (the launcher derives them from
+    /// the images' declarations, one per pair of services that talk; each is named after the
+    /// peer). Under microvm there are none: bus logic is tested on the host.
+    pub async fn bus_channels() -> alloc::vec::Vec<String> {
+        if crate::platform::current().name() != "xen" {
+            return alloc::vec::Vec::new();
+        }
+        crate::platform::xen::store::read("data/lichen/bus")
+            .await
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    }
+
     /// The vchan of channel `name`, after checking that the launcher wired one.
     async fn open_wired(name: &str, wait: Duration) -> Result<Vchan, Error> {
         let listed = crate::platform::xen::store::read("data/lichen/channels")
@@ -237,6 +272,21 @@ mod platform {
                 buf = &buf[n..];
             }
             Ok(())
+        }
+
+        /// Reads into `inp` or writes some of `out`, whichever the channel allows first,
+        /// waiting for either; with `out` empty it only reads. A peer that shares a channel
+        /// among many conversations needs it: waiting to write while not reading could
+        /// deadlock two peers that both write. Cancel-safe.
+        pub async fn transfer(
+            &mut self,
+            out: &[u8],
+            inp: &mut [u8],
+        ) -> Result<super::Transferred, Error> {
+            Ok(match &mut self.end {
+                End::Vchan(v) => v.transfer(out, inp).await?,
+                End::Console(p) => p.transfer(out, inp).await?,
+            })
         }
 
         /// Reads exactly `buf.len()` bytes; [`Error::Closed`] if the peer closes first.

@@ -25,6 +25,8 @@ pub extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub use declare;
+
 pub mod channel;
 pub mod cmdline;
 pub mod log;
@@ -76,6 +78,8 @@ pub struct Service {
     pub version: &'static str,
     /// Starts the service's `main`.
     pub main: fn(Args) -> MainFuture,
+    /// What the image declares (also in its `lichen` ELF note, for the launcher).
+    pub declaration: &'static declare::Declaration,
 }
 
 /// The service linked into this image.
@@ -88,16 +92,72 @@ pub fn service() -> &'static Service {
     unsafe { &*core::ptr::addr_of!(LICHEN_SERVICE) }
 }
 
-/// Declares the image's service: `service!(main)` where `main` is
-/// `async fn main(args: kernel::Args) -> i32`.
+/// The memory floor of an image that declares none, in MiB.
+pub const DEFAULT_MEMORY_FLOOR_MIB: u32 = 4;
+
+/// Declares the image's service and what it needs from its node.
+///
+/// `service!(main)`, where `main` is `async fn main(args: kernel::Args) -> i32`, declares a
+/// service that uses no bus topic and runs in [`DEFAULT_MEMORY_FLOOR_MIB`]. The full form
+/// declares its topics (`topics::...` values), its memory floor and its devices:
+///
+/// ```ignore
+/// kernel::service! {
+///     main: main,
+///     memory_floor_mib: 8,
+///     needs: [uplink],                        // uplink, disk, modules; optional
+///     publishes: &[topics::pong::ACK.decl()],  // optional
+///     subscribes: &[topics::ping::SEQ.decl()], // optional
+/// }
+/// ```
+///
+/// The declaration is checked at compile time and written into the image as an ELF note that
+/// the launcher reads to wire the node (services/lib/declare); the bus
+/// (`bus_io::Node`) refuses a topic the image does not declare.
 #[macro_export]
 macro_rules! service {
     ($main:path) => {
+        $crate::service! { main: $main, memory_floor_mib: $crate::DEFAULT_MEMORY_FLOOR_MIB }
+    };
+    (
+        main: $main:path,
+        memory_floor_mib: $memory:expr
+        $(, needs: [$($need:ident),* $(,)?])?
+        $(, publishes: $publishes:expr)?
+        $(, subscribes: $subscribes:expr)?
+        $(,)?
+    ) => {
+        static LICHEN_DECLARATION: $crate::declare::Declaration = $crate::declare::Declaration {
+            memory_floor_mib: $memory,
+            needs: $crate::declare::Needs {
+                $($($need: true,)*)?
+                ..$crate::declare::Needs::NONE
+            },
+            publishes: $crate::__or_empty!($($publishes)?),
+            subscribes: $crate::__or_empty!($($subscribes)?),
+        };
+        #[unsafe(link_section = ".note.lichen")]
+        #[used]
+        static LICHEN_NOTE: $crate::declare::Note<
+            { $crate::declare::note_len(&LICHEN_DECLARATION) },
+        > = $crate::declare::Note($crate::declare::note(&LICHEN_DECLARATION));
         #[unsafe(no_mangle)]
         static LICHEN_SERVICE: $crate::Service = $crate::Service {
-            name: env!("CARGO_PKG_NAME"),
+            name: env!("CARGO_BIN_NAME"),
             version: env!("CARGO_PKG_VERSION"),
             main: |args| $crate::alloc::boxed::Box::pin($main(args)),
+            declaration: &LICHEN_DECLARATION,
         };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __or_empty {
+    () => {
+        &[]
+    };
+    ($list:expr) => {
+        $list
     };
 }

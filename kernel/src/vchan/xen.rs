@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use super::wire::{
     self, check_orders, parse_decimal, ring_pages, Channel, Control, Error, RingMem, PAGE,
 };
+use crate::channel::Transferred;
 use crate::platform::xen::evtchn::{self, Port};
 use crate::platform::xen::grant::{self, ForeignPage, GrantRef};
 use crate::platform::xen::{hypercall, store};
@@ -394,6 +395,67 @@ impl Vchan {
                 continue;
             }
             self.wait_event().await?;
+        }
+    }
+
+    /// Reads some bytes into `inp` or writes some of `out`, whichever the rings allow first,
+    /// waiting for either (both directions signal the one event channel). With `out` empty it
+    /// only reads. `Read(0)` once the peer closed and everything it wrote was read.
+    /// Cancel-safe: bytes move only in the poll that returns them.
+    pub async fn transfer(&mut self, out: &[u8], inp: &mut [u8]) -> Result<Transferred, Error> {
+        if inp.is_empty() || self.eof {
+            return Ok(Transferred::Read(0));
+        }
+        loop {
+            if self.resources.is_none() {
+                return Err(Error::Closed);
+            }
+            let n = self.chan.read(inp)?;
+            if n > 0 {
+                if self.chan.take_notify(wire::NOTIFY_READ) {
+                    evtchn::notify(self.port);
+                }
+                return Ok(Transferred::Read(n));
+            }
+            let live = self.chan.peer_live() == wire::LIVE_CONNECTED;
+            if !out.is_empty() && live {
+                let n = self.chan.write(out)?;
+                if n > 0 {
+                    if self.chan.take_notify(wire::NOTIFY_WRITE) {
+                        evtchn::notify(self.port);
+                    }
+                    return Ok(Transferred::Wrote(n));
+                }
+            }
+            let ready = |chan: &mut Channel| {
+                chan.readable().map_or(true, |n| n > 0)
+                    || (!out.is_empty() && chan.writable().map_or(true, |n| n > 0))
+            };
+            if live && spin_until(|| ready(&mut self.chan)) {
+                continue;
+            }
+            self.chan.request_notify(wire::NOTIFY_WRITE);
+            if !out.is_empty() {
+                self.chan.request_notify(wire::NOTIFY_READ);
+            }
+            if ready(&mut self.chan) && live {
+                continue;
+            }
+            if !live || self.chan.peer_live() != wire::LIVE_CONNECTED {
+                // Closed: what it wrote before closing was read above.
+                if self.chan.readable()? == 0 {
+                    self.eof = true;
+                    return Ok(Transferred::Read(0));
+                }
+                continue;
+            }
+            if self.wait_event().await.is_err() {
+                if self.chan.readable()? > 0 {
+                    continue;
+                }
+                self.eof = true;
+                return Ok(Transferred::Read(0));
+            }
         }
     }
 

@@ -852,6 +852,34 @@ mod device {
             poll_fn(|cx| poll_device(|d| d.poll_write(id, buf, cx))).await
         }
 
+        /// Reads into `inp` or writes some of `out`, whichever the device allows first
+        /// (`Read(0)`: the host end closed and everything was read). Cancel-safe.
+        pub async fn transfer(
+            &mut self,
+            out: &[u8],
+            inp: &mut [u8],
+        ) -> Result<crate::channel::Transferred, Error> {
+            use crate::channel::Transferred;
+            if inp.is_empty() || self.eof {
+                return Ok(Transferred::Read(0));
+            }
+            let id = self.id;
+            let moved = poll_fn(|cx| {
+                poll_device(|d| {
+                    if let Poll::Ready(read) = d.poll_read(id, inp, cx) {
+                        return Poll::Ready(read.map(Transferred::Read));
+                    }
+                    if out.is_empty() {
+                        return Poll::Pending;
+                    }
+                    d.poll_write(id, out, cx).map(|w| w.map(Transferred::Wrote))
+                })
+            })
+            .await?;
+            self.eof = moved == Transferred::Read(0);
+            Ok(moved)
+        }
+
         /// Writes all of `buf`.
         pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), Error> {
             while !buf.is_empty() {

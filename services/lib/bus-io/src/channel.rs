@@ -10,10 +10,13 @@
 //! entries appear connects: `open` picks the new peer up within 50 ms. A vchan server publishes
 //! its rings for the domid it reads each time.
 
+use alloc::string::String;
+
 use kernel::channel::{open, Channel, Error};
 use kernel::Duration;
 
-use crate::stream::{ByteStream, Connector};
+use crate::stream::{ByteStream, Connector, Duplex, Transferred};
+use crate::Node;
 
 impl ByteStream for Channel {
     type Error = Error;
@@ -29,10 +32,34 @@ impl ByteStream for Channel {
     }
 }
 
+impl Duplex for Channel {
+    async fn transfer(&mut self, out: &[u8], inp: &mut [u8]) -> Result<Transferred, Error> {
+        Ok(match Channel::transfer(self, out, inp).await? {
+            kernel::channel::Transferred::Wrote(n) => Transferred::Wrote(n),
+            kernel::channel::Transferred::Read(n) => Transferred::Read(n),
+        })
+    }
+}
+
+/// This service's bus: its name in the node, what its image declares, and a channel to each
+/// peer the launcher wired (`kernel::channel::bus_channels`), each kept connected by a task.
+pub async fn node() -> Node {
+    let node = Node::new(
+        kernel::channel::service_name().await,
+        kernel::service().declaration,
+        |task| drop(kernel::spawn(task)),
+        |args| kernel::info!("{args}"),
+    );
+    for name in kernel::channel::bus_channels().await {
+        node.add_channel(name.clone(), NamedChannel::new(name));
+    }
+    node
+}
+
 /// Opens channel `name` (see `kernel::channel::open`), for as long as it takes.
 #[derive(Clone, Debug)]
 pub struct NamedChannel {
-    name: &'static str,
+    name: String,
     wait: Duration,
     retry_after: Duration,
     failed: bool,
@@ -45,9 +72,9 @@ impl NamedChannel {
     pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(250);
 
     /// Opens channel `name`.
-    pub fn new(name: &'static str) -> Self {
+    pub fn new(name: impl Into<String>) -> Self {
         Self {
-            name,
+            name: name.into(),
             wait: Self::DEFAULT_WAIT,
             retry_after: Self::DEFAULT_RETRY_AFTER,
             failed: false,
@@ -67,8 +94,8 @@ impl NamedChannel {
     }
 
     /// The channel's name.
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -80,7 +107,7 @@ impl Connector for NamedChannel {
         if self.failed {
             kernel::sleep(self.retry_after).await;
         }
-        let opened = open(self.name, self.wait).await;
+        let opened = open(&self.name, self.wait).await;
         self.failed = opened.is_err();
         opened
     }

@@ -170,6 +170,17 @@ impl Node {
         }));
     }
 
+    /// Completes once every channel wrote everything queued on it: after closing its
+    /// publications and subscriptions, a service that waits for this before it exits lets its
+    /// peers see the streams end in order.
+    pub async fn settled(&self) {
+        let inner = &self.inner;
+        inner
+            .changed
+            .wait_until(|| inner.channels.borrow().iter().all(|c| c.is_settled()))
+            .await
+    }
+
     /// The names of the node's channels.
     pub fn channels(&self) -> Vec<String> {
         self.inner

@@ -173,3 +173,7 @@ impl<const N: usize> Writer<N> {
         }
     }
 }
+
+/// An ELF note's bytes, aligned as notes must be (4 bytes).
+#[repr(C, align(4))]
+pub struct Note<const N: usize>(pub [u8; N]);

@@ -28,7 +28,7 @@ extern crate alloc;
 mod encode;
 mod parse;
 
-pub use encode::{note, note_len};
+pub use encode::{note, note_len, Note};
 pub use parse::{find_note, parse, DeclError, Parsed, ParsedTopic};
 
 /// The ELF note's owner name.

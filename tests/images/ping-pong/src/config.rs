@@ -1,23 +1,12 @@
-//! The command line: `role=ping|pong rounds=N interval_ms=N report_every=N stall_s=N`.
+//! The command line: `rounds=N interval_ms=N report_every=N stall_s=N` (the image says the role).
 
 use core::fmt;
 
 use kernel::cmdline::{Args, BadValue};
 
-/// Which side this service plays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Publishes the rounds, subscribes to the acknowledgements.
-    Ping,
-    /// Subscribes to the rounds, publishes the acknowledgements.
-    Pong,
-}
-
 /// A ping-pong service's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Which side.
-    pub role: Role,
     /// How many rounds the exchange has (`rounds`, default 60).
     pub rounds: u64,
     /// ping's pause between an acknowledgement and the next round (`interval_ms`, default 150).
@@ -31,10 +20,6 @@ pub struct Config {
 /// Why the command line is not usable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
-    /// `role` is missing.
-    NoRole,
-    /// `role` is neither `ping` nor `pong`.
-    UnknownRole(alloc::string::String),
     /// A number did not parse.
     BadValue(BadValue),
     /// A count that must be positive is 0.
@@ -44,10 +29,6 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoRole => f.write_str("no role: the command line needs role=ping or role=pong"),
-            Self::UnknownRole(role) => {
-                write!(f, "unknown role `{role}`: expected role=ping or role=pong")
-            }
             Self::BadValue(bad) => write!(f, "{bad}: expected a whole number"),
             Self::Zero(key) => write!(f, "`{key}` must be at least 1"),
         }
@@ -57,12 +38,6 @@ impl fmt::Display for ConfigError {
 impl Config {
     /// Reads the settings from the command line.
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
-        let role = match args.get("role") {
-            None => return Err(ConfigError::NoRole),
-            Some("ping") => Role::Ping,
-            Some("pong") => Role::Pong,
-            Some(other) => return Err(ConfigError::UnknownRole(other.into())),
-        };
         let number = |key: &'static str, default: u64| {
             args.parse_value::<u64>(key)
                 .map(|value| value.unwrap_or(default))
@@ -73,7 +48,6 @@ impl Config {
             value => Ok(value),
         };
         Ok(Config {
-            role,
             rounds: positive("rounds", 60)?,
             interval_ms: number("interval_ms", 150)?,
             report_every: positive("report_every", 10)?,
@@ -93,17 +67,15 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         assert_eq!(
-            config("role=pong"),
+            config(""),
             Ok(Config {
-                role: Role::Pong,
                 rounds: 60,
                 interval_ms: 150,
                 report_every: 10,
                 stall_s: 120,
             })
         );
-        let ping = config("role=ping rounds=5 interval_ms=0 report_every=1 stall_s=9").unwrap();
-        assert_eq!(ping.role, Role::Ping);
+        let ping = config("rounds=5 interval_ms=0 report_every=1 stall_s=9").unwrap();
         assert_eq!(
             (
                 ping.rounds,
@@ -117,16 +89,11 @@ mod tests {
 
     #[test]
     fn bad_command_lines_are_refused_with_the_reason() {
-        assert_eq!(config(""), Err(ConfigError::NoRole));
         assert_eq!(
-            config("role=pang"),
-            Err(ConfigError::UnknownRole("pang".into()))
-        );
-        assert_eq!(
-            config("role=ping rounds=0"),
+            config("rounds=0"),
             Err(ConfigError::Zero("rounds"))
         );
-        let error = config("role=ping rounds=many").unwrap_err();
+        let error = config("rounds=many").unwrap_err();
         assert_eq!(
             alloc::string::ToString::to_string(&error),
             "bad value for `rounds`: `many`: expected a whole number"

@@ -1,32 +1,31 @@
 //! Starting, logging and stopping the bus drivers of a ping-pong service.
 
-use bus_io::channel::NamedChannel;
-use bus_io::{Link, SharedPublisher, Subscription, Update};
-use kernel::{info, Duration, Instant, JoinHandle};
-use serde::{de::DeserializeOwned, Serialize};
+use bus_io::{Link, Subscription, Update};
+use kernel::{info, Duration, Instant};
+use serde::de::DeserializeOwned;
 
 /// How long a driver may take to close its channel once asked to.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// Logs what happens to one channel: connections and their ends, and the first failed attempt
+/// Logs what happens to one topic's stream: connections and their ends, and the first failed attempt
 /// to reconnect (not every retry while the peer is away).
 pub struct LinkLog {
-    channel: &'static str,
+    topic: &'static str,
     failed_attempts: u32,
 }
 
 impl LinkLog {
-    /// A log for `channel`.
-    pub fn new(channel: &'static str) -> Self {
+    /// A log for `topic`.
+    pub fn new(topic: &'static str) -> Self {
         Self {
-            channel,
+            topic,
             failed_attempts: 0,
         }
     }
 
     /// Logs `link` if it is worth a line.
     pub fn note(&mut self, link: &Link) {
-        let channel = self.channel;
+        let channel = self.topic;
         match link {
             Link::Connected => {
                 match self.failed_attempts {
@@ -44,29 +43,6 @@ impl LinkLog {
             Link::Ended(reason) => info!("{channel} channel: {reason}"),
         }
     }
-}
-
-/// Serves `publisher` over manifest channel `channel`, reconnecting until it is closed.
-pub fn serve<T>(publisher: &SharedPublisher<T>, channel: &'static str) -> JoinHandle<()>
-where
-    T: Serialize + DeserializeOwned + 'static,
-{
-    let publisher = publisher.clone();
-    kernel::spawn(async move {
-        let mut log = LinkLog::new(channel);
-        publisher
-            .serve(NamedChannel::new(channel), |link| log.note(&link))
-            .await
-    })
-}
-
-/// Keeps `subscription` connected over manifest channel `channel` until it is closed.
-pub fn follow<T>(subscription: &Subscription<T>, channel: &'static str) -> JoinHandle<()>
-where
-    T: DeserializeOwned + PartialEq + Clone + 'static,
-{
-    let subscription = subscription.clone();
-    kernel::spawn(async move { subscription.run(NamedChannel::new(channel)).await })
 }
 
 /// Gives up on a peer that shows no progress: no change of its table for a while (connection
@@ -99,10 +75,8 @@ impl Patience {
     }
 }
 
-/// Waits (a little) for drivers that were closed to drop their channels, so that peers see an
-/// orderly close rather than a vanished domain.
-pub async fn stopped(drivers: impl IntoIterator<Item = JoinHandle<()>>) {
-    for driver in drivers {
-        let _ = kernel::timeout(STOP_WAIT, driver).await;
-    }
+/// Waits (a little) for the node's channels to send what closed publications and
+/// subscriptions left to say, so that peers see an orderly close rather than a vanished domain.
+pub async fn stopped(node: &bus_io::Node) {
+    let _ = kernel::timeout(STOP_WAIT, node.settled()).await;
 }

@@ -1,5 +1,4 @@
-//! The ping-pong services' pure parts, testable on the host: what they publish ([`protocol`]),
-//! how they check what they receive ([`tally`]) and their command line ([`config`]).
+//! The ping-pong services' pure parts, testable on the host: how they check what they receive ([`tally`]) and their command line ([`config`]).
 //!
 //! `ping` publishes a counter; `pong` subscribes to it and publishes an acknowledgement of every
 //! value it sees; `ping` publishes the next value once it sees the acknowledgement of the
@@ -11,5 +10,4 @@
 extern crate alloc;
 
 pub mod config;
-pub mod protocol;
 pub mod tally;

@@ -2,14 +2,14 @@
 //! round is acknowledged; checks that the acknowledgements it sees are 1, 2, ... exactly once
 //! each, whatever happens to pong.
 
-use bus::{OwnedEvent, Publisher, Volatile};
-use bus_io::{Link, SharedPublisher, Subscription, Update};
+use bus::OwnedEvent;
+use bus_io::{Link, Update};
 use kernel::{error, info, warn, Duration};
 use ping_pong::config::Config;
-use ping_pong::protocol::{
-    Ack, Seq, ACK_CHANNEL, ACK_TOPIC, PING_KEY, PONG_KEY, SEQ_CHANNEL, SEQ_TOPIC,
-};
 use ping_pong::tally::{Step, Tally};
+use topics::ping::{Seq, SEQ};
+use topics::pong::{Ack, ACK};
+use topics::{Global, Key};
 
 use crate::drivers::{self, LinkLog};
 
@@ -28,20 +28,16 @@ struct Watch {
 }
 
 pub async fn run(config: &Config) -> i32 {
-    let seqs = match Publisher::<Seq, _>::new(SEQ_TOPIC, Volatile) {
-        Ok(publisher) => SharedPublisher::new(publisher),
-        Err(e) => {
-            error!("cannot publish {}: {e}", SEQ_TOPIC.name);
+    let node = bus_io::channel::node().await;
+    let (seqs, acks) = match (node.publish(&SEQ), node.subscribe(&ACK)) {
+        (Ok(seqs), Ok(acks)) => (seqs, acks),
+        (Err(e), _) | (_, Err(e)) => {
+            error!("{e}");
             return 1;
         }
     };
-    let acks = Subscription::<Ack>::new(ACK_TOPIC);
-    let drivers = [
-        drivers::serve(&seqs, SEQ_CHANNEL),
-        drivers::follow(&acks, ACK_CHANNEL),
-    ];
     let mut watch = Watch::default();
-    let mut ack_log = LinkLog::new(ACK_CHANNEL);
+    let mut ack_log = LinkLog::new(ACK.name());
     let mut patience = drivers::Patience::new(Duration::from_secs(config.stall_s));
     let mut published = 0;
     let mut stalled = false;
@@ -58,7 +54,7 @@ pub async fn run(config: &Config) -> i32 {
                 kernel::sleep(Duration::from_millis(config.interval_ms)).await;
             }
             published += 1;
-            if let Err(e) = seqs.publish(PING_KEY, &Seq { n: published }) {
+            if let Err(e) = seqs.publish(&Global, &Seq { n: published }) {
                 error!("cannot publish round {published}: {e}");
                 break;
             }
@@ -89,7 +85,7 @@ pub async fn run(config: &Config) -> i32 {
     }
     seqs.close();
     acks.close();
-    drivers::stopped(drivers).await;
+    drivers::stopped(&node).await;
 
     let ok = !stalled && watch.deletions == 0 && watch.acks.is_exactly(1, config.rounds);
     let verdict = if ok { "ok" } else { "FAILED" };
@@ -110,7 +106,7 @@ impl Watch {
         match event {
             OwnedEvent::Created { key, value: ack }
             | OwnedEvent::Modified { key, new: ack, .. }
-                if key == PONG_KEY =>
+                if Global::from_key(key).is_some() =>
             {
                 match self.acks.observe(ack.n) {
                     Step::First | Step::Next => {}

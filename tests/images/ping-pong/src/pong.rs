@@ -2,29 +2,29 @@
 //! one by one, each once. It publishes its table only once it has rebuilt it from ping's (at
 //! the first synchronisation), so that after a restart ping never sees it empty.
 
-use bus::{OwnedEvent, Publisher, Volatile};
-use bus_io::{Link, SharedPublisher, Subscription, Update};
-use kernel::{error, info, warn, Duration, JoinHandle};
+use bus::OwnedEvent;
+use bus_io::{Link, Publication, Update};
+use kernel::{error, info, warn, Duration};
 use ping_pong::config::Config;
-use ping_pong::protocol::{
-    Ack, Seq, ACK_CHANNEL, ACK_TOPIC, PING_KEY, PONG_KEY, SEQ_CHANNEL, SEQ_TOPIC,
-};
 use ping_pong::tally::{Step, Tally};
+use topics::ping::SEQ;
+use topics::pong::{Ack, ACK};
+use topics::{Global, Key};
 
 use crate::drivers::{self, LinkLog};
 
 pub async fn run(config: &Config) -> i32 {
-    let acks = match Publisher::<Ack, _>::new(ACK_TOPIC, Volatile) {
-        Ok(publisher) => SharedPublisher::new(publisher),
+    let node = bus_io::channel::node().await;
+    let seqs = match node.subscribe(&SEQ) {
+        Ok(seqs) => seqs,
         Err(e) => {
-            error!("cannot publish {}: {e}", ACK_TOPIC.name);
+            error!("{e}");
             return 1;
         }
     };
-    let seqs = Subscription::<Seq>::new(SEQ_TOPIC);
-    let following = drivers::follow(&seqs, SEQ_CHANNEL);
-    let mut serving: Option<JoinHandle<()>> = None;
-    let mut seq_log = LinkLog::new(SEQ_CHANNEL);
+    // Published only once rebuilt from ping's table (at the first synchronisation).
+    let mut acks: Option<Publication<Global, Ack>> = None;
+    let mut seq_log = LinkLog::new(SEQ.name());
     let mut rounds = Tally::default();
     let (mut deletions, mut failed) = (0u32, false);
     let mut patience = drivers::Patience::new(Duration::from_secs(config.stall_s));
@@ -50,7 +50,7 @@ pub async fn run(config: &Config) -> i32 {
                 | OwnedEvent::Modified {
                     key, new: value, ..
                 },
-            ) if key == PING_KEY => {
+            ) if Global::from_key(&key).is_some() => {
                 match rounds.observe(value.n) {
                     Step::First => info!("first round seen: {}", value.n),
                     Step::Next => {}
@@ -59,7 +59,9 @@ pub async fn run(config: &Config) -> i32 {
                     }
                     Step::Repeat => error!("round {} seen again", value.n),
                 }
-                if let Err(e) = acks.publish(PONG_KEY, &Ack { n: value.n }) {
+                // Before the first synchronisation completes the table is not served yet: the
+                // round is acknowledged when it is (below).
+                if let Some(Err(e)) = acks.as_ref().map(|a| a.publish(&Global, &Ack { n: value.n })) {
                     error!("cannot acknowledge round {}: {e}", value.n);
                     failed = true;
                     break;
@@ -76,20 +78,37 @@ pub async fn run(config: &Config) -> i32 {
                 error!("ping's object {key} (round {}) was deleted", value.n);
             }
             Update::Event(OwnedEvent::Synchronized) => {
-                if serving.is_none() {
+                if acks.is_none() {
                     info!(
                         "synchronised with ping at round {}: publishing acknowledgements",
                         rounds.last().unwrap_or(0)
                     );
-                    serving = Some(drivers::serve(&acks, ACK_CHANNEL));
+                    let publication = match node.publish(&ACK) {
+                        Ok(publication) => publication,
+                        Err(e) => {
+                            error!("{e}");
+                            failed = true;
+                            break;
+                        }
+                    };
+                    if let Some(n) = rounds.last() {
+                        if let Err(e) = publication.publish(&Global, &Ack { n }) {
+                            error!("cannot acknowledge round {n}: {e}");
+                            failed = true;
+                            break;
+                        }
+                    }
+                    acks = Some(publication);
                 }
             }
             Update::Event(OwnedEvent::Restarted) => info!("ping signalled a restart"),
         }
     }
-    acks.close();
+    if let Some(acks) = &acks {
+        acks.close();
+    }
     seqs.close();
-    drivers::stopped(serving.into_iter().chain([following])).await;
+    drivers::stopped(&node).await;
 
     let ok = !failed && deletions == 0 && rounds.is_unbroken_up_to(config.rounds);
     let verdict = if ok { "ok" } else { "FAILED" };

@@ -37,6 +37,8 @@ pub struct Channel {
     connection: Cell<u64>,
     /// Why the last connection ended, for reports.
     last_end: RefCell<Option<String>>,
+    /// Whether the driver holds frames it has not written yet.
+    unsent: Cell<bool>,
 }
 
 impl Channel {
@@ -47,7 +49,13 @@ impl Channel {
             mux: RefCell::new(None),
             connection: Cell::new(0),
             last_end: RefCell::new(None),
+            unsent: Cell::new(false),
         }
+    }
+
+    /// Whether everything queued on the current connection was written (or there is none).
+    pub fn is_settled(&self) -> bool {
+        !self.unsent.get() && self.with_mux(|mux| !mux.wants_to_send()).unwrap_or(true)
     }
 
     /// Runs `f` on the current connection's multiplexer, if connected.
@@ -126,6 +134,7 @@ pub(crate) async fn run_channel<C>(
         on_event(channel, ChannelEvent::Connected);
         let end = pump(channel, &mut stream, changed, &mut on_event).await;
         drop(stream);
+        channel.unsent.set(false);
         *channel.mux.borrow_mut() = None;
         *channel.last_end.borrow_mut() = Some(end.to_string());
         changed.notify();
@@ -151,9 +160,15 @@ async fn pump<S: Duplex>(
             sent = 0;
             channel.with_mux(|mux| mux.fill(&mut out, OUT_BATCH));
         }
+        channel.unsent.set(sent < out.len());
         let transfer = stream.transfer(&out[sent..], &mut input);
         match race(transfer, changed.changed_since(seen)).await {
-            First::Left(Ok(Transferred::Wrote(n))) => sent += n,
+            First::Left(Ok(Transferred::Wrote(n))) => {
+                sent += n;
+                if sent == out.len() {
+                    changed.notify();
+                }
+            }
             First::Left(Ok(Transferred::Read(0))) => return ChannelEnd::PeerClosed,
             First::Left(Ok(Transferred::Read(n))) => {
                 decoder.push(&input[..n]);
