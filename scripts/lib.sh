@@ -38,12 +38,18 @@ need_target() {
 # Where unikernel image crates live: pillars and drivers, then test and bench images.
 LICHEN_IMAGE_DIRS=(services tests/images)
 
-# Prints the name of every unikernel image: each crate in LICHEN_IMAGE_DIRS with a src/main.rs.
+# Prints the name of every unikernel image: each crate in LICHEN_IMAGE_DIRS with a src/main.rs
+# (the image is named after the crate's directory, which is its package name) and each
+# src/bin/<image>.rs of such a crate (one crate, several images: ping and pong).
 lichen_images() {
-    local parent dir
+    local parent dir bin
     for parent in "${LICHEN_IMAGE_DIRS[@]}"; do
         for dir in "$LICHEN_ROOT/$parent"/*/; do
+            [ -f "$dir/Cargo.toml" ] || continue
             [ -f "$dir/src/main.rs" ] && basename "$dir"
+            for bin in "$dir"/src/bin/*.rs; do
+                [ -f "$bin" ] && basename "$bin" .rs
+            done
         done
     done
     return 0
@@ -51,19 +57,27 @@ lichen_images() {
 
 # Prints the crate directory of image $1, or nothing when there is no such image.
 lichen_image_dir() {
-    local parent
+    local parent dir
     for parent in "${LICHEN_IMAGE_DIRS[@]}"; do
         [ -f "$LICHEN_ROOT/$parent/$1/src/main.rs" ] && { echo "$LICHEN_ROOT/$parent/$1"; return 0; }
+        for dir in "$LICHEN_ROOT/$parent"/*/; do
+            [ -f "$dir/src/bin/$1.rs" ] && { echo "${dir%/}"; return 0; }
+        done
     done
     return 0
+}
+
+# Prints the package of image $1 (its crate directory's name).
+lichen_image_package() {
+    basename "$(lichen_image_dir "$1")"
 }
 
 # Prints the name of every image crate with a `[lib]` target: its pure parts are tested on the host.
 lichen_host_testable_images() {
     local image
     for image in $(lichen_images); do
-        grep -q '^\[lib\]' "$(lichen_image_dir "$image")/Cargo.toml" && echo "$image"
-    done
+        grep -q '^\[lib\]' "$(lichen_image_dir "$image")/Cargo.toml" && lichen_image_package "$image"
+    done | sort -u
     return 0
 }
 

@@ -15,9 +15,11 @@ const MIB: u64 = 32;
 fn dom0_reaches_echo_over_netfront_with_a_dhcp_lease() {
     let manifest = format!(
         r#"
-# dom0-hook: net-echo
-# net-echo-mib: {MIB}
 name = "net"
+
+[test]
+hooks = ["net-echo"]
+settings = {{ net-echo-mib = "{MIB}" }}
 
 [services.echo]
 image = "echo"

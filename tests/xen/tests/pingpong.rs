@@ -1,5 +1,5 @@
 //! ping-pong under Xen (QEMU TCG): xen/nodes/ping-pong.toml as it is. ping and pong exchange
-//! rounds over the bus on two vchans; the `pingpong-kill` dom0 hook destroys pong mid-run; ping
+//! rounds over the bus on one derived channel; the `pingpong-kill` dom0 hook destroys pong mid-run; ping
 //! must see it go, the launcher restart it, the bus resynchronise, and the exchange finish with
 //! every round acknowledged exactly once (tests/images/ping-pong, docs/bus.md).
 
@@ -41,13 +41,13 @@ fn pong_is_killed_restarted_and_resynchronised_with_no_round_lost_or_repeated() 
 
     // The exchange ran, and the kill landed in the middle of it.
     run.assert_has("pong | ");
-    run.assert_has("ping-pong: acked 10 of");
+    run.assert_has("pong: acked 10 of");
     let killed = number(log, "pingpong-kill: destroyed pong (domain", "(domain");
     run.assert_has(&format!(
         "launcher: pong: its domain {killed} disappeared; restart 1"
     ));
     // ping saw pong go, at some round, and came back to the same round.
-    let lost_at = number(log, "ping-pong: pong lost (", "round");
+    let lost_at = number(log, "ping: pong lost (", "round");
     assert!(lost_at < rounds, "pong was killed after the last round");
     assert_eq!(
         number(

@@ -13,9 +13,11 @@ const MIB: u64 = 64;
 fn interop(name: &str) -> Run {
     let manifest = format!(
         r#"
-# dom0-hook: vchan-interop
-# vchan-interop-mib: {MIB}
 name = "{name}"
+
+[test]
+hooks = ["vchan-interop"]
+settings = {{ vchan-interop-mib = "{MIB}" }}
 
 [services.vchan-test]
 image = "vchan-test"

@@ -3,7 +3,7 @@
 //! xenstore, prints their consoles and supervises them (see xen/README.md).
 //!
 //! ```text
-//! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order
+//! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order and wiring
 //! lichen-launcher images [--images DIR]... <manifest>   validate; print the image files to stage
 //! lichen-launcher image-names <manifest>                 print the image names it uses (unchecked)
 //! lichen-launcher run    [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>
@@ -13,6 +13,7 @@
 //! the platform (Xen's daemons, the toolstack) could not be brought up.
 
 mod backoff;
+mod bus;
 mod console;
 mod daemons;
 mod log;
@@ -33,7 +34,7 @@ use std::sync::Arc;
 
 use manifest::Manifest;
 
-const USAGE: &str = "usage: lichen-launcher check|images|image-names|run [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>";
+const USAGE: &str = "usage: lichen-launcher check|images|image-names|run [--images DIR]... [--hooks DIR] [--log-dir DIR] [--state-dir DIR] <manifest>";
 
 /// The parsed command line.
 struct Args {
@@ -42,6 +43,7 @@ struct Args {
     image_dirs: Vec<PathBuf>,
     log_dir: PathBuf,
     state_dir: PathBuf,
+    hooks_dir: PathBuf,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -53,6 +55,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut image_dirs = Vec::new();
     let mut log_dir = PathBuf::from("/var/log/xen/console");
     let mut state_dir = PathBuf::from("/run/lichen");
+    let mut hooks_dir = PathBuf::from("/etc/lichen/hooks");
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -63,6 +66,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--images" => image_dirs.push(value()?),
             "--log-dir" => log_dir = value()?,
             "--state-dir" => state_dir = value()?,
+            "--hooks" => hooks_dir = value()?,
             _ if arg.starts_with('-') => return Err(format!("unknown option `{arg}`\n{USAGE}")),
             _ if manifest.is_none() => manifest = Some(PathBuf::from(&arg)),
             _ => return Err(format!("unexpected argument `{arg}`\n{USAGE}")),
@@ -78,6 +82,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         image_dirs,
         log_dir,
         state_dir,
+        hooks_dir,
     })
 }
 
@@ -93,27 +98,29 @@ fn main() -> ExitCode {
     if args.command == "image-names" {
         return print_image_names(&args.manifest);
     }
-    let (manifest, images) = match Manifest::load(&args.manifest, &args.image_dirs) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!(
-                "lichen-launcher: refusing manifest {}:",
-                args.manifest.display()
-            );
-            for error in &errors.0 {
-                eprintln!("  {error}");
+    let (manifest, images) =
+        match Manifest::load(&args.manifest, &args.image_dirs, Some(&args.hooks_dir)) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                eprintln!(
+                    "lichen-launcher: refusing manifest {}:",
+                    args.manifest.display()
+                );
+                for error in &errors.0 {
+                    eprintln!("  {error}");
+                }
+                return ExitCode::from(2);
             }
-            return ExitCode::from(2);
-        }
-    };
+        };
     match args.command.as_str() {
         "check" => {
             let order = order::start_order(&manifest).unwrap_or_default();
             println!(
-                "manifest {} is valid; start order: {}",
+                "manifest {} is valid; start order: {}\n",
                 args.manifest.display(),
                 order.join(", ")
             );
+            print!("{}", bus::table(&manifest, &images.declarations));
             ExitCode::SUCCESS
         }
         "images" => {
@@ -174,9 +181,35 @@ fn run(manifest: Manifest, images: &manifest::ResolvedImages, args: &Args) -> Ex
             return ExitCode::from(3);
         }
     };
+    let mut hooks = start_hooks(&manifest.test, &args.hooks_dir);
     let mut supervisor =
         supervisor::Supervisor::new(manifest, images, toolstack, supervisor::Options::default());
-    ExitCode::from(supervisor.run(&stop) as u8)
+    let status = supervisor.run(&stop);
+    for hook in &mut hooks {
+        let _ = hook.kill();
+        let _ = hook.wait();
+    }
+    ExitCode::from(status as u8)
+}
+
+/// Starts the manifest's test hooks (see [`manifest::Test`]); a hook that cannot start is
+/// reported and skipped.
+fn start_hooks(test: &manifest::Test, dir: &std::path::Path) -> Vec<std::process::Child> {
+    let mut children = Vec::new();
+    for hook in &test.hooks {
+        let program = dir.join(hook);
+        match std::process::Command::new(&program)
+            .envs(test.environment())
+            .spawn()
+        {
+            Ok(child) => {
+                say!("started test hook {hook}");
+                children.push(child);
+            }
+            Err(e) => say!("cannot start test hook {}: {e}", program.display()),
+        }
+    }
+    children
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::backoff::{RestartMode, RestartPolicy};
+use crate::bus;
 use crate::order;
 
 /// The smallest memory, in MiB, a service may be given: below it Xen cannot build a PVH domain
@@ -63,6 +64,71 @@ pub struct Manifest {
     /// The channels between services.
     #[serde(default)]
     pub channels: Vec<Channel>,
+    /// Test hooks: dom0 programs run beside the node (a test's peer, a fault injector).
+    #[serde(default)]
+    pub test: Test,
+}
+
+/// A manifest's `[test]` table: dom0 programs from the hooks directory (`xen/dom0/hooks`, in
+/// dom0 `/etc/lichen/hooks`) that the launcher starts once Xen's daemons run, before the
+/// services, each with every setting in its environment as `LICHEN_TEST_<KEY>` (upper case,
+/// `-` as `_`).
+///
+/// ```toml
+/// [test]
+/// hooks = ["pingpong-kill"]
+/// settings = { pingpong-kill-after = "20" }
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Test {
+    /// The hooks to run, by file name.
+    #[serde(default)]
+    pub hooks: Vec<String>,
+    /// Settings passed to every hook.
+    #[serde(default)]
+    pub settings: IndexMap<String, String>,
+}
+
+impl Test {
+    /// The environment a hook gets: `(LICHEN_TEST_<KEY>, value)`.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .map(|(key, value)| {
+                let key = key.to_ascii_uppercase().replace('-', "_");
+                (format!("LICHEN_TEST_{key}"), value.clone())
+            })
+            .collect()
+    }
+
+    fn check(&self, hooks_dir: Option<&Path>) -> Vec<ManifestError> {
+        let mut errors = Vec::new();
+        for hook in &self.hooks {
+            if !is_good_name(hook) {
+                errors.push(ManifestError::BadName(hook.clone()));
+            } else if let Some(dir) = hooks_dir.filter(|d| d.is_dir()) {
+                if !dir.join(hook).is_file() {
+                    errors.push(ManifestError::UnknownHook {
+                        hook: hook.clone(),
+                        dir: dir.to_path_buf(),
+                    });
+                }
+            }
+        }
+        for (key, value) in &self.settings {
+            if !is_good_name(key) {
+                errors.push(ManifestError::BadName(key.clone()));
+            }
+            if value.chars().any(char::is_control) {
+                errors.push(ManifestError::BadText {
+                    service: "[test]".into(),
+                    field: "a setting",
+                });
+            }
+        }
+        errors
+    }
 }
 
 /// One service: a unikernel image run as a PVH domain.
@@ -134,6 +200,27 @@ pub struct Channel {
     /// log2 of each direction's ring size in bytes.
     #[serde(default = "default_ring_order")]
     pub ring_order: u8,
+    /// A bus channel derived from the images' declarations (never written in a manifest): the
+    /// topics it carries, each with its publisher. Empty for a raw channel.
+    #[serde(skip)]
+    pub topics: Vec<(String, String)>,
+}
+
+impl Channel {
+    /// Whether the launcher derived this channel for the bus.
+    pub fn is_bus(&self) -> bool {
+        !self.topics.is_empty()
+    }
+
+    /// What `service` (one of its ends) calls the channel: a bus channel is named after the
+    /// peer on each side, a raw channel by its manifest name on both.
+    pub fn name_for(&self, service: &str) -> &str {
+        match (self.is_bus(), self.server == service) {
+            (false, _) => &self.name,
+            (true, true) => &self.client,
+            (true, false) => &self.server,
+        }
+    }
 }
 
 fn default_node_name() -> String {
@@ -172,6 +259,8 @@ impl Service {
 pub struct ResolvedImages {
     /// For each service (in manifest order): its kernel image and optional ramdisk.
     pub services: IndexMap<String, (PathBuf, Option<PathBuf>)>,
+    /// What each service's image declares, once read (see [`Manifest::wire_bus`]).
+    pub declarations: bus::Declarations,
 }
 
 impl ResolvedImages {
@@ -251,6 +340,15 @@ pub enum ManifestError {
     },
     /// The channels' server-before-client order has a cycle through these services.
     Cycle(Vec<String>),
+    /// The images' declarations do not fit together or the manifest.
+    Bus(bus::BusError),
+    /// A test hook that the hooks directory does not have.
+    UnknownHook {
+        /// The hook.
+        hook: String,
+        /// The hooks directory.
+        dir: PathBuf,
+    },
 }
 
 impl fmt::Display for ManifestError {
@@ -300,6 +398,10 @@ impl fmt::Display for ManifestError {
                 RING_ORDERS.start(),
                 RING_ORDERS.end()
             ),
+            ManifestError::Bus(e) => write!(f, "{e}"),
+            ManifestError::UnknownHook { hook, dir } => {
+                write!(f, "[test]: no hook named `{hook}` in {}", dir.display())
+            }
             ManifestError::Cycle(services) => write!(
                 f,
                 "the channels' server-before-client order has a cycle through {}",
@@ -335,10 +437,12 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Reads, parses and validates the manifest at `path`, resolving images in `image_dirs`.
+    /// Reads, parses and validates the manifest at `path`, resolving images in `image_dirs` and
+    /// test hooks in `hooks_dir` (when it exists), and derives its bus channels.
     pub fn load(
         path: &Path,
         image_dirs: &[PathBuf],
+        hooks_dir: Option<&Path>,
     ) -> Result<(Manifest, ResolvedImages), ManifestErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ManifestErrors(vec![ManifestError::Read(format!(
@@ -346,9 +450,29 @@ impl Manifest {
                 path.display()
             ))])
         })?;
-        let manifest = Manifest::parse(&text).map_err(|e| ManifestErrors(vec![e]))?;
-        let images = manifest.validate(image_dirs)?;
+        let mut manifest = Manifest::parse(&text).map_err(|e| ManifestErrors(vec![e]))?;
+        let mut images = manifest.validate(image_dirs)?;
+        let hook_errors = manifest.test.check(hooks_dir);
+        if !hook_errors.is_empty() {
+            return Err(ManifestErrors(hook_errors));
+        }
+        manifest.wire_bus(&mut images)?;
         Ok((manifest, images))
+    }
+
+    /// Reads the images' declarations, checks them and adds the bus channels they need
+    /// (see [`crate::bus`]); keeps the declarations in `images`.
+    pub fn wire_bus(&mut self, images: &mut ResolvedImages) -> Result<(), ManifestErrors> {
+        let to_errors =
+            |e: Vec<bus::BusError>| ManifestErrors(e.into_iter().map(ManifestError::Bus).collect());
+        let declarations = bus::read_declarations(self, images).map_err(to_errors)?;
+        let channels = bus::derive(self, &declarations).map_err(to_errors)?;
+        self.channels.extend(channels);
+        if let Err(cycle) = order::start_order(self) {
+            return Err(ManifestErrors(vec![ManifestError::Cycle(cycle.services)]));
+        }
+        images.declarations = declarations;
+        Ok(())
     }
 
     /// Checks everything parsing does not: names, sizes, texts, images, channels and their order.
@@ -507,7 +631,7 @@ mod tests {
                 std::env::temp_dir().join(format!("lichen-manifest-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             for file in files {
-                std::fs::write(dir.join(file), b"\x7fELF").unwrap();
+                std::fs::write(dir.join(file), b"a kernel").unwrap();
             }
             ImageDir(dir)
         }
@@ -572,7 +696,8 @@ mod tests {
                 name: "events".into(),
                 server: "bus".into(),
                 client: "api".into(),
-                ring_order: 11
+                ring_order: 11,
+                topics: vec![],
             }]
         );
     }

@@ -697,6 +697,7 @@ mod tests {
                 .keys()
                 .map(|n| (n.clone(), (PathBuf::from(n), None)))
                 .collect(),
+            declarations: Default::default(),
         };
         let mut supervisor = Supervisor::new(manifest, &images, fake, options());
         let started = Instant::now();
@@ -777,6 +778,7 @@ mod tests {
         let manifest = Manifest::parse(manifest).unwrap();
         let images = ResolvedImages {
             services: [("victim".to_string(), (PathBuf::from("v"), None))].into(),
+            declarations: Default::default(),
         };
         let options = Options {
             poll_interval: Duration::from_secs(2),

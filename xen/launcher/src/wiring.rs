@@ -6,6 +6,7 @@
 //! |-----------------------------|--------------------------------------------------------|
 //! | `name`                      | `S`                                                    |
 //! | `channels`                  | the names of S's channels, space-separated             |
+//! | `bus`                       | those that carry the bus (each named after its peer)   |
 //! | `channels/<C>/role`         | `server` or `client`                                   |
 //! | `channels/<C>/peer`         | the other service's name                               |
 //! | `channels/<C>/peer-domid`   | its domid (absent while it is not running)             |
@@ -68,7 +69,12 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
     let mut wiring = Wiring::default();
     let names: Vec<&str> = manifest
         .channels_of(service)
-        .map(|c| c.name.as_str())
+        .map(|c| c.name_for(service))
+        .collect();
+    let bus: Vec<&str> = manifest
+        .channels_of(service)
+        .filter(|c| c.is_bus())
+        .map(|c| c.name_for(service))
         .collect();
     wiring
         .writes
@@ -76,10 +82,12 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
     wiring
         .writes
         .push((format!("{base}/channels"), names.join(" ")));
+    wiring.writes.push((format!("{base}/bus"), bus.join(" ")));
     for node in [
         base.clone(),
         format!("{base}/name"),
         format!("{base}/channels"),
+        format!("{base}/bus"),
     ] {
         wiring.perms.push(Permissions {
             path: node,
@@ -95,7 +103,7 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
         } else {
             &channel.server
         };
-        let dir = channel_path(domid, &channel.name);
+        let dir = channel_path(domid, channel.name_for(service));
         let role = if is_server { "server" } else { "client" };
         wiring
             .writes
@@ -112,7 +120,7 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
             if !is_server {
                 wiring.writes.push((
                     format!("{dir}/server-path"),
-                    channel_path(peer_domid, &channel.name),
+                    channel_path(peer_domid, channel.name_for(peer)),
                 ));
             }
         } else {
@@ -240,9 +248,55 @@ mod tests {
             value(&wiring, "/local/domain/7/data/lichen/channels"),
             Some("")
         );
-        assert_eq!(wiring.writes.len(), 2);
+        assert_eq!(value(&wiring, "/local/domain/7/data/lichen/bus"), Some(""));
+        assert_eq!(wiring.writes.len(), 3);
         assert!(service_wiring(&demo(), "lone", &domids(&[]))
             .writes
             .is_empty());
+    }
+
+    #[test]
+    fn a_bus_channel_is_named_after_the_peer_on_each_side() {
+        let mut manifest = demo();
+        manifest.channels.push(crate::manifest::Channel {
+            name: "bus~api".into(),
+            server: "bus".into(),
+            client: "api".into(),
+            ring_order: 14,
+            topics: vec![("bus/Status".into(), "bus".into())],
+        });
+        let ids = domids(&[("bus", 1), ("api", 2)]);
+        let server = service_wiring(&manifest, "bus", &ids);
+        assert_eq!(
+            value(&server, "/local/domain/1/data/lichen/channels"),
+            Some("events api")
+        );
+        assert_eq!(
+            value(&server, "/local/domain/1/data/lichen/bus"),
+            Some("api")
+        );
+        assert_eq!(
+            value(&server, "/local/domain/1/data/lichen/channels/api/role"),
+            Some("server")
+        );
+        let client = service_wiring(&manifest, "api", &ids);
+        assert_eq!(
+            value(&client, "/local/domain/2/data/lichen/bus"),
+            Some("bus")
+        );
+        assert_eq!(
+            value(
+                &client,
+                "/local/domain/2/data/lichen/channels/bus/server-path"
+            ),
+            Some("/local/domain/1/data/lichen/channels/api")
+        );
+        assert_eq!(
+            value(
+                &client,
+                "/local/domain/2/data/lichen/channels/bus/ring-order"
+            ),
+            Some("14")
+        );
     }
 }

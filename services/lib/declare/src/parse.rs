@@ -41,6 +41,8 @@ pub struct Parsed {
 /// Why a declaration could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeclError {
+    /// The file is not an ELF file at all (a Linux bzImage, for instance).
+    NotElf,
     /// The file is not a 64-bit little-endian ELF file, or one of its structures lies outside it.
     Elf(&'static str),
     /// The image has no lichen declaration note (it was not built with `kernel::service!`).
@@ -65,6 +67,7 @@ pub enum DeclError {
 impl fmt::Display for DeclError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DeclError::NotElf => f.write_str("not an ELF image"),
             DeclError::Elf(what) => write!(f, "not a usable ELF image: {what}"),
             DeclError::NoNote => f.write_str(
                 "the image declares nothing (no `lichen` ELF note: is it built with kernel::service!?)",
@@ -81,12 +84,12 @@ impl fmt::Display for DeclError {
 /// Finds the declaration note in an ELF image and returns its descriptor (the text, with its
 /// zero padding).
 pub fn find_note(elf: &[u8]) -> Result<&[u8], DeclError> {
+    if !elf.starts_with(b"\x7fELF") {
+        return Err(DeclError::NotElf);
+    }
     let header = elf
         .get(..64)
         .ok_or(DeclError::Elf("shorter than an ELF header"))?;
-    if &header[..4] != b"\x7fELF" {
-        return Err(DeclError::Elf("no ELF magic"));
-    }
     if header[4] != 2 || header[5] != 1 {
         return Err(DeclError::Elf("not 64-bit little-endian"));
     }

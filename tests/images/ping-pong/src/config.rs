@@ -89,10 +89,7 @@ mod tests {
 
     #[test]
     fn bad_command_lines_are_refused_with_the_reason() {
-        assert_eq!(
-            config("rounds=0"),
-            Err(ConfigError::Zero("rounds"))
-        );
+        assert_eq!(config("rounds=0"), Err(ConfigError::Zero("rounds")));
         let error = config("rounds=many").unwrap_err();
         assert_eq!(
             alloc::string::ToString::to_string(&error),

@@ -61,7 +61,10 @@ pub async fn run(config: &Config) -> i32 {
                 }
                 // Before the first synchronisation completes the table is not served yet: the
                 // round is acknowledged when it is (below).
-                if let Some(Err(e)) = acks.as_ref().map(|a| a.publish(&Global, &Ack { n: value.n })) {
+                if let Some(Err(e)) = acks
+                    .as_ref()
+                    .map(|a| a.publish(&Global, &Ack { n: value.n }))
+                {
                     error!("cannot acknowledge round {}: {e}", value.n);
                     failed = true;
                     break;
