@@ -108,6 +108,7 @@ pub const DEFAULT_MEMORY_FLOOR_MIB: u32 = 4;
 ///     needs: [uplink],                        // uplink, disk, modules; optional
 ///     publishes: &[topics::pong::ACK.decl()],  // optional
 ///     subscribes: &[topics::ping::SEQ.decl()], // optional
+///     watches: topics::status::TOPICS,         // optional: followed when published
 /// }
 /// ```
 ///
@@ -125,6 +126,7 @@ macro_rules! service {
         $(, needs: [$($need:ident),* $(,)?])?
         $(, publishes: $publishes:expr)?
         $(, subscribes: $subscribes:expr)?
+        $(, watches: $watches:expr)?
         $(,)?
     ) => {
         static LICHEN_DECLARATION: $crate::declare::Declaration = $crate::declare::Declaration {
@@ -135,6 +137,7 @@ macro_rules! service {
             },
             publishes: $crate::__or_empty!($($publishes)?),
             subscribes: $crate::__or_empty!($($subscribes)?),
+            watches: $crate::__or_empty!($($watches)?),
         };
         #[unsafe(link_section = ".note.lichen")]
         #[used]

@@ -71,8 +71,8 @@ fn pong_is_killed_restarted_and_resynchronised_with_no_round_lost_or_repeated() 
     assert_eq!(rejoined, lost_at);
 
     // ping: every acknowledgement, 1 to the last, exactly once, across one outage.
-    let ping = "verdict ping:";
-    assert_eq!(field(log, ping, "ping:"), Some("ok"), "ping's verdict");
+    let ping = "ping: verdict:";
+    assert_eq!(field(log, ping, "verdict:"), Some("ok"), "ping's verdict");
     assert_eq!(number(log, ping, "first"), 1);
     assert_eq!(number(log, ping, "last"), rounds);
     assert_eq!(number(log, ping, "seen"), rounds);
@@ -85,9 +85,9 @@ fn pong_is_killed_restarted_and_resynchronised_with_no_round_lost_or_repeated() 
 
     // pong: its second life saw every round from the one it joined at to the last, once each;
     // its first life was killed before a verdict.
-    let pong = "verdict pong:";
+    let pong = "pong: verdict:";
     assert_eq!(lines(&run, pong).len(), 1);
-    assert_eq!(field(log, pong, "pong:"), Some("ok"), "pong's verdict");
+    assert_eq!(field(log, pong, "verdict:"), Some("ok"), "pong's verdict");
     assert_eq!(number(log, pong, "first"), lost_at);
     assert_eq!(number(log, pong, "last"), rounds);
     assert_eq!(number(log, pong, "seen"), rounds - lost_at + 1);
@@ -95,7 +95,25 @@ fn pong_is_killed_restarted_and_resynchronised_with_no_round_lost_or_repeated() 
     assert_eq!(number(log, pong, "duplicates"), 0);
     assert_eq!(number(log, pong, "deletions"), 0);
 
-    // Both exited 0 and so did the node.
+    // pong saw ping end its stream (ping closed its publication), not ping's domain go.
+    run.assert_has("pong: ping is done");
+
+    // diag followed both status topics over its own derived channels, the template's topic
+    // (published by nobody here) stayed waiting, and it left once both were gone.
+    let summaries = lines(&run, "diag: node summary at");
+    assert!(
+        summaries
+            .iter()
+            .any(|l| l.contains(": 2 of 3 status topics live")),
+        "{summaries:?}"
+    );
+    run.assert_has("diag:   ping/Seq");
+    run.assert_has("diag:     global: round ");
+    run.assert_has("diag:     global: acknowledged round ");
+    run.assert_has("diag: every publisher is gone: done");
+
+    // All three exited 0 and so did the node.
+    run.assert_has("launcher: diag: exited successfully");
     run.assert_has("launcher: ping: exited successfully");
     run.assert_has("launcher: pong: exited successfully");
     run.assert_has("node `ping-pong` finished: no service failed");

@@ -244,12 +244,15 @@ pub fn derive(
     let position = |s: &str| manifest.services.get_index_of(s).unwrap_or(usize::MAX);
     let mut pairs: BTreeMap<(usize, usize), Vec<(String, String)>> = BTreeMap::new();
     for (service, decl) in declared() {
-        for topic in &decl.subscribes {
+        let subscriptions = decl.subscribes.iter().map(|t| (t, true));
+        for (topic, required) in subscriptions.chain(decl.watches.iter().map(|t| (t, false))) {
             let Some(&(publisher, schema)) = publishers.get(topic.name.as_str()) else {
-                errors.push(BusError::NoPublisher {
-                    service: service.clone(),
-                    topic: topic.name.clone(),
-                });
+                if required {
+                    errors.push(BusError::NoPublisher {
+                        service: service.clone(),
+                        topic: topic.name.clone(),
+                    });
+                }
                 continue;
             };
             if schema != topic.schema {
@@ -329,7 +332,16 @@ pub fn table(manifest: &Manifest, declarations: &Declarations) -> String {
                 };
                 (
                     d.memory_floor_mib.to_string(),
-                    format!("{} / {}", list(&d.publishes), list(&d.subscribes)),
+                    if d.watches.is_empty() {
+                        format!("{} / {}", list(&d.publishes), list(&d.subscribes))
+                    } else {
+                        format!(
+                            "{} / {} / watches {}",
+                            list(&d.publishes),
+                            list(&d.subscribes),
+                            list(&d.watches)
+                        )
+                    },
                 )
             }
             None => ("-".into(), "(declares nothing)".into()),
@@ -393,6 +405,7 @@ mod tests {
             needs: Needs::NONE,
             publishes: publishes.iter().map(|(n, s)| topic(n, *s)).collect(),
             subscribes: subscribes.iter().map(|(n, s)| topic(n, *s)).collect(),
+            watches: vec![],
         })
     }
 
@@ -541,5 +554,33 @@ mod tests {
             Err("not a usable ELF image: shorter than an ELF header".into())
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_watch_is_wired_when_published_and_skipped_otherwise() {
+        let manifest = manifest(&["nim", "diag"]);
+        let mut diag = decl(4, &[], &[]);
+        diag.as_mut().unwrap().watches = vec![topic("nim/Status", 1), topic("nobody/Thing", 1)];
+        let decls = declarations(vec![
+            ("nim", decl(4, &[("nim/Status", 1)], &[])),
+            ("diag", diag),
+        ]);
+        let channels = derive(&manifest, &decls).unwrap();
+        assert_eq!(channels.len(), 1);
+        assert_eq!(
+            channels[0].topics,
+            [("nim/Status".to_string(), "nim".to_string())]
+        );
+
+        let mut wrong = decl(4, &[], &[]);
+        wrong.as_mut().unwrap().watches = vec![topic("nim/Status", 9)];
+        let decls = declarations(vec![
+            ("nim", decl(4, &[("nim/Status", 1)], &[])),
+            ("diag", wrong),
+        ]);
+        assert!(matches!(
+            &derive(&manifest, &decls).unwrap_err()[..],
+            [BusError::Schema { .. }]
+        ));
     }
 }

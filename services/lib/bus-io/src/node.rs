@@ -106,7 +106,12 @@ impl Node {
         let hello = mux::wire::Hello {
             service: service.clone(),
             publishes: list(decl.publishes),
-            subscribes: list(decl.subscribes),
+            subscribes: decl
+                .subscribes
+                .iter()
+                .chain(decl.watches)
+                .map(|t| (t.name.into(), t.schema))
+                .collect(),
         };
         Node {
             inner: Rc::new(Inner {
@@ -170,15 +175,32 @@ impl Node {
         }));
     }
 
-    /// Completes once every channel wrote everything queued on it: after closing its
-    /// publications and subscriptions, a service that waits for this before it exits lets its
-    /// peers see the streams end in order.
-    pub async fn settled(&self) {
+    /// Completes once every stream on every channel was closed by its driver and everything
+    /// queued was written: a service that closed its publications and subscriptions and waits
+    /// for this before it exits lets its peers see each stream end in order, rather than its
+    /// channels vanish with its domain.
+    pub async fn closed(&self) {
         let inner = &self.inner;
         inner
             .changed
-            .wait_until(|| inner.channels.borrow().iter().all(|c| c.is_settled()))
+            .wait_until(|| {
+                inner
+                    .channels
+                    .borrow()
+                    .iter()
+                    .all(|c| c.is_closed_and_flushed())
+            })
             .await
+    }
+
+    /// Whether the channel called `name` is connected (tests).
+    #[cfg(test)]
+    pub(crate) fn inner_channel_connected(&self, name: &str) -> bool {
+        self.inner
+            .channels
+            .borrow()
+            .iter()
+            .any(|c| c.name == name && c.peer().is_some())
     }
 
     /// The names of the node's channels.
@@ -265,7 +287,11 @@ impl Node {
     where
         T: DeserializeOwned + PartialEq + Clone + 'static,
     {
-        self.declared(topic.decl(), "subscribe", self.inner.decl.subscribes)?;
+        let declared = self.declared(topic.decl(), "subscribe", self.inner.decl.subscribes);
+        if let Err(error) = declared {
+            self.declared(topic.decl(), "subscribe", self.inner.decl.watches)
+                .map_err(|_| error)?;
+        }
         let subscription = Subscription::new(bus::Topic::new(topic.name(), topic.schema()));
         let finder = FindPublisher {
             node: self.inner.clone(),

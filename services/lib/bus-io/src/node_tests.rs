@@ -26,18 +26,21 @@ static LEFT: Declaration = Declaration {
     needs: Needs::NONE,
     publishes: &[UP.decl(), NAMES.decl()],
     subscribes: &[DOWN.decl()],
+    watches: &[],
 };
 static RIGHT: Declaration = Declaration {
     memory_floor_mib: 4,
     needs: Needs::NONE,
     publishes: &[DOWN.decl()],
     subscribes: &[UP.decl(), NAMES.decl()],
+    watches: &[],
 };
 static RIGHT_V2: Declaration = Declaration {
     memory_floor_mib: 4,
     needs: Needs::NONE,
     publishes: &[DOWN_V2.decl()],
     subscribes: &[],
+    watches: &[],
 };
 
 std::thread_local! {
@@ -196,4 +199,33 @@ fn only_declared_topics_may_be_used() {
         Some(NodeError::AlreadyPublished("left/Up"))
     );
     let _: &[TopicDecl] = LEFT.publishes;
+}
+
+#[test]
+fn a_closing_service_ends_its_streams_in_order_before_it_goes() {
+    let tasks = Rc::new(Tasks::default());
+    let (left, right, to_left, to_right) = pair(&LEFT, &RIGHT, &tasks);
+    connect(&to_left, &to_right, 256);
+    run(&tasks, async {
+        let up = left.publish(&UP).unwrap();
+        let downs = left.subscribe(&DOWN).unwrap();
+        let down = right.publish(&DOWN).unwrap();
+        let ups = right.subscribe(&UP).unwrap();
+        up.publish(&Global, &Count(1)).unwrap();
+        down.publish(&Global, &Count(2)).unwrap();
+        assert_eq!(next_value(&ups).await, Count(1));
+        assert_eq!(next_value(&downs).await, Count(2));
+        // Closing ends the streams with a `Close` each: the peer sees them end while the
+        // channel stays up.
+        up.close();
+        downs.close();
+        left.closed().await;
+        loop {
+            if let Update::Link(crate::Link::Ended(end)) = ups.next().await {
+                assert_eq!(end, crate::EndReason::PeerClosed);
+                break;
+            }
+        }
+        assert!(right.inner_channel_connected("left"));
+    });
 }

@@ -62,6 +62,7 @@ const fn write_text<const N: usize>(decl: &Declaration, w: &mut Writer<N>) {
     }
     write_topics(decl.publishes, "publishes ", true, w);
     write_topics(decl.subscribes, "subscribes ", false, w);
+    write_topics(decl.watches, "watches ", false, w);
 }
 
 const fn write_topics<const N: usize>(

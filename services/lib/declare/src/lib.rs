@@ -15,7 +15,12 @@
 //! needs uplink
 //! publishes ping/Seq 1 volatile
 //! subscribes pong/Ack 1
+//! watches nim/DeviceNetworkStatus 3
 //! ```
+//!
+//! A subscription (`subscribes`) needs a publisher in the node: the launcher refuses a node
+//! where none publishes it. A watch (`watches`) is an optional subscription: wired when some
+//! service publishes the topic, silently absent otherwise (diag watches every status topic).
 //!
 //! The note comes from an image file, which the launcher does not trust: [`parse`] refuses
 //! anything but that grammar (unknown lines, bad numbers, duplicates, names outside the topic
@@ -120,6 +125,8 @@ pub struct Declaration {
     pub publishes: &'static [TopicDecl],
     /// The topics it subscribes to.
     pub subscribes: &'static [TopicDecl],
+    /// The topics it follows when some service publishes them (optional subscriptions).
+    pub watches: &'static [TopicDecl],
 }
 
 impl Declaration {
@@ -130,6 +137,7 @@ impl Declaration {
             needs: Needs::NONE,
             publishes: &[],
             subscribes: &[],
+            watches: &[],
         }
     }
 
@@ -138,9 +146,12 @@ impl Declaration {
         self.publishes.iter().find(|t| t.name == name)
     }
 
-    /// Whether the image declares that it subscribes to `name`.
+    /// Whether the image declares that it subscribes to `name`, or watches it.
     pub fn subscribes(&self, name: &str) -> Option<&TopicDecl> {
-        self.subscribes.iter().find(|t| t.name == name)
+        self.subscribes
+            .iter()
+            .chain(self.watches)
+            .find(|t| t.name == name)
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Parsed {
     pub publishes: Vec<ParsedTopic>,
     /// The topics it subscribes to, in declaration order.
     pub subscribes: Vec<ParsedTopic>,
+    /// The topics it watches (optional subscriptions), in declaration order.
+    pub watches: Vec<ParsedTopic>,
 }
 
 /// Why a declaration could not be read.
@@ -185,7 +187,7 @@ pub fn parse(text: &[u8]) -> Result<Parsed, DeclError> {
     }
     let mut memory = None;
     let mut needs = None;
-    let (mut publishes, mut subscribes) = (Vec::<ParsedTopic>::new(), Vec::<ParsedTopic>::new());
+    let (mut publishes, mut subscribes, mut watches) = (Vec::new(), Vec::new(), Vec::new());
     for (line, content) in lines {
         let bad = |reason: String| DeclError::Line { line, reason };
         if content.is_empty() {
@@ -220,7 +222,7 @@ pub fn parse(text: &[u8]) -> Result<Parsed, DeclError> {
                 }
                 needs = Some(parsed);
             }
-            verb @ ("publishes" | "subscribes") => {
+            verb @ ("publishes" | "subscribes" | "watches") => {
                 let publishing = verb == "publishes";
                 let topic = match (publishing, &words[1..]) {
                     (true, [name, schema, persistence]) => ParsedTopic {
@@ -242,12 +244,12 @@ pub fn parse(text: &[u8]) -> Result<Parsed, DeclError> {
                             "expected `publishes <topic> <schema> <persistence>`".into()
                         ))
                     }
-                    (false, _) => return Err(bad("expected `subscribes <topic> <schema>`".into())),
+                    (false, _) => return Err(bad(format!("expected `{verb} <topic> <schema>`"))),
                 };
-                let list = if publishing {
-                    &mut publishes
-                } else {
-                    &mut subscribes
+                let list: &mut Vec<ParsedTopic> = match verb {
+                    "publishes" => &mut publishes,
+                    "subscribes" => &mut subscribes,
+                    _ => &mut watches,
                 };
                 if list.iter().any(|t| t.name == topic.name) {
                     return Err(bad(format!("{} {} twice", verb, topic.name)));
@@ -262,6 +264,7 @@ pub fn parse(text: &[u8]) -> Result<Parsed, DeclError> {
         needs: needs.unwrap_or(Needs::NONE),
         publishes,
         subscribes,
+        watches,
     })
 }
 

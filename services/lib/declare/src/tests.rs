@@ -28,6 +28,12 @@ const DECL: Declaration = Declaration {
     },
     publishes: &[SEQ, CONFIG],
     subscribes: &[ACK],
+    watches: &[WATCHED],
+};
+const WATCHED: TopicDecl = TopicDecl {
+    name: "nim/DeviceNetworkStatus",
+    schema: 3,
+    persistence: Persistence::Volatile,
 };
 
 /// Built at compile time, as `kernel::service!` does.
@@ -69,7 +75,7 @@ fn a_declaration_survives_the_note() {
         text,
         "lichen-declaration 1\nmemory-floor-mib 8\nneeds uplink modules\n\
          publishes ping/Seq 1 volatile\npublishes zedagent/EdgeDevConfig 12 persistent\n\
-         subscribes pong/Ack 4000000000\n"
+         subscribes pong/Ack 4000000000\nwatches nim/DeviceNetworkStatus 3\n"
     );
     let mut notes = xen_note();
     notes.extend_from_slice(&NOTE);
@@ -91,6 +97,7 @@ fn a_declaration_survives_the_note() {
     );
     assert_eq!(parsed.subscribes[0].name, "pong/Ack");
     assert_eq!(parsed.subscribes[0].schema, 4_000_000_000);
+    assert_eq!(parsed.watches[0].name, "nim/DeviceNetworkStatus");
 }
 
 #[test]
@@ -104,7 +111,8 @@ fn a_minimal_declaration_has_no_needs_and_no_topics() {
             memory_floor_mib: 2,
             needs: Needs::NONE,
             publishes: vec![],
-            subscribes: vec![]
+            subscribes: vec![],
+            watches: vec![]
         }
     );
 }
@@ -186,6 +194,11 @@ fn bad_lines_are_named() {
             "twice",
         ),
         (&*alloc::format!("{h}frobnicate\n"), 3, "unknown item"),
+        (
+            &*alloc::format!("{h}watches a/B 1 volatile\n"),
+            3,
+            "expected `watches",
+        ),
         (
             &*alloc::format!("{h}publishes a/B  1 volatile\n"),
             3,

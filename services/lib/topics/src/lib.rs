@@ -25,6 +25,7 @@ pub use declare::{Persistence, TopicDecl};
 pub mod ping;
 pub mod pong;
 pub mod status;
+pub mod template;
 
 /// A table of `T` objects keyed by `K`, published by one service.
 pub struct Topic<K, T> {

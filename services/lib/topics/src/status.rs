@@ -5,10 +5,10 @@
 //! [`for_each_status_topic!`] (how diag subscribes to each with its own types). A unit test
 //! checks that they agree. A status message type implements `Display`: one line per object.
 
-use crate::{ping, pong, TopicDecl};
+use crate::{ping, pong, template, TopicDecl};
 
 /// Every status topic, as an image declares it.
-pub const TOPICS: &[TopicDecl] = &[ping::SEQ.decl(), pong::ACK.decl()];
+pub const TOPICS: &[TopicDecl] = &[ping::SEQ.decl(), pong::ACK.decl(), template::STATUS.decl()];
 
 /// Calls `$visit!(&topic)` for every status topic (a macro, so that `$visit` can be generic
 /// over each topic's key and message types).
@@ -17,6 +17,7 @@ macro_rules! for_each_status_topic {
     ($visit:ident) => {
         $visit!(&$crate::ping::SEQ);
         $visit!(&$crate::pong::ACK);
+        $visit!(&$crate::template::STATUS);
     };
 }
 

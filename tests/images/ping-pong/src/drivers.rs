@@ -78,5 +78,5 @@ impl Patience {
 /// Waits (a little) for the node's channels to send what closed publications and
 /// subscriptions left to say, so that peers see an orderly close rather than a vanished domain.
 pub async fn stopped(node: &bus_io::Node) {
-    let _ = kernel::timeout(STOP_WAIT, node.settled()).await;
+    let _ = kernel::timeout(STOP_WAIT, node.closed()).await;
 }

@@ -90,7 +90,7 @@ pub async fn run(config: &Config) -> i32 {
     let ok = !stalled && watch.deletions == 0 && watch.acks.is_exactly(1, config.rounds);
     let verdict = if ok { "ok" } else { "FAILED" };
     info!(
-        "verdict ping: {verdict} {} published {published} outages {} resyncs {} deletions {}",
+        "verdict: {verdict} {} published {published} outages {} resyncs {} deletions {}",
         watch.acks, watch.outages, watch.resyncs, watch.deletions
     );
     if ok {

@@ -115,7 +115,7 @@ pub async fn run(config: &Config) -> i32 {
 
     let ok = !failed && deletions == 0 && rounds.is_unbroken_up_to(config.rounds);
     let verdict = if ok { "ok" } else { "FAILED" };
-    info!("verdict pong: {verdict} {rounds} deletions {deletions}");
+    info!("verdict: {verdict} {rounds} deletions {deletions}");
     if ok {
         0
     } else {

@@ -53,9 +53,13 @@ impl Channel {
         }
     }
 
-    /// Whether everything queued on the current connection was written (or there is none).
-    pub fn is_settled(&self) -> bool {
-        !self.unsent.get() && self.with_mux(|mux| !mux.wants_to_send()).unwrap_or(true)
+    /// Whether every stream of the current connection was closed by its handle and everything
+    /// queued was written (or there is no connection).
+    pub fn is_closed_and_flushed(&self) -> bool {
+        !self.unsent.get()
+            && self
+                .with_mux(|mux| !mux.has_attached() && !mux.wants_to_send())
+                .unwrap_or(true)
     }
 
     /// Runs `f` on the current connection's multiplexer, if connected.

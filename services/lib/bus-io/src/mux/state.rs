@@ -371,6 +371,14 @@ impl Mux {
         }
     }
 
+    /// Whether a local handle still holds a stream (an open publication or subscription).
+    pub fn has_attached(&self) -> bool {
+        self.serving
+            .iter()
+            .chain(&self.subscribed)
+            .any(|s| s.attached)
+    }
+
     /// Whether [`fill`](Self::fill) has something to send.
     pub fn wants_to_send(&self) -> bool {
         !self.hello_sent
