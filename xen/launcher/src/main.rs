@@ -12,27 +12,13 @@
 //! Exit status: 0 when no service failed, 1 when one did, 2 for a bad manifest or usage, 3 when
 //! the platform (Xen's daemons, the toolstack) could not be brought up.
 
-mod backoff;
-mod bus;
-mod console;
-mod daemons;
-mod log;
-mod manifest;
-mod order;
-mod platform;
-mod privcmd;
-mod status;
-mod supervisor;
-mod toolstack;
-mod wiring;
-mod xenstore;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use manifest::Manifest;
+use lichen_launcher::manifest::{self, Manifest};
+use lichen_launcher::{bus, daemons, log, order, say, supervisor, toolstack};
 
 const USAGE: &str = "usage: lichen-launcher check|images|image-names|run [--images DIR]... [--hooks DIR] [--log-dir DIR] [--state-dir DIR] <manifest>";
 

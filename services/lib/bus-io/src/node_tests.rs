@@ -88,11 +88,11 @@ async fn next_value<T: Clone + PartialEq + serde::de::DeserializeOwned>(
     sub: &crate::Subscription<T>,
 ) -> T {
     loop {
-        match sub.next().await {
-            Update::Event(
-                OwnedEvent::Created { value, .. } | OwnedEvent::Modified { new: value, .. },
-            ) => return value,
-            _ => {}
+        if let Update::Event(
+            OwnedEvent::Created { value, .. } | OwnedEvent::Modified { new: value, .. },
+        ) = sub.next().await
+        {
+            return value;
         }
     }
 }

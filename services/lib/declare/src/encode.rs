@@ -169,7 +169,7 @@ impl<const N: usize> Writer<N> {
     }
 
     const fn pad4(&mut self) {
-        while self.len % 4 != 0 {
+        while !self.len.is_multiple_of(4) {
             self.byte(0);
         }
     }

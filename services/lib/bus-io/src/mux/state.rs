@@ -200,7 +200,7 @@ impl Mux {
 
     /// Applies everything `decoder` holds.
     pub fn receive_all(&mut self, decoder: &mut wire::Decoder) -> Result<(), MuxError> {
-        while let Some(frame) = decoder.next()? {
+        while let Some(frame) = decoder.next_frame()? {
             self.receive(frame)?;
         }
         Ok(())

@@ -178,7 +178,7 @@ fn max_payload(kind: u8) -> usize {
 
 /// Reassembles frames from a byte stream taken in chunks of any size.
 ///
-/// It holds at most one frame and one chunk; [`Decoder::next`] hands out each complete frame.
+/// It holds at most one frame and one chunk; [`Decoder::next_frame`] hands out each complete frame.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
@@ -199,7 +199,7 @@ impl Decoder {
     }
 
     /// The next complete frame, `None` when more bytes are needed, or the peer's error.
-    pub fn next(&mut self) -> Result<Option<Frame<'_>>, WireError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WireError> {
         let pending = &self.buf[self.start..];
         let Some(header) = pending.get(..HEADER) else {
             return Ok(None);
@@ -270,7 +270,7 @@ mod tests {
             let mut seen = Vec::new();
             for piece in bytes.chunks(chunk) {
                 decoder.push(piece);
-                while let Some(frame) = decoder.next().unwrap() {
+                while let Some(frame) = decoder.next_frame().unwrap() {
                     seen.push(format!("{frame:?}"));
                 }
             }
@@ -318,7 +318,7 @@ mod tests {
         ] {
             let mut decoder = Decoder::default();
             decoder.push(&bytes);
-            assert_eq!(decoder.next(), Err(error), "{bytes:?}");
+            assert_eq!(decoder.next_frame(), Err(error), "{bytes:?}");
         }
     }
 

@@ -1,0 +1,19 @@
+//! `lichen-launcher` as a library: the manifest and its checks, the bus wiring derived from the
+//! images' declarations, the supervisor and the Xen toolstack it drives. The `lichen-launcher`
+//! program (src/main.rs) is its command line; the fuzz targets (xen/launcher/fuzz) use the
+//! parsers directly.
+
+pub mod backoff;
+pub mod bus;
+pub mod console;
+pub mod daemons;
+pub mod log;
+pub mod manifest;
+pub mod order;
+pub mod platform;
+pub mod privcmd;
+pub mod status;
+pub mod supervisor;
+pub mod toolstack;
+pub mod wiring;
+pub mod xenstore;
