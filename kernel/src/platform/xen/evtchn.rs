@@ -225,7 +225,9 @@ pub fn unmask(port: Port) -> Result<(), EventError> {
     })
 }
 
-/// Closes a port; a pending event on it is dropped.
+/// Closes a port; a pending event on it is dropped. Tasks still registered on it are woken
+/// and forgotten: a closed port must never be named to SCHEDOP_poll again (Xen refuses the
+/// whole poll with EINVAL), and a waiter whose future was dropped leaves its entry behind.
 pub fn close(port: Port) -> Result<(), EventError> {
     let mut p = port;
     // SAFETY: a live evtchn_close (one u32 port).
@@ -233,6 +235,20 @@ pub fn close(port: Port) -> Result<(), EventError> {
         hypercall::call_with(hypercall::EVENT_CHANNEL_OP, CLOSE, &mut p)
     });
     take_fired(port);
+    let stale: Vec<Waker> = {
+        let mut waiters = WAITERS.lock();
+        let mut stale = Vec::new();
+        waiters.retain(|(p, waker)| {
+            if *p == port {
+                stale.push(waker.clone());
+                false
+            } else {
+                true
+            }
+        });
+        stale
+    };
+    stale.into_iter().for_each(Waker::wake);
     result
 }
 
