@@ -26,6 +26,8 @@ pub mod ping;
 pub mod pong;
 pub mod status;
 pub mod template;
+pub mod vbench_a;
+pub mod vbench_b;
 
 /// A table of `T` objects keyed by `K`, published by one service.
 pub struct Topic<K, T> {

@@ -23,14 +23,19 @@ use alloc::vec;
 use alloc::vec::Vec;
 use bus::Topic;
 use core::fmt;
-use serde::{Deserialize, Serialize};
 
 use crate::protocol::parse_size_count;
 
 /// The publisher's table: the samples of the run under way.
-pub const SAMPLE_TOPIC: Topic = Topic::new("vchan-bench/Sample", 1);
+pub const SAMPLE_TOPIC: Topic = Topic::new(
+    topics::vbench_a::SAMPLES.name(),
+    topics::vbench_a::SAMPLES.schema(),
+);
 /// The subscriber's table: one object, [`PROGRESS_KEY`].
-pub const PROGRESS_TOPIC: Topic = Topic::new("vchan-bench/Progress", 1);
+pub const PROGRESS_TOPIC: Topic = Topic::new(
+    topics::vbench_b::PROGRESS.name(),
+    topics::vbench_b::PROGRESS.schema(),
+);
 /// The key of the subscriber's one object.
 pub const PROGRESS_KEY: &str = "progress";
 /// Objects the publisher publishes (or deletes) before letting its driver write them: half the
@@ -54,28 +59,8 @@ pub fn key_of(index: u32) -> String {
     format!("s{index}")
 }
 
-/// One published object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sample {
-    /// The run it belongs to, from 0.
-    pub run: u32,
-    /// Its index in the run, below `count`; its key is [`key_of`]`(index)`.
-    pub index: u32,
-    /// How many objects the run publishes.
-    pub count: u32,
-    /// The payload, `size` bytes.
-    pub payload: Vec<u8>,
-}
-
-/// The subscriber's object: how far it got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    /// `2r`: ready for run `r` (view empty); `2r + 1`: saw all of run `r`.
-    pub step: u32,
-    /// Synchronisations after the first one (the bus resynchronises a session whose changed
-    /// keys overflow; the bench's batches should make that never happen).
-    pub resyncs: u32,
-}
+pub use topics::vbench_a::Sample;
+pub use topics::vbench_b::Progress;
 
 /// One run of a plan: `count` objects of `size` payload bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 //! The lichen-bus sessions (see `vchan_bench::bus` for what they do): a publisher that runs the
 //! bus plan and times each run, a subscriber that checks every object and reports its progress.
-//! Both drive the bus with lichen-bus-io over manifest channels (`bus_io::channel`), as any
-//! service does; a connection that ends before the plan is done fails the session instead of
-//! being made again.
+//! Both drive the bus with lichen-bus-io, either over two manifest channels of their own
+//! (`wired`: the reference, one channel per topic) or as any service does, through the node on
+//! the bus channel the launcher derived between the two images (`node`: both topics
+//! multiplexed on one channel). A connection that ends before the plan is done fails the
+//! session instead of being made again.
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -12,7 +14,7 @@ use core::cell::RefCell;
 
 use bus::{OwnedEvent, Publisher, Volatile};
 use bus_io::channel::NamedChannel;
-use bus_io::{EndReason, Link, SharedPublisher, Subscription, Update};
+use bus_io::{EndReason, Link, Node, SharedPublisher, Subscription, Update};
 use kernel::{info, Duration, JoinHandle};
 use serde::{de::DeserializeOwned, Serialize};
 use vchan_bench::bus::{
@@ -20,7 +22,7 @@ use vchan_bench::bus::{
     PROGRESS_TOPIC, SAMPLE_TOPIC,
 };
 
-use crate::{within, Failure, Limits, FILL};
+use super::{within, Failure, Limits, FILL};
 
 /// How long a driver may take to drop its channel once closed.
 const STOP_WAIT: Duration = Duration::from_secs(2);
@@ -69,7 +71,7 @@ where
             .serve(channel, |link| match link {
                 Link::Connected => {
                     if let Some((name, role)) = &session {
-                        log_session(name, role);
+                        log_session(name, role, None);
                     }
                 }
                 failed_or_ended => ended.note(&failed_or_ended),
@@ -88,8 +90,30 @@ where
 }
 
 /// Prints the line the bench script counts a session by, once its channel is open.
-fn log_session(name: &str, role: &str) {
-    info!("vbench-session session={name} impl=lichen-bus vchan=wired bench={role}");
+fn log_session(name: &str, role: &str, node: Option<&Node>) {
+    let vchan = if node.is_some() { "derived" } else { "wired" };
+    info!("vbench-session session={name} impl=lichen-bus vchan={vchan} bench={role}");
+}
+
+/// The session's drivers: tasks on manifest channels (`wired`), or the node's.
+enum Drivers<'a> {
+    Wired(JoinHandle<()>, JoinHandle<()>),
+    Node(&'a Node),
+}
+
+impl Drivers<'_> {
+    /// Waits (a little) for the closed drivers to drop or close their streams.
+    async fn stopped(self) {
+        match self {
+            Drivers::Wired(first, second) => {
+                stopped(first).await;
+                stopped(second).await;
+            }
+            Drivers::Node(node) => {
+                let _ = kernel::timeout(STOP_WAIT, node.closed()).await;
+            }
+        }
+    }
 }
 
 /// Waits (a little) for a closed driver to drop its channel, so that the peer sees a close.
@@ -98,19 +122,36 @@ async fn stopped(driver: JoinHandle<()>) {
 }
 
 /// The publishing session: runs `plan` and prints a row per run.
-pub async fn publish(name: &str, plan: &[BusRun], limits: Limits) -> Result<(), Failure> {
-    let samples = Publisher::<Sample, _>::new(SAMPLE_TOPIC, Volatile)
-        .map(SharedPublisher::new)
-        .map_err(|e| Failure::new("setup", 0, e))?;
-    let progress = Subscription::<Progress>::new(PROGRESS_TOPIC);
+pub async fn publish(
+    name: &str,
+    plan: &[BusRun],
+    limits: Limits,
+    node: Option<&Node>,
+) -> Result<(), Failure> {
+    let setup = |e: bus_io::NodeError| Failure::new("setup", 0, e);
     let data_ended = Ended::default();
-    let serving = serve(
-        &samples,
-        connector(name.into(), limits.wait),
-        Some((name, "publish")),
-        &data_ended,
-    );
-    let following = follow(&progress, connector(ack_channel(name), limits.wait));
+    let (samples, progress, drivers) = match node {
+        None => {
+            let samples = Publisher::<Sample, _>::new(SAMPLE_TOPIC, Volatile)
+                .map(SharedPublisher::new)
+                .map_err(|e| Failure::new("setup", 0, e))?;
+            let progress = Subscription::<Progress>::new(PROGRESS_TOPIC);
+            let serving = serve(
+                &samples,
+                connector(name.into(), limits.wait),
+                Some((name, "publish")),
+                &data_ended,
+            );
+            let following = follow(&progress, connector(ack_channel(name), limits.wait));
+            (samples, progress, Drivers::Wired(serving, following))
+        }
+        Some(node) => {
+            let samples = node.publish(&topics::vbench_a::SAMPLES).map_err(setup)?;
+            let progress = node.subscribe(&topics::vbench_b::PROGRESS).map_err(setup)?;
+            log_session(name, "publish", Some(node));
+            (samples.shared().clone(), progress, Drivers::Node(node))
+        }
+    };
     let mut watch = ProgressWatch {
         progress: &progress,
         data_ended: &data_ended,
@@ -128,9 +169,8 @@ pub async fn publish(name: &str, plan: &[BusRun], limits: Limits) -> Result<(), 
     }
     // The data channel closes first: the subscriber takes its end as the end of the plan.
     samples.close();
-    stopped(serving).await;
     progress.close();
-    stopped(following).await;
+    drivers.stopped().await;
     result
 }
 
@@ -231,24 +271,34 @@ async fn batch_written(
 
 /// The subscribing session: checks every run and reports its progress, until the publisher
 /// closes the connection after the last run.
-pub async fn subscribe(name: &str, limits: Limits) -> Result<(), Failure> {
-    let samples = Subscription::<Sample>::new(SAMPLE_TOPIC);
-    let progress = Publisher::<Progress, _>::new(PROGRESS_TOPIC, Volatile)
-        .map(SharedPublisher::new)
-        .map_err(|e| Failure::new("setup", 0, e))?;
+pub async fn subscribe(name: &str, limits: Limits, node: Option<&Node>) -> Result<(), Failure> {
+    let setup = |e: bus_io::NodeError| Failure::new("setup", 0, e);
     let progress_ended = Ended::default();
-    let following = follow(&samples, connector(name.into(), limits.wait));
-    let serving = serve(
-        &progress,
-        connector(ack_channel(name), limits.wait),
-        None,
-        &progress_ended,
-    );
-    let result = check_runs(name, &samples, &progress, &progress_ended, limits).await;
+    let (samples, progress, drivers) = match node {
+        None => {
+            let samples = Subscription::<Sample>::new(SAMPLE_TOPIC);
+            let progress = Publisher::<Progress, _>::new(PROGRESS_TOPIC, Volatile)
+                .map(SharedPublisher::new)
+                .map_err(|e| Failure::new("setup", 0, e))?;
+            let following = follow(&samples, connector(name.into(), limits.wait));
+            let serving = serve(
+                &progress,
+                connector(ack_channel(name), limits.wait),
+                None,
+                &progress_ended,
+            );
+            (samples, progress, Drivers::Wired(following, serving))
+        }
+        Some(node) => {
+            let samples = node.subscribe(&topics::vbench_a::SAMPLES).map_err(setup)?;
+            let progress = node.publish(&topics::vbench_b::PROGRESS).map_err(setup)?;
+            (samples, progress.shared().clone(), Drivers::Node(node))
+        }
+    };
+    let result = check_runs(name, &samples, &progress, &progress_ended, limits, node).await;
     samples.close();
     progress.close();
-    stopped(following).await;
-    stopped(serving).await;
+    drivers.stopped().await;
     result
 }
 
@@ -259,6 +309,7 @@ async fn check_runs(
     progress: &SharedPublisher<Progress>,
     progress_ended: &Ended,
     limits: Limits,
+    node: Option<&Node>,
 ) -> Result<(), Failure> {
     let mut check = RunCheck::new();
     let mut synchronisations = 0u32;
@@ -293,7 +344,7 @@ async fn check_runs(
         let failed = |e: CheckError| Failure::new(OP, 0, format!("run {run}: {e}"));
         let progressed = match update {
             Update::Link(Link::Connected) => {
-                log_session(name, "subscribe");
+                log_session(name, "subscribe", node);
                 false
             }
             // The publisher closes once the subscriber's view is empty after its last run.

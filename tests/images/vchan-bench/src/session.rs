@@ -4,11 +4,13 @@
 //! - `serve:ROLE:NAME:ORDER`: vchan server for dom0 at `data/vchan-bench/NAME` (in this domain's
 //!   home), both rings `2^ORDER` bytes, ORDER 12 to 20;
 //! - `connect:ROLE:NAME`: vchan client of dom0's server at `/local/domain/0/data/vchan-bench/NAME`;
-//! - `wired:ROLE:NAME`: the manifest channel NAME, in the role the launcher gave it.
+//! - `wired:ROLE:NAME`: the manifest channel NAME, in the role the launcher gave it;
+//! - `node:ROLE:NAME`: the bus channel the launcher derived between the two bench images
+//!   (`bus_io::Node`, multiplexed), bus roles only.
 //!
-//! ROLE is `control` (run the plan, report) or `respond`, or, on `wired` channels only, a bus
-//! role: `publish` (run the bus plan, report) or `subscribe` (see `bus.rs`; a bus session uses
-//! the channels NAME and NAME-ack). NAME also labels the session's reports.
+//! ROLE is `control` (run the plan, report) or `respond`, or, on `wired` and `node` channels,
+//! a bus role: `publish` (run the bus plan, report) or `subscribe` (see `bus.rs`; a `wired` bus
+//! session uses the channels NAME and NAME-ack). NAME also labels the session's reports.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -26,6 +28,8 @@ pub enum Transport {
     Connect,
     /// The manifest channel of that name.
     Wired,
+    /// The derived bus channel (bus sessions only).
+    Node,
 }
 
 /// What this side does in the session.
@@ -128,9 +132,11 @@ fn parse_one(item: &str) -> Result<Session, BadSession> {
         }
         ("connect", None) => Transport::Connect,
         ("wired", None) => Transport::Wired,
+        ("node", None) => Transport::Node,
         _ => return Err(bad()),
     };
-    if role.is_bus() && transport != Transport::Wired {
+    let bus_transport = matches!(transport, Transport::Wired | Transport::Node);
+    if (role.is_bus() && !bus_transport) || (transport == Transport::Node && !role.is_bus()) {
         return Err(bad());
     }
     Ok(Session {
@@ -143,6 +149,17 @@ fn parse_one(item: &str) -> Result<Session, BadSession> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_sessions_are_bus_sessions() {
+        let s = parse_sessions("node:publish:bus-mux-o14,node:subscribe:bus-mux-o14").unwrap();
+        assert!(s
+            .iter()
+            .all(|s| s.transport == Transport::Node && s.role.is_bus()));
+        for bad in ["node:control:x", "node:respond:x", "node:publish:x:16"] {
+            assert!(parse_sessions(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn every_kind_parses() {

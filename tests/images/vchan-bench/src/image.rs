@@ -1,7 +1,11 @@
-//! `vchan-bench`: lichen's side of `scripts/bench vchan`. It runs the sessions its command line
-//! lists, one after another, over `kernel::vchan`, against libxenvchan's side in dom0
-//! (`xen/dom0/bench/vchan-bench.c`, driven by the `vchan-bench` dom0 hook) or another
-//! `vchan-bench` domain on a manifest channel. The protocol is in `protocol.rs`.
+//! lichen's side of `scripts/bench vchan`, built as two images, `vbench-a` and `vbench-b`, that
+//! differ only in what they declare (src/bin): vbench-a publishes the bus sessions' samples
+//! (`topics::vbench_a`), vbench-b their subscriber's progress (`topics::vbench_b`), so that the
+//! launcher derives the bus channel between them. It runs the sessions its command line lists,
+//! one after another, over `kernel::vchan`, against libxenvchan's side in dom0
+//! (`xen/dom0/bench/vchan-bench.c`, driven by the `vchan-bench` dom0 hook), or with the other
+//! bench domain on a manifest channel or on the derived bus channel. The protocol is in
+//! `protocol.rs`.
 //!
 //! Command line:
 //! - `sessions=KIND:ROLE:NAME[:ORDER],...` (see `session.rs`), required;
@@ -17,11 +21,7 @@
 //! `vbench-fail ...` when one failed; a subscribing session ends with `vbench-bus-check ...`.
 //! Exits 0 when every session ended cleanly.
 
-#![no_std]
-#![no_main]
-
-extern crate alloc;
-
+#[path = "bus_session.rs"]
 mod bus_session;
 
 use alloc::format;
@@ -33,8 +33,6 @@ use kernel::{error, info, Args, Duration};
 use vchan_bench::bus::parse_bus_plan;
 use vchan_bench::protocol::{parse_plan, Latency, Op, Spec, ACK_BYTES, SPEC_BYTES};
 use vchan_bench::session::{parse_sessions, Role, Session, Transport};
-
-kernel::service!(main);
 
 /// The byte every message is filled with (the benchmark measures moving bytes, not their value).
 const FILL: u8 = 0xa5;
@@ -58,12 +56,13 @@ impl Failure {
 
 /// Timeouts of one run.
 #[derive(Clone, Copy)]
-struct Limits {
+pub struct Limits {
     wait: Duration,
     op: Duration,
 }
 
-async fn main(args: Args) -> i32 {
+/// The image's `main` (both images).
+pub async fn main(args: Args) -> i32 {
     if kernel::platform::current().name() != "xen" {
         error!("vchan-bench needs Xen");
         return 2;
@@ -109,11 +108,19 @@ async fn run(args: &Args) -> Result<usize, String> {
         wait: seconds("wait_s", 600)?,
         op: seconds("op_timeout_s", 120)?,
     };
+    // The bus node, once, if a session runs on the derived channel.
+    let node = match sessions.iter().any(|s| s.transport == Transport::Node) {
+        true => Some(bus_io::channel::node().await),
+        false => None,
+    };
     let mut failed = 0;
     for session in &sessions {
+        let node = node
+            .as_ref()
+            .filter(|_| session.transport == Transport::Node);
         let result = match session.role {
-            Role::Publish => bus_session::publish(&session.name, &bus_plan, limits).await,
-            Role::Subscribe => bus_session::subscribe(&session.name, limits).await,
+            Role::Publish => bus_session::publish(&session.name, &bus_plan, limits, node).await,
+            Role::Subscribe => bus_session::subscribe(&session.name, limits, node).await,
             Role::Control | Role::Respond => run_session(session, &plan, limits).await,
         };
         if let Err(f) = result {
@@ -139,6 +146,7 @@ async fn run_session(session: &Session, plan: &[Spec], limits: Limits) -> Result
             Ok(Vchan::client(0, &path, limits.wait).await)
         }
         Transport::Wired => Ok(vchan::open_wired(name, limits.wait).await),
+        Transport::Node => unreachable!("the derived channel carries bus sessions only"),
     };
     let mut ch = opened
         .map_err(|_| Failure::new("setup", 0, "no peer came"))?
