@@ -583,4 +583,147 @@ mod tests {
             [BusError::Schema { .. }]
         ));
     }
+
+    /// EVE's pillars as they will declare themselves (topics from EVE's pubsub tables): ten
+    /// services, no `[[channels]]`, wired from their declarations alone.
+    #[test]
+    fn a_ten_service_node_needs_no_channels() {
+        let services = [
+            "zedagent",
+            "nim",
+            "zedmanager",
+            "downloader",
+            "verifier",
+            "volumemgr",
+            "domainmgr",
+            "zedrouter",
+            "baseosmgr",
+            "diag",
+        ];
+        let manifest = manifest(&services);
+        let decls = declarations(vec![
+            (
+                "zedagent",
+                decl(
+                    16,
+                    &[
+                        ("zedagent/EdgeDevConfig", 1),
+                        ("zedagent/AppInstanceConfig", 1),
+                    ],
+                    &[
+                        ("nim/DeviceNetworkStatus", 1),
+                        ("zedmanager/AppInstanceStatus", 1),
+                    ],
+                ),
+            ),
+            (
+                "nim",
+                decl(
+                    8,
+                    &[("nim/DeviceNetworkStatus", 1)],
+                    &[("zedagent/EdgeDevConfig", 1)],
+                ),
+            ),
+            (
+                "zedmanager",
+                decl(
+                    8,
+                    &[
+                        ("zedmanager/AppInstanceStatus", 1),
+                        ("zedmanager/DomainConfig", 1),
+                    ],
+                    &[
+                        ("zedagent/AppInstanceConfig", 1),
+                        ("volumemgr/VolumeStatus", 1),
+                    ],
+                ),
+            ),
+            (
+                "downloader",
+                decl(
+                    8,
+                    &[("downloader/DownloaderStatus", 1)],
+                    &[("volumemgr/DownloaderConfig", 1)],
+                ),
+            ),
+            (
+                "verifier",
+                decl(
+                    8,
+                    &[("verifier/VerifyImageStatus", 1)],
+                    &[("downloader/DownloaderStatus", 1)],
+                ),
+            ),
+            (
+                "volumemgr",
+                decl(
+                    8,
+                    &[
+                        ("volumemgr/VolumeStatus", 1),
+                        ("volumemgr/DownloaderConfig", 1),
+                    ],
+                    &[
+                        ("verifier/VerifyImageStatus", 1),
+                        ("zedagent/AppInstanceConfig", 1),
+                    ],
+                ),
+            ),
+            (
+                "domainmgr",
+                decl(
+                    8,
+                    &[("domainmgr/DomainStatus", 1)],
+                    &[("zedmanager/DomainConfig", 1)],
+                ),
+            ),
+            (
+                "zedrouter",
+                decl(
+                    8,
+                    &[("zedrouter/NetworkInstanceStatus", 1)],
+                    &[("zedagent/EdgeDevConfig", 1)],
+                ),
+            ),
+            (
+                "baseosmgr",
+                decl(
+                    8,
+                    &[("baseosmgr/BaseOsStatus", 1)],
+                    &[("zedagent/EdgeDevConfig", 1)],
+                ),
+            ),
+            (
+                "diag",
+                decl(
+                    4,
+                    &[],
+                    &[
+                        ("nim/DeviceNetworkStatus", 1),
+                        ("domainmgr/DomainStatus", 1),
+                    ],
+                ),
+            ),
+        ]);
+        assert!(manifest.channels.is_empty());
+        let channels = derive(&manifest, &decls).unwrap();
+        // One channel per pair that talks, whatever the number of topics between them.
+        let pairs: Vec<(&str, &str)> = channels
+            .iter()
+            .map(|c| (c.server.as_str(), c.client.as_str()))
+            .collect();
+        assert_eq!(pairs.len(), 12, "{pairs:?}");
+        assert!(pairs.contains(&("zedagent", "zedmanager")));
+        let zedagent_zedmanager = &channels[pairs
+            .iter()
+            .position(|p| *p == ("zedagent", "zedmanager"))
+            .unwrap()];
+        assert_eq!(
+            zedagent_zedmanager.topics.len(),
+            2,
+            "both ways on one channel"
+        );
+        let mut with_channels = manifest.clone();
+        with_channels.channels.extend(channels);
+        assert!(crate::order::start_order(&with_channels).is_ok());
+    }
 }
