@@ -174,7 +174,7 @@ mod platform {
             name: name.into(),
             reason,
         })?;
-        let end = if crate::platform::current().name() == "xen" {
+        let end = if crate::platform::kind() == crate::platform::Kind::Xen {
             End::Vchan(open_wired(name, wait).await?)
         } else {
             End::Console(console::open(name, wait).await.map_err(|e| match e {

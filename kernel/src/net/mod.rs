@@ -25,6 +25,8 @@ mod stack;
 #[cfg(target_os = "none")]
 mod tcp;
 #[cfg(target_os = "none")]
+mod tcp_options;
+#[cfg(target_os = "none")]
 mod udp;
 
 #[cfg(target_os = "none")]

@@ -532,7 +532,8 @@ mod machine {
             Ok(()) => {
                 crate::info!("netfront: connected to backend domain {backend_id}");
                 link.set(Link::Up);
-                let _ = super::super::stack::with_stack(|s| s.kick());
+                // Tell the stack through the port it waits on: it flushes what it queued.
+                evtchn::raise(port);
             }
             Err(e) => {
                 crate::error!("netfront: handshake with {backend} failed: {e}");

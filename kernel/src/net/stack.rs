@@ -28,7 +28,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Cid
 use super::config::{link_local_ipv6, Ipv4Mode, NetConfig};
 use super::device::{DeviceCounters, EventSource, Frame, NetDevice};
 use super::dns_cache::DnsCache;
-use super::tcp::TcpOptions;
+use super::tcp_options::TcpOptions;
 use crate::cmdline::Args;
 use crate::time::{self, Duration, Instant};
 
@@ -197,7 +197,7 @@ pub fn start(args: &Args) -> Result<[u8; 6], StartError> {
         return Err(StartError::AlreadyStarted);
     }
     // Under Xen the card is a netfront (device/vif/0 in xenstore); elsewhere virtio-net.
-    if crate::platform::current().name() == "xen" {
+    if crate::platform::kind() == crate::platform::Kind::Xen {
         let card = super::netfront::Netfront::find_first()
             .ok_or(StartError::NoDevice)?
             .map_err(StartError::Netfront)?;

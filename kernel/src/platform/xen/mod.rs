@@ -166,6 +166,10 @@ mod machine {
             "xen"
         }
 
+        fn kind(&self) -> crate::platform::Kind {
+            crate::platform::Kind::Xen
+        }
+
         fn console_write(&self, bytes: &[u8]) {
             if let Some(console) = &self.console {
                 console.write(bytes);
