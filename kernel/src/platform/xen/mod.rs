@@ -13,6 +13,7 @@ pub mod physmap;
 pub mod ring;
 #[cfg(target_os = "none")]
 pub mod shared_info;
+pub mod shared_ring;
 #[cfg(target_os = "none")]
 pub mod store;
 pub mod xenstore;
