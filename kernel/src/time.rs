@@ -220,6 +220,23 @@ pub fn now() -> Instant {
     instant_of_tsc(crate::arch::cpu::rdtsc())
 }
 
+/// The simulated monotonic clock of host unit tests: it stands still until the executor,
+/// with nothing left to run, jumps it to the next timer ([`advance_to`]).
+#[cfg(all(test, not(target_os = "none")))]
+static SIMULATED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Now, on the simulated clock (host unit tests).
+#[cfg(all(test, not(target_os = "none")))]
+pub fn now() -> Instant {
+    Instant(SIMULATED_NS.load(Ordering::Relaxed))
+}
+
+/// Moves the simulated clock forward to `at` (host unit tests; never backwards).
+#[cfg(all(test, not(target_os = "none")))]
+pub fn advance_to(at: Instant) {
+    SIMULATED_NS.fetch_max(at.0, Ordering::Relaxed);
+}
+
 /// Records the wall-clock time that corresponds to `at` on the monotonic clock.
 pub fn set_wall_clock(wall: UnixTime, at: Instant) {
     WALL_AT_BOOT.store(wall.0.saturating_sub(at.0 as i64), Ordering::Relaxed);

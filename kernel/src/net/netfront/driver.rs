@@ -160,7 +160,7 @@ impl Netfront {
         ));
         crate::info!(
             "netfront: vif 0, backend domain {backend_id}, mac {}, port {port}",
-            crate::virtio::net::MacDisplay(mac)
+            crate::net::device::MacDisplay(mac)
         );
         Ok(Netfront {
             mac,
