@@ -304,4 +304,51 @@ mod tests {
         assert_eq!(check_tx(r(7, 0), ok), TxVerdict::BadId);
         assert_eq!(check_tx(r(128, 0), ok), TxVerdict::BadId);
     }
+
+    #[test]
+    fn slots_have_the_netif_layout() {
+        use crate::platform::xen::shared_ring::{FrontRing, HEADER};
+        #[repr(C, align(4096))]
+        struct Page([u8; PAGE]);
+        let base =
+            alloc::boxed::Box::into_raw(alloc::boxed::Box::new(Page([0; PAGE]))).cast::<u8>();
+        // `base` is a live, aligned page until freed at the end, used only through this pointer.
+        // SAFETY: `HEADER + at + n` stays within the page.
+        let raw = |at: usize, n: usize| unsafe {
+            core::slice::from_raw_parts(base.add(HEADER + at), n).to_vec()
+        };
+        // SAFETY: as for `raw`.
+        let poke = |at: usize, bytes: &[u8]| unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(at), bytes.len())
+        };
+        // SAFETY: the page outlives the ring.
+        let mut ring = unsafe { FrontRing::init(base, PAGE, TX_SLOT) };
+        write_tx_request(&ring.next_request().unwrap(), 0x0102, 0x0a0b_0c0d, 1514);
+        // gref u32, offset u16, flags u16, id u16, size u16 (netif_tx_request).
+        assert_eq!(
+            raw(0, 12),
+            [0x0d, 0x0c, 0x0b, 0x0a, 0, 0, 0, 0, 0x02, 0x01, 0xea, 0x05]
+        );
+        // SAFETY: as above.
+        let mut ring = unsafe { FrontRing::init(base, PAGE, RX_SLOT) };
+        write_rx_request(&ring.next_request().unwrap(), 7, 0x1122_3344);
+        // id u16, pad u16, gref u32 (netif_rx_request).
+        assert_eq!(raw(0, 8), [7, 0, 0, 0, 0x44, 0x33, 0x22, 0x11]);
+        // The backend answers in the same slot: id, offset, flags, status (netif_rx_response).
+        ring.push_requests();
+        poke(HEADER, &[7, 0, 0x10, 0, 0, 0, 0x3c, 0]);
+        poke(8, &1u32.to_le_bytes()); // rsp_prod
+        let r = RxResponse::read(&ring.next_response().unwrap().unwrap());
+        assert_eq!(
+            r,
+            RxResponse {
+                id: 7,
+                offset: 16,
+                flags: 0,
+                status: 60
+            }
+        );
+        // SAFETY: from Box::into_raw above; the ring is no longer used.
+        drop(unsafe { alloc::boxed::Box::from_raw(base.cast::<Page>()) });
+    }
 }
