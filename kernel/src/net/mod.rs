@@ -10,8 +10,10 @@
 //! }
 //! ```
 //!
-//! Pure parts (command-line configuration, the resolver cache, the driver interface) build on
-//! the host too, where their unit tests run. See docs/networking.md for the design.
+//! Pure parts (command-line configuration, the resolver cache, the driver interface, netfront's
+//! checks) build on the host too, where their unit tests run; so does the whole TCP/UDP/DNS
+//! layer in test builds, over a [`loopback::Loopback`] card on a simulated clock (`tests.rs`).
+//! See docs/networking.md for the design.
 
 pub mod config;
 pub mod device;
