@@ -183,7 +183,7 @@ mod platform {
             name: name.into(),
             reason,
         })?;
-        let end = if crate::platform::current().name() == "xen" {
+        let end = if crate::platform::kind() == crate::platform::Kind::Xen {
             End::Vchan(open_wired(name, wait).await?)
         } else {
             End::Console(console::open(name, wait).await.map_err(|e| match e {
@@ -204,7 +204,7 @@ mod platform {
     /// The service's name in its node: the manifest's name for it under Xen, the image's name
     /// under microvm.
     pub async fn service_name() -> String {
-        if crate::platform::current().name() == "xen" {
+        if crate::platform::kind() == crate::platform::Kind::Xen {
             if let Ok(name) = crate::platform::xen::store::read("data/lichen/name").await {
                 return name;
             }
@@ -216,7 +216,7 @@ mod platform {
     /// the images' declarations, one per pair of services that talk; each is named after the
     /// peer). Under microvm there are none: bus logic is tested on the host.
     pub async fn bus_channels() -> alloc::vec::Vec<String> {
-        if crate::platform::current().name() != "xen" {
+        if crate::platform::kind() != crate::platform::Kind::Xen {
             return alloc::vec::Vec::new();
         }
         crate::platform::xen::store::read("data/lichen/bus")

@@ -91,3 +91,10 @@ pub(crate) fn wake_pending() -> bool {
     to_wake.into_iter().flatten().for_each(Waker::wake);
     any_waiter
 }
+
+/// Clears every pending vector and waiter (host unit tests: each test starts afresh).
+#[cfg(all(test, not(target_os = "none")))]
+pub(crate) fn reset() {
+    PENDING.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+    *WAITERS.lock() = [const { None }; 256];
+}

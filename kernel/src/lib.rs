@@ -49,22 +49,28 @@ pub mod arch {
 mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
-#[cfg(target_os = "none")]
+// The executor and interrupt events also build for the host's unit tests, on a simulated
+// clock (see `time`), so that the network layer is tested there.
+#[cfg(any(target_os = "none", test))]
 pub mod executor;
 #[cfg(target_os = "none")]
 pub mod exit;
 #[cfg(target_os = "none")]
 mod fault;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 pub mod irq;
 
 pub use cmdline::Args;
 #[cfg(target_os = "none")]
 pub use {
     boot::{boot_timings, BootTimings},
-    executor::{sleep, sleep_until, spawn, timeout, yield_now, JoinHandle},
     exit::{exit, Status},
-    time::{now, wall_clock, Duration, Instant},
+    time::wall_clock,
+};
+#[cfg(any(target_os = "none", test))]
+pub use {
+    executor::{sleep, sleep_until, spawn, timeout, yield_now, JoinHandle},
+    time::{now, Duration, Instant},
 };
 
 /// The future a service's `main` returns: its exit status.

@@ -139,6 +139,16 @@ pub fn log(level: Level, args: fmt::Arguments) {
     crate::console::write(line.finish());
 }
 
+/// Writes a log line to the test's output (host unit tests).
+#[cfg(all(test, not(target_os = "none")))]
+pub fn log(level: Level, args: fmt::Arguments) {
+    if enabled(level) {
+        let mut line = LineBuffer::default();
+        format_line(&mut line, crate::time::now(), level, "test", args);
+        std::eprint!("{}", core::str::from_utf8(line.finish()).unwrap_or("?\n"));
+    }
+}
+
 /// Logs at error level.
 #[macro_export]
 macro_rules! error {

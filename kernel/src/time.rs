@@ -3,7 +3,8 @@
 //! The monotonic clock counts nanoseconds since the PVH entry, from the TSC and a scale
 //! factor in pvclock form (`ns = ticks * mul >> (32 - shift)`), which KVM's kvmclock and Xen's
 //! shared info provide directly and which is otherwise calibrated against the PIT at boot.
-//! The wall clock is the platform's time of day at boot plus the monotonic time since.
+//! The wall clock is the platform's time of day at boot (which boot reads and records with
+//! [`set_wall_clock`]) plus the monotonic time since.
 
 use core::fmt;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -219,24 +220,34 @@ pub fn now() -> Instant {
     instant_of_tsc(crate::arch::cpu::rdtsc())
 }
 
+/// The simulated monotonic clock of host unit tests: it stands still until the executor,
+/// with nothing left to run, jumps it to the next timer ([`advance_to`]).
+#[cfg(all(test, not(target_os = "none")))]
+static SIMULATED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Now, on the simulated clock (host unit tests).
+#[cfg(all(test, not(target_os = "none")))]
+pub fn now() -> Instant {
+    Instant(SIMULATED_NS.load(Ordering::Relaxed))
+}
+
+/// Moves the simulated clock forward to `at` (host unit tests; never backwards).
+#[cfg(all(test, not(target_os = "none")))]
+pub fn advance_to(at: Instant) {
+    SIMULATED_NS.fetch_max(at.0, Ordering::Relaxed);
+}
+
 /// Records the wall-clock time that corresponds to `at` on the monotonic clock.
 pub fn set_wall_clock(wall: UnixTime, at: Instant) {
     WALL_AT_BOOT.store(wall.0.saturating_sub(at.0 as i64), Ordering::Relaxed);
 }
 
-/// Now, as a time of day; `None` if the platform has no clock to read it from.
+/// Now, as a time of day; `None` if the platform has no clock to read it from (boot reads it
+/// once, see [`set_wall_clock`]).
 #[cfg(target_os = "none")]
 pub fn wall_clock() -> Option<UnixTime> {
-    if WALL_AT_BOOT.load(Ordering::Relaxed) == i64::MIN {
-        let at = now();
-        let wall = crate::platform::current().read_wall_clock()?;
-        set_wall_clock(wall, at);
-    }
-    Some(UnixTime(
-        WALL_AT_BOOT
-            .load(Ordering::Relaxed)
-            .saturating_add(now().0 as i64),
-    ))
+    let base = WALL_AT_BOOT.load(Ordering::Relaxed);
+    (base != i64::MIN).then(|| UnixTime(base.saturating_add(now().0 as i64)))
 }
 
 #[cfg(test)]

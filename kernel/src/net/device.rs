@@ -6,6 +6,7 @@
 //! stack and the driver never alias memory the device may write.
 
 use alloc::boxed::Box;
+use core::fmt;
 use core::ops::{Deref, DerefMut};
 
 /// Where a frame's bytes live: a heap buffer, or memory the driver set aside for the kernel's
@@ -114,6 +115,20 @@ impl Frame {
             Storage::Heap(_) => None,
             Storage::Static(s) => Some(s),
         }
+    }
+}
+
+/// Shows a MAC address as `52:54:00:12:34:56`.
+pub struct MacDisplay(pub [u8; 6]);
+
+impl fmt::Display for MacDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 

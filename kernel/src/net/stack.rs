@@ -28,7 +28,8 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Cid
 use super::config::{link_local_ipv6, Ipv4Mode, NetConfig};
 use super::device::{DeviceCounters, EventSource, Frame, NetDevice};
 use super::dns_cache::DnsCache;
-use super::tcp::TcpOptions;
+use super::tcp_options::TcpOptions;
+#[cfg(target_os = "none")]
 use crate::cmdline::Args;
 use crate::time::{self, Duration, Instant};
 
@@ -50,6 +51,7 @@ pub enum StartError {
     /// No network card was found.
     NoDevice,
     /// The card could not be brought up.
+    #[cfg(target_os = "none")]
     Device(crate::virtio::net::NetError),
     /// The Xen network card (netfront) could not be set up.
     Netfront(super::netfront::NetfrontError),
@@ -64,6 +66,7 @@ impl fmt::Display for StartError {
             StartError::NoDevice => f.write_str(
                 "no network card (under QEMU: scripts/run <image> --hostfwd HOST:GUEST adds one)",
             ),
+            #[cfg(target_os = "none")]
             StartError::Device(e) => write!(f, "network card: {e}"),
             StartError::Netfront(e) => write!(f, "xen network card: {e}"),
             StartError::Config(e) => write!(f, "network configuration: {e}"),
@@ -180,6 +183,13 @@ pub(super) fn with_stack<R>(f: impl FnOnce(&mut Stack) -> R) -> Result<R, NotSta
     cell.as_mut().map(f).ok_or(NotStarted)
 }
 
+/// Stops the stack and forgets it (host unit tests: each test starts afresh).
+#[cfg(all(test, not(target_os = "none")))]
+pub(super) fn reset() {
+    let stack = STACK.0.borrow_mut().take();
+    drop(stack);
+}
+
 /// smoltcp's clock: microseconds since boot.
 pub(super) fn smol_now() -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_micros((time::now().as_nanos() / 1000) as i64)
@@ -191,13 +201,14 @@ fn kernel_instant(at: smoltcp::time::Instant) -> Instant {
 
 /// Starts the stack on the first network card, configured from the command line (see
 /// [`super::config`]); returns the card's MAC address.
+#[cfg(target_os = "none")]
 pub fn start(args: &Args) -> Result<[u8; 6], StartError> {
     let config = NetConfig::from_args(args).map_err(StartError::Config)?;
     if STACK.0.borrow().is_some() {
         return Err(StartError::AlreadyStarted);
     }
     // Under Xen the card is a netfront (device/vif/0 in xenstore); elsewhere virtio-net.
-    if crate::platform::current().name() == "xen" {
+    if crate::platform::kind() == crate::platform::Kind::Xen {
         let card = super::netfront::Netfront::find_first()
             .ok_or(StartError::NoDevice)?
             .map_err(StartError::Netfront)?;
@@ -250,7 +261,7 @@ pub fn start_with_device(
     let dns = sockets.add(dns::Socket::new(&resolver_list(&dns_servers), Vec::new()));
     crate::info!(
         "net: up on {}, ipv4 {}, ipv6 link-local {}",
-        crate::virtio::net::MacDisplay(mac),
+        super::device::MacDisplay(mac),
         match config.ipv4 {
             Ipv4Mode::Dhcp => alloc::string::String::from("by dhcp"),
             Ipv4Mode::Static(s) =>
@@ -306,7 +317,10 @@ enum Wake {
 async fn wait_event(source: EventSource) {
     match source {
         EventSource::Vector(vector) => crate::irq::wait(vector).await,
+        #[cfg(target_os = "none")]
         EventSource::XenPort(port) => crate::platform::xen::evtchn::wait(port).await,
+        #[cfg(not(target_os = "none"))]
+        EventSource::XenPort(_) => core::future::pending().await,
     }
 }
 

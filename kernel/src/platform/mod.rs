@@ -61,6 +61,23 @@ pub fn detect() -> Hypervisor {
         .unwrap_or(Hypervisor::Other)
 }
 
+/// Which kind of machine the kernel runs on, for code whose behaviour differs (which network
+/// card to look for, how channels are made).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Not detected yet (only before boot detects the platform).
+    Unset,
+    /// QEMU's microvm machine, under KVM or TCG: virtio-mmio devices.
+    Qemu,
+    /// A Xen PVH domU: xenstore, event channels, grant tables, split drivers.
+    Xen,
+}
+
+/// The kind of machine underneath (see [`Kind`]).
+pub fn kind() -> Kind {
+    current().kind()
+}
+
 /// How a platform signals console input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsoleInput {
@@ -74,6 +91,8 @@ pub enum ConsoleInput {
 pub trait Platform: Sync {
     /// Short name for logs: `qemu-kvm`, `qemu-tcg`, `xen`.
     fn name(&self) -> &'static str;
+    /// The kind of machine, for code that must tell them apart.
+    fn kind(&self) -> Kind;
     /// Writes bytes to the console, blocking until they are accepted.
     fn console_write(&self, bytes: &[u8]);
     /// The time of day, if the platform has a clock to read it from.
@@ -125,6 +144,9 @@ struct Unset;
 impl Platform for Unset {
     fn name(&self) -> &'static str {
         "unset"
+    }
+    fn kind(&self) -> Kind {
+        Kind::Unset
     }
     fn console_write(&self, _bytes: &[u8]) {}
     fn read_wall_clock(&self) -> Option<UnixTime> {

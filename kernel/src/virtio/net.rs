@@ -369,16 +369,4 @@ impl NetDevice for VirtioNet {
     }
 }
 
-/// Shows a MAC address as `52:54:00:12:34:56`.
-pub struct MacDisplay(pub [u8; 6]);
-
-impl fmt::Display for MacDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
+pub use crate::net::device::MacDisplay;

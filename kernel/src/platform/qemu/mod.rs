@@ -71,6 +71,10 @@ mod machine {
             }
         }
 
+        fn kind(&self) -> crate::platform::Kind {
+            crate::platform::Kind::Qemu
+        }
+
         fn console_write(&self, bytes: &[u8]) {
             uart::write(bytes);
         }

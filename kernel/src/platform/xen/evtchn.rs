@@ -256,3 +256,12 @@ pub fn close(port: Port) -> Result<(), EventError> {
 pub fn notify(port: Port) {
     hypercall::notify(port);
 }
+
+/// Fires `port` locally, as if its other end had signalled it: the task waiting on it wakes.
+/// A driver uses this to report a change of its own (a link coming up) through the port its
+/// users already wait on.
+pub fn raise(port: Port) {
+    if let Ok(port) = valid(port, "raise") {
+        FIRED[(port / 64) as usize].fetch_or(1 << (port % 64), Ordering::AcqRel);
+    }
+}

@@ -13,6 +13,7 @@ pub mod physmap;
 pub mod ring;
 #[cfg(target_os = "none")]
 pub mod shared_info;
+pub mod shared_ring;
 #[cfg(target_os = "none")]
 pub mod store;
 pub mod xenstore;
@@ -164,6 +165,10 @@ mod machine {
     impl Platform for Xen {
         fn name(&self) -> &'static str {
             "xen"
+        }
+
+        fn kind(&self) -> crate::platform::Kind {
+            crate::platform::Kind::Xen
         }
 
         fn console_write(&self, bytes: &[u8]) {

@@ -46,12 +46,11 @@ fn drain() -> Result<(), Error> {
         arrived = true;
         let mut mailbox = MAILBOX.lock();
         if header.kind == kind::WATCH_EVENT {
-            let mut parts = split_list(&body).into_iter();
-            if let (Some(path), Some(token)) = (parts.next(), parts.next()) {
+            if let Some(event) = WatchEvent::parse(&body) {
                 if mailbox.events.len() == MAX_QUEUED_EVENTS {
                     mailbox.events.pop_front();
                 }
-                mailbox.events.push_back(WatchEvent { path, token });
+                mailbox.events.push_back(event);
             }
         } else {
             mailbox.answers.insert(header.req_id, (header, body));

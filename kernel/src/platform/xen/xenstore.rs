@@ -148,6 +148,72 @@ pub struct WatchEvent {
     pub token: String,
 }
 
+impl WatchEvent {
+    /// Reads the body of a `WATCH_EVENT` message (`path\0token\0`); `None` if a part is missing.
+    pub fn parse(body: &[u8]) -> Option<WatchEvent> {
+        let mut parts = split_list(body).into_iter();
+        Some(WatchEvent {
+            path: parts.next()?,
+            token: parts.next()?,
+        })
+    }
+}
+
+/// Reassembles the messages xenstored writes into the response ring, whatever pieces they
+/// arrive in. xenstored may corrupt anything here: a header announcing more than
+/// [`PAYLOAD_MAX`] bytes is an [`Error::Protocol`], and no read goes past the end of the
+/// current message (so a message never swallows the start of the next).
+#[derive(Debug, Default)]
+pub struct MessageReader {
+    /// Bytes of a message being received.
+    partial: Vec<u8>,
+}
+
+impl MessageReader {
+    /// Reads with `read` (which copies up to `buf.len()` waiting bytes into `buf` and returns
+    /// how many, 0 when none wait) until one whole message has arrived; keeps a partial one for
+    /// the next call.
+    pub fn poll(
+        &mut self,
+        mut read: impl FnMut(&mut [u8]) -> Result<usize, Error>,
+    ) -> Result<Option<(Header, Vec<u8>)>, Error> {
+        loop {
+            // The header first, then the body its length announces (checked by `decode`).
+            let wanted = if self.partial.len() < HEADER_SIZE {
+                HEADER_SIZE - self.partial.len()
+            } else {
+                HEADER_SIZE + self.header()?.len as usize - self.partial.len()
+            };
+            if wanted == 0 {
+                let header = self.header()?;
+                let body = self.partial.split_off(HEADER_SIZE);
+                self.partial.clear();
+                return Ok(Some((header, body)));
+            }
+            let start = self.partial.len();
+            self.partial.resize(start + wanted, 0);
+            let n = read(&mut self.partial[start..]);
+            let n = match n {
+                Ok(n) => n.min(wanted),
+                Err(e) => {
+                    self.partial.truncate(start);
+                    return Err(e);
+                }
+            };
+            self.partial.truncate(start + n);
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn header(&self) -> Result<Header, Error> {
+        let mut raw = [0u8; HEADER_SIZE];
+        raw.copy_from_slice(&self.partial[..HEADER_SIZE]);
+        Header::decode(&raw)
+    }
+}
+
 #[cfg(target_os = "none")]
 pub use client::XenStore;
 
@@ -171,8 +237,7 @@ mod client {
         responses: ByteRing,
         port: u32,
         next_req_id: u32,
-        /// Bytes of a message being received.
-        partial: Vec<u8>,
+        reader: MessageReader,
     }
 
     impl XenStore {
@@ -196,7 +261,7 @@ mod client {
                 responses,
                 port: port as u32,
                 next_req_id: 1,
-                partial: Vec::new(),
+                reader: MessageReader::default(),
             })
         }
 
@@ -243,38 +308,16 @@ mod client {
 
         /// Takes one whole message if it has arrived (keeping a partial one for later).
         pub fn try_receive(&mut self) -> Result<Option<(Header, Vec<u8>)>, Error> {
-            loop {
-                // Read no further than the end of the current message: the header first, then
-                // the body its length announces (at most 4096 bytes, checked by `decode`).
-                let wanted = if self.partial.len() < HEADER_SIZE {
-                    HEADER_SIZE - self.partial.len()
-                } else {
-                    HEADER_SIZE + self.header()?.len as usize - self.partial.len()
-                };
-                if wanted == 0 {
-                    let header = self.header()?;
-                    let body = self.partial.split_off(HEADER_SIZE);
-                    self.partial.clear();
-                    return Ok(Some((header, body)));
-                }
-                let start = self.partial.len();
-                self.partial.resize(start + wanted, 0);
-                let n = self
-                    .responses
-                    .read(&mut self.partial[start..])
+            let (responses, port) = (&self.responses, self.port);
+            self.reader.poll(|buf| {
+                let n = responses
+                    .read(buf)
                     .map_err(|_| Error::Protocol("corrupt response ring indices"))?;
-                self.partial.truncate(start + n);
-                if n == 0 {
-                    return Ok(None);
+                if n > 0 {
+                    hypercall::notify(port);
                 }
-                hypercall::notify(self.port);
-            }
-        }
-
-        fn header(&self) -> Result<Header, Error> {
-            let mut raw = [0u8; HEADER_SIZE];
-            raw.copy_from_slice(&self.partial[..HEADER_SIZE]);
-            Header::decode(&raw)
+                Ok(n)
+            })
         }
 
         /// Sends a request and waits for its answer by yielding the CPU: for boot and exit
@@ -371,5 +414,62 @@ mod tests {
             Err(Error::Protocol(_))
         ));
         assert_eq!(split_list(b"a\0bc\0"), ["a", "bc"]);
+        let event = WatchEvent::parse(b"device/vif/0/state\0tok\0").unwrap();
+        assert_eq!((&*event.path, &*event.token), ("device/vif/0/state", "tok"));
+        assert_eq!(WatchEvent::parse(b"only-a-path\0"), None);
+    }
+
+    /// A reader fed from `stream`, at most `chunk` bytes per read.
+    fn feed(stream: &[u8], chunk: usize) -> impl FnMut(&mut [u8]) -> Result<usize, Error> + '_ {
+        let mut at = 0;
+        move |buf: &mut [u8]| {
+            let n = buf.len().min(chunk).min(stream.len() - at);
+            buf[..n].copy_from_slice(&stream[at..at + n]);
+            at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn messages_are_reassembled_from_any_pieces() {
+        let header = |len| Header {
+            kind: kind::READ,
+            req_id: 7,
+            tx_id: 0,
+            len,
+        };
+        let mut stream = header(3).encode().to_vec();
+        stream.extend_from_slice(b"abc");
+        stream.extend_from_slice(&header(0).encode());
+        for chunk in [1, 5, 16, 100] {
+            let mut reader = MessageReader::default();
+            let mut read = feed(&stream, chunk);
+            assert_eq!(
+                reader.poll(&mut read),
+                Ok(Some((header(3), b"abc".to_vec())))
+            );
+            assert_eq!(reader.poll(&mut read), Ok(Some((header(0), vec![]))));
+            assert_eq!(reader.poll(&mut read), Ok(None));
+        }
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused() {
+        let mut stream = Header {
+            kind: kind::READ,
+            req_id: 1,
+            tx_id: 0,
+            len: PAYLOAD_MAX + 1,
+        }
+        .encode()
+        .to_vec();
+        stream.extend_from_slice(&[0; 64]);
+        let mut reader = MessageReader::default();
+        let mut read = feed(&stream, 64);
+        assert!(matches!(reader.poll(&mut read), Err(Error::Protocol(_))));
+        assert!(
+            reader.poll(&mut read).is_err(),
+            "the stream stays broken after a bad header"
+        );
     }
 }

@@ -63,7 +63,7 @@ pub struct Limits {
 
 /// The image's `main` (both images).
 pub async fn main(args: Args) -> i32 {
-    if kernel::platform::current().name() != "xen" {
+    if kernel::platform::kind() != kernel::platform::Kind::Xen {
         error!("vchan-bench needs Xen");
         return 2;
     }

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 kernel::service!(main);
 
 async fn main(args: Args) -> i32 {
-    if kernel::platform::current().name() != "xen" {
+    if kernel::platform::kind() != kernel::platform::Kind::Xen {
         kernel::error!("vchan-test needs Xen");
         return 2;
     }

@@ -20,7 +20,7 @@ use kernel::{info, Args};
 kernel::service!(main);
 
 async fn main(args: Args) -> i32 {
-    if kernel::platform::current().name() != "xen" {
+    if kernel::platform::kind() != kernel::platform::Kind::Xen {
         kernel::error!(
             "xen-selftest needs Xen (platform {})",
             kernel::platform::current().name()
