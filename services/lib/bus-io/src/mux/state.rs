@@ -236,7 +236,9 @@ impl Mux {
                         "open of topic {index}, which this side does not publish"
                     ));
                 };
-                if stream.phase != Phase::Idle || stream.attached {
+                // A handle of the previous opening may still be attached: its generation is now
+                // stale, and it reads the end.
+                if stream.phase != Phase::Idle {
                     return protocol(format!("open of topic {index}, which is open"));
                 }
                 stream.open();
@@ -294,7 +296,7 @@ impl Mux {
     /// `None` while the slot is still in use (a previous opening is closing).
     pub fn open(&mut self, index: u16) -> Option<u32> {
         let stream = self.subscribed.get_mut(usize::from(index))?;
-        if stream.phase != Phase::Idle || stream.attached {
+        if stream.phase != Phase::Idle {
             return None;
         }
         stream.open();
@@ -461,5 +463,197 @@ fn stream_ref(slot: Slot) -> StreamRef {
             index,
             sender_publishes: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mux::wire::{encode, encode_hello, Decoder};
+    use alloc::vec;
+
+    fn hello(service: &str, publishes: &[&str], subscribes: &[&str]) -> Hello {
+        Hello {
+            service: service.into(),
+            publishes: publishes.iter().map(|t| ((*t).into(), 1)).collect(),
+            subscribes: subscribes.iter().map(|t| ((*t).into(), 1)).collect(),
+        }
+    }
+
+    /// Moves everything `from` has to send into `to`.
+    fn pump(from: &mut Mux, to: &mut Mux) -> Result<(), MuxError> {
+        let mut decoder = Decoder::default();
+        while from.wants_to_send() {
+            let mut out = Vec::new();
+            from.fill(&mut out, 8192);
+            decoder.push(&out);
+            to.receive_all(&mut decoder)?;
+        }
+        Ok(())
+    }
+
+    fn pair() -> (Mux, Mux) {
+        let mut publisher = Mux::new(hello("pub", &["pub/T"], &[]));
+        let mut subscriber = Mux::new(hello("sub", &[], &["pub/T"]));
+        pump(&mut publisher, &mut subscriber).unwrap();
+        pump(&mut subscriber, &mut publisher).unwrap();
+        (publisher, subscriber)
+    }
+
+    fn peer_says(mux: &mut Mux, frames: &[Frame<'_>]) -> Result<(), MuxError> {
+        let mut bytes = Vec::new();
+        for frame in frames {
+            encode(frame, &mut bytes);
+        }
+        let mut decoder = Decoder::default();
+        decoder.push(&bytes);
+        mux.receive_all(&mut decoder)
+    }
+
+    const TO_SUBSCRIBER: StreamRef = StreamRef {
+        index: 0,
+        sender_publishes: true,
+    };
+
+    #[test]
+    fn a_stream_opens_carries_bytes_both_ways_and_closes() {
+        let (mut publisher, mut subscriber) = pair();
+        let sub_gen = subscriber.open(0).unwrap();
+        pump(&mut subscriber, &mut publisher).unwrap();
+        let pub_gen = publisher.accept(0).unwrap();
+        assert_eq!(
+            subscriber.write(Slot::Subscribed(0), sub_gen, b"subscribe"),
+            Some(9)
+        );
+        assert_eq!(
+            publisher.write(Slot::Serving(0), pub_gen, b"objects"),
+            Some(7)
+        );
+        pump(&mut subscriber, &mut publisher).unwrap();
+        pump(&mut publisher, &mut subscriber).unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(
+            publisher.read(Slot::Serving(0), pub_gen, &mut buf),
+            Read::Data(9)
+        );
+        assert_eq!(&buf[..9], b"subscribe");
+        assert_eq!(
+            subscriber.read(Slot::Subscribed(0), sub_gen, &mut buf),
+            Read::Data(7)
+        );
+        // The subscriber goes: the publisher reads the end, and the slot can open again.
+        subscriber.detach(Slot::Subscribed(0), sub_gen);
+        pump(&mut subscriber, &mut publisher).unwrap();
+        assert_eq!(
+            publisher.read(Slot::Serving(0), pub_gen, &mut buf),
+            Read::End
+        );
+        assert_eq!(publisher.write(Slot::Serving(0), pub_gen, b"late"), None);
+        assert_eq!(subscriber.open(0), None, "not before the close is answered");
+        pump(&mut publisher, &mut subscriber).unwrap();
+        let again = subscriber.open(0).unwrap();
+        assert_ne!(again, sub_gen);
+        pump(&mut subscriber, &mut publisher).unwrap();
+        assert!(publisher.accept(0).is_some());
+        // The publisher's handle of the first opening is stale: it reads the end.
+        assert_eq!(
+            publisher.read(Slot::Serving(0), pub_gen, &mut buf),
+            Read::End
+        );
+        assert!(subscriber.has_attached());
+    }
+
+    #[test]
+    fn credit_bounds_what_is_in_flight_and_grows_as_the_reader_reads() {
+        let (mut publisher, mut subscriber) = pair();
+        let sub_gen = subscriber.open(0).unwrap();
+        pump(&mut subscriber, &mut publisher).unwrap();
+        let pub_gen = publisher.accept(0).unwrap();
+        let big = vec![7u8; 3 * WINDOW as usize];
+        let first = publisher.write(Slot::Serving(0), pub_gen, &big).unwrap();
+        assert_eq!(first, WINDOW as usize, "queued up to the window");
+        assert_eq!(publisher.write(Slot::Serving(0), pub_gen, &big), Some(0));
+        pump(&mut publisher, &mut subscriber).unwrap();
+        let mut buf = vec![0; WINDOW as usize];
+        assert_eq!(
+            subscriber.read(Slot::Subscribed(0), sub_gen, &mut buf),
+            Read::Data(WINDOW as usize)
+        );
+        pump(&mut subscriber, &mut publisher).unwrap();
+        assert_eq!(
+            publisher.write(Slot::Serving(0), pub_gen, &big),
+            Some(WINDOW as usize),
+            "the reader's credit came back"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_breaks_the_rules_is_refused() {
+        let cases: Vec<(&str, Vec<Frame<'_>>)> = vec![
+            ("frame before the hello", vec![Frame::Open(0)]),
+            ("open of a topic not published", vec![Frame::Open(5)]),
+            (
+                "data for a closed stream",
+                vec![Frame::Data(TO_SUBSCRIBER, b"x")],
+            ),
+            (
+                "credit for a closed stream",
+                vec![Frame::Credit(TO_SUBSCRIBER, 1)],
+            ),
+            (
+                "close of a closed stream",
+                vec![Frame::Close(TO_SUBSCRIBER)],
+            ),
+            (
+                "data for a stream that does not exist",
+                vec![Frame::Data(
+                    StreamRef {
+                        index: 9,
+                        sender_publishes: true,
+                    },
+                    b"x",
+                )],
+            ),
+        ];
+        for (what, frames) in cases {
+            let (_, mut subscriber) = pair();
+            let mut fresh = Mux::new(hello("sub", &["sub/Own"], &["pub/T"]));
+            let target = if what == "frame before the hello" {
+                &mut fresh
+            } else {
+                &mut subscriber
+            };
+            assert!(peer_says(target, &frames).is_err(), "{what} accepted");
+        }
+        // A second hello, and data beyond the credit.
+        let (mut publisher, mut subscriber) = pair();
+        let again = encode_hello(&hello("pub", &["pub/T"], &[]));
+        assert!(peer_says(&mut subscriber, &[Frame::Hello(&again)]).is_err());
+        let (mut publisher2, mut subscriber2) = pair();
+        let generation = subscriber2.open(0).unwrap();
+        pump(&mut subscriber2, &mut publisher2).unwrap();
+        let flood = vec![0u8; MAX_DATA];
+        let frames: Vec<Frame<'_>> = (0..5).map(|_| Frame::Data(TO_SUBSCRIBER, &flood)).collect();
+        let refused = peer_says(&mut subscriber2, &frames).unwrap_err();
+        assert!(
+            format!("{refused}").contains("beyond the credit"),
+            "{refused}"
+        );
+        let _ = (generation, &mut publisher);
+        // Credit that would take the window past its size.
+        let (mut p3, mut s3) = pair();
+        s3.open(0).unwrap();
+        pump(&mut s3, &mut p3).unwrap();
+        let refused = peer_says(
+            &mut p3,
+            &[Frame::Credit(
+                StreamRef {
+                    index: 0,
+                    sender_publishes: false,
+                },
+                1,
+            )],
+        );
+        assert!(refused.is_err(), "credit beyond the window accepted");
     }
 }
