@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lichen_controller::admin_cli::{self, AdminCommand, Connection};
@@ -33,6 +34,8 @@ enum Command {
         /// The largest request body accepted, in bytes.
         #[arg(long, default_value_t = 1 << 20)]
         max_body_bytes: usize,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Administers a running controller.
     Admin {
@@ -43,6 +46,46 @@ enum Command {
     },
 }
 
+/// Timeouts and caps on connections (see `server::Limits`).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Seconds from accepting a connection to the end of its TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    tls_handshake_timeout: u64,
+    /// Seconds from the first byte of a request to the end of its headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Seconds a request body may take at any pace before --min-body-rate applies.
+    #[arg(long, default_value_t = 10)]
+    body_grace: u64,
+    /// Bytes per second a request body must average after --body-grace.
+    #[arg(long, default_value_t = 1024)]
+    min_body_rate: u64,
+    /// Open connections in total (0: derived from the file descriptor limit).
+    #[arg(long, default_value_t = 0)]
+    max_connections: usize,
+    /// Open connections from one client address.
+    #[arg(long, default_value_t = 1024)]
+    max_connections_per_address: usize,
+}
+
+impl From<LimitArgs> for server::Limits {
+    fn from(args: LimitArgs) -> Self {
+        Self {
+            tls_handshake: Duration::from_secs(args.tls_handshake_timeout),
+            header: Duration::from_secs(args.header_timeout),
+            idle: Duration::from_secs(args.idle_timeout),
+            body_grace: Duration::from_secs(args.body_grace),
+            min_body_rate: args.min_body_rate,
+            max_connections: args.max_connections,
+            max_connections_per_address: args.max_connections_per_address,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
@@ -51,10 +94,12 @@ async fn main() -> ExitCode {
             listen,
             server_names,
             max_body_bytes,
+            limits,
         } => {
             let mut options = server::Options::new(state_dir.clone(), listen);
             options.server_names = server_names;
             options.max_body_bytes = max_body_bytes;
+            options.limits = limits.into();
             serve(options).await
         }
         Command::Admin {

@@ -2,9 +2,12 @@
 //! `/api/admin/v1`, on one TLS 1.3 listener.
 
 mod admin_routes;
+mod connections;
 mod device_routes;
 mod devices;
 mod error;
+mod limits;
+mod listener;
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,16 +17,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use lichen_api::envelope::Signer;
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use error::ApiError;
+pub use limits::Limits;
 
 use crate::pki::Pki;
 use crate::store::embedded::{self, EmbeddedStore};
@@ -43,6 +44,8 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// Tuning of the embedded store.
     pub store: embedded::Options,
+    /// Timeouts and caps on connections.
+    pub limits: Limits,
 }
 
 impl Options {
@@ -54,6 +57,7 @@ impl Options {
             server_names: Vec::new(),
             max_body_bytes: 1 << 20,
             store: Default::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -110,7 +114,13 @@ pub async fn start(options: Options) -> io::Result<Running> {
     let listener = TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, acceptor, router, stopped));
+    let server = tokio::spawn(listener::serve(
+        listener,
+        acceptor,
+        router,
+        options.limits,
+        stopped,
+    ));
     Ok(Running {
         addr,
         ca_pem: pki.ca.cert_pem,
@@ -169,35 +179,6 @@ fn tls_acceptor(pki: &Pki) -> io::Result<TlsAcceptor> {
         .with_single_cert(chain, key)
         .map_err(io::Error::other)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts TLS connections and serves HTTP/1.1 on each until told to stop.
-async fn serve(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    router: Router,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(router.clone());
-                connections.spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = stopped.changed() => break,
-        }
-    }
-    connections.shutdown().await;
 }
 
 /// Milliseconds since the Unix epoch.
