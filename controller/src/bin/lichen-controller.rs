@@ -1,13 +1,15 @@
 //! `lichen-controller`: runs the controller (`serve`) or administers a running one (`admin`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lichen_controller::admin_cli::{self, AdminCommand, Connection};
 use lichen_controller::server;
+use lichen_controller::store::legacy;
+use lichen_controller::store::sqlite::{self, SqliteStore};
 
 /// The lichen controller: manages nodes through the EVE device API v2.
 #[derive(Parser)]
@@ -36,6 +38,18 @@ enum Command {
         max_body_bytes: usize,
         #[command(flatten)]
         limits: LimitArgs,
+        /// What is kept of a kind of report: KIND=AGE,COUNT (AGE like 7d, 12h or 30m, COUNT per
+        /// device; `-` for no limit). Repeat for several kinds; the others keep their defaults.
+        #[arg(long = "retention")]
+        retention: Vec<String>,
+    },
+    /// Moves the store of an earlier version (`store/lichen.log` in the state directory) into
+    /// the SQLite database the controller now uses. The old log is kept, renamed
+    /// `lichen.log.migrated`.
+    Migrate {
+        /// The state directory of the controller (stopped) to migrate.
+        #[arg(long, env = "LICHEN_STATE_DIR", default_value = "lichen-state")]
+        state_dir: PathBuf,
     },
     /// Administers a running controller.
     Admin {
@@ -95,13 +109,21 @@ async fn main() -> ExitCode {
             server_names,
             max_body_bytes,
             limits,
+            retention,
         } => {
             let mut options = server::Options::new(state_dir.clone(), listen);
             options.server_names = server_names;
             options.max_body_bytes = max_body_bytes;
             options.limits = limits.into();
-            serve(options).await
+            match retention
+                .iter()
+                .try_for_each(|arg| options.retention.apply_arg(arg))
+            {
+                Ok(()) => serve(options).await,
+                Err(error) => Err(format!("--retention {error}")),
+            }
         }
+        Command::Migrate { state_dir } => migrate(&state_dir).await,
         Command::Admin {
             connection,
             command,
@@ -132,5 +154,54 @@ async fn serve(options: server::Options) -> Result<(), String> {
         .await
         .map_err(|error| error.to_string())?;
     running.stop().await;
+    Ok(())
+}
+
+async fn migrate(state_dir: &Path) -> Result<(), String> {
+    let log = legacy::log_path(state_dir);
+    let database = state_dir.join(sqlite::FILE_NAME);
+    if !log.exists() {
+        return Err(format!("{}: no store of an earlier version", log.display()));
+    }
+    if database.exists() {
+        return Err(format!(
+            "{} exists already: nothing done (remove it to migrate again)",
+            database.display()
+        ));
+    }
+    let result = async {
+        let store = SqliteStore::open(state_dir).map_err(|error| error.to_string())?;
+        legacy::migrate(&log, &store)
+            .await
+            .map_err(|error| error.to_string())
+    }
+    .await;
+    let migrated = match result {
+        Ok(migrated) => migrated,
+        Err(error) => {
+            // Leave the state directory as it was, so that the migration can be run again.
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+            }
+            return Err(format!("migrating {}: {error}", log.display()));
+        }
+    };
+    let kept = log.with_extension("log.migrated");
+    std::fs::rename(&log, &kept).map_err(|error| format!("renaming {}: {error}", log.display()))?;
+    println!(
+        "migrated {} onboarding certificates, {} devices, {} configurations and {} reports into {}; the old log is {}",
+        migrated.onboarding,
+        migrated.devices,
+        migrated.configs,
+        migrated.reports,
+        database.display(),
+        kept.display()
+    );
+    if migrated.dropped_bytes > 0 {
+        println!(
+            "dropped {} bytes of torn or corrupt log tail (never acknowledged, or damaged)",
+            migrated.dropped_bytes
+        );
+    }
     Ok(())
 }

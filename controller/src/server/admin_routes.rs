@@ -129,7 +129,10 @@ async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
         None => served_config(app, &device.uuid).await?.hash,
     };
     Ok(DeviceSummary {
-        last_seen_ms: app.devices.last_seen_ms(&device.uuid),
+        last_seen_ms: app
+            .devices
+            .last_seen_ms(&device.uuid)
+            .max(Some(device.last_seen_ms).filter(|ms| *ms > 0)),
         subject: lichen_api::cert::subject(&device.cert_der).unwrap_or_default(),
         config_version: config.map_or(0, |config| config.version),
         config_hash: served,

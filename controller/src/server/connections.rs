@@ -319,6 +319,7 @@ mod tests {
 
         drop(waiting);
         // Now the served idle one is the only candidate besides the newcomer (younger).
+        std::thread::sleep(Duration::from_millis(5));
         newcomer.conn.end_request();
         let _another = registry.admit(B).unwrap();
         assert!(served.conn.evicted());

@@ -6,6 +6,7 @@ mod connections;
 mod device_routes;
 mod devices;
 mod error;
+mod housekeeping;
 mod limits;
 mod listener;
 
@@ -13,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::DefaultBodyLimit;
@@ -27,8 +29,8 @@ pub use error::ApiError;
 pub use limits::Limits;
 
 use crate::pki::Pki;
-use crate::store::embedded::{self, EmbeddedStore};
-use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{legacy, Retention, Store};
 use devices::DeviceCache;
 
 /// How to run the controller.
@@ -42,8 +44,12 @@ pub struct Options {
     pub server_names: Vec<String>,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Tuning of the embedded store.
-    pub store: embedded::Options,
+    /// What is kept of reports, applied every `retention_interval`.
+    pub retention: Retention,
+    /// How often retention is applied.
+    pub retention_interval: Duration,
+    /// How often last-contact times are written to the store.
+    pub contact_interval: Duration,
     /// Timeouts and caps on connections.
     pub limits: Limits,
 }
@@ -56,7 +62,9 @@ impl Options {
             listen,
             server_names: Vec::new(),
             max_body_bytes: 1 << 20,
-            store: Default::default(),
+            retention: Retention::default(),
+            retention_interval: Duration::from_secs(60),
+            contact_interval: Duration::from_secs(10),
             limits: Limits::default(),
         }
     }
@@ -87,6 +95,7 @@ pub struct Running {
     pub admin_token: String,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -94,6 +103,7 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        let _ = self.housekeeping.await;
     }
 }
 
@@ -101,14 +111,13 @@ impl Running {
 pub async fn start(options: Options) -> io::Result<Running> {
     let pki = Pki::load_or_create(&options.state_dir, &options.server_names)?;
     let admin_token = crate::admin_token::load_or_create(&options.state_dir)?;
-    let store = EmbeddedStore::open(&options.state_dir.join("store"), options.store.clone())
-        .map_err(|error| io::Error::other(error.to_string()))?;
-    let app = Arc::new(App::new(Arc::new(store), &pki, admin_token.clone()));
+    let store = open_store(&options.state_dir)?;
+    let app = Arc::new(App::new(store, &pki, admin_token.clone()));
     let router = Router::new()
         .nest(lichen_api::API_PREFIX, device_routes::router())
         .nest(admin_routes::PREFIX, admin_routes::router(Arc::clone(&app)))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .with_state(app);
+        .with_state(Arc::clone(&app));
 
     let acceptor = tls_acceptor(&pki)?;
     let listener = TcpListener::bind(options.listen).await?;
@@ -119,6 +128,15 @@ pub async fn start(options: Options) -> io::Result<Running> {
         acceptor,
         router,
         options.limits,
+        stopped.clone(),
+    ));
+    let housekeeping = tokio::spawn(housekeeping::run(
+        app,
+        housekeeping::Schedule {
+            retention: options.retention,
+            retention_interval: options.retention_interval,
+            contact_interval: options.contact_interval,
+        },
         stopped,
     ));
     Ok(Running {
@@ -127,7 +145,23 @@ pub async fn start(options: Options) -> io::Result<Running> {
         admin_token,
         stop,
         server,
+        housekeeping,
     })
+}
+
+/// Opens the store in `state_dir`; refuses to start over a store of an earlier version.
+fn open_store(state_dir: &std::path::Path) -> io::Result<Arc<dyn Store>> {
+    let old_log = legacy::log_path(state_dir);
+    if old_log.exists() && !state_dir.join(crate::store::sqlite::FILE_NAME).exists() {
+        return Err(io::Error::other(format!(
+            "{} holds the store of an earlier version: run `lichen-controller migrate --state-dir {}` first",
+            old_log.display(),
+            state_dir.display()
+        )));
+    }
+    let store =
+        SqliteStore::open(state_dir).map_err(|error| io::Error::other(error.to_string()))?;
+    Ok(Arc::new(store))
 }
 
 impl App {

@@ -1,17 +1,22 @@
 //! What the controller keeps: onboarding certificates, devices, their configuration and what
-//! they report. [`Store`] is the interface; [`embedded::EmbeddedStore`] is the default backend
-//! (a checksummed, fsynced append-only log). Another backend (e.g. PostgreSQL) implements the same
-//! trait.
+//! they report. [`Store`] is the interface; [`sqlite::SqliteStore`] is the default backend (one
+//! SQLite file in the state directory). [`legacy`] reads the log of earlier versions, for
+//! `lichen-controller migrate`.
 //!
 //! Every write method returns only once the change is durable: an acknowledged write survives a
 //! crash.
 
-pub mod embedded;
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod legacy;
 mod record;
+mod retention;
+pub mod sqlite;
 
 use std::{fmt, future::Future, pin::Pin};
 
 pub use record::{Device, DeviceConfig, Onboarding, Telemetry};
+pub use retention::{KindRetention, Retention};
 
 /// The future returned by every [`Store`] method.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -92,6 +97,50 @@ impl TelemetryKind {
     }
 }
 
+/// Which reports [`Store::telemetry`] returns: those matching every field set, by sequence
+/// number (oldest first, or newest first), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryQuery {
+    /// One device's reports, or every device's.
+    pub uuid: Option<String>,
+    /// Kinds to include (empty: none).
+    pub kinds: Vec<TelemetryKind>,
+    /// Only sequence numbers above this.
+    pub after_seq: u64,
+    /// Only reports received at or after this (milliseconds since the Unix epoch).
+    pub since_ms: Option<u64>,
+    /// Only reports received before this.
+    pub until_ms: Option<u64>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl TelemetryQuery {
+    /// Every report of `kinds` from the device `uuid`, oldest first, at most `limit`.
+    pub fn device(uuid: &str, kinds: &[TelemetryKind], limit: usize) -> Self {
+        Self {
+            uuid: Some(uuid.to_owned()),
+            kinds: kinds.to_vec(),
+            after_seq: 0,
+            since_ms: None,
+            until_ms: None,
+            newest_first: false,
+            limit,
+        }
+    }
+}
+
+/// Which devices [`Store::devices_by_contact`] returns, by when they were last heard from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContactQuery {
+    /// Only devices heard from at or after this (milliseconds since the Unix epoch).
+    pub seen_since: Option<u64>,
+    /// Only devices not heard from since this (including never).
+    pub not_seen_since: Option<u64>,
+}
+
 /// The controller's storage. Write methods resolve once the change is durable.
 pub trait Store: Send + Sync + 'static {
     /// Adds an onboarding certificate, or replaces the serials of one with the same id.
@@ -124,8 +173,20 @@ pub trait Store: Send + Sync + 'static {
     /// A device's configuration, if one was set.
     fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>>;
 
-    /// Records a report from a device and returns its sequence number (increasing).
+    /// Records when devices were last heard from, as (UUID, milliseconds since the Unix epoch);
+    /// a time earlier than the one stored is ignored, and so is an unknown device.
+    fn record_contacts(&self, contacts: Vec<(String, u64)>) -> StoreFuture<'_, ()>;
+    /// Devices by when they were last heard from, by UUID.
+    fn devices_by_contact(&self, query: ContactQuery) -> StoreFuture<'_, Vec<Device>>;
+
+    /// Records a report from a device and returns its sequence number (increasing, never
+    /// reused, shared by all kinds and devices).
     fn add_telemetry(&self, report: Telemetry) -> StoreFuture<'_, u64>;
+    /// The retained reports matching `query`.
+    fn telemetry(&self, query: TelemetryQuery) -> StoreFuture<'_, Vec<Telemetry>>;
+    /// Deletes the reports `retention` no longer keeps at `now_ms`; returns how many.
+    fn retire(&self, retention: Retention, now_ms: u64) -> StoreFuture<'_, u64>;
+
     /// A device's retained reports of `kinds` with a sequence number above `after`, oldest first,
     /// at most `limit`.
     fn telemetry_after<'a>(
@@ -134,5 +195,9 @@ pub trait Store: Send + Sync + 'static {
         kinds: &'a [TelemetryKind],
         after: u64,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<Telemetry>>;
+    ) -> StoreFuture<'a, Vec<Telemetry>> {
+        let mut query = TelemetryQuery::device(uuid, kinds, limit);
+        query.after_seq = after;
+        self.telemetry(query)
+    }
 }

@@ -36,6 +36,10 @@ pub struct Device {
     /// When it registered, in seconds since the Unix epoch.
     #[prost(uint64, tag = "5")]
     pub registered_at: u64,
+    /// When it was last heard from, in milliseconds since the Unix epoch (0: never). Recorded
+    /// in batches, so it may lag by a few seconds.
+    #[prost(uint64, tag = "6")]
+    pub last_seen_ms: u64,
 }
 
 /// The configuration served to a device.
@@ -75,7 +79,7 @@ pub struct Telemetry {
     pub payload: Vec<u8>,
 }
 
-/// One change, as written to the embedded log.
+/// One change, as written to the log of earlier versions (see [`super::legacy`]).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct Record {
     #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6")]

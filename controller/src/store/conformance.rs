@@ -1,0 +1,388 @@
+//! The behaviour every [`Store`] backend must have, as test cases run against each backend
+//! (each case on a new, empty store from the backend's factory).
+
+use super::{
+    ContactQuery, Device, DeviceConfig, KindRetention, Onboarding, Retention, Store, StoreError,
+    Telemetry, TelemetryKind, TelemetryQuery,
+};
+use sha2::{Digest, Sha256};
+
+fn device(uuid: &str, serial: &str, cert: &[u8]) -> Device {
+    Device {
+        uuid: uuid.into(),
+        serial: serial.into(),
+        onboarding_id: "onb".into(),
+        cert_der: cert.to_vec(),
+        registered_at: 1,
+        last_seen_ms: 0,
+    }
+}
+
+fn report(uuid: &str, kind: TelemetryKind, at_ms: u64, payload: &[u8]) -> Telemetry {
+    Telemetry {
+        uuid: uuid.into(),
+        kind: kind as i32,
+        seq: 0,
+        received_at_ms: at_ms,
+        payload: payload.to_vec(),
+    }
+}
+
+/// Runs every case, each on a store made by `new_store`.
+pub(crate) fn run_all(new_store: impl Fn() -> Box<dyn Store>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(changes_are_kept_and_removal_cascades(&*new_store()));
+    runtime.block_on(conflicting_and_dangling_changes_are_refused(&*new_store()));
+    runtime.block_on(concurrent_inserts_of_one_serial_admit_exactly_one(
+        &*new_store(),
+    ));
+    runtime.block_on(devices_are_found_by_cert_hash_and_serial(&*new_store()));
+    runtime.block_on(onboarding_entries_are_replaced_and_removed(&*new_store()));
+    runtime.block_on(reports_are_queried_by_device_kind_time_and_order(
+        &*new_store(),
+    ));
+    runtime.block_on(contacts_keep_the_latest_and_select_devices(&*new_store()));
+    runtime.block_on(retention_applies_per_kind_by_age_and_count(&*new_store()));
+}
+
+async fn changes_are_kept_and_removal_cascades(store: &dyn Store) {
+    store
+        .insert_device(device("u1", "s1", b"cert1"))
+        .await
+        .unwrap();
+    store
+        .insert_device(device("u2", "s2", b"cert2"))
+        .await
+        .unwrap();
+    let config = DeviceConfig {
+        uuid: "u2".into(),
+        version: 3,
+        config: vec![1, 2],
+        hash: "h".into(),
+    };
+    store.set_config(config.clone()).await.unwrap();
+    assert_eq!(store.config("u2").await.unwrap(), Some(config.clone()));
+    let newer = DeviceConfig {
+        version: 4,
+        ..config
+    };
+    store.set_config(newer.clone()).await.unwrap();
+    assert_eq!(store.config("u2").await.unwrap(), Some(newer));
+    let first = store
+        .add_telemetry(report("u2", TelemetryKind::Info, 5, b"i"))
+        .await
+        .unwrap();
+    let second = store
+        .add_telemetry(report("u1", TelemetryKind::Info, 5, b"j"))
+        .await
+        .unwrap();
+    assert!(second > first);
+
+    store.remove_device("u2").await.unwrap();
+    assert_eq!(
+        store.devices().await.unwrap(),
+        vec![device("u1", "s1", b"cert1")]
+    );
+    assert_eq!(store.device("u2").await.unwrap(), None);
+    assert_eq!(store.config("u2").await.unwrap(), None);
+    let all = TelemetryQuery {
+        uuid: None,
+        ..TelemetryQuery::device("", &TelemetryKind::ALL, 100)
+    };
+    let left = store.telemetry(all).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (
+            left[0].uuid.as_str(),
+            left[0].seq,
+            left[0].payload.as_slice()
+        ),
+        ("u1", second, &b"j"[..])
+    );
+    // The same serial and certificate may register again once the device is gone.
+    store
+        .insert_device(device("u3", "s2", b"cert2"))
+        .await
+        .unwrap();
+    // Sequence numbers are never reused.
+    let third = store
+        .add_telemetry(report("u3", TelemetryKind::Logs, 6, b"l"))
+        .await
+        .unwrap();
+    assert!(third > second);
+}
+
+async fn conflicting_and_dangling_changes_are_refused(store: &dyn Store) {
+    store
+        .insert_device(device("u1", "s1", b"cert1"))
+        .await
+        .unwrap();
+    let refused = [
+        store.insert_device(device("u1", "s9", b"cert9")).await,
+        store.insert_device(device("u2", "s1", b"cert2")).await,
+        store.insert_device(device("u3", "s3", b"cert1")).await,
+    ];
+    for result in refused {
+        assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    }
+    let unknown = store
+        .add_telemetry(report("nobody", TelemetryKind::Info, 1, b""))
+        .await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+    let config = DeviceConfig {
+        uuid: "nobody".into(),
+        version: 1,
+        config: vec![],
+        hash: String::new(),
+    };
+    assert!(matches!(
+        store.set_config(config).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.remove_device("nobody").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.remove_onboarding("nothing").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.devices().await.unwrap().len(), 1);
+}
+
+async fn concurrent_inserts_of_one_serial_admit_exactly_one(store: &dyn Store) {
+    let attempts = (0..8).map(|i| store.insert_device(device(&format!("u{i}"), "s", &[i])));
+    let results = futures_util::future::join_all(attempts).await;
+    assert_eq!(results.iter().filter(|result| result.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .all(|result| matches!(result, Ok(()) | Err(StoreError::Conflict))));
+}
+
+async fn devices_are_found_by_cert_hash_and_serial(store: &dyn Store) {
+    store
+        .insert_device(device("u1", "s1", b"cert1"))
+        .await
+        .unwrap();
+    let hash: [u8; 32] = Sha256::digest(b"cert1").into();
+    let found = |hash: Vec<u8>| async move {
+        store
+            .device_by_cert_hash(&hash)
+            .await
+            .unwrap()
+            .map(|device| device.uuid)
+    };
+    assert_eq!(found(hash.to_vec()).await.as_deref(), Some("u1"));
+    assert_eq!(found(hash[..16].to_vec()).await.as_deref(), Some("u1"));
+    let mut wrong = hash;
+    wrong[31] ^= 1;
+    assert_eq!(found(wrong.to_vec()).await, None);
+    assert_eq!(found(hash[..8].to_vec()).await, None);
+    assert_eq!(found(Vec::new()).await, None);
+    let by_serial = store.device_by_serial("onb", "s1").await.unwrap();
+    assert_eq!(by_serial.map(|device| device.uuid).as_deref(), Some("u1"));
+    assert_eq!(store.device_by_serial("other", "s1").await.unwrap(), None);
+}
+
+async fn onboarding_entries_are_replaced_and_removed(store: &dyn Store) {
+    let entry = Onboarding {
+        id: "b".into(),
+        cert_der: vec![1, 2, 3],
+        serials: vec!["sim-*".into(), "plant \"7\"".into()],
+        subject: "CN=b".into(),
+    };
+    store.put_onboarding(entry.clone()).await.unwrap();
+    let other = Onboarding {
+        id: "a".into(),
+        serials: vec![],
+        ..entry.clone()
+    };
+    store.put_onboarding(other.clone()).await.unwrap();
+    let replaced = Onboarding {
+        serials: vec!["x".into()],
+        ..entry
+    };
+    store.put_onboarding(replaced.clone()).await.unwrap();
+    assert_eq!(
+        store.onboarding().await.unwrap(),
+        vec![other, replaced.clone()]
+    );
+    store.remove_onboarding("a").await.unwrap();
+    assert_eq!(store.onboarding().await.unwrap(), vec![replaced]);
+}
+
+async fn reports_are_queried_by_device_kind_time_and_order(store: &dyn Store) {
+    for (uuid, serial) in [("u1", "s1"), ("u2", "s2")] {
+        store
+            .insert_device(device(uuid, serial, serial.as_bytes()))
+            .await
+            .unwrap();
+    }
+    let mut seqs = Vec::new();
+    for at in 0..10u64 {
+        let kind = if at % 2 == 0 {
+            TelemetryKind::Metrics
+        } else {
+            TelemetryKind::Logs
+        };
+        let uuid = if at < 8 { "u1" } else { "u2" };
+        seqs.push(
+            store
+                .add_telemetry(report(uuid, kind, 1000 + at, &[at as u8]))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    let payloads = |found: Vec<Telemetry>| -> Vec<u8> {
+        found.into_iter().map(|report| report.payload[0]).collect()
+    };
+
+    let metrics = TelemetryQuery::device("u1", &[TelemetryKind::Metrics], 100);
+    assert_eq!(
+        payloads(store.telemetry(metrics.clone()).await.unwrap()),
+        [0, 2, 4, 6]
+    );
+    let window = TelemetryQuery {
+        since_ms: Some(1002),
+        until_ms: Some(1006),
+        ..metrics.clone()
+    };
+    assert_eq!(payloads(store.telemetry(window).await.unwrap()), [2, 4]);
+    let newest = TelemetryQuery {
+        newest_first: true,
+        limit: 2,
+        ..metrics.clone()
+    };
+    assert_eq!(payloads(store.telemetry(newest).await.unwrap()), [6, 4]);
+    let after = store
+        .telemetry_after("u1", &TelemetryKind::ALL, seqs[4], 2)
+        .await
+        .unwrap();
+    assert_eq!(payloads(after), [5, 6]);
+    let everyone = TelemetryQuery {
+        uuid: None,
+        ..TelemetryQuery::device("", &[TelemetryKind::Metrics], 100)
+    };
+    assert_eq!(
+        payloads(store.telemetry(everyone).await.unwrap()),
+        [0, 2, 4, 6, 8]
+    );
+    let none = TelemetryQuery::device("u1", &[], 100);
+    assert!(store.telemetry(none).await.unwrap().is_empty());
+    let info = TelemetryQuery::device("u1", &[TelemetryKind::Info], 100);
+    assert!(store.telemetry(info).await.unwrap().is_empty());
+    let stored = store
+        .telemetry(TelemetryQuery::device("u2", &TelemetryKind::ALL, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![Telemetry {
+            seq: seqs[8],
+            ..report("u2", TelemetryKind::Metrics, 1008, &[8])
+        }]
+    );
+}
+
+async fn contacts_keep_the_latest_and_select_devices(store: &dyn Store) {
+    for (uuid, serial) in [("u1", "s1"), ("u2", "s2"), ("u3", "s3")] {
+        store
+            .insert_device(device(uuid, serial, serial.as_bytes()))
+            .await
+            .unwrap();
+    }
+    let contacts = vec![
+        ("u1".to_owned(), 5_000),
+        ("u2".to_owned(), 9_000),
+        ("nobody".to_owned(), 1),
+    ];
+    store.record_contacts(contacts).await.unwrap();
+    store
+        .record_contacts(vec![("u2".to_owned(), 7_000)])
+        .await
+        .unwrap();
+    let seen = |device: Option<Device>| device.unwrap().last_seen_ms;
+    assert_eq!(seen(store.device("u1").await.unwrap()), 5_000);
+    assert_eq!(seen(store.device("u2").await.unwrap()), 9_000, "later wins");
+    assert_eq!(seen(store.device("u3").await.unwrap()), 0);
+    let uuids = |devices: Vec<Device>| -> Vec<String> {
+        devices.into_iter().map(|device| device.uuid).collect()
+    };
+    let recent = ContactQuery {
+        seen_since: Some(6_000),
+        not_seen_since: None,
+    };
+    assert_eq!(
+        uuids(store.devices_by_contact(recent).await.unwrap()),
+        ["u2"]
+    );
+    let stale = ContactQuery {
+        seen_since: None,
+        not_seen_since: Some(6_000),
+    };
+    assert_eq!(
+        uuids(store.devices_by_contact(stale).await.unwrap()),
+        ["u1", "u3"]
+    );
+}
+
+async fn retention_applies_per_kind_by_age_and_count(store: &dyn Store) {
+    for (uuid, serial) in [("u1", "s1"), ("u2", "s2")] {
+        store
+            .insert_device(device(uuid, serial, serial.as_bytes()))
+            .await
+            .unwrap();
+    }
+    for at in 0..6u64 {
+        for uuid in ["u1", "u2"] {
+            for kind in [
+                TelemetryKind::Metrics,
+                TelemetryKind::Logs,
+                TelemetryKind::Info,
+            ] {
+                store
+                    .add_telemetry(report(uuid, kind, at * 1000, &[at as u8]))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let mut retention = Retention::FOREVER;
+    retention.set(
+        TelemetryKind::Metrics,
+        KindRetention {
+            max_age_ms: None,
+            max_per_device: Some(2),
+        },
+    );
+    retention.set(
+        TelemetryKind::Logs,
+        KindRetention {
+            max_age_ms: Some(2_500),
+            max_per_device: None,
+        },
+    );
+    // Metrics: 4 of 6 per device over the count; logs: at 0, 1000 and 2000 older than 2500 ms.
+    assert_eq!(store.retire(retention, 5_000).await.unwrap(), 2 * 4 + 2 * 3);
+    let kept = |uuid: &'static str, kind| async move {
+        let found = store
+            .telemetry(TelemetryQuery::device(uuid, &[kind], 100))
+            .await
+            .unwrap();
+        found
+            .into_iter()
+            .map(|report| report.payload[0])
+            .collect::<Vec<u8>>()
+    };
+    for uuid in ["u1", "u2"] {
+        assert_eq!(kept(uuid, TelemetryKind::Metrics).await, [4, 5]);
+        assert_eq!(kept(uuid, TelemetryKind::Logs).await, [3, 4, 5]);
+        assert_eq!(kept(uuid, TelemetryKind::Info).await, [0, 1, 2, 3, 4, 5]);
+    }
+    assert_eq!(store.retire(retention, 5_000).await.unwrap(), 0);
+}
