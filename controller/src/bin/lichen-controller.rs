@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use lichen_controller::admin_cli::{self, AdminCommand, Connection};
 use lichen_controller::server;
 use lichen_controller::store::legacy;
+use lichen_controller::store::postgres::PostgresStore;
 use lichen_controller::store::sqlite::{self, SqliteStore};
+use lichen_controller::store::Store;
 
 /// The lichen controller: manages nodes through the EVE device API v2.
 #[derive(Parser)]
@@ -36,6 +38,11 @@ enum Command {
         /// The largest request body accepted, in bytes.
         #[arg(long, default_value_t = 1 << 20)]
         max_body_bytes: usize,
+        /// A PostgreSQL database to keep the state in, shared by every controller given it
+        /// (`postgresql://user@host/db` or `host=... dbname=...`); default: SQLite in the state
+        /// directory.
+        #[arg(long, env = "LICHEN_DATABASE_URL")]
+        database_url: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
         /// What is kept of a kind of report: KIND=AGE,COUNT (AGE like 7d, 12h or 30m, COUNT per
@@ -50,6 +57,9 @@ enum Command {
         /// The state directory of the controller (stopped) to migrate.
         #[arg(long, env = "LICHEN_STATE_DIR", default_value = "lichen-state")]
         state_dir: PathBuf,
+        /// Migrate into this (empty) PostgreSQL database instead of SQLite.
+        #[arg(long, env = "LICHEN_DATABASE_URL")]
+        database_url: Option<String>,
     },
     /// Administers a running controller.
     Admin {
@@ -108,6 +118,7 @@ async fn main() -> ExitCode {
             listen,
             server_names,
             max_body_bytes,
+            database_url,
             limits,
             retention,
         } => {
@@ -115,6 +126,7 @@ async fn main() -> ExitCode {
             options.server_names = server_names;
             options.max_body_bytes = max_body_bytes;
             options.limits = limits.into();
+            options.database_url = database_url;
             match retention
                 .iter()
                 .try_for_each(|arg| options.retention.apply_arg(arg))
@@ -123,7 +135,10 @@ async fn main() -> ExitCode {
                 Err(error) => Err(format!("--retention {error}")),
             }
         }
-        Command::Migrate { state_dir } => migrate(&state_dir).await,
+        Command::Migrate {
+            state_dir,
+            database_url,
+        } => migrate(&state_dir, database_url.as_deref()).await,
         Command::Admin {
             connection,
             command,
@@ -157,44 +172,43 @@ async fn serve(options: server::Options) -> Result<(), String> {
     Ok(())
 }
 
-async fn migrate(state_dir: &Path) -> Result<(), String> {
+async fn migrate(state_dir: &Path, database_url: Option<&str>) -> Result<(), String> {
     let log = legacy::log_path(state_dir);
     let database = state_dir.join(sqlite::FILE_NAME);
     if !log.exists() {
         return Err(format!("{}: no store of an earlier version", log.display()));
     }
-    if database.exists() {
-        return Err(format!(
-            "{} exists already: nothing done (remove it to migrate again)",
-            database.display()
-        ));
-    }
-    let result = async {
-        let store = SqliteStore::open(state_dir).map_err(|error| error.to_string())?;
-        legacy::migrate(&log, &store)
-            .await
-            .map_err(|error| error.to_string())
-    }
-    .await;
-    let migrated = match result {
-        Ok(migrated) => migrated,
-        Err(error) => {
-            // Leave the state directory as it was, so that the migration can be run again.
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    let (migrated, into) = match database_url {
+        Some(url) => {
+            let store = PostgresStore::open(url)
+                .await
+                .map_err(|error| error.to_string())?;
+            if !store
+                .devices()
+                .await
+                .map_err(|error| error.to_string())?
+                .is_empty()
+            {
+                return Err("the PostgreSQL database has devices already: nothing done".into());
             }
-            return Err(format!("migrating {}: {error}", log.display()));
+            let migrated = legacy::migrate(&log, &store)
+                .await
+                .map_err(|error| format!("migrating {}: {error}", log.display()))?;
+            (migrated, "PostgreSQL".to_owned())
         }
+        None => (
+            into_sqlite(state_dir, &log, &database).await?,
+            database.display().to_string(),
+        ),
     };
     let kept = log.with_extension("log.migrated");
     std::fs::rename(&log, &kept).map_err(|error| format!("renaming {}: {error}", log.display()))?;
     println!(
-        "migrated {} onboarding certificates, {} devices, {} configurations and {} reports into {}; the old log is {}",
+        "migrated {} onboarding certificates, {} devices, {} configurations and {} reports into {into}; the old log is {}",
         migrated.onboarding,
         migrated.devices,
         migrated.configs,
         migrated.reports,
-        database.display(),
         kept.display()
     );
     if migrated.dropped_bytes > 0 {
@@ -204,4 +218,31 @@ async fn migrate(state_dir: &Path) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+async fn into_sqlite(
+    state_dir: &Path,
+    log: &Path,
+    database: &Path,
+) -> Result<legacy::Migrated, String> {
+    if database.exists() {
+        return Err(format!(
+            "{} exists already: nothing done (remove it to migrate again)",
+            database.display()
+        ));
+    }
+    let result = async {
+        let store = SqliteStore::open(state_dir).map_err(|error| error.to_string())?;
+        legacy::migrate(log, &store)
+            .await
+            .map_err(|error| error.to_string())
+    }
+    .await;
+    result.map_err(|error| {
+        // Leave the state directory as it was, so that the migration can be run again.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+        }
+        format!("migrating {}: {error}", log.display())
+    })
 }

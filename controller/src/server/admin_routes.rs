@@ -18,6 +18,7 @@ use super::{ApiError, App};
 use crate::admin_api::{ConfigSet, DeviceSummary, NewOnboarding, OnboardingEntry, Report, Reports};
 use crate::device_config;
 use crate::registration::onboarding_id;
+use crate::store::StoreError;
 use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind};
 
 /// Where the admin API is mounted.
@@ -199,23 +200,29 @@ async fn set_config(
     device_config::validate(&config, &uuid)
         .map_err(|problems| ApiError::unprocessable(problems.join("\n")))?;
     let _one_at_a_time = app.config_writes.lock().await;
-    let version = app
-        .store
-        .config(&uuid)
-        .await?
-        .map_or(0, |config| config.version)
-        + 1;
-    let served = device_config::serve(&uuid, version, config);
-    let stored = DeviceConfig {
-        uuid,
-        version,
-        config: served.bytes,
-        hash: served.hash.clone(),
+    // Another controller sharing the store may write a version between our read and write:
+    // the store refuses ours then, and we number it again.
+    let mut attempts = 0;
+    let (version, served) = loop {
+        let version = app
+            .store
+            .config(&uuid)
+            .await?
+            .map_or(0, |config| config.version)
+            + 1;
+        let served = device_config::serve(&uuid, version, config.clone());
+        let stored = DeviceConfig {
+            uuid: uuid.clone(),
+            version,
+            config: served.bytes.clone(),
+            hash: served.hash.clone(),
+        };
+        match app.store.set_config(stored).await {
+            Ok(()) => break (version, served),
+            Err(StoreError::Conflict) if attempts < 10 => attempts += 1,
+            Err(error) => return Err(not_found("device")(error)),
+        }
     };
-    app.store
-        .set_config(stored)
-        .await
-        .map_err(not_found("device"))?;
     Ok(Json(ConfigSet {
         version,
         hash: served.hash,

@@ -185,7 +185,22 @@ async fn config(
     signed_by: SignedByDevice,
 ) -> Result<Response, ApiError> {
     let request: ConfigRequest = decode(&signed_by.payload, "ConfigRequest")?;
-    let served = served_config(&app, &signed_by.device.uuid).await?;
+    let uuid = &signed_by.device.uuid;
+    let served = match app.store.config(uuid).await? {
+        Some(stored) => Served {
+            bytes: stored.config,
+            hash: stored.hash,
+        },
+        // No configuration: a device that only onboarded, or one deleted (perhaps through
+        // another controller sharing the store, so still in this one's cache).
+        None if app.store.device(uuid).await?.is_some() => {
+            device_config::serve(uuid, 0, EdgeDevConfig::default())
+        }
+        None => {
+            app.devices.forget(uuid);
+            return Err(ApiError::unauthorized("unknown device certificate"));
+        }
+    };
     if request.config_hash == served.hash {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }

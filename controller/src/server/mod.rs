@@ -29,6 +29,7 @@ pub use error::ApiError;
 pub use limits::Limits;
 
 use crate::pki::Pki;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{legacy, Retention, Store};
 use devices::DeviceCache;
@@ -44,6 +45,9 @@ pub struct Options {
     pub server_names: Vec<String>,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The PostgreSQL database to use (`postgresql://` URL or `key=value` pairs); `None`: SQLite
+    /// in the state directory.
+    pub database_url: Option<String>,
     /// What is kept of reports, applied every `retention_interval`.
     pub retention: Retention,
     /// How often retention is applied.
@@ -62,6 +66,7 @@ impl Options {
             listen,
             server_names: Vec::new(),
             max_body_bytes: 1 << 20,
+            database_url: None,
             retention: Retention::default(),
             retention_interval: Duration::from_secs(60),
             contact_interval: Duration::from_secs(10),
@@ -111,7 +116,7 @@ impl Running {
 pub async fn start(options: Options) -> io::Result<Running> {
     let pki = Pki::load_or_create(&options.state_dir, &options.server_names)?;
     let admin_token = crate::admin_token::load_or_create(&options.state_dir)?;
-    let store = open_store(&options.state_dir)?;
+    let store = open_store(&options.state_dir, options.database_url.as_deref()).await?;
     let app = Arc::new(App::new(store, &pki, admin_token.clone()));
     let router = Router::new()
         .nest(lichen_api::API_PREFIX, device_routes::router())
@@ -149,8 +154,18 @@ pub async fn start(options: Options) -> io::Result<Running> {
     })
 }
 
-/// Opens the store in `state_dir`; refuses to start over a store of an earlier version.
-fn open_store(state_dir: &std::path::Path) -> io::Result<Arc<dyn Store>> {
+/// Opens the PostgreSQL store, or the SQLite one in `state_dir`; refuses to start over a store
+/// of an earlier version.
+async fn open_store(
+    state_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> io::Result<Arc<dyn Store>> {
+    if let Some(url) = database_url {
+        let store = PostgresStore::open(url)
+            .await
+            .map_err(|error| io::Error::other(error.to_string()))?;
+        return Ok(Arc::new(store));
+    }
     let old_log = legacy::log_path(state_dir);
     if old_log.exists() && !state_dir.join(crate::store::sqlite::FILE_NAME).exists() {
         return Err(io::Error::other(format!(

@@ -3,7 +3,7 @@
 
 use super::{
     ContactQuery, Device, DeviceConfig, KindRetention, Onboarding, Retention, Store, StoreError,
-    Telemetry, TelemetryKind, TelemetryQuery,
+    StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
 };
 use sha2::{Digest, Sha256};
 
@@ -28,25 +28,20 @@ fn report(uuid: &str, kind: TelemetryKind, at_ms: u64, payload: &[u8]) -> Teleme
     }
 }
 
+/// Makes a new, empty store for a case.
+pub(crate) type NewStore = Box<dyn Fn() -> StoreFuture<'static, Box<dyn Store>>>;
+
 /// Runs every case, each on a store made by `new_store`.
-pub(crate) fn run_all(new_store: impl Fn() -> Box<dyn Store>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(changes_are_kept_and_removal_cascades(&*new_store()));
-    runtime.block_on(conflicting_and_dangling_changes_are_refused(&*new_store()));
-    runtime.block_on(concurrent_inserts_of_one_serial_admit_exactly_one(
-        &*new_store(),
-    ));
-    runtime.block_on(devices_are_found_by_cert_hash_and_serial(&*new_store()));
-    runtime.block_on(onboarding_entries_are_replaced_and_removed(&*new_store()));
-    runtime.block_on(reports_are_queried_by_device_kind_time_and_order(
-        &*new_store(),
-    ));
-    runtime.block_on(contacts_keep_the_latest_and_select_devices(&*new_store()));
-    runtime.block_on(retention_applies_per_kind_by_age_and_count(&*new_store()));
+pub(crate) async fn run_all(new_store: NewStore) {
+    let store = || async { new_store().await.unwrap() };
+    changes_are_kept_and_removal_cascades(&*store().await).await;
+    conflicting_and_dangling_changes_are_refused(&*store().await).await;
+    concurrent_inserts_of_one_serial_admit_exactly_one(&*store().await).await;
+    devices_are_found_by_cert_hash_and_serial(&*store().await).await;
+    onboarding_entries_are_replaced_and_removed(&*store().await).await;
+    reports_are_queried_by_device_kind_time_and_order(&*store().await).await;
+    contacts_keep_the_latest_and_select_devices(&*store().await).await;
+    retention_applies_per_kind_by_age_and_count(&*store().await).await;
 }
 
 async fn changes_are_kept_and_removal_cascades(store: &dyn Store) {
@@ -71,6 +66,16 @@ async fn changes_are_kept_and_removal_cascades(store: &dyn Store) {
         ..config
     };
     store.set_config(newer.clone()).await.unwrap();
+    assert_eq!(store.config("u2").await.unwrap(), Some(newer.clone()));
+    // A writer that computed the same or an older version lost a race: refused.
+    let stale = DeviceConfig {
+        config: vec![9],
+        ..newer.clone()
+    };
+    assert!(matches!(
+        store.set_config(stale).await,
+        Err(StoreError::Conflict)
+    ));
     assert_eq!(store.config("u2").await.unwrap(), Some(newer));
     let first = store
         .add_telemetry(report("u2", TelemetryKind::Info, 5, b"i"))

@@ -1,6 +1,7 @@
 //! What the controller keeps: onboarding certificates, devices, their configuration and what
 //! they report. [`Store`] is the interface; [`sqlite::SqliteStore`] is the default backend (one
-//! SQLite file in the state directory). [`legacy`] reads the log of earlier versions, for
+//! SQLite file in the state directory), [`postgres::PostgresStore`] the one several controllers
+//! can share. [`legacy`] reads the log of earlier versions, for
 //! `lichen-controller migrate`.
 //!
 //! Every write method returns only once the change is durable: an acknowledged write survives a
@@ -9,6 +10,7 @@
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod legacy;
+pub mod postgres;
 mod record;
 mod retention;
 pub mod sqlite;
@@ -168,7 +170,8 @@ pub trait Store: Send + Sync + 'static {
         serial: &'a str,
     ) -> StoreFuture<'a, Option<Device>>;
 
-    /// Replaces a device's configuration.
+    /// Replaces a device's configuration, if `config.version` is above the stored one's (else
+    /// [`StoreError::Conflict`]: another writer got there first).
     fn set_config(&self, config: DeviceConfig) -> StoreFuture<'_, ()>;
     /// A device's configuration, if one was set.
     fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>>;

@@ -494,7 +494,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO configs (uuid, version, config, hash) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (uuid) DO UPDATE SET version = excluded.version,
-                        config = excluded.config, hash = excluded.hash",
+                        config = excluded.config, hash = excluded.hash
+                     WHERE configs.version < excluded.version",
                 )
                 .and_then(|mut statement| {
                     statement.execute(params![
@@ -505,6 +506,7 @@ impl Store for SqliteStore {
                     ])
                 });
             match result {
+                Ok(0) => Err(StoreError::Conflict),
                 Ok(_) => Ok(0),
                 Err(rusqlite::Error::SqliteFailure(failure, _))
                     if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
@@ -667,15 +669,17 @@ mod tests {
         SqliteStore::open(dir).unwrap()
     }
 
-    #[test]
-    fn conforms() {
-        let dir = tempfile::tempdir().unwrap();
-        let cases = std::sync::atomic::AtomicUsize::new(0);
-        super::super::conformance::run_all(|| -> Box<dyn Store> {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms() {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let cases = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        super::super::conformance::run_all(Box::new(move || {
             // Each case gets an empty database.
             let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Box::new(open(&dir.path().join(case.to_string())))
-        });
+            let path = dir.path().join(case.to_string());
+            Box::pin(async move { Ok(Box::new(open(&path)) as Box<dyn Store>) })
+        }))
+        .await;
     }
 
     #[test]
