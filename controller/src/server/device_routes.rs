@@ -19,6 +19,7 @@ use lichen_api::uuid::{UuidRequest, UuidResponse};
 use prost::Message;
 
 use super::devices::KnownDevice;
+use super::report_index;
 use super::{now_ms, ApiError, App};
 use crate::device_config::{self, Served};
 use crate::registration::{self, RegisterError, Registered};
@@ -233,31 +234,20 @@ async fn report(
     signed_by: SignedByDevice,
     kind: TelemetryKind,
 ) -> Result<StatusCode, ApiError> {
-    check_report(kind, &signed_by.payload)?;
+    let received_at_ms = now_ms();
+    let indexed = report_index::index(kind, &signed_by.payload, received_at_ms)?;
     let report = Telemetry {
         uuid: signed_by.device.uuid.clone(),
         kind: kind as i32,
         seq: 0,
-        received_at_ms: now_ms(),
+        received_at_ms,
         payload: signed_by.payload,
+        object: indexed.object,
+        lines: indexed.lines,
     };
     let seq = app.store.add_telemetry(report).await?;
     app.reports.send_replace(seq);
     Ok(StatusCode::CREATED)
-}
-
-/// Checks that a report decodes as its kind's message (or, for newlogs, as gzip).
-fn check_report(kind: TelemetryKind, payload: &[u8]) -> Result<(), ApiError> {
-    use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, logs::LogBundle, metrics::ZMetricMsg};
-    match kind {
-        TelemetryKind::Info => decode::<ZInfoMsg>(payload, "ZInfoMsg").map(drop),
-        TelemetryKind::Metrics => decode::<ZMetricMsg>(payload, "ZMetricMsg").map(drop),
-        TelemetryKind::Logs => decode::<LogBundle>(payload, "LogBundle").map(drop),
-        TelemetryKind::FlowLog => decode::<FlowMessage>(payload, "FlowMessage").map(drop),
-        TelemetryKind::NewLogs => gunzip(payload).map(drop).map_err(|error| {
-            ApiError::unprocessable(format!("newlogs payload is not gzip: {error}"))
-        }),
-    }
 }
 
 /// Decompresses a newlogs payload, refusing more than [`MAX_NEWLOGS_BYTES`].

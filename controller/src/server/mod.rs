@@ -9,6 +9,7 @@ mod error;
 mod housekeeping;
 mod limits;
 mod listener;
+mod report_index;
 
 use std::io;
 use std::net::SocketAddr;

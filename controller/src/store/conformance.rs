@@ -2,8 +2,8 @@
 //! (each case on a new, empty store from the backend's factory).
 
 use super::{
-    ContactQuery, Device, DeviceConfig, KindRetention, Onboarding, Retention, Store, StoreError,
-    StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+    ContactQuery, Device, DeviceConfig, KindRetention, LogLine, LogQuery, Onboarding, Retention,
+    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
 };
 use sha2::{Digest, Sha256};
 
@@ -25,6 +25,17 @@ fn report(uuid: &str, kind: TelemetryKind, at_ms: u64, payload: &[u8]) -> Teleme
         seq: 0,
         received_at_ms: at_ms,
         payload: payload.to_vec(),
+        ..Telemetry::default()
+    }
+}
+
+fn line(at_ms: u64, severity: &str, text: &str) -> LogLine {
+    LogLine {
+        at_ms,
+        severity: severity.into(),
+        source: "agent".into(),
+        text: text.into(),
+        ..LogLine::default()
     }
 }
 
@@ -42,6 +53,125 @@ pub(crate) async fn run_all(new_store: NewStore) {
     reports_are_queried_by_device_kind_time_and_order(&*store().await).await;
     contacts_keep_the_latest_and_select_devices(&*store().await).await;
     retention_applies_per_kind_by_age_and_count(&*store().await).await;
+    reports_are_found_by_object_and_log_lines_by_severity_and_text(&*store().await).await;
+}
+
+async fn reports_are_found_by_object_and_log_lines_by_severity_and_text(store: &dyn Store) {
+    for (uuid, serial) in [("u1", "s1"), ("u2", "s2")] {
+        store
+            .insert_device(device(uuid, serial, serial.as_bytes()))
+            .await
+            .unwrap();
+    }
+    for (at, object) in [(1, "app-a"), (2, "app-b"), (3, "app-a")] {
+        let about = Telemetry {
+            object: object.into(),
+            ..report("u1", TelemetryKind::Info, at, &[at as u8])
+        };
+        store.add_telemetry(about).await.unwrap();
+    }
+    let app_a = TelemetryQuery {
+        object: Some("app-a".into()),
+        ..TelemetryQuery::device("u1", &[TelemetryKind::Info], 10)
+    };
+    let found = store.telemetry(app_a).await.unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|r| (r.payload[0], r.object.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "app-a"), (3, "app-a")]
+    );
+
+    let logs = Telemetry {
+        lines: vec![
+            line(100, "info", "started 50% of it_all"),
+            line(300, "error", "disk full"),
+            line(200, "warning", "disk nearly full"),
+        ],
+        ..report("u1", TelemetryKind::Logs, 400, b"bundle")
+    };
+    let seq = store.add_telemetry(logs).await.unwrap();
+    let other = Telemetry {
+        lines: vec![line(150, "error", "disk on fire")],
+        ..report("u2", TelemetryKind::NewLogs, 400, b"gzip")
+    };
+    store.add_telemetry(other).await.unwrap();
+    let texts =
+        |lines: Vec<LogLine>| -> Vec<String> { lines.into_iter().map(|l| l.text).collect() };
+
+    let all_u1 = LogQuery {
+        uuid: Some("u1".into()),
+        limit: 10,
+        ..LogQuery::default()
+    };
+    let lines = store.logs(all_u1.clone()).await.unwrap();
+    assert_eq!(
+        lines[0],
+        LogLine {
+            seq,
+            uuid: "u1".into(),
+            ..line(100, "info", "started 50% of it_all")
+        }
+    );
+    assert_eq!(
+        texts(lines),
+        ["started 50% of it_all", "disk nearly full", "disk full"],
+        "by time"
+    );
+    let errors_anywhere = LogQuery {
+        severities: vec!["error".into()],
+        limit: 10,
+        ..LogQuery::default()
+    };
+    assert_eq!(
+        texts(store.logs(errors_anywhere).await.unwrap()),
+        ["disk on fire", "disk full"]
+    );
+    let text = |needle: &str| LogQuery {
+        text: Some(needle.into()),
+        ..all_u1.clone()
+    };
+    assert_eq!(
+        texts(store.logs(text("disk")).await.unwrap()),
+        ["disk nearly full", "disk full"]
+    );
+    // Characters special to LIKE patterns are matched as themselves.
+    assert_eq!(
+        texts(store.logs(text("50%")).await.unwrap()),
+        ["started 50% of it_all"]
+    );
+    assert!(store.logs(text("it%all")).await.unwrap().is_empty());
+    assert!(store.logs(text("_")).await.unwrap().len() == 1);
+    let window = LogQuery {
+        since_ms: Some(150),
+        until_ms: Some(300),
+        newest_first: true,
+        severities: vec!["warning".into(), "error".into()],
+        ..all_u1.clone()
+    };
+    assert_eq!(
+        texts(store.logs(window).await.unwrap()),
+        ["disk nearly full"]
+    );
+
+    // Lines go with their report: retention and device removal take them.
+    store.remove_device("u2").await.unwrap();
+    let everyone = LogQuery {
+        limit: 10,
+        ..LogQuery::default()
+    };
+    assert_eq!(store.logs(everyone.clone()).await.unwrap().len(), 3);
+    let mut retention = Retention::FOREVER;
+    retention.set(
+        TelemetryKind::Logs,
+        KindRetention {
+            max_age_ms: None,
+            max_per_device: Some(0),
+        },
+    );
+    assert_eq!(store.retire(retention, 1_000).await.unwrap(), 1);
+    assert!(store.logs(everyone).await.unwrap().is_empty());
 }
 
 async fn changes_are_kept_and_removal_cascades(store: &dyn Store) {

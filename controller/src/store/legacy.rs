@@ -214,6 +214,7 @@ mod tests {
             seq,
             received_at_ms: 2,
             payload: payload.to_vec(),
+            ..Telemetry::default()
         }
     }
 

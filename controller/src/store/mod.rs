@@ -17,7 +17,7 @@ pub mod sqlite;
 
 use std::{fmt, future::Future, pin::Pin};
 
-pub use record::{Device, DeviceConfig, Onboarding, Telemetry};
+pub use record::{Device, DeviceConfig, LogLine, Onboarding, Telemetry};
 pub use retention::{KindRetention, Retention};
 
 /// The future returned by every [`Store`] method.
@@ -113,6 +113,28 @@ pub struct TelemetryQuery {
     pub since_ms: Option<u64>,
     /// Only reports received before this.
     pub until_ms: Option<u64>,
+    /// Only reports about this object (see [`Telemetry::object`]).
+    pub object: Option<String>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Which log lines [`Store::logs`] returns: those matching every field set, by time (oldest
+/// first, or newest first), at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// One device's lines, or every device's.
+    pub uuid: Option<String>,
+    /// Only lines logged at or after this (milliseconds since the Unix epoch).
+    pub since_ms: Option<u64>,
+    /// Only lines logged before this.
+    pub until_ms: Option<u64>,
+    /// Only lines with one of these severities (empty: any).
+    pub severities: Vec<String>,
+    /// Only lines whose text contains this (case-sensitive).
+    pub text: Option<String>,
     /// Newest first instead of oldest first.
     pub newest_first: bool,
     /// At most this many.
@@ -128,6 +150,7 @@ impl TelemetryQuery {
             after_seq: 0,
             since_ms: None,
             until_ms: None,
+            object: None,
             newest_first: false,
             limit,
         }
@@ -185,8 +208,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records a report from a device and returns its sequence number (increasing, never
     /// reused, shared by all kinds and devices).
     fn add_telemetry(&self, report: Telemetry) -> StoreFuture<'_, u64>;
-    /// The retained reports matching `query`.
+    /// The retained reports matching `query` (without their [`Telemetry::lines`]).
     fn telemetry(&self, query: TelemetryQuery) -> StoreFuture<'_, Vec<Telemetry>>;
+    /// The log lines of retained reports matching `query`.
+    fn logs(&self, query: LogQuery) -> StoreFuture<'_, Vec<LogLine>>;
     /// Deletes the reports `retention` no longer keeps at `now_ms`; returns how many.
     fn retire(&self, retention: Retention, now_ms: u64) -> StoreFuture<'_, u64>;
 

@@ -19,8 +19,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::{
-    ContactQuery, Device, DeviceConfig, Onboarding, Retention, Store, StoreError, StoreFuture,
-    Telemetry, TelemetryKind, TelemetryQuery,
+    ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention, Store,
+    StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
 };
 
 /// Connections per controller.
@@ -64,6 +64,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX telemetry_by_device ON telemetry (uuid, kind, seq);
     CREATE INDEX telemetry_by_time ON telemetry (kind, received_at_ms);",
+    // 2: what reports are about, and log lines, for queries.
+    "ALTER TABLE telemetry ADD COLUMN object TEXT NOT NULL DEFAULT '';
+    CREATE INDEX telemetry_by_object ON telemetry (uuid, kind, object, seq);
+    CREATE TABLE log_lines (
+        seq BIGINT NOT NULL REFERENCES telemetry (seq) ON DELETE CASCADE,
+        line INTEGER NOT NULL,
+        uuid TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (seq, line)
+    );
+    CREATE INDEX log_lines_by_device ON log_lines (uuid, at_ms);
+    CREATE INDEX log_lines_by_time ON log_lines (at_ms);",
 ];
 
 /// The PostgreSQL store (see the module docs).
@@ -277,6 +292,19 @@ fn telemetry_of(row: &Row) -> Result<Telemetry, StoreError> {
         seq: u64_of(row.get(2))?,
         received_at_ms: u64_of(row.get(3))?,
         payload: row.get(4),
+        object: row.get(5),
+        lines: Vec::new(),
+    })
+}
+
+fn log_line_of(row: &Row) -> Result<LogLine, StoreError> {
+    Ok(LogLine {
+        seq: u64_of(row.get(0))?,
+        uuid: row.get(1),
+        at_ms: u64_of(row.get(2))?,
+        severity: row.get(3),
+        source: row.get(4),
+        text: row.get(5),
     })
 }
 
@@ -497,13 +525,44 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let rows = self
                 .query(
-                    "INSERT INTO telemetry (uuid, kind, received_at_ms, payload)
-                     VALUES ($1, $2, $3, $4) RETURNING seq",
+                    // One statement: the report and its lines are stored together or not at all.
+                    "WITH report AS (
+                        INSERT INTO telemetry (uuid, kind, received_at_ms, payload, object)
+                        VALUES ($1, $2, $3, $4, $5) RETURNING seq),
+                     lines AS (
+                        INSERT INTO log_lines (seq, line, uuid, at_ms, severity, source, text)
+                        SELECT report.seq, line.number, $1, line.at_ms, line.severity,
+                            line.source, line.text
+                        FROM report, unnest($6::int[], $7::bigint[], $8::text[], $9::text[],
+                            $10::text[]) AS line (number, at_ms, severity, source, text))
+                     SELECT seq FROM report",
                     &[
                         &report.uuid,
                         &report.kind,
                         &i64_of(report.received_at_ms),
                         &report.payload,
+                        &report.object,
+                        &(0..report.lines.len() as i32).collect::<Vec<i32>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| i64_of(l.at_ms))
+                            .collect::<Vec<i64>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| l.severity.as_str())
+                            .collect::<Vec<&str>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| l.source.as_str())
+                            .collect::<Vec<&str>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| l.text.as_str())
+                            .collect::<Vec<&str>>(),
                     ],
                 )
                 .await?;
@@ -526,9 +585,14 @@ impl Store for PostgresStore {
             } else {
                 "$6::text IS NULL AND"
             };
+            let object = if query.object.is_some() {
+                "object = $7 AND"
+            } else {
+                "$7::text IS NULL AND"
+            };
             let sql = format!(
-                "SELECT uuid, kind, seq, received_at_ms, payload FROM telemetry
-                 WHERE {device} kind = ANY($1) AND seq > $2
+                "SELECT uuid, kind, seq, received_at_ms, payload, object FROM telemetry
+                 WHERE {device} {object} kind = ANY($1) AND seq > $2
                    AND received_at_ms >= $3 AND received_at_ms < $4
                  ORDER BY seq {order} LIMIT $5"
             );
@@ -543,10 +607,46 @@ impl Store for PostgresStore {
                         &query.until_ms.map_or(i64::MAX, i64_of),
                         &i64_of(query.limit as u64),
                         &query.uuid,
+                        &query.object,
                     ],
                 )
                 .await?;
             rows.iter().map(telemetry_of).collect()
+        })
+    }
+
+    fn logs(&self, query: LogQuery) -> StoreFuture<'_, Vec<LogLine>> {
+        Box::pin(async move {
+            if query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let order = if query.newest_first { "DESC" } else { "ASC" };
+            let device = if query.uuid.is_some() {
+                "uuid = $1"
+            } else {
+                "$1::text IS NULL"
+            };
+            let sql = format!(
+                "SELECT seq, uuid, at_ms, severity, source, text FROM log_lines
+                 WHERE {device} AND at_ms >= $2 AND at_ms < $3
+                   AND (cardinality($4::text[]) = 0 OR severity = ANY($4))
+                   AND ($5::text IS NULL OR strpos(text, $5) > 0)
+                 ORDER BY at_ms {order}, seq {order}, line {order} LIMIT $6"
+            );
+            let rows = self
+                .query(
+                    &sql,
+                    &[
+                        &query.uuid,
+                        &query.since_ms.map_or(0, i64_of),
+                        &query.until_ms.map_or(i64::MAX, i64_of),
+                        &query.severities,
+                        &query.text,
+                        &i64_of(query.limit as u64),
+                    ],
+                )
+                .await?;
+            rows.iter().map(log_line_of).collect()
         })
     }
 

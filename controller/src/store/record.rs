@@ -77,6 +77,38 @@ pub struct Telemetry {
     /// The payload as posted (a protobuf message, or gzip for newlogs).
     #[prost(bytes = "vec", tag = "5")]
     pub payload: Vec<u8>,
+    /// The object it is about, for queries: an info report's app, network instance, volume or
+    /// content tree UUID (the device's for device info); a flow log's app UUID; else empty.
+    #[prost(string, tag = "6")]
+    pub object: String,
+    /// A log report's lines, for queries (stored beside the payload; not returned by
+    /// [`super::Store::telemetry`]).
+    #[prost(message, repeated, tag = "7")]
+    pub lines: Vec<LogLine>,
+}
+
+/// One log line of a `logs` or `newlogs` report, as queried.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LogLine {
+    /// The report's sequence number (set by the store).
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// The device's UUID (set by the store).
+    #[prost(string, tag = "2")]
+    pub uuid: String,
+    /// When it was logged, in milliseconds since the Unix epoch (the report's arrival if the
+    /// line carries no time).
+    #[prost(uint64, tag = "3")]
+    pub at_ms: u64,
+    /// As the device wrote it, e.g. `info`, `error`.
+    #[prost(string, tag = "4")]
+    pub severity: String,
+    /// The agent that logged it.
+    #[prost(string, tag = "5")]
+    pub source: String,
+    /// The message.
+    #[prost(string, tag = "6")]
+    pub text: String,
 }
 
 /// One change, as written to the log of earlier versions (see [`super::legacy`]).

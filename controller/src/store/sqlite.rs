@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{
-    ContactQuery, Device, DeviceConfig, Onboarding, Retention, Store, StoreError, StoreFuture,
-    Telemetry, TelemetryKind, TelemetryQuery,
+    ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention, Store,
+    StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
 };
 
 /// The database file's name in the state directory.
@@ -68,6 +68,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX telemetry_by_device ON telemetry (uuid, kind, seq);
     CREATE INDEX telemetry_by_time ON telemetry (kind, received_at_ms);",
+    // 2: what reports are about, and log lines, for queries.
+    "ALTER TABLE telemetry ADD COLUMN object TEXT NOT NULL DEFAULT '';
+    CREATE INDEX telemetry_by_object ON telemetry (uuid, kind, object, seq);
+    CREATE TABLE log_lines (
+        seq INTEGER NOT NULL REFERENCES telemetry (seq) ON DELETE CASCADE,
+        line INTEGER NOT NULL,
+        uuid TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (seq, line)
+    );
+    CREATE INDEX log_lines_by_device ON log_lines (uuid, at_ms);
+    CREATE INDEX log_lines_by_time ON log_lines (at_ms);",
 ];
 
 /// The SQLite store (see the module docs).
@@ -323,7 +338,7 @@ fn device_of(row: &Row<'_>) -> rusqlite::Result<Device> {
     })
 }
 
-const TELEMETRY_COLUMNS: &str = "uuid, kind, seq, received_at_ms, payload";
+const TELEMETRY_COLUMNS: &str = "uuid, kind, seq, received_at_ms, payload, object";
 
 fn telemetry_of(row: &Row<'_>) -> rusqlite::Result<Telemetry> {
     Ok(Telemetry {
@@ -332,6 +347,19 @@ fn telemetry_of(row: &Row<'_>) -> rusqlite::Result<Telemetry> {
         seq: row.get::<_, i64>(2)? as u64,
         received_at_ms: row.get::<_, i64>(3)? as u64,
         payload: row.get(4)?,
+        object: row.get(5)?,
+        lines: Vec::new(),
+    })
+}
+
+fn log_line_of(row: &Row<'_>) -> rusqlite::Result<LogLine> {
+    Ok(LogLine {
+        seq: row.get::<_, i64>(0)? as u64,
+        uuid: row.get(1)?,
+        at_ms: row.get::<_, i64>(2)? as u64,
+        severity: row.get(3)?,
+        source: row.get(4)?,
+        text: row.get(5)?,
     })
 }
 
@@ -576,19 +604,42 @@ impl Store for SqliteStore {
         self.write(move |connection| {
             let inserted = connection
                 .prepare_cached(
-                    "INSERT INTO telemetry (uuid, kind, received_at_ms, payload)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO telemetry (uuid, kind, received_at_ms, payload, object)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .and_then(|mut statement| {
                     statement.execute(params![
                         report.uuid,
                         report.kind,
                         i64_of(report.received_at_ms),
-                        report.payload
+                        report.payload,
+                        report.object,
                     ])
                 });
             match inserted {
-                Ok(_) => Ok(connection.last_insert_rowid() as u64),
+                Ok(_) => {
+                    let seq = connection.last_insert_rowid();
+                    let mut statement = connection
+                        .prepare_cached(
+                            "INSERT INTO log_lines (seq, line, uuid, at_ms, severity, source, text)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        )
+                        .map_err(backend)?;
+                    for (index, line) in report.lines.iter().enumerate() {
+                        statement
+                            .execute(params![
+                                seq,
+                                index as i64,
+                                report.uuid,
+                                i64_of(line.at_ms),
+                                line.severity,
+                                line.source,
+                                line.text,
+                            ])
+                            .map_err(backend)?;
+                    }
+                    Ok(seq as u64)
+                }
                 Err(rusqlite::Error::SqliteFailure(failure, _))
                     if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
                 {
@@ -609,6 +660,7 @@ impl Store for SqliteStore {
                 "SELECT {TELEMETRY_COLUMNS} FROM telemetry
                  WHERE (?1 IS NULL OR uuid = ?1) AND kind IN ({}) AND seq > ?2
                    AND received_at_ms >= ?3 AND received_at_ms < ?4
+                   AND (?6 IS NULL OR object = ?6)
                  ORDER BY seq {order} LIMIT ?5",
                 kind_list(&query.kinds)
             );
@@ -621,8 +673,42 @@ impl Store for SqliteStore {
                         query.since_ms.map_or(0, i64_of),
                         query.until_ms.map_or(i64::MAX, i64_of),
                         i64_of(query.limit as u64),
+                        query.object,
                     ],
                     telemetry_of,
+                )
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn logs(&self, query: LogQuery) -> StoreFuture<'_, Vec<LogLine>> {
+        self.read(move |connection| {
+            if query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let order = if query.newest_first { "DESC" } else { "ASC" };
+            let severities = serde_json::to_string(&query.severities)
+                .map_err(|error| StoreError::Backend(error.to_string()))?;
+            let sql = format!(
+                "SELECT seq, uuid, at_ms, severity, source, text FROM log_lines
+                 WHERE (?1 IS NULL OR uuid = ?1) AND at_ms >= ?2 AND at_ms < ?3
+                   AND (?4 = '[]' OR severity IN (SELECT value FROM json_each(?4)))
+                   AND (?5 IS NULL OR instr(text, ?5) > 0)
+                 ORDER BY at_ms {order}, seq {order}, line {order} LIMIT ?6"
+            );
+            let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
+            let rows = statement
+                .query_map(
+                    params![
+                        query.uuid,
+                        query.since_ms.map_or(0, i64_of),
+                        query.until_ms.map_or(i64::MAX, i64_of),
+                        severities,
+                        query.text,
+                        i64_of(query.limit as u64),
+                    ],
+                    log_line_of,
                 )
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
