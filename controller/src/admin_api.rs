@@ -74,6 +74,21 @@ pub struct Report {
     pub message: serde_json::Value,
 }
 
+/// A log line of a device (from its `logs` and `newlogs` reports).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    /// The sequence number of the report it came in.
+    pub seq: u64,
+    /// When it was logged (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// As the device wrote it, e.g. `info`, `error`.
+    pub severity: String,
+    /// The agent that logged it.
+    pub source: String,
+    /// The message.
+    pub text: String,
+}
+
 /// A page of reports.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reports {

@@ -373,3 +373,55 @@ async fn admin_api_needs_the_token_and_validates_configs() {
     assert!(fixture.admin.devices().await.unwrap().is_empty());
     fixture.controller.stop().await;
 }
+
+#[tokio::test]
+async fn log_lines_are_queried_by_severity_text_and_time() {
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-logs").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+
+    device
+        .post_report("logs", &reports::logs(&uuid, 0, 3))
+        .await
+        .unwrap();
+    let newlogs = device
+        .signer()
+        .seal_to_bytes_raw(reports::newlogs(&["disk 90% full", "disk fine"]));
+    let posted = device.post_raw("newlogs", newlogs).await.unwrap();
+    assert_eq!(posted.status, StatusCode::CREATED);
+
+    let admin = &fixture.admin;
+    let all = admin.logs(&uuid, &[], None, None, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let disk = admin
+        .logs(&uuid, &[], Some("90% full"), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        disk.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        ["disk 90% full"]
+    );
+    let none = admin
+        .logs(&uuid, &["error".into()], None, None, 100)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let recent = admin
+        .logs(
+            &uuid,
+            &["info".into()],
+            Some("simulated"),
+            Some(std::time::Duration::from_secs(600)),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        recent.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        ["simulated log line 2", "simulated log line 1"],
+        "newest first, at most 2"
+    );
+    fixture.controller.stop().await;
+}

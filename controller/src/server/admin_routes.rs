@@ -15,11 +15,13 @@ use serde::Deserialize;
 
 use super::device_routes::{gunzip, served_config};
 use super::{ApiError, App};
-use crate::admin_api::{ConfigSet, DeviceSummary, NewOnboarding, OnboardingEntry, Report, Reports};
+use crate::admin_api::{
+    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Report, Reports,
+};
 use crate::device_config;
 use crate::registration::onboarding_id;
 use crate::store::StoreError;
-use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind};
+use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind, TelemetryQuery};
 
 /// Where the admin API is mounted.
 pub(super) const PREFIX: &str = "/api/admin/v1";
@@ -36,6 +38,7 @@ pub(super) fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/devices/{uuid}", get(show_device).delete(delete_device))
         .route("/devices/{uuid}/config", get(get_config).put(set_config))
         .route("/devices/{uuid}/reports", get(reports))
+        .route("/devices/{uuid}/logs", get(logs))
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 
@@ -237,6 +240,64 @@ struct ReportsQuery {
     kinds: Option<String>,
     #[serde(default)]
     wait_ms: u64,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    object: Option<String>,
+    #[serde(default)]
+    newest_first: bool,
+}
+
+/// Query of the logs route.
+#[derive(Deserialize)]
+struct LogsQuery {
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    /// Comma-separated severities.
+    severity: Option<String>,
+    text: Option<String>,
+    #[serde(default)]
+    newest_first: bool,
+    limit: Option<usize>,
+}
+
+/// A device's log lines (from `logs` and `newlogs` reports), filtered.
+async fn logs(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<Vec<LogLine>>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let severities = query
+        .severity
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(|severity| severity.trim().to_owned())
+        .filter(|severity| !severity.is_empty())
+        .collect();
+    let lines = app
+        .store
+        .logs(crate::store::LogQuery {
+            uuid: Some(uuid),
+            since_ms: query.since_ms,
+            until_ms: query.until_ms,
+            severities,
+            text: query.text.filter(|text| !text.is_empty()),
+            newest_first: query.newest_first,
+            limit: query.limit.unwrap_or(PAGE).min(10 * PAGE),
+        })
+        .await?;
+    Ok(Json(
+        lines
+            .into_iter()
+            .map(|line| LogLine {
+                seq: line.seq,
+                at_ms: line.at_ms,
+                severity: line.severity,
+                source: line.source,
+                text: line.text,
+            })
+            .collect(),
+    ))
 }
 
 async fn reports(
@@ -261,7 +322,16 @@ async fn reports(
         news.mark_unchanged();
         let found = app
             .store
-            .telemetry_after(&uuid, &kinds, query.after, PAGE)
+            .telemetry(TelemetryQuery {
+                uuid: Some(uuid.clone()),
+                kinds: kinds.clone(),
+                after_seq: query.after,
+                since_ms: query.since_ms,
+                until_ms: query.until_ms,
+                object: query.object.clone(),
+                newest_first: query.newest_first,
+                limit: PAGE,
+            })
             .await?;
         if !found.is_empty()
             || tokio::time::timeout_at(deadline, news.changed())
