@@ -68,7 +68,7 @@ async fn a_device_onboards_and_follows_config_changes() {
     let uuid = device.uuid().unwrap().to_owned();
     assert!(device.config().apps.is_empty());
     assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
-    assert_eq!(device.fetch_uuid().await.unwrap(), uuid);
+    assert_eq!(device.fetch_uuid().await.unwrap().uuid, uuid);
 
     let set = fixture
         .admin
@@ -91,6 +91,28 @@ async fn a_device_onboards_and_follows_config_changes() {
     );
     assert_eq!(config.apps[0].displayname, "nginx");
     assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
+
+    // The uuid route answers with the manufacturer and product name the operator set.
+    fixture
+        .admin
+        .set_config(&uuid, "manufacturer: Acme\nproductName: Edge 7\n")
+        .await
+        .unwrap();
+    let identity = device.fetch_uuid().await.unwrap();
+    assert_eq!(
+        (
+            identity.uuid.as_str(),
+            identity.manufacturer.as_str(),
+            identity.product_name.as_str()
+        ),
+        (uuid.as_str(), "Acme", "Edge 7")
+    );
+    let set = fixture
+        .admin
+        .set_config(&uuid, common::NODE_YAML)
+        .await
+        .unwrap();
+    device.poll_config().await.unwrap();
 
     let listed = fixture.admin.devices().await.unwrap();
     assert_eq!(listed.len(), 1);

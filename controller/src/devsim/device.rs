@@ -197,13 +197,13 @@ impl SimDevice {
         }
     }
 
-    /// Asks the controller for its UUID (route `uuid`).
-    pub async fn fetch_uuid(&mut self) -> Result<String, SimError> {
+    /// Asks the controller for its UUID, manufacturer and product name (route `uuid`).
+    pub async fn fetch_uuid(&mut self) -> Result<UuidResponse, SimError> {
         let reply = self.post_signed("uuid", &UuidRequest {}).await?;
         let body = expect(reply, StatusCode::OK)?;
         let response: UuidResponse = self.open(&body)?;
         self.uuid = Some(response.uuid.clone());
-        Ok(response.uuid)
+        Ok(response)
     }
 
     /// Polls the configuration, sending the hash of the one it has.

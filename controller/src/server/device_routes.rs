@@ -174,9 +174,20 @@ async fn uuid(
     signed_by: SignedByDevice,
 ) -> Result<Response, ApiError> {
     decode::<UuidRequest>(&signed_by.payload, "UuidRequest")?;
+    // Manufacturer and product name are what the operator set in the device's configuration.
+    let config = match app.store.config(&signed_by.device.uuid).await? {
+        Some(stored) => EdgeDevConfig::decode(&stored.config[..]).map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("stored config: {error}"),
+            )
+        })?,
+        None => EdgeDevConfig::default(),
+    };
     let response = UuidResponse {
         uuid: signed_by.device.uuid.clone(),
-        ..Default::default()
+        manufacturer: config.manufacturer,
+        product_name: config.product_name,
     };
     Ok(signed(&app, &response))
 }
