@@ -245,8 +245,18 @@ async fn bad_bodies_get_clear_statuses_and_store_nothing() {
     let info = reports::device_info(&uuid, "sim-5");
     let status = |reply: lichen_controller::client::Reply| reply.status;
 
-    // Not an AuthContainer at all.
+    // Not an AuthContainer at all. Errors have no body (the EVE API allows only protobuf
+    // bodies); the reason is in a header.
     let garbage = device.post_raw("info", vec![0xff; 64]).await.unwrap();
+    assert!(garbage.body.is_empty(), "{:?}", garbage.body);
+    assert!(
+        garbage
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("AuthContainer")),
+        "{:?}",
+        garbage.reason
+    );
     assert_eq!(status(garbage), StatusCode::UNPROCESSABLE_ENTITY);
     // Signed, but the payload is not a ZInfoMsg.
     let not_info = device.signer().seal_to_bytes_raw(vec![0xff; 8]);

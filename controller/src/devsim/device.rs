@@ -304,10 +304,10 @@ fn expect(reply: Reply, status: StatusCode) -> Result<bytes::Bytes, SimError> {
     if reply.status == status {
         Ok(reply.body)
     } else {
-        Err(SimError::Status(
-            reply.status,
-            String::from_utf8_lossy(&reply.body).into_owned(),
-        ))
+        let reason = reply
+            .reason
+            .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
+        Err(SimError::Status(reply.status, reason))
     }
 }
 

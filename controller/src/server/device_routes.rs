@@ -44,7 +44,30 @@ pub(super) fn router() -> Router<Arc<App>> {
             .route(&format!("/{}", kind.name()), post(handler))
             .route(&format!("/id/{{uuid}}/{}", kind.name()), post(handler));
     }
-    routes
+    routes.layer(axum::middleware::map_response(without_error_body))
+}
+
+/// An error response as the EVE API wants it: no body (a body would have to be a protobuf
+/// message); the reason goes in the [`REASON_HEADER`](crate::client::REASON_HEADER) instead,
+/// for people reading device logs.
+async fn without_error_body(response: Response) -> Response {
+    if !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let reason: String = String::from_utf8_lossy(&text)
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+        .take(300)
+        .collect();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Ok(value) = header::HeaderValue::from_str(&reason) {
+        parts.headers.insert(crate::client::REASON_HEADER, value);
+    }
+    Response::from_parts(parts, axum::body::Body::empty())
 }
 
 /// A decoded, not yet verified `AuthContainer` body of the right content type.
