@@ -457,3 +457,77 @@ async fn log_lines_are_queried_by_severity_text_and_time() {
     );
     fixture.controller.stop().await;
 }
+
+#[tokio::test]
+async fn app_instance_logs_are_kept_for_apps_the_device_runs() {
+    use lichen_api::logs::{AppInstanceLogBundle, LogEntry};
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-apps").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    // The app of the test configuration.
+    let app = "7e8f9a0b-1c2d-4e3f-a4b5-c6d7e8f90a07";
+    let bundle = AppInstanceLogBundle {
+        log: vec![LogEntry {
+            severity: "err".into(),
+            content: "nginx: bind failed".into(),
+            ..Default::default()
+        }],
+        timestamp: None,
+    };
+    let route = format!("apps/instanceid/{app}/logs");
+    // Not in the device's configuration yet: unknown app instance.
+    let early = device.post_signed(&route, &bundle).await.unwrap();
+    assert_eq!(early.status, StatusCode::BAD_REQUEST);
+    fixture
+        .admin
+        .set_config(&uuid, common::NODE_YAML)
+        .await
+        .unwrap();
+    device.poll_config().await.unwrap();
+    assert_eq!(
+        device.post_signed(&route, &bundle).await.unwrap().status,
+        StatusCode::CREATED
+    );
+    let newlogs = device
+        .signer()
+        .seal_to_bytes_raw(reports::newlogs(&["worker started"]));
+    let posted = device
+        .post_raw(&format!("apps/instanceid/{app}/newlogs"), newlogs)
+        .await
+        .unwrap();
+    assert_eq!(posted.status, StatusCode::CREATED);
+    for bad in ["not-a-uuid", "00000000-0000-4000-8000-000000000000"] {
+        let reply = device
+            .post_signed(&format!("apps/instanceid/{bad}/logs"), &bundle)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let kept = fixture
+        .admin
+        .reports(
+            &uuid,
+            &["applogs".into(), "appnewlogs".into()],
+            0,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(&str, &str)> = kept
+        .reports
+        .iter()
+        .map(|r| (r.kind.as_str(), r.object.as_str()))
+        .collect();
+    assert_eq!(summary, [("applogs", app), ("appnewlogs", app)]);
+    let lines = fixture
+        .admin
+        .logs(&uuid, &[], None, None, 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["worker started", "nginx: bind failed"]);
+    fixture.controller.stop().await;
+}

@@ -251,6 +251,7 @@ impl SimDevice {
     pub async fn post_raw(&self, route: &str, body: Vec<u8>) -> Result<Reply, SimError> {
         let path = match (&self.uuid, route) {
             (_, "register" | "uuid") | (None, _) => self::route(route),
+            (_, app) if app.starts_with("apps/") => self::route(route),
             (Some(uuid), _) => self::route(&format!("id/{uuid}/{route}")),
         };
         Ok(self

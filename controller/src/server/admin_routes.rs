@@ -359,8 +359,9 @@ fn to_report(report: Telemetry) -> Report {
         TelemetryKind::Info => json::<ZInfoMsg>(&report.payload),
         TelemetryKind::Metrics => json::<ZMetricMsg>(&report.payload),
         TelemetryKind::Logs => json::<LogBundle>(&report.payload),
+        TelemetryKind::AppLogs => json::<lichen_api::logs::AppInstanceLogBundle>(&report.payload),
         TelemetryKind::FlowLog => json::<FlowMessage>(&report.payload),
-        TelemetryKind::NewLogs => {
+        TelemetryKind::NewLogs | TelemetryKind::AppNewLogs => {
             let text = gunzip(&report.payload).unwrap_or_default();
             String::from_utf8_lossy(&text)
                 .lines()
@@ -375,6 +376,7 @@ fn to_report(report: Telemetry) -> Report {
     Report {
         seq: report.seq,
         kind: kind.name().to_owned(),
+        object: report.object,
         received_at_ms: report.received_at_ms,
         message,
     }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,12 +37,26 @@ pub(super) fn router() -> Router<Arc<App>> {
         .route("/uuid", post(uuid))
         .route("/config", post(config))
         .route("/id/{uuid}/config", post(config));
-    for kind in TelemetryKind::ALL {
-        let handler =
-            move |State(app): State<Arc<App>>, signed: SignedByDevice| report(app, signed, kind);
+    for kind in TelemetryKind::DEVICE {
+        let handler = move |State(app): State<Arc<App>>, signed: SignedByDevice| {
+            report(app, signed, kind, None)
+        };
         routes = routes
             .route(&format!("/{}", kind.name()), post(handler))
             .route(&format!("/id/{{uuid}}/{}", kind.name()), post(handler));
+    }
+    for (route, kind) in [
+        ("logs", TelemetryKind::AppLogs),
+        ("newlogs", TelemetryKind::AppNewLogs),
+    ] {
+        let handler =
+            move |State(app): State<Arc<App>>,
+                  Path(instance): Path<String>,
+                  signed: SignedByDevice| app_report(app, signed, instance, kind);
+        routes = routes.route(
+            &format!("/apps/instanceid/{{instance}}/{route}"),
+            post(handler),
+        );
     }
     routes.layer(axum::middleware::map_response(without_error_body))
 }
@@ -263,10 +277,12 @@ pub(super) async fn served_config(app: &App, uuid: &str) -> Result<Served, ApiEr
     })
 }
 
+/// Stores a report; `object` (an app instance's logs) overrides what the report is about.
 async fn report(
     app: Arc<App>,
     signed_by: SignedByDevice,
     kind: TelemetryKind,
+    object: Option<String>,
 ) -> Result<StatusCode, ApiError> {
     let received_at_ms = now_ms();
     let indexed = report_index::index(kind, &signed_by.payload, received_at_ms)?;
@@ -276,12 +292,49 @@ async fn report(
         seq: 0,
         received_at_ms,
         payload: signed_by.payload,
-        object: indexed.object,
+        object: object.unwrap_or(indexed.object),
         lines: indexed.lines,
     };
     let seq = app.store.add_telemetry(report).await?;
     app.reports.send_replace(seq);
     Ok(StatusCode::CREATED)
+}
+
+/// Stores an app instance's logs: the instance must be one of the apps in the device's
+/// configuration (else 400, "Unknown Application Instance" in the EVE API).
+async fn app_report(
+    app: Arc<App>,
+    signed_by: SignedByDevice,
+    instance: String,
+    kind: TelemetryKind,
+) -> Result<StatusCode, ApiError> {
+    if uuid::Uuid::parse_str(&instance).is_err() {
+        return Err(ApiError::bad_request(format!("{instance:?} is not a UUID")));
+    }
+    let known = match app.store.config(&signed_by.device.uuid).await? {
+        Some(stored) => EdgeDevConfig::decode(&stored.config[..])
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("stored config: {error}"),
+                )
+            })?
+            .apps
+            .iter()
+            .any(|config| {
+                config
+                    .uuidandversion
+                    .as_ref()
+                    .is_some_and(|id| id.uuid.eq_ignore_ascii_case(&instance))
+            }),
+        None => false,
+    };
+    if !known {
+        return Err(ApiError::bad_request(format!(
+            "no app instance {instance} in this device's configuration"
+        )));
+    }
+    report(app, signed_by, kind, Some(instance.to_ascii_lowercase())).await
 }
 
 /// Decompresses a newlogs payload, refusing more than [`MAX_NEWLOGS_BYTES`].

@@ -7,7 +7,8 @@
 //! are missing or out of range fall back to the arrival time; lines past [`MAX_LINES`] and text
 //! past [`MAX_TEXT`] bytes are not indexed (the payload is stored whole regardless).
 
-use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, logs::LogBundle, metrics::ZMetricMsg};
+use lichen_api::logs::{AppInstanceLogBundle, LogBundle, LogEntry};
+use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, metrics::ZMetricMsg};
 use prost::Message;
 
 use super::device_routes::gunzip;
@@ -54,24 +55,21 @@ pub fn index(
                 .unwrap_or_default(),
             lines: Vec::new(),
         },
-        TelemetryKind::Logs => {
-            let bundle = decode::<LogBundle>(payload, "LogBundle")?;
-            let lines = bundle.log.into_iter().take(MAX_LINES).map(|entry| LogLine {
-                at_ms: entry
-                    .timestamp
-                    .and_then(|at| timestamp_ms(at.seconds, at.nanos))
-                    .unwrap_or(received_at_ms),
-                severity: entry.severity,
-                source: entry.source,
-                text: clip(entry.content),
-                ..LogLine::default()
-            });
-            Indexed {
-                object: String::new(),
-                lines: lines.collect(),
-            }
-        }
-        TelemetryKind::NewLogs => {
+        TelemetryKind::Logs => Indexed {
+            object: String::new(),
+            lines: entry_lines(
+                decode::<LogBundle>(payload, "LogBundle")?.log,
+                received_at_ms,
+            ),
+        },
+        TelemetryKind::AppLogs => Indexed {
+            object: String::new(),
+            lines: entry_lines(
+                decode::<AppInstanceLogBundle>(payload, "AppInstanceLogBundle")?.log,
+                received_at_ms,
+            ),
+        },
+        TelemetryKind::NewLogs | TelemetryKind::AppNewLogs => {
             let text = gunzip(payload).map_err(|error| {
                 ApiError::unprocessable(format!("newlogs payload is not gzip: {error}"))
             })?;
@@ -87,6 +85,20 @@ pub fn index(
             }
         }
     })
+}
+
+fn entry_lines(entries: Vec<LogEntry>, received_at_ms: u64) -> Vec<LogLine> {
+    let lines = entries.into_iter().take(MAX_LINES).map(|entry| LogLine {
+        at_ms: entry
+            .timestamp
+            .and_then(|at| timestamp_ms(at.seconds, at.nanos))
+            .unwrap_or(received_at_ms),
+        severity: entry.severity,
+        source: entry.source,
+        text: clip(entry.content),
+        ..LogLine::default()
+    });
+    lines.collect()
 }
 
 /// The object an info report is about: the app, network instance, volume or content tree; the

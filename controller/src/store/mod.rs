@@ -65,11 +65,26 @@ pub enum TelemetryKind {
     FlowLog = 4,
     /// Gzip of JSON log lines (route `newlogs`).
     NewLogs = 5,
+    /// An app instance's `AppInstanceLogBundle` (route `apps/instanceid/{id}/logs`).
+    AppLogs = 6,
+    /// Gzip of an app instance's JSON log lines (route `apps/instanceid/{id}/newlogs`).
+    AppNewLogs = 7,
 }
 
 impl TelemetryKind {
     /// Every kind, in route order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
+        Self::Info,
+        Self::Metrics,
+        Self::Logs,
+        Self::FlowLog,
+        Self::NewLogs,
+        Self::AppLogs,
+        Self::AppNewLogs,
+    ];
+
+    /// The kinds a device posts under `id/{uuid}/` (the others are per app instance).
+    pub const DEVICE: [Self; 5] = [
         Self::Info,
         Self::Metrics,
         Self::Logs,
@@ -85,6 +100,8 @@ impl TelemetryKind {
             Self::Logs => "logs",
             Self::FlowLog => "flowlog",
             Self::NewLogs => "newlogs",
+            Self::AppLogs => "applogs",
+            Self::AppNewLogs => "appnewlogs",
         }
     }
 

@@ -16,27 +16,29 @@ pub struct KindRetention {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Indexed by [`TelemetryKind`] in [`TelemetryKind::ALL`] order.
-    kinds: [KindRetention; 5],
+    kinds: [KindRetention; TelemetryKind::ALL.len()],
 }
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
 impl Default for Retention {
     /// Info: 30 days, 1,000 per device; metrics: 7 days, 10,000 per device (a day of 10 s
-    /// reports); logs and newlogs: 14 days, 10,000; flow logs: 7 days, 1,000.
+    /// reports); logs, newlogs and app logs: 14 days, 10,000; flow logs: 7 days, 1,000.
     fn default() -> Self {
         let keep = |days: u64, count: u64| KindRetention {
             max_age_ms: Some(days * DAY_MS),
             max_per_device: Some(count),
         };
         let mut retention = Self {
-            kinds: [keep(0, 0); 5],
+            kinds: [keep(0, 0); TelemetryKind::ALL.len()],
         };
         retention.set(TelemetryKind::Info, keep(30, 1_000));
         retention.set(TelemetryKind::Metrics, keep(7, 10_000));
         retention.set(TelemetryKind::Logs, keep(14, 10_000));
         retention.set(TelemetryKind::FlowLog, keep(7, 1_000));
         retention.set(TelemetryKind::NewLogs, keep(14, 10_000));
+        retention.set(TelemetryKind::AppLogs, keep(14, 10_000));
+        retention.set(TelemetryKind::AppNewLogs, keep(14, 10_000));
         retention
     }
 }
@@ -47,7 +49,7 @@ impl Retention {
         kinds: [KindRetention {
             max_age_ms: None,
             max_per_device: None,
-        }; 5],
+        }; TelemetryKind::ALL.len()],
     };
 
     fn index(kind: TelemetryKind) -> usize {
