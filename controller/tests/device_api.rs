@@ -531,3 +531,77 @@ async fn app_instance_logs_are_kept_for_apps_the_device_runs() {
     assert_eq!(texts, ["worker started", "nginx: bind failed"]);
     fixture.controller.stop().await;
 }
+
+#[tokio::test]
+async fn attestation_earns_the_integrity_token_config_requests_then_need() {
+    use lichen_api::attest::ZAttestResponseCode;
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-attest").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+
+    // Not attested: no token needed. A quote before any certificate: no certificate found.
+    assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
+    let key = device.new_attestation_key().unwrap();
+    assert_eq!(
+        device.quote(&key, b"whatever").await.unwrap(),
+        ZAttestResponseCode::NoCertFound
+    );
+    assert_eq!(
+        status_of(device.poll_config().await),
+        StatusCode::FORBIDDEN,
+        "a failed attestation locks configuration out"
+    );
+
+    // Certificate, nonce, quote: a token, which config requests must then carry.
+    device.post_attestation_cert(&key, false).await.unwrap();
+    let nonce = device.attestation_nonce().await.unwrap();
+    assert_eq!(nonce.len(), 32);
+    assert_eq!(
+        device.quote(&key, &nonce).await.unwrap(),
+        ZAttestResponseCode::Success
+    );
+    assert_eq!(device.integrity_token.len(), 32);
+    device.poll_config().await.unwrap();
+    let token = std::mem::replace(&mut device.integrity_token, vec![1; 32]);
+    assert_eq!(status_of(device.poll_config().await), StatusCode::FORBIDDEN);
+    device.integrity_token = token;
+    device.poll_config().await.unwrap();
+
+    // The nonce is used once; a quote by another key fails.
+    assert_eq!(
+        device.quote(&key, &nonce).await.unwrap(),
+        ZAttestResponseCode::NonceMismatch
+    );
+    let nonce = device.attestation_nonce().await.unwrap();
+    let other = device.new_attestation_key().unwrap();
+    assert_eq!(
+        device.quote(&other, &nonce).await.unwrap(),
+        ZAttestResponseCode::QuoteFailed
+    );
+    assert_eq!(status_of(device.poll_config().await), StatusCode::FORBIDDEN);
+
+    // The certificate was posted immutable: it cannot be replaced.
+    assert_eq!(
+        status_of(device.post_attestation_cert(&other, true).await),
+        StatusCode::FORBIDDEN
+    );
+    // A certificate the device certificate did not issue is refused.
+    let stranger = Identity::self_signed("not issued by the device").unwrap();
+    let mut imposter = self::device(&fixture, "sim-attest-2").await;
+    imposter.register().await.unwrap();
+    imposter.poll_config().await.unwrap();
+    assert_eq!(
+        status_of(imposter.post_attestation_cert(&stranger, true).await),
+        StatusCode::FORBIDDEN
+    );
+
+    // Attesting again with the registered key restores access.
+    let nonce = device.attestation_nonce().await.unwrap();
+    assert_eq!(
+        device.quote(&key, &nonce).await.unwrap(),
+        ZAttestResponseCode::Success
+    );
+    device.poll_config().await.unwrap();
+    fixture.controller.stop().await;
+}

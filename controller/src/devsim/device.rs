@@ -74,6 +74,10 @@ pub struct SimDevice {
     uuid: Option<String>,
     config: EdgeDevConfig,
     config_hash: String,
+    /// Its device certificate and key.
+    pub(crate) identity: Identity,
+    /// The token from its last successful attestation, sent in config requests.
+    pub integrity_token: Vec<u8>,
 }
 
 impl SimDevice {
@@ -117,12 +121,14 @@ impl SimDevice {
             client,
             root_der,
             device,
-            device_cert_pem: identity.cert_pem,
+            device_cert_pem: identity.cert_pem.clone(),
             onboarding,
             controller: None,
             uuid: None,
             config: EdgeDevConfig::default(),
             config_hash: String::new(),
+            identity,
+            integrity_token: Vec::new(),
         }
     }
 
@@ -210,7 +216,7 @@ impl SimDevice {
     pub async fn poll_config(&mut self) -> Result<ConfigPoll, SimError> {
         let request = ConfigRequest {
             config_hash: self.config_hash.clone(),
-            integrity_token: Vec::new(),
+            integrity_token: self.integrity_token.clone(),
         };
         let reply = self.post_signed("config", &request).await?;
         if reply.status == StatusCode::NOT_MODIFIED {
@@ -266,7 +272,7 @@ impl SimDevice {
     }
 
     /// Verifies a controller envelope and decodes its payload.
-    fn open<M: Message + Default>(&self, body: &[u8]) -> Result<M, SimError> {
+    pub(crate) fn open<M: Message + Default>(&self, body: &[u8]) -> Result<M, SimError> {
         let controller = self
             .controller
             .as_ref()
@@ -301,7 +307,7 @@ fn open_from<'a>(
     envelope::open(container, &controller.key).map_err(invalid)
 }
 
-fn expect(reply: Reply, status: StatusCode) -> Result<bytes::Bytes, SimError> {
+pub(super) fn expect(reply: Reply, status: StatusCode) -> Result<bytes::Bytes, SimError> {
     if reply.status == status {
         Ok(reply.body)
     } else {

@@ -18,6 +18,7 @@ use lichen_api::register::ZRegisterMsg;
 use lichen_api::uuid::{UuidRequest, UuidResponse};
 use prost::Message;
 
+use super::attest;
 use super::devices::KnownDevice;
 use super::report_index;
 use super::{now_ms, ApiError, App};
@@ -36,7 +37,11 @@ pub(super) fn router() -> Router<Arc<App>> {
         .route("/register", post(register))
         .route("/uuid", post(uuid))
         .route("/config", post(config))
-        .route("/id/{uuid}/config", post(config));
+        .route("/id/{uuid}/config", post(config))
+        .route(
+            "/id/{uuid}/attest",
+            post(|State(app): State<Arc<App>>, signed: SignedByDevice| attest::attest(app, signed)),
+        );
     for kind in TelemetryKind::DEVICE {
         let handler = move |State(app): State<Arc<App>>, signed: SignedByDevice| {
             report(app, signed, kind, None)
@@ -110,9 +115,9 @@ impl<S: Send + Sync> FromRequest<S> for Envelope {
 }
 
 /// A body signed by a registered device (the one in the path, if any), and its payload.
-struct SignedByDevice {
-    device: Arc<KnownDevice>,
-    payload: Vec<u8>,
+pub(super) struct SignedByDevice {
+    pub(super) device: Arc<KnownDevice>,
+    pub(super) payload: Vec<u8>,
 }
 
 impl FromRequest<Arc<App>> for SignedByDevice {
@@ -151,13 +156,13 @@ impl FromRequest<Arc<App>> for SignedByDevice {
 }
 
 /// Decodes a payload as `M`, or answers 422.
-fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, ApiError> {
+pub(super) fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, ApiError> {
     M::decode(payload)
         .map_err(|error| ApiError::unprocessable(format!("payload is not a {what}: {error}")))
 }
 
 /// A 200 response carrying `message` in a signed envelope.
-fn signed(app: &App, message: &impl Message) -> Response {
+pub(super) fn signed(app: &App, message: &impl Message) -> Response {
     (
         [(header::CONTENT_TYPE, lichen_api::CONTENT_TYPE)],
         app.signer.seal_to_bytes(message),
@@ -235,6 +240,16 @@ async fn config(
 ) -> Result<Response, ApiError> {
     let request: ConfigRequest = decode(&signed_by.payload, "ConfigRequest")?;
     let uuid = &signed_by.device.uuid;
+    // Once a device has attested, its config requests must carry the token it was given.
+    if let Some(attestation) = app.store.attestation(uuid).await? {
+        if !attestation.integrity_token.is_empty()
+            && request.integrity_token != attestation.integrity_token
+        {
+            return Err(ApiError::forbidden(
+                "integrity token does not match: attest again",
+            ));
+        }
+    }
     let served = match app.store.config(uuid).await? {
         Some(stored) => Served {
             bytes: stored.config,

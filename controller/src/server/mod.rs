@@ -2,6 +2,7 @@
 //! `/api/admin/v1`, on one TLS 1.3 listener.
 
 mod admin_routes;
+mod attest;
 mod connections;
 mod device_routes;
 mod devices;

@@ -2,8 +2,9 @@
 //! (each case on a new, empty store from the backend's factory).
 
 use super::{
-    ContactQuery, Device, DeviceConfig, KindRetention, LogLine, LogQuery, Onboarding, Retention,
-    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+    AttestCert, Attestation, ContactQuery, Device, DeviceConfig, KindRetention, LogLine, LogQuery,
+    Onboarding, Retention, Store, StoreError, StoreFuture, Telemetry, TelemetryKind,
+    TelemetryQuery,
 };
 use sha2::{Digest, Sha256};
 
@@ -54,6 +55,57 @@ pub(crate) async fn run_all(new_store: NewStore) {
     contacts_keep_the_latest_and_select_devices(&*store().await).await;
     retention_applies_per_kind_by_age_and_count(&*store().await).await;
     reports_are_found_by_object_and_log_lines_by_severity_and_text(&*store().await).await;
+    attestation_changes_one_version_at_a_time(&*store().await).await;
+}
+
+async fn attestation_changes_one_version_at_a_time(store: &dyn Store) {
+    store
+        .insert_device(device("u1", "s1", b"cert1"))
+        .await
+        .unwrap();
+    assert_eq!(store.attestation("u1").await.unwrap(), None);
+    let first = Attestation {
+        uuid: "u1".into(),
+        version: 1,
+        certs: vec![AttestCert {
+            cert_type: 11,
+            pem: "pem".into(),
+            mutable: false,
+        }],
+        nonce: vec![1, 2, 3],
+        integrity_token: Vec::new(),
+    };
+    store.put_attestation(first.clone()).await.unwrap();
+    assert_eq!(store.attestation("u1").await.unwrap(), Some(first.clone()));
+    // Another writer read version 1 too: only one of the two version 2s is kept.
+    let second = Attestation {
+        version: 2,
+        nonce: Vec::new(),
+        integrity_token: vec![9; 32],
+        ..first.clone()
+    };
+    store.put_attestation(second.clone()).await.unwrap();
+    let stale = Attestation {
+        version: 2,
+        nonce: vec![7],
+        ..first.clone()
+    };
+    assert!(matches!(
+        store.put_attestation(stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.put_attestation(first).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.attestation("u1").await.unwrap(), Some(second.clone()));
+    let unknown = Attestation {
+        uuid: "nobody".into(),
+        ..second
+    };
+    assert!(store.put_attestation(unknown).await.is_err());
+    store.remove_device("u1").await.unwrap();
+    assert_eq!(store.attestation("u1").await.unwrap(), None);
 }
 
 async fn reports_are_found_by_object_and_log_lines_by_severity_and_text(store: &dyn Store) {

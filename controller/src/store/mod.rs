@@ -17,7 +17,7 @@ pub mod sqlite;
 
 use std::{fmt, future::Future, pin::Pin};
 
-pub use record::{Device, DeviceConfig, LogLine, Onboarding, Telemetry};
+pub use record::{AttestCert, Attestation, Device, DeviceConfig, LogLine, Onboarding, Telemetry};
 pub use retention::{KindRetention, Retention};
 
 /// The future returned by every [`Store`] method.
@@ -215,6 +215,12 @@ pub trait Store: Send + Sync + 'static {
     fn set_config(&self, config: DeviceConfig) -> StoreFuture<'_, ()>;
     /// A device's configuration, if one was set.
     fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>>;
+
+    /// A device's attestation state, if it has any.
+    fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>>;
+    /// Replaces a device's attestation state, if `record.version` is one above the stored one's
+    /// (0 when there is none); else [`StoreError::Conflict`] (another request changed it first).
+    fn put_attestation(&self, record: Attestation) -> StoreFuture<'_, ()>;
 
     /// Records when devices were last heard from, as (UUID, milliseconds since the Unix epoch);
     /// a time earlier than the one stored is ignored, and so is an unknown device.

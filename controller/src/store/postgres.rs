@@ -19,8 +19,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::{
-    ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention, Store,
-    StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+    Attestation, ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention,
+    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
 };
 
 /// Connections per controller.
@@ -79,6 +79,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX log_lines_by_device ON log_lines (uuid, at_ms);
     CREATE INDEX log_lines_by_time ON log_lines (at_ms);",
+    // 3: attestation state.
+    "CREATE TABLE attestations (
+        uuid TEXT PRIMARY KEY REFERENCES devices (uuid) ON DELETE CASCADE,
+        version BIGINT NOT NULL,
+        record BYTEA NOT NULL
+    );",
 ];
 
 /// The PostgreSQL store (see the module docs).
@@ -484,6 +490,48 @@ impl Store for PostgresStore {
                     })
                 })
                 .transpose()
+        })
+    }
+
+    fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>> {
+        Box::pin(async move {
+            let rows = self
+                .query("SELECT record FROM attestations WHERE uuid = $1", &[&uuid])
+                .await?;
+            rows.first()
+                .map(|row| {
+                    let bytes: Vec<u8> = row.get(0);
+                    prost::Message::decode(&bytes[..]).map_err(|error| {
+                        StoreError::Backend(format!("attestation record: {error}"))
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn put_attestation(&self, record: Attestation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let bytes = prost::Message::encode_to_vec(&record);
+            let version = i64_of(record.version);
+            let changed = if record.version == 1 {
+                self.execute(
+                    "INSERT INTO attestations (uuid, version, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (uuid) DO NOTHING",
+                    &[&record.uuid, &version, &bytes],
+                )
+                .await?
+            } else {
+                self.execute(
+                    "UPDATE attestations SET version = $2::bigint, record = $3
+                     WHERE uuid = $1 AND version = $2::bigint - 1",
+                    &[&record.uuid, &version, &bytes],
+                )
+                .await?
+            };
+            if changed == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
         })
     }
 

@@ -111,6 +111,40 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// A device's attestation state.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Attestation {
+    /// The device's UUID.
+    #[prost(string, tag = "1")]
+    pub uuid: String,
+    /// Increases by one with every change (see [`super::Store::put_attestation`]).
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    /// The certificates the device posted, one per type.
+    #[prost(message, repeated, tag = "3")]
+    pub certs: Vec<AttestCert>,
+    /// The nonce the device must quote next (empty: none outstanding).
+    #[prost(bytes = "vec", tag = "4")]
+    pub nonce: Vec<u8>,
+    /// The token the device must present in its config requests (empty: not required).
+    #[prost(bytes = "vec", tag = "5")]
+    pub integrity_token: Vec<u8>,
+}
+
+/// A certificate a device posted for attestation.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AttestCert {
+    /// Its `ZCertType`.
+    #[prost(int32, tag = "1")]
+    pub cert_type: i32,
+    /// The certificate, PEM.
+    #[prost(string, tag = "2")]
+    pub pem: String,
+    /// Whether the device may replace it.
+    #[prost(bool, tag = "3")]
+    pub mutable: bool,
+}
+
 /// One change, as written to the log of earlier versions (see [`super::legacy`]).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct Record {

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{
-    ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention, Store,
-    StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+    Attestation, ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention,
+    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
 };
 
 /// The database file's name in the state directory.
@@ -83,6 +83,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX log_lines_by_device ON log_lines (uuid, at_ms);
     CREATE INDEX log_lines_by_time ON log_lines (at_ms);",
+    // 3: attestation state.
+    "CREATE TABLE attestations (
+        uuid TEXT PRIMARY KEY REFERENCES devices (uuid) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        record BLOB NOT NULL
+    );",
 ];
 
 /// The SQLite store (see the module docs).
@@ -564,6 +570,53 @@ impl Store for SqliteStore {
                         .optional()
                 })
                 .map_err(backend)
+        })
+    }
+
+    fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>> {
+        let uuid = uuid.to_owned();
+        self.read(move |connection| {
+            let record: Option<Vec<u8>> = connection
+                .prepare_cached("SELECT record FROM attestations WHERE uuid = ?1")
+                .and_then(|mut statement| statement.query_row([uuid], |row| row.get(0)).optional())
+                .map_err(backend)?;
+            record
+                .map(|bytes| {
+                    prost::Message::decode(&bytes[..]).map_err(|error| {
+                        StoreError::Backend(format!("attestation record: {error}"))
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn put_attestation(&self, record: Attestation) -> StoreFuture<'_, ()> {
+        self.write_unit(move |connection| {
+            let bytes = prost::Message::encode_to_vec(&record);
+            let version = i64_of(record.version);
+            let changed = if record.version == 1 {
+                connection.execute(
+                    "INSERT INTO attestations (uuid, version, record) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (uuid) DO NOTHING",
+                    params![record.uuid, version, bytes],
+                )
+            } else {
+                connection.execute(
+                    "UPDATE attestations SET version = ?2, record = ?3
+                     WHERE uuid = ?1 AND version = ?2 - 1",
+                    params![record.uuid, version, bytes],
+                )
+            };
+            match changed {
+                Ok(0) => Err(StoreError::Conflict),
+                Ok(_) => Ok(0),
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    Err(StoreError::NotFound)
+                }
+                Err(error) => Err(backend(error)),
+            }
         })
     }
 
