@@ -243,8 +243,11 @@ struct Controller {
 impl Controller {
     fn start(binary: &Path, state_dir: &Path, database: Option<&str>) -> Result<Self, String> {
         let mut command = Command::new(binary);
+        // Every simulated device connects from 127.0.0.1: lift the per-address cap, which
+        // is meant for real fleets spread over many addresses.
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--max-connections-per-address", "1000000", "--state-dir"])
             .arg(state_dir);
         if let Some(database) = database {
             command.args(["--database-url", database]);
