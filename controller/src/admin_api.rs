@@ -66,12 +66,30 @@ pub struct ConfigSet {
 pub struct Report {
     /// Its sequence number: pass the last one seen as `after` to follow.
     pub seq: u64,
-    /// `info`, `metrics`, `logs`, `flowlog` or `newlogs`.
+    /// `info`, `metrics`, `logs`, `flowlog`, `newlogs`, `applogs` or `appnewlogs`.
     pub kind: String,
+    /// What it is about, if anything: an app, network instance, volume or content tree UUID.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub object: String,
     /// When it was received (ms since the Unix epoch).
     pub received_at_ms: u64,
     /// The message in proto3 JSON (newlogs: the array of its JSON lines).
     pub message: serde_json::Value,
+}
+
+/// A log line of a device (from its `logs` and `newlogs` reports).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    /// The sequence number of the report it came in.
+    pub seq: u64,
+    /// When it was logged (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// As the device wrote it, e.g. `info`, `error`.
+    pub severity: String,
+    /// The agent that logged it.
+    pub source: String,
+    /// The message.
+    pub text: String,
 }
 
 /// A page of reports.

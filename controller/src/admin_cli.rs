@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::admin_api::{ConfigSet, DeviceSummary, NewOnboarding, OnboardingEntry, Reports};
+use crate::admin_api::{
+    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Reports,
+};
 use crate::client::{ClientError, HttpsClient};
 
 /// A client of the admin API.
@@ -165,6 +167,48 @@ impl AdminClient {
         }
         self.call(Method::GET, &path, None, StatusCode::OK).await
     }
+
+    /// A device's log lines with one of `severities` (empty: any) and containing `text`, logged
+    /// in the last `within` (if given), newest first, at most `limit`.
+    pub async fn logs(
+        &self,
+        uuid: &str,
+        severities: &[String],
+        text: Option<&str>,
+        within: Option<Duration>,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, ClientError> {
+        let mut path = format!("/devices/{uuid}/logs?newest_first=true&limit={limit}");
+        if !severities.is_empty() {
+            path.push_str(&format!(
+                "&severity={}",
+                query_escape(&severities.join(","))
+            ));
+        }
+        if let Some(text) = text {
+            path.push_str(&format!("&text={}", query_escape(text)));
+        }
+        if let Some(within) = within {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let since = now.saturating_sub(within).as_millis();
+            path.push_str(&format!("&since_ms={since}"));
+        }
+        self.call(Method::GET, &path, None, StatusCode::OK).await
+    }
+}
+
+/// `text` percent-encoded for a URL query value.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// How the CLI reaches the controller.
@@ -226,6 +270,23 @@ pub enum AdminCommand {
         /// Stop after the retained reports instead of waiting for new ones.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Prints a device's log lines, newest first (from its logs and newlogs reports).
+    Logs {
+        /// The device's UUID.
+        uuid: String,
+        /// Only these severities (e.g. `error,warning`).
+        #[arg(long, value_delimiter = ',')]
+        severity: Vec<String>,
+        /// Only lines containing this text.
+        #[arg(long)]
+        text: Option<String>,
+        /// Only lines logged in the last this many minutes.
+        #[arg(long)]
+        minutes: Option<u64>,
+        /// At most this many lines.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -382,6 +443,25 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 if no_wait && page.reports.is_empty() {
                     return Ok(());
                 }
+            }
+        }
+        AdminCommand::Logs {
+            uuid,
+            severity,
+            text: needle,
+            minutes,
+            limit,
+        } => {
+            let within = minutes.map(|minutes| Duration::from_secs(minutes * 60));
+            let lines = admin
+                .logs(&uuid, &severity, needle.as_deref(), within, limit)
+                .await
+                .map_err(text)?;
+            for line in lines {
+                println!(
+                    "{} {:<7} {:<12} {}",
+                    line.at_ms, line.severity, line.source, line.text
+                );
             }
         }
     }

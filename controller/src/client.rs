@@ -12,6 +12,9 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 
+/// The header in which the controller gives the reason for a device API error.
+pub const REASON_HEADER: &str = "x-lichen-reason";
+
 /// What went wrong with a request.
 #[derive(Debug)]
 pub struct ClientError(pub String);
@@ -29,6 +32,9 @@ impl std::error::Error for ClientError {}
 pub struct Reply {
     /// The HTTP status.
     pub status: StatusCode,
+    /// The reason for an error, from the [`REASON_HEADER`] (the device API's errors have no
+    /// body, as the EVE API asks).
+    pub reason: Option<String>,
     /// The whole body.
     pub body: Bytes,
 }
@@ -113,13 +119,22 @@ impl HttpsClient {
             .await
             .map_err(|error| ClientError(format!("{path}: {}", error_chain(&error))))?;
         let status = response.status();
+        let reason = response
+            .headers()
+            .get(REASON_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|error| ClientError(format!("{path}: reading the response: {error}")))?
             .to_bytes();
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            reason,
+            body,
+        })
     }
 }
 

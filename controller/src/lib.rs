@@ -4,6 +4,7 @@
 //! - [`store`]: what it keeps, behind the [`store::Store`] trait (embedded, durable by default);
 //! - [`registration`], [`device_config`]: onboarding rules and device configuration;
 //! - [`pki`], [`admin_token`]: certificates and the admin credential, created on first start;
+//! - [`tpm`]: the TPM structures of attestation quotes;
 //! - [`client`], [`admin_api`], [`admin_cli`]: the admin side;
 //! - [`devsim`]: simulated devices, for tests and load.
 
@@ -17,3 +18,4 @@ pub mod pki;
 pub mod registration;
 pub mod server;
 pub mod store;
+pub mod tpm;

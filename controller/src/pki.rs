@@ -42,6 +42,22 @@ impl Identity {
         Self::from_parts(cert.pem(), &key.serialize_pem())
     }
 
+    /// A new key with a certificate for `common_name` issued by this identity, whose own
+    /// self-signed certificate is for `own_common_name` (as a device issues its attestation
+    /// key's certificate).
+    pub fn issue(&self, own_common_name: &str, common_name: &str) -> io::Result<Self> {
+        let issuer_key = KeyPair::from_pem(&self.key_pem).map_err(other)?;
+        // The same subject and key as our certificate: what the issued one names as issuer.
+        let issuer = leaf_params(own_common_name, &[])?
+            .self_signed(&issuer_key)
+            .map_err(other)?;
+        let key = new_key()?;
+        let cert = leaf_params(common_name, &[])?
+            .signed_by(&key, &issuer, &issuer_key)
+            .map_err(other)?;
+        Self::from_parts(cert.pem(), &key.serialize_pem())
+    }
+
     /// An identity from PEM files' contents.
     pub fn from_parts(cert_pem: String, key_pem: &str) -> io::Result<Self> {
         let cert_der = lichen_api::cert::pem_to_der(&cert_pem).map_err(other)?;

@@ -104,6 +104,7 @@ pub async fn register(
             registered_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            last_seen_ms: 0,
         };
         match store.insert_device(device.clone()).await {
             Ok(()) => return Ok(Registered::Created(device.uuid)),

@@ -68,7 +68,7 @@ async fn a_device_onboards_and_follows_config_changes() {
     let uuid = device.uuid().unwrap().to_owned();
     assert!(device.config().apps.is_empty());
     assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
-    assert_eq!(device.fetch_uuid().await.unwrap(), uuid);
+    assert_eq!(device.fetch_uuid().await.unwrap().uuid, uuid);
 
     let set = fixture
         .admin
@@ -91,6 +91,28 @@ async fn a_device_onboards_and_follows_config_changes() {
     );
     assert_eq!(config.apps[0].displayname, "nginx");
     assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
+
+    // The uuid route answers with the manufacturer and product name the operator set.
+    fixture
+        .admin
+        .set_config(&uuid, "manufacturer: Acme\nproductName: Edge 7\n")
+        .await
+        .unwrap();
+    let identity = device.fetch_uuid().await.unwrap();
+    assert_eq!(
+        (
+            identity.uuid.as_str(),
+            identity.manufacturer.as_str(),
+            identity.product_name.as_str()
+        ),
+        (uuid.as_str(), "Acme", "Edge 7")
+    );
+    let set = fixture
+        .admin
+        .set_config(&uuid, common::NODE_YAML)
+        .await
+        .unwrap();
+    device.poll_config().await.unwrap();
 
     let listed = fixture.admin.devices().await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -223,8 +245,18 @@ async fn bad_bodies_get_clear_statuses_and_store_nothing() {
     let info = reports::device_info(&uuid, "sim-5");
     let status = |reply: lichen_controller::client::Reply| reply.status;
 
-    // Not an AuthContainer at all.
+    // Not an AuthContainer at all. Errors have no body (the EVE API allows only protobuf
+    // bodies); the reason is in a header.
     let garbage = device.post_raw("info", vec![0xff; 64]).await.unwrap();
+    assert!(garbage.body.is_empty(), "{:?}", garbage.body);
+    assert!(
+        garbage
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("AuthContainer")),
+        "{:?}",
+        garbage.reason
+    );
     assert_eq!(status(garbage), StatusCode::UNPROCESSABLE_ENTITY);
     // Signed, but the payload is not a ZInfoMsg.
     let not_info = device.signer().seal_to_bytes_raw(vec![0xff; 8]);
@@ -371,5 +403,205 @@ async fn admin_api_needs_the_token_and_validates_configs() {
         "a deleted device is unknown"
     );
     assert!(fixture.admin.devices().await.unwrap().is_empty());
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn log_lines_are_queried_by_severity_text_and_time() {
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-logs").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+
+    device
+        .post_report("logs", &reports::logs(&uuid, 0, 3))
+        .await
+        .unwrap();
+    let newlogs = device
+        .signer()
+        .seal_to_bytes_raw(reports::newlogs(&["disk 90% full", "disk fine"]));
+    let posted = device.post_raw("newlogs", newlogs).await.unwrap();
+    assert_eq!(posted.status, StatusCode::CREATED);
+
+    let admin = &fixture.admin;
+    let all = admin.logs(&uuid, &[], None, None, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let disk = admin
+        .logs(&uuid, &[], Some("90% full"), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        disk.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        ["disk 90% full"]
+    );
+    let none = admin
+        .logs(&uuid, &["error".into()], None, None, 100)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let recent = admin
+        .logs(
+            &uuid,
+            &["info".into()],
+            Some("simulated"),
+            Some(std::time::Duration::from_secs(600)),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        recent.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        ["simulated log line 2", "simulated log line 1"],
+        "newest first, at most 2"
+    );
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn app_instance_logs_are_kept_for_apps_the_device_runs() {
+    use lichen_api::logs::{AppInstanceLogBundle, LogEntry};
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-apps").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    // The app of the test configuration.
+    let app = "7e8f9a0b-1c2d-4e3f-a4b5-c6d7e8f90a07";
+    let bundle = AppInstanceLogBundle {
+        log: vec![LogEntry {
+            severity: "err".into(),
+            content: "nginx: bind failed".into(),
+            ..Default::default()
+        }],
+        timestamp: None,
+    };
+    let route = format!("apps/instanceid/{app}/logs");
+    // Not in the device's configuration yet: unknown app instance.
+    let early = device.post_signed(&route, &bundle).await.unwrap();
+    assert_eq!(early.status, StatusCode::BAD_REQUEST);
+    fixture
+        .admin
+        .set_config(&uuid, common::NODE_YAML)
+        .await
+        .unwrap();
+    device.poll_config().await.unwrap();
+    assert_eq!(
+        device.post_signed(&route, &bundle).await.unwrap().status,
+        StatusCode::CREATED
+    );
+    let newlogs = device
+        .signer()
+        .seal_to_bytes_raw(reports::newlogs(&["worker started"]));
+    let posted = device
+        .post_raw(&format!("apps/instanceid/{app}/newlogs"), newlogs)
+        .await
+        .unwrap();
+    assert_eq!(posted.status, StatusCode::CREATED);
+    for bad in ["not-a-uuid", "00000000-0000-4000-8000-000000000000"] {
+        let reply = device
+            .post_signed(&format!("apps/instanceid/{bad}/logs"), &bundle)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let kept = fixture
+        .admin
+        .reports(
+            &uuid,
+            &["applogs".into(), "appnewlogs".into()],
+            0,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(&str, &str)> = kept
+        .reports
+        .iter()
+        .map(|r| (r.kind.as_str(), r.object.as_str()))
+        .collect();
+    assert_eq!(summary, [("applogs", app), ("appnewlogs", app)]);
+    let lines = fixture
+        .admin
+        .logs(&uuid, &[], None, None, 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["worker started", "nginx: bind failed"]);
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn attestation_earns_the_integrity_token_config_requests_then_need() {
+    use lichen_api::attest::ZAttestResponseCode;
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-attest").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+
+    // Not attested: no token needed. A quote before any certificate: no certificate found.
+    assert_eq!(device.poll_config().await.unwrap(), ConfigPoll::Unchanged);
+    let key = device.new_attestation_key().unwrap();
+    assert_eq!(
+        device.quote(&key, b"whatever").await.unwrap(),
+        ZAttestResponseCode::NoCertFound
+    );
+    assert_eq!(
+        status_of(device.poll_config().await),
+        StatusCode::FORBIDDEN,
+        "a failed attestation locks configuration out"
+    );
+
+    // Certificate, nonce, quote: a token, which config requests must then carry.
+    device.post_attestation_cert(&key, false).await.unwrap();
+    let nonce = device.attestation_nonce().await.unwrap();
+    assert_eq!(nonce.len(), 32);
+    assert_eq!(
+        device.quote(&key, &nonce).await.unwrap(),
+        ZAttestResponseCode::Success
+    );
+    assert_eq!(device.integrity_token.len(), 32);
+    device.poll_config().await.unwrap();
+    let token = std::mem::replace(&mut device.integrity_token, vec![1; 32]);
+    assert_eq!(status_of(device.poll_config().await), StatusCode::FORBIDDEN);
+    device.integrity_token = token;
+    device.poll_config().await.unwrap();
+
+    // The nonce is used once; a quote by another key fails.
+    assert_eq!(
+        device.quote(&key, &nonce).await.unwrap(),
+        ZAttestResponseCode::NonceMismatch
+    );
+    let nonce = device.attestation_nonce().await.unwrap();
+    let other = device.new_attestation_key().unwrap();
+    assert_eq!(
+        device.quote(&other, &nonce).await.unwrap(),
+        ZAttestResponseCode::QuoteFailed
+    );
+    assert_eq!(status_of(device.poll_config().await), StatusCode::FORBIDDEN);
+
+    // The certificate was posted immutable: it cannot be replaced.
+    assert_eq!(
+        status_of(device.post_attestation_cert(&other, true).await),
+        StatusCode::FORBIDDEN
+    );
+    // A certificate the device certificate did not issue is refused.
+    let stranger = Identity::self_signed("not issued by the device").unwrap();
+    let mut imposter = self::device(&fixture, "sim-attest-2").await;
+    imposter.register().await.unwrap();
+    imposter.poll_config().await.unwrap();
+    assert_eq!(
+        status_of(imposter.post_attestation_cert(&stranger, true).await),
+        StatusCode::FORBIDDEN
+    );
+
+    // Attesting again with the registered key restores access.
+    let nonce = device.attestation_nonce().await.unwrap();
+    assert_eq!(
+        device.quote(&key, &nonce).await.unwrap(),
+        ZAttestResponseCode::Success
+    );
+    device.poll_config().await.unwrap();
     fixture.controller.stop().await;
 }

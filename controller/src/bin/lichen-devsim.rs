@@ -74,6 +74,13 @@ enum Command {
         /// Write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Stores to measure, each at every size: `sqlite`, `postgres`.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+        backends: Vec<String>,
+        /// The PostgreSQL server for the `postgres` backend (`key=value` settings of a user
+        /// that may create databases; each run gets a new one).
+        #[arg(long, env = "LICHEN_TEST_POSTGRES")]
+        postgres: Option<String>,
     },
 }
 
@@ -114,10 +121,14 @@ async fn main() -> ExitCode {
             interval,
             measure,
             json,
+            backends,
+            postgres,
         } => {
             let options = BenchOptions {
                 controller,
                 sizes,
+                backends,
+                postgres,
                 interval: Duration::from_secs(interval),
                 measure: Duration::from_secs(measure),
                 parallel: 32,

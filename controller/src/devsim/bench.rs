@@ -19,8 +19,12 @@ use crate::pki::Identity;
 pub struct BenchOptions {
     /// The `lichen-controller` binary to start.
     pub controller: PathBuf,
-    /// Fleet sizes, one run each.
+    /// Fleet sizes, one run each per backend.
     pub sizes: Vec<usize>,
+    /// Stores to measure: `sqlite`, `postgres`.
+    pub backends: Vec<String>,
+    /// The PostgreSQL server for the `postgres` backend; each run gets a new database on it.
+    pub postgres: Option<String>,
     /// Time between one device's config polls.
     pub interval: Duration,
     /// How long to measure, after one interval of warm-up.
@@ -34,6 +38,8 @@ pub struct BenchOptions {
 /// The figures of one fleet size.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFigures {
+    /// The controller's store: `sqlite` or `postgres`.
+    pub backend: String,
     /// Simulated devices.
     pub devices: usize,
     /// Seconds to onboard them all (certs, register, first config).
@@ -70,22 +76,59 @@ pub struct RunFigures {
 /// Runs the benchmark and returns one result per size.
 pub async fn run(options: &BenchOptions) -> Result<Vec<RunFigures>, String> {
     let mut results = Vec::new();
-    for &size in &options.sizes {
-        eprintln!(
-            "bench: {size} devices, polling every {:?}, measuring {:?}",
-            options.interval, options.measure
-        );
-        results.push(run_size(options, size).await?);
+    for backend in &options.backends {
+        for &size in &options.sizes {
+            eprintln!(
+                "bench: {backend}, {size} devices, polling every {:?}, measuring {:?}",
+                options.interval, options.measure
+            );
+            results.push(run_size(options, backend, size).await?);
+        }
     }
     Ok(results)
 }
 
-async fn run_size(options: &BenchOptions, devices: usize) -> Result<RunFigures, String> {
-    let state_dir =
-        std::env::temp_dir().join(format!("lichen-bench-{}-{devices}", std::process::id()));
+/// A new database on the PostgreSQL server `server`; returns its connection settings.
+async fn new_database(server: &str, name: &str) -> Result<String, String> {
+    let text = |error: tokio_postgres::Error| format!("postgresql: {error}");
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .map_err(text)?;
+    tokio::spawn(connection);
+    for statement in ["DROP DATABASE IF EXISTS", "CREATE DATABASE"] {
+        client
+            .batch_execute(&format!("{statement} {name}"))
+            .await
+            .map_err(text)?;
+    }
+    Ok(format!("{server} dbname={name}"))
+}
+
+async fn run_size(
+    options: &BenchOptions,
+    backend: &str,
+    devices: usize,
+) -> Result<RunFigures, String> {
+    let run = format!("lichen_bench_{}_{backend}_{devices}", std::process::id());
+    let state_dir = std::env::temp_dir().join(&run);
     let _ = std::fs::remove_dir_all(&state_dir);
-    let mut controller = Controller::start(&options.controller, &state_dir)?;
-    let result = measure(options, devices, &controller).await;
+    let database = match backend {
+        "sqlite" => None,
+        "postgres" => {
+            let server = options.postgres.as_deref().ok_or(
+                "the postgres backend needs a server (--postgres or LICHEN_TEST_POSTGRES)",
+            )?;
+            Some(new_database(server, &run).await?)
+        }
+        other => return Err(format!("unknown backend {other:?} (sqlite, postgres)")),
+    };
+    let mut controller = Controller::start(&options.controller, &state_dir, database.as_deref())?;
+    let result = measure(options, devices, &controller)
+        .await
+        .map(|figures| RunFigures {
+            backend: backend.to_owned(),
+            ..figures
+        });
     controller.stop();
     let _ = std::fs::remove_dir_all(&state_dir);
     result
@@ -159,6 +202,7 @@ async fn measure(
     let (ticks, seconds) = cpu;
     let (p50_ms, p99_ms) = (percentile(0.50), percentile(0.99));
     Ok(RunFigures {
+        backend: String::new(),
         devices,
         onboarding_s,
         requests: latencies.len(),
@@ -197,10 +241,18 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(binary: &Path, state_dir: &Path) -> Result<Self, String> {
-        let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state_dir)
+    fn start(binary: &Path, state_dir: &Path, database: Option<&str>) -> Result<Self, String> {
+        let mut command = Command::new(binary);
+        // Every simulated device connects from 127.0.0.1: lift the per-address cap, which
+        // is meant for real fleets spread over many addresses.
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--max-connections-per-address", "1000000", "--state-dir"])
+            .arg(state_dir);
+        if let Some(database) = database {
+            command.args(["--database-url", database]);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|error| format!("starting {}: {error}", binary.display()))?;
@@ -273,7 +325,8 @@ pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
         options.target_p99_ms
     );
     out.push_str(&format!(
-        "{:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9}  {}\n",
+        "{:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>6}  {}\n",
+        "backend",
         "devices",
         "req/s",
         "offered",
@@ -285,11 +338,13 @@ pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
         "ctl cpu%",
         "KiB/device",
         "onboard s",
+        "load",
         "target"
     ));
     for r in results {
         out.push_str(&format!(
-            "{:>8} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9.1} {:>10.2} {:>9.1} {:>6.1}  {}\n",
+            "{:>8} {:>8} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9.1} {:>10.2} {:>9.1} {:>6.1}  {}\n",
+            r.backend,
             r.devices,
             r.requests_per_s,
             r.offered_per_s,

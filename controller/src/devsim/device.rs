@@ -74,6 +74,10 @@ pub struct SimDevice {
     uuid: Option<String>,
     config: EdgeDevConfig,
     config_hash: String,
+    /// Its device certificate and key.
+    pub(crate) identity: Identity,
+    /// The token from its last successful attestation, sent in config requests.
+    pub integrity_token: Vec<u8>,
 }
 
 impl SimDevice {
@@ -117,12 +121,14 @@ impl SimDevice {
             client,
             root_der,
             device,
-            device_cert_pem: identity.cert_pem,
+            device_cert_pem: identity.cert_pem.clone(),
             onboarding,
             controller: None,
             uuid: None,
             config: EdgeDevConfig::default(),
             config_hash: String::new(),
+            identity,
+            integrity_token: Vec::new(),
         }
     }
 
@@ -197,20 +203,20 @@ impl SimDevice {
         }
     }
 
-    /// Asks the controller for its UUID (route `uuid`).
-    pub async fn fetch_uuid(&mut self) -> Result<String, SimError> {
+    /// Asks the controller for its UUID, manufacturer and product name (route `uuid`).
+    pub async fn fetch_uuid(&mut self) -> Result<UuidResponse, SimError> {
         let reply = self.post_signed("uuid", &UuidRequest {}).await?;
         let body = expect(reply, StatusCode::OK)?;
         let response: UuidResponse = self.open(&body)?;
         self.uuid = Some(response.uuid.clone());
-        Ok(response.uuid)
+        Ok(response)
     }
 
     /// Polls the configuration, sending the hash of the one it has.
     pub async fn poll_config(&mut self) -> Result<ConfigPoll, SimError> {
         let request = ConfigRequest {
             config_hash: self.config_hash.clone(),
-            integrity_token: Vec::new(),
+            integrity_token: self.integrity_token.clone(),
         };
         let reply = self.post_signed("config", &request).await?;
         if reply.status == StatusCode::NOT_MODIFIED {
@@ -251,6 +257,7 @@ impl SimDevice {
     pub async fn post_raw(&self, route: &str, body: Vec<u8>) -> Result<Reply, SimError> {
         let path = match (&self.uuid, route) {
             (_, "register" | "uuid") | (None, _) => self::route(route),
+            (_, app) if app.starts_with("apps/") => self::route(route),
             (Some(uuid), _) => self::route(&format!("id/{uuid}/{route}")),
         };
         Ok(self
@@ -265,7 +272,7 @@ impl SimDevice {
     }
 
     /// Verifies a controller envelope and decodes its payload.
-    fn open<M: Message + Default>(&self, body: &[u8]) -> Result<M, SimError> {
+    pub(crate) fn open<M: Message + Default>(&self, body: &[u8]) -> Result<M, SimError> {
         let controller = self
             .controller
             .as_ref()
@@ -300,14 +307,14 @@ fn open_from<'a>(
     envelope::open(container, &controller.key).map_err(invalid)
 }
 
-fn expect(reply: Reply, status: StatusCode) -> Result<bytes::Bytes, SimError> {
+pub(super) fn expect(reply: Reply, status: StatusCode) -> Result<bytes::Bytes, SimError> {
     if reply.status == status {
         Ok(reply.body)
     } else {
-        Err(SimError::Status(
-            reply.status,
-            String::from_utf8_lossy(&reply.body).into_owned(),
-        ))
+        let reason = reply
+            .reason
+            .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
+        Err(SimError::Status(reply.status, reason))
     }
 }
 

@@ -3,6 +3,7 @@
 //! API v2 like an EVE node. Tests drive single [`SimDevice`]s; [`fleet`] runs many (the
 //! `lichen-devsim` binary), and [`bench`] measures the controller under them.
 
+mod attest;
 pub mod bench;
 mod device;
 pub mod fleet;

@@ -15,10 +15,13 @@ use serde::Deserialize;
 
 use super::device_routes::{gunzip, served_config};
 use super::{ApiError, App};
-use crate::admin_api::{ConfigSet, DeviceSummary, NewOnboarding, OnboardingEntry, Report, Reports};
+use crate::admin_api::{
+    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Report, Reports,
+};
 use crate::device_config;
 use crate::registration::onboarding_id;
-use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind};
+use crate::store::StoreError;
+use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind, TelemetryQuery};
 
 /// Where the admin API is mounted.
 pub(super) const PREFIX: &str = "/api/admin/v1";
@@ -35,6 +38,7 @@ pub(super) fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/devices/{uuid}", get(show_device).delete(delete_device))
         .route("/devices/{uuid}/config", get(get_config).put(set_config))
         .route("/devices/{uuid}/reports", get(reports))
+        .route("/devices/{uuid}/logs", get(logs))
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 
@@ -129,7 +133,10 @@ async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
         None => served_config(app, &device.uuid).await?.hash,
     };
     Ok(DeviceSummary {
-        last_seen_ms: app.devices.last_seen_ms(&device.uuid),
+        last_seen_ms: app
+            .devices
+            .last_seen_ms(&device.uuid)
+            .max(Some(device.last_seen_ms).filter(|ms| *ms > 0)),
         subject: lichen_api::cert::subject(&device.cert_der).unwrap_or_default(),
         config_version: config.map_or(0, |config| config.version),
         config_hash: served,
@@ -196,23 +203,29 @@ async fn set_config(
     device_config::validate(&config, &uuid)
         .map_err(|problems| ApiError::unprocessable(problems.join("\n")))?;
     let _one_at_a_time = app.config_writes.lock().await;
-    let version = app
-        .store
-        .config(&uuid)
-        .await?
-        .map_or(0, |config| config.version)
-        + 1;
-    let served = device_config::serve(&uuid, version, config);
-    let stored = DeviceConfig {
-        uuid,
-        version,
-        config: served.bytes,
-        hash: served.hash.clone(),
+    // Another controller sharing the store may write a version between our read and write:
+    // the store refuses ours then, and we number it again.
+    let mut attempts = 0;
+    let (version, served) = loop {
+        let version = app
+            .store
+            .config(&uuid)
+            .await?
+            .map_or(0, |config| config.version)
+            + 1;
+        let served = device_config::serve(&uuid, version, config.clone());
+        let stored = DeviceConfig {
+            uuid: uuid.clone(),
+            version,
+            config: served.bytes.clone(),
+            hash: served.hash.clone(),
+        };
+        match app.store.set_config(stored).await {
+            Ok(()) => break (version, served),
+            Err(StoreError::Conflict) if attempts < 10 => attempts += 1,
+            Err(error) => return Err(not_found("device")(error)),
+        }
     };
-    app.store
-        .set_config(stored)
-        .await
-        .map_err(not_found("device"))?;
     Ok(Json(ConfigSet {
         version,
         hash: served.hash,
@@ -227,6 +240,64 @@ struct ReportsQuery {
     kinds: Option<String>,
     #[serde(default)]
     wait_ms: u64,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    object: Option<String>,
+    #[serde(default)]
+    newest_first: bool,
+}
+
+/// Query of the logs route.
+#[derive(Deserialize)]
+struct LogsQuery {
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    /// Comma-separated severities.
+    severity: Option<String>,
+    text: Option<String>,
+    #[serde(default)]
+    newest_first: bool,
+    limit: Option<usize>,
+}
+
+/// A device's log lines (from `logs` and `newlogs` reports), filtered.
+async fn logs(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<Vec<LogLine>>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let severities = query
+        .severity
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(|severity| severity.trim().to_owned())
+        .filter(|severity| !severity.is_empty())
+        .collect();
+    let lines = app
+        .store
+        .logs(crate::store::LogQuery {
+            uuid: Some(uuid),
+            since_ms: query.since_ms,
+            until_ms: query.until_ms,
+            severities,
+            text: query.text.filter(|text| !text.is_empty()),
+            newest_first: query.newest_first,
+            limit: query.limit.unwrap_or(PAGE).min(10 * PAGE),
+        })
+        .await?;
+    Ok(Json(
+        lines
+            .into_iter()
+            .map(|line| LogLine {
+                seq: line.seq,
+                at_ms: line.at_ms,
+                severity: line.severity,
+                source: line.source,
+                text: line.text,
+            })
+            .collect(),
+    ))
 }
 
 async fn reports(
@@ -251,7 +322,16 @@ async fn reports(
         news.mark_unchanged();
         let found = app
             .store
-            .telemetry_after(&uuid, &kinds, query.after, PAGE)
+            .telemetry(TelemetryQuery {
+                uuid: Some(uuid.clone()),
+                kinds: kinds.clone(),
+                after_seq: query.after,
+                since_ms: query.since_ms,
+                until_ms: query.until_ms,
+                object: query.object.clone(),
+                newest_first: query.newest_first,
+                limit: PAGE,
+            })
             .await?;
         if !found.is_empty()
             || tokio::time::timeout_at(deadline, news.changed())
@@ -279,8 +359,9 @@ fn to_report(report: Telemetry) -> Report {
         TelemetryKind::Info => json::<ZInfoMsg>(&report.payload),
         TelemetryKind::Metrics => json::<ZMetricMsg>(&report.payload),
         TelemetryKind::Logs => json::<LogBundle>(&report.payload),
+        TelemetryKind::AppLogs => json::<lichen_api::logs::AppInstanceLogBundle>(&report.payload),
         TelemetryKind::FlowLog => json::<FlowMessage>(&report.payload),
-        TelemetryKind::NewLogs => {
+        TelemetryKind::NewLogs | TelemetryKind::AppNewLogs => {
             let text = gunzip(&report.payload).unwrap_or_default();
             String::from_utf8_lossy(&text)
                 .lines()
@@ -295,6 +376,7 @@ fn to_report(report: Telemetry) -> Report {
     Report {
         seq: report.seq,
         kind: kind.name().to_owned(),
+        object: report.object,
         received_at_ms: report.received_at_ms,
         message,
     }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,9 @@ use lichen_api::register::ZRegisterMsg;
 use lichen_api::uuid::{UuidRequest, UuidResponse};
 use prost::Message;
 
+use super::attest;
 use super::devices::KnownDevice;
+use super::report_index;
 use super::{now_ms, ApiError, App};
 use crate::device_config::{self, Served};
 use crate::registration::{self, RegisterError, Registered};
@@ -35,15 +37,56 @@ pub(super) fn router() -> Router<Arc<App>> {
         .route("/register", post(register))
         .route("/uuid", post(uuid))
         .route("/config", post(config))
-        .route("/id/{uuid}/config", post(config));
-    for kind in TelemetryKind::ALL {
-        let handler =
-            move |State(app): State<Arc<App>>, signed: SignedByDevice| report(app, signed, kind);
+        .route("/id/{uuid}/config", post(config))
+        .route(
+            "/id/{uuid}/attest",
+            post(|State(app): State<Arc<App>>, signed: SignedByDevice| attest::attest(app, signed)),
+        );
+    for kind in TelemetryKind::DEVICE {
+        let handler = move |State(app): State<Arc<App>>, signed: SignedByDevice| {
+            report(app, signed, kind, None)
+        };
         routes = routes
             .route(&format!("/{}", kind.name()), post(handler))
             .route(&format!("/id/{{uuid}}/{}", kind.name()), post(handler));
     }
-    routes
+    for (route, kind) in [
+        ("logs", TelemetryKind::AppLogs),
+        ("newlogs", TelemetryKind::AppNewLogs),
+    ] {
+        let handler =
+            move |State(app): State<Arc<App>>,
+                  Path(instance): Path<String>,
+                  signed: SignedByDevice| app_report(app, signed, instance, kind);
+        routes = routes.route(
+            &format!("/apps/instanceid/{{instance}}/{route}"),
+            post(handler),
+        );
+    }
+    routes.layer(axum::middleware::map_response(without_error_body))
+}
+
+/// An error response as the EVE API wants it: no body (a body would have to be a protobuf
+/// message); the reason goes in the [`REASON_HEADER`](crate::client::REASON_HEADER) instead,
+/// for people reading device logs.
+async fn without_error_body(response: Response) -> Response {
+    if !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let reason: String = String::from_utf8_lossy(&text)
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+        .take(300)
+        .collect();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Ok(value) = header::HeaderValue::from_str(&reason) {
+        parts.headers.insert(crate::client::REASON_HEADER, value);
+    }
+    Response::from_parts(parts, axum::body::Body::empty())
 }
 
 /// A decoded, not yet verified `AuthContainer` body of the right content type.
@@ -72,9 +115,9 @@ impl<S: Send + Sync> FromRequest<S> for Envelope {
 }
 
 /// A body signed by a registered device (the one in the path, if any), and its payload.
-struct SignedByDevice {
-    device: Arc<KnownDevice>,
-    payload: Vec<u8>,
+pub(super) struct SignedByDevice {
+    pub(super) device: Arc<KnownDevice>,
+    pub(super) payload: Vec<u8>,
 }
 
 impl FromRequest<Arc<App>> for SignedByDevice {
@@ -113,13 +156,13 @@ impl FromRequest<Arc<App>> for SignedByDevice {
 }
 
 /// Decodes a payload as `M`, or answers 422.
-fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, ApiError> {
+pub(super) fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, ApiError> {
     M::decode(payload)
         .map_err(|error| ApiError::unprocessable(format!("payload is not a {what}: {error}")))
 }
 
 /// A 200 response carrying `message` in a signed envelope.
-fn signed(app: &App, message: &impl Message) -> Response {
+pub(super) fn signed(app: &App, message: &impl Message) -> Response {
     (
         [(header::CONTENT_TYPE, lichen_api::CONTENT_TYPE)],
         app.signer.seal_to_bytes(message),
@@ -173,9 +216,20 @@ async fn uuid(
     signed_by: SignedByDevice,
 ) -> Result<Response, ApiError> {
     decode::<UuidRequest>(&signed_by.payload, "UuidRequest")?;
+    // Manufacturer and product name are what the operator set in the device's configuration.
+    let config = match app.store.config(&signed_by.device.uuid).await? {
+        Some(stored) => EdgeDevConfig::decode(&stored.config[..]).map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("stored config: {error}"),
+            )
+        })?,
+        None => EdgeDevConfig::default(),
+    };
     let response = UuidResponse {
         uuid: signed_by.device.uuid.clone(),
-        ..Default::default()
+        manufacturer: config.manufacturer,
+        product_name: config.product_name,
     };
     Ok(signed(&app, &response))
 }
@@ -185,7 +239,32 @@ async fn config(
     signed_by: SignedByDevice,
 ) -> Result<Response, ApiError> {
     let request: ConfigRequest = decode(&signed_by.payload, "ConfigRequest")?;
-    let served = served_config(&app, &signed_by.device.uuid).await?;
+    let uuid = &signed_by.device.uuid;
+    // Once a device has attested, its config requests must carry the token it was given.
+    if let Some(attestation) = app.store.attestation(uuid).await? {
+        if !attestation.integrity_token.is_empty()
+            && request.integrity_token != attestation.integrity_token
+        {
+            return Err(ApiError::forbidden(
+                "integrity token does not match: attest again",
+            ));
+        }
+    }
+    let served = match app.store.config(uuid).await? {
+        Some(stored) => Served {
+            bytes: stored.config,
+            hash: stored.hash,
+        },
+        // No configuration: a device that only onboarded, or one deleted (perhaps through
+        // another controller sharing the store, so still in this one's cache).
+        None if app.store.device(uuid).await?.is_some() => {
+            device_config::serve(uuid, 0, EdgeDevConfig::default())
+        }
+        None => {
+            app.devices.forget(uuid);
+            return Err(ApiError::unauthorized("unknown device certificate"));
+        }
+    };
     if request.config_hash == served.hash {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
@@ -213,36 +292,64 @@ pub(super) async fn served_config(app: &App, uuid: &str) -> Result<Served, ApiEr
     })
 }
 
+/// Stores a report; `object` (an app instance's logs) overrides what the report is about.
 async fn report(
     app: Arc<App>,
     signed_by: SignedByDevice,
     kind: TelemetryKind,
+    object: Option<String>,
 ) -> Result<StatusCode, ApiError> {
-    check_report(kind, &signed_by.payload)?;
+    let received_at_ms = now_ms();
+    let indexed = report_index::index(kind, &signed_by.payload, received_at_ms)?;
     let report = Telemetry {
         uuid: signed_by.device.uuid.clone(),
         kind: kind as i32,
         seq: 0,
-        received_at_ms: now_ms(),
+        received_at_ms,
         payload: signed_by.payload,
+        object: object.unwrap_or(indexed.object),
+        lines: indexed.lines,
     };
     let seq = app.store.add_telemetry(report).await?;
     app.reports.send_replace(seq);
     Ok(StatusCode::CREATED)
 }
 
-/// Checks that a report decodes as its kind's message (or, for newlogs, as gzip).
-fn check_report(kind: TelemetryKind, payload: &[u8]) -> Result<(), ApiError> {
-    use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, logs::LogBundle, metrics::ZMetricMsg};
-    match kind {
-        TelemetryKind::Info => decode::<ZInfoMsg>(payload, "ZInfoMsg").map(drop),
-        TelemetryKind::Metrics => decode::<ZMetricMsg>(payload, "ZMetricMsg").map(drop),
-        TelemetryKind::Logs => decode::<LogBundle>(payload, "LogBundle").map(drop),
-        TelemetryKind::FlowLog => decode::<FlowMessage>(payload, "FlowMessage").map(drop),
-        TelemetryKind::NewLogs => gunzip(payload).map(drop).map_err(|error| {
-            ApiError::unprocessable(format!("newlogs payload is not gzip: {error}"))
-        }),
+/// Stores an app instance's logs: the instance must be one of the apps in the device's
+/// configuration (else 400, "Unknown Application Instance" in the EVE API).
+async fn app_report(
+    app: Arc<App>,
+    signed_by: SignedByDevice,
+    instance: String,
+    kind: TelemetryKind,
+) -> Result<StatusCode, ApiError> {
+    if uuid::Uuid::parse_str(&instance).is_err() {
+        return Err(ApiError::bad_request(format!("{instance:?} is not a UUID")));
     }
+    let known = match app.store.config(&signed_by.device.uuid).await? {
+        Some(stored) => EdgeDevConfig::decode(&stored.config[..])
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("stored config: {error}"),
+                )
+            })?
+            .apps
+            .iter()
+            .any(|config| {
+                config
+                    .uuidandversion
+                    .as_ref()
+                    .is_some_and(|id| id.uuid.eq_ignore_ascii_case(&instance))
+            }),
+        None => false,
+    };
+    if !known {
+        return Err(ApiError::bad_request(format!(
+            "no app instance {instance} in this device's configuration"
+        )));
+    }
+    report(app, signed_by, kind, Some(instance.to_ascii_lowercase())).await
 }
 
 /// Decompresses a newlogs payload, refusing more than [`MAX_NEWLOGS_BYTES`].

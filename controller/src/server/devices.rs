@@ -15,8 +15,10 @@ pub struct KnownDevice {
     pub uuid: String,
     /// The public key of its certificate.
     pub key: VerifyingKey,
-    /// Milliseconds since the Unix epoch of its last authenticated request (not persisted).
+    /// Milliseconds since the Unix epoch of its last authenticated request.
     pub last_seen_ms: AtomicU64,
+    /// `last_seen_ms` as last written to the store.
+    flushed_ms: AtomicU64,
 }
 
 /// Devices seen since start, by the first 16 bytes of their certificate hash and by UUID.
@@ -62,6 +64,7 @@ impl DeviceCache {
             uuid: device.uuid,
             key,
             last_seen_ms: AtomicU64::new(0),
+            flushed_ms: AtomicU64::new(0),
         });
         let mut cache = self.inner.write().expect("device cache lock");
         let (_, known) = cache.by_hash.entry(prefix).or_insert((full, known));
@@ -79,6 +82,30 @@ impl DeviceCache {
             .last_seen_ms
             .load(Ordering::Relaxed);
         Some(seen).filter(|ms| *ms > 0)
+    }
+
+    /// Devices heard from since their last contact was written to the store, with the time.
+    pub fn unflushed_contacts(&self) -> Vec<(String, u64)> {
+        let cache = self.inner.read().expect("device cache lock");
+        cache
+            .by_uuid
+            .values()
+            .filter_map(|device| {
+                let seen = device.last_seen_ms.load(Ordering::Relaxed);
+                (seen > device.flushed_ms.load(Ordering::Relaxed))
+                    .then(|| (device.uuid.clone(), seen))
+            })
+            .collect()
+    }
+
+    /// Notes that these contacts were written to the store.
+    pub fn mark_flushed(&self, contacts: &[(String, u64)]) {
+        let cache = self.inner.read().expect("device cache lock");
+        for (uuid, seen) in contacts {
+            if let Some(device) = cache.by_uuid.get(uuid) {
+                device.flushed_ms.fetch_max(*seen, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Forgets a deleted device.

@@ -2,32 +2,38 @@
 //! `/api/admin/v1`, on one TLS 1.3 listener.
 
 mod admin_routes;
+mod attest;
+mod connections;
 mod device_routes;
 mod devices;
 mod error;
+mod housekeeping;
+mod limits;
+mod listener;
+mod report_index;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use lichen_api::envelope::Signer;
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use error::ApiError;
+pub use limits::Limits;
 
 use crate::pki::Pki;
-use crate::store::embedded::{self, EmbeddedStore};
-use crate::store::Store;
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{legacy, Retention, Store};
 use devices::DeviceCache;
 
 /// How to run the controller.
@@ -41,8 +47,17 @@ pub struct Options {
     pub server_names: Vec<String>,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Tuning of the embedded store.
-    pub store: embedded::Options,
+    /// The PostgreSQL database to use (`postgresql://` URL or `key=value` pairs); `None`: SQLite
+    /// in the state directory.
+    pub database_url: Option<String>,
+    /// What is kept of reports, applied every `retention_interval`.
+    pub retention: Retention,
+    /// How often retention is applied.
+    pub retention_interval: Duration,
+    /// How often last-contact times are written to the store.
+    pub contact_interval: Duration,
+    /// Timeouts and caps on connections.
+    pub limits: Limits,
 }
 
 impl Options {
@@ -53,7 +68,11 @@ impl Options {
             listen,
             server_names: Vec::new(),
             max_body_bytes: 1 << 20,
-            store: Default::default(),
+            database_url: None,
+            retention: Retention::default(),
+            retention_interval: Duration::from_secs(60),
+            contact_interval: Duration::from_secs(10),
+            limits: Limits::default(),
         }
     }
 }
@@ -83,6 +102,7 @@ pub struct Running {
     pub admin_token: String,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -90,6 +110,7 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        let _ = self.housekeeping.await;
     }
 }
 
@@ -97,27 +118,67 @@ impl Running {
 pub async fn start(options: Options) -> io::Result<Running> {
     let pki = Pki::load_or_create(&options.state_dir, &options.server_names)?;
     let admin_token = crate::admin_token::load_or_create(&options.state_dir)?;
-    let store = EmbeddedStore::open(&options.state_dir.join("store"), options.store.clone())
-        .map_err(|error| io::Error::other(error.to_string()))?;
-    let app = Arc::new(App::new(Arc::new(store), &pki, admin_token.clone()));
+    let store = open_store(&options.state_dir, options.database_url.as_deref()).await?;
+    let app = Arc::new(App::new(store, &pki, admin_token.clone()));
     let router = Router::new()
         .nest(lichen_api::API_PREFIX, device_routes::router())
         .nest(admin_routes::PREFIX, admin_routes::router(Arc::clone(&app)))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .with_state(app);
+        .with_state(Arc::clone(&app));
 
     let acceptor = tls_acceptor(&pki)?;
     let listener = TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, acceptor, router, stopped));
+    let server = tokio::spawn(listener::serve(
+        listener,
+        acceptor,
+        router,
+        options.limits,
+        stopped.clone(),
+    ));
+    let housekeeping = tokio::spawn(housekeeping::run(
+        app,
+        housekeeping::Schedule {
+            retention: options.retention,
+            retention_interval: options.retention_interval,
+            contact_interval: options.contact_interval,
+        },
+        stopped,
+    ));
     Ok(Running {
         addr,
         ca_pem: pki.ca.cert_pem,
         admin_token,
         stop,
         server,
+        housekeeping,
     })
+}
+
+/// Opens the PostgreSQL store, or the SQLite one in `state_dir`; refuses to start over a store
+/// of an earlier version.
+async fn open_store(
+    state_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> io::Result<Arc<dyn Store>> {
+    if let Some(url) = database_url {
+        let store = PostgresStore::open(url)
+            .await
+            .map_err(|error| io::Error::other(error.to_string()))?;
+        return Ok(Arc::new(store));
+    }
+    let old_log = legacy::log_path(state_dir);
+    if old_log.exists() && !state_dir.join(crate::store::sqlite::FILE_NAME).exists() {
+        return Err(io::Error::other(format!(
+            "{} holds the store of an earlier version: run `lichen-controller migrate --state-dir {}` first",
+            old_log.display(),
+            state_dir.display()
+        )));
+    }
+    let store =
+        SqliteStore::open(state_dir).map_err(|error| io::Error::other(error.to_string()))?;
+    Ok(Arc::new(store))
 }
 
 impl App {
@@ -169,35 +230,6 @@ fn tls_acceptor(pki: &Pki) -> io::Result<TlsAcceptor> {
         .with_single_cert(chain, key)
         .map_err(io::Error::other)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts TLS connections and serves HTTP/1.1 on each until told to stop.
-async fn serve(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    router: Router,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(router.clone());
-                connections.spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = stopped.changed() => break,
-        }
-    }
-    connections.shutdown().await;
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,17 +1,24 @@
 //! What the controller keeps: onboarding certificates, devices, their configuration and what
-//! they report. [`Store`] is the interface; [`embedded::EmbeddedStore`] is the default backend
-//! (a checksummed, fsynced append-only log). Another backend (e.g. PostgreSQL) implements the same
-//! trait.
+//! they report. [`Store`] is the interface; [`sqlite::SqliteStore`] is the default backend (one
+//! SQLite file in the state directory), [`postgres::PostgresStore`] the one several controllers
+//! can share. [`legacy`] reads the log of earlier versions, for
+//! `lichen-controller migrate`.
 //!
 //! Every write method returns only once the change is durable: an acknowledged write survives a
 //! crash.
 
-pub mod embedded;
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod legacy;
+pub mod postgres;
 mod record;
+mod retention;
+pub mod sqlite;
 
 use std::{fmt, future::Future, pin::Pin};
 
-pub use record::{Device, DeviceConfig, Onboarding, Telemetry};
+pub use record::{AttestCert, Attestation, Device, DeviceConfig, LogLine, Onboarding, Telemetry};
+pub use retention::{KindRetention, Retention};
 
 /// The future returned by every [`Store`] method.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -58,11 +65,26 @@ pub enum TelemetryKind {
     FlowLog = 4,
     /// Gzip of JSON log lines (route `newlogs`).
     NewLogs = 5,
+    /// An app instance's `AppInstanceLogBundle` (route `apps/instanceid/{id}/logs`).
+    AppLogs = 6,
+    /// Gzip of an app instance's JSON log lines (route `apps/instanceid/{id}/newlogs`).
+    AppNewLogs = 7,
 }
 
 impl TelemetryKind {
     /// Every kind, in route order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
+        Self::Info,
+        Self::Metrics,
+        Self::Logs,
+        Self::FlowLog,
+        Self::NewLogs,
+        Self::AppLogs,
+        Self::AppNewLogs,
+    ];
+
+    /// The kinds a device posts under `id/{uuid}/` (the others are per app instance).
+    pub const DEVICE: [Self; 5] = [
         Self::Info,
         Self::Metrics,
         Self::Logs,
@@ -78,6 +100,8 @@ impl TelemetryKind {
             Self::Logs => "logs",
             Self::FlowLog => "flowlog",
             Self::NewLogs => "newlogs",
+            Self::AppLogs => "applogs",
+            Self::AppNewLogs => "appnewlogs",
         }
     }
 
@@ -90,6 +114,73 @@ impl TelemetryKind {
     pub fn from_code(code: i32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as i32 == code)
     }
+}
+
+/// Which reports [`Store::telemetry`] returns: those matching every field set, by sequence
+/// number (oldest first, or newest first), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryQuery {
+    /// One device's reports, or every device's.
+    pub uuid: Option<String>,
+    /// Kinds to include (empty: none).
+    pub kinds: Vec<TelemetryKind>,
+    /// Only sequence numbers above this.
+    pub after_seq: u64,
+    /// Only reports received at or after this (milliseconds since the Unix epoch).
+    pub since_ms: Option<u64>,
+    /// Only reports received before this.
+    pub until_ms: Option<u64>,
+    /// Only reports about this object (see [`Telemetry::object`]).
+    pub object: Option<String>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Which log lines [`Store::logs`] returns: those matching every field set, by time (oldest
+/// first, or newest first), at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// One device's lines, or every device's.
+    pub uuid: Option<String>,
+    /// Only lines logged at or after this (milliseconds since the Unix epoch).
+    pub since_ms: Option<u64>,
+    /// Only lines logged before this.
+    pub until_ms: Option<u64>,
+    /// Only lines with one of these severities (empty: any).
+    pub severities: Vec<String>,
+    /// Only lines whose text contains this (case-sensitive).
+    pub text: Option<String>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl TelemetryQuery {
+    /// Every report of `kinds` from the device `uuid`, oldest first, at most `limit`.
+    pub fn device(uuid: &str, kinds: &[TelemetryKind], limit: usize) -> Self {
+        Self {
+            uuid: Some(uuid.to_owned()),
+            kinds: kinds.to_vec(),
+            after_seq: 0,
+            since_ms: None,
+            until_ms: None,
+            object: None,
+            newest_first: false,
+            limit,
+        }
+    }
+}
+
+/// Which devices [`Store::devices_by_contact`] returns, by when they were last heard from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContactQuery {
+    /// Only devices heard from at or after this (milliseconds since the Unix epoch).
+    pub seen_since: Option<u64>,
+    /// Only devices not heard from since this (including never).
+    pub not_seen_since: Option<u64>,
 }
 
 /// The controller's storage. Write methods resolve once the change is durable.
@@ -119,13 +210,34 @@ pub trait Store: Send + Sync + 'static {
         serial: &'a str,
     ) -> StoreFuture<'a, Option<Device>>;
 
-    /// Replaces a device's configuration.
+    /// Replaces a device's configuration, if `config.version` is above the stored one's (else
+    /// [`StoreError::Conflict`]: another writer got there first).
     fn set_config(&self, config: DeviceConfig) -> StoreFuture<'_, ()>;
     /// A device's configuration, if one was set.
     fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>>;
 
-    /// Records a report from a device and returns its sequence number (increasing).
+    /// A device's attestation state, if it has any.
+    fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>>;
+    /// Replaces a device's attestation state, if `record.version` is one above the stored one's
+    /// (0 when there is none); else [`StoreError::Conflict`] (another request changed it first).
+    fn put_attestation(&self, record: Attestation) -> StoreFuture<'_, ()>;
+
+    /// Records when devices were last heard from, as (UUID, milliseconds since the Unix epoch);
+    /// a time earlier than the one stored is ignored, and so is an unknown device.
+    fn record_contacts(&self, contacts: Vec<(String, u64)>) -> StoreFuture<'_, ()>;
+    /// Devices by when they were last heard from, by UUID.
+    fn devices_by_contact(&self, query: ContactQuery) -> StoreFuture<'_, Vec<Device>>;
+
+    /// Records a report from a device and returns its sequence number (increasing, never
+    /// reused, shared by all kinds and devices).
     fn add_telemetry(&self, report: Telemetry) -> StoreFuture<'_, u64>;
+    /// The retained reports matching `query` (without their [`Telemetry::lines`]).
+    fn telemetry(&self, query: TelemetryQuery) -> StoreFuture<'_, Vec<Telemetry>>;
+    /// The log lines of retained reports matching `query`.
+    fn logs(&self, query: LogQuery) -> StoreFuture<'_, Vec<LogLine>>;
+    /// Deletes the reports `retention` no longer keeps at `now_ms`; returns how many.
+    fn retire(&self, retention: Retention, now_ms: u64) -> StoreFuture<'_, u64>;
+
     /// A device's retained reports of `kinds` with a sequence number above `after`, oldest first,
     /// at most `limit`.
     fn telemetry_after<'a>(
@@ -134,5 +246,9 @@ pub trait Store: Send + Sync + 'static {
         kinds: &'a [TelemetryKind],
         after: u64,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<Telemetry>>;
+    ) -> StoreFuture<'a, Vec<Telemetry>> {
+        let mut query = TelemetryQuery::device(uuid, kinds, limit);
+        query.after_seq = after;
+        self.telemetry(query)
+    }
 }

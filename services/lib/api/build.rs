@@ -7,6 +7,7 @@ use prost::Message;
 
 /// Every .proto file lichen compiles; imports are found under `proto/`.
 const PROTOS: &[&str] = &[
+    "attest/attest.proto",
     "auth/auth.proto",
     "certs/certs.proto",
     "config/devconfig.proto",

@@ -34,6 +34,10 @@ macro_rules! proto_package {
 }
 
 proto_package!(
+    /// `org.lfedge.eve.attest`: attestation (certificates, nonce, quote, integrity token).
+    attest => "org.lfedge.eve.attest"
+);
+proto_package!(
     /// `org.lfedge.eve.auth`: the signed envelope around every body.
     auth => "org.lfedge.eve.auth"
 );

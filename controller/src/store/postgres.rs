@@ -1,0 +1,813 @@
+//! The PostgreSQL store, for fleets that outgrow one machine: several controllers (stateless
+//! themselves) share one database. Every write is one statement, atomic on its own, committed
+//! before it is acknowledged (PostgreSQL merges concurrent commits into one WAL flush). A small
+//! pool of connections carries the queries, each pipelining concurrent requests; a connection
+//! that fails is replaced on next use. The schema is versioned (table `lichen_schema`); on open,
+//! the migrations past the database's version are applied in one transaction under an advisory
+//! lock, so controllers starting together migrate once.
+//!
+//! What the server may send that this code did not write: rows are decoded into typed columns by
+//! the driver; a value out of range (e.g. a negative time) is reported as a backend error.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use super::{
+    Attestation, ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention,
+    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+};
+
+/// Connections per controller.
+const CONNECTIONS: usize = 8;
+/// The advisory lock held while migrating (an arbitrary constant: "lichen" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6c69_6368_656e;
+
+/// The schema, one migration per version. Never edit a released migration: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE onboarding (
+        id TEXT PRIMARY KEY,
+        cert_der BYTEA NOT NULL,
+        serials TEXT[] NOT NULL,
+        subject TEXT NOT NULL
+    );
+    CREATE TABLE devices (
+        uuid TEXT PRIMARY KEY,
+        serial TEXT NOT NULL,
+        onboarding_id TEXT NOT NULL,
+        cert_der BYTEA NOT NULL,
+        cert_prefix BYTEA NOT NULL UNIQUE,
+        cert_hash BYTEA NOT NULL,
+        registered_at BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL DEFAULT 0,
+        UNIQUE (onboarding_id, serial)
+    );
+    CREATE INDEX devices_by_contact ON devices (last_seen_ms);
+    CREATE TABLE configs (
+        uuid TEXT PRIMARY KEY REFERENCES devices (uuid) ON DELETE CASCADE,
+        version BIGINT NOT NULL,
+        config BYTEA NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE telemetry (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        uuid TEXT NOT NULL REFERENCES devices (uuid) ON DELETE CASCADE,
+        kind INTEGER NOT NULL,
+        received_at_ms BIGINT NOT NULL,
+        payload BYTEA NOT NULL
+    );
+    CREATE INDEX telemetry_by_device ON telemetry (uuid, kind, seq);
+    CREATE INDEX telemetry_by_time ON telemetry (kind, received_at_ms);",
+    // 2: what reports are about, and log lines, for queries.
+    "ALTER TABLE telemetry ADD COLUMN object TEXT NOT NULL DEFAULT '';
+    CREATE INDEX telemetry_by_object ON telemetry (uuid, kind, object, seq);
+    CREATE TABLE log_lines (
+        seq BIGINT NOT NULL REFERENCES telemetry (seq) ON DELETE CASCADE,
+        line INTEGER NOT NULL,
+        uuid TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (seq, line)
+    );
+    CREATE INDEX log_lines_by_device ON log_lines (uuid, at_ms);
+    CREATE INDEX log_lines_by_time ON log_lines (at_ms);",
+    // 3: attestation state.
+    "CREATE TABLE attestations (
+        uuid TEXT PRIMARY KEY REFERENCES devices (uuid) ON DELETE CASCADE,
+        version BIGINT NOT NULL,
+        record BYTEA NOT NULL
+    );",
+];
+
+/// The PostgreSQL store (see the module docs).
+pub struct PostgresStore {
+    config: String,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
+    next: AtomicUsize,
+}
+
+/// A connection and its prepared statements.
+struct Connection {
+    client: Client,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+fn backend(error: tokio_postgres::Error) -> StoreError {
+    let detail = error
+        .as_db_error()
+        .map_or_else(|| error.to_string(), |db| db.to_string());
+    StoreError::Backend(format!("postgresql: {detail}"))
+}
+
+/// Maps constraint violations to the store's meaning of them.
+fn refused(error: tokio_postgres::Error) -> StoreError {
+    match error.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict,
+        Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => StoreError::NotFound,
+        _ => backend(error),
+    }
+}
+
+fn i64_of(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn u64_of(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Backend(format!("negative value {value} stored")))
+}
+
+async fn connect(config: &str) -> Result<Arc<Connection>, StoreError> {
+    let (client, connection) = tokio_postgres::connect(config, NoTls)
+        .await
+        .map_err(backend)?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("lichen-controller: postgresql connection closed: {error}");
+        }
+    });
+    Ok(Arc::new(Connection {
+        client,
+        statements: Mutex::default(),
+    }))
+}
+
+impl PostgresStore {
+    /// Connects to the database described by `config` (a `postgresql://` URL or `key=value`
+    /// pairs) and brings its schema up to date.
+    pub async fn open(config: &str) -> Result<Self, StoreError> {
+        let first = connect(config).await?;
+        migrate(&first.client).await?;
+        let mut slots: Vec<_> = (1..CONNECTIONS)
+            .map(|_| tokio::sync::Mutex::new(None))
+            .collect();
+        slots.push(tokio::sync::Mutex::new(Some(first)));
+        Ok(Self {
+            config: config.to_owned(),
+            slots,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A live connection from the pool (connecting if its slot's one failed).
+    async fn connection(&self) -> Result<Arc<Connection>, StoreError> {
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(Arc::clone(connection));
+        }
+        let connection = connect(&self.config).await?;
+        *slot = Some(Arc::clone(&connection));
+        Ok(connection)
+    }
+
+    /// A connection and `sql` prepared on it (once per connection).
+    async fn prepared(&self, sql: &str) -> Result<(Arc<Connection>, Statement), StoreError> {
+        let connection = self.connection().await?;
+        let cached = connection
+            .statements
+            .lock()
+            .expect("statement cache lock")
+            .get(sql)
+            .cloned();
+        let statement = match cached {
+            Some(statement) => statement,
+            None => {
+                let statement = connection.client.prepare(sql).await.map_err(backend)?;
+                connection
+                    .statements
+                    .lock()
+                    .expect("statement cache lock")
+                    .insert(sql.to_owned(), statement.clone());
+                statement
+            }
+        };
+        Ok((connection, statement))
+    }
+
+    /// Runs `sql` and returns its rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let (connection, statement) = self.prepared(sql).await?;
+        connection
+            .client
+            .query(&statement, params)
+            .await
+            .map_err(refused)
+    }
+
+    /// Runs `sql` and returns how many rows it changed.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let (connection, statement) = self.prepared(sql).await?;
+        connection
+            .client
+            .execute(&statement, params)
+            .await
+            .map_err(refused)
+    }
+}
+
+async fn migrate(client: &Client) -> Result<(), StoreError> {
+    client.batch_execute("BEGIN").await.map_err(backend)?;
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS lichen_schema (version INTEGER NOT NULL)")
+            .await?;
+        let version: i32 = client
+            .query_opt("SELECT version FROM lichen_schema", &[])
+            .await?
+            .map_or(0, |row| row.get(0));
+        Ok::<_, tokio_postgres::Error>(version)
+    }
+    .await;
+    let version = match result {
+        Ok(version) => version as usize,
+        Err(error) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(backend(error));
+        }
+    };
+    if version > MIGRATIONS.len() {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this controller's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    let applied = async {
+        for migration in &MIGRATIONS[version..] {
+            client.batch_execute(migration).await?;
+        }
+        let latest = MIGRATIONS.len() as i32;
+        client.execute("DELETE FROM lichen_schema", &[]).await?;
+        client
+            .execute(
+                "INSERT INTO lichen_schema (version) VALUES ($1)",
+                &[&latest],
+            )
+            .await?;
+        client.batch_execute("COMMIT").await
+    }
+    .await;
+    if let Err(error) = applied {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(backend(error));
+    }
+    Ok(())
+}
+
+fn onboarding_of(row: &Row) -> Onboarding {
+    Onboarding {
+        id: row.get(0),
+        cert_der: row.get(1),
+        serials: row.get(2),
+        subject: row.get(3),
+    }
+}
+
+const DEVICE_COLUMNS: &str = "uuid, serial, onboarding_id, cert_der, registered_at, last_seen_ms";
+
+fn device_of(row: &Row) -> Result<Device, StoreError> {
+    Ok(Device {
+        uuid: row.get(0),
+        serial: row.get(1),
+        onboarding_id: row.get(2),
+        cert_der: row.get(3),
+        registered_at: u64_of(row.get(4))?,
+        last_seen_ms: u64_of(row.get(5))?,
+    })
+}
+
+fn telemetry_of(row: &Row) -> Result<Telemetry, StoreError> {
+    Ok(Telemetry {
+        uuid: row.get(0),
+        kind: row.get(1),
+        seq: u64_of(row.get(2))?,
+        received_at_ms: u64_of(row.get(3))?,
+        payload: row.get(4),
+        object: row.get(5),
+        lines: Vec::new(),
+    })
+}
+
+fn log_line_of(row: &Row) -> Result<LogLine, StoreError> {
+    Ok(LogLine {
+        seq: u64_of(row.get(0))?,
+        uuid: row.get(1),
+        at_ms: u64_of(row.get(2))?,
+        severity: row.get(3),
+        source: row.get(4),
+        text: row.get(5),
+    })
+}
+
+/// Fails with [`StoreError::NotFound`] when a statement changed no row.
+fn changed(rows: u64) -> Result<(), StoreError> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+impl Store for PostgresStore {
+    fn put_onboarding(&self, entry: Onboarding) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.query(
+                "INSERT INTO onboarding (id, cert_der, serials, subject) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET serials = excluded.serials,
+                    cert_der = excluded.cert_der, subject = excluded.subject",
+                &[&entry.id, &entry.cert_der, &entry.serials, &entry.subject],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_onboarding<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let deleted = self
+                .execute("DELETE FROM onboarding WHERE id = $1", &[&id])
+                .await?;
+            changed(deleted)
+        })
+    }
+
+    fn onboarding(&self) -> StoreFuture<'_, Vec<Onboarding>> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    "SELECT id, cert_der, serials, subject FROM onboarding ORDER BY id",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(onboarding_of).collect())
+        })
+    }
+
+    fn insert_device(&self, device: Device) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let hash: [u8; 32] = Sha256::digest(&device.cert_der).into();
+            self.query(
+                "INSERT INTO devices (uuid, serial, onboarding_id, cert_der, cert_prefix,
+                    cert_hash, registered_at, last_seen_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &device.uuid,
+                    &device.serial,
+                    &device.onboarding_id,
+                    &device.cert_der,
+                    &&hash[..16],
+                    &&hash[..],
+                    &i64_of(device.registered_at),
+                    &i64_of(device.last_seen_ms),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_device<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let deleted = self
+                .execute("DELETE FROM devices WHERE uuid = $1", &[&uuid])
+                .await?;
+            changed(deleted)
+        })
+    }
+
+    fn devices(&self) -> StoreFuture<'_, Vec<Device>> {
+        self.devices_by_contact(ContactQuery::default())
+    }
+
+    fn device<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Device>> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"),
+                    &[&uuid],
+                )
+                .await?;
+            rows.first().map(device_of).transpose()
+        })
+    }
+
+    fn device_by_cert_hash<'a>(&'a self, hash: &'a [u8]) -> StoreFuture<'a, Option<Device>> {
+        Box::pin(async move {
+            if hash.len() != 16 && hash.len() != 32 {
+                return Ok(None);
+            }
+            let rows = self
+                .query(
+                    &format!(
+                        "SELECT {DEVICE_COLUMNS}, cert_hash FROM devices WHERE cert_prefix = $1"
+                    ),
+                    &[&&hash[..16]],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let full: Vec<u8> = row.get(6);
+            if !full.starts_with(hash) {
+                return Ok(None);
+            }
+            device_of(row).map(Some)
+        })
+    }
+
+    fn device_by_serial<'a>(
+        &'a self,
+        onboarding_id: &'a str,
+        serial: &'a str,
+    ) -> StoreFuture<'a, Option<Device>> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    &format!(
+                        "SELECT {DEVICE_COLUMNS} FROM devices
+                         WHERE onboarding_id = $1 AND serial = $2"
+                    ),
+                    &[&onboarding_id, &serial],
+                )
+                .await?;
+            rows.first().map(device_of).transpose()
+        })
+    }
+
+    fn set_config(&self, config: DeviceConfig) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let changed = self
+                .execute(
+                    "INSERT INTO configs (uuid, version, config, hash) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (uuid) DO UPDATE SET version = excluded.version,
+                    config = excluded.config, hash = excluded.hash
+                 WHERE configs.version < excluded.version",
+                    &[
+                        &config.uuid,
+                        &i64_of(config.version),
+                        &config.config,
+                        &config.hash,
+                    ],
+                )
+                .await?;
+            if changed == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
+        })
+    }
+
+    fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    "SELECT uuid, version, config, hash FROM configs WHERE uuid = $1",
+                    &[&uuid],
+                )
+                .await?;
+            rows.first()
+                .map(|row| {
+                    Ok(DeviceConfig {
+                        uuid: row.get(0),
+                        version: u64_of(row.get(1))?,
+                        config: row.get(2),
+                        hash: row.get(3),
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>> {
+        Box::pin(async move {
+            let rows = self
+                .query("SELECT record FROM attestations WHERE uuid = $1", &[&uuid])
+                .await?;
+            rows.first()
+                .map(|row| {
+                    let bytes: Vec<u8> = row.get(0);
+                    prost::Message::decode(&bytes[..]).map_err(|error| {
+                        StoreError::Backend(format!("attestation record: {error}"))
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn put_attestation(&self, record: Attestation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let bytes = prost::Message::encode_to_vec(&record);
+            let version = i64_of(record.version);
+            let changed = if record.version == 1 {
+                self.execute(
+                    "INSERT INTO attestations (uuid, version, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (uuid) DO NOTHING",
+                    &[&record.uuid, &version, &bytes],
+                )
+                .await?
+            } else {
+                self.execute(
+                    "UPDATE attestations SET version = $2::bigint, record = $3
+                     WHERE uuid = $1 AND version = $2::bigint - 1",
+                    &[&record.uuid, &version, &bytes],
+                )
+                .await?
+            };
+            if changed == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
+        })
+    }
+
+    fn record_contacts(&self, contacts: Vec<(String, u64)>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (uuids, seen): (Vec<String>, Vec<i64>) = contacts
+                .into_iter()
+                .map(|(uuid, seen)| (uuid, i64_of(seen)))
+                .unzip();
+            self.query(
+                "UPDATE devices SET last_seen_ms = contact.seen
+                 FROM unnest($1::text[], $2::bigint[]) AS contact (uuid, seen)
+                 WHERE devices.uuid = contact.uuid AND devices.last_seen_ms < contact.seen",
+                &[&uuids, &seen],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn devices_by_contact(&self, query: ContactQuery) -> StoreFuture<'_, Vec<Device>> {
+        Box::pin(async move {
+            let since = query.seen_since.map_or(0, i64_of);
+            let before = query.not_seen_since.map_or(i64::MAX, i64_of);
+            let rows = self
+                .query(
+                    &format!(
+                        "SELECT {DEVICE_COLUMNS} FROM devices
+                         WHERE last_seen_ms >= $1 AND last_seen_ms < $2 ORDER BY uuid"
+                    ),
+                    &[&since, &before],
+                )
+                .await?;
+            rows.iter().map(device_of).collect()
+        })
+    }
+
+    fn add_telemetry(&self, report: Telemetry) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    // One statement: the report and its lines are stored together or not at all.
+                    "WITH report AS (
+                        INSERT INTO telemetry (uuid, kind, received_at_ms, payload, object)
+                        VALUES ($1, $2, $3, $4, $5) RETURNING seq),
+                     lines AS (
+                        INSERT INTO log_lines (seq, line, uuid, at_ms, severity, source, text)
+                        SELECT report.seq, line.number, $1, line.at_ms, line.severity,
+                            line.source, line.text
+                        FROM report, unnest($6::int[], $7::bigint[], $8::text[], $9::text[],
+                            $10::text[]) AS line (number, at_ms, severity, source, text))
+                     SELECT seq FROM report",
+                    &[
+                        &report.uuid,
+                        &report.kind,
+                        &i64_of(report.received_at_ms),
+                        &report.payload,
+                        &report.object,
+                        &(0..report.lines.len() as i32).collect::<Vec<i32>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| i64_of(l.at_ms))
+                            .collect::<Vec<i64>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| l.severity.as_str())
+                            .collect::<Vec<&str>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| l.source.as_str())
+                            .collect::<Vec<&str>>(),
+                        &report
+                            .lines
+                            .iter()
+                            .map(|l| l.text.as_str())
+                            .collect::<Vec<&str>>(),
+                    ],
+                )
+                .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Backend("insert returned no sequence number".into()))?;
+            u64_of(row.get(0))
+        })
+    }
+
+    fn telemetry(&self, query: TelemetryQuery) -> StoreFuture<'_, Vec<Telemetry>> {
+        Box::pin(async move {
+            if query.kinds.is_empty() || query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let order = if query.newest_first { "DESC" } else { "ASC" };
+            // One statement per shape, so that each gets a plan that uses the right index.
+            let device = if query.uuid.is_some() {
+                "uuid = $6 AND"
+            } else {
+                "$6::text IS NULL AND"
+            };
+            let object = if query.object.is_some() {
+                "object = $7 AND"
+            } else {
+                "$7::text IS NULL AND"
+            };
+            let sql = format!(
+                "SELECT uuid, kind, seq, received_at_ms, payload, object FROM telemetry
+                 WHERE {device} {object} kind = ANY($1) AND seq > $2
+                   AND received_at_ms >= $3 AND received_at_ms < $4
+                 ORDER BY seq {order} LIMIT $5"
+            );
+            let kinds: Vec<i32> = query.kinds.iter().map(|kind| *kind as i32).collect();
+            let rows = self
+                .query(
+                    &sql,
+                    &[
+                        &kinds,
+                        &i64_of(query.after_seq),
+                        &query.since_ms.map_or(0, i64_of),
+                        &query.until_ms.map_or(i64::MAX, i64_of),
+                        &i64_of(query.limit as u64),
+                        &query.uuid,
+                        &query.object,
+                    ],
+                )
+                .await?;
+            rows.iter().map(telemetry_of).collect()
+        })
+    }
+
+    fn logs(&self, query: LogQuery) -> StoreFuture<'_, Vec<LogLine>> {
+        Box::pin(async move {
+            if query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let order = if query.newest_first { "DESC" } else { "ASC" };
+            let device = if query.uuid.is_some() {
+                "uuid = $1"
+            } else {
+                "$1::text IS NULL"
+            };
+            let sql = format!(
+                "SELECT seq, uuid, at_ms, severity, source, text FROM log_lines
+                 WHERE {device} AND at_ms >= $2 AND at_ms < $3
+                   AND (cardinality($4::text[]) = 0 OR severity = ANY($4))
+                   AND ($5::text IS NULL OR strpos(text, $5) > 0)
+                 ORDER BY at_ms {order}, seq {order}, line {order} LIMIT $6"
+            );
+            let rows = self
+                .query(
+                    &sql,
+                    &[
+                        &query.uuid,
+                        &query.since_ms.map_or(0, i64_of),
+                        &query.until_ms.map_or(i64::MAX, i64_of),
+                        &query.severities,
+                        &query.text,
+                        &i64_of(query.limit as u64),
+                    ],
+                )
+                .await?;
+            rows.iter().map(log_line_of).collect()
+        })
+    }
+
+    fn retire(&self, retention: Retention, now_ms: u64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut deleted = 0;
+            for kind in TelemetryKind::ALL {
+                let keep = retention.get(kind);
+                let code = kind as i32;
+                if let Some(age) = keep.max_age_ms {
+                    deleted += self
+                        .execute(
+                            "DELETE FROM telemetry WHERE kind = $1 AND received_at_ms < $2",
+                            &[&code, &i64_of(now_ms.saturating_sub(age))],
+                        )
+                        .await?;
+                }
+                if let Some(count) = keep.max_per_device {
+                    deleted += self
+                        .execute(
+                            "DELETE FROM telemetry WHERE seq IN (
+                                SELECT seq FROM (
+                                    SELECT seq, row_number() OVER (
+                                        PARTITION BY uuid ORDER BY seq DESC) AS newer
+                                    FROM telemetry WHERE kind = $1) AS ranked
+                                WHERE newer > $2)",
+                            &[&code, &i64_of(count)],
+                        )
+                        .await?;
+                }
+            }
+            Ok(deleted)
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The PostgreSQL server tests use, from `LICHEN_TEST_POSTGRES` (`key=value` pairs naming a
+    /// superuser; `controller/tests/with-postgres.sh` starts one and sets it). Without it the
+    /// PostgreSQL tests are skipped, loudly, unless `LICHEN_REQUIRE_POSTGRES=1`.
+    pub(crate) fn server() -> Option<String> {
+        match std::env::var("LICHEN_TEST_POSTGRES") {
+            Ok(config) => Some(config),
+            Err(_) if std::env::var("LICHEN_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+                panic!("LICHEN_REQUIRE_POSTGRES=1 but LICHEN_TEST_POSTGRES is not set")
+            }
+            Err(_) => {
+                eprintln!("SKIPPED: PostgreSQL tests (set LICHEN_TEST_POSTGRES, or run controller/tests/with-postgres.sh)");
+                None
+            }
+        }
+    }
+
+    /// A new, empty database on `server`; returns its connection configuration.
+    pub(crate) async fn new_database(server: &str) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "lichen_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let (client, connection) = tokio_postgres::connect(server, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        for statement in ["DROP DATABASE IF EXISTS", "CREATE DATABASE"] {
+            client
+                .batch_execute(&format!("{statement} {name}"))
+                .await
+                .unwrap();
+        }
+        format!("{server} dbname={name}")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms() {
+        let Some(server) = server() else { return };
+        let server = Arc::new(server);
+        super::super::conformance::run_all(Box::new(move || {
+            let server = Arc::clone(&server);
+            Box::pin(async move {
+                let config = new_database(&server).await;
+                Ok(Box::new(PostgresStore::open(&config).await?) as Box<dyn Store>)
+            })
+        }))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn controllers_opening_together_migrate_once_and_a_newer_schema_is_refused() {
+        let Some(server) = server() else { return };
+        let config = new_database(&server).await;
+        let opened =
+            futures_util::future::join_all((0..4).map(|_| PostgresStore::open(&config))).await;
+        assert!(opened.iter().all(Result::is_ok));
+        let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let versions = client
+            .query("SELECT version FROM lichen_schema", &[])
+            .await
+            .unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].get::<_, i32>(0), MIGRATIONS.len() as i32);
+        client
+            .execute("UPDATE lichen_schema SET version = version + 1", &[])
+            .await
+            .unwrap();
+        let error = PostgresStore::open(&config)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("newer"), "{error}");
+    }
+}

@@ -1,0 +1,861 @@
+//! The default store: one SQLite database file (`lichen.db` in the state directory), in WAL mode
+//! with `synchronous = FULL`, so that a committed transaction survives a crash or power loss.
+//!
+//! One writer thread commits changes in batches (group commit: one transaction, hence one fsync,
+//! for every change that arrived meanwhile; each change in its own savepoint so that a refused
+//! one does not undo the others). Reads run on a small pool of read-only connections, which WAL
+//! lets proceed while the writer commits. The schema is versioned (`PRAGMA user_version`); on
+//! open, the migrations past the file's version are applied in one transaction.
+//!
+//! What the database file may hold that this code did not write: nothing is trusted beyond
+//! SQLite's own integrity; a row that does not decode (e.g. serials that are not a JSON array) is
+//! reported as a backend error, never served half-read.
+
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use sha2::{Digest, Sha256};
+use tokio::sync::{oneshot, Semaphore};
+
+use super::{
+    Attestation, ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention,
+    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+};
+
+/// The database file's name in the state directory.
+pub const FILE_NAME: &str = "lichen.db";
+/// Most changes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Read connections.
+const READERS: usize = 4;
+
+/// The schema, one migration per version (version N is `MIGRATIONS[N - 1]`). Never edit a
+/// released migration: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE onboarding (
+        id TEXT PRIMARY KEY,
+        cert_der BLOB NOT NULL,
+        serials TEXT NOT NULL,
+        subject TEXT NOT NULL
+    );
+    CREATE TABLE devices (
+        uuid TEXT PRIMARY KEY,
+        serial TEXT NOT NULL,
+        onboarding_id TEXT NOT NULL,
+        cert_der BLOB NOT NULL,
+        cert_prefix BLOB NOT NULL UNIQUE,
+        cert_hash BLOB NOT NULL,
+        registered_at INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (onboarding_id, serial)
+    );
+    CREATE INDEX devices_by_contact ON devices (last_seen_ms);
+    CREATE TABLE configs (
+        uuid TEXT PRIMARY KEY REFERENCES devices (uuid) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        config BLOB NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE telemetry (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid TEXT NOT NULL REFERENCES devices (uuid) ON DELETE CASCADE,
+        kind INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE INDEX telemetry_by_device ON telemetry (uuid, kind, seq);
+    CREATE INDEX telemetry_by_time ON telemetry (kind, received_at_ms);",
+    // 2: what reports are about, and log lines, for queries.
+    "ALTER TABLE telemetry ADD COLUMN object TEXT NOT NULL DEFAULT '';
+    CREATE INDEX telemetry_by_object ON telemetry (uuid, kind, object, seq);
+    CREATE TABLE log_lines (
+        seq INTEGER NOT NULL REFERENCES telemetry (seq) ON DELETE CASCADE,
+        line INTEGER NOT NULL,
+        uuid TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (seq, line)
+    );
+    CREATE INDEX log_lines_by_device ON log_lines (uuid, at_ms);
+    CREATE INDEX log_lines_by_time ON log_lines (at_ms);",
+    // 3: attestation state.
+    "CREATE TABLE attestations (
+        uuid TEXT PRIMARY KEY REFERENCES devices (uuid) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        record BLOB NOT NULL
+    );",
+];
+
+/// The SQLite store (see the module docs).
+pub struct SqliteStore {
+    writer: Option<mpsc::Sender<Pending>>,
+    thread: Option<thread::JoinHandle<()>>,
+    readers: Arc<Readers>,
+}
+
+/// A change for the writer: run inside the batch's transaction.
+type Change = Box<dyn FnOnce(&Connection) -> Result<u64, StoreError> + Send>;
+
+struct Pending {
+    change: Change,
+    done: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+struct Readers {
+    free: Mutex<Vec<Connection>>,
+    available: Semaphore,
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// Whether `error` is a UNIQUE or PRIMARY KEY violation.
+fn is_conflict(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+fn i64_of(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let connection = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    connection.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(connection)
+}
+
+/// Applies the migrations past the database's version; returns the version reached.
+fn migrate(connection: &mut Connection) -> Result<usize, StoreError> {
+    let version: usize = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(backend)?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this controller's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    let transaction = connection.transaction().map_err(backend)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        transaction.execute_batch(migration).map_err(backend)?;
+        transaction
+            .execute_batch(&format!("PRAGMA user_version = {}", index + 1))
+            .map_err(backend)?;
+    }
+    transaction.commit().map_err(backend)?;
+    Ok(MIGRATIONS.len())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database `dir/lichen.db` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FILE_NAME);
+        let mut writer = open_connection(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(backend)?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(backend)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "{}: cannot use WAL (journal mode {mode})",
+                path.display()
+            )));
+        }
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        let (sender, queue) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(&writer, &queue))?;
+        Ok(Self {
+            writer: Some(sender),
+            thread: Some(thread),
+            readers: Arc::new(Readers {
+                free: Mutex::new(readers),
+                available: Semaphore::new(READERS),
+            }),
+        })
+    }
+
+    /// Runs `change` in the writer's next transaction; resolves once it is committed.
+    fn write<'a>(
+        &self,
+        change: impl FnOnce(&Connection) -> Result<u64, StoreError> + Send + 'static,
+    ) -> StoreFuture<'a, u64> {
+        let (done, result) = oneshot::channel();
+        let sent = self.writer.as_ref().is_some_and(|writer| {
+            writer
+                .send(Pending {
+                    change: Box::new(change),
+                    done,
+                })
+                .is_ok()
+        });
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Backend("store is closed".into()));
+            }
+            result
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Backend("store writer stopped".into())))
+        })
+    }
+
+    fn write_unit<'a>(
+        &self,
+        change: impl FnOnce(&Connection) -> Result<u64, StoreError> + Send + 'static,
+    ) -> StoreFuture<'a, ()> {
+        let write = self.write(change);
+        Box::pin(async move { write.await.map(drop) })
+    }
+
+    /// Runs `query` on a read connection, off the async threads.
+    fn read<'a, T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'a, T> {
+        let readers = Arc::clone(&self.readers);
+        Box::pin(async move {
+            let _permit = readers
+                .available
+                .acquire()
+                .await
+                .map_err(|_| StoreError::Backend("store is closed".into()))?;
+            let connection = readers
+                .free
+                .lock()
+                .expect("reader pool lock")
+                .pop()
+                .expect("a permit guarantees a free reader");
+            let (connection, result) = tokio::task::spawn_blocking(move || {
+                let result = query(&connection);
+                (connection, result)
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("store reader failed: {error}")))?;
+            readers
+                .free
+                .lock()
+                .expect("reader pool lock")
+                .push(connection);
+            result
+        })
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: commits batches until every sender is gone.
+fn write_loop(connection: &Connection, queue: &mpsc::Receiver<Pending>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+            let message = format!("starting a transaction: {error}");
+            for pending in batch {
+                let _ = pending.done.send(Err(StoreError::Backend(message.clone())));
+            }
+            continue;
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let result = run_in_savepoint(connection, pending.change);
+            results.push((pending.done, result));
+        }
+        if let Err(error) = connection.execute_batch("COMMIT") {
+            let message = format!("committing: {error}");
+            let _ = connection.execute_batch("ROLLBACK");
+            for (done, _) in results {
+                let _ = done.send(Err(StoreError::Backend(message.clone())));
+            }
+            continue;
+        }
+        for (done, result) in results {
+            let _ = done.send(result);
+        }
+    }
+}
+
+fn run_in_savepoint(connection: &Connection, change: Change) -> Result<u64, StoreError> {
+    connection
+        .execute_batch("SAVEPOINT change")
+        .map_err(backend)?;
+    let result = change(connection);
+    let end = if result.is_ok() {
+        "RELEASE change"
+    } else {
+        "ROLLBACK TO change; RELEASE change"
+    };
+    connection.execute_batch(end).map_err(backend)?;
+    result
+}
+
+fn onboarding_of(row: &Row<'_>) -> rusqlite::Result<Onboarding> {
+    let serials: String = row.get(2)?;
+    let serials = serde_json::from_str(&serials).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(error))
+    })?;
+    Ok(Onboarding {
+        id: row.get(0)?,
+        cert_der: row.get(1)?,
+        serials,
+        subject: row.get(3)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "uuid, serial, onboarding_id, cert_der, registered_at, last_seen_ms";
+
+fn device_of(row: &Row<'_>) -> rusqlite::Result<Device> {
+    Ok(Device {
+        uuid: row.get(0)?,
+        serial: row.get(1)?,
+        onboarding_id: row.get(2)?,
+        cert_der: row.get(3)?,
+        registered_at: row.get::<_, i64>(4)? as u64,
+        last_seen_ms: row.get::<_, i64>(5)? as u64,
+    })
+}
+
+const TELEMETRY_COLUMNS: &str = "uuid, kind, seq, received_at_ms, payload, object";
+
+fn telemetry_of(row: &Row<'_>) -> rusqlite::Result<Telemetry> {
+    Ok(Telemetry {
+        uuid: row.get(0)?,
+        kind: row.get(1)?,
+        seq: row.get::<_, i64>(2)? as u64,
+        received_at_ms: row.get::<_, i64>(3)? as u64,
+        payload: row.get(4)?,
+        object: row.get(5)?,
+        lines: Vec::new(),
+    })
+}
+
+fn log_line_of(row: &Row<'_>) -> rusqlite::Result<LogLine> {
+    Ok(LogLine {
+        seq: row.get::<_, i64>(0)? as u64,
+        uuid: row.get(1)?,
+        at_ms: row.get::<_, i64>(2)? as u64,
+        severity: row.get(3)?,
+        source: row.get(4)?,
+        text: row.get(5)?,
+    })
+}
+
+fn one_device(
+    connection: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<Device>, StoreError> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE {condition}"
+        ))
+        .and_then(|mut statement| statement.query_row(params, device_of).optional())
+        .map_err(backend)
+}
+
+/// The SQL list of the codes of `kinds` (our own integers, so safe to inline).
+fn kind_list(kinds: &[TelemetryKind]) -> String {
+    let codes: Vec<String> = kinds
+        .iter()
+        .map(|kind| (*kind as i32).to_string())
+        .collect();
+    codes.join(",")
+}
+
+impl Store for SqliteStore {
+    fn put_onboarding(&self, entry: Onboarding) -> StoreFuture<'_, ()> {
+        self.write_unit(move |connection| {
+            let serials = serde_json::to_string(&entry.serials)
+                .map_err(|error| StoreError::Backend(error.to_string()))?;
+            connection
+                .prepare_cached(
+                    "INSERT INTO onboarding (id, cert_der, serials, subject) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET serials = excluded.serials,
+                        cert_der = excluded.cert_der, subject = excluded.subject",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![entry.id, entry.cert_der, serials, entry.subject])
+                })
+                .map_err(backend)?;
+            Ok(0)
+        })
+    }
+
+    fn remove_onboarding<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        let id = id.to_owned();
+        self.write_unit(move |connection| {
+            match connection
+                .execute("DELETE FROM onboarding WHERE id = ?1", [id])
+                .map_err(backend)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(0),
+            }
+        })
+    }
+
+    fn onboarding(&self) -> StoreFuture<'_, Vec<Onboarding>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT id, cert_der, serials, subject FROM onboarding ORDER BY id")
+                .map_err(backend)?;
+            let rows = statement.query_map([], onboarding_of).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn insert_device(&self, device: Device) -> StoreFuture<'_, ()> {
+        self.write_unit(move |connection| {
+            let hash: [u8; 32] = Sha256::digest(&device.cert_der).into();
+            let inserted = connection
+                .prepare_cached(
+                    "INSERT INTO devices (uuid, serial, onboarding_id, cert_der, cert_prefix,
+                        cert_hash, registered_at, last_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        device.uuid,
+                        device.serial,
+                        device.onboarding_id,
+                        device.cert_der,
+                        &hash[..16],
+                        &hash[..],
+                        i64_of(device.registered_at),
+                        i64_of(device.last_seen_ms),
+                    ])
+                });
+            match inserted {
+                Ok(_) => Ok(0),
+                Err(error) if is_conflict(&error) => Err(StoreError::Conflict),
+                Err(error) => Err(backend(error)),
+            }
+        })
+    }
+
+    fn remove_device<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, ()> {
+        let uuid = uuid.to_owned();
+        self.write_unit(move |connection| {
+            match connection
+                .execute("DELETE FROM devices WHERE uuid = ?1", [uuid])
+                .map_err(backend)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(0),
+            }
+        })
+    }
+
+    fn devices(&self) -> StoreFuture<'_, Vec<Device>> {
+        self.devices_by_contact(ContactQuery::default())
+    }
+
+    fn device<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Device>> {
+        let uuid = uuid.to_owned();
+        self.read(move |connection| one_device(connection, "uuid = ?1", [uuid]))
+    }
+
+    fn device_by_cert_hash<'a>(&'a self, hash: &'a [u8]) -> StoreFuture<'a, Option<Device>> {
+        let hash = hash.to_vec();
+        self.read(move |connection| {
+            if hash.len() != 16 && hash.len() != 32 {
+                return Ok(None);
+            }
+            let full: Option<Vec<u8>> = connection
+                .query_row(
+                    "SELECT cert_hash FROM devices WHERE cert_prefix = ?1",
+                    [&hash[..16]],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match full {
+                Some(full) if full.starts_with(&hash) => {
+                    one_device(connection, "cert_prefix = ?1", [&hash[..16]])
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn device_by_serial<'a>(
+        &'a self,
+        onboarding_id: &'a str,
+        serial: &'a str,
+    ) -> StoreFuture<'a, Option<Device>> {
+        let key = (onboarding_id.to_owned(), serial.to_owned());
+        self.read(move |connection| {
+            one_device(
+                connection,
+                "onboarding_id = ?1 AND serial = ?2",
+                params![key.0, key.1],
+            )
+        })
+    }
+
+    fn set_config(&self, config: DeviceConfig) -> StoreFuture<'_, ()> {
+        self.write_unit(move |connection| {
+            let result = connection
+                .prepare_cached(
+                    "INSERT INTO configs (uuid, version, config, hash) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (uuid) DO UPDATE SET version = excluded.version,
+                        config = excluded.config, hash = excluded.hash
+                     WHERE configs.version < excluded.version",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        config.uuid,
+                        i64_of(config.version),
+                        config.config,
+                        config.hash
+                    ])
+                });
+            match result {
+                Ok(0) => Err(StoreError::Conflict),
+                Ok(_) => Ok(0),
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    Err(StoreError::NotFound)
+                }
+                Err(error) => Err(backend(error)),
+            }
+        })
+    }
+
+    fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>> {
+        let uuid = uuid.to_owned();
+        self.read(move |connection| {
+            connection
+                .prepare_cached("SELECT uuid, version, config, hash FROM configs WHERE uuid = ?1")
+                .and_then(|mut statement| {
+                    statement
+                        .query_row([uuid], |row| {
+                            Ok(DeviceConfig {
+                                uuid: row.get(0)?,
+                                version: row.get::<_, i64>(1)? as u64,
+                                config: row.get(2)?,
+                                hash: row.get(3)?,
+                            })
+                        })
+                        .optional()
+                })
+                .map_err(backend)
+        })
+    }
+
+    fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>> {
+        let uuid = uuid.to_owned();
+        self.read(move |connection| {
+            let record: Option<Vec<u8>> = connection
+                .prepare_cached("SELECT record FROM attestations WHERE uuid = ?1")
+                .and_then(|mut statement| statement.query_row([uuid], |row| row.get(0)).optional())
+                .map_err(backend)?;
+            record
+                .map(|bytes| {
+                    prost::Message::decode(&bytes[..]).map_err(|error| {
+                        StoreError::Backend(format!("attestation record: {error}"))
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn put_attestation(&self, record: Attestation) -> StoreFuture<'_, ()> {
+        self.write_unit(move |connection| {
+            let bytes = prost::Message::encode_to_vec(&record);
+            let version = i64_of(record.version);
+            let changed = if record.version == 1 {
+                connection.execute(
+                    "INSERT INTO attestations (uuid, version, record) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (uuid) DO NOTHING",
+                    params![record.uuid, version, bytes],
+                )
+            } else {
+                connection.execute(
+                    "UPDATE attestations SET version = ?2, record = ?3
+                     WHERE uuid = ?1 AND version = ?2 - 1",
+                    params![record.uuid, version, bytes],
+                )
+            };
+            match changed {
+                Ok(0) => Err(StoreError::Conflict),
+                Ok(_) => Ok(0),
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    Err(StoreError::NotFound)
+                }
+                Err(error) => Err(backend(error)),
+            }
+        })
+    }
+
+    fn record_contacts(&self, contacts: Vec<(String, u64)>) -> StoreFuture<'_, ()> {
+        self.write_unit(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "UPDATE devices SET last_seen_ms = ?2 WHERE uuid = ?1 AND last_seen_ms < ?2",
+                )
+                .map_err(backend)?;
+            for (uuid, seen) in contacts {
+                statement
+                    .execute(params![uuid, i64_of(seen)])
+                    .map_err(backend)?;
+            }
+            Ok(0)
+        })
+    }
+
+    fn devices_by_contact(&self, query: ContactQuery) -> StoreFuture<'_, Vec<Device>> {
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices
+                     WHERE last_seen_ms >= ?1 AND last_seen_ms < ?2 ORDER BY uuid"
+                ))
+                .map_err(backend)?;
+            let since = query.seen_since.map_or(0, i64_of);
+            let before = query.not_seen_since.map_or(i64::MAX, i64_of);
+            let rows = statement
+                .query_map(params![since, before], device_of)
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn add_telemetry(&self, report: Telemetry) -> StoreFuture<'_, u64> {
+        self.write(move |connection| {
+            let inserted = connection
+                .prepare_cached(
+                    "INSERT INTO telemetry (uuid, kind, received_at_ms, payload, object)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        report.uuid,
+                        report.kind,
+                        i64_of(report.received_at_ms),
+                        report.payload,
+                        report.object,
+                    ])
+                });
+            match inserted {
+                Ok(_) => {
+                    let seq = connection.last_insert_rowid();
+                    let mut statement = connection
+                        .prepare_cached(
+                            "INSERT INTO log_lines (seq, line, uuid, at_ms, severity, source, text)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        )
+                        .map_err(backend)?;
+                    for (index, line) in report.lines.iter().enumerate() {
+                        statement
+                            .execute(params![
+                                seq,
+                                index as i64,
+                                report.uuid,
+                                i64_of(line.at_ms),
+                                line.severity,
+                                line.source,
+                                line.text,
+                            ])
+                            .map_err(backend)?;
+                    }
+                    Ok(seq as u64)
+                }
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    Err(StoreError::NotFound)
+                }
+                Err(error) => Err(backend(error)),
+            }
+        })
+    }
+
+    fn telemetry(&self, query: TelemetryQuery) -> StoreFuture<'_, Vec<Telemetry>> {
+        self.read(move |connection| {
+            if query.kinds.is_empty() || query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let order = if query.newest_first { "DESC" } else { "ASC" };
+            let sql = format!(
+                "SELECT {TELEMETRY_COLUMNS} FROM telemetry
+                 WHERE (?1 IS NULL OR uuid = ?1) AND kind IN ({}) AND seq > ?2
+                   AND received_at_ms >= ?3 AND received_at_ms < ?4
+                   AND (?6 IS NULL OR object = ?6)
+                 ORDER BY seq {order} LIMIT ?5",
+                kind_list(&query.kinds)
+            );
+            let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
+            let rows = statement
+                .query_map(
+                    params![
+                        query.uuid,
+                        i64_of(query.after_seq),
+                        query.since_ms.map_or(0, i64_of),
+                        query.until_ms.map_or(i64::MAX, i64_of),
+                        i64_of(query.limit as u64),
+                        query.object,
+                    ],
+                    telemetry_of,
+                )
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn logs(&self, query: LogQuery) -> StoreFuture<'_, Vec<LogLine>> {
+        self.read(move |connection| {
+            if query.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let order = if query.newest_first { "DESC" } else { "ASC" };
+            let severities = serde_json::to_string(&query.severities)
+                .map_err(|error| StoreError::Backend(error.to_string()))?;
+            let sql = format!(
+                "SELECT seq, uuid, at_ms, severity, source, text FROM log_lines
+                 WHERE (?1 IS NULL OR uuid = ?1) AND at_ms >= ?2 AND at_ms < ?3
+                   AND (?4 = '[]' OR severity IN (SELECT value FROM json_each(?4)))
+                   AND (?5 IS NULL OR instr(text, ?5) > 0)
+                 ORDER BY at_ms {order}, seq {order}, line {order} LIMIT ?6"
+            );
+            let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
+            let rows = statement
+                .query_map(
+                    params![
+                        query.uuid,
+                        query.since_ms.map_or(0, i64_of),
+                        query.until_ms.map_or(i64::MAX, i64_of),
+                        severities,
+                        query.text,
+                        i64_of(query.limit as u64),
+                    ],
+                    log_line_of,
+                )
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    fn retire(&self, retention: Retention, now_ms: u64) -> StoreFuture<'_, u64> {
+        self.write(move |connection| {
+            let mut deleted = 0;
+            for kind in TelemetryKind::ALL {
+                let keep = retention.get(kind);
+                if let Some(age) = keep.max_age_ms {
+                    deleted += connection
+                        .execute(
+                            "DELETE FROM telemetry WHERE kind = ?1 AND received_at_ms < ?2",
+                            params![kind as i32, i64_of(now_ms.saturating_sub(age))],
+                        )
+                        .map_err(backend)? as u64;
+                }
+                if let Some(count) = keep.max_per_device {
+                    deleted += connection
+                        .execute(
+                            "DELETE FROM telemetry WHERE seq IN (
+                                SELECT seq FROM (
+                                    SELECT seq, ROW_NUMBER() OVER (
+                                        PARTITION BY uuid ORDER BY seq DESC) AS newer
+                                    FROM telemetry WHERE kind = ?1)
+                                WHERE newer > ?2)",
+                            params![kind as i32, i64_of(count)],
+                        )
+                        .map_err(backend)? as u64;
+                }
+            }
+            Ok(deleted)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> SqliteStore {
+        SqliteStore::open(dir).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms() {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let cases = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        super::super::conformance::run_all(Box::new(move || {
+            // Each case gets an empty database.
+            let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.path().join(case.to_string());
+            Box::pin(async move { Ok(Box::new(open(&path)) as Box<dyn Store>) })
+        }))
+        .await;
+    }
+
+    #[test]
+    fn reopening_migrates_nothing_twice_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        drop(open(dir.path()));
+        let path = dir.path().join(FILE_NAME);
+        let connection = Connection::open(&path).unwrap();
+        let version: usize = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        connection
+            .execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len() + 1))
+            .unwrap();
+        drop(connection);
+        let error = SqliteStore::open(dir.path()).err().unwrap().to_string();
+        assert!(error.contains("newer"), "{error}");
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_not_a_guess() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let connection = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        connection
+            .execute(
+                "INSERT INTO onboarding VALUES ('x', x'00', 'not json', 's')",
+                [],
+            )
+            .unwrap();
+        drop(connection);
+        let store = open(dir.path());
+        let result = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(store.onboarding());
+        assert!(matches!(result, Err(StoreError::Backend(_))));
+    }
+}
