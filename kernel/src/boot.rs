@@ -79,10 +79,7 @@ pub extern "C" fn kernel_entry() -> ! {
     time::init_clock(unsafe { *addr_of!(boot::BOOT_TSC) }, scale);
 
     platform::current().late_init();
-    let at = time::now();
-    if let Some(wall) = platform::current().read_wall_clock() {
-        time::set_wall_clock(wall, at);
-    }
+    time::set_wall_clock_source(|| platform::current().read_wall_clock());
     let args = match Args::parse(info.cmdline) {
         Ok(args) => args,
         Err(e) => boot_failure(format_args!("bad command line `{}`: {e}", info.cmdline)),

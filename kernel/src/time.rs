@@ -3,8 +3,8 @@
 //! The monotonic clock counts nanoseconds since the PVH entry, from the TSC and a scale
 //! factor in pvclock form (`ns = ticks * mul >> (32 - shift)`), which KVM's kvmclock and Xen's
 //! shared info provide directly and which is otherwise calibrated against the PIT at boot.
-//! The wall clock is the platform's time of day at boot (which boot reads and records with
-//! [`set_wall_clock`]) plus the monotonic time since.
+//! The wall clock is the platform's time of day, read once from the source boot sets
+//! ([`set_wall_clock_source`]), plus the monotonic time since.
 
 use core::fmt;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -242,12 +242,33 @@ pub fn set_wall_clock(wall: UnixTime, at: Instant) {
     WALL_AT_BOOT.store(wall.0.saturating_sub(at.0 as i64), Ordering::Relaxed);
 }
 
-/// Now, as a time of day; `None` if the platform has no clock to read it from (boot reads it
-/// once, see [`set_wall_clock`]).
+/// Where the time of day comes from: set by boot (the platform's clock), read on the first
+/// [`wall_clock`] call. Reading it lazily keeps it off the boot path: under QEMU it is a few
+/// dozen CMOS port accesses, each a VM exit, and most services never ask for the time of day.
+static WALL_SOURCE: crate::sync::IrqMutex<Option<WallClockSource>> =
+    crate::sync::IrqMutex::new(None);
+
+/// A function that reads the time of day (`None`: no clock to read it from).
+pub type WallClockSource = fn() -> Option<UnixTime>;
+
+/// Sets where [`wall_clock`] reads the time of day from (boot, once the platform is up).
+pub fn set_wall_clock_source(read: WallClockSource) {
+    *WALL_SOURCE.lock() = Some(read);
+}
+
+/// Now, as a time of day; `None` if the platform has no clock to read it from.
 #[cfg(target_os = "none")]
 pub fn wall_clock() -> Option<UnixTime> {
-    let base = WALL_AT_BOOT.load(Ordering::Relaxed);
-    (base != i64::MIN).then(|| UnixTime(base.saturating_add(now().0 as i64)))
+    if WALL_AT_BOOT.load(Ordering::Relaxed) == i64::MIN {
+        let at = now();
+        let read = (*WALL_SOURCE.lock())?;
+        set_wall_clock(read()?, at);
+    }
+    Some(UnixTime(
+        WALL_AT_BOOT
+            .load(Ordering::Relaxed)
+            .saturating_add(now().0 as i64),
+    ))
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ struct Side {
     ring: FrontRing,
     /// The ring's page (granted to the backend).
     page: u64,
-    slots: Vec<Buffer>,
+    buffers: Vec<Buffer>,
     grefs: Vec<GrantRef>,
 }
 
@@ -66,7 +66,7 @@ impl Side {
         // SAFETY: a fresh, page-aligned page that is never freed; only the backend (once
         // granted) writes it besides the ring.
         let ring = unsafe { FrontRing::init(page as *mut u8, PAGE, slot) };
-        let mut slots = Vec::with_capacity(buffers);
+        let mut pages = Vec::with_capacity(buffers);
         let mut grefs = Vec::with_capacity(buffers);
         for _ in 0..buffers {
             let addr = crate::mem::alloc_frames(1).ok_or(NetfrontError::Resources("memory"))?;
@@ -75,19 +75,19 @@ impl Side {
             // SAFETY: a fresh, zeroed, page-aligned page that is never freed, and this is
             // the only reference to it.
             let page = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, PAGE) };
-            slots.push(Buffer::Idle(page));
+            pages.push(Buffer::Idle(page));
             grefs.push(gref);
         }
         Ok(Side {
             ring,
             page,
-            slots,
+            buffers: pages,
             grefs,
         })
     }
 
     fn in_flight(&self, id: usize) -> bool {
-        matches!(self.slots.get(id), Some(Buffer::Posted(_)))
+        matches!(self.buffers.get(id), Some(Buffer::Posted(_)))
     }
 }
 
@@ -210,8 +210,9 @@ impl Netfront {
                 }
                 TxVerdict::Done { id, valid_status } => (id, valid_status),
             };
-            if let Buffer::Posted(page) = core::mem::replace(&mut self.tx.slots[id], Buffer::Lent) {
-                self.tx.slots[id] = Buffer::Idle(page);
+            if let Buffer::Posted(page) = core::mem::replace(&mut self.tx.buffers[id], Buffer::Lent)
+            {
+                self.tx.buffers[id] = Buffer::Idle(page);
             }
             self.tx_free.push(id as u16);
             match response.status {
@@ -230,10 +231,10 @@ fn post_rx(rx: &mut Side, id: usize) {
     if rx.ring.is_full() {
         return;
     }
-    let Buffer::Idle(page) = core::mem::replace(&mut rx.slots[id], Buffer::Lent) else {
+    let Buffer::Idle(page) = core::mem::replace(&mut rx.buffers[id], Buffer::Lent) else {
         return;
     };
-    rx.slots[id] = Buffer::Posted(page);
+    rx.buffers[id] = Buffer::Posted(page);
     let gref = rx.grefs[id];
     if let Some(slot) = rx.ring.next_request() {
         write_rx_request(&slot, id as u16, gref);
@@ -373,7 +374,7 @@ impl NetDevice for Netfront {
                 RxVerdict::Frame { id, .. } if skipping => (id, None),
                 RxVerdict::Frame { id, offset, len } => (id, Some((offset, len))),
             };
-            let Buffer::Posted(page) = core::mem::replace(&mut self.rx.slots[id], Buffer::Lent)
+            let Buffer::Posted(page) = core::mem::replace(&mut self.rx.buffers[id], Buffer::Lent)
             else {
                 continue;
             };
@@ -384,7 +385,7 @@ impl NetDevice for Netfront {
                     return Some(Frame::new_static(page, id as u16, offset, len));
                 }
                 None => {
-                    self.rx.slots[id] = Buffer::Idle(page);
+                    self.rx.buffers[id] = Buffer::Idle(page);
                     post_rx(&mut self.rx, id);
                 }
             }
@@ -394,11 +395,11 @@ impl NetDevice for Netfront {
 
     fn recycle(&mut self, frame: Frame) {
         let id = usize::from(frame.id());
-        if !matches!(self.rx.slots.get(id), Some(Buffer::Lent)) {
+        if !matches!(self.rx.buffers.get(id), Some(Buffer::Lent)) {
             return;
         }
         if let Some(page) = frame.into_static() {
-            self.rx.slots[id] = Buffer::Idle(page);
+            self.rx.buffers[id] = Buffer::Idle(page);
             post_rx(&mut self.rx, id);
         }
     }
@@ -415,10 +416,10 @@ impl NetDevice for Netfront {
             return None;
         };
         let idx = usize::from(id);
-        match core::mem::replace(&mut self.tx.slots[idx], Buffer::Lent) {
+        match core::mem::replace(&mut self.tx.buffers[idx], Buffer::Lent) {
             Buffer::Idle(page) => Some(Frame::new_static(page, id, 0, 0)),
             other => {
-                self.tx.slots[idx] = other;
+                self.tx.buffers[idx] = other;
                 None
             }
         }
@@ -437,7 +438,7 @@ impl NetDevice for Netfront {
     fn send(&mut self, frame: Frame) {
         let id = frame.id();
         let idx = usize::from(id);
-        if !matches!(self.tx.slots.get(idx), Some(Buffer::Lent)) {
+        if !matches!(self.tx.buffers.get(idx), Some(Buffer::Lent)) {
             return;
         }
         let len = frame.len();
@@ -445,11 +446,11 @@ impl NetDevice for Netfront {
             return;
         };
         if !(MIN_FRAME..=MAX_FRAME).contains(&len) || self.tx.ring.is_full() || !self.usable() {
-            self.tx.slots[idx] = Buffer::Idle(page);
+            self.tx.buffers[idx] = Buffer::Idle(page);
             self.tx_free.push(id);
             return;
         }
-        self.tx.slots[idx] = Buffer::Posted(page);
+        self.tx.buffers[idx] = Buffer::Posted(page);
         let gref = self.tx.grefs[idx];
         if let Some(slot) = self.tx.ring.next_request() {
             write_tx_request(&slot, id, gref, len as u16);
@@ -461,11 +462,11 @@ impl NetDevice for Netfront {
     fn discard_tx(&mut self, frame: Frame) {
         let id = frame.id();
         let idx = usize::from(id);
-        if !matches!(self.tx.slots.get(idx), Some(Buffer::Lent)) {
+        if !matches!(self.tx.buffers.get(idx), Some(Buffer::Lent)) {
             return;
         }
         if let Some(page) = frame.into_static() {
-            self.tx.slots[idx] = Buffer::Idle(page);
+            self.tx.buffers[idx] = Buffer::Idle(page);
             self.tx_free.push(id);
         }
     }

@@ -86,12 +86,24 @@ pub struct Slot<'a> {
 impl Slot<'_> {
     fn at(&self, offset: usize, width: usize) -> *mut u8 {
         assert!(
-            offset.is_multiple_of(width) && offset + width <= self.len,
+            offset + width <= self.len,
             "field {offset}+{width} outside a {}-byte slot",
             self.len
         );
         // SAFETY: inside the slot (checked above), which lies inside the ring's page.
-        unsafe { self.addr.add(offset) }
+        let field = unsafe { self.addr.add(offset) };
+        assert!(
+            (field as usize).is_multiple_of(width),
+            "field {offset}+{width} misaligned"
+        );
+        field
+    }
+
+    /// Reads the byte at `offset`.
+    pub fn u8(&self, offset: usize) -> u8 {
+        // SAFETY: a field inside the slot (see `at`); the backend may write it concurrently,
+        // hence volatile.
+        unsafe { read_volatile(self.at(offset, 1)) }
     }
 
     /// Reads the u16 at `offset`.
@@ -107,6 +119,18 @@ impl Slot<'_> {
         unsafe { read_volatile(self.at(offset, 4).cast::<u32>()) }
     }
 
+    /// Reads the u64 at `offset` (8-byte aligned in the slot, as blkif's ids and sectors are).
+    pub fn u64(&self, offset: usize) -> u64 {
+        // SAFETY: as for `u16`.
+        unsafe { read_volatile(self.at(offset, 8).cast::<u64>()) }
+    }
+
+    /// Writes the byte at `offset`.
+    pub fn set_u8(&self, offset: usize, value: u8) {
+        // SAFETY: as for `u8`.
+        unsafe { write_volatile(self.at(offset, 1), value) }
+    }
+
     /// Writes the u16 at `offset`.
     pub fn set_u16(&self, offset: usize, value: u16) {
         // SAFETY: as for `u16`.
@@ -117,6 +141,12 @@ impl Slot<'_> {
     pub fn set_u32(&self, offset: usize, value: u32) {
         // SAFETY: as for `u16`.
         unsafe { write_volatile(self.at(offset, 4).cast::<u32>(), value) }
+    }
+
+    /// Writes the u64 at `offset` (8-byte aligned in the slot).
+    pub fn set_u64(&self, offset: usize, value: u64) {
+        // SAFETY: as for `u16`.
+        unsafe { write_volatile(self.at(offset, 8).cast::<u64>(), value) }
     }
 }
 
@@ -519,6 +549,37 @@ mod tests {
         back.set_header(RSP_PROD, 9);
         assert_eq!(ring.next_response().unwrap().unwrap().u32(0), 11);
         assert!(ring.next_response().is_err());
+    }
+
+    #[test]
+    fn blkif_sized_slots_carry_every_field_width() {
+        // blkif: 112-byte slots, a u8 operation, a u64 id at 8 and sector at 16.
+        let (back, mut ring) = Backend::new(112);
+        assert_eq!(ring.size(), 32);
+        let slot = ring.next_request().unwrap();
+        slot.set_u8(0, 1);
+        slot.set_u8(1, 11);
+        slot.set_u16(2, 0x5151);
+        slot.set_u64(8, 0x0102_0304_0506_0708);
+        slot.set_u64(16, u64::MAX - 1);
+        assert_eq!((slot.u8(0), slot.u8(1), slot.u16(2)), (1, 11, 0x5151));
+        assert_eq!(
+            (slot.u64(8), slot.u64(16)),
+            (0x0102_0304_0506_0708, u64::MAX - 1)
+        );
+        // SAFETY: inside the page.
+        let raw = unsafe { core::slice::from_raw_parts(back.slot(0), 24) };
+        assert_eq!(raw[..4], [1, 11, 0x51, 0x51]);
+        assert_eq!(raw[8..16], 0x0102_0304_0506_0708u64.to_le_bytes());
+    }
+
+    #[test]
+    #[should_panic(expected = "misaligned")]
+    fn misaligned_fields_are_refused() {
+        let (_back, mut ring) = Backend::new(12);
+        ring.next_request().unwrap();
+        // Slot 1 starts at 64 + 12: its u64 at 0 is 4-byte aligned only.
+        ring.next_request().unwrap().set_u64(0, 1);
     }
 
     #[test]
