@@ -207,13 +207,9 @@ pub fn parse_write(p: &ResourceProperties, text: &str) -> Result<Value, ValueErr
             }
         },
         _ if t.is_integer() => match text.parse::<i128>() {
-            Ok(n) => coerce(t, Value::Float(n as f64)).and_then(|_| {
-                if n < 0 {
-                    Ok(Value::Int(n as i64))
-                } else {
-                    Ok(Value::Uint(n as u64))
-                }
-            })?,
+            Ok(n) if n < 0 && n >= i128::from(i64::MIN) => coerce(t, Value::Int(n as i64))?,
+            Ok(n) if n >= 0 && n <= i128::from(u64::MAX) => coerce(t, Value::Uint(n as u64))?,
+            Ok(n) => return Err(ValueError::OutOfRange(format!("{n} for {}", t.name()))),
             Err(_) => {
                 return Err(ValueError::Malformed(format!(
                     "`{text}` is not a {}",
