@@ -23,7 +23,6 @@ extern crate alloc;
 mod broker;
 mod modbus_client;
 mod poller;
-mod signal;
 mod stats;
 
 use alloc::rc::Rc;
@@ -33,7 +32,7 @@ use core::cell::RefCell;
 use core::net::SocketAddr;
 use device_modbus::config::Config;
 use device_modbus::mapping::Point;
-use edgex::{Device, DeviceProfile, Outbox};
+use edgex::{Device, DeviceProfile};
 use kernel::{error, info, net, Args, Duration};
 
 kernel::service!(main);
@@ -111,8 +110,7 @@ async fn main(args: Args) -> i32 {
         }
     }
     let bus = Rc::new(broker::Bus {
-        outbox: RefCell::new(Outbox::new(config.outbox)),
-        ready: Default::default(),
+        client: mqtt::client::Client::new(config.outbox),
         inboxes,
         service: config.service.clone(),
     });
@@ -122,11 +120,18 @@ async fn main(args: Args) -> i32 {
         config.broker.host,
         config.broker.port
     );
-    kernel::spawn(broker::run(
-        bus.clone(),
-        config.broker.clone(),
-        config.service.clone(),
-    ));
+    let options = mqtt::client::Options {
+        host: config.broker.host.clone(),
+        port: config.broker.port,
+        client_id: config.service.clone(),
+        subscriptions: alloc::vec![edgex::event::command_request_filter(&config.service)],
+        keep_alive_s: 30,
+        max_packet: 64 * 1024,
+    };
+    let receiver = bus.clone();
+    kernel::spawn(mqtt::client::run(bus.client.clone(), options, move |p| {
+        receiver.received(p)
+    }));
     kernel::spawn(poller::report(
         bus.clone(),
         Duration::from_micros(config.stats_us),

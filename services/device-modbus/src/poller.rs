@@ -3,7 +3,6 @@
 
 use crate::broker::{Bus, Inbox};
 use crate::modbus_client::ModbusClient;
-use crate::signal::select;
 use crate::stats::STATS;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -14,6 +13,7 @@ use device_modbus::mapping::Point;
 use edgex::{value, Device, DeviceProfile, DeviceResource, Event, Ids, Reading};
 use kernel::{info, warn, Duration, Instant};
 use modbus::Response;
+use mqtt::sync::select;
 
 /// A periodic read.
 struct Schedule {
@@ -326,10 +326,6 @@ fn origin_ns() -> i64 {
 pub async fn report(bus: Rc<Bus>, every: Duration) {
     loop {
         kernel::sleep(every).await;
-        let (queued, dropped) = {
-            let o = bus.outbox.borrow();
-            (o.len(), o.dropped())
-        };
-        crate::stats::log(queued, dropped);
+        crate::stats::log(&bus.client);
     }
 }

@@ -22,12 +22,6 @@ pub struct Stats {
     pub stale: AtomicU64,
     /// Modbus connections opened.
     pub modbus_connects: AtomicU64,
-    /// Messages published to the broker.
-    pub published: AtomicU64,
-    /// Broker connections opened.
-    pub broker_connects: AtomicU64,
-    /// Broker connections that failed or broke.
-    pub broker_failures: AtomicU64,
     /// Commands executed.
     pub commands: AtomicU64,
     /// Commands refused or failed.
@@ -45,15 +39,13 @@ pub static STATS: Stats = Stats {
     io_errors: AtomicU64::new(0),
     stale: AtomicU64::new(0),
     modbus_connects: AtomicU64::new(0),
-    published: AtomicU64::new(0),
-    broker_connects: AtomicU64::new(0),
-    broker_failures: AtomicU64::new(0),
     commands: AtomicU64::new(0),
     command_errors: AtomicU64::new(0),
 };
 
-/// Logs one line with every counter, the outbox and the heap.
-pub fn log(queued: usize, dropped: u64) {
+/// Logs one line with every counter, the broker client's and the heap.
+pub fn log(client: &mqtt::client::Client) {
+    let (published, queued, dropped, broker_connects, broker_failures) = client.counters();
     let s = &STATS;
     let l = |c: &AtomicU64| c.load(Relaxed);
     kernel::info!(
@@ -67,11 +59,11 @@ pub fn log(queued: usize, dropped: u64) {
         l(&s.io_errors),
         l(&s.stale),
         l(&s.modbus_connects),
-        l(&s.published),
+        published,
         queued,
         dropped,
-        l(&s.broker_connects),
-        l(&s.broker_failures),
+        broker_connects,
+        broker_failures,
         l(&s.commands),
         l(&s.command_errors),
         kernel::mem::heap_used(),

@@ -4,8 +4,7 @@
 //! - [`profile`]: device profiles (`deviceResources`, `deviceCommands`);
 //! - [`device`]: devices (`protocols`, `autoEvents`);
 //! - [`value`]: reading values, EdgeX's transformations and write checks;
-//! - [`event`]: events, readings, the message bus envelope and topics (JSON);
-//! - [`outbox`]: bounded store-and-forward that drops the oldest.
+//! - [`event`]: events, readings, the message bus envelope and topics (JSON).
 //!
 //! Existing EdgeX v2/v3 profile and device files load unchanged, within the YAML subset.
 
@@ -16,7 +15,6 @@ extern crate alloc;
 
 pub mod device;
 pub mod event;
-pub mod outbox;
 pub mod profile;
 mod schema;
 pub mod value;
@@ -24,7 +22,6 @@ pub mod yaml;
 
 pub use device::{AutoEvent, Device};
 pub use event::{AddEventRequest, Envelope, Event, Ids, Reading};
-pub use outbox::Outbox;
 pub use profile::{DeviceCommand, DeviceProfile, DeviceResource, ReadWrite, ValueType};
 pub use value::Value;
 pub use yaml::Error as ParseError;
