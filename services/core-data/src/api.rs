@@ -112,19 +112,19 @@ pub fn created(id: &str) -> Vec<u8> {
     })
 }
 
-fn paging(request: &Request) -> Result<(usize, Option<usize>), Action> {
+fn paging(request: &Request) -> Result<(usize, Option<usize>), &'static str> {
     let offset = match request.param("offset") {
         None => 0,
         Some(o) => o
             .parse()
-            .map_err(|_| error(400, "offset must be a non-negative integer"))?,
+            .map_err(|_| "offset must be a non-negative integer")?,
     };
     let limit = match request.param("limit") {
         None => Some(DEFAULT_LIMIT),
         Some("-1") => Some(MAX_LIMIT),
         Some(l) => match l.parse::<usize>() {
             Ok(n) if n <= MAX_LIMIT => Some(n),
-            _ => return Err(error(400, "limit must be -1 or 0..=1024")),
+            _ => return Err("limit must be -1 or 0..=1024"),
         },
     };
     Ok((offset, limit))
@@ -133,7 +133,7 @@ fn paging(request: &Request) -> Result<(usize, Option<usize>), Action> {
 fn events_page(store: &Store, request: &Request, keep: impl Fn(&Event) -> bool + Clone) -> Action {
     let (offset, limit) = match paging(request) {
         Ok(p) => p,
-        Err(a) => return a,
+        Err(m) => return error(400, m),
     };
     let total = store.events(keep.clone()).count();
     let events = page(store.events(keep), offset, limit);
@@ -155,7 +155,7 @@ fn readings_page(
 ) -> Action {
     let (offset, limit) = match paging(request) {
         Ok(p) => p,
-        Err(a) => return a,
+        Err(m) => return error(400, m),
     };
     let total = store.readings(keep.clone()).count();
     let readings = page(store.readings(keep), offset, limit);
