@@ -177,6 +177,34 @@ fn counter(line: &str, name: &str) -> u64 {
     panic!("no counter {name} in {line}")
 }
 
+/// One HTTP request to 127.0.0.1:`port`: status and JSON body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to core-data");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: core-data\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let (_, json) = response.split_once("\r\n\r\n").unwrap_or(("", ""));
+    let value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {response}"));
+    (status, value)
+}
+
 fn temp_dir() -> PathBuf {
     let dir = root().join(format!("target/edgex-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the test directory");
@@ -245,6 +273,8 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
             "-v",
             "-t",
             "edgex/#",
+            "-t",
+            "lichen/#",
         ],
     );
 
@@ -387,15 +417,128 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
         l.starts_with(switch_topic) && value(&payload(l)["payload"]["event"], "Switch") == "true"
     });
 
-    let output = guest.output();
-    assert!(
-        !output.contains("PANIC") && !output.contains("FATAL"),
-        "{output}"
+    // core-data and core-command: events from the bus behind EdgeX's v3 REST API, commands
+    // forwarded to device-modbus; app-service exports Temperature readings to another topic.
+    let http_port = free_port();
+    let bus = format!("broker=10.0.2.2:{broker_port}");
+    let command = Run::new("core-data")
+        .accel(Accel::Tcg)
+        .script_option("--hostfwd", Some(&format!("{http_port}:59880")))
+        .arg(&bus)
+        .command();
+    let mut core = Proc::start(
+        "core-data guest",
+        &command.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    assert!(
-        guest.child.try_wait().unwrap().is_none(),
-        "the guest stopped:\n{output}"
+    let command = Run::new("app-service")
+        .accel(Accel::Tcg)
+        .script_option("--hostfwd", Some("none"))
+        .arg(&bus)
+        .arg("resources=Temperature")
+        .arg("export_topic=lichen/export")
+        .command();
+    let mut app = Proc::start(
+        "app-service guest",
+        &command.iter().map(String::as_str).collect::<Vec<_>>(),
     );
+    core.wait_for("core-data's broker connection", 0, |l| {
+        l.contains("mqtt: connected")
+    });
+    app.wait_for("app-service's broker connections", 0, |l| {
+        l.contains("as app-service-export")
+    });
+    let (_, line) = sub.wait_for("an exported event", seen, |l| {
+        l.starts_with("lichen/export ")
+    });
+    let exported = payload(&line);
+    assert_eq!(exported["deviceName"], "Thermostat-1", "{line}");
+    let names: Vec<&str> = exported["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resourceName"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| *n == "Temperature") && !names.is_empty(),
+        "{line}"
+    );
+
+    let start = Instant::now();
+    while http(http_port, "GET", "/api/v3/event/count", "").1["Count"]
+        .as_u64()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "core-data stored no events:\n{}",
+            core.output()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = http(
+        http_port,
+        "GET",
+        "/api/v3/event/device/name/Thermostat-1?limit=2",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 2, "{body}");
+    let (_, body) = http(
+        http_port,
+        "GET",
+        "/api/v3/reading/resourceName/Temperature?limit=1",
+        "",
+    );
+    assert_eq!(body["readings"][0]["value"], "21.5", "{body}");
+    let (status, body) = http(
+        http_port,
+        "PUT",
+        "/api/v3/device/name/Thermostat-1/Setpoint",
+        r#"{"Setpoint":"23"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(modbus_read(modbus_port, "hr", 1), 230);
+    let (status, body) = http(
+        http_port,
+        "GET",
+        "/api/v3/device/name/Thermostat-1/Readings",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&body["event"], "Setpoint"), "23", "{body}");
+    let (status, body) = http(
+        http_port,
+        "PUT",
+        "/api/v3/device/name/Thermostat-1/Setpoint",
+        r#"{"Setpoint":"99"}"#,
+    );
+    assert_eq!(
+        (status, body["statusCode"].as_u64()),
+        (400, Some(400)),
+        "{body}"
+    );
+    assert_eq!(modbus_read(modbus_port, "hr", 1), 230);
+    let (status, body) = http(http_port, "GET", "/api/v3/device/name/Nobody/Readings", "");
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = http(http_port, "GET", "/api/v3/event/all?limit=100000", "");
+    assert_eq!(status, 400);
+
+    for (name, proc) in [
+        ("device-modbus", &mut guest),
+        ("core-data", &mut core),
+        ("app-service", &mut app),
+    ] {
+        let output = proc.output();
+        assert!(
+            !output.contains("PANIC") && !output.contains("FATAL"),
+            "{name}:\n{output}"
+        );
+        assert!(
+            proc.child.try_wait().unwrap().is_none(),
+            "{name} stopped:\n{output}"
+        );
+    }
     drop(sub);
     drop(mosquitto);
     let _ = std::fs::remove_dir_all(dir);
