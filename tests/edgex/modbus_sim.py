@@ -3,7 +3,8 @@
 
   modbus_sim.py serve PORT [--count]   serve the thermostat's tables on 127.0.0.1:PORT;
       --count makes holding register 0 count up on every read and logs "read N T" lines
-      (T: time.monotonic() of the answer) for the latency benchmark.
+      (T: the time of the answer, seconds since the epoch), and logs "ir T" for each read of
+      the input registers, for the latency benchmark.
   modbus_sim.py read PORT TABLE ADDR   print one value (TABLE: hr, ir, co, di)
   modbus_sim.py write PORT ADDR VALUE  write one holding register
 
@@ -35,7 +36,15 @@ class CountingBlock(ModbusSequentialDataBlock):
             with self.lock:
                 self.count += 1
                 self.values[0] = self.count & 0x7FFF
-                print(f"read {self.values[0]} {time.monotonic():.6f}", flush=True)
+                print(f"read {self.values[0]} {time.time():.6f}", flush=True)
+        return super().getValues(address, count)
+
+
+class TimedBlock(ModbusSequentialDataBlock):
+    """Input registers that log when they are read ("ir T")."""
+
+    def getValues(self, address, count=1):
+        print(f"ir {time.time():.6f}", flush=True)
         return super().getValues(address, count)
 
 
@@ -46,7 +55,7 @@ def serve(port, counting):
         di=ModbusSequentialDataBlock(0, [0] * 32),
         co=ModbusSequentialDataBlock(0, [0] * 32),
         hr=hr,
-        ir=ModbusSequentialDataBlock(0, [45] + [0] * 31),
+        ir=(TimedBlock if counting else ModbusSequentialDataBlock)(0, [45] + [0] * 31),
         zero_mode=True,
     )
     context = ModbusServerContext(slaves={1: slave}, single=False)
