@@ -543,3 +543,57 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
     drop(mosquitto);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_hostile_modbus_server_is_counted_and_polling_goes_on() {
+    build_images();
+    let modbus_port = free_port();
+    let script = root()
+        .join("tests/edgex/hostile_modbus.py")
+        .display()
+        .to_string();
+    let mut server = Proc::start(
+        "hostile modbus server",
+        &[python(), &script, &modbus_port.to_string()],
+    );
+    server.wait_for("ready", 0, |l| l == "ready");
+    // No broker at all: the outbox bounds what waits.
+    let run = Run::new("device-modbus")
+        .accel(Accel::Tcg)
+        .script_option("--hostfwd", Some("none"))
+        .arg(&format!("modbus=10.0.2.2:{modbus_port}"))
+        .arg(&format!("broker=10.0.2.2:{}", free_port()))
+        .arg("interval=20ms")
+        .arg("timeout=300ms")
+        .arg("outbox=50")
+        .arg("stats=500ms");
+    let command = run.command();
+    let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+    let mut guest = Proc::start("device-modbus guest", &argv);
+    let (_, stats) = guest.wait_for("every kind of error, and events between them", 0, |l| {
+        l.contains("device-modbus: stats")
+            && ["exceptions", "malformed", "stale", "timeouts", "io_errors"]
+                .iter()
+                .all(|c| counter(l, c) > 0)
+            && counter(l, "events") >= 10
+            && counter(l, "modbus_connects") >= 2
+    });
+    // Nothing was published: every event waits in the outbox, beyond 50 the oldest dropped.
+    let events = counter(&stats, "events");
+    assert_eq!(counter(&stats, "queued"), events.min(50), "{stats}");
+    assert_eq!(
+        counter(&stats, "dropped"),
+        events.saturating_sub(50),
+        "{stats}"
+    );
+    // Polling goes on: more events after that.
+    let (at, _) = guest.wait_for("the stats line", 0, |l| l == stats);
+    guest.wait_for("more events", at + 1, |l| {
+        l.contains("device-modbus: stats") && counter(l, "events") > events
+    });
+    let output = guest.output();
+    assert!(
+        !output.contains("PANIC") && !output.contains("FATAL"),
+        "{output}"
+    );
+}

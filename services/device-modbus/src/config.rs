@@ -5,6 +5,7 @@
 //! | `broker=HOST:PORT` | the MQTT broker of EdgeX's message bus (default `10.0.2.2:1883`, QEMU's host) |
 //! | `modbus=HOST:PORT` | overrides every device's `modbus-tcp` `Address`/`Port` |
 //! | `interval=DURATION` | overrides every autoEvent's interval (Go syntax: `10ms`, `1s`) |
+//! | `timeout=DURATION` | overrides every device's `modbus-tcp` `Timeout` (a transaction's limit) |
 //! | `outbox=N` | events kept while the broker is away (default 1000; the oldest are dropped) |
 //! | `service=NAME` | the service name in topics (default `device-modbus`) |
 //! | `stats=DURATION` | how often the counters are logged (default `5s`) |
@@ -44,6 +45,8 @@ pub struct Config {
     pub modbus: Option<Endpoint>,
     /// Interval override, microseconds.
     pub interval_us: Option<u64>,
+    /// Modbus transaction timeout override, microseconds.
+    pub timeout_us: Option<u64>,
     /// Outbox capacity.
     pub outbox: usize,
     /// Service name.
@@ -90,6 +93,7 @@ impl Config {
             }),
             modbus: endpoint(args, "modbus")?,
             interval_us: duration(args, "interval")?,
+            timeout_us: duration(args, "timeout")?,
             outbox,
             service: args.get("service").unwrap_or("device-modbus").to_string(),
             stats_us: duration(args, "stats")?.unwrap_or(5_000_000),
@@ -127,6 +131,7 @@ mod tests {
             ("broker=nohost", "broker"),
             ("modbus=h:0", "modbus"),
             ("interval=fast", "interval"),
+            ("timeout=0s", "timeout"),
             ("outbox=0", "outbox"),
             ("outbox=x", "outbox"),
         ] {

@@ -200,10 +200,10 @@ async fn setup(
         Ok(a) if !a.is_empty() => a[0],
         _ => return Err(alloc::format!("cannot resolve `{host}`")),
     };
-    let client = modbus_client::ModbusClient::new(
-        SocketAddr::new(address, port),
-        unit,
-        Duration::from_secs(timeout_s.max(1)),
-    );
+    let timeout = match config.timeout_us {
+        Some(us) => Duration::from_micros(us),
+        None => Duration::from_secs(timeout_s.max(1)),
+    };
+    let client = modbus_client::ModbusClient::new(SocketAddr::new(address, port), unit, timeout);
     Ok((profile, points, client))
 }
