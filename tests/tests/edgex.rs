@@ -524,10 +524,58 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
     let (status, _) = http(http_port, "GET", "/api/v3/event/all?limit=100000", "");
     assert_eq!(status, 400);
 
+    // device-mqtt: a device pushes its values; a push that does not parse is only counted.
+    let command = Run::new("device-mqtt")
+        .accel(Accel::Tcg)
+        .script_option("--hostfwd", Some("none"))
+        .arg(&bus)
+        .arg("stats=300ms")
+        .command();
+    let mut pusher = Proc::start(
+        "device-mqtt guest",
+        &command.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    pusher.wait_for("device-mqtt's broker connection", 0, |l| {
+        l.contains("mqtt: connected")
+    });
+    let seen = sub.lines.lock().unwrap().len();
+    publish(broker_port, "incoming/data/Sensor-1/values", "not json");
+    publish(
+        broker_port,
+        "incoming/data/Sensor-1/values",
+        r#"{"temperature":23.5,"message":"hello"}"#,
+    );
+    let (_, line) = sub.wait_for("the pushed event", seen, |l| {
+        l.starts_with("edgex/events/device/device-mqtt/MQTT-Sensor/Sensor-1/values ")
+    });
+    let event = &payload(&line)["payload"]["event"];
+    assert_eq!(value(event, "temperature"), "23.5", "{line}");
+    assert_eq!(value(event, "message"), "hello", "{line}");
+    pusher.wait_for("the rejected push counted", 0, |l| {
+        l.contains("device-mqtt: stats") && counter(l, "rejected") == 1 && counter(l, "events") == 1
+    });
+    let start = Instant::now();
+    while http(
+        http_port,
+        "GET",
+        "/api/v3/event/count/device/name/Sensor-1",
+        "",
+    )
+    .1["Count"]
+        != 1
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "core-data did not store the pushed event"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
     for (name, proc) in [
         ("device-modbus", &mut guest),
         ("core-data", &mut core),
         ("app-service", &mut app),
+        ("device-mqtt", &mut pusher),
     ] {
         let output = proc.output();
         assert!(

@@ -185,45 +185,42 @@ fn libm_pow(base: f64, exponent: f64) -> f64 {
     }
 }
 
-/// Parses a written value (a command's text) for a resource, checks `minimum`/`maximum` and
-/// undoes `offset` and `scale`: what is left is the raw value to send to the device.
-pub fn parse_write(p: &ResourceProperties, text: &str) -> Result<Value, ValueError> {
-    let t = p.value_type;
+/// Parses the text of a value of type `t` (`true`/`false`/`1`/`0` for Bool, decimal numbers
+/// within the type's range, any text for String).
+pub fn parse_value(t: ValueType, text: &str) -> Result<Value, ValueError> {
     let text = text.trim();
-    let value = match t {
+    let malformed = || ValueError::Malformed(format!("`{text}` is not a {}", t.name()));
+    Ok(match t {
         ValueType::Bool => match text.to_ascii_lowercase().as_str() {
             "true" | "1" => Value::Bool(true),
             "false" | "0" => Value::Bool(false),
-            _ => return Err(ValueError::Malformed(format!("`{text}` is not a Bool"))),
+            _ => return Err(malformed()),
         },
         ValueType::String => Value::Text(text.to_string()),
         _ if t.is_float() => match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Value::Float(f),
-            _ => {
-                return Err(ValueError::Malformed(format!(
-                    "`{text}` is not a {}",
-                    t.name()
-                )))
-            }
+            Ok(f) if f.is_finite() => coerce(t, Value::Float(f))?,
+            _ => return Err(malformed()),
         },
         _ if t.is_integer() => match text.parse::<i128>() {
             Ok(n) if n < 0 && n >= i128::from(i64::MIN) => coerce(t, Value::Int(n as i64))?,
             Ok(n) if n >= 0 && n <= i128::from(u64::MAX) => coerce(t, Value::Uint(n as u64))?,
             Ok(n) => return Err(ValueError::OutOfRange(format!("{n} for {}", t.name()))),
-            Err(_) => {
-                return Err(ValueError::Malformed(format!(
-                    "`{text}` is not a {}",
-                    t.name()
-                )))
-            }
+            Err(_) => return Err(malformed()),
         },
         other => {
             return Err(ValueError::Unsupported(format!(
-                "writing {} values",
+                "{} values are not handled",
                 other.name()
             )))
         }
-    };
+    })
+}
+
+/// Parses a written value (a command's text) for a resource, checks `minimum`/`maximum` and
+/// undoes `offset` and `scale`: what is left is the raw value to send to the device.
+pub fn parse_write(p: &ResourceProperties, text: &str) -> Result<Value, ValueError> {
+    let value = parse_value(p.value_type, text)?;
+    let text = text.trim();
     if let Some(f) = value.as_f64() {
         if let Some(min) = p.minimum {
             if f < min {
