@@ -56,7 +56,13 @@ struct State {
     duplicates: Cell<u64>,
     requests: Cell<u64>,
     commands: Cell<u64>,
+    /// Connections being served (each may buffer up to a request's limit).
+    active: Cell<usize>,
+    refused: Cell<u64>,
 }
+
+/// Connections served at once: each may hold a request of up to `http::MAX_BODY` bytes.
+const MAX_CONNECTIONS: usize = 16;
 
 struct Settings {
     broker: (String, u16),
@@ -152,6 +158,8 @@ async fn main(args: Args) -> i32 {
         duplicates: Cell::new(0),
         requests: Cell::new(0),
         commands: Cell::new(0),
+        active: Cell::new(0),
+        refused: Cell::new(0),
     });
     let options = Options {
         host: settings.broker.0.clone(),
@@ -219,10 +227,21 @@ async fn serve(state: Rc<State>, listener: TcpListener) {
         match listener.accept().await {
             Ok(mut stream) => {
                 stream.set_timeout(Some(Duration::from_secs(10)));
+                if state.active.get() >= MAX_CONNECTIONS {
+                    state.refused.set(state.refused.get() + 1);
+                    let (status, body) = respond(api::error(503, "too many connections"));
+                    kernel::spawn(async move {
+                        let _ = stream.write_all(&http::response(status, &body)).await;
+                        let _ = stream.close().await;
+                    });
+                    continue;
+                }
+                state.active.set(state.active.get() + 1);
                 let state = state.clone();
                 kernel::spawn(async move {
                     handle(&state, &mut stream).await;
                     let _ = stream.close().await;
+                    state.active.set(state.active.get() - 1);
                 });
             }
             Err(e) => {
@@ -350,13 +369,14 @@ async fn report(state: Rc<State>, every: Duration) {
         let (published, queued, dropped, connects, failures) = state.client.counters();
         let store = state.store.borrow();
         info!(
-            "core-data: stats received {} stored {} store_dropped {} duplicates {} malformed {} requests {} commands {} published {} queued {} dropped {} broker_connects {} broker_failures {} heap_used {}",
+            "core-data: stats received {} stored {} store_dropped {} duplicates {} malformed {} requests {} refused {} commands {} published {} queued {} dropped {} broker_connects {} broker_failures {} heap_used {}",
             state.received.get(),
             store.len(),
             store.dropped(),
             state.duplicates.get(),
             state.malformed.get(),
             state.requests.get(),
+            state.refused.get(),
             state.commands.get(),
             published,
             queued,

@@ -14,6 +14,9 @@ use mqtt::client::Client;
 use mqtt::sync::Signal;
 use mqtt::Publish;
 
+/// Commands that may wait for one device; more are refused (503).
+const MAX_QUEUED: usize = 64;
+
 /// Commands for one device, handed from the broker task to the device's task.
 pub struct Inbox {
     /// The device.
@@ -44,6 +47,18 @@ impl Bus {
     pub fn received(&self, publish: Publish) {
         match command::parse(&self.service, &publish.topic, &publish.payload) {
             Ok(request) => match self.inboxes.iter().find(|i| i.device == request.device) {
+                Some(inbox) if inbox.queue.borrow().len() >= MAX_QUEUED => {
+                    STATS.command_errors.fetch_add(1, Relaxed);
+                    let body = command::response(
+                        &request.correlation_id,
+                        &request.request_id,
+                        Err((503, "too many commands waiting for this device")),
+                    );
+                    self.publish(
+                        edgex::event::response_topic(&self.service, &request.request_id),
+                        body,
+                    );
+                }
                 Some(inbox) => {
                     inbox.queue.borrow_mut().push_back(request);
                     inbox.signal.notify();
