@@ -97,7 +97,7 @@ def stats(proc, prefix):
 
 
 def main():
-    seconds, interval, accel = 10, "20ms", "--tcg"
+    seconds, interval, accel, mem = 10, "20ms", "--tcg", 16
     args = sys.argv[1:]
     while args:
         a = args.pop(0)
@@ -107,9 +107,10 @@ def main():
             interval = args.pop(0)
         elif a in ("--kvm", "--tcg"):
             accel = a
+        elif a == "--mem":
+            mem = int(args.pop(0))
         else:
-            sys.exit("usage: scripts/bench edgex [--seconds S] [--interval DURATION] [--kvm|--tcg]")
-    mem = 16
+            sys.exit("usage: scripts/bench edgex [--seconds S] [--interval DURATION] [--mem MiB] [--kvm|--tcg]")
     modbus, broker = free_port(), free_port()
     work = tempfile.mkdtemp(prefix="edgex-bench-", dir=os.path.join(ROOT, "target"))
     conf = os.path.join(work, "mosquitto.conf")
