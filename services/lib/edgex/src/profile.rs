@@ -439,6 +439,26 @@ mod tests {
     }
 
     #[test]
+    fn dash_alone_layout_and_quoted_numbers_load() {
+        // The layout many EdgeX example profiles use: a lone dash, the item's mapping indented
+        // below it, flow attributes on their own line, numbers written as strings.
+        let text = "name: \"Layout\"\ndeviceResources:\n-\n  name: \"SwitchA\"\n  isHidden: false\n  description: \"On/Off , 0-OFF 1-ON\"\n  attributes:\n    { primaryTable: \"COILS\", startingAddress: 0 }\n  properties:\n    valueType: \"Bool\"\n    readWrite: \"RW\"\n-\n  name: \"Level\"\n  attributes:\n    { primaryTable: \"HOLDING_REGISTERS\", startingAddress: 3, rawType: \"Int16\" }\n  properties:\n    valueType: \"Float64\"\n    readWrite: \"R\"\n    scale: \"0.01\"\n    minimum: \"-10\"\n    mask: \"0xFF\"\ndeviceCommands:\n-\n  name: \"Switch\"\n  readWrite: \"RW\"\n  isHidden: false\n  resourceOperations:\n  - { deviceResource: \"SwitchA\", defaultValue: \"false\" }\n";
+        let p = DeviceProfile::parse(text).unwrap();
+        assert_eq!(p.device_resources.len(), 2);
+        let level = p.resource("Level").unwrap();
+        assert_eq!(level.properties.scale, Some(0.01));
+        assert_eq!(level.properties.minimum, Some(-10.0));
+        assert_eq!(level.properties.mask, Some(0xff));
+        assert_eq!(level.attribute("rawType"), Some("Int16"));
+        assert_eq!(
+            p.command("Switch").unwrap().resource_operations[0]
+                .default_value
+                .as_deref(),
+            Some("false")
+        );
+    }
+
+    #[test]
     fn schema_errors_name_the_line() {
         let base = "name: P\ndeviceResources:\n  - name: A\n    properties:\n      valueType: Int16\n      readWrite: R\n";
         let cases: &[(String, usize, &str)] = &[

@@ -4,7 +4,8 @@
 //! item may start on the dash's line or below it), flow mappings and sequences (`{ a: 1 }`,
 //! `[a, b]`, possibly spread over lines), plain, single- and double-quoted scalars, comments
 //! and a leading `---`. Not supported, and reported as errors naming the line: tabs in
-//! indentation, anchors, aliases, tags, block scalars (`|`, `>`), multi-document files.
+//! indentation, anchors, aliases, tags, block scalars (`|`, `>`), plain scalars folded over
+//! several lines, multi-document files.
 //!
 //! The input is a file a user or vendor wrote: anything may be wrong with it. Every error
 //! names the 1-based line it was found on; nothing panics and nesting depth is bounded.
