@@ -94,6 +94,8 @@ impl ModbusClient {
         let Some(stream) = self.stream.as_mut() else {
             return Err(ClientError::Io(TcpError::NotStarted));
         };
+        // Each read below narrows the timeout to what is left; the write gets the whole of it.
+        stream.set_timeout(Some(self.timeout));
         stream.write_all(&frame).await.map_err(ClientError::Io)?;
         let deadline = kernel::now() + self.timeout;
         loop {
