@@ -104,3 +104,15 @@ prepare_dom0() {
     "$LICHEN_ROOT/xen/mkinitramfs" "$launcher" >&2
     echo "$launcher"
 }
+
+# Installs the Debian package that provides a Python module for /usr/bin/python3:
+# need_python_module <module> <package>
+need_python_module() {
+    local module=$1 pkg=$2
+    /usr/bin/python3 -c "import $module" 2>/dev/null && return 0
+    echo "installing $pkg (for python module $module)..." >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1 \
+        || { as_root apt-get update -qq >/dev/null 2>&1 \
+             && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; } \
+        || die "could not install $pkg; install it by hand (it provides python module $module)"
+}

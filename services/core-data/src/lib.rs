@@ -1,0 +1,11 @@
+//! core-data's pure parts, tested on the host: HTTP/1.1 requests ([`http`]), the bounded
+//! event store ([`store`]) and EdgeX's v3 REST API over it ([`api`]).
+
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod api;
+pub mod http;
+pub mod store;

@@ -1,0 +1,389 @@
+//! `core-data`: EdgeX's core-data and core-command as a lichen unikernel.
+//!
+//! - Subscribes to EdgeX's message bus (MQTT) for events (`edgex/events/device/#`) and keeps
+//!   the newest `max_events` in memory (the oldest dropped and counted).
+//! - Serves EdgeX's v3 REST API on `http_port` (59880, core-data's port) and `command_port`
+//!   (59882, core-command's): event submission and queries, readings, counts (see
+//!   [`core_data::api`]), and `GET`/`PUT /api/v3/device/name/{device}/{command}`, forwarded
+//!   to the device's service over the bus (the service is learnt from the device's event
+//!   topics, else `device_service=`); the answer comes back on `edgex/response/#`.
+//!
+//! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `http_port=`, `command_port=`,
+//! `max_events=` (default 1000), `device_service=` (default `device-modbus`),
+//! `command_timeout=` (default `5s`), `stats=` (default `5s`).
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core_data::api::{self, Action};
+use core_data::http;
+use core_data::store::Store;
+use edgex::device::parse_duration_us;
+use edgex::{AddEventRequest, Envelope, Ids};
+use kernel::net::{self, TcpListener, TcpOptions, TcpStream};
+use kernel::{error, info, warn, Args, Duration};
+use mqtt::client::{Client, Options};
+use mqtt::sync::Signal;
+use mqtt::Publish;
+
+kernel::service!(main);
+
+/// A command waiting for its device service's answer.
+struct Pending {
+    request_id: String,
+    answer: RefCell<Option<Vec<u8>>>,
+    signal: Signal,
+}
+
+/// What the tasks share.
+struct State {
+    store: RefCell<Store>,
+    client: Rc<Client>,
+    /// Device name to the service that publishes its events.
+    services: RefCell<Vec<(String, String)>>,
+    default_service: String,
+    pending: RefCell<Vec<Rc<Pending>>>,
+    ids: RefCell<Ids>,
+    command_timeout: Duration,
+    received: Cell<u64>,
+    malformed: Cell<u64>,
+    duplicates: Cell<u64>,
+    requests: Cell<u64>,
+    commands: Cell<u64>,
+    /// Connections being served (each may buffer up to a request's limit).
+    active: Cell<usize>,
+    refused: Cell<u64>,
+}
+
+/// Connections served at once: each may hold a request of up to `http::MAX_BODY` bytes.
+const MAX_CONNECTIONS: usize = 16;
+
+struct Settings {
+    broker: (String, u16),
+    http_port: u16,
+    command_port: u16,
+    max_events: usize,
+    device_service: String,
+    command_timeout: Duration,
+    stats: Duration,
+}
+
+fn settings(args: &Args) -> Result<Settings, String> {
+    let broker = args.get("broker").unwrap_or("10.0.2.2:1883");
+    let broker = broker
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok().filter(|&p| p != 0)?)))
+        .filter(|(h, _)| !h.is_empty())
+        .ok_or_else(|| alloc::format!("bad `broker={broker}`: expected HOST:PORT"))?;
+    let duration = |key: &str, default: &str| -> Result<Duration, String> {
+        let text = args.get(key).unwrap_or(default);
+        parse_duration_us(text)
+            .filter(|&us| us > 0)
+            .map(Duration::from_micros)
+            .ok_or_else(|| alloc::format!("bad `{key}={text}`: expected a duration like 5s"))
+    };
+    let number = |key: &str, default: usize| -> Result<usize, String> {
+        args.parse_value::<usize>(key)
+            .map_err(|e| e.to_string())
+            .map(|v| v.unwrap_or(default))
+    };
+    Ok(Settings {
+        broker,
+        http_port: args
+            .parse_value("http_port")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(59880),
+        command_port: args
+            .parse_value("command_port")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(59882),
+        max_events: number("max_events", 1000)?.max(1),
+        device_service: args
+            .get("device_service")
+            .unwrap_or("device-modbus")
+            .to_string(),
+        command_timeout: duration("command_timeout", "5s")?,
+        stats: duration("stats", "5s")?,
+    })
+}
+
+async fn main(args: Args) -> i32 {
+    let settings = match settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("core-data: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = net::start(&args) {
+        error!("core-data: {e}");
+        return 1;
+    }
+    let mut listeners = Vec::new();
+    for port in [settings.http_port, settings.command_port] {
+        if listeners.iter().any(|l: &TcpListener| l.port() == port) {
+            continue;
+        }
+        match TcpListener::bind(port, 64, TcpOptions::default()) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                error!("core-data: port {port}: {e}");
+                return 1;
+            }
+        }
+    }
+    match net::wait_for_ipv4().await {
+        Ok((a, p)) => info!("core-data: ipv4 address {a}/{p}"),
+        Err(e) => {
+            error!("core-data: {e}");
+            return 1;
+        }
+    }
+    let state = Rc::new(State {
+        store: RefCell::new(Store::new(settings.max_events)),
+        client: Client::new(256),
+        services: RefCell::new(Vec::new()),
+        default_service: settings.device_service.clone(),
+        pending: RefCell::new(Vec::new()),
+        ids: RefCell::new(Ids::new(kernel::arch::cpu::rdtsc())),
+        command_timeout: settings.command_timeout,
+        received: Cell::new(0),
+        malformed: Cell::new(0),
+        duplicates: Cell::new(0),
+        requests: Cell::new(0),
+        commands: Cell::new(0),
+        active: Cell::new(0),
+        refused: Cell::new(0),
+    });
+    let options = Options {
+        host: settings.broker.0.clone(),
+        port: settings.broker.1,
+        client_id: "core-data".into(),
+        subscriptions: alloc::vec!["edgex/events/device/#".into(), "edgex/response/#".into()],
+        keep_alive_s: 30,
+        max_packet: 256 * 1024,
+    };
+    let receiver = state.clone();
+    kernel::spawn(mqtt::client::run(state.client.clone(), options, move |p| {
+        received(&receiver, p)
+    }));
+    kernel::spawn(report(state.clone(), settings.stats));
+    info!(
+        "core-data: serving EdgeX v3 on ports {} and {}, broker {}:{}",
+        settings.http_port, settings.command_port, settings.broker.0, settings.broker.1
+    );
+    for listener in listeners {
+        kernel::spawn(serve(state.clone(), listener));
+    }
+    loop {
+        kernel::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+/// A message from the bus: an event to keep or a command's answer.
+fn received(state: &State, publish: Publish) {
+    if let Some(rest) = publish.topic.strip_prefix("edgex/events/device/") {
+        let envelope: Envelope<AddEventRequest> = match serde_json::from_slice(&publish.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                let n = state.malformed.get();
+                state.malformed.set(n + 1);
+                if n < 5 {
+                    warn!("core-data: event on {}: {e}", publish.topic);
+                }
+                return;
+            }
+        };
+        let event = envelope.payload.event;
+        if let Some(service) = rest.split('/').next() {
+            let mut services = state.services.borrow_mut();
+            match services.iter_mut().find(|(d, _)| *d == event.device_name) {
+                Some((_, s)) if s == service => {}
+                Some((_, s)) => *s = service.to_string(),
+                None => services.push((event.device_name.clone(), service.to_string())),
+            }
+        }
+        state.received.set(state.received.get() + 1);
+        if !state.store.borrow_mut().add(event) {
+            state.duplicates.set(state.duplicates.get() + 1);
+        }
+    } else if publish.topic.starts_with("edgex/response/") {
+        let id = publish.topic.rsplit('/').next().unwrap_or("");
+        if let Some(p) = state.pending.borrow().iter().find(|p| p.request_id == id) {
+            *p.answer.borrow_mut() = Some(publish.payload);
+            p.signal.notify();
+        }
+    }
+}
+
+async fn serve(state: Rc<State>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(mut stream) => {
+                stream.set_timeout(Some(Duration::from_secs(10)));
+                if state.active.get() >= MAX_CONNECTIONS {
+                    state.refused.set(state.refused.get() + 1);
+                    let (status, body) = respond(api::error(503, "too many connections"));
+                    kernel::spawn(async move {
+                        let _ = stream.write_all(&http::response(status, &body)).await;
+                        let _ = stream.close().await;
+                    });
+                    continue;
+                }
+                state.active.set(state.active.get() + 1);
+                let state = state.clone();
+                kernel::spawn(async move {
+                    handle(&state, &mut stream).await;
+                    let _ = stream.close().await;
+                    state.active.set(state.active.get() - 1);
+                });
+            }
+            Err(e) => {
+                warn!("core-data: accept: {e}");
+                kernel::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn handle(state: &State, stream: &mut TcpStream) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let request = loop {
+        match http::parse(&buffer) {
+            Ok(Some(r)) => break r,
+            Ok(None) => {}
+            Err(e) => {
+                let body = match api::error(e.status, e.message) {
+                    Action::Respond(_, b) => b,
+                    _ => Vec::new(),
+                };
+                let _ = stream.write_all(&http::response(e.status, &body)).await;
+                return;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    state.requests.set(state.requests.get() + 1);
+    let action = api::route(&state.store.borrow(), &request);
+    let (status, body) = match action {
+        Action::Respond(status, body) => (status, body),
+        Action::Add(event) => {
+            let id = event.id.clone();
+            if state.store.borrow_mut().add(event) {
+                (201, api::created(&id))
+            } else {
+                respond(api::error(409, "an event with this id exists"))
+            }
+        }
+        Action::Command {
+            device,
+            command,
+            settings,
+        } => forward(state, &device, &command, settings).await,
+    };
+    let _ = stream.write_all(&http::response(status, &body)).await;
+}
+
+fn respond(action: Action) -> (u16, Vec<u8>) {
+    match action {
+        Action::Respond(s, b) => (s, b),
+        _ => (500, Vec::new()),
+    }
+}
+
+/// Sends a command to the device's service and waits for its answer.
+async fn forward(
+    state: &State,
+    device: &str,
+    command: &str,
+    settings: Option<serde_json::Value>,
+) -> (u16, Vec<u8>) {
+    state.commands.set(state.commands.get() + 1);
+    let service = state
+        .services
+        .borrow()
+        .iter()
+        .find(|(d, _)| d == device)
+        .map_or_else(|| state.default_service.clone(), |(_, s)| s.clone());
+    let method = if settings.is_some() { "set" } else { "get" };
+    let request_id = state.ids.borrow_mut().next_id();
+    let payload = settings.unwrap_or(serde_json::Value::Object(Default::default()));
+    let envelope = Envelope::new(payload, request_id.clone(), request_id.clone());
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let pending = Rc::new(Pending {
+        request_id: request_id.clone(),
+        answer: RefCell::new(None),
+        signal: Signal::default(),
+    });
+    state.pending.borrow_mut().push(pending.clone());
+    state.client.publish(
+        alloc::format!("edgex/device/command/request/{service}/{device}/{command}/{method}"),
+        body,
+    );
+    let answered = kernel::timeout(state.command_timeout, pending.signal.wait()).await;
+    state
+        .pending
+        .borrow_mut()
+        .retain(|p| p.request_id != request_id);
+    if answered.is_err() {
+        return respond(api::error(
+            503,
+            &alloc::format!(
+                "{service} did not answer within {:?}",
+                state.command_timeout
+            ),
+        ));
+    }
+    let answer = pending.answer.borrow_mut().take().unwrap_or_default();
+    match serde_json::from_slice::<Envelope<serde_json::Value>>(&answer) {
+        Ok(envelope) => {
+            let status = envelope
+                .payload
+                .get("statusCode")
+                .and_then(|s| s.as_u64())
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (200..600).contains(s))
+                .unwrap_or(500);
+            (
+                status,
+                serde_json::to_vec(&envelope.payload).unwrap_or_default(),
+            )
+        }
+        Err(_) => respond(api::error(500, "the device service's answer is malformed")),
+    }
+}
+
+async fn report(state: Rc<State>, every: Duration) {
+    loop {
+        kernel::sleep(every).await;
+        let (published, queued, dropped, connects, failures) = state.client.counters();
+        let store = state.store.borrow();
+        info!(
+            "core-data: stats received {} stored {} store_dropped {} duplicates {} malformed {} requests {} refused {} commands {} published {} queued {} dropped {} broker_connects {} broker_failures {} heap_used {}",
+            state.received.get(),
+            store.len(),
+            store.dropped(),
+            state.duplicates.get(),
+            state.malformed.get(),
+            state.requests.get(),
+            state.refused.get(),
+            state.commands.get(),
+            published,
+            queued,
+            dropped,
+            connects,
+            failures,
+            kernel::mem::heap_used()
+        );
+    }
+}

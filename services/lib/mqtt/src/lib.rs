@@ -1,0 +1,21 @@
+//! MQTT 3.1.1 for lichen's services.
+//!
+//! - [`codec`] (re-exported at the root): packets to bytes and back, sans-IO;
+//! - [`outbox`]: a bounded store-and-forward queue that drops the oldest and counts;
+//! - [`sync`]: a wake-up flag and a two-way select for tasks of one executor;
+//! - `client` (feature `kernel`, images only): a connection over `kernel::net` that publishes what its
+//!   outbox holds, hands received messages to a callback and reconnects with backoff.
+
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+#[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod client;
+pub mod codec;
+pub mod outbox;
+pub mod sync;
+
+pub use codec::*;
+pub use outbox::Outbox;
