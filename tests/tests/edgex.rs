@@ -430,12 +430,29 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
         "core-data guest",
         &command.iter().map(String::as_str).collect::<Vec<_>>(),
     );
+    let sink_port = free_port();
+    let sink_script = root()
+        .join("tests/edgex/http_sink.py")
+        .display()
+        .to_string();
+    let mut sink = Proc::start(
+        "http sink",
+        &[
+            python(),
+            &sink_script,
+            &sink_port.to_string(),
+            "--fail-first",
+            "2",
+        ],
+    );
+    sink.wait_for("ready", 0, |l| l == "ready");
     let command = Run::new("app-service")
         .accel(Accel::Tcg)
         .script_option("--hostfwd", Some("none"))
         .arg(&bus)
         .arg("resources=Temperature")
         .arg("export_topic=lichen/export")
+        .arg(&format!("http_export=10.0.2.2:{sink_port}/edgex/events"))
         .command();
     let mut app = Proc::start(
         "app-service guest",
@@ -462,6 +479,18 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
         names.iter().all(|n| *n == "Temperature") && !names.is_empty(),
         "{line}"
     );
+
+    // The HTTP export: the receiver fails twice (503), the same message is retried and lands.
+    let (i, first) = sink.wait_for("a 503", 0, |l| l.starts_with("503 /edgex/events "));
+    let (_, delivered) = sink.wait_for("a delivery", i, |l| l.starts_with("200 /edgex/events "));
+    assert_eq!(
+        first[4..],
+        delivered[4..],
+        "the failed message is the one delivered next"
+    );
+    let posted: serde_json::Value =
+        serde_json::from_str(&delivered["200 /edgex/events ".len()..]).unwrap();
+    assert_eq!(posted["deviceName"], "Thermostat-1", "{delivered}");
 
     let start = Instant::now();
     while http(http_port, "GET", "/api/v3/event/count", "").1["Count"]

@@ -1,8 +1,10 @@
-//! app-service's pure part, tested on the host: the pipeline ([`pipeline`]).
+//! app-service's pure parts, tested on the host: the pipeline ([`pipeline`]) and HTTP export
+//! ([`http`]).
 
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+pub mod http;
 pub mod pipeline;

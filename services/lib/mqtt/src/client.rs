@@ -244,19 +244,23 @@ async fn session(
     let mut last_heard = kernel::now();
     loop {
         loop {
-            let packet = match client.outbox.borrow().front() {
-                Some((topic, payload)) => Packet::Publish(Publish {
-                    topic: topic.clone(),
-                    payload: payload.clone(),
-                    qos: QoS::AtMostOnce,
-                    retain: false,
-                    dup: false,
-                    packet_id: None,
-                }),
+            let (sequence, packet) = match client.outbox.borrow().front_numbered() {
+                Some((sequence, (topic, payload))) => (
+                    sequence,
+                    Packet::Publish(Publish {
+                        topic: topic.clone(),
+                        payload: payload.clone(),
+                        qos: QoS::AtMostOnce,
+                        retain: false,
+                        dup: false,
+                        packet_id: None,
+                    }),
+                ),
                 None => break,
             };
             send(&mut stream, &packet).await?;
-            client.outbox.borrow_mut().pop();
+            // While the write waited, a full outbox may have dropped this very message.
+            client.outbox.borrow_mut().pop_delivered(sequence);
             client.published.set(client.published.get() + 1);
             last_sent = kernel::now();
         }

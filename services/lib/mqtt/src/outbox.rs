@@ -9,6 +9,8 @@ pub struct Outbox<T> {
     items: VecDeque<T>,
     capacity: usize,
     dropped: u64,
+    /// Sequence number of `items[0]` (every item pushed gets the next one).
+    head: u64,
 }
 
 impl<T> Outbox<T> {
@@ -18,6 +20,7 @@ impl<T> Outbox<T> {
             items: VecDeque::new(),
             capacity: capacity.max(1),
             dropped: 0,
+            head: 0,
         }
     }
 
@@ -25,6 +28,7 @@ impl<T> Outbox<T> {
     pub fn push(&mut self, item: T) {
         if self.items.len() == self.capacity {
             self.items.pop_front();
+            self.head += 1;
             self.dropped += 1;
         }
         self.items.push_back(item);
@@ -37,7 +41,26 @@ impl<T> Outbox<T> {
 
     /// Removes the oldest item.
     pub fn pop(&mut self) -> Option<T> {
-        self.items.pop_front()
+        let item = self.items.pop_front()?;
+        self.head += 1;
+        Some(item)
+    }
+
+    /// The oldest item with its sequence number: a sender that awaits between taking the
+    /// item and confirming its delivery passes that number to [`Outbox::pop_delivered`], so
+    /// that an item dropped meanwhile (the outbox was full) does not take another with it.
+    pub fn front_numbered(&self) -> Option<(u64, &T)> {
+        self.items.front().map(|item| (self.head, item))
+    }
+
+    /// Removes the oldest item if it is still number `sequence`; whether it was.
+    pub fn pop_delivered(&mut self, sequence: u64) -> bool {
+        if self.head == sequence && !self.items.is_empty() {
+            self.pop();
+            true
+        } else {
+            false
+        }
     }
 
     /// Items waiting.
@@ -77,5 +100,20 @@ mod tests {
             (Some(3), Some(4), Some(5), None)
         );
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn a_delivery_confirmed_after_a_drop_removes_nothing_else() {
+        let mut o = Outbox::new(2);
+        o.push("a");
+        o.push("b");
+        let (seq, _) = o.front_numbered().unwrap();
+        o.push("c"); // drops "a", the item being sent
+        assert!(!o.pop_delivered(seq));
+        assert_eq!(o.len(), 2);
+        let (seq, item) = o.front_numbered().unwrap();
+        assert_eq!(*item, "b");
+        assert!(o.pop_delivered(seq));
+        assert_eq!(o.front(), Some(&"c"));
     }
 }
