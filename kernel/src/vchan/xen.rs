@@ -402,10 +402,16 @@ impl Vchan {
     /// waiting for either (both directions signal the one event channel). With `out` empty it
     /// only reads. `Read(0)` once the peer closed and everything it wrote was read.
     /// Cancel-safe: bytes move only in the poll that returns them.
+    ///
+    /// Like `read` and `write` it watches the rings for a while before asking for an event, but
+    /// it yields to the executor between looks rather than spinning inside one poll: the
+    /// caller (a channel shared by many conversations) is woken often by the tasks that
+    /// produce what it writes, and they must run meanwhile.
     pub async fn transfer(&mut self, out: &[u8], inp: &mut [u8]) -> Result<Transferred, Error> {
         if inp.is_empty() || self.eof {
             return Ok(Transferred::Read(0));
         }
+        let watch_until = crate::now().saturating_add(SPIN);
         loop {
             if self.resources.is_none() {
                 return Err(Error::Closed);
@@ -431,7 +437,8 @@ impl Vchan {
                 chan.readable().map_or(true, |n| n > 0)
                     || (!out.is_empty() && chan.writable().map_or(true, |n| n > 0))
             };
-            if live && spin_until(|| ready(&mut self.chan)) {
+            if live && crate::now() < watch_until {
+                crate::executor::yield_now().await;
                 continue;
             }
             self.chan.request_notify(wire::NOTIFY_WRITE);

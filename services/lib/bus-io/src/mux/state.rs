@@ -335,9 +335,11 @@ impl Mux {
             };
         }
         let n = buf.len().min(stream.rx.len());
-        for (dst, src) in buf.iter_mut().zip(stream.rx.drain(..n)) {
-            *dst = src;
-        }
+        let (front, back) = stream.rx.as_slices();
+        let from_front = n.min(front.len());
+        buf[..from_front].copy_from_slice(&front[..from_front]);
+        buf[from_front..n].copy_from_slice(&back[..n - from_front]);
+        stream.rx.drain(..n);
         if stream.phase == Phase::Open {
             stream.to_grant += n as u32;
             if stream.to_grant >= WINDOW / 4 {
@@ -446,8 +448,15 @@ impl Mux {
                 .min(stream.send_credit as usize)
                 .min(MAX_DATA);
             stream.send_credit -= n as u32;
-            let data: Vec<u8> = stream.tx.drain(..n).collect();
-            wire::encode(&Frame::Data(stream_ref(slot), &data), out);
+            let (front, back) = stream.tx.as_slices();
+            let from_front = n.min(front.len());
+            wire::encode_data(
+                stream_ref(slot),
+                &front[..from_front],
+                &back[..n - from_front],
+                out,
+            );
+            stream.tx.drain(..n);
         }
     }
 }

@@ -153,6 +153,18 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
+/// Appends a `Data` frame whose payload is `first` then `second` (a ring buffer's two halves),
+/// at most [`MAX_DATA`] bytes and not empty.
+pub fn encode_data(stream: StreamRef, first: &[u8], second: &[u8], out: &mut Vec<u8>) {
+    let len = first.len() + second.len();
+    debug_assert!(len > 0 && len <= MAX_DATA);
+    out.push(DATA);
+    out.extend_from_slice(&stream.encode().to_le_bytes());
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(first);
+    out.extend_from_slice(second);
+}
+
 /// Encodes `hello` as a `Hello` frame's payload.
 pub fn encode_hello(hello: &Hello) -> Vec<u8> {
     postcard::to_allocvec(hello).unwrap_or_default()
