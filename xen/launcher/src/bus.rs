@@ -23,8 +23,8 @@ use indexmap::IndexMap;
 
 use crate::manifest::{Channel, Manifest, Network, ResolvedImages};
 
-/// The ring order of derived channels: 16 KiB each way, the bus multiplexer's window per stream.
-pub const BUS_RING_ORDER: u8 = 14;
+/// The ring order of derived channels: 64 KiB each way, the bus multiplexer's window per stream.
+pub const BUS_RING_ORDER: u8 = 16;
 
 /// Why the images' declarations do not make a node.
 #[derive(Clone, Debug, PartialEq, Eq)]

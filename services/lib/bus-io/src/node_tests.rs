@@ -229,3 +229,68 @@ fn a_closing_service_ends_its_streams_in_order_before_it_goes() {
         assert!(right.inner_channel_connected("left"));
     });
 }
+
+/// Not a test of behaviour: prints how long 20,000 objects take through a node pair and
+/// through a dedicated pipe (`cargo test --release -p lichen-bus-io throughput -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn throughput_through_nodes_and_dedicated_pipes() {
+    const N: u64 = 20_000;
+    let names: Vec<String> = (0..N).map(|i| format!("s{i}")).collect();
+    // Through the nodes.
+    let tasks = Rc::new(Tasks::default());
+    let (left, right, to_left, to_right) = pair(&LEFT, &RIGHT, &tasks);
+    connect(&to_left, &to_right, 16 * 1024);
+    let start = std::time::Instant::now();
+    run(&tasks, async {
+        let names_pub = left.publish(&NAMES).unwrap();
+        let sub = right.subscribe(&NAMES).unwrap();
+        for (i, name) in names.iter().enumerate() {
+            names_pub.publish(name, &"x".repeat(64)).unwrap();
+            if i % 128 == 127 {
+                while names_pub
+                    .shared()
+                    .with(|p| p.sessions().any(|s| p.wants_to_send(s)))
+                {
+                    crate::testing::yield_now().await;
+                }
+            }
+        }
+        while sub.with(|s| s.iter().count()) < N as usize {
+            let _ = sub.next().await;
+            while sub.try_next().is_some() {}
+        }
+    });
+    let node = start.elapsed();
+    // Through a dedicated pipe.
+    let tasks = Rc::new(Tasks::default());
+    let start = std::time::Instant::now();
+    run(&tasks, async {
+        let publisher = crate::SharedPublisher::new(
+            bus::Publisher::new(bus::Topic::new("left/Names", 1), bus::Volatile).unwrap(),
+        );
+        let sub = crate::Subscription::<String>::new(bus::Topic::new("left/Names", 1));
+        let (a, b) = pipe(16 * 1024);
+        let (oa, ob) = (Offered::new(), Offered::new());
+        oa.offer(a);
+        ob.offer(b);
+        let p2 = publisher.clone();
+        tasks.spawn(async move { p2.serve(oa, |_| {}).await });
+        let s2 = sub.clone();
+        tasks.spawn(async move { s2.run(ob).await });
+        for (i, name) in names.iter().enumerate() {
+            publisher.publish(name, &"x".repeat(64)).unwrap();
+            if i % 128 == 127 {
+                while publisher.with(|p| p.sessions().any(|s| p.wants_to_send(s))) {
+                    crate::testing::yield_now().await;
+                }
+            }
+        }
+        while sub.with(|s| s.iter().count()) < N as usize {
+            let _ = sub.next().await;
+            while sub.try_next().is_some() {}
+        }
+    });
+    let dedicated = start.elapsed();
+    std::println!("{N} objects: node {node:?}, dedicated pipe {dedicated:?}");
+}

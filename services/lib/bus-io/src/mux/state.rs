@@ -21,8 +21,14 @@ use core::fmt;
 
 use super::wire::{self, Frame, Hello, StreamRef, WireError, MAX_DATA};
 
-/// How many bytes of one stream may be in flight or unread, each way.
-pub const WINDOW: u32 = 16 * 1024;
+/// How many bytes of one stream may be in flight or unread, each way. The derived channel's
+/// rings are as large (2^16 bytes each way): a smaller window left the stream waiting for
+/// credit under Xen (16 KiB gave 0.06 to 0.16 times a dedicated channel's messages per second,
+/// 64 KiB 0.5 to 0.8 times, docs/BENCHMARKS.md).
+pub const WINDOW: u32 = 64 * 1024;
+
+/// A stream buffer emptied after a burst gives back memory above this capacity.
+const KEEP_CAPACITY: usize = 4096;
 
 /// Which of the channel's stream slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -340,6 +346,9 @@ impl Mux {
         buf[..from_front].copy_from_slice(&front[..from_front]);
         buf[from_front..n].copy_from_slice(&back[..n - from_front]);
         stream.rx.drain(..n);
+        if stream.rx.is_empty() {
+            stream.rx.shrink_to(KEEP_CAPACITY);
+        }
         if stream.phase == Phase::Open {
             stream.to_grant += n as u32;
             if stream.to_grant >= WINDOW / 4 {
@@ -457,6 +466,9 @@ impl Mux {
                 out,
             );
             stream.tx.drain(..n);
+            if stream.tx.is_empty() {
+                stream.tx.shrink_to(KEEP_CAPACITY);
+            }
         }
     }
 }
@@ -642,7 +654,9 @@ mod tests {
         let generation = subscriber2.open(0).unwrap();
         pump(&mut subscriber2, &mut publisher2).unwrap();
         let flood = vec![0u8; MAX_DATA];
-        let frames: Vec<Frame<'_>> = (0..5).map(|_| Frame::Data(TO_SUBSCRIBER, &flood)).collect();
+        let frames: Vec<Frame<'_>> = (0..=WINDOW as usize / MAX_DATA)
+            .map(|_| Frame::Data(TO_SUBSCRIBER, &flood))
+            .collect();
         let refused = peer_says(&mut subscriber2, &frames).unwrap_err();
         assert!(
             format!("{refused}").contains("beyond the credit"),
