@@ -13,15 +13,15 @@ use lichen_api::config::EdgeDevConfig;
 use prost::Message;
 use serde::Deserialize;
 
-use super::device_routes::{gunzip, served_config};
-use super::{ApiError, App};
+use super::device_routes::served_config;
+use super::{report_json, ApiError, App};
 use crate::admin_api::{
-    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Report, Reports,
+    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Reports,
 };
 use crate::device_config;
 use crate::registration::onboarding_id;
 use crate::store::StoreError;
-use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind, TelemetryQuery};
+use crate::store::{Device, DeviceConfig, Onboarding, TelemetryKind, TelemetryQuery};
 
 /// Where the admin API is mounted.
 pub(super) const PREFIX: &str = "/api/admin/v1";
@@ -339,45 +339,8 @@ async fn reports(
                 .is_err()
         {
             return Ok(Json(Reports {
-                reports: found.into_iter().map(to_report).collect(),
+                reports: found.into_iter().map(report_json::to_report).collect(),
             }));
         }
-    }
-}
-
-/// A stored report as JSON.
-fn to_report(report: Telemetry) -> Report {
-    use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, logs::LogBundle, metrics::ZMetricMsg};
-    fn json<M: Message + Default + serde::Serialize>(payload: &[u8]) -> serde_json::Value {
-        M::decode(payload)
-            .ok()
-            .and_then(|message| serde_json::to_value(message).ok())
-            .unwrap_or_default()
-    }
-    let kind = TelemetryKind::from_code(report.kind).unwrap_or(TelemetryKind::Info);
-    let message = match kind {
-        TelemetryKind::Info => json::<ZInfoMsg>(&report.payload),
-        TelemetryKind::Metrics => json::<ZMetricMsg>(&report.payload),
-        TelemetryKind::Logs => json::<LogBundle>(&report.payload),
-        TelemetryKind::AppLogs => json::<lichen_api::logs::AppInstanceLogBundle>(&report.payload),
-        TelemetryKind::FlowLog => json::<FlowMessage>(&report.payload),
-        TelemetryKind::NewLogs | TelemetryKind::AppNewLogs => {
-            let text = gunzip(&report.payload).unwrap_or_default();
-            String::from_utf8_lossy(&text)
-                .lines()
-                .filter(|line| !line.trim().is_empty())
-                .map(|line| {
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|_| serde_json::Value::String(line.to_owned()))
-                })
-                .collect()
-        }
-    };
-    Report {
-        seq: report.seq,
-        kind: kind.name().to_owned(),
-        object: report.object,
-        received_at_ms: report.received_at_ms,
-        message,
     }
 }

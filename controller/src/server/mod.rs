@@ -11,6 +11,7 @@ mod housekeeping;
 mod limits;
 mod listener;
 mod report_index;
+mod report_json;
 
 use std::io;
 use std::net::SocketAddr;
