@@ -605,3 +605,61 @@ async fn attestation_earns_the_integrity_token_config_requests_then_need() {
     device.poll_config().await.unwrap();
     fixture.controller.stop().await;
 }
+
+#[tokio::test]
+async fn hardware_health_reports_are_kept() {
+    use lichen_api::hardwarehealth::{EccMemoryControllerInfo, EccMemoryReport, ZHardwareHealth};
+    use lichen_api::info::{SmartAttr, StorageDiskInfo};
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-hw").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    let health = ZHardwareHealth {
+        dev_id: uuid.clone(),
+        at_time_stamp: None,
+        mr: Some(EccMemoryReport {
+            memory_controllers: vec![EccMemoryControllerInfo {
+                controller_name: "mc0".into(),
+                ce_count: 3,
+                ue_count: 0,
+                ranks: Vec::new(),
+            }],
+        }),
+        disks: vec![StorageDiskInfo {
+            disk_name: "nvme0n1".into(),
+            smart_attr: vec![SmartAttr {
+                id: 194,
+                raw_value: 41,
+                attribute_name: "Temperature_Celsius".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    device.post_report("hardwarehealth", &health).await.unwrap();
+    let not_health = device.signer().seal_to_bytes_raw(vec![0xff; 4]);
+    assert_eq!(
+        device
+            .post_raw("hardwarehealth", not_health)
+            .await
+            .unwrap()
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let kept = fixture
+        .admin
+        .reports(
+            &uuid,
+            &["hardwarehealth".into()],
+            0,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.reports.len(), 1);
+    let message = &kept.reports[0].message;
+    assert_eq!(message["mr"]["memoryControllers"][0]["ceCount"], "3");
+    assert_eq!(message["disks"][0]["smartAttr"][0]["id"], 194);
+    fixture.controller.stop().await;
+}

@@ -30,6 +30,9 @@ pub(super) fn to_report(report: Telemetry) -> Report {
         TelemetryKind::Logs => message_json::<LogBundle>(&report.payload),
         TelemetryKind::AppLogs => message_json::<AppInstanceLogBundle>(&report.payload),
         TelemetryKind::FlowLog => message_json::<FlowMessage>(&report.payload),
+        TelemetryKind::HardwareHealth => {
+            message_json::<lichen_api::hardwarehealth::ZHardwareHealth>(&report.payload)
+        }
         TelemetryKind::NewLogs | TelemetryKind::AppNewLogs => {
             let text = gunzip(&report.payload).unwrap_or_default();
             String::from_utf8_lossy(&text)

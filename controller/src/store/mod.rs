@@ -69,11 +69,13 @@ pub enum TelemetryKind {
     AppLogs = 6,
     /// Gzip of an app instance's JSON log lines (route `apps/instanceid/{id}/newlogs`).
     AppNewLogs = 7,
+    /// `ZHardwareHealth` (route `hardwarehealth`).
+    HardwareHealth = 8,
 }
 
 impl TelemetryKind {
     /// Every kind, in route order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Info,
         Self::Metrics,
         Self::Logs,
@@ -81,15 +83,17 @@ impl TelemetryKind {
         Self::NewLogs,
         Self::AppLogs,
         Self::AppNewLogs,
+        Self::HardwareHealth,
     ];
 
     /// The kinds a device posts under `id/{uuid}/` (the others are per app instance).
-    pub const DEVICE: [Self; 5] = [
+    pub const DEVICE: [Self; 6] = [
         Self::Info,
         Self::Metrics,
         Self::Logs,
         Self::FlowLog,
         Self::NewLogs,
+        Self::HardwareHealth,
     ];
 
     /// The kind's route and name, e.g. `"info"`.
@@ -102,6 +106,7 @@ impl TelemetryKind {
             Self::NewLogs => "newlogs",
             Self::AppLogs => "applogs",
             Self::AppNewLogs => "appnewlogs",
+            Self::HardwareHealth => "hardwarehealth",
         }
     }
 
