@@ -179,6 +179,27 @@ impl TelemetryQuery {
     }
 }
 
+/// What [`Store::config_request`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRequestState {
+    /// The device's configuration, if one was set.
+    pub config: Option<DeviceConfig>,
+    /// The token its config requests must carry (empty: none required).
+    pub integrity_token: Vec<u8>,
+}
+
+/// The integrity token in an encoded [`Attestation`] record.
+fn token_of(record: Option<&[u8]>) -> Result<Vec<u8>, StoreError> {
+    record
+        .map(|bytes| {
+            <Attestation as prost::Message>::decode(bytes)
+                .map(|attestation| attestation.integrity_token)
+                .map_err(|error| StoreError::Backend(format!("attestation record: {error}")))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 /// Which devices [`Store::devices_by_contact`] returns, by when they were last heard from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ContactQuery {
@@ -221,6 +242,9 @@ pub trait Store: Send + Sync + 'static {
     /// A device's configuration, if one was set.
     fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>>;
 
+    /// What a config request needs, in one read: `None` if the device does not exist, else its
+    /// configuration (if set) and the integrity token it must present (empty: none).
+    fn config_request<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<ConfigRequestState>>;
     /// A device's attestation state, if it has any.
     fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>>;
     /// Replaces a device's attestation state, if `record.version` is one above the stored one's

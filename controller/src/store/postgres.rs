@@ -19,8 +19,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::{
-    Attestation, ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention,
-    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+    Attestation, ConfigRequestState, ContactQuery, Device, DeviceConfig, LogLine, LogQuery,
+    Onboarding, Retention, Store, StoreError, StoreFuture, Telemetry, TelemetryKind,
+    TelemetryQuery,
 };
 
 /// Connections per controller.
@@ -490,6 +491,38 @@ impl Store for PostgresStore {
                     })
                 })
                 .transpose()
+        })
+    }
+
+    fn config_request<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<ConfigRequestState>> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    "SELECT c.version, c.config, c.hash, a.record FROM devices d
+                     LEFT JOIN configs c ON c.uuid = d.uuid
+                     LEFT JOIN attestations a ON a.uuid = d.uuid
+                     WHERE d.uuid = $1",
+                    &[&uuid],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let version: Option<i64> = row.get(0);
+            let config = match (version, row.get(1), row.get(2)) {
+                (Some(version), Some(config), Some(hash)) => Some(DeviceConfig {
+                    uuid: uuid.to_owned(),
+                    version: u64_of(version)?,
+                    config,
+                    hash,
+                }),
+                _ => None,
+            };
+            let record: Option<Vec<u8>> = row.get(3);
+            Ok(Some(ConfigRequestState {
+                config,
+                integrity_token: super::token_of(record.as_deref())?,
+            }))
         })
     }
 
