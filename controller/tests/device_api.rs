@@ -663,3 +663,33 @@ async fn hardware_health_reports_are_kept() {
     assert_eq!(message["disks"][0]["smartAttr"][0]["id"], 194);
     fixture.controller.stop().await;
 }
+
+#[tokio::test]
+async fn devices_are_listed_by_last_contact() {
+    let state = tempfile::tempdir().unwrap();
+    let mut options = server::Options::new(state.path().to_owned(), "127.0.0.1:0".parse().unwrap());
+    options.contact_interval = std::time::Duration::from_millis(50);
+    let controller = server::start(options).await.unwrap();
+    let url = format!("https://{}", controller.addr);
+    let (admin, target) = common::connect(&url, state.path()).await;
+    let mut active = target.device("sim-active").unwrap();
+    active.fetch_certs().await.unwrap();
+    active.register().await.unwrap();
+    active.poll_config().await.unwrap();
+    // Registered, never heard from with its device certificate.
+    let mut quiet = target.device("sim-quiet").unwrap();
+    quiet.fetch_certs().await.unwrap();
+    quiet.register().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let minute = Some(std::time::Duration::from_secs(60));
+    let serials = |devices: Vec<lichen_controller::admin_api::DeviceSummary>| -> Vec<String> {
+        devices.into_iter().map(|device| device.serial).collect()
+    };
+    let recent = admin.devices_by_contact(minute, None).await.unwrap();
+    assert_eq!(serials(recent), ["sim-active"]);
+    let silent = admin.devices_by_contact(None, minute).await.unwrap();
+    assert_eq!(serials(silent), ["sim-quiet"]);
+    assert_eq!(admin.devices_by_contact(None, None).await.unwrap().len(), 2);
+    controller.stop().await;
+}

@@ -147,9 +147,23 @@ async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
     })
 }
 
-async fn list_devices(State(app): State<Arc<App>>) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+/// Query of the devices route: by last contact (as written to the store, every few seconds).
+#[derive(Deserialize)]
+struct ContactFilter {
+    seen_since_ms: Option<u64>,
+    not_seen_since_ms: Option<u64>,
+}
+
+async fn list_devices(
+    State(app): State<Arc<App>>,
+    Query(filter): Query<ContactFilter>,
+) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    let query = crate::store::ContactQuery {
+        seen_since: filter.seen_since_ms,
+        not_seen_since: filter.not_seen_since_ms,
+    };
     let mut summaries = Vec::new();
-    for device in app.store.devices().await? {
+    for device in app.store.devices_by_contact(query).await? {
         summaries.push(summary(&app, device).await?);
     }
     Ok(Json(summaries))
