@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::admin_api::{
-    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Reports,
+    ConfigSet, DeviceSummary, LogLine, MetricPoint, NewOnboarding, OnboardingEntry, Reports,
 };
 use crate::client::{ClientError, HttpsClient};
 
@@ -190,6 +190,12 @@ impl AdminClient {
         if !kinds.is_empty() {
             path.push_str(&format!("&kinds={}", kinds.join(",")));
         }
+        self.call(Method::GET, &path, None, StatusCode::OK).await
+    }
+
+    /// A device's metrics as time series, oldest first: the newest `limit` points.
+    pub async fn metrics(&self, uuid: &str, limit: usize) -> Result<Vec<MetricPoint>, ClientError> {
+        let path = format!("/devices/{uuid}/metrics?limit={limit}");
         self.call(Method::GET, &path, None, StatusCode::OK).await
     }
 

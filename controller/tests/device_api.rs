@@ -693,3 +693,31 @@ async fn devices_are_listed_by_last_contact() {
     assert_eq!(admin.devices_by_contact(None, None).await.unwrap().len(), 2);
     controller.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_come_back_as_time_series() {
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-metrics").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    for uptime in [60, 70, 80] {
+        device
+            .post_report("metrics", &reports::metrics(&uuid, uptime))
+            .await
+            .unwrap();
+    }
+    let points = fixture.admin.metrics(&uuid, 2).await.unwrap();
+    assert_eq!(points.len(), 2, "the newest 2");
+    assert!(points[0].at_ms <= points[1].at_ms);
+    assert_eq!(
+        (
+            points[1].memory_used_mib,
+            points[1].cpu_total,
+            points[1].cpu_system_total
+        ),
+        (512, 8, 160)
+    );
+    assert_eq!(points[1].cpu_share, Some(1.0 / 20.0));
+    fixture.controller.stop().await;
+}

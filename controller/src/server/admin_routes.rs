@@ -39,6 +39,7 @@ pub(super) fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/devices/{uuid}/config", get(get_config).put(set_config))
         .route("/devices/{uuid}/reports", get(reports))
         .route("/devices/{uuid}/logs", get(logs))
+        .route("/devices/{uuid}/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 
@@ -272,6 +273,38 @@ struct LogsQuery {
     #[serde(default)]
     newest_first: bool,
     limit: Option<usize>,
+}
+
+/// Query of the metrics route.
+#[derive(Deserialize)]
+struct MetricsQuery {
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A device's metrics as time series (oldest first): the newest `limit` points in the range.
+async fn metrics(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+    Query(query): Query<MetricsQuery>,
+) -> Result<Json<Vec<crate::admin_api::MetricPoint>>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let mut reports = app
+        .store
+        .telemetry(TelemetryQuery {
+            since_ms: query.since_ms,
+            until_ms: query.until_ms,
+            newest_first: true,
+            ..TelemetryQuery::device(
+                &uuid,
+                &[TelemetryKind::Metrics],
+                query.limit.unwrap_or(PAGE).min(10 * PAGE),
+            )
+        })
+        .await?;
+    reports.reverse();
+    Ok(Json(super::metrics_series::series(&reports)))
 }
 
 /// A device's log lines (from `logs` and `newlogs` reports), filtered.

@@ -10,6 +10,7 @@ mod error;
 mod housekeeping;
 mod limits;
 mod listener;
+mod metrics_series;
 mod report_index;
 mod report_json;
 
