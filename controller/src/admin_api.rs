@@ -92,6 +92,34 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// One sample of a device's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// When it was measured (the report's time, else its arrival), ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Cumulative CPU time used, as the device counts it.
+    pub cpu_total: u64,
+    /// Cumulative CPU time available, in the same unit.
+    pub cpu_system_total: u64,
+    /// Share of the CPU used since the previous point (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<f64>,
+    /// Memory in use and available, MiB.
+    pub memory_used_mib: u64,
+    /// Memory available, MiB.
+    pub memory_available_mib: u64,
+    /// Bytes sent and received over all interfaces (cumulative).
+    pub network_tx_bytes: u64,
+    /// Bytes received over all interfaces (cumulative).
+    pub network_rx_bytes: u64,
+    /// Bytes per second sent since the previous point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_tx_per_s: Option<f64>,
+    /// Bytes per second received since the previous point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_rx_per_s: Option<f64>,
+}
+
 /// A page of reports.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reports {

@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::admin_api::{
-    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Reports,
+    ConfigSet, DeviceSummary, LogLine, MetricPoint, NewOnboarding, OnboardingEntry, Reports,
 };
 use crate::client::{ClientError, HttpsClient};
 
@@ -105,6 +105,31 @@ impl AdminClient {
             .await
     }
 
+    /// Devices heard from within `seen_within` (if given) and not within `silent_for` (if
+    /// given), by last contact as the store has it (written every few seconds).
+    pub async fn devices_by_contact(
+        &self,
+        seen_within: Option<Duration>,
+        silent_for: Option<Duration>,
+    ) -> Result<Vec<DeviceSummary>, ClientError> {
+        let now = crate::server::now_ms();
+        let ago = |within: Duration| now.saturating_sub(within.as_millis() as u64);
+        let mut path = "/devices?".to_owned();
+        if let Some(within) = seen_within {
+            path.push_str(&format!("seen_since_ms={}&", ago(within)));
+        }
+        if let Some(silent) = silent_for {
+            path.push_str(&format!("not_seen_since_ms={}&", ago(silent)));
+        }
+        self.call(
+            Method::GET,
+            path.trim_end_matches(['?', '&']),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// One device.
     pub async fn device(&self, uuid: &str) -> Result<DeviceSummary, ClientError> {
         self.call(
@@ -165,6 +190,12 @@ impl AdminClient {
         if !kinds.is_empty() {
             path.push_str(&format!("&kinds={}", kinds.join(",")));
         }
+        self.call(Method::GET, &path, None, StatusCode::OK).await
+    }
+
+    /// A device's metrics as time series, oldest first: the newest `limit` points.
+    pub async fn metrics(&self, uuid: &str, limit: usize) -> Result<Vec<MetricPoint>, ClientError> {
+        let path = format!("/devices/{uuid}/metrics?limit={limit}");
         self.call(Method::GET, &path, None, StatusCode::OK).await
     }
 
@@ -314,7 +345,14 @@ pub enum OnboardingCommand {
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
     /// Lists devices.
-    List,
+    List {
+        /// Only devices heard from in the last this many minutes.
+        #[arg(long)]
+        seen_within: Option<u64>,
+        /// Only devices not heard from for this many minutes (including never).
+        #[arg(long)]
+        silent_for: Option<u64>,
+    },
     /// Shows one device.
     Show {
         /// The device's UUID.
@@ -377,9 +415,17 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
         AdminCommand::Onboarding(OnboardingCommand::Remove { id }) => {
             admin.remove_onboarding(&id).await.map_err(text)?
         }
-        AdminCommand::Devices(DevicesCommand::List) => {
+        AdminCommand::Devices(DevicesCommand::List {
+            seen_within,
+            silent_for,
+        }) => {
+            let minutes = |m: u64| Duration::from_secs(m * 60);
+            let devices = admin
+                .devices_by_contact(seen_within.map(minutes), silent_for.map(minutes))
+                .await
+                .map_err(text)?;
             println!("{:36}  {:20}  {:>7}  last seen", "uuid", "serial", "config");
-            for device in admin.devices().await.map_err(text)? {
+            for device in devices {
                 let seen = device.last_seen_ms.map_or("-".to_owned(), |ms| {
                     format!("{} ms ago", crate::server::now_ms().saturating_sub(ms))
                 });

@@ -605,3 +605,119 @@ async fn attestation_earns_the_integrity_token_config_requests_then_need() {
     device.poll_config().await.unwrap();
     fixture.controller.stop().await;
 }
+
+#[tokio::test]
+async fn hardware_health_reports_are_kept() {
+    use lichen_api::hardwarehealth::{EccMemoryControllerInfo, EccMemoryReport, ZHardwareHealth};
+    use lichen_api::info::{SmartAttr, StorageDiskInfo};
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-hw").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    let health = ZHardwareHealth {
+        dev_id: uuid.clone(),
+        at_time_stamp: None,
+        mr: Some(EccMemoryReport {
+            memory_controllers: vec![EccMemoryControllerInfo {
+                controller_name: "mc0".into(),
+                ce_count: 3,
+                ue_count: 0,
+                ranks: Vec::new(),
+            }],
+        }),
+        disks: vec![StorageDiskInfo {
+            disk_name: "nvme0n1".into(),
+            smart_attr: vec![SmartAttr {
+                id: 194,
+                raw_value: 41,
+                attribute_name: "Temperature_Celsius".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    device.post_report("hardwarehealth", &health).await.unwrap();
+    let not_health = device.signer().seal_to_bytes_raw(vec![0xff; 4]);
+    assert_eq!(
+        device
+            .post_raw("hardwarehealth", not_health)
+            .await
+            .unwrap()
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let kept = fixture
+        .admin
+        .reports(
+            &uuid,
+            &["hardwarehealth".into()],
+            0,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.reports.len(), 1);
+    let message = &kept.reports[0].message;
+    assert_eq!(message["mr"]["memoryControllers"][0]["ceCount"], "3");
+    assert_eq!(message["disks"][0]["smartAttr"][0]["id"], 194);
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn devices_are_listed_by_last_contact() {
+    let state = tempfile::tempdir().unwrap();
+    let mut options = server::Options::new(state.path().to_owned(), "127.0.0.1:0".parse().unwrap());
+    options.contact_interval = std::time::Duration::from_millis(50);
+    let controller = server::start(options).await.unwrap();
+    let url = format!("https://{}", controller.addr);
+    let (admin, target) = common::connect(&url, state.path()).await;
+    let mut active = target.device("sim-active").unwrap();
+    active.fetch_certs().await.unwrap();
+    active.register().await.unwrap();
+    active.poll_config().await.unwrap();
+    // Registered, never heard from with its device certificate.
+    let mut quiet = target.device("sim-quiet").unwrap();
+    quiet.fetch_certs().await.unwrap();
+    quiet.register().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let minute = Some(std::time::Duration::from_secs(60));
+    let serials = |devices: Vec<lichen_controller::admin_api::DeviceSummary>| -> Vec<String> {
+        devices.into_iter().map(|device| device.serial).collect()
+    };
+    let recent = admin.devices_by_contact(minute, None).await.unwrap();
+    assert_eq!(serials(recent), ["sim-active"]);
+    let silent = admin.devices_by_contact(None, minute).await.unwrap();
+    assert_eq!(serials(silent), ["sim-quiet"]);
+    assert_eq!(admin.devices_by_contact(None, None).await.unwrap().len(), 2);
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_come_back_as_time_series() {
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-metrics").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+    for uptime in [60, 70, 80] {
+        device
+            .post_report("metrics", &reports::metrics(&uuid, uptime))
+            .await
+            .unwrap();
+    }
+    let points = fixture.admin.metrics(&uuid, 2).await.unwrap();
+    assert_eq!(points.len(), 2, "the newest 2");
+    assert!(points[0].at_ms <= points[1].at_ms);
+    assert_eq!(
+        (
+            points[1].memory_used_mib,
+            points[1].cpu_total,
+            points[1].cpu_system_total
+        ),
+        (512, 8, 160)
+    );
+    assert_eq!(points[1].cpu_share, Some(1.0 / 20.0));
+    fixture.controller.stop().await;
+}

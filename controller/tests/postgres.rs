@@ -1,8 +1,8 @@
 //! Two controller processes sharing one PostgreSQL database (stateless controllers behind one
 //! address): a device may talk to either, an admin may use either, and one killed with SIGKILL
-//! loses nothing it acknowledged. Needs a PostgreSQL server: `controller/tests/with-postgres.sh`
-//! starts Debian's and sets `LICHEN_TEST_POSTGRES`; without it the test is skipped, loudly,
-//! unless `LICHEN_REQUIRE_POSTGRES=1`.
+//! loses nothing it acknowledged. Needs a PostgreSQL server, so it is ignored by a plain
+//! `cargo test`: `controller/tests/with-postgres.sh cargo test -p lichen-controller --
+//! --include-ignored` starts Debian's, sets `LICHEN_TEST_POSTGRES` and runs it.
 
 mod common;
 
@@ -19,17 +19,10 @@ use lichen_controller::devsim::fleet::Target;
 use lichen_controller::devsim::{reports, ConfigPoll, SimError};
 use tokio_postgres::NoTls;
 
-fn server() -> Option<String> {
-    match std::env::var("LICHEN_TEST_POSTGRES") {
-        Ok(config) => Some(config),
-        Err(_) if std::env::var("LICHEN_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
-            panic!("LICHEN_REQUIRE_POSTGRES=1 but LICHEN_TEST_POSTGRES is not set")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED: PostgreSQL tests (run controller/tests/with-postgres.sh)");
-            None
-        }
-    }
+fn server() -> String {
+    std::env::var("LICHEN_TEST_POSTGRES").expect(
+        "LICHEN_TEST_POSTGRES is not set: run controller/tests/with-postgres.sh cargo test -p lichen-controller -- --include-ignored",
+    )
 }
 
 /// A new, empty database; returns its connection configuration.
@@ -81,8 +74,9 @@ fn through(target: &Target, url: &str, ca_pem: &str) -> Target {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (controller/tests/with-postgres.sh)"]
 async fn two_controllers_share_one_database() {
-    let Some(server) = server() else { return };
+    let server = server();
     let database = new_database(&server, "lichen_two_controllers").await;
     let state = tempfile::tempdir().unwrap();
     // The first creates the certificates and token; the second uses the same ones.

@@ -122,3 +122,44 @@ async fn a_crash_loses_nothing_acknowledged() {
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+/// A state directory of an earlier version: `serve` refuses it and says to migrate; `migrate`
+/// moves it (here an empty log) and keeps the old file; then `serve` starts.
+#[test]
+fn an_old_state_directory_is_migrated_not_silently_replaced() {
+    let state = tempfile::tempdir().unwrap();
+    let old_log = state.path().join("store").join("lichen.log");
+    std::fs::create_dir_all(old_log.parent().unwrap()).unwrap();
+    std::fs::write(&old_log, b"").unwrap();
+    let binary = env!("CARGO_BIN_EXE_lichen-controller");
+
+    let refused = Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("lichen-controller migrate"), "{message}");
+    assert!(!state.path().join("lichen.db").exists());
+
+    let migrated = Command::new(binary)
+        .args(["migrate", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("0 devices"));
+    assert!(!old_log.exists());
+    assert!(old_log.with_extension("log.migrated").exists());
+    let again = Command::new(binary)
+        .args(["migrate", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "nothing left to migrate");
+
+    let (mut child, _url) = start(state.path(), "127.0.0.1:0");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

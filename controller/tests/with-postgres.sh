@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs a command beside a private PostgreSQL server (Debian's): a new data directory, a free
 # port on 127.0.0.1, trust authentication for the superuser `postgres`; stopped and removed at
-# the end. The command gets LICHEN_TEST_POSTGRES (connection settings) and
-# LICHEN_REQUIRE_POSTGRES=1, so the PostgreSQL tests run instead of being skipped.
-#   controller/tests/with-postgres.sh cargo test -p lichen-controller
+# the end. The command gets LICHEN_TEST_POSTGRES (connection settings); the PostgreSQL tests
+# are #[ignore]d otherwise, so run them with --include-ignored:
+#   controller/tests/with-postgres.sh cargo test -p lichen-controller -- --include-ignored
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
 
@@ -44,5 +44,4 @@ done
 [ -n "$started" ] || { cat "$data/log" >&2; die "PostgreSQL did not start"; }
 
 export LICHEN_TEST_POSTGRES="host=127.0.0.1 port=$port user=postgres dbname=postgres"
-export LICHEN_REQUIRE_POSTGRES=1
 "$@"

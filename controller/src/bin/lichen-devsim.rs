@@ -74,6 +74,10 @@ enum Command {
         /// Write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Seconds of report ingestion (info, metrics, newlogs from 64 devices) measured before
+        /// the polls of each run (0: none).
+        #[arg(long, default_value_t = 10)]
+        ingest: u64,
         /// Stores to measure, each at every size: `sqlite`, `postgres`.
         #[arg(long, value_delimiter = ',', default_value = "sqlite")]
         backends: Vec<String>,
@@ -123,6 +127,7 @@ async fn main() -> ExitCode {
             json,
             backends,
             postgres,
+            ingest,
         } => {
             let options = BenchOptions {
                 controller,
@@ -133,6 +138,7 @@ async fn main() -> ExitCode {
                 measure: Duration::from_secs(measure),
                 parallel: 32,
                 target_p99_ms: 50.0,
+                ingest: Duration::from_secs(ingest),
             };
             run_bench(&options, json).await
         }

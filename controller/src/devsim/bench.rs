@@ -33,6 +33,8 @@ pub struct BenchOptions {
     pub parallel: usize,
     /// The p99 latency target, in milliseconds.
     pub target_p99_ms: f64,
+    /// How long to measure report ingestion before the polls (0: not at all).
+    pub ingest: Duration,
 }
 
 /// The figures of one fleet size.
@@ -71,6 +73,70 @@ pub struct RunFigures {
     pub load_average: f64,
     /// Whether p99 met the target with no failures.
     pub meets_target: bool,
+    /// Reports (info, metrics, newlogs in turn, from 64 devices at once) stored per second.
+    pub ingest_reports_per_s: f64,
+    /// The same per second of controller CPU time (i.e. per core).
+    pub ingest_reports_per_cpu_s: f64,
+    /// Reports refused or failed during ingestion.
+    pub ingest_failures: u64,
+}
+
+/// Devices posting reports during the ingestion phase.
+const INGEST_DEVICES: usize = 64;
+
+/// Has the first [`INGEST_DEVICES`] of `devices` post info, metrics and newlogs reports in turn
+/// for `duration`; returns reports stored per second, per controller CPU second, and failures.
+async fn ingest(
+    devices: &[super::SimDevice],
+    duration: Duration,
+    controller: &Controller,
+) -> Result<(f64, f64, u64), String> {
+    use super::reports;
+    let cpu_start = controller.cpu_ticks()?;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let posting = devices
+        .iter()
+        .take(INGEST_DEVICES)
+        .map(|device| async move {
+            let uuid = device.uuid().unwrap_or_default().to_owned();
+            let info = reports::device_info(&uuid, &device.serial);
+            let metrics = reports::metrics(&uuid, 60);
+            let lines: Vec<String> = (0..20).map(|i| format!("simulated log line {i}")).collect();
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let newlogs = reports::newlogs(&lines);
+            let (mut stored, mut failed) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                let newlogs = device.signer().seal_to_bytes_raw(newlogs.clone());
+                let results = [
+                    device.post_report("info", &info).await.is_ok(),
+                    device.post_report("metrics", &metrics).await.is_ok(),
+                    device
+                        .post_raw("newlogs", newlogs)
+                        .await
+                        .is_ok_and(|reply| reply.status == http::StatusCode::CREATED),
+                ];
+                for ok in results {
+                    if ok {
+                        stored += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+            (stored, failed)
+        });
+    let counts = futures_util::future::join_all(posting).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_s = (controller.cpu_ticks()? - cpu_start) as f64 / CLOCK_TICKS_PER_S;
+    let stored: u64 = counts.iter().map(|(stored, _)| stored).sum();
+    let failed: u64 = counts.iter().map(|(_, failed)| failed).sum();
+    let per_cpu = if cpu_s > 0.0 {
+        stored as f64 / cpu_s
+    } else {
+        0.0
+    };
+    Ok((stored as f64 / seconds, per_cpu, failed))
 }
 
 /// Runs the benchmark and returns one result per size.
@@ -161,6 +227,12 @@ async fn measure(
     let onboarding_s = started.elapsed().as_secs_f64();
     let rss_after = controller.rss_kib()?;
     eprintln!("bench: onboarded {devices} devices in {onboarding_s:.1} s");
+    let (ingest_reports_per_s, ingest_reports_per_cpu_s, ingest_failures) =
+        if options.ingest.is_zero() {
+            (0.0, 0.0, 0)
+        } else {
+            ingest(&fleet, options.ingest, controller).await?
+        };
 
     let recorder = Arc::new(Recorder::default());
     let behaviour = Behaviour {
@@ -218,6 +290,9 @@ async fn measure(
         memory_per_device_kib: rss_after.saturating_sub(rss_before) as f64 / devices as f64,
         load_average: load_average(),
         meets_target: failures == 0 && p99_ms < options.target_p99_ms,
+        ingest_reports_per_s,
+        ingest_reports_per_cpu_s,
+        ingest_failures,
     })
 }
 
@@ -325,7 +400,7 @@ pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
         options.target_p99_ms
     );
     out.push_str(&format!(
-        "{:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>6}  {}\n",
+        "{:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>6} {:>9} {:>11}  {}\n",
         "backend",
         "devices",
         "req/s",
@@ -339,11 +414,13 @@ pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
         "KiB/device",
         "onboard s",
         "load",
+        "ingest/s",
+        "ingest/cpu-s",
         "target"
     ));
     for r in results {
         out.push_str(&format!(
-            "{:>8} {:>8} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9.1} {:>10.2} {:>9.1} {:>6.1}  {}\n",
+            "{:>8} {:>8} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9.1} {:>10.2} {:>9.1} {:>6.1} {:>9.0} {:>11.0}  {}\n",
             r.backend,
             r.devices,
             r.requests_per_s,
@@ -357,6 +434,8 @@ pub fn table(results: &[RunFigures], options: &BenchOptions) -> String {
             r.memory_per_device_kib,
             r.onboarding_s,
             r.load_average,
+            r.ingest_reports_per_s,
+            r.ingest_reports_per_cpu_s,
             if r.meets_target { "met" } else { "NOT met" }
         ));
     }

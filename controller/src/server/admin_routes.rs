@@ -13,15 +13,15 @@ use lichen_api::config::EdgeDevConfig;
 use prost::Message;
 use serde::Deserialize;
 
-use super::device_routes::{gunzip, served_config};
-use super::{ApiError, App};
+use super::device_routes::served_config;
+use super::{report_json, ApiError, App};
 use crate::admin_api::{
-    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Report, Reports,
+    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Reports,
 };
 use crate::device_config;
 use crate::registration::onboarding_id;
 use crate::store::StoreError;
-use crate::store::{Device, DeviceConfig, Onboarding, Telemetry, TelemetryKind, TelemetryQuery};
+use crate::store::{Device, DeviceConfig, Onboarding, TelemetryKind, TelemetryQuery};
 
 /// Where the admin API is mounted.
 pub(super) const PREFIX: &str = "/api/admin/v1";
@@ -39,6 +39,7 @@ pub(super) fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/devices/{uuid}/config", get(get_config).put(set_config))
         .route("/devices/{uuid}/reports", get(reports))
         .route("/devices/{uuid}/logs", get(logs))
+        .route("/devices/{uuid}/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 
@@ -147,9 +148,23 @@ async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
     })
 }
 
-async fn list_devices(State(app): State<Arc<App>>) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+/// Query of the devices route: by last contact (as written to the store, every few seconds).
+#[derive(Deserialize)]
+struct ContactFilter {
+    seen_since_ms: Option<u64>,
+    not_seen_since_ms: Option<u64>,
+}
+
+async fn list_devices(
+    State(app): State<Arc<App>>,
+    Query(filter): Query<ContactFilter>,
+) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    let query = crate::store::ContactQuery {
+        seen_since: filter.seen_since_ms,
+        not_seen_since: filter.not_seen_since_ms,
+    };
     let mut summaries = Vec::new();
-    for device in app.store.devices().await? {
+    for device in app.store.devices_by_contact(query).await? {
         summaries.push(summary(&app, device).await?);
     }
     Ok(Json(summaries))
@@ -260,6 +275,38 @@ struct LogsQuery {
     limit: Option<usize>,
 }
 
+/// Query of the metrics route.
+#[derive(Deserialize)]
+struct MetricsQuery {
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A device's metrics as time series (oldest first): the newest `limit` points in the range.
+async fn metrics(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+    Query(query): Query<MetricsQuery>,
+) -> Result<Json<Vec<crate::admin_api::MetricPoint>>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let mut reports = app
+        .store
+        .telemetry(TelemetryQuery {
+            since_ms: query.since_ms,
+            until_ms: query.until_ms,
+            newest_first: true,
+            ..TelemetryQuery::device(
+                &uuid,
+                &[TelemetryKind::Metrics],
+                query.limit.unwrap_or(PAGE).min(10 * PAGE),
+            )
+        })
+        .await?;
+    reports.reverse();
+    Ok(Json(super::metrics_series::series(&reports)))
+}
+
 /// A device's log lines (from `logs` and `newlogs` reports), filtered.
 async fn logs(
     State(app): State<Arc<App>>,
@@ -339,45 +386,8 @@ async fn reports(
                 .is_err()
         {
             return Ok(Json(Reports {
-                reports: found.into_iter().map(to_report).collect(),
+                reports: found.into_iter().map(report_json::to_report).collect(),
             }));
         }
-    }
-}
-
-/// A stored report as JSON.
-fn to_report(report: Telemetry) -> Report {
-    use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, logs::LogBundle, metrics::ZMetricMsg};
-    fn json<M: Message + Default + serde::Serialize>(payload: &[u8]) -> serde_json::Value {
-        M::decode(payload)
-            .ok()
-            .and_then(|message| serde_json::to_value(message).ok())
-            .unwrap_or_default()
-    }
-    let kind = TelemetryKind::from_code(report.kind).unwrap_or(TelemetryKind::Info);
-    let message = match kind {
-        TelemetryKind::Info => json::<ZInfoMsg>(&report.payload),
-        TelemetryKind::Metrics => json::<ZMetricMsg>(&report.payload),
-        TelemetryKind::Logs => json::<LogBundle>(&report.payload),
-        TelemetryKind::AppLogs => json::<lichen_api::logs::AppInstanceLogBundle>(&report.payload),
-        TelemetryKind::FlowLog => json::<FlowMessage>(&report.payload),
-        TelemetryKind::NewLogs | TelemetryKind::AppNewLogs => {
-            let text = gunzip(&report.payload).unwrap_or_default();
-            String::from_utf8_lossy(&text)
-                .lines()
-                .filter(|line| !line.trim().is_empty())
-                .map(|line| {
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|_| serde_json::Value::String(line.to_owned()))
-                })
-                .collect()
-        }
-    };
-    Report {
-        seq: report.seq,
-        kind: kind.name().to_owned(),
-        object: report.object,
-        received_at_ms: report.received_at_ms,
-        message,
     }
 }

@@ -240,30 +240,24 @@ async fn config(
 ) -> Result<Response, ApiError> {
     let request: ConfigRequest = decode(&signed_by.payload, "ConfigRequest")?;
     let uuid = &signed_by.device.uuid;
+    // A device deleted (perhaps through another controller sharing the store, so still in this
+    // one's cache) is unknown.
+    let Some(state) = app.store.config_request(uuid).await? else {
+        app.devices.forget(uuid);
+        return Err(ApiError::unauthorized("unknown device certificate"));
+    };
     // Once a device has attested, its config requests must carry the token it was given.
-    if let Some(attestation) = app.store.attestation(uuid).await? {
-        if !attestation.integrity_token.is_empty()
-            && request.integrity_token != attestation.integrity_token
-        {
-            return Err(ApiError::forbidden(
-                "integrity token does not match: attest again",
-            ));
-        }
+    if !state.integrity_token.is_empty() && request.integrity_token != state.integrity_token {
+        return Err(ApiError::forbidden(
+            "integrity token does not match: attest again",
+        ));
     }
-    let served = match app.store.config(uuid).await? {
+    let served = match state.config {
         Some(stored) => Served {
             bytes: stored.config,
             hash: stored.hash,
         },
-        // No configuration: a device that only onboarded, or one deleted (perhaps through
-        // another controller sharing the store, so still in this one's cache).
-        None if app.store.device(uuid).await?.is_some() => {
-            device_config::serve(uuid, 0, EdgeDevConfig::default())
-        }
-        None => {
-            app.devices.forget(uuid);
-            return Err(ApiError::unauthorized("unknown device certificate"));
-        }
+        None => device_config::serve(uuid, 0, EdgeDevConfig::default()),
     };
     if request.config_hash == served.hash {
         return Ok(StatusCode::NOT_MODIFIED.into_response());

@@ -10,7 +10,9 @@ mod error;
 mod housekeeping;
 mod limits;
 mod listener;
+mod metrics_series;
 mod report_index;
+mod report_json;
 
 use std::io;
 use std::net::SocketAddr;

@@ -7,6 +7,7 @@
 //! are missing or out of range fall back to the arrival time; lines past [`MAX_LINES`] and text
 //! past [`MAX_TEXT`] bytes are not indexed (the payload is stored whole regardless).
 
+use lichen_api::hardwarehealth::ZHardwareHealth;
 use lichen_api::logs::{AppInstanceLogBundle, LogBundle, LogEntry};
 use lichen_api::{flowlog::FlowMessage, info::ZInfoMsg, metrics::ZMetricMsg};
 use prost::Message;
@@ -46,6 +47,10 @@ pub fn index(
         },
         TelemetryKind::Metrics => {
             decode::<ZMetricMsg>(payload, "ZMetricMsg")?;
+            Indexed::default()
+        }
+        TelemetryKind::HardwareHealth => {
+            decode::<ZHardwareHealth>(payload, "ZHardwareHealth")?;
             Indexed::default()
         }
         TelemetryKind::FlowLog => Indexed {

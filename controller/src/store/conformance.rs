@@ -64,6 +64,9 @@ async fn attestation_changes_one_version_at_a_time(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.attestation("u1").await.unwrap(), None);
+    let state = store.config_request("u1").await.unwrap().unwrap();
+    assert_eq!((state.config, state.integrity_token.len()), (None, 0));
+    assert_eq!(store.config_request("nobody").await.unwrap(), None);
     let first = Attestation {
         uuid: "u1".into(),
         version: 1,
@@ -99,6 +102,16 @@ async fn attestation_changes_one_version_at_a_time(store: &dyn Store) {
         Err(StoreError::Conflict)
     ));
     assert_eq!(store.attestation("u1").await.unwrap(), Some(second.clone()));
+    let config = DeviceConfig {
+        uuid: "u1".into(),
+        version: 1,
+        config: vec![5],
+        hash: "h1".into(),
+    };
+    store.set_config(config.clone()).await.unwrap();
+    let state = store.config_request("u1").await.unwrap().unwrap();
+    assert_eq!(state.config, Some(config));
+    assert_eq!(state.integrity_token, vec![9; 32]);
     let unknown = Attestation {
         uuid: "nobody".into(),
         ..second

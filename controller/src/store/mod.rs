@@ -69,11 +69,13 @@ pub enum TelemetryKind {
     AppLogs = 6,
     /// Gzip of an app instance's JSON log lines (route `apps/instanceid/{id}/newlogs`).
     AppNewLogs = 7,
+    /// `ZHardwareHealth` (route `hardwarehealth`).
+    HardwareHealth = 8,
 }
 
 impl TelemetryKind {
     /// Every kind, in route order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Info,
         Self::Metrics,
         Self::Logs,
@@ -81,15 +83,17 @@ impl TelemetryKind {
         Self::NewLogs,
         Self::AppLogs,
         Self::AppNewLogs,
+        Self::HardwareHealth,
     ];
 
     /// The kinds a device posts under `id/{uuid}/` (the others are per app instance).
-    pub const DEVICE: [Self; 5] = [
+    pub const DEVICE: [Self; 6] = [
         Self::Info,
         Self::Metrics,
         Self::Logs,
         Self::FlowLog,
         Self::NewLogs,
+        Self::HardwareHealth,
     ];
 
     /// The kind's route and name, e.g. `"info"`.
@@ -102,6 +106,7 @@ impl TelemetryKind {
             Self::NewLogs => "newlogs",
             Self::AppLogs => "applogs",
             Self::AppNewLogs => "appnewlogs",
+            Self::HardwareHealth => "hardwarehealth",
         }
     }
 
@@ -174,6 +179,27 @@ impl TelemetryQuery {
     }
 }
 
+/// What [`Store::config_request`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRequestState {
+    /// The device's configuration, if one was set.
+    pub config: Option<DeviceConfig>,
+    /// The token its config requests must carry (empty: none required).
+    pub integrity_token: Vec<u8>,
+}
+
+/// The integrity token in an encoded [`Attestation`] record.
+fn token_of(record: Option<&[u8]>) -> Result<Vec<u8>, StoreError> {
+    record
+        .map(|bytes| {
+            <Attestation as prost::Message>::decode(bytes)
+                .map(|attestation| attestation.integrity_token)
+                .map_err(|error| StoreError::Backend(format!("attestation record: {error}")))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 /// Which devices [`Store::devices_by_contact`] returns, by when they were last heard from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ContactQuery {
@@ -216,6 +242,9 @@ pub trait Store: Send + Sync + 'static {
     /// A device's configuration, if one was set.
     fn config<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<DeviceConfig>>;
 
+    /// What a config request needs, in one read: `None` if the device does not exist, else its
+    /// configuration (if set) and the integrity token it must present (empty: none).
+    fn config_request<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<ConfigRequestState>>;
     /// A device's attestation state, if it has any.
     fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>>;
     /// Replaces a device's attestation state, if `record.version` is one above the stored one's

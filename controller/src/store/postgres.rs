@@ -19,8 +19,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::{
-    Attestation, ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention,
-    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+    Attestation, ConfigRequestState, ContactQuery, Device, DeviceConfig, LogLine, LogQuery,
+    Onboarding, Retention, Store, StoreError, StoreFuture, Telemetry, TelemetryKind,
+    TelemetryQuery,
 };
 
 /// Connections per controller.
@@ -493,6 +494,38 @@ impl Store for PostgresStore {
         })
     }
 
+    fn config_request<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<ConfigRequestState>> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    "SELECT c.version, c.config, c.hash, a.record FROM devices d
+                     LEFT JOIN configs c ON c.uuid = d.uuid
+                     LEFT JOIN attestations a ON a.uuid = d.uuid
+                     WHERE d.uuid = $1",
+                    &[&uuid],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let version: Option<i64> = row.get(0);
+            let config = match (version, row.get(1), row.get(2)) {
+                (Some(version), Some(config), Some(hash)) => Some(DeviceConfig {
+                    uuid: uuid.to_owned(),
+                    version: u64_of(version)?,
+                    config,
+                    hash,
+                }),
+                _ => None,
+            };
+            let record: Option<Vec<u8>> = row.get(3);
+            Ok(Some(ConfigRequestState {
+                config,
+                integrity_token: super::token_of(record.as_deref())?,
+            }))
+        })
+    }
+
     fn attestation<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<Attestation>> {
         Box::pin(async move {
             let rows = self
@@ -735,20 +768,14 @@ impl Store for PostgresStore {
 pub(crate) mod tests {
     use super::*;
 
+    /// Why the PostgreSQL tests are ignored by a plain `cargo test`.
+    const NEEDS: &str = "needs PostgreSQL: controller/tests/with-postgres.sh cargo test -p lichen-controller -- --include-ignored";
+
     /// The PostgreSQL server tests use, from `LICHEN_TEST_POSTGRES` (`key=value` pairs naming a
-    /// superuser; `controller/tests/with-postgres.sh` starts one and sets it). Without it the
-    /// PostgreSQL tests are skipped, loudly, unless `LICHEN_REQUIRE_POSTGRES=1`.
-    pub(crate) fn server() -> Option<String> {
-        match std::env::var("LICHEN_TEST_POSTGRES") {
-            Ok(config) => Some(config),
-            Err(_) if std::env::var("LICHEN_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
-                panic!("LICHEN_REQUIRE_POSTGRES=1 but LICHEN_TEST_POSTGRES is not set")
-            }
-            Err(_) => {
-                eprintln!("SKIPPED: PostgreSQL tests (set LICHEN_TEST_POSTGRES, or run controller/tests/with-postgres.sh)");
-                None
-            }
-        }
+    /// superuser; `controller/tests/with-postgres.sh` starts one and sets it).
+    pub(crate) fn server() -> String {
+        std::env::var("LICHEN_TEST_POSTGRES")
+            .unwrap_or_else(|_| panic!("LICHEN_TEST_POSTGRES is not set ({NEEDS})"))
     }
 
     /// A new, empty database on `server`; returns its connection configuration.
@@ -771,9 +798,9 @@ pub(crate) mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (controller/tests/with-postgres.sh)"]
     async fn conforms() {
-        let Some(server) = server() else { return };
-        let server = Arc::new(server);
+        let server = Arc::new(server());
         super::super::conformance::run_all(Box::new(move || {
             let server = Arc::clone(&server);
             Box::pin(async move {
@@ -785,8 +812,9 @@ pub(crate) mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (controller/tests/with-postgres.sh)"]
     async fn controllers_opening_together_migrate_once_and_a_newer_schema_is_refused() {
-        let Some(server) = server() else { return };
+        let server = server();
         let config = new_database(&server).await;
         let opened =
             futures_util::future::join_all((0..4).map(|_| PostgresStore::open(&config))).await;

@@ -23,7 +23,8 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 
 impl Default for Retention {
     /// Info: 30 days, 1,000 per device; metrics: 7 days, 10,000 per device (a day of 10 s
-    /// reports); logs, newlogs and app logs: 14 days, 10,000; flow logs: 7 days, 1,000.
+    /// reports); logs, newlogs and app logs: 14 days, 10,000; flow logs: 7 days, 1,000; hardware
+    /// health: 30 days, 1,000.
     fn default() -> Self {
         let keep = |days: u64, count: u64| KindRetention {
             max_age_ms: Some(days * DAY_MS),
@@ -39,6 +40,7 @@ impl Default for Retention {
         retention.set(TelemetryKind::NewLogs, keep(14, 10_000));
         retention.set(TelemetryKind::AppLogs, keep(14, 10_000));
         retention.set(TelemetryKind::AppNewLogs, keep(14, 10_000));
+        retention.set(TelemetryKind::HardwareHealth, keep(30, 1_000));
         retention
     }
 }

@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{
-    Attestation, ContactQuery, Device, DeviceConfig, LogLine, LogQuery, Onboarding, Retention,
-    Store, StoreError, StoreFuture, Telemetry, TelemetryKind, TelemetryQuery,
+    Attestation, ConfigRequestState, ContactQuery, Device, DeviceConfig, LogLine, LogQuery,
+    Onboarding, Retention, Store, StoreError, StoreFuture, Telemetry, TelemetryKind,
+    TelemetryQuery,
 };
 
 /// The database file's name in the state directory.
@@ -570,6 +571,49 @@ impl Store for SqliteStore {
                         .optional()
                 })
                 .map_err(backend)
+        })
+    }
+
+    fn config_request<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, Option<ConfigRequestState>> {
+        let uuid = uuid.to_owned();
+        self.read(move |connection| {
+            type Row = (
+                Option<i64>,
+                Option<Vec<u8>>,
+                Option<String>,
+                Option<Vec<u8>>,
+            );
+            let row: Option<Row> = connection
+                .prepare_cached(
+                    "SELECT c.version, c.config, c.hash, a.record FROM devices d
+                     LEFT JOIN configs c ON c.uuid = d.uuid
+                     LEFT JOIN attestations a ON a.uuid = d.uuid
+                     WHERE d.uuid = ?1",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_row([&uuid], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        })
+                        .optional()
+                })
+                .map_err(backend)?;
+            let Some((version, config, hash, record)) = row else {
+                return Ok(None);
+            };
+            let config = match (version, config, hash) {
+                (Some(version), Some(config), Some(hash)) => Some(DeviceConfig {
+                    uuid: uuid.clone(),
+                    version: version as u64,
+                    config,
+                    hash,
+                }),
+                _ => None,
+            };
+            Ok(Some(ConfigRequestState {
+                config,
+                integrity_token: super::token_of(record.as_deref())?,
+            }))
         })
     }
 

@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "config/devconfig.proto",
     "eveuuid/eveuuid.proto",
     "flowlog/flowlog.proto",
+    "hardwarehealth/hardware_health.proto",
     "info/info.proto",
     "logs/log.proto",
     "metrics/metrics.proto",

@@ -58,6 +58,10 @@ proto_package!(
     flowlog => "org.lfedge.eve.flowlog"
 );
 proto_package!(
+    /// `org.lfedge.eve.hardwarehealth`: memory ECC errors and disk S.M.A.R.T. attributes.
+    hardwarehealth => "org.lfedge.eve.hardwarehealth"
+);
+proto_package!(
     /// `org.lfedge.eve.info`: status reports.
     info => "org.lfedge.eve.info"
 );
