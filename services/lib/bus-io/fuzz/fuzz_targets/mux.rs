@@ -32,8 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let mut buf = [0u8; 512];
     for piece in stream.chunks(chunk) {
-        decoder.push(piece);
-        if mux.receive_all(&mut decoder).is_err() {
+        if mux.receive_bytes(&mut decoder, piece).is_err() {
             return;
         }
         // The application side: open, accept, read, write, as a service would.

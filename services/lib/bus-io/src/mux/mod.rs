@@ -175,8 +175,7 @@ async fn pump<S: Duplex>(
             }
             First::Left(Ok(Transferred::Read(0))) => return ChannelEnd::PeerClosed,
             First::Left(Ok(Transferred::Read(n))) => {
-                decoder.push(&input[..n]);
-                let received = channel.with_mux(|mux| mux.receive_all(&mut decoder));
+                let received = channel.with_mux(|mux| mux.receive_bytes(&mut decoder, &input[..n]));
                 if let Some(Err(e)) = received {
                     return ChannelEnd::Protocol(e);
                 }

@@ -212,6 +212,15 @@ impl Mux {
         Ok(())
     }
 
+    /// Applies the frames `input` completes (see [`wire::Decoder::feed`]).
+    pub fn receive_bytes(
+        &mut self,
+        decoder: &mut wire::Decoder,
+        input: &[u8],
+    ) -> Result<(), MuxError> {
+        decoder.feed(input, |frame| self.receive(frame))
+    }
+
     /// Applies one frame from the peer.
     pub fn receive(&mut self, frame: Frame<'_>) -> Result<(), MuxError> {
         let protocol = |what: String| Err(MuxError::Protocol(what));

@@ -179,6 +179,49 @@ pub fn decode_hello(payload: &[u8]) -> Result<Hello, WireError> {
     Ok(hello)
 }
 
+/// Checks a frame header's kind and length.
+fn check_header(kind: u8, len: usize) -> Result<(), WireError> {
+    if !(HELLO..=CLOSE).contains(&kind) {
+        return Err(WireError::Kind(kind));
+    }
+    if len > max_payload(kind) {
+        return Err(WireError::Oversized { kind, len });
+    }
+    Ok(())
+}
+
+/// The first frame of `bytes` and its size, `None` when `bytes` holds only part of it.
+fn parse(bytes: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
+    let Some(header) = bytes.get(..HEADER) else {
+        return Ok(None);
+    };
+    let kind = header[0];
+    let stream = u16::from_le_bytes([header[1], header[2]]);
+    let len = usize::from(u16::from_le_bytes([header[3], header[4]]));
+    check_header(kind, len)?;
+    let Some(payload) = bytes.get(HEADER..HEADER + len) else {
+        return Ok(None);
+    };
+    let stream_ref = StreamRef::decode(stream);
+    let frame = match kind {
+        HELLO if stream != 0 => return Err(WireError::Malformed("hello on a stream")),
+        HELLO => Frame::Hello(payload),
+        OPEN if stream & SENDER_PUBLISHES != 0 => {
+            return Err(WireError::Malformed("open sent by the publisher"))
+        }
+        OPEN => Frame::Open(stream),
+        DATA if len == 0 => return Err(WireError::Malformed("empty data")),
+        DATA => Frame::Data(stream_ref, payload),
+        CREDIT if len != 4 => return Err(WireError::Malformed("credit is 4 bytes")),
+        CREDIT => {
+            let n = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
+            Frame::Credit(stream_ref, n)
+        }
+        _ => Frame::Close(stream_ref),
+    };
+    Ok(Some((frame, HEADER + len)))
+}
+
 fn max_payload(kind: u8) -> usize {
     match kind {
         HELLO => MAX_HELLO,
@@ -212,41 +255,55 @@ impl Decoder {
 
     /// The next complete frame, `None` when more bytes are needed, or the peer's error.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WireError> {
-        let pending = &self.buf[self.start..];
-        let Some(header) = pending.get(..HEADER) else {
-            return Ok(None);
-        };
-        let kind = header[0];
-        let stream = u16::from_le_bytes([header[1], header[2]]);
-        let len = usize::from(u16::from_le_bytes([header[3], header[4]]));
-        if !(HELLO..=CLOSE).contains(&kind) {
-            return Err(WireError::Kind(kind));
-        }
-        if len > max_payload(kind) {
-            return Err(WireError::Oversized { kind, len });
-        }
-        let Some(payload) = pending.get(HEADER..HEADER + len) else {
-            return Ok(None);
-        };
-        let stream_ref = StreamRef::decode(stream);
-        let frame = match kind {
-            HELLO if stream != 0 => return Err(WireError::Malformed("hello on a stream")),
-            HELLO => Frame::Hello(payload),
-            OPEN if stream & SENDER_PUBLISHES != 0 => {
-                return Err(WireError::Malformed("open sent by the publisher"))
+        match parse(&self.buf[self.start..])? {
+            Some((frame, used)) => {
+                self.start += used;
+                Ok(Some(frame))
             }
-            OPEN => Frame::Open(stream),
-            DATA if len == 0 => return Err(WireError::Malformed("empty data")),
-            DATA => Frame::Data(stream_ref, payload),
-            CREDIT if len != 4 => return Err(WireError::Malformed("credit is 4 bytes")),
-            CREDIT => {
-                let n = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                Frame::Credit(stream_ref, n)
+            None => Ok(None),
+        }
+    }
+
+    /// Takes bytes read from the stream and hands every frame they complete to `apply`, in
+    /// order: frames that lie whole in `input` are parsed where they are, and only a frame cut
+    /// by the chunk's end is copied. The first error (the peer's, or `apply`'s) stops it.
+    pub fn feed<E: From<WireError>>(
+        &mut self,
+        mut input: &[u8],
+        mut apply: impl FnMut(Frame<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // First finish the frame a previous chunk left, taking only the bytes it lacks.
+        while self.start < self.buf.len() {
+            let pending = self.buf.len() - self.start;
+            let want = match self.buf.get(self.start..self.start + HEADER) {
+                None => HEADER - pending,
+                Some(header) => {
+                    let (kind, len) = (
+                        header[0],
+                        usize::from(u16::from_le_bytes([header[3], header[4]])),
+                    );
+                    check_header(kind, len)?;
+                    HEADER + len - pending
+                }
+            };
+            let take = want.min(input.len());
+            self.buf.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if take < want {
+                return Ok(());
             }
-            _ => Frame::Close(stream_ref),
-        };
-        self.start += HEADER + len;
-        Ok(Some(frame))
+            if let Some(frame) = self.next_frame()? {
+                apply(frame)?;
+            }
+        }
+        self.buf.clear();
+        self.start = 0;
+        while let Some((frame, used)) = parse(input)? {
+            apply(frame)?;
+            input = &input[used..];
+        }
+        self.buf.extend_from_slice(input);
+        Ok(())
     }
 }
 
@@ -288,6 +345,37 @@ mod tests {
             }
             let expected: Vec<_> = frames().iter().map(|f| format!("{f:?}")).collect();
             assert_eq!(seen, expected, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn feeding_in_any_chunking_gives_the_same_frames() {
+        let mut bytes = Vec::new();
+        for frame in frames() {
+            encode(&frame, &mut bytes);
+        }
+        let expected: Vec<_> = frames().iter().map(|f| format!("{f:?}")).collect();
+        for chunk in [1, 2, 3, 4, 5, 6, 7, 64, 4096, bytes.len()] {
+            let mut decoder = Decoder::default();
+            let mut seen = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                decoder
+                    .feed(piece, |frame| {
+                        seen.push(format!("{frame:?}"));
+                        Ok::<(), WireError>(())
+                    })
+                    .unwrap();
+            }
+            assert_eq!(seen, expected, "chunks of {chunk}");
+        }
+        // A bad header is refused whether it arrives whole or cut.
+        for bad in [&[9u8, 0, 0, 0, 0][..], &[DATA, 0, 0, 0x01, 0x10]] {
+            for cut in 1..bad.len() {
+                let mut decoder = Decoder::default();
+                let first = decoder.feed(&bad[..cut], |_| Ok::<(), WireError>(()));
+                let second = decoder.feed(&bad[cut..], |_| Ok::<(), WireError>(()));
+                assert!(first.is_err() || second.is_err(), "{bad:?} cut at {cut}");
+            }
         }
     }
 
