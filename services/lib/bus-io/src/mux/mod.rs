@@ -24,9 +24,6 @@ use crate::CHUNK;
 use state::{Mux, Read, Slot};
 use wire::{Decoder, Hello};
 
-/// How many bytes of frames the driver prepares at a time.
-const OUT_BATCH: usize = 2 * CHUNK;
-
 /// A channel to one peer, shared by its driver and the streams that use it.
 pub struct Channel {
     /// The channel's name (the peer service's name, as the launcher wires it).
@@ -153,7 +150,7 @@ async fn pump<S: Duplex>(
     changed: &Notify,
     on_event: &mut impl FnMut(&Channel, ChannelEvent<'_>),
 ) -> ChannelEnd {
-    let (mut out, mut sent) = (Vec::with_capacity(OUT_BATCH + wire::MAX_DATA), 0);
+    let (mut out, mut sent) = (Vec::new(), 0);
     let mut input = vec![0; CHUNK];
     let mut decoder = Decoder::default();
     let mut greeted = false;
@@ -162,7 +159,7 @@ async fn pump<S: Duplex>(
         if sent == out.len() {
             out.clear();
             sent = 0;
-            channel.with_mux(|mux| mux.fill(&mut out, OUT_BATCH));
+            channel.with_mux(|mux| mux.fill(&mut out));
         }
         channel.unsent.set(sent < out.len());
         let transfer = stream.transfer(&out[sent..], &mut input);

@@ -97,11 +97,8 @@ struct Stream {
     rx_allowance: u32,
     /// Bytes read by the application and not granted back yet.
     to_grant: u32,
-    tx: VecDeque<u8>,
     /// How many more bytes we may send.
     send_credit: u32,
-    /// The handle went away: send what `tx` holds, then `Close`.
-    close_after_tx: bool,
 }
 
 impl Stream {
@@ -115,9 +112,7 @@ impl Stream {
             rx_end: false,
             rx_allowance: 0,
             to_grant: 0,
-            tx: VecDeque::new(),
             send_credit: 0,
-            close_after_tx: false,
         }
     }
 
@@ -131,9 +126,7 @@ impl Stream {
         self.rx_end = false;
         self.rx_allowance = WINDOW;
         self.to_grant = 0;
-        self.tx.clear();
         self.send_credit = WINDOW;
-        self.close_after_tx = false;
     }
 
     /// The conversation is over on both sides.
@@ -141,49 +134,37 @@ impl Stream {
         self.phase = Phase::Idle;
         self.awaiting_accept = false;
         self.rx_end = true;
-        self.tx.clear();
-        self.close_after_tx = false;
         if !self.attached {
             self.rx.clear();
         }
     }
 }
 
-/// Frames to send that are not stream data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Control {
-    Open(u16),
-    Credit(Slot, u32),
-    Close(Slot),
-}
-
 /// One channel's multiplexer, for the life of one connection.
 #[derive(Debug)]
 pub struct Mux {
-    hello: Vec<u8>,
-    hello_sent: bool,
     local: Hello,
     peer: Option<Hello>,
     serving: Vec<Stream>,
     subscribed: Vec<Stream>,
-    control: VecDeque<Control>,
-    /// Where the round-robin over streams with data to send resumes.
-    cursor: usize,
+    /// Frames ready to send, in order: the hello, then whatever the streams and the protocol
+    /// produce, each stream's data within its credit (so this holds at most a window per stream
+    /// plus small control frames). [`Mux::fill`] hands it over whole.
+    outgoing: Vec<u8>,
 }
 
 impl Mux {
     /// A new connection's multiplexer for a side that says `local` about itself.
     pub fn new(local: Hello) -> Self {
         let serving = local.publishes.iter().map(|_| Stream::new()).collect();
+        let mut outgoing = Vec::new();
+        wire::encode(&Frame::Hello(&wire::encode_hello(&local)), &mut outgoing);
         Mux {
-            hello: wire::encode_hello(&local),
-            hello_sent: false,
             local,
             peer: None,
             serving,
             subscribed: Vec::new(),
-            control: VecDeque::new(),
-            cursor: 0,
+            outgoing,
         }
     }
 
@@ -299,7 +280,7 @@ impl Mux {
                     Phase::CloseSent => stream.idle(),
                     Phase::Open => {
                         stream.idle();
-                        self.control.push_back(Control::Close(slot));
+                        wire::encode(&Frame::Close(stream_ref(slot)), &mut self.outgoing);
                     }
                 }
             }
@@ -316,7 +297,7 @@ impl Mux {
         }
         stream.open();
         stream.attached = true;
-        self.control.push_back(Control::Open(index));
+        wire::encode(&Frame::Open(index), &mut self.outgoing);
         Some(stream.generation)
     }
 
@@ -363,32 +344,38 @@ impl Mux {
             if stream.to_grant >= WINDOW / 4 {
                 let grant = core::mem::take(&mut stream.to_grant);
                 stream.rx_allowance += grant;
-                self.control.push_back(Control::Credit(slot, grant));
+                wire::encode(&Frame::Credit(stream_ref(slot), grant), &mut self.outgoing);
             }
         }
         Read::Data(n)
     }
 
-    /// Queues as much of `buf` as the stream's credit allows; `None` once the stream ended.
+    /// Sends as much of `buf` as the stream's credit allows (the data frames go straight into
+    /// the outgoing buffer); `None` once the stream ended.
     pub fn write(&mut self, slot: Slot, generation: u32, buf: &[u8]) -> Option<usize> {
         let stream = self.current(slot, generation)?;
-        if stream.phase != Phase::Open || stream.close_after_tx {
+        if stream.phase != Phase::Open {
             return None;
         }
-        let room = (stream.send_credit as usize).saturating_sub(stream.tx.len());
-        let n = room.min(buf.len());
-        stream.tx.extend(&buf[..n]);
+        let n = (stream.send_credit as usize).min(buf.len());
+        stream.send_credit -= n as u32;
+        for chunk in buf[..n].chunks(MAX_DATA) {
+            wire::encode_data(stream_ref(slot), chunk, &[], &mut self.outgoing);
+        }
         Some(n)
     }
 
-    /// The handle of an opening went away: its stream closes once what it wrote is sent.
+    /// The handle of an opening went away: its stream closes after what it wrote.
     pub fn detach(&mut self, slot: Slot, generation: u32) {
         let Some(stream) = self.current(slot, generation) else {
             return;
         };
         stream.attached = false;
         match stream.phase {
-            Phase::Open => stream.close_after_tx = true,
+            Phase::Open => {
+                stream.phase = Phase::CloseSent;
+                wire::encode(&Frame::Close(stream_ref(slot)), &mut self.outgoing);
+            }
             Phase::Idle | Phase::CloseSent => stream.rx.clear(),
         }
     }
@@ -403,81 +390,19 @@ impl Mux {
 
     /// Whether [`fill`](Self::fill) has something to send.
     pub fn wants_to_send(&self) -> bool {
-        !self.hello_sent
-            || !self.control.is_empty()
-            || self
-                .serving
-                .iter()
-                .chain(&self.subscribed)
-                .any(Self::sendable)
+        !self.outgoing.is_empty()
     }
 
-    fn sendable(stream: &Stream) -> bool {
-        stream.phase == Phase::Open
-            && ((!stream.tx.is_empty() && stream.send_credit > 0)
-                || (stream.close_after_tx && stream.tx.is_empty()))
-    }
-
-    /// Appends frames to `out` until it holds about `limit` bytes or nothing is left to send:
-    /// the hello first, then control frames, then data from each stream in turn.
-    pub fn fill(&mut self, out: &mut Vec<u8>, limit: usize) {
-        if !self.hello_sent {
-            wire::encode(&Frame::Hello(&self.hello), out);
-            self.hello_sent = true;
-        }
-        while out.len() < limit {
-            let Some(control) = self.control.pop_front() else {
-                break;
-            };
-            let frame = match control {
-                Control::Open(index) => Frame::Open(index),
-                Control::Credit(slot, n) => Frame::Credit(stream_ref(slot), n),
-                Control::Close(slot) => Frame::Close(stream_ref(slot)),
-            };
-            wire::encode(&frame, out);
-        }
-        let total = self.serving.len() + self.subscribed.len();
-        let mut idle_turns = 0;
-        while out.len() < limit && total > 0 && idle_turns < total {
-            self.cursor = (self.cursor + 1) % total;
-            let slot = if self.cursor < self.serving.len() {
-                Slot::Serving(self.cursor as u16)
-            } else {
-                Slot::Subscribed((self.cursor - self.serving.len()) as u16)
-            };
-            let Some(stream) = self.stream(slot) else {
-                break;
-            };
-            if !Self::sendable(stream) {
-                idle_turns += 1;
-                continue;
+    /// Hands over the frames ready to send, in order, when `out` is empty (the two buffers are
+    /// swapped, nothing is copied); otherwise appends them.
+    pub fn fill(&mut self, out: &mut Vec<u8>) {
+        if out.is_empty() {
+            core::mem::swap(out, &mut self.outgoing);
+            if self.outgoing.capacity() > KEEP_CAPACITY {
+                self.outgoing = Vec::new();
             }
-            idle_turns = 0;
-            if stream.tx.is_empty() {
-                // The handle went away and everything it wrote is sent.
-                stream.phase = Phase::CloseSent;
-                stream.close_after_tx = false;
-                wire::encode(&Frame::Close(stream_ref(slot)), out);
-                continue;
-            }
-            let n = stream
-                .tx
-                .len()
-                .min(stream.send_credit as usize)
-                .min(MAX_DATA);
-            stream.send_credit -= n as u32;
-            let (front, back) = stream.tx.as_slices();
-            let from_front = n.min(front.len());
-            wire::encode_data(
-                stream_ref(slot),
-                &front[..from_front],
-                &back[..n - from_front],
-                out,
-            );
-            stream.tx.drain(..n);
-            if stream.tx.is_empty() {
-                stream.tx.shrink_to(KEEP_CAPACITY);
-            }
+        } else {
+            out.append(&mut self.outgoing);
         }
     }
 }
@@ -515,7 +440,7 @@ mod tests {
         let mut decoder = Decoder::default();
         while from.wants_to_send() {
             let mut out = Vec::new();
-            from.fill(&mut out, 8192);
+            from.fill(&mut out);
             decoder.push(&out);
             to.receive_all(&mut decoder)?;
         }
