@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -253,27 +252,16 @@ async fn connections_over_the_per_address_cap_are_closed_at_once() {
 
 /// The controller binary with `ulimit -n files`; returns it and its URL.
 fn start_limited(state_dir: &Path, files: u32, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_lichen-controller"))
         .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(state_dir)
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, url)
+        .stderr(Stdio::null());
+    common::serve(command)
 }
 
 /// CPU time (user + system) the process has used.

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -43,24 +42,13 @@ async fn new_database(server: &str, name: &str) -> String {
 
 /// Starts the controller binary on `listen` with `database`; returns it and its URL.
 fn start(state_dir: &Path, database: &str, listen: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lichen-controller"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lichen-controller"));
+    command
         .args(["serve", "--listen", listen, "--database-url", database])
         .arg("--state-dir")
         .arg(state_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, url)
+        .stderr(Stdio::inherit());
+    common::serve(command)
 }
 
 /// The same fleet as `target`, reaching the controller at `url`.

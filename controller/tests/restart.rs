@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -11,23 +10,12 @@ use lichen_controller::devsim::{reports, ConfigPoll};
 
 /// Starts the controller binary on `listen`; returns it and its URL.
 fn start(state_dir: &Path, listen: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lichen-controller"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lichen-controller"));
+    command
         .args(["serve", "--listen", listen, "--state-dir"])
         .arg(state_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    (child, url)
+        .stderr(Stdio::null());
+    common::serve(command)
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use lichen_controller::admin_cli::AdminClient;
 use lichen_controller::devsim::fleet::Target;
@@ -28,4 +30,20 @@ pub async fn connect(url: &str, state_dir: &Path) -> (AdminClient, Target) {
         .unwrap();
     let target = Target::new(url, &ca_pem, onboarding, None).unwrap();
     (admin, target)
+}
+
+/// Spawns `command` (a `lichen-controller serve` the caller set up, with its stdout free) and
+/// waits for the line saying where it listens; returns the process and its URL.
+pub fn serve(mut command: Command) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, url)
 }
