@@ -27,6 +27,7 @@ extern crate std;
 
 pub use declare;
 
+pub mod block;
 pub mod channel;
 pub mod cmdline;
 pub mod log;
