@@ -35,7 +35,7 @@ impl Geometry {
     /// Checks a transfer of `len` bytes at `sector`: whole sectors, inside the device.
     pub fn check(&self, sector: u64, len: usize) -> Result<(), Error> {
         let size = self.sector_size as usize;
-        if size == 0 || len % size != 0 {
+        if size == 0 || !len.is_multiple_of(size) {
             return Err(Error::Unaligned);
         }
         let count = (len / size) as u64;
