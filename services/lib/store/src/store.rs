@@ -409,6 +409,12 @@ impl<D: BlockDevice> Store<D> {
         self.max_body() - ENTRY_HEADER_LEN - MAX_KEY - 2 * self.cipher.tag_len()
     }
 
+    /// Where the next record goes (for tests that stage crashes by hand).
+    #[cfg(test)]
+    pub(crate) fn head_and_tail(&self) -> (u64, u64) {
+        (self.head, self.tail)
+    }
+
     /// Gives the device back.
     pub fn into_device(self) -> D {
         self.dev
