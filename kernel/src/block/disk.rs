@@ -1,13 +1,15 @@
 //! The node's disks, whatever driver serves them, found by name.
 //!
 //! Under microvm a disk's name is its virtio-blk id string (`scripts/run --disk FILE,name=NAME`);
-//! under Xen it is the name the launcher gave the disk in the node manifest.
+//! under Xen it is the name the launcher gave the disk in the node manifest (written to
+//! `data/lichen/disk/<vbd id>` in the domain's xenstore home), else `xvda`, `xvdb`, ...
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use super::blkfront::Blkfront;
 use super::{BlockDevice, Error, Geometry};
 use crate::virtio::blk::VirtioBlk;
 
@@ -15,14 +17,24 @@ use crate::virtio::blk::VirtioBlk;
 pub enum Disk {
     /// A virtio-blk disk (microvm).
     Virtio(VirtioBlk),
+    /// A Xen virtual disk.
+    Xen(Blkfront),
+}
+
+/// Runs `$body` with `$d` bound to the driver behind a [`Disk`].
+macro_rules! each {
+    ($disk:expr, $d:ident => $body:expr) => {
+        match $disk {
+            Disk::Virtio($d) => $body,
+            Disk::Xen($d) => $body,
+        }
+    };
 }
 
 impl Disk {
     /// The disk's name.
     pub fn name(&self) -> &str {
-        match self {
-            Disk::Virtio(d) => d.name(),
-        }
+        each!(self, d => d.name())
     }
 }
 
@@ -78,6 +90,15 @@ pub async fn disks() -> Disks {
         return Disks(Vec::new());
     }
     let mut found = Vec::new();
+    if crate::platform::kind() == crate::platform::Kind::Xen {
+        for id in Blkfront::ids().await {
+            match Blkfront::connect(id).await {
+                Ok(disk) => found.push(Disk::Xen(disk)),
+                Err(e) => crate::warn!("blkfront: vbd {id}: {e}"),
+            }
+        }
+        return Disks(found);
+    }
     for mut disk in VirtioBlk::find_all() {
         if let Err(e) = disk.read_name().await {
             crate::warn!("virtio-blk: no id string ({e}); the disk has no name");
@@ -94,26 +115,18 @@ pub async fn open(name: &str) -> Result<Disk, NotFound> {
 
 impl BlockDevice for Disk {
     fn geometry(&self) -> Geometry {
-        match self {
-            Disk::Virtio(d) => d.geometry(),
-        }
+        each!(self, d => d.geometry())
     }
 
     async fn read(&mut self, sector: u64, buffer: &mut [u8]) -> Result<(), Error> {
-        match self {
-            Disk::Virtio(d) => d.read(sector, buffer).await,
-        }
+        each!(self, d => d.read(sector, buffer).await)
     }
 
     async fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), Error> {
-        match self {
-            Disk::Virtio(d) => d.write(sector, data).await,
-        }
+        each!(self, d => d.write(sector, data).await)
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        match self {
-            Disk::Virtio(d) => d.flush().await,
-        }
+        each!(self, d => d.flush().await)
     }
 }

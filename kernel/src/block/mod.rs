@@ -12,9 +12,11 @@
 
 use core::fmt;
 
+pub mod blkfront;
 #[cfg(target_os = "none")]
 mod disk;
 mod memory;
+pub mod requests;
 #[cfg(target_os = "none")]
 pub use disk::{disks, open, Disk, Disks, NotFound};
 pub use memory::MemoryDisk;

@@ -3,9 +3,8 @@
 //! Each request is a chain of three descriptors in a fixed group (slot `i` owns descriptors
 //! `3i..3i + 3`): a 16-byte header the device reads, the data, and one status byte the device
 //! writes. Data moves through the driver's own buffers (one per slot, [`CHUNK`] bytes), never
-//! the caller's: a caller may drop a request's future at any time, and the device must never
-//! write into memory that went back to the heap. Large transfers are split into chunks that
-//! are all in flight at once.
+//! the caller's; the shared engine ([`crate::block::requests`]) splits transfers into requests
+//! that are all in flight at once and copes with callers that drop a future half-way.
 //!
 //! **What the device may corrupt, and what happens**: used-ring entries are validated by
 //! [`Virtqueue`]; an entry that names something other than a slot's head, or breaks the ring
@@ -24,7 +23,8 @@ use core::fmt;
 use super::mmio::{Transport, TransportError};
 use super::queue::{Segment, Virtqueue};
 use super::Found;
-use crate::block::{self, BlockDevice, Error, Geometry};
+use crate::block::requests::{Op, RequestQueue, Requests};
+use crate::block::{BlockDevice, Error, Geometry};
 
 /// The virtio device type of a block device.
 pub const DEVICE_ID: u32 = 2;
@@ -52,8 +52,6 @@ const ID_BYTES: usize = 20;
 const S_OK: u8 = 0;
 /// A status byte no device writes: the request has not completed.
 const S_PENDING: u8 = 0xff;
-/// A slot's operation number once its request completed, until [`VirtioBlk::collect`].
-const DONE: u64 = u64::MAX;
 /// virtio-blk addresses in 512-byte units whatever the block size.
 const VIRTIO_SECTOR: u32 = 512;
 
@@ -92,15 +90,10 @@ struct Meta {
     status: u8,
 }
 
-/// One request's resources and what it is doing.
+/// One request slot's memory.
 struct Slot {
     meta: Box<Meta>,
     data: Box<[u8]>,
-    /// The operation this slot serves (0: free). Completions of an operation whose future was
-    /// dropped are recognised by this number and discarded.
-    operation: u64,
-    /// For reads: where the chunk goes in the caller's buffer.
-    target: core::ops::Range<usize>,
 }
 
 impl Slot {
@@ -112,18 +105,24 @@ impl Slot {
     }
 }
 
-/// A virtio-blk disk.
-pub struct VirtioBlk {
+/// The device and its queue: the driver side of the request engine.
+struct Device {
     transport: Transport,
     queue: Virtqueue,
     vector: u8,
+    slots: Vec<Slot>,
+    /// The device's sector size over virtio's 512-byte unit.
+    scale: u64,
+    broken: bool,
+}
+
+/// A virtio-blk disk.
+pub struct VirtioBlk {
+    device: Device,
+    engine: Requests,
     geometry: Geometry,
     /// Whether the device has a write cache to flush.
     flushes: bool,
-    slots: Vec<Slot>,
-    /// Number of the current operation; slots name it while they work for it.
-    operation: u64,
-    broken: bool,
     /// The device's id string (QEMU: `-drive ...,serial=NAME`), if it has one.
     name: String,
 }
@@ -170,17 +169,16 @@ impl VirtioBlk {
         } else {
             VIRTIO_SECTOR
         };
+        let scale = u64::from(block_size / VIRTIO_SECTOR);
         let geometry = Geometry {
             sector_size: block_size,
-            sectors: capacity / u64::from(block_size / VIRTIO_SECTOR),
+            sectors: capacity / scale,
             read_only: features & F_RO != 0,
         };
-        let mut disk = VirtioBlk {
+        let mut device = Device {
             transport,
             queue,
             vector,
-            geometry,
-            flushes: features & F_FLUSH != 0,
             slots: (0..slots)
                 .map(|_| Slot {
                     meta: Box::new(Meta {
@@ -188,21 +186,20 @@ impl VirtioBlk {
                         status: S_PENDING,
                     }),
                     data: vec![0u8; CHUNK].into_boxed_slice(),
-                    operation: 0,
-                    target: 0..0,
                 })
                 .collect(),
-            operation: 0,
+            scale,
             broken: false,
-            name: String::new(),
         };
-        disk.queue.set_interrupts(true);
-        disk.transport
+        device.queue.set_interrupts(true);
+        device
+            .transport
             .start(&gsis, vector)
             .map_err(BlkError::Interrupt)?;
+        let flushes = features & F_FLUSH != 0;
         crate::info!(
             "virtio-blk: slot {slot} at {:#x}, {} sectors of {} bytes{}{}",
-            disk.transport.base(),
+            device.transport.base(),
             geometry.sectors,
             geometry.sector_size,
             if geometry.read_only {
@@ -210,20 +207,31 @@ impl VirtioBlk {
             } else {
                 ""
             },
-            if disk.flushes { ", write cache" } else { "" },
+            if flushes { ", write cache" } else { "" },
         );
-        Ok(disk)
+        Ok(VirtioBlk {
+            device,
+            engine: Requests::new(slots),
+            geometry,
+            flushes,
+            name: String::new(),
+        })
     }
 
     /// Asks the device for its id string and remembers it as the disk's name.
     pub async fn read_name(&mut self) -> Result<&str, Error> {
-        let operation = self.begin()?;
-        let index = self.idle_slot().await?;
-        self.slots[index].target = 0..0;
-        self.post(index, operation, T_GET_ID, 0, ID_BYTES, true)?;
-        self.kick();
-        self.collect(&mut [], true).await?;
-        let id = &self.slots[index].data[..ID_BYTES];
+        let mut id = [0u8; ID_BYTES];
+        self.engine
+            .run(
+                &mut self.device,
+                Op::Identify,
+                1,
+                0,
+                ID_BYTES,
+                Some(&mut id),
+                None,
+            )
+            .await?;
         let end = id.iter().position(|&b| b == 0).unwrap_or(ID_BYTES);
         self.name = String::from_utf8_lossy(&id[..end]).into_owned();
         Ok(&self.name)
@@ -233,40 +241,47 @@ impl VirtioBlk {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
 
-    fn free_slot(&self) -> Option<usize> {
-        self.slots.iter().position(|s| s.operation == 0)
-    }
-
-    /// A free slot, once requests of earlier (dropped) operations have made room.
-    async fn idle_slot(&mut self) -> Result<usize, Error> {
-        loop {
-            if let Some(index) = self.free_slot() {
-                return Ok(index);
-            }
-            crate::irq::wait(self.vector).await;
-            self.transport.acknowledge_interrupt();
-            self.reap()?;
+impl Device {
+    fn give_up(&mut self, why: impl fmt::Display) -> Error {
+        if !self.broken {
+            self.broken = true;
+            crate::error!("virtio-blk: {why}; the disk is disabled");
+            self.transport.fail();
         }
+        Error::Broken
+    }
+}
+
+impl RequestQueue for Device {
+    fn slots(&self) -> usize {
+        self.slots.len()
     }
 
-    /// Posts slot `index`'s request: `kind` at virtio sector `sector`, `len` data bytes
-    /// (already in the slot's buffer for writes).
-    fn post(
-        &mut self,
-        index: usize,
-        operation: u64,
-        kind: u32,
-        sector: u64,
-        len: usize,
-        device_writes: bool,
-    ) -> Result<(), Error> {
+    fn chunk(&self) -> usize {
+        CHUNK
+    }
+
+    fn buffer(&mut self, slot: usize) -> &mut [u8] {
+        &mut self.slots[slot].data
+    }
+
+    fn post(&mut self, index: usize, op: Op, sector: u64, len: usize) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::Broken);
+        }
+        let (kind, sector, device_writes) = match op {
+            Op::Read => (T_IN, sector * self.scale, true),
+            Op::Write => (T_OUT, sector * self.scale, false),
+            Op::Flush => (T_FLUSH, 0, false),
+            Op::Identify => (T_GET_ID, 0, true),
+        };
         let slot = &mut self.slots[index];
         slot.meta.header[0..4].copy_from_slice(&kind.to_le_bytes());
         slot.meta.header[4..8].fill(0);
         slot.meta.header[8..16].copy_from_slice(&sector.to_le_bytes());
         slot.meta.status = S_PENDING;
-        slot.operation = operation;
         let meta = &*slot.meta as *const Meta as u64;
         let header = Segment {
             addr: meta,
@@ -289,11 +304,8 @@ impl VirtioBlk {
         } else {
             self.queue.post_chain(head, &[header, data, status])
         };
-        posted.map_err(|e| {
-            // Only a driver bug gets here: the slot was free by the driver's own books.
-            crate::error!("virtio-blk: cannot post request: {e}");
-            Error::Broken
-        })
+        // Only a driver bug gets an error here: the engine posts only free slots.
+        posted.map_err(|e| self.give_up(e))
     }
 
     fn kick(&mut self) {
@@ -303,18 +315,7 @@ impl VirtioBlk {
         }
     }
 
-    fn give_up(&mut self, why: impl fmt::Display) -> Error {
-        if !self.broken {
-            self.broken = true;
-            crate::error!("virtio-blk {}: {why}; the disk is disabled", self.name);
-            self.transport.fail();
-        }
-        Error::Broken
-    }
-
-    /// Takes every completed request off the used ring. Completions of older operations are
-    /// discarded (the slot is free again); those of the current one become [`DONE`].
-    fn reap(&mut self) -> Result<(), Error> {
+    fn reap(&mut self, done: &mut dyn FnMut(usize, Result<(), Error>)) -> Result<(), Error> {
         if self.broken {
             return Err(Error::Broken);
         }
@@ -327,98 +328,19 @@ impl VirtioBlk {
             if used.id % CHAIN != 0 || index >= self.slots.len() {
                 return Err(self.give_up("a completion names no request"));
             }
-            let slot = &mut self.slots[index];
-            if slot.operation != self.operation {
-                slot.operation = 0;
-            } else if slot.status() == S_PENDING {
-                return Err(self.give_up("a request completed without a status"));
-            } else {
-                // Done: `collect` copies its data and frees the slot.
-                slot.operation = DONE;
-            }
+            let result = match self.slots[index].status() {
+                S_OK => Ok(()),
+                S_PENDING => return Err(self.give_up("a request completed without a status")),
+                status => Err(Error::Device(i32::from(status))),
+            };
+            done(index, result);
         }
         Ok(())
     }
 
-    /// Starts a new operation: forgets completions nobody collected (their future was
-    /// dropped) and takes finished requests off the ring. Returns the operation's number.
-    fn begin(&mut self) -> Result<u64, Error> {
-        self.operation += 1;
-        for slot in self.slots.iter_mut().filter(|s| s.operation == DONE) {
-            slot.operation = 0;
-        }
-        self.reap()?;
-        Ok(self.operation)
-    }
-
-    /// Collects the current operation's completed requests, copying read data into `buffer`,
-    /// until all of them completed (`all`) or at least one slot is free; the first failing
-    /// status wins.
-    async fn collect(&mut self, buffer: &mut [u8], all: bool) -> Result<(), Error> {
-        let mut result = Ok(());
-        loop {
-            self.reap()?;
-            for slot in self.slots.iter_mut().filter(|s| s.operation == DONE) {
-                slot.operation = 0;
-                let status = slot.status();
-                if status != S_OK {
-                    result = result.and(Err(Error::Device(i32::from(status))));
-                } else if let Some(out) = buffer.get_mut(slot.target.clone()) {
-                    out.copy_from_slice(&slot.data[..slot.target.len()]);
-                }
-            }
-            let finished = if all {
-                !self.slots.iter().any(|s| s.operation == self.operation)
-            } else {
-                self.free_slot().is_some()
-            };
-            if finished {
-                return result;
-            }
-            crate::irq::wait(self.vector).await;
-            self.transport.acknowledge_interrupt();
-        }
-    }
-
-    /// Moves `len` bytes at `sector`: into `read` if given, else out of `write`.
-    async fn transfer(
-        &mut self,
-        sector: u64,
-        mut read: Option<&mut [u8]>,
-        write: Option<&[u8]>,
-    ) -> Result<(), Error> {
-        let len = read.as_ref().map_or(0, |b| b.len()) + write.map_or(0, |b| b.len());
-        self.geometry.check(sector, len)?;
-        if write.is_some() && self.geometry.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let operation = self.begin()?;
-        let scale = u64::from(self.geometry.sector_size / VIRTIO_SECTOR);
-        let mut pieces = block::chunks(self.geometry.sector_size, sector, len, CHUNK).peekable();
-        let mut result = Ok(());
-        while pieces.peek().is_some() {
-            while let Some(index) = self.free_slot() {
-                let Some((at, range)) = pieces.next() else {
-                    break;
-                };
-                let slot = &mut self.slots[index];
-                if let Some(data) = write {
-                    slot.data[..range.len()].copy_from_slice(&data[range.clone()]);
-                }
-                let chunk = range.len();
-                slot.target = if read.is_some() { range } else { 0..0 };
-                let kind = if read.is_some() { T_IN } else { T_OUT };
-                self.post(index, operation, kind, at * scale, chunk, read.is_some())?;
-            }
-            self.kick();
-            if pieces.peek().is_some() {
-                // Every slot is busy: let some finish before posting the rest.
-                let buffer = read.as_deref_mut().unwrap_or(&mut []);
-                result = result.and(self.collect(buffer, false).await);
-            }
-        }
-        let last = self.collect(read.unwrap_or(&mut []), true).await;
-        result.and(last)
+    async fn wait(&mut self) {
+        crate::irq::wait(self.vector).await;
+        self.transport.acknowledge_interrupt();
     }
 }
 
@@ -437,27 +359,52 @@ impl BlockDevice for VirtioBlk {
     }
 
     async fn read(&mut self, sector: u64, buffer: &mut [u8]) -> Result<(), Error> {
-        self.transfer(sector, Some(buffer), None).await
+        self.geometry.check(sector, buffer.len())?;
+        let (unit, len) = (self.geometry.sector_size, buffer.len());
+        self.engine
+            .run(
+                &mut self.device,
+                Op::Read,
+                unit,
+                sector,
+                len,
+                Some(buffer),
+                None,
+            )
+            .await
     }
 
     async fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), Error> {
-        self.transfer(sector, None, Some(data)).await
+        self.geometry.check(sector, data.len())?;
+        if self.geometry.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let unit = self.geometry.sector_size;
+        self.engine
+            .run(
+                &mut self.device,
+                Op::Write,
+                unit,
+                sector,
+                data.len(),
+                None,
+                Some(data),
+            )
+            .await
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
         if !self.flushes {
             // No write cache: the specification has such a device write through.
-            return if self.broken {
+            return if self.device.broken {
                 Err(Error::Broken)
             } else {
                 Ok(())
             };
         }
-        let operation = self.begin()?;
-        let index = self.idle_slot().await?;
-        self.slots[index].target = 0..0;
-        self.post(index, operation, T_FLUSH, 0, 0, false)?;
-        self.kick();
-        self.collect(&mut [], true).await
+        let unit = self.geometry.sector_size;
+        self.engine
+            .run(&mut self.device, Op::Flush, unit, 0, 0, None, None)
+            .await
     }
 }
