@@ -26,6 +26,16 @@ pub enum Op {
     Identify,
 }
 
+/// The caller's side of an operation's data.
+pub enum Data<'a> {
+    /// No data (a flush).
+    None,
+    /// Read into this buffer.
+    Into(&'a mut [u8]),
+    /// Write from this buffer.
+    From(&'a [u8]),
+}
+
 /// A disk driver's side of the engine.
 #[allow(async_fn_in_trait)]
 pub trait RequestQueue {
@@ -101,19 +111,23 @@ impl Requests {
         Ok(())
     }
 
-    /// Runs one operation: `op` over `len` bytes at `sector` (`unit`-byte sectors), reading
-    /// into `read` or writing from `write`, split into requests of at most the queue's chunk.
-    /// The first failing request's error wins, after every request finished.
+    /// Runs one operation: `op` over `data` at `sector` (`unit`-byte sectors), split into
+    /// requests of at most the queue's chunk. The first failing request's error wins, after
+    /// every request finished.
     pub async fn run(
         &mut self,
         queue: &mut impl RequestQueue,
         op: Op,
         unit: u32,
         sector: u64,
-        len: usize,
-        mut read: Option<&mut [u8]>,
-        write: Option<&[u8]>,
+        data: Data<'_>,
     ) -> Result<(), Error> {
+        let (mut read, write) = match data {
+            Data::None => (None, None),
+            Data::Into(buffer) => (Some(buffer), None),
+            Data::From(buffer) => (None, Some(buffer)),
+        };
+        let len = read.as_ref().map_or(0, |b| b.len()) + write.map_or(0, |b| b.len());
         self.operation += 1;
         let operation = self.operation;
         for state in self.slots.iter_mut() {
@@ -321,12 +335,12 @@ mod tests {
         let mut q = FakeQueue::new(2);
         let mut engine = Requests::new(2);
         let data: Vec<u8> = (0..5 * 1024 + 512).map(|i| (i % 251) as u8).collect();
-        let write = Some(&data[..]);
-        ready(engine.run(&mut q, Op::Write, 512, 3, data.len(), None, write)).unwrap();
+        let write = Data::From(&data[..]);
+        ready(engine.run(&mut q, Op::Write, 512, 3, write)).unwrap();
         assert_eq!(&q.disk[3 * 512..3 * 512 + data.len()], &data[..]);
         let mut back = vec![0u8; data.len()];
-        let read = Some(&mut back[..]);
-        ready(engine.run(&mut q, Op::Read, 512, 3, data.len(), read, None)).unwrap();
+        let read = Data::Into(&mut back[..]);
+        ready(engine.run(&mut q, Op::Read, 512, 3, read)).unwrap();
         assert_eq!(back, data);
         assert!(q.in_flight.is_empty());
     }
@@ -337,7 +351,7 @@ mod tests {
         q.bad_sector = Some(4);
         let mut engine = Requests::new(4);
         let data = vec![9u8; 4096];
-        let r = ready(engine.run(&mut q, Op::Write, 512, 0, 4096, None, Some(&data)));
+        let r = ready(engine.run(&mut q, Op::Write, 512, 0, Data::From(&data)));
         assert_eq!(r, Err(Error::Device(1)));
         assert!(q.in_flight.is_empty(), "nothing left behind");
         assert_eq!(
@@ -346,7 +360,7 @@ mod tests {
             "the other requests were done"
         );
         q.bad_sector = None;
-        ready(engine.run(&mut q, Op::Flush, 512, 0, 0, None, None)).unwrap();
+        ready(engine.run(&mut q, Op::Flush, 512, 0, Data::None)).unwrap();
     }
 
     #[test]
@@ -359,8 +373,7 @@ mod tests {
         {
             // Both requests are posted, then the device stalls and the caller gives up.
             let mut back = vec![0u8; 2048];
-            let mut fut =
-                pin!(engine.run(&mut q, Op::Read, 512, 0, 2048, Some(&mut back[..]), None));
+            let mut fut = pin!(engine.run(&mut q, Op::Read, 512, 0, Data::Into(&mut back[..])));
             let mut cx = Context::from_waker(Waker::noop());
             assert!(fut.as_mut().poll(&mut cx).is_pending());
         }
@@ -371,7 +384,7 @@ mod tests {
         );
         // A new read waits for a slot whose old request completed, and gets only its own data.
         let mut back = vec![0u8; 1024];
-        ready(engine.run(&mut q, Op::Read, 512, 4, 1024, Some(&mut back[..]), None)).unwrap();
+        ready(engine.run(&mut q, Op::Read, 512, 4, Data::Into(&mut back[..]))).unwrap();
         assert!(back.iter().all(|&b| b == 0x55));
         assert!(q.in_flight.is_empty() && q.completed.is_empty());
         assert!(engine.slots.iter().all(|s| *s == State::Free));

@@ -23,7 +23,7 @@ use core::fmt;
 use super::mmio::{Transport, TransportError};
 use super::queue::{Segment, Virtqueue};
 use super::Found;
-use crate::block::requests::{Op, RequestQueue, Requests};
+use crate::block::requests::{Data, Op, RequestQueue, Requests};
 use crate::block::{BlockDevice, Error, Geometry};
 
 /// The virtio device type of a block device.
@@ -222,15 +222,7 @@ impl VirtioBlk {
     pub async fn read_name(&mut self) -> Result<&str, Error> {
         let mut id = [0u8; ID_BYTES];
         self.engine
-            .run(
-                &mut self.device,
-                Op::Identify,
-                1,
-                0,
-                ID_BYTES,
-                Some(&mut id),
-                None,
-            )
+            .run(&mut self.device, Op::Identify, 1, 0, Data::Into(&mut id))
             .await?;
         let end = id.iter().position(|&b| b == 0).unwrap_or(ID_BYTES);
         self.name = String::from_utf8_lossy(&id[..end]).into_owned();
@@ -360,17 +352,9 @@ impl BlockDevice for VirtioBlk {
 
     async fn read(&mut self, sector: u64, buffer: &mut [u8]) -> Result<(), Error> {
         self.geometry.check(sector, buffer.len())?;
-        let (unit, len) = (self.geometry.sector_size, buffer.len());
+        let unit = self.geometry.sector_size;
         self.engine
-            .run(
-                &mut self.device,
-                Op::Read,
-                unit,
-                sector,
-                len,
-                Some(buffer),
-                None,
-            )
+            .run(&mut self.device, Op::Read, unit, sector, Data::Into(buffer))
             .await
     }
 
@@ -381,15 +365,7 @@ impl BlockDevice for VirtioBlk {
         }
         let unit = self.geometry.sector_size;
         self.engine
-            .run(
-                &mut self.device,
-                Op::Write,
-                unit,
-                sector,
-                data.len(),
-                None,
-                Some(data),
-            )
+            .run(&mut self.device, Op::Write, unit, sector, Data::From(data))
             .await
     }
 
@@ -404,7 +380,7 @@ impl BlockDevice for VirtioBlk {
         }
         let unit = self.geometry.sector_size;
         self.engine
-            .run(&mut self.device, Op::Flush, unit, 0, 0, None, None)
+            .run(&mut self.device, Op::Flush, unit, 0, Data::None)
             .await
     }
 }

@@ -7,7 +7,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::block::requests::{Op, RequestQueue, Requests};
+use crate::block::requests::{Data, Op, RequestQueue, Requests};
 use crate::block::{BlockDevice, Error, Geometry};
 use crate::platform::xen::evtchn::{self, Port};
 use crate::platform::xen::grant;
@@ -346,17 +346,9 @@ impl BlockDevice for Blkfront {
 
     async fn read(&mut self, sector: u64, buffer: &mut [u8]) -> Result<(), Error> {
         self.geometry.check(sector, buffer.len())?;
-        let (unit, len) = (self.geometry.sector_size, buffer.len());
+        let unit = self.geometry.sector_size;
         self.engine
-            .run(
-                &mut self.device,
-                Op::Read,
-                unit,
-                sector,
-                len,
-                Some(buffer),
-                None,
-            )
+            .run(&mut self.device, Op::Read, unit, sector, Data::Into(buffer))
             .await
     }
 
@@ -367,15 +359,7 @@ impl BlockDevice for Blkfront {
         }
         let unit = self.geometry.sector_size;
         self.engine
-            .run(
-                &mut self.device,
-                Op::Write,
-                unit,
-                sector,
-                data.len(),
-                None,
-                Some(data),
-            )
+            .run(&mut self.device, Op::Write, unit, sector, Data::From(data))
             .await
     }
 
@@ -390,7 +374,7 @@ impl BlockDevice for Blkfront {
         }
         let unit = self.geometry.sector_size;
         self.engine
-            .run(&mut self.device, Op::Flush, unit, 0, 0, None, None)
+            .run(&mut self.device, Op::Flush, unit, 0, Data::None)
             .await
     }
 }
