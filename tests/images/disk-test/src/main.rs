@@ -11,6 +11,8 @@
 //!   (`disk-test: verified`). The pattern: byte `i` is byte `i % 8` of
 //!   `(i / 8 + 1) * 0x9E3779B97F4A7C15 ^ seed` (little-endian), so the host can check the file.
 //!
+//! Several modes run in order when separated by commas (`mode=check,fill,verify`).
+//!
 //! Exit status: 0 when everything held, 1 on bad options or a missing disk, 2 on a failed check.
 
 #![no_std]
@@ -52,30 +54,30 @@ async fn main(args: Args) -> i32 {
             return 1;
         }
     };
-    let outcome = match mode {
-        "check" => check(&mut data, &mut disks).await,
-        "fill" | "verify" => {
-            let (Some(seed), Some(mib)) = (number("seed"), number("mib")) else {
-                error!("disk-test: {mode} needs seed=N and mib=M");
+    for mode in mode.split(',') {
+        let outcome = match mode {
+            "check" => check(&mut data, &mut disks).await,
+            "fill" | "verify" => {
+                let (Some(seed), Some(mib)) = (number("seed"), number("mib")) else {
+                    error!("disk-test: {mode} needs seed=N and mib=M");
+                    return 1;
+                };
+                pattern(&mut data, seed, mib as usize * 1024 * 1024, mode == "fill").await
+            }
+            other => {
+                error!("disk-test: unknown mode {other:?} (check, fill, verify)");
                 return 1;
-            };
-            pattern(&mut data, seed, mib as usize * 1024 * 1024, mode == "fill").await
-        }
-        other => {
-            error!("disk-test: unknown mode {other:?} (check, fill, verify)");
-            return 1;
-        }
-    };
-    match outcome {
-        Ok(()) => {
-            info!("disk-test: {mode} ok");
-            0
-        }
-        Err(why) => {
-            error!("disk-test: {mode} FAILED: {why}");
-            2
+            }
+        };
+        match outcome {
+            Ok(()) => info!("disk-test: {mode} ok"),
+            Err(why) => {
+                error!("disk-test: {mode} FAILED: {why}");
+                return 2;
+            }
         }
     }
+    0
 }
 
 /// Byte `i` of the pattern of `seed`.
