@@ -12,7 +12,13 @@
 
 use core::fmt;
 
+pub mod blkfront;
+#[cfg(target_os = "none")]
+mod disk;
 mod memory;
+pub mod requests;
+#[cfg(target_os = "none")]
+pub use disk::{disks, open, Disk, Disks, NotFound};
 pub use memory::MemoryDisk;
 
 /// What a block device is.
@@ -44,6 +50,23 @@ impl Geometry {
             _ => Err(Error::OutOfRange),
         }
     }
+}
+
+/// The pieces of a transfer of `len` bytes at `sector` that a driver sends as separate
+/// requests of at most `max_chunk` bytes (a whole number of sectors): `(sector, byte range of
+/// the caller's buffer)`. `len` must already be checked against the geometry.
+pub fn chunks(
+    sector_size: u32,
+    sector: u64,
+    len: usize,
+    max_chunk: usize,
+) -> impl Iterator<Item = (u64, core::ops::Range<usize>)> {
+    let size = sector_size.max(1) as usize;
+    let step = (max_chunk / size).max(1) * size;
+    (0..len).step_by(step).map(move |start| {
+        let end = (start + step).min(len);
+        (sector + (start / size) as u64, start..end)
+    })
 }
 
 /// Why a block operation failed.
@@ -110,5 +133,17 @@ mod tests {
         assert_eq!(g.check(u64::MAX, 512), Err(Error::OutOfRange));
         assert_eq!(g.check(0, 100), Err(Error::Unaligned));
         assert_eq!(g.check(8, 0), Ok(()));
+    }
+
+    #[test]
+    fn transfers_split_into_whole_sector_chunks() {
+        let all: alloc::vec::Vec<_> = chunks(512, 10, 5 * 512, 1024 + 100).collect();
+        assert_eq!(all, [(10, 0..1024), (12, 1024..2048), (14, 2048..2560)]);
+        assert_eq!(
+            chunks(4096, 0, 4096, 512).count(),
+            1,
+            "at least one sector per chunk"
+        );
+        assert_eq!(chunks(512, 0, 0, 4096).count(), 0);
     }
 }

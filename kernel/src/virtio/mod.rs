@@ -4,6 +4,7 @@
 //! - [`queue`]: split virtqueues with every device-written entry validated (pure logic, unit
 //!   tested on the host against a lying fake device);
 //! - [`mmio`]: the register window, modern and legacy, and feature negotiation;
+//! - [`blk`]: the block device, as a [`crate::block::BlockDevice`];
 //! - [`net`]: the network device, as a [`crate::net::NetDevice`] for the stack;
 //! - [`console`]: the console device with named ports, the channels of microvm;
 //! - [`discover`]: finding transports on microvm and routing their interrupt lines.
@@ -11,6 +12,8 @@
 pub mod console;
 pub mod queue;
 
+#[cfg(target_os = "none")]
+pub mod blk;
 #[cfg(target_os = "none")]
 pub mod mmio;
 #[cfg(target_os = "none")]

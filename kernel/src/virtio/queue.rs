@@ -1,9 +1,10 @@
-//! Split virtqueues (virtio 1.2, section 2.7) with single-descriptor chains.
+//! Split virtqueues (virtio 1.2, section 2.7) with chains of consecutive descriptors.
 //!
 //! The driver owns the descriptor table and the available ring; the device owns the used ring.
 //! Everything read back from the used ring is validated before it is believed: the index may
 //! advance by at most the queue size, each entry must name a descriptor the driver actually
-//! handed over (and not yet got back), and the length written must fit the buffer. A device that
+//! handed over as the head of a chain (and not yet got back), and the length written must fit
+//! the chain's device-writable buffers. A device that
 //! breaks a rule gets a [`UsedError`], never a wild memory access.
 //!
 //! Layout in one zeroed allocation (the legacy MMIO layout, which modern devices accept too):
@@ -18,6 +19,8 @@ use core::sync::atomic::{fence, Ordering};
 
 /// Alignment of the used ring (the legacy transport's `QueueAlign`).
 pub const USED_ALIGN: usize = 4096;
+/// Descriptor flag: the chain continues in the descriptor named by `next`.
+const DESC_F_NEXT: u16 = 1;
 /// Descriptor flag: the device writes into this buffer.
 const DESC_F_WRITE: u16 = 2;
 /// Available-ring flag: the driver does not want interrupts for this queue.
@@ -125,6 +128,8 @@ pub enum PostError {
     IdOutOfRange(u16),
     /// The descriptor is already with the device.
     AlreadyInFlight(u16),
+    /// A chain without buffers.
+    EmptyChain,
 }
 
 impl fmt::Display for PostError {
@@ -132,16 +137,34 @@ impl fmt::Display for PostError {
         match self {
             PostError::IdOutOfRange(id) => write!(f, "descriptor {id} is outside the table"),
             PostError::AlreadyInFlight(id) => write!(f, "descriptor {id} is already in flight"),
+            PostError::EmptyChain => f.write_str("a chain needs at least one buffer"),
         }
     }
 }
 
-/// One split virtqueue whose chains are single descriptors named by the driver.
+/// One buffer of a chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Guest-physical address.
+    pub addr: u64,
+    /// Bytes.
+    pub len: u32,
+    /// Whether the device writes into it (else it only reads it).
+    pub device_writes: bool,
+}
+
+/// One split virtqueue whose chains are runs of consecutive descriptors, named by their first
+/// (the head) and chosen by the driver.
 pub struct Virtqueue {
     base: *mut u8,
     layout: Layout,
-    /// Capacity of the buffer behind each descriptor while it is in flight; 0 when free.
+    /// For the head of each chain in flight: the capacity the device may write (at least 1);
+    /// 0 for a free descriptor or one inside a chain.
     in_flight: Vec<u32>,
+    /// For the head of each chain in flight: its descriptors; 0 for a free descriptor; for a
+    /// descriptor inside a chain, `u16::MAX` (busy, but not a head).
+    chain_len: Vec<u16>,
+    /// Chains in flight.
     in_flight_count: u16,
     /// Next available-ring index to publish (the driver's copy of `avail.idx`).
     avail_idx: u16,
@@ -162,6 +185,7 @@ impl Virtqueue {
             base,
             layout,
             in_flight: vec![0; usize::from(layout.size)],
+            chain_len: vec![0; usize::from(layout.size)],
             in_flight_count: 0,
             avail_idx: 0,
             last_used: 0,
@@ -189,7 +213,7 @@ impl Virtqueue {
         self.base as u64 + self.layout.used as u64
     }
 
-    /// Descriptors currently owned by the device.
+    /// Chains (buffers, for single-buffer chains) currently owned by the device.
     pub fn in_flight(&self) -> u16 {
         self.in_flight_count
     }
@@ -226,26 +250,64 @@ impl Virtqueue {
         len: u32,
         device_writes: bool,
     ) -> Result<(), PostError> {
-        let slot = usize::from(id);
-        match self.in_flight.get(slot) {
-            None => return Err(PostError::IdOutOfRange(id)),
-            Some(&capacity) if capacity != 0 => return Err(PostError::AlreadyInFlight(id)),
-            Some(_) => {}
+        self.post_chain(
+            id,
+            &[Segment {
+                addr,
+                len,
+                device_writes,
+            }],
+        )
+    }
+
+    /// Hands `segments` to the device as one chain in descriptors `head`, `head + 1`, ...
+    /// (all of them must be free). The used entry names `head`.
+    pub fn post_chain(&mut self, head: u16, segments: &[Segment]) -> Result<(), PostError> {
+        let count = u16::try_from(segments.len()).map_err(|_| PostError::IdOutOfRange(head))?;
+        if count == 0 {
+            return Err(PostError::EmptyChain);
         }
-        let descriptor = slot * DESCRIPTOR_SIZE;
-        let flags = if device_writes { DESC_F_WRITE } else { 0 };
-        // SAFETY: the descriptor lies inside the table, in the queue memory.
-        unsafe {
-            let d = self.base.add(descriptor);
-            write_volatile(d.cast::<u64>(), addr);
-            write_volatile(d.add(8).cast::<u32>(), len);
-            write_volatile(d.add(12).cast::<u16>(), flags);
-            write_volatile(d.add(14).cast::<u16>(), 0);
+        for i in 0..count {
+            let id = head.checked_add(i).ok_or(PostError::IdOutOfRange(head))?;
+            match self.chain_len.get(usize::from(id)) {
+                None => return Err(PostError::IdOutOfRange(id)),
+                Some(&0) => {}
+                Some(_) => return Err(PostError::AlreadyInFlight(id)),
+            }
+        }
+        let mut writable = 0u32;
+        for (i, segment) in segments.iter().enumerate() {
+            let id = usize::from(head) + i;
+            let last = i + 1 == segments.len();
+            let mut flags = if segment.device_writes {
+                DESC_F_WRITE
+            } else {
+                0
+            };
+            if !last {
+                flags |= DESC_F_NEXT;
+            }
+            if segment.device_writes {
+                writable = writable.saturating_add(segment.len);
+            }
+            // SAFETY: descriptor `id` lies inside the table (checked above), in the queue memory.
+            unsafe {
+                let d = self.base.add(id * DESCRIPTOR_SIZE);
+                write_volatile(d.cast::<u64>(), segment.addr);
+                write_volatile(d.add(8).cast::<u32>(), segment.len);
+                write_volatile(d.add(12).cast::<u16>(), flags);
+                write_volatile(
+                    d.add(14).cast::<u16>(),
+                    if last { 0 } else { id as u16 + 1 },
+                );
+            }
+            self.chain_len[id] = u16::MAX;
         }
         let ring_slot = usize::from(self.avail_idx & (self.layout.size - 1));
-        self.write_u16(self.layout.avail + 4 + 2 * ring_slot, id);
+        self.write_u16(self.layout.avail + 4 + 2 * ring_slot, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.in_flight[slot] = len.max(1);
+        self.in_flight[usize::from(head)] = writable.max(1);
+        self.chain_len[usize::from(head)] = count;
         self.in_flight_count += 1;
         Ok(())
     }
@@ -308,7 +370,10 @@ impl Virtqueue {
         if capacity == 0 {
             return Some(Err(UsedError::NotInFlight { id }));
         }
-        self.in_flight[usize::from(id)] = 0;
+        let head = usize::from(id);
+        let count = usize::from(self.chain_len[head]);
+        self.in_flight[head] = 0;
+        self.chain_len[head..head + count].fill(0);
         self.in_flight_count -= 1;
         if len > capacity {
             return Some(Err(UsedError::LengthTooLong { id, len, capacity }));
@@ -510,6 +575,61 @@ mod tests {
         assert!(q.is_broken());
         assert_eq!(q.pop_used(), None);
         assert!(!q.has_used());
+    }
+
+    #[test]
+    fn chains_are_linked_and_returned_whole() {
+        let (mut dev, mut q) = FakeDevice::new(8);
+        let seg = |addr, len, device_writes| Segment {
+            addr,
+            len,
+            device_writes,
+        };
+        q.post_chain(
+            2,
+            &[
+                seg(0x100, 16, false),
+                seg(0x1000, 512, true),
+                seg(0x200, 1, true),
+            ],
+        )
+        .unwrap();
+        assert_eq!(q.post(3, 0, 1, true), Err(PostError::AlreadyInFlight(3)));
+        assert_eq!(
+            q.post_chain(6, &[seg(0, 1, false); 3]),
+            Err(PostError::IdOutOfRange(8))
+        );
+        assert_eq!(q.post_chain(0, &[]), Err(PostError::EmptyChain));
+        q.publish();
+        let (head, addr, len, writes) = dev.take_avail().unwrap();
+        assert_eq!((head, addr, len, writes), (2, 0x100, 16, false));
+        assert_eq!(dev.u16_at(2 * DESCRIPTOR_SIZE + 12), DESC_F_NEXT);
+        assert_eq!(dev.u16_at(2 * DESCRIPTOR_SIZE + 14), 3);
+        assert_eq!(
+            dev.u16_at(3 * DESCRIPTOR_SIZE + 12),
+            DESC_F_NEXT | DESC_F_WRITE
+        );
+        assert_eq!(dev.u16_at(4 * DESCRIPTOR_SIZE + 12), DESC_F_WRITE);
+        // A used entry naming a descriptor inside the chain is refused; the head is accepted
+        // with up to the writable capacity (512 + 1).
+        dev.push_used(3, 1);
+        assert_eq!(q.pop_used(), Some(Err(UsedError::NotInFlight { id: 3 })));
+        dev.push_used(2, 514);
+        assert_eq!(
+            q.pop_used(),
+            Some(Err(UsedError::LengthTooLong {
+                id: 2,
+                len: 514,
+                capacity: 513
+            }))
+        );
+        // The whole chain is free again.
+        assert_eq!(q.in_flight(), 0);
+        q.post_chain(2, &[seg(0, 1, false); 3]).unwrap();
+        q.publish();
+        dev.take_avail().unwrap();
+        dev.push_used(2, 0);
+        assert_eq!(q.pop_used(), Some(Ok(Used { id: 2, len: 0 })));
     }
 
     #[test]

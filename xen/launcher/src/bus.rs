@@ -107,7 +107,7 @@ impl fmt::Display for BusError {
                 let hint = match *need {
                     "uplink" => "set network = \"bridge\"",
                     "modules" => "give it a ramdisk",
-                    _ => "this launcher cannot attach disks yet",
+                    _ => "give it one: disks = [\"NAME\"] and a [disks.NAME] table",
                 };
                 write!(f, "service `{service}`: its image needs {need} ({hint})")
             }
@@ -210,7 +210,7 @@ pub fn derive(
                 decl.needs.uplink && given.network != Network::Bridge,
                 "uplink",
             ),
-            (decl.needs.disk, "disk"),
+            (decl.needs.disk && given.disks.is_empty(), "disk"),
             (decl.needs.modules && given.ramdisk.is_none(), "modules"),
         ];
         for (_, need) in unmet.into_iter().filter(|(unmet, _)| *unmet) {
@@ -500,7 +500,7 @@ mod tests {
         for expected in [
             "service `tiny`: memory = 16 MiB is below its image's floor of 64 MiB",
             "service `tiny`: its image needs uplink (set network = \"bridge\")",
-            "service `tiny`: its image needs disk (this launcher cannot attach disks yet)",
+            "service `tiny`: its image needs disk (give it one: disks = [\"NAME\"] and a [disks.NAME] table)",
             "service `tiny`: its image needs modules (give it a ramdisk)",
             "service `other` publishes nim/Status: a topic is named `<its publisher>/<Table>`",
             "service `other` publishes diag/Own: a topic is named `<its publisher>/<Table>`",

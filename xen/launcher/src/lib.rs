@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod bus;
 pub mod console;
 pub mod daemons;
+pub mod disks;
 pub mod log;
 pub mod manifest;
 pub mod order;

@@ -6,6 +6,7 @@
 //! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order and wiring
 //! lichen-launcher images [--images DIR]... <manifest>   validate; print the image files to stage
 //! lichen-launcher image-names <manifest>                 print the image names it uses (unchecked)
+//! lichen-launcher disks  [--images DIR]... <manifest>   validate; print each node disk: NAME SIZE_MIB
 //! lichen-launcher run    [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>
 //! ```
 //!
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use lichen_launcher::manifest::{self, Manifest};
 use lichen_launcher::{bus, daemons, log, order, say, supervisor, toolstack};
 
-const USAGE: &str = "usage: lichen-launcher check|images|image-names|run [--images DIR]... [--hooks DIR] [--log-dir DIR] [--state-dir DIR] <manifest>";
+const USAGE: &str = "usage: lichen-launcher check|images|image-names|disks|run [--images DIR]... [--hooks DIR] [--log-dir DIR] [--state-dir DIR] <manifest>";
 
 /// The parsed command line.
 struct Args {
@@ -34,7 +35,10 @@ struct Args {
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let command = args.next().ok_or(USAGE)?;
-    if !matches!(command.as_str(), "check" | "images" | "image-names" | "run") {
+    if !matches!(
+        command.as_str(),
+        "check" | "images" | "image-names" | "disks" | "run"
+    ) {
         return Err(format!("unknown command `{command}`\n{USAGE}"));
     }
     let mut manifest = None;
@@ -112,6 +116,12 @@ fn main() -> ExitCode {
         "images" => {
             for file in images.files() {
                 println!("{}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        "disks" => {
+            for (name, disk) in &manifest.disks {
+                println!("{name} {}", disk.size_mib);
             }
             ExitCode::SUCCESS
         }

@@ -12,6 +12,10 @@
 //! restart = "on-failure"         # "never" | "on-failure" (default) | "always"
 //! max_restarts = 3               # default 3
 //! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0
+//! disks = ["persist"]            # node disks it gets, "NAME" or "NAME:ro" (see crate::disks)
+//!
+//! [disks.persist]
+//! size_mib = 64
 //!
 //! [[channels]]
 //! name = "events"
@@ -33,6 +37,7 @@ use serde::Deserialize;
 
 use crate::backoff::{RestartMode, RestartPolicy};
 use crate::bus;
+use crate::disks;
 use crate::order;
 
 /// The smallest memory, in MiB, a service may be given: below it Xen cannot build a PVH domain
@@ -67,6 +72,9 @@ pub struct Manifest {
     /// Test hooks: dom0 programs run beside the node (a test's peer, a fault injector).
     #[serde(default)]
     pub test: Test,
+    /// The node's disks, by name (see [`crate::disks`]).
+    #[serde(default)]
+    pub disks: IndexMap<String, disks::NodeDisk>,
 }
 
 /// A manifest's `[test]` table: dom0 programs from the hooks directory (`xen/dom0/hooks`, in
@@ -170,6 +178,9 @@ pub struct Service {
     /// The service's network card.
     #[serde(default)]
     pub network: Network,
+    /// The node disks the service gets, in order (`xvda`, `xvdb`, ...).
+    #[serde(default)]
+    pub disks: Vec<disks::DiskUse>,
 }
 
 /// What network card a service gets.
@@ -311,6 +322,8 @@ pub enum ManifestError {
     },
     /// The largest backoff delay is smaller than the first.
     Backoff(String),
+    /// A disk declaration or use that cannot work (the reason).
+    Disk(String),
     /// An image or ramdisk is in none of the image directories.
     MissingImage {
         /// The service.
@@ -375,6 +388,7 @@ impl fmt::Display for ManifestError {
             ManifestError::Backoff(service) => {
                 write!(f, "service `{service}`: backoff_max_ms is smaller than backoff_ms")
             }
+            ManifestError::Disk(reason) => f.write_str(reason),
             ManifestError::MissingImage { service, image, searched } => {
                 let dirs: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
                 write!(
@@ -497,6 +511,12 @@ impl Manifest {
             }
         }
         errors.extend(self.check_channels());
+        let uses = self.services.iter().map(|(n, s)| (n, s.disks.as_slice()));
+        errors.extend(
+            disks::check(&self.disks, uses, is_good_name)
+                .into_iter()
+                .map(ManifestError::Disk),
+        );
         if errors.is_empty() {
             if let Err(cycle) = order::start_order(self) {
                 errors.push(ManifestError::Cycle(cycle.services));

@@ -112,8 +112,14 @@ fn quoted(text: &str) -> String {
 /// The vif hotplug script dom0 carries (xen/dom0/vif-lichen).
 pub const VIF_SCRIPT: &str = "/etc/lichen/vif-lichen";
 
-/// The xl config of a service: a PVH domain kept after it shuts down.
-pub fn domain_config(name: &str, service: &Service, files: &BootFiles) -> String {
+/// The xl config of a service: a PVH domain kept after it shuts down. `disk_targets` are the
+/// dom0 devices behind the service's disks, in order.
+pub fn domain_config(
+    name: &str,
+    service: &Service,
+    files: &BootFiles,
+    disk_targets: &[PathBuf],
+) -> String {
     let mut config = String::new();
     let mut line = |key: &str, value: String| config.push_str(&format!("{key} = {value}\n"));
     line("name", quoted(name));
@@ -142,6 +148,16 @@ pub fn domain_config(name: &str, service: &Service, files: &BootFiles) -> String
                 ))
             ),
         );
+    }
+    if !service.disks.is_empty() {
+        let entries: Vec<String> = service
+            .disks
+            .iter()
+            .zip(disk_targets)
+            .enumerate()
+            .map(|(i, (disk, target))| quoted(&crate::disks::xl_disk(i, disk, target)))
+            .collect();
+        line("disk", format!("[{}]", entries.join(", ")));
     }
     for event in [
         "on_poweroff",
@@ -197,7 +213,13 @@ impl Platform for Toolstack {
         files: &BootFiles,
     ) -> Result<u32, String> {
         let config_path = self.state_dir.join(format!("{name}.cfg"));
-        std::fs::write(&config_path, domain_config(name, service, files))
+        let targets = service
+            .disks
+            .iter()
+            .map(|d| crate::disks::find_device(Path::new("/sys/block"), &d.name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{name}: {e}"))?;
+        std::fs::write(&config_path, domain_config(name, service, files, &targets))
             .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
         let config = config_path.display().to_string();
         let started = Instant::now();
@@ -326,7 +348,7 @@ mod tests {
             kernel: "/lichen/images/api.elf".into(),
             ramdisk: Some("/lichen/images/rd".into()),
         };
-        let config = domain_config("api", &manifest.services["api"], &files);
+        let config = domain_config("api", &manifest.services["api"], &files, &[]);
         for expected in [
             "name = \"api\"\n",
             "type = \"pvh\"\n",
@@ -354,16 +376,36 @@ mod tests {
             kernel: "/lichen/images/echo.elf".into(),
             ramdisk: None,
         };
-        let config = domain_config("echo", &manifest.services["echo"], &files);
+        let config = domain_config("echo", &manifest.services["echo"], &files, &[]);
         assert!(
             config.contains("vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen\"]\n"),
             "{config}"
         );
         let plain = Manifest::parse("[services.a]\nimage = \"a\"\nmemory = 8\n").unwrap();
-        assert!(!domain_config("a", &plain.services["a"], &files).contains("vif"));
+        assert!(!domain_config("a", &plain.services["a"], &files, &[]).contains("vif"));
         let bad = "[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"nat\"\n";
         let error = Manifest::parse(bad).unwrap_err().to_string();
         assert!(error.contains("unknown variant `nat`"), "{error}");
+    }
+
+    #[test]
+    fn a_service_with_disks_gets_them_through_lichens_block_script() {
+        let text = "[disks.persist]\nsize_mib = 8\n[disks.config]\nsize_mib = 1\n\
+                    [services.vault]\nimage = \"v\"\nmemory = 8\ndisks = [\"persist\", \"config:ro\"]\n";
+        let manifest = Manifest::parse(text).unwrap();
+        let files = BootFiles {
+            kernel: "/lichen/images/v.elf".into(),
+            ramdisk: None,
+        };
+        let targets = [PathBuf::from("/dev/vdb"), PathBuf::from("/dev/vda")];
+        let config = domain_config("vault", &manifest.services["vault"], &files, &targets);
+        assert!(
+            config.contains(
+                "disk = [\"format=raw,vdev=xvda,access=rw,script=/etc/lichen/block-lichen,target=/dev/vdb\", \
+                 \"format=raw,vdev=xvdb,access=ro,script=/etc/lichen/block-lichen,target=/dev/vda\"]\n"
+            ),
+            "{config}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `channels/<C>/ring-order`   | log2 of each ring's size in bytes                      |
 //! | `channels/<C>/server-path`  | client only: the server's `channels/<C>` directory,    |
 //! |                             | where the server writes `ring-ref` and `event-channel` |
+//! | `disk/<vbd id>`             | the name of S's disk with that xenstore id             |
 //!
 //! `name` and `channels` are private to `d` (owner `d`, no access for others). Each
 //! `channels/<C>` directory is owned by `d` and readable by the peer only (`n<d> r<peer>`); nodes
@@ -83,12 +84,23 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
         .writes
         .push((format!("{base}/channels"), names.join(" ")));
     wiring.writes.push((format!("{base}/bus"), bus.join(" ")));
-    for node in [
+    let mut private = vec![
         base.clone(),
         format!("{base}/name"),
         format!("{base}/channels"),
         format!("{base}/bus"),
-    ] {
+    ];
+    if let Some(uses) = manifest.services.get(service).map(|s| &s.disks) {
+        for (i, disk) in uses.iter().enumerate() {
+            let path = format!("{base}/disk/{}", crate::disks::vbd_id(i));
+            wiring.writes.push((path.clone(), disk.name.clone()));
+            private.push(path);
+        }
+        if !uses.is_empty() {
+            private.push(format!("{base}/disk"));
+        }
+    }
+    for node in private {
         wiring.perms.push(Permissions {
             path: node,
             perms: owner_only.clone(),
