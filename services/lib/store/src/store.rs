@@ -72,6 +72,12 @@ impl Batch {
         self
     }
 
+    /// Sets `key` to `value`, taking the value without a copy (large values).
+    pub fn put_vec(&mut self, key: &[u8], value: Vec<u8>) -> &mut Batch {
+        self.ops.insert(key.to_vec(), Some(value));
+        self
+    }
+
     /// Removes `key` (nothing if absent).
     pub fn delete(&mut self, key: &[u8]) -> &mut Batch {
         self.ops.insert(key.to_vec(), None);
@@ -481,7 +487,9 @@ impl<D: BlockDevice> Store<D> {
         }
 
         // Encode the body: each entry's key and value sealed in place.
-        let mut body = Vec::with_capacity(body_len);
+        // Header space, then the body: the record is built in place.
+        let mut body = Vec::with_capacity(HEADER_LEN + body_len + TRAILER_LEN + self.ss);
+        body.resize(HEADER_LEN, 0);
         let mut placed = Vec::with_capacity(ops.len());
         for (key, value) in &ops {
             let header = EntryHeader {
@@ -496,7 +504,7 @@ impl<D: BlockDevice> Store<D> {
                 nonce_counter: self.counter,
             };
             self.counter += 2;
-            placed.push((body.len(), header.value_len));
+            placed.push((body.len() - HEADER_LEN, header.value_len));
             let hb = header.encode();
             body.extend_from_slice(&hb);
             let at = body.len();
@@ -523,8 +531,8 @@ impl<D: BlockDevice> Store<D> {
                 );
             }
         }
-        debug_assert_eq!(body.len(), body_len);
-        let record = self.append(&body, ops.len() as u32).await?;
+        debug_assert_eq!(body.len(), HEADER_LEN + body_len);
+        let record = self.append(body, ops.len() as u32).await?;
         self.flush().await?;
         for ((key, value), (offset, value_len)) in ops.into_iter().zip(placed) {
             let loc = Loc {
@@ -658,11 +666,13 @@ impl<D: BlockDevice> Store<D> {
 
     // ---- writing ----
 
-    /// Writes a record of `body` (`count` entries) at the head, behind a wrap marker if it does
-    /// not fit before the end of the log; returns its first sector. The caller checked the
+    /// Writes a record (`rec`: [`HEADER_LEN`] bytes of room for the header, then the body of
+    /// `count` entries) at the head, behind a wrap marker if it does not fit before the end of
+    /// the log; returns its first sector. The caller checked the
     /// space and flushes.
-    async fn append(&mut self, body: &[u8], count: u32) -> Result<u64, Error> {
-        let sectors = self.sectors_for(body.len());
+    async fn append(&mut self, mut rec: Vec<u8>, count: u32) -> Result<u64, Error> {
+        let body_len = rec.len() - HEADER_LEN;
+        let sectors = self.sectors_for(body_len);
         if self.head + sectors > self.log_end {
             let marker = RecordHeader {
                 kind: RecordKind::Wrap,
@@ -682,16 +692,15 @@ impl<D: BlockDevice> Store<D> {
             kind: RecordKind::Commit,
             seq: self.next_seq,
             epoch: self.checkpoint.epoch,
-            body_len: body.len() as u32,
+            body_len: body_len as u32,
             count,
         };
         let len = header.record_len();
-        let mut buf = vec![0u8; sectors as usize * self.ss];
-        buf[..HEADER_LEN].copy_from_slice(&header.encode(&self.sb.id));
-        buf[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
-        seal_record(&mut buf, len, &self.sb.id);
+        rec.resize(sectors as usize * self.ss, 0);
+        rec[..HEADER_LEN].copy_from_slice(&header.encode(&self.sb.id));
+        seal_record(&mut rec, len, &self.sb.id);
         let at = self.head;
-        self.write(at, &buf).await?;
+        self.write(at, &rec).await?;
         self.next_seq += 1;
         self.head = at + sectors;
         if self.head == self.log_end {
@@ -778,7 +787,8 @@ impl<D: BlockDevice> Store<D> {
             .saturating_sub(HEADER_LEN + TRAILER_LEN)
             .min(self.max_body());
 
-        let mut body = Vec::new();
+        // Header space, then the body (the record is built in place).
+        let mut body = vec![0u8; HEADER_LEN];
         let mut count = 0u32;
         let mut moved: Vec<(Box<[u8]>, usize, u32)> = Vec::new();
         let (mut pos, mut seq) = (self.tail, self.tail_seq);
@@ -809,14 +819,14 @@ impl<D: BlockDevice> Store<D> {
                     }
                 }
                 let live_len: usize = live.iter().map(|(_, r, _)| r.len()).sum();
-                if body.len() + live_len > budget {
-                    if body.is_empty() {
+                if body.len() - HEADER_LEN + live_len > budget {
+                    if body.len() == HEADER_LEN {
                         return Err(Error::DiskFull);
                     }
                     break;
                 }
                 for (key, range, value_len) in live {
-                    moved.push((key, body.len(), value_len));
+                    moved.push((key, body.len() - HEADER_LEN, value_len));
                     body.extend_from_slice(&rec_body[range]);
                     count += 1;
                 }
@@ -824,23 +834,24 @@ impl<D: BlockDevice> Store<D> {
             pos = self.after(pos, &header);
             seq += 1;
             let freed = self.distance(self.tail, pos);
-            let copy = if body.is_empty() {
+            let copy = if body.len() == HEADER_LEN {
                 0
             } else {
-                self.placement(self.sectors_for(body.len()))
+                self.placement(self.sectors_for(body.len() - HEADER_LEN))
             };
             if self.free() + freed >= want_free + copy {
                 break;
             }
         }
         let mut written = 0;
-        if !body.is_empty() {
-            let sectors = self.sectors_for(body.len());
+        if body.len() > HEADER_LEN {
+            let body_len = body.len() - HEADER_LEN;
+            let sectors = self.sectors_for(body_len);
             written = self.placement(sectors);
-            let record = self.append(&body, count).await?;
+            let record = self.append(body, count).await?;
             self.flush().await?;
             self.stats.compaction_records += 1;
-            self.stats.compaction_bytes += body.len() as u64;
+            self.stats.compaction_bytes += body_len as u64;
             for (key, offset, value_len) in moved {
                 self.index.insert(
                     key,
