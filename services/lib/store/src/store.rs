@@ -573,7 +573,15 @@ impl<D: BlockDevice> Store<D> {
                     }
                     break;
                 }
-                _ => break,
+                _ => {
+                    // Nothing here: the end of the log, unless the next record starts within a
+                    // record's reach (records are flushed one by one, so the next exists only
+                    // if this one was durable): then this one's header rotted.
+                    if self.next_within_reach(pos, seq + 1, last_epoch).await? {
+                        return Err(Error::Corrupt { sector: pos });
+                    }
+                    break;
+                }
             };
             // The log never laps its own tail.
             let end = self.after(pos, &header);
@@ -603,6 +611,33 @@ impl<D: BlockDevice> Store<D> {
         self.head = pos;
         self.next_seq = seq;
         Ok(())
+    }
+
+    /// Whether a record numbered `seq` (of an epoch from `min_epoch` to the checkpoint's)
+    /// starts in the largest record's reach after `pos`, before the end of the log. (The one
+    /// place two records share a flush is a wrap marker and the record at the start of the
+    /// log, which this does not look at.)
+    async fn next_within_reach(
+        &mut self,
+        pos: u64,
+        seq: u64,
+        min_epoch: u64,
+    ) -> Result<bool, Error> {
+        let end = (pos + 1 + self.record_sectors()).min(self.log_end);
+        if pos < LOG_START || pos + 1 >= end {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; (end - pos - 1) as usize * self.ss];
+        self.dev.read(pos + 1, &mut buf).await?;
+        for sector in buf.chunks(self.ss) {
+            let Some(h) = RecordHeader::decode(sector, &self.sb.id) else {
+                continue;
+            };
+            if h.seq == seq && h.epoch >= min_epoch && h.epoch <= self.checkpoint.epoch {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Reads the record expected at `pos` with sequence number `seq`.
