@@ -75,19 +75,28 @@ struct Heap {
 
 impl Heap {
     fn sample(&mut self) {
-        self.peak = self.peak.max(kernel::mem::heap_used().saturating_sub(self.base));
+        self.peak = self
+            .peak
+            .max(kernel::mem::heap_used().saturating_sub(self.base));
     }
 }
 
 async fn run(disk: Disk, cipher: &str, seconds: u64, seq_mib: u64) -> Result<Disk, store::Error> {
-    let mut heap = Heap { base: kernel::mem::heap_used(), peak: 0 };
+    let mut heap = Heap {
+        base: kernel::mem::heap_used(),
+        peak: 0,
+    };
     // The store's identity should be random; a benchmark that formats every run may use the
     // clock (no key is reused across runs that matter).
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&now().as_nanos().to_le_bytes());
     id[8..13].copy_from_slice(b"bench");
     let key = (cipher == "vault").then(|| Key::new([0x5c; 32]));
-    let opts = FormatOptions { id, key, max_value: store::DEFAULT_MAX_VALUE };
+    let opts = FormatOptions {
+        id,
+        key,
+        max_value: store::DEFAULT_MAX_VALUE,
+    };
     let mut s = Store::format(disk, &opts).await?;
     let budget = seconds * 1_000_000_000;
 
@@ -115,7 +124,7 @@ async fn run(disk: Disk, cipher: &str, seconds: u64, seq_mib: u64) -> Result<Dis
         }
         s.commit(b).await?;
         ops += 1;
-        if ops % 64 == 0 {
+        if ops.is_multiple_of(64) {
             heap.sample();
         }
     }
