@@ -516,6 +516,8 @@ struct Report {
     commits: u64,
     corruptions: u64,
     lost: u64,
+    /// Unflushed sector writes the cuts kept, dropped, tore and bit-flipped.
+    sectors: [u64; 4],
 }
 
 /// Commits random batches on a fault-injecting disk, cutting the power at a random write or
@@ -640,6 +642,8 @@ fn power_cuts(cuts: u64, seed: u64, ss: u32, sectors: u64, key: Option<Key>) -> 
         }
         store = Some(s);
     }
+    let c = disk.cut_stats();
+    report.sectors = [c.kept, c.dropped, c.torn, c.flipped];
     report
 }
 
@@ -669,6 +673,9 @@ fn power_cut_matrix(cuts: u64, seed: u64) -> Report {
         total.commits += r.commits;
         total.corruptions += r.corruptions;
         total.lost += r.lost;
+        for (t, s) in total.sectors.iter_mut().zip(r.sectors) {
+            *t += s;
+        }
     }
     total
 }
