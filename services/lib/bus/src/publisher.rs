@@ -7,7 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     frame::MAX_PAYLOAD,
-    session::{Session, SessionStatus},
+    session::{KeyFilter, Session, SessionStatus},
     storage::{Storage, StoredObjects, Volatile},
     wire::{ProtocolError, UPDATE_OVERHEAD},
     Topic,
@@ -199,9 +199,16 @@ impl<T, S> Publisher<T, S> {
 
     /// Accepts a new subscriber connection.
     pub fn connect(&mut self) -> SessionId {
+        self.connect_filtered(None)
+    }
+
+    /// Accepts a new subscriber connection that sees only the keys `filter` accepts (all
+    /// without one): its synchronisation skips the others and their changes are never sent.
+    /// For a table that holds several parties' objects, each entitled to its own.
+    pub fn connect_filtered(&mut self, filter: Option<KeyFilter>) -> SessionId {
         let id = SessionId(self.next_session);
         self.next_session += 1;
-        self.sessions.insert(id, Session::new());
+        self.sessions.insert(id, Session::new(filter));
         id
     }
 
