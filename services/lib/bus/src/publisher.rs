@@ -1,6 +1,6 @@
 //! The publishing side: a named table of objects and the subscribers connected to it.
 
-use alloc::{collections::BTreeMap, string::String};
+use alloc::{collections::BTreeMap, string::String, vec::Vec};
 use core::{fmt, marker::PhantomData};
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -190,6 +190,11 @@ impl<T, S> Publisher<T, S> {
     /// Whether [`signal_restarted`](Self::signal_restarted) was called.
     pub fn has_signalled_restart(&self) -> bool {
         self.restarted
+    }
+
+    /// The bus encoding (postcard) of the object at `key`, as subscribers and storage get it.
+    pub fn encoded(&self, key: &str) -> Option<&[u8]> {
+        self.objects.get(key).map(Vec::as_slice)
     }
 
     /// Gives the storage back, e.g. to start the publisher again on it.
