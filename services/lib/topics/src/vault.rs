@@ -12,7 +12,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::Topic;
+use crate::{Global, Topic};
 
 /// One committed object of a persistent table: its value's bus encoding (postcard), as the
 /// publisher sent it.
@@ -24,6 +24,47 @@ pub struct Stored {
 
 /// The committed objects of every persistent table, keyed `<topic>#<key>`.
 pub const STORED: Topic<String, Stored> = Topic::volatile("vault/Stored", 1);
+
+/// How the vault is doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Objects committed, all tables together.
+    pub objects: u64,
+    /// Bytes of the store's log in use, and its capacity.
+    pub used_bytes: u64,
+    /// The log's capacity in bytes.
+    pub capacity_bytes: u64,
+    /// Commits since the vault started.
+    pub commits: u64,
+    /// Commits that failed (the changes stay pending and are retried).
+    pub failures: u64,
+    /// Changes waiting to be committed.
+    pub pending: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+impl core::fmt::Display for Status {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} objects, {} of {} KiB used, {} commits, {} failed, {} pending",
+            self.objects,
+            self.used_bytes / 1024,
+            self.capacity_bytes / 1024,
+            self.commits,
+            self.failures,
+            self.pending
+        )?;
+        if let Some(e) = &self.last_error {
+            write!(f, " (last failure: {e})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The vault's status (one object).
+pub const STATUS: Topic<Global, Status> = Topic::volatile("vault/Status", 1);
 
 /// The separator between a topic's name and an object's key in [`STORED`] (no topic name
 /// holds it).
