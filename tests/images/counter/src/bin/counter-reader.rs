@@ -44,16 +44,9 @@ async fn main(args: Args) -> i32 {
             }
             _ => continue,
         };
-        let from_counter = counts.with(|s| s.is_synchronized() || s.is_connected());
-        info!(
-            "reader: {value} ({})",
-            if from_counter {
-                "from counter"
-            } else {
-                "from the vault"
-            }
-        );
-        if from_counter && value.value >= until {
+        let live = counts.with(|s| s.is_synchronized());
+        info!("reader: {value} ({})", if live { "live" } else { "stored" });
+        if live && value.value >= until {
             return 0;
         }
     }
