@@ -41,7 +41,10 @@ fn the_vault_keeps_a_table_across_its_crash_and_a_node_reboot() {
         "the persist disk holds a table name in clear: the vault is not encrypted"
     );
 
-    let second = boot("storage", MANIFEST, false, 900);
+    // Counter starts late, so that the reader meets the vault's copy first.
+    let later = MANIFEST.replace("delay_ms=4000", "delay_ms=45000");
+    assert_ne!(later, MANIFEST);
+    let second = boot("storage", &later, false, 900);
     assert!(
         !second.has("formatting"),
         "the second boot formatted the disk"
