@@ -35,6 +35,7 @@ pub mod mem;
 pub mod net;
 pub mod platform;
 pub mod pvh;
+pub mod random;
 pub mod sync;
 pub mod time;
 pub mod vchan;

@@ -11,6 +11,10 @@
 //! [disks.persist]
 //! size_mib = 64          # the size scripts/run-xen gives a new disk file
 //!
+//! [disks.config]
+//! size_mib = 1
+//! contents = "config"    # "blank" (default) or "config": a config partition with a vault key
+//!
 //! [services.vault]
 //! disks = ["persist"]    # "NAME" read-write, "NAME:ro" read-only
 //! ```
@@ -39,6 +43,30 @@ pub const MAX_PER_SERVICE: usize = 16;
 pub struct NodeDisk {
     /// The size of the file backing a new disk, in MiB.
     pub size_mib: u64,
+    /// What a new disk holds.
+    #[serde(default)]
+    pub contents: Contents,
+}
+
+/// What a new disk holds when `scripts/run-xen` makes its file.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Contents {
+    /// Zeros.
+    #[default]
+    Blank,
+    /// A config partition with a fresh vault key (`img/mkconfig --vault-key`).
+    Config,
+}
+
+impl Contents {
+    /// The name `lichen-launcher disks` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contents::Blank => "blank",
+            Contents::Config => "config",
+        }
+    }
 }
 
 /// A disk a service gets: `"NAME"` or `"NAME:ro"`.
@@ -229,8 +257,20 @@ mod tests {
     #[test]
     fn sharing_rules_are_enforced() {
         let mut node = IndexMap::new();
-        node.insert("persist".to_string(), NodeDisk { size_mib: 64 });
-        node.insert("config".to_string(), NodeDisk { size_mib: 1 });
+        node.insert(
+            "persist".to_string(),
+            NodeDisk {
+                size_mib: 64,
+                contents: Contents::Blank,
+            },
+        );
+        node.insert(
+            "config".to_string(),
+            NodeDisk {
+                size_mib: 1,
+                contents: Contents::Config,
+            },
+        );
         let vault = ("vault".to_string(), uses(&["persist", "config:ro"]));
         let agent = ("agent".to_string(), uses(&["config:ro"]));
         let ok = [vault.clone(), agent.clone()];
@@ -253,7 +293,13 @@ mod tests {
             ]
         );
         let mut odd = IndexMap::new();
-        odd.insert("Bad_Name".to_string(), NodeDisk { size_mib: 0 });
+        odd.insert(
+            "Bad_Name".to_string(),
+            NodeDisk {
+                size_mib: 0,
+                contents: Contents::Blank,
+            },
+        );
         assert_eq!(check(&odd, std::iter::empty(), good).len(), 2);
     }
 

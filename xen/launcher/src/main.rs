@@ -6,7 +6,7 @@
 //! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order and wiring
 //! lichen-launcher images [--images DIR]... <manifest>   validate; print the image files to stage
 //! lichen-launcher image-names <manifest>                 print the image names it uses (unchecked)
-//! lichen-launcher disks  [--images DIR]... <manifest>   validate; print each node disk: NAME SIZE_MIB
+//! lichen-launcher disks  [--images DIR]... <manifest>   validate; print each node disk: NAME SIZE_MIB CONTENTS
 //! lichen-launcher run    [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>
 //! ```
 //!
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
         }
         "disks" => {
             for (name, disk) in &manifest.disks {
-                println!("{name} {}", disk.size_mib);
+                println!("{name} {} {}", disk.size_mib, disk.contents.name());
             }
             ExitCode::SUCCESS
         }

@@ -13,6 +13,7 @@
 //! max_restarts = 3               # default 3
 //! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0
 //! disks = ["persist"]            # node disks it gets, "NAME" or "NAME:ro" (see crate::disks)
+//! daemon = true                  # serves the others: stopped once they are all done
 //!
 //! [disks.persist]
 //! size_mib = 64
@@ -181,6 +182,10 @@ pub struct Service {
     /// The node disks the service gets, in order (`xvda`, `xvdb`, ...).
     #[serde(default)]
     pub disks: Vec<disks::DiskUse>,
+    /// Runs for the others (the vault, a router): the node is done once every service that
+    /// is not a daemon is, and its daemons are then stopped.
+    #[serde(default)]
+    pub daemon: bool,
 }
 
 /// What network card a service gets.

@@ -178,6 +178,19 @@ impl<P: Platform> Supervisor<P> {
             if self.units.iter().all(|u| u.state.is_final()) {
                 break;
             }
+            let work_done = self
+                .units
+                .iter()
+                .filter(|u| !u.service.daemon)
+                .all(|u| u.state.is_final());
+            if work_done && self.units.iter().any(|u| !u.service.daemon) {
+                say!(
+                    "node `{}`: every service but its daemons is done",
+                    self.manifest.name
+                );
+                self.teardown();
+                break;
+            }
             std::thread::sleep(self.options.tick);
         }
         self.pump_consoles(true);
@@ -729,6 +742,23 @@ mod tests {
                 "destroy hello"
             ]
         );
+    }
+
+    #[test]
+    fn daemons_are_stopped_once_the_other_services_are_done() {
+        let manifest = "[services.vault]\nimage = \"v\"\nmemory = 8\ndaemon = true\n\
+                        [services.work]\nimage = \"w\"\nmemory = 8\n";
+        let fake = Fake::new(&[
+            ("vault", &[Script::Forever]),
+            ("work", &[Script::Poweroff(None)]),
+        ]);
+        let (status, supervisor, _) = supervise(manifest, fake);
+        assert_eq!(status, 0);
+        assert_eq!(
+            states(&supervisor),
+            [("vault", State::Stopped, 0), ("work", State::Exited, 0)]
+        );
+        assert_eq!(supervisor.platform.count("destroy"), 2);
     }
 
     #[test]

@@ -168,3 +168,21 @@ pub fn frame_pointer() -> u64 {
     unsafe { asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) }
     rbp
 }
+
+/// Whether the CPU has RDRAND (CPUID leaf 1, ECX bit 30).
+pub fn has_rdrand() -> bool {
+    cpuid(1).ecx & (1 << 30) != 0
+}
+
+/// One RDRAND attempt: the random word, or `None` when the DRNG had none ready (CF clear).
+///
+/// # Safety
+/// The CPU must have RDRAND ([`has_rdrand`]).
+#[target_feature(enable = "rdrand")]
+pub unsafe fn rdrand64() -> Option<u64> {
+    let mut value = 0u64;
+    // Safe inside this function: the `rdrand` feature is enabled here (the caller checked
+    // that the CPU has it); it only writes `value`.
+    let ok = core::arch::x86_64::_rdrand64_step(&mut value);
+    (ok == 1).then_some(value)
+}

@@ -35,6 +35,7 @@ mod link;
 pub mod mux;
 pub mod node;
 mod notify;
+mod persist;
 mod publication;
 mod race;
 mod stream;
@@ -42,6 +43,8 @@ mod subscription;
 
 #[cfg(test)]
 mod node_tests;
+#[cfg(test)]
+mod persist_tests;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

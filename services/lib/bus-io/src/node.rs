@@ -74,15 +74,17 @@ impl fmt::Display for NodeError {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     service: String,
-    decl: &'static Declaration,
+    pub(crate) decl: &'static Declaration,
     hello: mux::wire::Hello,
     channels: RefCell<Vec<Rc<Channel>>>,
     changed: Rc<Notify>,
     spawn: Box<dyn Fn(Task)>,
     log: fn(fmt::Arguments<'_>),
     published: RefCell<Vec<&'static str>>,
+    /// The vault's committed objects, once a persistent table needs them.
+    pub(crate) stored: RefCell<Option<Rc<crate::persist::StoredMirror>>>,
 }
 
 /// A service's bus: see the module's documentation. Clones share it.
@@ -123,6 +125,7 @@ impl Node {
                 spawn: Box::new(spawn),
                 log,
                 published: RefCell::new(Vec::new()),
+                stored: RefCell::new(None),
             }),
         }
     }
@@ -130,6 +133,14 @@ impl Node {
     /// The service's name.
     pub fn service(&self) -> &str {
         &self.inner.service
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    pub(crate) fn spawn(&self, task: Task) {
+        (self.inner.spawn)(task)
     }
 
     /// Adds the channel to a peer (called `name`, as wired) and keeps it connected. Add every
@@ -213,7 +224,7 @@ impl Node {
             .collect()
     }
 
-    fn declared(
+    pub(crate) fn declared(
         &self,
         topic: TopicDecl,
         what: &'static str,
@@ -231,7 +242,8 @@ impl Node {
         }
     }
 
-    /// Publishes a volatile `topic` to every peer that subscribes to it.
+    /// Publishes a volatile `topic` to every peer that subscribes to it (a persistent one:
+    /// [`publish_persistent`](Node::publish_persistent)).
     pub fn publish<K, T>(&self, topic: &Topic<K, T>) -> Result<Publication<K, T>, NodeError>
     where
         K: Key,
@@ -244,13 +256,12 @@ impl Node {
         let publisher = Publisher::new(bus::Topic::new(topic.name(), topic.schema()), Volatile)
             .map_err(|e| NodeError::Start(format!("{}: {e}", topic.name())))?;
         self.serve(topic.decl(), SharedPublisher::new(publisher))
-            .map(|shared| Publication {
-                shared,
-                key: core::marker::PhantomData,
-            })
+            .map(|shared| Publication::new(shared, None))
     }
 
-    fn serve<T, S>(
+    /// Serves `shared` on every channel; `vault/Stored` is served to each peer filtered to the
+    /// topics it publishes or subscribes to.
+    pub(crate) fn serve<T, S>(
         &self,
         topic: TopicDecl,
         shared: SharedPublisher<T, S>,
@@ -277,7 +288,15 @@ impl Node {
                 index,
             };
             let shared = shared.clone();
-            (self.inner.spawn)(Box::pin(async move { shared.serve(accept, |_| {}).await }));
+            if topic.name == topics::vault::STORED.name() {
+                let channel = channel.clone();
+                let filter = move || Some(crate::persist::stored_filter(channel.peer()));
+                (self.inner.spawn)(Box::pin(async move {
+                    shared.serve_filtered(accept, filter, |_| {}).await
+                }));
+            } else {
+                (self.inner.spawn)(Box::pin(async move { shared.serve(accept, |_| {}).await }));
+            }
         }
         Ok(shared)
     }
@@ -300,13 +319,16 @@ impl Node {
         };
         let driver = subscription.clone();
         (self.inner.spawn)(Box::pin(async move { driver.run(finder).await }));
+        self.seed_from_vault(topic.decl(), &subscription);
         Ok(subscription)
     }
 }
 
-/// A publication of a typed table (see [`Node::publish`]).
+/// A publication of a typed table (see [`Node::publish`] and [`Node::publish_persistent`]).
 pub struct Publication<K, T> {
     shared: SharedPublisher<T>,
+    /// For a persistent table: the vault's copy.
+    stored: Option<Rc<crate::persist::StoredMirror>>,
     key: core::marker::PhantomData<fn(K)>,
 }
 
@@ -314,8 +336,26 @@ impl<K, T> Clone for Publication<K, T> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            stored: self.stored.clone(),
             key: core::marker::PhantomData,
         }
+    }
+}
+
+impl<K, T> Publication<K, T> {
+    pub(crate) fn new(
+        shared: SharedPublisher<T>,
+        stored: Option<Rc<crate::persist::StoredMirror>>,
+    ) -> Self {
+        Self {
+            shared,
+            stored,
+            key: core::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn stored(&self) -> Option<Rc<crate::persist::StoredMirror>> {
+        self.stored.clone()
     }
 }
 

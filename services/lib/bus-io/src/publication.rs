@@ -4,7 +4,7 @@
 use alloc::{rc::Rc, string::ToString, vec};
 use core::cell::{Cell, RefCell};
 
-use bus::{PublishError, Publisher, SessionId, Storage, Volatile};
+use bus::{KeyFilter, PublishError, Publisher, SessionId, Storage, Volatile};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
@@ -69,12 +69,23 @@ impl<T: Serialize + DeserializeOwned, S: Storage> SharedPublisher<T, S> {
     /// Serves the table over connections from `connector` until [`close`](Self::close):
     /// connects, serves the connection until it ends, and connects again. Reports each change
     /// of the connection to `on_link`.
-    pub async fn serve<C: Connector>(&self, mut connector: C, on_link: impl FnMut(Link)) {
+    pub async fn serve<C: Connector>(&self, connector: C, on_link: impl FnMut(Link)) {
+        self.serve_filtered(connector, || None, on_link).await
+    }
+
+    /// As [`serve`](Self::serve), each connection seeing only the keys of the filter that
+    /// `filter` gives when it opens (see [`Publisher::connect_filtered`]).
+    pub async fn serve_filtered<C: Connector>(
+        &self,
+        mut connector: C,
+        filter: impl Fn() -> Option<KeyFilter>,
+        on_link: impl FnMut(Link),
+    ) {
         keep_connected(
             &mut connector,
             || self.is_closed(),
             || self.closing(),
-            async |stream| self.serve_stream(stream).await,
+            async |stream| self.serve_stream_filtered(stream, filter()).await,
             on_link,
         )
         .await
@@ -83,7 +94,15 @@ impl<T: Serialize + DeserializeOwned, S: Storage> SharedPublisher<T, S> {
     /// Serves the table over one connection, until it ends: a new subscriber session that sends
     /// a full synchronisation, then every change.
     pub async fn serve_stream<B: ByteStream>(&self, stream: &mut B) -> EndReason {
-        let session = self.inner.publisher.borrow_mut().connect();
+        self.serve_stream_filtered(stream, None).await
+    }
+
+    async fn serve_stream_filtered<B: ByteStream>(
+        &self,
+        stream: &mut B,
+        filter: Option<KeyFilter>,
+    ) -> EndReason {
+        let session = self.inner.publisher.borrow_mut().connect_filtered(filter);
         let end = self.pump(session, stream).await;
         self.inner.publisher.borrow_mut().disconnect(session);
         end

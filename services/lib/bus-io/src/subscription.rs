@@ -123,6 +123,22 @@ impl<T: DeserializeOwned + PartialEq + Clone> Subscription<T> {
         }
     }
 
+    /// Puts an object kept by the vault into the view (`None`: its stored copy was deleted),
+    /// queueing the events, while the publisher has never synchronised this subscription (see
+    /// [`Subscriber::seed`]). A stored value that does not decode is dropped.
+    pub fn seed(&self, key: &str, bytes: Option<&[u8]>) {
+        {
+            let mut queue = self.inner.queue.borrow_mut();
+            let mut subscriber = self.inner.subscriber.borrow_mut();
+            let push = |event: bus::Event<'_, T>| queue.push_back(Update::Event(event.to_owned()));
+            match bytes {
+                Some(bytes) => drop(subscriber.seed(key, bytes, push)),
+                None => drop(subscriber.unseed(key, push)),
+            }
+        }
+        self.inner.queued.notify();
+    }
+
     /// Applies received bytes to the view and queues the events.
     fn receive(&self, bytes: &[u8]) -> Result<(), bus::ProtocolError> {
         let result = {

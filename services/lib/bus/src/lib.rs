@@ -31,7 +31,7 @@ mod tests;
 
 pub use frame::{FrameDecoder, FrameError};
 pub use publisher::{PublishError, Publisher, SessionId, DEFAULT_MAX_PENDING};
-pub use session::SessionStatus;
+pub use session::{KeyFilter, SessionStatus};
 pub use storage::{MemoryStorage, Storage, StoredObjects, Volatile};
 pub use subscriber::{Event, OwnedEvent, Subscriber};
 pub use wire::{ProtocolError, Refusal};

@@ -1,13 +1,13 @@
 //! The publishing side: a named table of objects and the subscribers connected to it.
 
-use alloc::{collections::BTreeMap, string::String};
+use alloc::{collections::BTreeMap, string::String, vec::Vec};
 use core::{fmt, marker::PhantomData};
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     frame::MAX_PAYLOAD,
-    session::{Session, SessionStatus},
+    session::{KeyFilter, Session, SessionStatus},
     storage::{Storage, StoredObjects, Volatile},
     wire::{ProtocolError, UPDATE_OVERHEAD},
     Topic,
@@ -192,6 +192,11 @@ impl<T, S> Publisher<T, S> {
         self.restarted
     }
 
+    /// The bus encoding (postcard) of the object at `key`, as subscribers and storage get it.
+    pub fn encoded(&self, key: &str) -> Option<&[u8]> {
+        self.objects.get(key).map(Vec::as_slice)
+    }
+
     /// Gives the storage back, e.g. to start the publisher again on it.
     pub fn into_storage(self) -> S {
         self.storage
@@ -199,9 +204,16 @@ impl<T, S> Publisher<T, S> {
 
     /// Accepts a new subscriber connection.
     pub fn connect(&mut self) -> SessionId {
+        self.connect_filtered(None)
+    }
+
+    /// Accepts a new subscriber connection that sees only the keys `filter` accepts (all
+    /// without one): its synchronisation skips the others and their changes are never sent.
+    /// For a table that holds several parties' objects, each entitled to its own.
+    pub fn connect_filtered(&mut self, filter: Option<KeyFilter>) -> SessionId {
         let id = SessionId(self.next_session);
         self.next_session += 1;
-        self.sessions.insert(id, Session::new());
+        self.sessions.insert(id, Session::new(filter));
         id
     }
 

@@ -10,6 +10,7 @@
 use alloc::{
     borrow::ToOwned,
     collections::{BTreeSet, VecDeque},
+    rc::Rc,
     string::String,
     vec::Vec,
 };
@@ -38,8 +39,11 @@ pub enum SessionStatus {
     Closed,
 }
 
+/// Which keys of the table a session may see (see
+/// [`Publisher::connect_filtered`](crate::Publisher::connect_filtered)).
+pub type KeyFilter = Rc<dyn Fn(&str) -> bool>;
+
 /// The publisher's side of one connection.
-#[derive(Debug)]
 pub(crate) struct Session {
     outbox: Outbox,
     decoder: FrameDecoder,
@@ -47,8 +51,16 @@ pub(crate) struct Session {
     progress: Progress,
 }
 
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("received_seq", &self.received_seq)
+            .field("progress", &self.progress)
+            .finish()
+    }
+}
+
 /// What a session has told its subscriber and what it still has to.
-#[derive(Debug)]
 struct Progress {
     stage: Stage,
     sent_seq: u32,
@@ -56,6 +68,26 @@ struct Progress {
     pending: PendingKeys,
     /// The `Restarted` signal has to go out.
     restart_due: bool,
+    /// The keys this subscriber may see (all when `None`).
+    filter: Option<KeyFilter>,
+}
+
+impl core::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Progress")
+            .field("stage", &self.stage)
+            .field("sent_seq", &self.sent_seq)
+            .field("pending", &self.pending)
+            .field("restart_due", &self.restart_due)
+            .field("filtered", &self.filter.is_some())
+            .finish()
+    }
+}
+
+impl Progress {
+    fn may_see(&self, key: &str) -> bool {
+        self.filter.as_ref().is_none_or(|f| f(key))
+    }
 }
 
 #[derive(Debug)]
@@ -99,13 +131,15 @@ impl SyncCursor {
 }
 
 impl Session {
-    /// A fresh connection, waiting for its subscriber to subscribe.
-    pub(crate) fn new() -> Self {
+    /// A fresh connection, waiting for its subscriber to subscribe; it sees the keys `filter`
+    /// accepts (all without one).
+    pub(crate) fn new(filter: Option<KeyFilter>) -> Self {
         let progress = Progress {
             stage: Stage::AwaitingSubscribe,
             sent_seq: 0,
             pending: PendingKeys::default(),
             restart_due: false,
+            filter,
         };
         Self {
             outbox: Outbox::default(),
@@ -162,6 +196,9 @@ impl Session {
     /// Notes that the object at `key` changed (or was deleted) in the table.
     pub(crate) fn note_change(&mut self, key: &str, max_pending: usize) {
         let progress = &mut self.progress;
+        if !progress.may_see(key) {
+            return;
+        }
         match &progress.stage {
             Stage::Syncing(cursor) if cursor.has_passed(key) => {}
             Stage::Live => {}
@@ -234,7 +271,11 @@ impl Progress {
                     .last_sent
                     .as_deref()
                     .map_or(Bound::Unbounded, Bound::Excluded);
-                match table.range::<str, _>((after, Bound::Unbounded)).next() {
+                let filter = &self.filter;
+                let next = table
+                    .range::<str, _>((after, Bound::Unbounded))
+                    .find(|(key, _)| filter.as_ref().is_none_or(|f| f(key)));
+                match next {
                     Some((key, value)) => {
                         wire::seal(seq, Message::object(key, Some(value)), out);
                         cursor.last_sent = Some(key.clone());

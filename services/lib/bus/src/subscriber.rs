@@ -157,6 +157,42 @@ impl<T: DeserializeOwned + PartialEq> Subscriber<T> {
         Ok(())
     }
 
+    /// Puts an object kept by storage (the vault's copy of a persistent table) into the view,
+    /// reporting it like a received one, while the publisher has never synchronised this
+    /// subscriber: after a reboot, subscribers see the last committed table before its
+    /// publisher is up. The publisher's first synchronisation then replaces what was seeded
+    /// (objects it no longer has are deleted). Returns whether the object was taken; a value
+    /// that does not decode is an error and changes nothing.
+    pub fn seed(
+        &mut self,
+        key: &str,
+        bytes: &[u8],
+        mut on_event: impl FnMut(Event<'_, T>),
+    ) -> Result<bool, ProtocolError> {
+        if self.mirror.round != 0 || self.mirror.stage == Stage::Syncing {
+            return Ok(false);
+        }
+        let value =
+            postcard::from_bytes(bytes).map_err(|_| ProtocolError::BadValue { key: key.into() })?;
+        self.mirror.update(key, value, &mut on_event);
+        Ok(true)
+    }
+
+    /// Removes a seeded object whose stored copy was deleted, while the publisher has never
+    /// synchronised this subscriber (see [`seed`](Self::seed)). Returns whether it was taken.
+    pub fn unseed(&mut self, key: &str, mut on_event: impl FnMut(Event<'_, T>)) -> bool {
+        if self.mirror.round != 0 || self.mirror.stage == Stage::Syncing {
+            return false;
+        }
+        if let Some(entry) = self.mirror.view.remove(key) {
+            on_event(Event::Deleted {
+                key,
+                value: &entry.value,
+            });
+        }
+        true
+    }
+
     /// Whether the subscriber has bytes to write.
     pub fn wants_to_send(&self) -> bool {
         !self.outbox.is_empty()

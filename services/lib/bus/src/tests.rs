@@ -718,3 +718,88 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_filtered_session_sees_only_its_keys() {
+    let mut publisher = Publisher::<u32>::new(Topic::new("vault/Stored", 1), Volatile).unwrap();
+    publisher.publish("a#1", &1).unwrap();
+    publisher.publish("b#1", &2).unwrap();
+    publisher.publish("a#2", &3).unwrap();
+    let only_a: crate::KeyFilter = alloc::rc::Rc::new(|key: &str| key.starts_with("a#"));
+    let session = publisher.connect_filtered(Some(only_a));
+    let mut subscriber = Subscriber::new(publisher.topic());
+    subscriber.connect();
+    let mut events = Vec::new();
+    loopback::pump(&mut publisher, session, &mut subscriber, 64, |e| {
+        events.push(e.to_owned())
+    })
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            created("a#1", 1),
+            created("a#2", 3),
+            OwnedEvent::Synchronized
+        ]
+    );
+    publisher.publish("b#2", &4).unwrap();
+    publisher.publish("a#1", &5).unwrap();
+    events.clear();
+    loopback::pump(&mut publisher, session, &mut subscriber, 64, |e| {
+        events.push(e.to_owned())
+    })
+    .unwrap();
+    assert_eq!(events, [modified("a#1", 1, 5)]);
+}
+
+#[test]
+fn seeded_objects_stand_until_the_publishers_first_sync_replaces_them() {
+    let mut subscriber = Subscriber::<Link>::new(LINKS);
+    let mut events = Vec::new();
+    let bytes = |l: &Link| postcard::to_allocvec(l).unwrap();
+    let taken = subscriber.seed("eth0", &bytes(&link("eth0", true)), |e| {
+        events.push(e.to_owned())
+    });
+    assert_eq!(taken, Ok(true));
+    subscriber
+        .seed("eth1", &bytes(&link("eth1", true)), |_| {})
+        .unwrap();
+    assert!(subscriber.unseed("eth1", |e| events.push(e.to_owned())));
+    assert_eq!(
+        subscriber.seed("bad", &[0xff, 0xff, 0xff], |_| {}),
+        Err(ProtocolError::BadValue { key: "bad".into() })
+    );
+    assert_eq!(
+        events,
+        [
+            created("eth0", link("eth0", true)),
+            deleted("eth1", link("eth1", true))
+        ]
+    );
+    // The publisher comes up with eth0 down and wlan0: the view becomes its table.
+    let mut publisher = links_publisher(Volatile);
+    publisher.publish("eth0", &link("eth0", false)).unwrap();
+    publisher.publish("wlan0", &link("wlan0", true)).unwrap();
+    let session = publisher.connect();
+    subscriber.connect();
+    events.clear();
+    loopback::pump(&mut publisher, session, &mut subscriber, 64, |e| {
+        events.push(e.to_owned())
+    })
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            modified("eth0", link("eth0", true), link("eth0", false)),
+            created("eth1", link("eth1", false)),
+            created("wlan0", link("wlan0", true)),
+            OwnedEvent::Synchronized
+        ]
+    );
+    // Once synchronised, the stored copy is old news.
+    assert_eq!(
+        subscriber.seed("eth0", &bytes(&link("eth0", true)), |_| {}),
+        Ok(false)
+    );
+    assert!(!subscriber.unseed("wlan0", |_| {}));
+}

@@ -22,14 +22,18 @@ use core::marker::PhantomData;
 
 pub use declare::{Persistence, TopicDecl};
 
+pub mod counter;
+pub mod persistent;
 pub mod ping;
 pub mod pong;
 pub mod status;
 pub mod template;
+pub mod vault;
 pub mod vbench_a;
 pub mod vbench_b;
 
-/// A table of `T` objects keyed by `K`, published by one service.
+/// A table of `T` objects keyed by `K`, published by one service. A persistent one is listed
+/// in [`persistent`] and kept by the vault ([`vault`]).
 pub struct Topic<K, T> {
     decl: TopicDecl,
     types: PhantomData<fn() -> (K, T)>,

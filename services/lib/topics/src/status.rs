@@ -5,10 +5,16 @@
 //! [`for_each_status_topic!`] (how diag subscribes to each with its own types). A unit test
 //! checks that they agree. A status message type implements `Display`: one line per object.
 
-use crate::{ping, pong, template, TopicDecl};
+use crate::{counter, ping, pong, template, vault, TopicDecl};
 
 /// Every status topic, as an image declares it.
-pub const TOPICS: &[TopicDecl] = &[ping::SEQ.decl(), pong::ACK.decl(), template::STATUS.decl()];
+pub const TOPICS: &[TopicDecl] = &[
+    ping::SEQ.decl(),
+    pong::ACK.decl(),
+    template::STATUS.decl(),
+    counter::COUNT.decl(),
+    vault::STATUS.decl(),
+];
 
 /// Calls `$visit!(&topic)` for every status topic (a macro, so that `$visit` can be generic
 /// over each topic's key and message types).
@@ -18,6 +24,8 @@ macro_rules! for_each_status_topic {
         $visit!(&$crate::ping::SEQ);
         $visit!(&$crate::pong::ACK);
         $visit!(&$crate::template::STATUS);
+        $visit!(&$crate::counter::COUNT);
+        $visit!(&$crate::vault::STATUS);
     };
 }
 

@@ -1,0 +1,42 @@
+//! The persistent topics: what the vault keeps (EVE's `/persist` tables).
+//!
+//! Every topic declared with [`Topic::persistent`](crate::Topic::persistent) belongs here, in
+//! both lists: [`TOPICS`] (what the vault's image declares it follows) and
+//! [`for_each_persistent_topic!`] (how it follows each with its own types). Unit tests check
+//! that they agree and that each is persistent.
+
+use crate::{counter, TopicDecl};
+
+/// Every persistent topic, as an image declares it.
+pub const TOPICS: &[TopicDecl] = &[counter::COUNT.decl()];
+
+/// Calls `$visit!(&topic)` for every persistent topic (a macro, so that `$visit` can be generic
+/// over each topic's key and message types).
+#[macro_export]
+macro_rules! for_each_persistent_topic {
+    ($visit:ident) => {
+        $visit!(&$crate::counter::COUNT);
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use crate::Persistence;
+
+    #[test]
+    fn both_lists_name_the_same_persistent_topics() {
+        let mut visited = Vec::new();
+        macro_rules! collect {
+            ($topic:expr) => {
+                visited.push($topic.decl())
+            };
+        }
+        for_each_persistent_topic!(collect);
+        assert_eq!(visited, super::TOPICS);
+        assert!(super::TOPICS
+            .iter()
+            .all(|t| t.persistence == Persistence::Persistent));
+    }
+}
