@@ -14,9 +14,10 @@
 use crate::crypt::{Cipher, Key, KeyProvider, NonceParts};
 use crate::error::Error;
 use crate::format::{
-    entry_len, seal_record, valid_sector_size, Checkpoint, EntryHeader, EntryKind, RecordHeader,
-    RecordKind, Superblock, SuperblockError, CHECKPOINT_SECTOR, ENTRY_HEADER_LEN, HEADER_LEN,
-    KEY_CHECK, KEY_CHECK_SEALED, LOG_START, SUPER_LEN, SUPER_SECTOR, TRAILER_LEN, VERSION,
+    entry_len, parse_body, valid_sector_size, write_trailer, Checkpoint, EntryHeader, EntryKind,
+    RecordHeader, RecordKind, Superblock, SuperblockError, CHECKPOINT_SECTOR, ENTRY_HEADER_LEN,
+    HEADER_LEN, KEY_CHECK, KEY_CHECK_SEALED, LOG_START, SUPER_LEN, SUPER_SECTOR, TRAILER_LEN,
+    VERSION,
 };
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -546,6 +547,7 @@ impl<D: BlockDevice> Store<D> {
     async fn append(&mut self, mut rec: Vec<u8>, count: u32) -> Result<u64, Error> {
         let body_len = rec.len() - HEADER_LEN;
         let sectors = self.sectors_for(body_len);
+        let tag = self.cipher.tag_len();
         if self.head + sectors > self.log_end {
             let marker = RecordHeader {
                 kind: RecordKind::Wrap,
@@ -556,7 +558,7 @@ impl<D: BlockDevice> Store<D> {
             };
             let mut buf = vec![0u8; self.ss];
             buf[..HEADER_LEN].copy_from_slice(&marker.encode(&self.sb.id));
-            seal_record(&mut buf, marker.record_len(), &self.sb.id);
+            write_trailer(&mut buf, &marker, &[], tag, &self.sb.id);
             self.write(self.head, &buf).await?;
             self.next_seq += 1;
             self.head = LOG_START;
@@ -568,10 +570,11 @@ impl<D: BlockDevice> Store<D> {
             body_len: body_len as u32,
             count,
         };
-        let len = header.record_len();
+        // The entries were built by this code: they parse (cheaply: headers only).
+        let entries = parse_body(&rec[HEADER_LEN..], count, tag).ok_or(Error::Poisoned)?;
         rec.resize(sectors as usize * self.ss, 0);
         rec[..HEADER_LEN].copy_from_slice(&header.encode(&self.sb.id));
-        seal_record(&mut rec, len, &self.sb.id);
+        write_trailer(&mut rec, &header, &entries, tag, &self.sb.id);
         let at = self.head;
         self.write(at, &rec).await?;
         self.next_seq += 1;
@@ -629,7 +632,7 @@ impl<D: BlockDevice> Store<D> {
 }
 
 /// The nonce a value is sealed with: its entry's counter plus one.
-fn value_nonce(h: &EntryHeader) -> NonceParts {
+pub(super) fn value_nonce(h: &EntryHeader) -> NonceParts {
     NonceParts {
         epoch: h.nonce_epoch,
         counter: h.nonce_counter.wrapping_add(1),
