@@ -21,7 +21,7 @@ pub const CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 /// First bytes of a superblock.
 pub const SUPER_MAGIC: [u8; 8] = *b"LICHENKV";
 /// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Sector of the first superblock copy (the second is the next sector).
 pub const SUPER_SECTOR: u64 = 0;
 /// Sector of checkpoint slot A (slot B is the next sector).
@@ -520,8 +520,8 @@ mod tests {
         ext4ish[56] = 0x53;
         assert_eq!(Superblock::decode(&ext4ish), Err(SuperblockError::Foreign));
         let mut v2 = sector;
-        v2[8] = 2;
-        assert_eq!(Superblock::decode(&v2), Err(SuperblockError::Version(2)));
+        v2[8] = 3;
+        assert_eq!(Superblock::decode(&v2), Err(SuperblockError::Version(3)));
         let mut rotten = sector;
         rotten[30] ^= 1;
         assert_eq!(Superblock::decode(&rotten), Err(SuperblockError::Corrupt));
