@@ -1,7 +1,8 @@
 //! The store: a circular log of records on a block device, an index of live keys in memory.
 //!
 //! A commit is one record (header, sealed entries, CRC trailer) written after the previous one
-//! and flushed: it is all there or, torn, fails its CRC and ends the log. Recovery replays the
+//! and flushed: it is all there or, torn, fails its trailer CRC or a value's tag and ends the
+//! log. Recovery replays the
 //! log from the checkpoint's tail, accepting each record only if it is intact, has the next
 //! sequence number, and an epoch no older than the previous record's and no newer than the
 //! checkpoint's (so that a stale record of an earlier session, left beyond a torn end, is never
@@ -479,8 +480,8 @@ impl<D: BlockDevice> Store<D> {
             self.new_epoch().await?;
         }
 
-        // Encode the body: each entry's key and value sealed in place.
-        // Header space, then the body: the record is built in place.
+        // Encode the body, each entry's key and value sealed in place, after room for the
+        // header: the record is built in one buffer.
         let mut body = Vec::with_capacity(HEADER_LEN + body_len + TRAILER_LEN + self.ss);
         body.resize(HEADER_LEN, 0);
         let mut placed = Vec::with_capacity(ops.len());
