@@ -116,3 +116,15 @@ need_python_module() {
              && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; } \
         || die "could not install $pkg; install it by hand (it provides python module $module)"
 }
+
+# Prints the path of a Debian package file matching GLOB in DIR (or target/xen/debs), after
+# downloading PACKAGE into DIR with `apt-get download` if there is none: fetch_deb DIR GLOB PACKAGE
+fetch_deb() {
+    local dir=$1 glob=$2 pkg=$3 found
+    found=$(ls "$dir"/$glob "$XEN_OUT"/debs/$glob 2>/dev/null | head -1 || true)
+    if [ -z "$found" ]; then
+        (cd "$dir" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+        found=$(ls "$dir"/$glob | head -1)
+    fi
+    echo "$found"
+}

@@ -128,6 +128,9 @@ impl Superblock {
         if u64_at(sector, 80) != CRC64.checksum(&sector[..80]) {
             return Err(SuperblockError::Corrupt);
         }
+        if sector[41..44] != [0; 3] {
+            return Err(SuperblockError::Corrupt);
+        }
         let sector_size = u32_at(sector, 12);
         let cipher = CipherKind::from_u8(sector[40]).ok_or(SuperblockError::Corrupt)?;
         let mut id = [0u8; 16];

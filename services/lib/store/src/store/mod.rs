@@ -14,16 +14,18 @@
 use crate::crypt::{Cipher, Key, KeyProvider, NonceParts};
 use crate::error::Error;
 use crate::format::{
-    entry_len, parse_body, record_intact, seal_record, valid_sector_size, Checkpoint, EntryHeader,
-    EntryKind, RawEntry, RecordHeader, RecordKind, Superblock, SuperblockError, CHECKPOINT_SECTOR,
-    ENTRY_HEADER_LEN, HEADER_LEN, KEY_CHECK, KEY_CHECK_SEALED, LOG_START, SUPER_LEN, SUPER_SECTOR,
-    TRAILER_LEN, VERSION,
+    entry_len, seal_record, valid_sector_size, Checkpoint, EntryHeader, EntryKind, RecordHeader,
+    RecordKind, Superblock, SuperblockError, CHECKPOINT_SECTOR, ENTRY_HEADER_LEN, HEADER_LEN,
+    KEY_CHECK, KEY_CHECK_SEALED, LOG_START, SUPER_LEN, SUPER_SECTOR, TRAILER_LEN, VERSION,
 };
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::block::BlockDevice;
+
+mod compact;
+mod replay;
 
 /// Largest value by default: 1 MiB.
 pub const DEFAULT_MAX_VALUE: u32 = 1 << 20;
@@ -69,6 +71,12 @@ impl Batch {
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> &mut Batch {
         self.ops.insert(key.to_vec(), Some(value.to_vec()));
+        self
+    }
+
+    /// Sets `key` to `value`, taking the value without a copy (large values).
+    pub fn put_vec(&mut self, key: &[u8], value: Vec<u8>) -> &mut Batch {
+        self.ops.insert(key.to_vec(), Some(value));
         self
     }
 
@@ -123,16 +131,6 @@ enum Mode {
     Writable,
     ReadOnly,
     Poisoned,
-}
-
-/// What is at a log position.
-enum Found {
-    /// An intact record with the expected sequence number: header and bytes.
-    Record(RecordHeader, Vec<u8>),
-    /// A header with the expected sequence number whose record fails its CRC.
-    Damaged(RecordHeader),
-    /// Nothing of the log.
-    Nothing,
 }
 
 /// A crash-safe key-value store on a block device. See the crate docs.
@@ -481,7 +479,9 @@ impl<D: BlockDevice> Store<D> {
         }
 
         // Encode the body: each entry's key and value sealed in place.
-        let mut body = Vec::with_capacity(body_len);
+        // Header space, then the body: the record is built in place.
+        let mut body = Vec::with_capacity(HEADER_LEN + body_len + TRAILER_LEN + self.ss);
+        body.resize(HEADER_LEN, 0);
         let mut placed = Vec::with_capacity(ops.len());
         for (key, value) in &ops {
             let header = EntryHeader {
@@ -496,7 +496,7 @@ impl<D: BlockDevice> Store<D> {
                 nonce_counter: self.counter,
             };
             self.counter += 2;
-            placed.push((body.len(), header.value_len));
+            placed.push((body.len() - HEADER_LEN, header.value_len));
             let hb = header.encode();
             body.extend_from_slice(&hb);
             let at = body.len();
@@ -523,8 +523,8 @@ impl<D: BlockDevice> Store<D> {
                 );
             }
         }
-        debug_assert_eq!(body.len(), body_len);
-        let record = self.append(&body, ops.len() as u32).await?;
+        debug_assert_eq!(body.len(), HEADER_LEN + body_len);
+        let record = self.append(body, ops.len() as u32).await?;
         self.flush().await?;
         for ((key, value), (offset, value_len)) in ops.into_iter().zip(placed) {
             let loc = Loc {
@@ -537,132 +537,15 @@ impl<D: BlockDevice> Store<D> {
         Ok(())
     }
 
-    // ---- replay ----
-
-    /// Rebuilds the index from the checkpoint's tail to the end of the log.
-    async fn replay(&mut self) -> Result<(), Error> {
-        let mut pos = self.tail;
-        let mut seq = self.tail_seq;
-        let mut last_epoch = 0;
-        loop {
-            let found = self.read_record(pos, seq).await?;
-            let (header, bytes) = match found {
-                Found::Record(h, b)
-                    if h.epoch >= last_epoch && h.epoch <= self.checkpoint.epoch =>
-                {
-                    (h, b)
-                }
-                Found::Damaged(h) if h.epoch >= last_epoch && h.epoch <= self.checkpoint.epoch => {
-                    // A torn last record ends the log; a damaged record followed by the next
-                    // one is rot inside committed data: refuse rather than lose what follows.
-                    let next = self.after(pos, &h);
-                    if let Found::Record(n, _) | Found::Damaged(n) =
-                        self.read_record(next, seq + 1).await?
-                    {
-                        if n.epoch >= h.epoch && n.epoch <= self.checkpoint.epoch {
-                            return Err(Error::Corrupt { sector: pos });
-                        }
-                    }
-                    break;
-                }
-                _ => break,
-            };
-            // The log never laps its own tail.
-            let end = self.after(pos, &header);
-            if self.distance(self.tail, pos) + self.distance(pos, end).max(1) >= self.capacity() {
-                break;
-            }
-            if header.kind == RecordKind::Commit {
-                let body = &bytes[HEADER_LEN..HEADER_LEN + header.body_len as usize];
-                let entries = parse_body(body, header.count, self.cipher.tag_len())
-                    .ok_or(Error::Corrupt { sector: pos })?;
-                for e in &entries {
-                    let key = self
-                        .open_key(body, e)
-                        .ok_or(Error::Corrupt { sector: pos })?;
-                    let loc = Loc {
-                        record: pos,
-                        offset: (HEADER_LEN + e.offset) as u32,
-                        value_len: e.header.value_len,
-                    };
-                    self.apply(key, (e.header.kind == EntryKind::Put).then_some(loc));
-                }
-            }
-            last_epoch = header.epoch;
-            pos = end;
-            seq += 1;
-        }
-        self.head = pos;
-        self.next_seq = seq;
-        Ok(())
-    }
-
-    /// Reads the record expected at `pos` with sequence number `seq`.
-    async fn read_record(&mut self, pos: u64, seq: u64) -> Result<Found, Error> {
-        if pos < LOG_START || pos >= self.log_end {
-            return Ok(Found::Nothing);
-        }
-        let mut buf = vec![0u8; self.ss];
-        self.dev.read(pos, &mut buf).await?;
-        let Some(header) = RecordHeader::decode(&buf, &self.sb.id) else {
-            return Ok(Found::Nothing);
-        };
-        if header.seq != seq || header.record_len() > self.sb.max_record as usize {
-            return Ok(Found::Nothing);
-        }
-        let sectors = header.record_len().div_ceil(self.ss) as u64;
-        if pos + sectors > self.log_end {
-            return Ok(Found::Nothing);
-        }
-        if sectors > 1 {
-            buf.resize(sectors as usize * self.ss, 0);
-            self.dev.read(pos + 1, &mut buf[self.ss..]).await?;
-        }
-        if record_intact(&header, &buf, &self.sb.id) {
-            Ok(Found::Record(header, buf))
-        } else {
-            Ok(Found::Damaged(header))
-        }
-    }
-
-    /// Opens an entry's sealed key; `None` if it fails its check.
-    fn open_key(&self, body: &[u8], e: &RawEntry) -> Option<Box<[u8]>> {
-        let hb = e.header.encode();
-        let key_len = e.header.key_len as usize;
-        let mut key: Box<[u8]> = body[e.key.start..e.key.start + key_len].into();
-        let tag = &body[e.key.start + key_len..e.key.end];
-        let nonce = NonceParts {
-            epoch: e.header.nonce_epoch,
-            counter: e.header.nonce_counter,
-        };
-        self.cipher
-            .open(&self.sb.id, nonce, &[&self.sb.id, &hb], &mut key, tag)
-            .ok()?;
-        Some(key)
-    }
-
-    /// Sets (`Some`) or removes (`None`) a key's location, keeping the live byte count.
-    fn apply(&mut self, key: Box<[u8]>, loc: Option<Loc>) {
-        let key_len = key.len();
-        let old = match loc {
-            Some(loc) => {
-                self.live_bytes += self.put_len(key_len, loc.value_len as usize) as u64;
-                self.index.insert(key, loc)
-            }
-            None => self.index.remove(&key),
-        };
-        if let Some(old) = old {
-            self.live_bytes -= self.put_len(key_len, old.value_len as usize) as u64;
-        }
-    }
-
     // ---- writing ----
 
-    /// Writes a record of `body` (`count` entries) at the head, behind a wrap marker if it does
-    /// not fit before the end of the log; returns its first sector. The caller checked the
+    /// Writes a record (`rec`: [`HEADER_LEN`] bytes of room for the header, then the body of
+    /// `count` entries) at the head, behind a wrap marker if it does not fit before the end of
+    /// the log; returns its first sector. The caller checked the
     /// space and flushes.
-    async fn append(&mut self, body: &[u8], count: u32) -> Result<u64, Error> {
-        let sectors = self.sectors_for(body.len());
+    async fn append(&mut self, mut rec: Vec<u8>, count: u32) -> Result<u64, Error> {
+        let body_len = rec.len() - HEADER_LEN;
+        let sectors = self.sectors_for(body_len);
         if self.head + sectors > self.log_end {
             let marker = RecordHeader {
                 kind: RecordKind::Wrap,
@@ -682,16 +565,15 @@ impl<D: BlockDevice> Store<D> {
             kind: RecordKind::Commit,
             seq: self.next_seq,
             epoch: self.checkpoint.epoch,
-            body_len: body.len() as u32,
+            body_len: body_len as u32,
             count,
         };
         let len = header.record_len();
-        let mut buf = vec![0u8; sectors as usize * self.ss];
-        buf[..HEADER_LEN].copy_from_slice(&header.encode(&self.sb.id));
-        buf[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
-        seal_record(&mut buf, len, &self.sb.id);
+        rec.resize(sectors as usize * self.ss, 0);
+        rec[..HEADER_LEN].copy_from_slice(&header.encode(&self.sb.id));
+        seal_record(&mut rec, len, &self.sb.id);
         let at = self.head;
-        self.write(at, &buf).await?;
+        self.write(at, &rec).await?;
         self.next_seq += 1;
         self.head = at + sectors;
         if self.head == self.log_end {
@@ -743,199 +625,6 @@ impl<D: BlockDevice> Store<D> {
         self.write_checkpoint(cp).await?;
         self.counter = 0;
         Ok(())
-    }
-
-    // ---- compaction ----
-
-    /// Compacts until a record of `sectors` sectors fits with the reserve still free.
-    async fn make_room(&mut self, sectors: u64) -> Result<(), Error> {
-        let mut written = 0u64;
-        while self.free() < self.placement(sectors) + self.reserve() {
-            if self.tail == self.head || written > 3 * self.capacity() {
-                return Err(Error::DiskFull);
-            }
-            // Free a quarter of the log beyond what this commit needs, so that checkpoints
-            // (a write and a flush each) come once per many commits, not with every one.
-            let want = self.placement(sectors) + self.reserve() + self.capacity() / 4;
-            written += self.compact_step(want).await?;
-        }
-        Ok(())
-    }
-
-    /// Moves the live entries of the oldest records to the head and the tail past those
-    /// records; returns the sectors written.
-    async fn compact_step(&mut self, want_free: u64) -> Result<u64, Error> {
-        // The largest copy record that fits in the free space, keeping one sector spare:
-        // before the end of the log, or after a wrap (which skips what is before the end).
-        let free = self.free().saturating_sub(1);
-        let before_end = self.log_end - self.head;
-        let copy_sectors = if free <= before_end {
-            free
-        } else {
-            before_end.max(free - before_end)
-        };
-        let budget = (copy_sectors as usize * self.ss)
-            .saturating_sub(HEADER_LEN + TRAILER_LEN)
-            .min(self.max_body());
-
-        let mut body = Vec::new();
-        let mut count = 0u32;
-        let mut moved: Vec<(Box<[u8]>, usize, u32)> = Vec::new();
-        let (mut pos, mut seq) = (self.tail, self.tail_seq);
-        while pos != self.head {
-            let (header, bytes) = match self.read_record(pos, seq).await? {
-                Found::Record(h, b) => (h, b),
-                _ => return Err(Error::Corrupt { sector: pos }),
-            };
-            let mut live = Vec::new();
-            if header.kind == RecordKind::Commit {
-                let rec_body = &bytes[HEADER_LEN..HEADER_LEN + header.body_len as usize];
-                let entries = parse_body(rec_body, header.count, self.cipher.tag_len())
-                    .ok_or(Error::Corrupt { sector: pos })?;
-                for e in entries {
-                    if e.header.kind != EntryKind::Put {
-                        continue; // A tombstone at the tail has nothing older left to hide.
-                    }
-                    let key = self
-                        .open_key(rec_body, &e)
-                        .ok_or(Error::Corrupt { sector: pos })?;
-                    let here = Loc {
-                        record: pos,
-                        offset: (HEADER_LEN + e.offset) as u32,
-                        value_len: e.header.value_len,
-                    };
-                    if self.index.get(&key) == Some(&here) {
-                        live.push((key, e.offset..e.value.end, e.header.value_len));
-                    }
-                }
-                let live_len: usize = live.iter().map(|(_, r, _)| r.len()).sum();
-                if body.len() + live_len > budget {
-                    if body.is_empty() {
-                        return Err(Error::DiskFull);
-                    }
-                    break;
-                }
-                for (key, range, value_len) in live {
-                    moved.push((key, body.len(), value_len));
-                    body.extend_from_slice(&rec_body[range]);
-                    count += 1;
-                }
-            }
-            pos = self.after(pos, &header);
-            seq += 1;
-            let freed = self.distance(self.tail, pos);
-            let copy = if body.is_empty() {
-                0
-            } else {
-                self.placement(self.sectors_for(body.len()))
-            };
-            if self.free() + freed >= want_free + copy {
-                break;
-            }
-        }
-        let mut written = 0;
-        if !body.is_empty() {
-            let sectors = self.sectors_for(body.len());
-            written = self.placement(sectors);
-            let record = self.append(&body, count).await?;
-            self.flush().await?;
-            self.stats.compaction_records += 1;
-            self.stats.compaction_bytes += body.len() as u64;
-            for (key, offset, value_len) in moved {
-                self.index.insert(
-                    key,
-                    Loc {
-                        record,
-                        offset: (HEADER_LEN + offset) as u32,
-                        value_len,
-                    },
-                );
-            }
-        }
-        let cp = Checkpoint {
-            generation: self.checkpoint.generation + 1,
-            tail: pos,
-            tail_seq: seq,
-            ..self.checkpoint
-        };
-        self.write_checkpoint(cp).await?;
-        self.tail = pos;
-        self.tail_seq = seq;
-        Ok(written + 1)
-    }
-
-    // ---- space arithmetic (in sectors) ----
-
-    fn capacity(&self) -> u64 {
-        self.log_end - LOG_START
-    }
-
-    /// Sectors from `a` forward to `b` around the log.
-    fn distance(&self, a: u64, b: u64) -> u64 {
-        if b >= a {
-            b - a
-        } else {
-            self.capacity() - (a - b)
-        }
-    }
-
-    fn used(&self) -> u64 {
-        self.distance(self.tail, self.head)
-    }
-
-    fn free(&self) -> u64 {
-        self.capacity() - self.used()
-    }
-
-    /// Sectors a record of `sectors` takes at the head, counting what a wrap skips.
-    fn placement(&self, sectors: u64) -> u64 {
-        if self.head + sectors <= self.log_end {
-            sectors
-        } else {
-            self.log_end - self.head + sectors
-        }
-    }
-
-    /// Where the record after the one at `pos` starts.
-    fn after(&self, pos: u64, header: &RecordHeader) -> u64 {
-        let next = match header.kind {
-            RecordKind::Wrap => LOG_START,
-            RecordKind::Commit => pos + header.record_len().div_ceil(self.ss) as u64,
-        };
-        if next >= self.log_end {
-            LOG_START
-        } else {
-            next
-        }
-    }
-
-    fn sectors_for(&self, body_len: usize) -> u64 {
-        (HEADER_LEN + body_len + TRAILER_LEN).div_ceil(self.ss) as u64
-    }
-
-    fn record_sectors(&self) -> u64 {
-        (self.sb.max_record as u64).div_ceil(self.ss as u64)
-    }
-
-    fn max_body(&self) -> usize {
-        self.sb.max_record as usize - HEADER_LEN - TRAILER_LEN
-    }
-
-    /// Space kept free so that compaction can always write one copy record, even wrapped.
-    fn reserve(&self) -> u64 {
-        2 * self.record_sectors() + 2
-    }
-
-    /// Sectors `live` bytes of entries take at most once compacted: copy records are more
-    /// than half full on average (a record is closed only when the next entries do not fit),
-    /// each with a header, a trailer and less than a sector of padding.
-    fn estimate(&self, live: u64) -> u64 {
-        let records = 2 * live / self.max_body() as u64 + 1;
-        (live + records * (HEADER_LEN + TRAILER_LEN) as u64).div_ceil(self.ss as u64) + records
-    }
-
-    fn put_len(&self, key_len: usize, value_len: usize) -> usize {
-        ENTRY_HEADER_LEN + key_len + value_len + 2 * self.cipher.tag_len()
     }
 }
 
