@@ -233,6 +233,26 @@ impl Cipher {
     }
 }
 
+impl Cipher {
+    /// Whether `buf` matches `tag` (as [`Cipher::open`] would find), leaving `buf` as it is.
+    pub fn verify(
+        &self,
+        id: &[u8; 16],
+        nonce: NonceParts,
+        aad: &[&[u8]],
+        buf: &[u8],
+        tag: &[u8],
+    ) -> bool {
+        match self {
+            Cipher::Plain => tag.len() == 8 && tag == plain_tag(aad, buf).to_le_bytes(),
+            Cipher::Sealed(_) => {
+                let mut scratch = alloc::vec::Vec::from(buf);
+                self.open(id, nonce, aad, &mut scratch, tag).is_ok()
+            }
+        }
+    }
+}
+
 fn plain_tag(aad: &[&[u8]], buf: &[u8]) -> u64 {
     let mut d = CRC64.digest();
     for part in aad {

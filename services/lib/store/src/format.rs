@@ -12,15 +12,16 @@
 //! sector 4..    the log: records, each starting on a sector boundary
 //! ```
 
-use crc::{Crc, CRC_64_XZ};
+use crc::{Crc, Table, CRC_64_XZ};
 
-/// The checksum of everything on disk: CRC-64/XZ.
-pub const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_XZ);
+/// The checksum of everything on disk: CRC-64/XZ, computed slice-by-16 (a 32 KiB table,
+/// several times faster than a byte at a time).
+pub const CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 
 /// First bytes of a superblock.
 pub const SUPER_MAGIC: [u8; 8] = *b"LICHENKV";
 /// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Sector of the first superblock copy (the second is the next sector).
 pub const SUPER_SECTOR: u64 = 0;
 /// Sector of checkpoint slot A (slot B is the next sector).
@@ -289,19 +290,49 @@ impl RecordHeader {
     }
 }
 
-/// Checks a whole record (header, body and trailer, `record_len` bytes at least): the trailer
-/// CRC covers everything before it, so a record torn anywhere fails.
-pub fn record_intact(header: &RecordHeader, bytes: &[u8], id: &[u8; 16]) -> bool {
-    let len = header.record_len();
-    if bytes.len() < len {
-        return false;
+/// The trailer CRC of a record: its header and, of each entry, everything but the value bytes
+/// (entry header, sealed key, the value's tag). Value bytes are covered by their own tags,
+/// which recovery checks as well: each byte of a commit is checksummed once, and a record torn
+/// anywhere fails one check or the other. `bytes` holds the header and the body that
+/// `entries` (from [`parse_body`]) tile.
+pub fn record_crc(bytes: &[u8], entries: &[RawEntry], tag_len: usize, id: &[u8; 16]) -> u64 {
+    let mut digest = CRC64.digest();
+    digest.update(id);
+    digest.update(&bytes[..HEADER_LEN]);
+    let body = &bytes[HEADER_LEN..];
+    for e in entries {
+        digest.update(&body[e.offset..e.key.end]);
+        if !e.value.is_empty() {
+            digest.update(&body[e.value.end - tag_len..e.value.end]);
+        }
     }
-    u64_at(bytes, len - TRAILER_LEN) == seeded_crc(id, &bytes[..len - TRAILER_LEN])
+    digest.finalize()
 }
 
-/// Writes the trailer of a record whose header and body fill `bytes[..len - TRAILER_LEN]`.
-pub fn seal_record(bytes: &mut [u8], len: usize, id: &[u8; 16]) {
-    let crc = seeded_crc(id, &bytes[..len - TRAILER_LEN]);
+/// Whether the trailer of a record (`bytes`: at least `record_len` bytes) matches
+/// [`record_crc`].
+pub fn trailer_ok(
+    header: &RecordHeader,
+    bytes: &[u8],
+    entries: &[RawEntry],
+    tag_len: usize,
+    id: &[u8; 16],
+) -> bool {
+    let len = header.record_len();
+    bytes.len() >= len
+        && u64_at(bytes, len - TRAILER_LEN) == record_crc(bytes, entries, tag_len, id)
+}
+
+/// Writes the trailer of a record whose header and body are in place.
+pub fn write_trailer(
+    bytes: &mut [u8],
+    header: &RecordHeader,
+    entries: &[RawEntry],
+    tag_len: usize,
+    id: &[u8; 16],
+) {
+    let len = header.record_len();
+    let crc = record_crc(bytes, entries, tag_len, id);
     bytes[len - TRAILER_LEN..len].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -489,8 +520,8 @@ mod tests {
         ext4ish[56] = 0x53;
         assert_eq!(Superblock::decode(&ext4ish), Err(SuperblockError::Foreign));
         let mut v2 = sector;
-        v2[8] = 2;
-        assert_eq!(Superblock::decode(&v2), Err(SuperblockError::Version(2)));
+        v2[8] = 3;
+        assert_eq!(Superblock::decode(&v2), Err(SuperblockError::Version(3)));
         let mut rotten = sector;
         rotten[30] ^= 1;
         assert_eq!(Superblock::decode(&rotten), Err(SuperblockError::Corrupt));
@@ -546,25 +577,48 @@ mod tests {
     }
 
     #[test]
-    fn a_record_torn_anywhere_is_not_intact() {
+    fn the_trailer_covers_everything_but_value_bytes() {
+        let tag = 8;
+        let put = EntryHeader {
+            kind: EntryKind::Put,
+            key_len: 3,
+            value_len: 600,
+            nonce_epoch: 0,
+            nonce_counter: 0,
+        };
+        let mut body = alloc::vec::Vec::new();
+        body.extend_from_slice(&put.encode());
+        body.extend((0..3 + tag + 600 + tag).map(|i| i as u8));
         let h = RecordHeader {
             kind: RecordKind::Commit,
             seq: 1,
             epoch: 1,
-            body_len: 600,
-            count: 0,
+            body_len: body.len() as u32,
+            count: 1,
         };
         let mut rec = alloc::vec![0u8; 1024];
         rec[..HEADER_LEN].copy_from_slice(&h.encode(&ID));
-        for (i, b) in rec[HEADER_LEN..HEADER_LEN + 600].iter_mut().enumerate() {
-            *b = i as u8;
+        rec[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(&body);
+        let entries = parse_body(&body, 1, tag).unwrap();
+        write_trailer(&mut rec, &h, &entries, tag, &ID);
+        assert!(trailer_ok(&h, &rec, &entries, tag, &ID));
+        let entry_start = HEADER_LEN + ENTRY_HEADER_LEN;
+        for (at, covered) in [
+            (0, true),
+            (HEADER_LEN, true),
+            (entry_start + 2, true),
+            (entry_start + 3 + tag + 10, false),
+            (h.record_len() - TRAILER_LEN - 1, true),
+        ] {
+            let mut torn = rec.clone();
+            torn[at] ^= 1;
+            assert_eq!(
+                !trailer_ok(&h, &torn, &entries, tag, &ID),
+                covered,
+                "byte {at}"
+            );
         }
-        seal_record(&mut rec, h.record_len(), &ID);
-        assert!(record_intact(&h, &rec, &ID));
-        let mut torn = rec.clone();
-        torn[512..].fill(0);
-        assert!(!record_intact(&h, &torn, &ID));
-        assert!(!record_intact(&h, &rec[..600], &ID));
+        assert!(!trailer_ok(&h, &rec[..600], &entries, tag, &ID));
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn open_refuses_what_it_did_not_format() {
         fresh(&|d| d.bytes_mut()[8] = 9),
         Some(Error::WrongVersion {
             found: 9,
-            supported: 1
+            supported: crate::format::VERSION
         })
     );
     assert_eq!(

@@ -9,7 +9,7 @@
 use kernel::block::BlockDevice;
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, BTreeSet};
-use store::format::{seeded_crc, HEADER_LEN, TRAILER_LEN};
+use store::format::{parse_body, seeded_crc, write_trailer, RecordHeader, HEADER_LEN};
 use store::testing::FaultDisk;
 use store::{block_on, Batch, FormatOptions, Key, Store};
 
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
                 let copy = image[from..from + SS].to_vec();
                 image[to..to + SS].copy_from_slice(&copy);
             }
-            _ => reseal(&mut image, at / SS * SS),
+            _ => reseal(&mut image, at / SS * SS, if key.is_some() { 16 } else { 8 }),
         }
     }
     disk.overwrite(0, &image);
@@ -79,18 +79,21 @@ fn check<D: BlockDevice>(s: &mut Store<D>, history: &BTreeMap<Vec<u8>, BTreeSet<
     }
 }
 
-/// Recomputes the header CRC and trailer of whatever record header sits at `at`, so that a
-/// change inside the record reaches the entry decoders.
-fn reseal(image: &mut [u8], at: usize) {
+/// Recomputes the header CRC and (when the body parses) the trailer of whatever record header
+/// sits at `at`, so that a change inside the record reaches the entry and value checks.
+fn reseal(image: &mut [u8], at: usize, tag: usize) {
     if image[at..at + 4] != *b"LKVR" {
         return;
     }
     let crc = seeded_crc(&ID, &image[at..at + 32]);
     image[at + 32..at + 40].copy_from_slice(&crc.to_le_bytes());
-    let body_len = u32::from_le_bytes(image[at + 24..at + 28].try_into().unwrap()) as usize;
-    let len = HEADER_LEN + body_len + TRAILER_LEN;
-    if at + len <= image.len() {
-        let crc = seeded_crc(&ID, &image[at..at + len - TRAILER_LEN]);
-        image[at + len - TRAILER_LEN..at + len].copy_from_slice(&crc.to_le_bytes());
+    let Some(h) = RecordHeader::decode(&image[at..], &ID) else { return };
+    let len = h.record_len();
+    if at + len > image.len() {
+        return;
+    }
+    let body = &image[at + HEADER_LEN..at + HEADER_LEN + h.body_len as usize];
+    if let Some(entries) = parse_body(body, h.count, tag) {
+        write_trailer(&mut image[at..at + len], &h, &entries, tag, &ID);
     }
 }

@@ -6,8 +6,8 @@ use super::replay::Found;
 use super::{Loc, Store};
 use crate::error::Error;
 use crate::format::{
-    parse_body, Checkpoint, EntryKind, RecordHeader, RecordKind, ENTRY_HEADER_LEN, HEADER_LEN,
-    LOG_START, TRAILER_LEN,
+    Checkpoint, EntryKind, RecordHeader, RecordKind, ENTRY_HEADER_LEN, HEADER_LEN, LOG_START,
+    TRAILER_LEN,
 };
 use alloc::boxed::Box;
 use alloc::vec;
@@ -52,22 +52,17 @@ impl<D: BlockDevice> Store<D> {
         let mut moved: Vec<(Box<[u8]>, usize, u32)> = Vec::new();
         let (mut pos, mut seq) = (self.tail, self.tail_seq);
         while pos != self.head {
-            let (header, bytes) = match self.read_record(pos, seq).await? {
-                Found::Record(h, b) => (h, b),
+            let (header, bytes, entries) = match self.read_record(pos, seq).await? {
+                Found::Record(h, b, entries) => (h, b, entries),
                 _ => return Err(Error::Corrupt { sector: pos }),
             };
             let mut live = Vec::new();
             if header.kind == RecordKind::Commit {
                 let rec_body = &bytes[HEADER_LEN..HEADER_LEN + header.body_len as usize];
-                let entries = parse_body(rec_body, header.count, self.cipher.tag_len())
-                    .ok_or(Error::Corrupt { sector: pos })?;
-                for e in entries {
+                for (e, key) in entries {
                     if e.header.kind != EntryKind::Put {
                         continue; // A tombstone at the tail has nothing older left to hide.
                     }
-                    let key = self
-                        .open_key(rec_body, &e)
-                        .ok_or(Error::Corrupt { sector: pos })?;
                     let here = Loc {
                         record: pos,
                         offset: (HEADER_LEN + e.offset) as u32,

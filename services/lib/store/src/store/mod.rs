@@ -1,7 +1,8 @@
 //! The store: a circular log of records on a block device, an index of live keys in memory.
 //!
 //! A commit is one record (header, sealed entries, CRC trailer) written after the previous one
-//! and flushed: it is all there or, torn, fails its CRC and ends the log. Recovery replays the
+//! and flushed: it is all there or, torn, fails its trailer CRC or a value's tag and ends the
+//! log. Recovery replays the
 //! log from the checkpoint's tail, accepting each record only if it is intact, has the next
 //! sequence number, and an epoch no older than the previous record's and no newer than the
 //! checkpoint's (so that a stale record of an earlier session, left beyond a torn end, is never
@@ -14,9 +15,10 @@
 use crate::crypt::{Cipher, Key, KeyProvider, NonceParts};
 use crate::error::Error;
 use crate::format::{
-    entry_len, seal_record, valid_sector_size, Checkpoint, EntryHeader, EntryKind, RecordHeader,
-    RecordKind, Superblock, SuperblockError, CHECKPOINT_SECTOR, ENTRY_HEADER_LEN, HEADER_LEN,
-    KEY_CHECK, KEY_CHECK_SEALED, LOG_START, SUPER_LEN, SUPER_SECTOR, TRAILER_LEN, VERSION,
+    entry_len, parse_body, valid_sector_size, write_trailer, Checkpoint, EntryHeader, EntryKind,
+    RecordHeader, RecordKind, Superblock, SuperblockError, CHECKPOINT_SECTOR, ENTRY_HEADER_LEN,
+    HEADER_LEN, KEY_CHECK, KEY_CHECK_SEALED, LOG_START, SUPER_LEN, SUPER_SECTOR, TRAILER_LEN,
+    VERSION,
 };
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -478,8 +480,8 @@ impl<D: BlockDevice> Store<D> {
             self.new_epoch().await?;
         }
 
-        // Encode the body: each entry's key and value sealed in place.
-        // Header space, then the body: the record is built in place.
+        // Encode the body, each entry's key and value sealed in place, after room for the
+        // header: the record is built in one buffer.
         let mut body = Vec::with_capacity(HEADER_LEN + body_len + TRAILER_LEN + self.ss);
         body.resize(HEADER_LEN, 0);
         let mut placed = Vec::with_capacity(ops.len());
@@ -546,6 +548,7 @@ impl<D: BlockDevice> Store<D> {
     async fn append(&mut self, mut rec: Vec<u8>, count: u32) -> Result<u64, Error> {
         let body_len = rec.len() - HEADER_LEN;
         let sectors = self.sectors_for(body_len);
+        let tag = self.cipher.tag_len();
         if self.head + sectors > self.log_end {
             let marker = RecordHeader {
                 kind: RecordKind::Wrap,
@@ -556,7 +559,7 @@ impl<D: BlockDevice> Store<D> {
             };
             let mut buf = vec![0u8; self.ss];
             buf[..HEADER_LEN].copy_from_slice(&marker.encode(&self.sb.id));
-            seal_record(&mut buf, marker.record_len(), &self.sb.id);
+            write_trailer(&mut buf, &marker, &[], tag, &self.sb.id);
             self.write(self.head, &buf).await?;
             self.next_seq += 1;
             self.head = LOG_START;
@@ -568,10 +571,11 @@ impl<D: BlockDevice> Store<D> {
             body_len: body_len as u32,
             count,
         };
-        let len = header.record_len();
+        // The entries were built by this code: they parse (cheaply: headers only).
+        let entries = parse_body(&rec[HEADER_LEN..], count, tag).ok_or(Error::Poisoned)?;
         rec.resize(sectors as usize * self.ss, 0);
         rec[..HEADER_LEN].copy_from_slice(&header.encode(&self.sb.id));
-        seal_record(&mut rec, len, &self.sb.id);
+        write_trailer(&mut rec, &header, &entries, tag, &self.sb.id);
         let at = self.head;
         self.write(at, &rec).await?;
         self.next_seq += 1;
@@ -629,7 +633,7 @@ impl<D: BlockDevice> Store<D> {
 }
 
 /// The nonce a value is sealed with: its entry's counter plus one.
-fn value_nonce(h: &EntryHeader) -> NonceParts {
+pub(super) fn value_nonce(h: &EntryHeader) -> NonceParts {
     NonceParts {
         epoch: h.nonce_epoch,
         counter: h.nonce_counter.wrapping_add(1),

@@ -6,7 +6,7 @@ use super::{Loc, Store};
 use crate::crypt::NonceParts;
 use crate::error::Error;
 use crate::format::{
-    parse_body, record_intact, EntryKind, RawEntry, RecordHeader, RecordKind, HEADER_LEN, LOG_START,
+    parse_body, trailer_ok, EntryKind, RawEntry, RecordHeader, RecordKind, HEADER_LEN, LOG_START,
 };
 use alloc::boxed::Box;
 use alloc::vec;
@@ -15,8 +15,9 @@ use kernel::block::BlockDevice;
 
 /// What is at a log position.
 pub(super) enum Found {
-    /// An intact record with the expected sequence number: header and bytes.
-    Record(RecordHeader, Vec<u8>),
+    /// An intact record with the expected sequence number: header, bytes, and its entries
+    /// with their opened keys (every key and value checked).
+    Record(RecordHeader, Vec<u8>, Vec<(RawEntry, Box<[u8]>)>),
     /// A header with the expected sequence number whose record fails its CRC.
     Damaged(RecordHeader),
     /// Nothing of the log.
@@ -31,17 +32,17 @@ impl<D: BlockDevice> Store<D> {
         let mut last_epoch = 0;
         loop {
             let found = self.read_record(pos, seq).await?;
-            let (header, bytes) = match found {
-                Found::Record(h, b)
+            let (header, entries) = match found {
+                Found::Record(h, _, entries)
                     if h.epoch >= last_epoch && h.epoch <= self.checkpoint.epoch =>
                 {
-                    (h, b)
+                    (h, entries)
                 }
                 Found::Damaged(h) if h.epoch >= last_epoch && h.epoch <= self.checkpoint.epoch => {
                     // A torn last record ends the log; a damaged record followed by the next
                     // one is rot inside committed data: refuse rather than lose what follows.
                     let next = self.after(pos, &h);
-                    if let Found::Record(n, _) | Found::Damaged(n) =
+                    if let Found::Record(n, _, _) | Found::Damaged(n) =
                         self.read_record(next, seq + 1).await?
                     {
                         if n.epoch >= h.epoch && n.epoch <= self.checkpoint.epoch {
@@ -65,21 +66,13 @@ impl<D: BlockDevice> Store<D> {
             if self.distance(self.tail, pos) + self.distance(pos, end).max(1) >= self.capacity() {
                 break;
             }
-            if header.kind == RecordKind::Commit {
-                let body = &bytes[HEADER_LEN..HEADER_LEN + header.body_len as usize];
-                let entries = parse_body(body, header.count, self.cipher.tag_len())
-                    .ok_or(Error::Corrupt { sector: pos })?;
-                for e in &entries {
-                    let key = self
-                        .open_key(body, e)
-                        .ok_or(Error::Corrupt { sector: pos })?;
-                    let loc = Loc {
-                        record: pos,
-                        offset: (HEADER_LEN + e.offset) as u32,
-                        value_len: e.header.value_len,
-                    };
-                    self.apply(key, (e.header.kind == EntryKind::Put).then_some(loc));
-                }
+            for (e, key) in entries {
+                let loc = Loc {
+                    record: pos,
+                    offset: (HEADER_LEN + e.offset) as u32,
+                    value_len: e.header.value_len,
+                };
+                self.apply(key, (e.header.kind == EntryKind::Put).then_some(loc));
             }
             last_epoch = header.epoch;
             pos = end;
@@ -138,11 +131,39 @@ impl<D: BlockDevice> Store<D> {
             buf.resize(sectors as usize * self.ss, 0);
             self.dev.read(pos + 1, &mut buf[self.ss..]).await?;
         }
-        if record_intact(&header, &buf, &self.sb.id) {
-            Ok(Found::Record(header, buf))
-        } else {
-            Ok(Found::Damaged(header))
+        let tag = self.cipher.tag_len();
+        let body = &buf[HEADER_LEN..HEADER_LEN + header.body_len as usize];
+        let entries = match header.kind {
+            RecordKind::Wrap => Vec::new(),
+            RecordKind::Commit => match parse_body(body, header.count, tag) {
+                Some(entries) => entries,
+                None => return Ok(Found::Damaged(header)),
+            },
+        };
+        if !trailer_ok(&header, &buf, &entries, tag, &self.sb.id) {
+            return Ok(Found::Damaged(header));
         }
+        // The trailer does not cover value bytes: their tags do.
+        let mut checked = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(key) = self.open_key(body, &e) else {
+                return Ok(Found::Damaged(header));
+            };
+            if e.header.kind == EntryKind::Put && !self.value_ok(body, &e, &key) {
+                return Ok(Found::Damaged(header));
+            }
+            checked.push((e, key));
+        }
+        Ok(Found::Record(header, buf, checked))
+    }
+
+    /// Whether an entry's sealed value matches its tag.
+    fn value_ok(&self, body: &[u8], e: &RawEntry, key: &[u8]) -> bool {
+        let hb = e.header.encode();
+        let (value, tag) = body[e.value.clone()].split_at(e.header.value_len as usize);
+        let aad: [&[u8]; 3] = [&self.sb.id, &hb, key];
+        self.cipher
+            .verify(&self.sb.id, super::value_nonce(&e.header), &aad, value, tag)
     }
 
     /// Opens an entry's sealed key; `None` if it fails its check.
