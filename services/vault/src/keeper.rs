@@ -226,6 +226,9 @@ impl Keeper {
                 }
             }
             self.report();
+            if self.counts.commits.is_power_of_two() {
+                info!("vault: {}", self.counts);
+            }
         }
     }
 
@@ -237,6 +240,8 @@ impl Keeper {
         self.counts.used_bytes = stats.used_sectors * sector;
         self.counts.capacity_bytes = stats.capacity_sectors * sector;
         self.counts.pending = self.pending.borrow().len() as u64;
+        self.counts.heap_bytes = kernel::mem::heap_used();
+        self.counts.heap_peak_bytes = self.counts.heap_peak_bytes.max(self.counts.heap_bytes);
         if let Err(e) = self.status.publish(&Global, &self.counts) {
             error!("vault: cannot publish its status: {e}");
         }

@@ -105,7 +105,7 @@ impl fmt::Display for BusError {
             ),
             BusError::Unmet { service, need } => {
                 let hint = match *need {
-                    "uplink" => "set network = \"bridge\"",
+                    "uplink" => "set network = \"uplink\" or \"bridge\"",
                     "modules" => "give it a ramdisk",
                     _ => "give it one: disks = [\"NAME\"] and a [disks.NAME] table",
                 };
@@ -207,7 +207,7 @@ pub fn derive(
         }
         let unmet = [
             (
-                decl.needs.uplink && given.network != Network::Bridge,
+                decl.needs.uplink && given.network == Network::None,
                 "uplink",
             ),
             (decl.needs.disk && given.disks.is_empty(), "disk"),
@@ -499,7 +499,7 @@ mod tests {
             .collect();
         for expected in [
             "service `tiny`: memory = 16 MiB is below its image's floor of 64 MiB",
-            "service `tiny`: its image needs uplink (set network = \"bridge\")",
+            "service `tiny`: its image needs uplink (set network = \"uplink\" or \"bridge\")",
             "service `tiny`: its image needs disk (give it one: disks = [\"NAME\"] and a [disks.NAME] table)",
             "service `tiny`: its image needs modules (give it a ramdisk)",
             "service `other` publishes nim/Status: a topic is named `<its publisher>/<Table>`",

@@ -11,7 +11,8 @@
 //! cmdline = "verbose"            # default ""
 //! restart = "on-failure"         # "never" | "on-failure" (default) | "always"
 //! max_restarts = 3               # default 3
-//! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0
+//! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0 |
+//!                                # "uplink": a vif on lichenup0, bridged to dom0's NIC
 //! disks = ["persist"]            # node disks it gets, "NAME" or "NAME:ro" (see crate::disks)
 //! daemon = true                  # serves the others: stopped once they are all done
 //!
@@ -198,10 +199,27 @@ pub enum Network {
     /// A vif (netfront/netback) on dom0's bridge [`BRIDGE`], where dom0 is 10.77.0.1/24 and
     /// serves DHCP.
     Bridge,
+    /// A vif on [`UPLINK_BRIDGE`], which dom0 bridges to its own NIC: the node's management
+    /// uplink (under QEMU: its user network, with DHCP, and the host at 10.0.2.2).
+    Uplink,
+}
+
+impl Network {
+    /// The dom0 bridge the service's vif joins, if it has one.
+    pub fn bridge(self) -> Option<&'static str> {
+        match self {
+            Network::None => None,
+            Network::Bridge => Some(BRIDGE),
+            Network::Uplink => Some(UPLINK_BRIDGE),
+        }
+    }
 }
 
 /// The dom0 bridge services with `network = "bridge"` are attached to (xen/dom0/init makes it).
 pub const BRIDGE: &str = "lichenbr0";
+
+/// The dom0 bridge, holding dom0's NIC, that services with `network = "uplink"` join.
+pub const UPLINK_BRIDGE: &str = "lichenup0";
 
 /// A channel between two services: a server that offers it and a client that connects to it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

@@ -136,16 +136,13 @@ pub fn domain_config(
     // upcall pending on the way back in, the guest was seen to triple-fault (netfront, vchan
     // client). Native mode reads the hardware TSC; Xen's pvclock still gives its scale.
     line("tsc_mode", quoted("native"));
-    if service.network == crate::manifest::Network::Bridge {
+    if let Some(bridge) = service.network.bridge() {
         // Our own hotplug script (busybox sh): xl's vif-bridge needs bash.
         line(
             "vif",
             format!(
                 "[{}]",
-                quoted(&format!(
-                    "bridge={},script={VIF_SCRIPT}",
-                    crate::manifest::BRIDGE
-                ))
+                quoted(&format!("bridge={bridge},script={VIF_SCRIPT}"))
             ),
         );
     }

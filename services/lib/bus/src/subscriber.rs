@@ -238,6 +238,12 @@ impl<T> Subscriber<T> {
         self.mirror.stage == Stage::Live
     }
 
+    /// Whether the publisher has ever started synchronising this subscriber: until then, the
+    /// view holds only what storage seeded ([`seed`](Self::seed)).
+    pub fn has_heard_publisher(&self) -> bool {
+        self.mirror.round != 0
+    }
+
     /// Whether the subscriber is connected (possibly still synchronising).
     pub fn is_connected(&self) -> bool {
         self.mirror.stage != Stage::Disconnected

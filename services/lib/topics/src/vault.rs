@@ -42,19 +42,25 @@ pub struct Status {
     pub pending: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Heap bytes in use after the last commit, and the most seen after any.
+    pub heap_bytes: u64,
+    /// The most heap bytes seen in use after a commit.
+    pub heap_peak_bytes: u64,
 }
 
 impl core::fmt::Display for Status {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{} objects, {} of {} KiB used, {} commits, {} failed, {} pending",
+            "{} objects, {} of {} KiB used, {} commits, {} failed, {} pending, heap {} KiB (peak {} KiB)",
             self.objects,
             self.used_bytes / 1024,
             self.capacity_bytes / 1024,
             self.commits,
             self.failures,
-            self.pending
+            self.pending,
+            self.heap_bytes / 1024,
+            self.heap_peak_bytes / 1024
         )?;
         if let Some(e) = &self.last_error {
             write!(f, " (last failure: {e})")?;

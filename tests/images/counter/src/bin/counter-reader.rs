@@ -1,6 +1,6 @@
 //! `counter-reader`: subscribes to the persistent table `counter/Count` and logs each value it
-//! sees: `reader: count V after S starts (stored)` while counter has not synchronised it yet
-//! (the vault's copy), `(live)` after. Exits 0 once it saw a live value of at least `until`
+//! sees: `reader: count V after S starts (stored)` while counter has never synchronised it
+//! (the vault's copy), `(live)` once it has. Exits 0 once it saw a live value of at least `until`
 //! (default: never; a node runs it as a daemon).
 
 #![no_std]
@@ -44,7 +44,7 @@ async fn main(args: Args) -> i32 {
             }
             _ => continue,
         };
-        let live = counts.with(|s| s.is_synchronized());
+        let live = counts.with(|s| s.has_heard_publisher());
         info!("reader: {value} ({})", if live { "live" } else { "stored" });
         if live && value.value >= until {
             return 0;
