@@ -21,7 +21,7 @@ pub const CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_XZ);
 /// First bytes of a superblock.
 pub const SUPER_MAGIC: [u8; 8] = *b"LICHENKV";
 /// The format version this code writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Sector of the first superblock copy (the second is the next sector).
 pub const SUPER_SECTOR: u64 = 0;
 /// Sector of checkpoint slot A (slot B is the next sector).
@@ -159,9 +159,9 @@ pub fn valid_sector_size(size: u32) -> bool {
 }
 
 /// First bytes of a checkpoint.
-pub const CHECKPOINT_MAGIC: [u8; 8] = *b"LKVCKPT1";
+pub const CHECKPOINT_MAGIC: [u8; 8] = *b"LKVCKPT3";
 /// Bytes of a checkpoint.
-pub const CHECKPOINT_LEN: usize = 48;
+pub const CHECKPOINT_LEN: usize = 56;
 
 /// Where the live log starts, and the store's current epoch.
 ///
@@ -178,6 +178,11 @@ pub struct Checkpoint {
     pub tail: u64,
     /// Sequence number of that record.
     pub tail_seq: u64,
+    /// The next sequence number when this epoch began: the end of the log its session found.
+    /// A record from that number on belongs to this epoch or it is not part of the log (a
+    /// stale record of an earlier session, which a later torn write may have made look whole
+    /// again, is never taken for the continuation of the log).
+    pub open_seq: u64,
 }
 
 impl Checkpoint {
@@ -189,8 +194,9 @@ impl Checkpoint {
         b[16..24].copy_from_slice(&self.epoch.to_le_bytes());
         b[24..32].copy_from_slice(&self.tail.to_le_bytes());
         b[32..40].copy_from_slice(&self.tail_seq.to_le_bytes());
-        let crc = seeded_crc(id, &b[..40]);
-        b[40..48].copy_from_slice(&crc.to_le_bytes());
+        b[40..48].copy_from_slice(&self.open_seq.to_le_bytes());
+        let crc = seeded_crc(id, &b[..48]);
+        b[48..56].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -199,7 +205,7 @@ impl Checkpoint {
         if sector.len() < CHECKPOINT_LEN || sector[..8] != CHECKPOINT_MAGIC {
             return None;
         }
-        if u64_at(sector, 40) != seeded_crc(id, &sector[..40]) {
+        if u64_at(sector, 48) != seeded_crc(id, &sector[..48]) {
             return None;
         }
         Some(Checkpoint {
@@ -207,6 +213,7 @@ impl Checkpoint {
             epoch: u64_at(sector, 16),
             tail: u64_at(sector, 24),
             tail_seq: u64_at(sector, 32),
+            open_seq: u64_at(sector, 40),
         })
     }
 }
@@ -520,8 +527,8 @@ mod tests {
         ext4ish[56] = 0x53;
         assert_eq!(Superblock::decode(&ext4ish), Err(SuperblockError::Foreign));
         let mut v2 = sector;
-        v2[8] = 3;
-        assert_eq!(Superblock::decode(&v2), Err(SuperblockError::Version(3)));
+        v2[8] = 4;
+        assert_eq!(Superblock::decode(&v2), Err(SuperblockError::Version(4)));
         let mut rotten = sector;
         rotten[30] ^= 1;
         assert_eq!(Superblock::decode(&rotten), Err(SuperblockError::Corrupt));
@@ -547,6 +554,7 @@ mod tests {
             epoch: 9,
             tail: 44,
             tail_seq: 17,
+            open_seq: 20,
         };
         let bytes = cp.encode(&ID);
         assert_eq!(Checkpoint::decode(&bytes, &ID), Some(cp));

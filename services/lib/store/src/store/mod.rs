@@ -210,6 +210,7 @@ impl<D: BlockDevice> Store<D> {
             epoch: 0,
             tail: LOG_START,
             tail_seq: 1,
+            open_seq: 1,
         };
         sector.fill(0);
         sector[..crate::format::CHECKPOINT_LEN].copy_from_slice(&first.encode(&sb.id));
@@ -624,6 +625,7 @@ impl<D: BlockDevice> Store<D> {
         let cp = Checkpoint {
             generation: self.checkpoint.generation + 1,
             epoch,
+            open_seq: self.next_seq,
             ..self.checkpoint
         };
         self.write_checkpoint(cp).await?;

@@ -33,19 +33,15 @@ impl<D: BlockDevice> Store<D> {
         loop {
             let found = self.read_record(pos, seq).await?;
             let (header, entries) = match found {
-                Found::Record(h, _, entries)
-                    if h.epoch >= last_epoch && h.epoch <= self.checkpoint.epoch =>
-                {
-                    (h, entries)
-                }
-                Found::Damaged(h) if h.epoch >= last_epoch && h.epoch <= self.checkpoint.epoch => {
+                Found::Record(h, _, entries) if self.plausible(&h, last_epoch) => (h, entries),
+                Found::Damaged(h) if self.plausible(&h, last_epoch) => {
                     // A torn last record ends the log; a damaged record followed by the next
                     // one is rot inside committed data: refuse rather than lose what follows.
                     let next = self.after(pos, &h);
                     if let Found::Record(n, _, _) | Found::Damaged(n) =
                         self.read_record(next, seq + 1).await?
                     {
-                        if n.epoch >= h.epoch && n.epoch <= self.checkpoint.epoch {
+                        if self.plausible(&n, h.epoch) {
                             return Err(Error::Corrupt { sector: pos });
                         }
                     }
@@ -83,6 +79,14 @@ impl<D: BlockDevice> Store<D> {
         Ok(())
     }
 
+    /// Whether a record may continue the log after one of epoch `last_epoch`: epochs never go
+    /// back, none is newer than the checkpoint's, and from the checkpoint's `open_seq` on only
+    /// the checkpoint's epoch wrote records.
+    fn plausible(&self, h: &RecordHeader, last_epoch: u64) -> bool {
+        let cp = &self.checkpoint;
+        h.epoch >= last_epoch && h.epoch <= cp.epoch && (h.seq < cp.open_seq || h.epoch == cp.epoch)
+    }
+
     /// Whether a record numbered `seq` (of an epoch from `min_epoch` to the checkpoint's)
     /// starts in the largest record's reach after `pos`, before the end of the log. (The one
     /// place two records share a flush is a wrap marker and the record at the start of the
@@ -103,7 +107,7 @@ impl<D: BlockDevice> Store<D> {
             let Some(h) = RecordHeader::decode(sector, &self.sb.id) else {
                 continue;
             };
-            if h.seq == seq && h.epoch >= min_epoch && h.epoch <= self.checkpoint.epoch {
+            if h.seq == seq && self.plausible(&h, min_epoch) {
                 return Ok(true);
             }
         }
