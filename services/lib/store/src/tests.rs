@@ -513,7 +513,7 @@ fn a_torn_record_made_whole_by_a_later_tear_stays_out() {
     put(&mut s, b"x", b"lost in a crash").unwrap();
     drop(s);
     disk.rot(at, 0); // the magic's first byte: the record is not there
-    let mut s = block_on(Store::open(disk.clone(), None)).unwrap();
+    let s = block_on(Store::open(disk.clone(), None)).unwrap();
     assert!(!s.contains_key(b"x"));
     assert_eq!(s.head_and_tail().0 as usize * 512, at);
     drop(s);
