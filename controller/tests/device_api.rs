@@ -142,7 +142,7 @@ async fn reports_are_stored_and_followed() {
         .await
         .unwrap();
     device
-        .post_report("logs", &reports::logs(&uuid, 0, 2))
+        .post_report("logs", &reports::logs(&uuid, 0, 2, "simulated log line"))
         .await
         .unwrap();
     device
@@ -195,7 +195,7 @@ async fn reports_are_stored_and_followed() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     device
-        .post_report("logs", &reports::logs(&uuid, 2, 1))
+        .post_report("logs", &reports::logs(&uuid, 2, 1, "simulated log line"))
         .await
         .unwrap();
     let followed = follower.await.unwrap().unwrap();
@@ -415,7 +415,7 @@ async fn log_lines_are_queried_by_severity_text_and_time() {
     let uuid = device.uuid().unwrap().to_owned();
 
     device
-        .post_report("logs", &reports::logs(&uuid, 0, 3))
+        .post_report("logs", &reports::logs(&uuid, 0, 3, "simulated log line"))
         .await
         .unwrap();
     let newlogs = device

@@ -56,6 +56,13 @@ enum Command {
         /// Stop after this many seconds (default: run until interrupted).
         #[arg(long)]
         duration: Option<u64>,
+        /// The text of simulated log lines (each is followed by its message id).
+        #[arg(long, default_value = "simulated log line")]
+        log_text: String,
+        /// Seconds between register attempts while the controller refuses them with 403 (not
+        /// admitted yet); 0: give up at once.
+        #[arg(long, default_value_t = 0)]
+        register_retry: u64,
     },
     /// Measures a controller under simulated devices (used by `scripts/bench controller`).
     Bench {
@@ -102,12 +109,15 @@ async fn main() -> ExitCode {
             config_interval,
             report_interval,
             duration,
+            log_text,
+            register_retry,
         } => {
             let behaviour = Behaviour {
                 config_interval: Duration::from_secs(config_interval.max(1)),
                 report_interval: (report_interval > 0)
                     .then(|| Duration::from_secs(report_interval)),
                 verbose: true,
+                log_text,
             };
             let fleet = FleetArgs {
                 url,
@@ -116,6 +126,7 @@ async fn main() -> ExitCode {
                 identities,
                 devices,
                 serial_prefix,
+                register_retry,
             };
             run(fleet, behaviour, duration).await
         }
@@ -171,6 +182,7 @@ struct FleetArgs {
     identities: PathBuf,
     devices: usize,
     serial_prefix: String,
+    register_retry: u64,
 }
 
 async fn run(args: FleetArgs, behaviour: Behaviour, duration: Option<u64>) -> Result<(), String> {
@@ -178,8 +190,10 @@ async fn run(args: FleetArgs, behaviour: Behaviour, duration: Option<u64>) -> Re
         .map_err(|error| format!("{}: {error}", args.ca.display()))?;
     let identity = Identity::load(&args.onboarding, "onboard")
         .map_err(|error| format!("{}: {error}", args.onboarding.display()))?;
-    let target = Target::new(&args.url, &ca_pem, identity, Some(args.identities))
+    let mut target = Target::new(&args.url, &ca_pem, identity, Some(args.identities))
         .map_err(|error| error.to_string())?;
+    target.register_retry =
+        (args.register_retry > 0).then(|| Duration::from_secs(args.register_retry));
     let serials = (0..args.devices)
         .map(|i| format!("{}{i}", args.serial_prefix))
         .collect();

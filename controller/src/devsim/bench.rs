@@ -239,6 +239,7 @@ async fn measure(
         config_interval: options.interval,
         report_interval: None,
         verbose: false,
+        log_text: String::new(),
     };
     let (interval, measure) = (options.interval, options.measure);
     let probe = Arc::clone(&recorder);

@@ -21,6 +21,9 @@ pub struct Target {
     pub onboarding: Arc<Identity>,
     /// Where device identities are kept, if anywhere.
     pub identities: Option<PathBuf>,
+    /// When set, a register refused with 403 (not admitted yet) is tried again after this
+    /// long, as EVE devices keep trying; else onboarding fails.
+    pub register_retry: Option<Duration>,
 }
 
 impl Target {
@@ -41,6 +44,7 @@ impl Target {
             root_der: Arc::new(root_der),
             onboarding: Arc::new(onboarding),
             identities,
+            register_retry: None,
         })
     }
 
@@ -92,7 +96,18 @@ pub async fn onboard(
                 };
                 let mut device = target.device(serial)?;
                 device.fetch_certs().await?;
-                device.register().await?;
+                loop {
+                    match device.register().await {
+                        Ok(_) => break,
+                        Err(SimError::Status(http::StatusCode::FORBIDDEN, _))
+                            if target.register_retry.is_some() =>
+                        {
+                            eprintln!("{serial}: not admitted yet; trying again");
+                            tokio::time::sleep(target.register_retry.unwrap_or_default()).await;
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
                 device.poll_config().await?;
                 onboarded.push((index, device));
             }
@@ -153,6 +168,8 @@ pub struct Behaviour {
     pub report_interval: Option<Duration>,
     /// Print what happens to each device.
     pub verbose: bool,
+    /// The text of simulated log lines (each followed by its message id).
+    pub log_text: String,
 }
 
 /// Runs `devices` until `stop` resolves. Polls are spread evenly over the config interval.
@@ -216,6 +233,7 @@ async fn live(
                 }
                 let mut infos = vec![reports::device_info(&uuid, &device.serial)];
                 infos.extend(reports::app_infos(&uuid, device.config()));
+                infos.extend(reports::network_instance_infos(&uuid, device.config()));
                 for info in infos {
                     if let Err(error) = device.post_report("info", &info).await {
                         eprintln!("{}: posting info: {error}", device.serial);
@@ -233,12 +251,24 @@ async fn live(
         }
         last_report = Some(Instant::now());
         let metrics = reports::metrics(&uuid, born.elapsed().as_secs());
-        let logs = reports::logs(&uuid, next_log_id, 3);
+        let logs = reports::logs(&uuid, next_log_id, 3, &behaviour.log_text);
         next_log_id += 3;
-        for result in [
+        let mut results = vec![
             device.post_report("metrics", &metrics).await,
             device.post_report("logs", &logs).await,
-        ] {
+        ];
+        let apps: Vec<String> = device
+            .config()
+            .apps
+            .iter()
+            .filter(|app| app.activate)
+            .filter_map(|app| app.uuidandversion.as_ref().map(|id| id.uuid.clone()))
+            .collect();
+        for app in apps {
+            let flows = reports::flows(&uuid, &app, next_log_id);
+            results.push(device.post_report("flowlog", &flows).await);
+        }
+        for result in results {
             if let Err(error) = result {
                 eprintln!("{}: posting reports: {error}", device.serial);
             }
