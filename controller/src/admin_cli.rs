@@ -9,7 +9,8 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::admin_api::{
-    ConfigSet, DeviceSummary, LogLine, MetricPoint, NewOnboarding, OnboardingEntry, Reports,
+    Admit, ConfigCheck, ConfigSet, DeviceStatus, DeviceSummary, LogLine, MetricPoint,
+    NewOnboarding, OnboardingEntry, PendingRegistration, Reports,
 };
 use crate::client::{ClientError, HttpsClient};
 
@@ -99,6 +100,30 @@ impl AdminClient {
         .await
     }
 
+    /// Register attempts refused because they are not admitted, most recent first.
+    pub async fn pending(&self) -> Result<Vec<PendingRegistration>, ClientError> {
+        self.call(Method::GET, "/onboarding/pending", None, StatusCode::OK)
+            .await
+    }
+
+    /// Admits a queued register attempt: its serial, or the `serials` patterns if any.
+    pub async fn admit(
+        &self,
+        id: &str,
+        serials: &[String],
+    ) -> Result<OnboardingEntry, ClientError> {
+        let admit = Admit {
+            serials: serials.to_vec(),
+        };
+        self.call(
+            Method::POST,
+            &format!("/onboarding/pending/{id}/admit"),
+            Self::json(&admit),
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// Every device.
     pub async fn devices(&self) -> Result<Vec<DeviceSummary>, ClientError> {
         self.call(Method::GET, "/devices", None, StatusCode::OK)
@@ -170,6 +195,46 @@ impl AdminClient {
             Method::PUT,
             &format!("/devices/{uuid}/config"),
             body,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Replaces a device's configuration only if it is still at `version` (else 409).
+    pub async fn set_config_at(
+        &self,
+        uuid: &str,
+        text: &str,
+        version: u64,
+    ) -> Result<ConfigSet, ClientError> {
+        let body = Some(("application/yaml", text.as_bytes().to_vec()));
+        self.call(
+            Method::PUT,
+            &format!("/devices/{uuid}/config?expect_version={version}"),
+            body,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Checks a configuration file against a device's current configuration, changing nothing.
+    pub async fn check_config(&self, uuid: &str, text: &str) -> Result<ConfigCheck, ClientError> {
+        let body = Some(("application/yaml", text.as_bytes().to_vec()));
+        self.call(
+            Method::POST,
+            &format!("/devices/{uuid}/config/check"),
+            body,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// What a device says about itself: the newest info of each object.
+    pub async fn status(&self, uuid: &str) -> Result<DeviceStatus, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/devices/{uuid}/status"),
+            None,
             StatusCode::OK,
         )
         .await
@@ -339,6 +404,17 @@ pub enum OnboardingCommand {
         /// Its id, as listed.
         id: String,
     },
+    /// Lists register attempts refused because they are not admitted (the onboarding queue).
+    Pending,
+    /// Admits a queued register attempt: its onboarding certificate with its serial (or the
+    /// serial patterns given), added to the serials that certificate already admits.
+    Admit {
+        /// The attempt's id, as listed by `pending`.
+        id: String,
+        /// A serial pattern to admit instead of the attempt's serial. Repeat for several.
+        #[arg(long = "serial")]
+        serials: Vec<String>,
+    },
 }
 
 /// `admin devices ...`
@@ -414,6 +490,23 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
         }
         AdminCommand::Onboarding(OnboardingCommand::Remove { id }) => {
             admin.remove_onboarding(&id).await.map_err(text)?
+        }
+        AdminCommand::Onboarding(OnboardingCommand::Pending) => {
+            for entry in admin.pending().await.map_err(text)? {
+                println!(
+                    "{}  {}  serial {:?}  {} attempts",
+                    entry.id, entry.subject, entry.serial, entry.attempts
+                );
+            }
+        }
+        AdminCommand::Onboarding(OnboardingCommand::Admit { id, serials }) => {
+            let entry = admin.admit(&id, &serials).await.map_err(text)?;
+            println!(
+                "onboarding {} ({}) admits {}",
+                entry.id,
+                entry.subject,
+                entry.serials.join(", ")
+            );
         }
         AdminCommand::Devices(DevicesCommand::List {
             seen_within,

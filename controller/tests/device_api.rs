@@ -710,14 +710,33 @@ async fn metrics_come_back_as_time_series() {
     let points = fixture.admin.metrics(&uuid, 2).await.unwrap();
     assert_eq!(points.len(), 2, "the newest 2");
     assert!(points[0].at_ms <= points[1].at_ms);
+    // What was sent at uptimes 70 and 80.
+    let sent = |uptime| {
+        use lichen_api::metrics::z_metric_msg::MetricContent;
+        let Some(MetricContent::Dm(device)) = reports::metrics(&uuid, uptime).metric_content else {
+            panic!("device metrics");
+        };
+        let cpu = device.cpu_metric.unwrap();
+        let network = &device.network[0];
+        (
+            u64::from(device.memory.unwrap().used_mem),
+            cpu.total,
+            cpu.system_total,
+            network.tx_bytes,
+        )
+    };
+    let (before, after) = (sent(70), sent(80));
     assert_eq!(
         (
             points[1].memory_used_mib,
             points[1].cpu_total,
-            points[1].cpu_system_total
+            points[1].cpu_system_total,
+            points[1].network_tx_bytes
         ),
-        (512, 8, 160)
+        after
     );
-    assert_eq!(points[1].cpu_share, Some(1.0 / 20.0));
+    let share = (after.1 - before.1) as f64 / (after.2 - before.2) as f64;
+    assert_eq!(points[1].cpu_share, Some(share));
+    assert!(points[1].network_tx_per_s.is_some_and(|rate| rate > 0.0));
     fixture.controller.stop().await;
 }

@@ -58,6 +58,7 @@ fn through(target: &Target, url: &str, ca_pem: &str) -> Target {
         root_der: Arc::clone(&target.root_der),
         onboarding: Arc::clone(&target.onboarding),
         identities: target.identities.clone(),
+        register_retry: target.register_retry,
     }
 }
 

@@ -115,9 +115,10 @@ pub fn network_instance_infos(uuid: &str, config: &EdgeDevConfig) -> Vec<ZInfoMs
 
 /// Cumulative device metrics after `uptime_s` seconds (a load that varies over minutes).
 pub fn metrics(uuid: &str, uptime_s: u64) -> ZMetricMsg {
-    // A repeatable wave: busy and quiet minutes, memory that follows, traffic that grows.
+    // A repeatable wave (15 % to 50 % busy over two minutes), memory that follows, traffic that
+    // grows.
     let wave = |period: u64| (uptime_s % period) as f64 / period as f64;
-    let busy = 0.5 - (wave(300) - 0.5).abs();
+    let busy = 0.15 + 0.7 * (0.5 - (wave(120) - 0.5).abs());
     ZMetricMsg {
         dev_id: uuid.to_owned(),
         at_time_stamp: Some(now()),

@@ -30,10 +30,11 @@ function h(tag, attrs, ...children) {
   return element;
 }
 
-function append(parent, children) {
+// Appends children (nodes, strings as text, arrays of them, nested) to `parent`.
+function append(parent, ...children) {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
-    if (Array.isArray(child)) append(parent, child);
+    if (Array.isArray(child)) append(parent, ...child);
     else if (child instanceof Node) parent.appendChild(child);
     else parent.appendChild(document.createTextNode(String(child)));
   }
@@ -395,7 +396,7 @@ function logsPanel(box, path, mine) {
     clear(table);
     append(table, lines.length ? h("table", { class: "logs" },
       h("thead", {}, h("tr", {}, ["Time", "Severity", "Source", "Text"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, lines.map((l) => h("tr", { class: "log-line" }, h("td", {}, when(l.at_ms)),
+      h("tbody", {}, lines.map((l) => h("tr", { class: "log-line", "data-seq": l.seq }, h("td", {}, when(l.at_ms)),
         h("td", { class: /err|crit|fatal|emerg|alert/i.test(l.severity) ? "bad" : /warn/i.test(l.severity) ? "warn" : "" }, l.severity),
         h("td", {}, l.source), h("td", { class: "text" }, l.text))))) : h("p", { class: "muted" }, "No matching log lines."));
   }
@@ -468,7 +469,7 @@ async function configView(uuid, mine) {
     const diff = lineDiff(checked.current_yaml, checked.proposed_yaml);
     const changed = diff.some((d) => d[0] !== " ");
     append(result, h("h2", {}, "Changes from version " + checked.current_version),
-      changed ? h("pre", { class: "diff", id: "diff" }, diff.map(([op, line]) =>
+      changed ? h("pre", { class: "diff", id: "diff" }, withContext(diff, 3).map(([op, line]) =>
         h("span", { class: op === "+" ? "add" : op === "-" ? "del" : "same" }, op + " " + line)))
         : h("p", { class: "muted" }, "No changes."));
     reviewed = changed ? { text, current_version: checked.current_version } : null;
@@ -477,6 +478,21 @@ async function configView(uuid, mine) {
   show(h("h1", {}, "Configuration of ", h("a", { href: "#/device/" + encodeURIComponent(uuid) }, device.serial)),
     h("p", { class: "muted" }, "YAML or JSON in the proto3 JSON mapping of EdgeDevConfig (see docs/controller.md). Version " + first.current_version + " is served now."),
     editor, h("div", { class: "toolbar" }, check, apply), result);
+}
+
+// A diff with only `context` unchanged lines around each change; longer runs become "…".
+function withContext(diff, context) {
+  const near = diff.map(() => false);
+  diff.forEach(([op], i) => {
+    if (op === " ") return;
+    for (let j = Math.max(0, i - context); j <= Math.min(diff.length - 1, i + context); j++) near[j] = true;
+  });
+  const out = [];
+  diff.forEach((entry, i) => {
+    if (near[i]) out.push(entry);
+    else if (i === 0 || near[i - 1]) out.push([" ", "…"]);
+  });
+  return out;
 }
 
 // The lines of `before` and `after` as ["-"|"+"|" ", line] (a longest common subsequence diff;
