@@ -220,10 +220,9 @@ async fn register_refuses_conflicts_and_unknown_serials() {
     let stranger = device(&fixture, "other-3").await;
     assert_eq!(status_of(stranger.register().await), StatusCode::FORBIDDEN);
     // An onboarding certificate the controller does not know.
-    let rogue_target = lichen_controller::devsim::fleet::Target {
-        onboarding: std::sync::Arc::new(Identity::self_signed("rogue onboarding").unwrap()),
-        ..fixture.target.clone()
-    };
+    let mut rogue_target = fixture.target.clone();
+    rogue_target.onboarding =
+        std::sync::Arc::new(Identity::self_signed("rogue onboarding").unwrap());
     let rogue = rogue_target.device("sim-4").unwrap();
     assert_eq!(status_of(rogue.register().await), StatusCode::FORBIDDEN);
 

@@ -1,6 +1,7 @@
 //! Many simulated devices: onboarding them, and running them (config polls, info on change,
 //! periodic metrics and logs) while recording config poll latencies.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,13 @@ pub struct Target {
     /// When set, a register refused with 403 (not admitted yet) is tried again after this
     /// long, as EVE devices keep trying; else onboarding fails.
     pub register_retry: Option<Duration>,
+    /// How many devices [`onboard`] puts on one connection (1: each its own, as real devices;
+    /// more: as through a proxy that pools connections, to simulate more devices than this
+    /// process may open sockets). Requests are authenticated by their signature, not by the
+    /// connection, so sharing changes nothing the controller checks.
+    pub devices_per_connection: usize,
+    /// The connection (client) of each group of devices, when they share.
+    shared: Arc<Mutex<HashMap<usize, HttpsClient>>>,
 }
 
 impl Target {
@@ -45,14 +53,45 @@ impl Target {
             onboarding: Arc::new(onboarding),
             identities,
             register_retry: None,
+            devices_per_connection: 1,
+            shared: Arc::default(),
+        })
+    }
+
+    /// The same target reached at `url` (another controller sharing the fleet's store).
+    pub fn at(&self, url: &str, ca_pem: &str) -> Result<Self, SimError> {
+        Ok(Self {
+            client: HttpsClient::new(url, ca_pem)?,
+            shared: Arc::default(),
+            ..self.clone()
         })
     }
 
     /// A device with `serial` and its own connection: with a kept identity if there is one,
     /// else a new one.
     pub fn device(&self, serial: &str) -> Result<SimDevice, SimError> {
+        self.device_with(self.client.fork(), serial)
+    }
+
+    /// Device number `index` of a fleet: on its own connection, or on that of its group of
+    /// [`Self::devices_per_connection`].
+    pub fn device_at(&self, index: usize, serial: &str) -> Result<SimDevice, SimError> {
+        if self.devices_per_connection <= 1 {
+            return self.device(serial);
+        }
+        let client = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared
+                .entry(index / self.devices_per_connection)
+                .or_insert_with(|| self.client.fork())
+                .clone()
+        };
+        self.device_with(client, serial)
+    }
+
+    fn device_with(&self, client: HttpsClient, serial: &str) -> Result<SimDevice, SimError> {
         let io = |error: std::io::Error| SimError::Invalid(format!("device identity: {error}"));
-        let (client, root) = (self.client.fork(), Arc::clone(&self.root_der));
+        let root = Arc::clone(&self.root_der);
         let Some(dir) = &self.identities else {
             return SimDevice::new(client, root, &self.onboarding, serial).map_err(io);
         };
@@ -94,7 +133,7 @@ pub async fn onboard(
                 let Some(serial) = serials.get(index) else {
                     return Ok(onboarded);
                 };
-                let mut device = target.device(serial)?;
+                let mut device = target.device_at(index, serial)?;
                 device.fetch_certs().await?;
                 loop {
                     match device.register().await {
