@@ -141,8 +141,11 @@ impl HttpsClient {
 fn pooled(
     connector: HttpsConnector<HttpConnector>,
 ) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    // One idle connection per client: a device sends one request at a time, and a client that
+    // briefly needed a second connection does not keep it (file descriptors are counted).
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1)
         .build(connector)
 }
 

@@ -79,6 +79,10 @@ pub struct RunFigures {
     pub controller_rss_mib: f64,
     /// Resident memory added per onboarded device, KiB.
     pub memory_per_device_kib: f64,
+    /// Files the simulator had open after onboarding (its connections, mostly).
+    pub simulator_open_files: usize,
+    /// The simulator's resident memory after onboarding, MiB.
+    pub simulator_rss_mib: f64,
     /// The machine's 1-minute load average when the measurement ended (other work on the
     /// machine competes with the controller and the simulator).
     pub load_average: f64,
@@ -279,12 +283,27 @@ async fn measure(
             fleet::onboard(target, serials, parallel)
         }))
         .await;
-    let mut fleet = Vec::with_capacity(devices);
+    // Interleaved again (bench-0 on the first controller, bench-1 on the next, ...), so that
+    // polls spread evenly over the interval alternate between the controllers.
+    let mut parts = Vec::new();
     for part in onboarded {
-        fleet.extend(part.map_err(|e| text(&e))?);
+        parts.push(part.map_err(|e| text(&e))?.into_iter());
+    }
+    let mut fleet = Vec::with_capacity(devices);
+    for index in 0..devices {
+        fleet.extend(parts[index % count].next());
     }
     let onboarding_s = started.elapsed().as_secs_f64();
     let rss_after = Controller::total_rss_kib(controllers)?;
+    let simulator_open_files = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    let simulator_rss_mib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .unwrap_or(0.0)
+        / 1024.0;
     eprintln!("bench: onboarded {devices} devices in {onboarding_s:.1} s");
     let (ingest_reports_per_s, ingest_reports_per_cpu_s, ingest_failures) =
         if options.ingest.is_zero() {
@@ -351,6 +370,8 @@ async fn measure(
         controller_cpu_percent: ticks as f64 / CLOCK_TICKS_PER_S / seconds * 100.0,
         controller_rss_mib: rss_after as f64 / 1024.0,
         memory_per_device_kib: rss_after.saturating_sub(rss_before) as f64 / devices as f64,
+        simulator_open_files,
+        simulator_rss_mib,
         load_average: load_average(),
         meets_target: failures == 0 && p99_ms < options.target_p99_ms,
         ingest_reports_per_s,

@@ -73,16 +73,12 @@ impl Target {
         self.device_with(self.client.fork(), serial)
     }
 
-    /// Device number `index` of a fleet: on its own connection, or on that of its group of
-    /// [`Self::devices_per_connection`].
-    pub fn device_at(&self, index: usize, serial: &str) -> Result<SimDevice, SimError> {
-        if self.devices_per_connection <= 1 {
-            return self.device(serial);
-        }
+    /// A device on the connection of `group` (devices of one group share it).
+    pub fn device_in_group(&self, group: usize, serial: &str) -> Result<SimDevice, SimError> {
         let client = {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             shared
-                .entry(index / self.devices_per_connection)
+                .entry(group)
                 .or_insert_with(|| self.client.fork())
                 .clone()
         };
@@ -121,6 +117,10 @@ pub async fn onboard(
     serials: Vec<String>,
     parallel: usize,
 ) -> Result<Vec<SimDevice>, SimError> {
+    // Devices sharing a connection are far apart in the fleet (index mod groups), so that
+    // neither onboarding nor evenly spread polls use one connection for two at once.
+    let per = target.devices_per_connection.max(1);
+    let groups = serials.len().div_ceil(per).max(1);
     let serials = Arc::new(serials);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -133,7 +133,11 @@ pub async fn onboard(
                 let Some(serial) = serials.get(index) else {
                     return Ok(onboarded);
                 };
-                let mut device = target.device_at(index, serial)?;
+                let mut device = if per > 1 {
+                    target.device_in_group(index % groups, serial)?
+                } else {
+                    target.device(serial)?
+                };
                 device.fetch_certs().await?;
                 loop {
                     match device.register().await {
