@@ -46,6 +46,9 @@ pub struct HttpsClient {
     base_url: String,
     connector: HttpsConnector<HttpConnector>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// When set, requests go one at a time (over one connection), as through a proxy's single
+    /// upstream connection; see [`HttpsClient::fork_single`].
+    single: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl HttpsClient {
@@ -76,6 +79,7 @@ impl HttpsClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             connector,
             client,
+            single: None,
         })
     }
 
@@ -86,6 +90,16 @@ impl HttpsClient {
             base_url: self.base_url.clone(),
             connector: self.connector.clone(),
             client: pooled(self.connector.clone()),
+            single: None,
+        }
+    }
+
+    /// Like [`Self::fork`], but its clones send one request at a time over one connection
+    /// (the others wait), however many callers share it.
+    pub fn fork_single(&self) -> Self {
+        Self {
+            single: Some(Arc::new(tokio::sync::Semaphore::new(1))),
+            ..self.fork()
         }
     }
 
@@ -113,6 +127,15 @@ impl HttpsClient {
         let request = request
             .body(body)
             .map_err(|error| ClientError(error.to_string()))?;
+        let _turn = match &self.single {
+            Some(single) => Some(
+                single
+                    .acquire()
+                    .await
+                    .map_err(|_| ClientError("closed".into()))?,
+            ),
+            None => None,
+        };
         let response = self
             .client
             .request(request)

@@ -73,13 +73,13 @@ impl Target {
         self.device_with(self.client.fork(), serial)
     }
 
-    /// A device on the connection of `group` (devices of one group share it).
+    /// A device on the connection of `group`: devices of one group take turns on it.
     pub fn device_in_group(&self, group: usize, serial: &str) -> Result<SimDevice, SimError> {
         let client = {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             shared
                 .entry(group)
-                .or_insert_with(|| self.client.fork())
+                .or_insert_with(|| self.client.fork_single())
                 .clone()
         };
         self.device_with(client, serial)
