@@ -83,6 +83,9 @@ pub struct RunFigures {
     pub simulator_open_files: usize,
     /// The simulator's resident memory after onboarding, MiB.
     pub simulator_rss_mib: f64,
+    /// The simulator's CPU use during the measurement, in percent of one core (it signs every
+    /// request and checks every response: when it is short of CPU, latency grows here).
+    pub simulator_cpu_percent: f64,
     /// The machine's 1-minute load average when the measurement ended (other work on the
     /// machine competes with the controller and the simulator).
     pub load_average: f64,
@@ -322,13 +325,16 @@ async fn measure(
     let (interval, measure) = (options.interval, options.measure);
     let probe = Arc::clone(&recorder);
     let mut cpu = (0, 0.0);
+    let mut simulator_ticks = 0;
     let schedule = async {
         tokio::time::sleep(interval).await;
         let cpu_start = Controller::total_cpu_ticks(controllers)?;
+        let simulator_start = cpu_ticks_of("self")?;
         probe.record(true);
         let measured = Instant::now();
         tokio::time::sleep(measure).await;
         probe.record(false);
+        simulator_ticks = cpu_ticks_of("self")? - simulator_start;
         cpu = (
             Controller::total_cpu_ticks(controllers)? - cpu_start,
             measured.elapsed().as_secs_f64(),
@@ -372,6 +378,7 @@ async fn measure(
         memory_per_device_kib: rss_after.saturating_sub(rss_before) as f64 / devices as f64,
         simulator_open_files,
         simulator_rss_mib,
+        simulator_cpu_percent: simulator_ticks as f64 / CLOCK_TICKS_PER_S / seconds * 100.0,
         load_average: load_average(),
         meets_target: failures == 0 && p99_ms < options.target_p99_ms,
         ingest_reports_per_s,
@@ -412,6 +419,26 @@ fn raise_open_files_limit() -> usize {
         }
     }
     usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// User plus system CPU time of process `pid` (or `self`), in clock ticks.
+fn cpu_ticks_of(pid: &str) -> Result<u64, String> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|error| error.to_string())?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .ok_or("bad stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or("bad stat")
+    };
+    Ok(field(14)? + field(15)?)
 }
 
 /// `USER_HZ`, the unit of CPU times in `/proc/<pid>/stat` (100 on Linux).
@@ -477,21 +504,7 @@ impl Controller {
 
     /// User plus system CPU time, in clock ticks.
     fn cpu_ticks(&self) -> Result<u64, String> {
-        let stat = self.proc_file("stat")?;
-        // Fields after the command name (which may contain spaces) start at field 3.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .ok_or("bad stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let field = |n: usize| {
-            fields
-                .get(n - 3)
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or("bad stat")
-        };
-        Ok(field(14)? + field(15)?)
+        cpu_ticks_of(&self.child.id().to_string())
     }
 
     /// CPU ticks of all `controllers`, summed.
