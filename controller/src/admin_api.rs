@@ -10,6 +10,8 @@
 //!   `POST /onboarding/pending/{id}/admit` ([`Admit`]) -> [`OnboardingEntry`],
 //!   `DELETE /onboarding/pending/{id}`;
 //! - `GET /devices/{uuid}/status` -> [`DeviceStatus`] (the newest info per object);
+//! - `GET /devices?with_status=true&offset=N&limit=M`: a page of devices (by UUID), each with
+//!   its [`DeviceBrief`]; the header `X-Total-Count` says how many there are;
 //! - `POST /devices/{uuid}/config/check` (a configuration file) -> [`ConfigCheck`];
 //!   `PUT /devices/{uuid}/config?expect_version=N` refuses with 409 unless N is current.
 //!

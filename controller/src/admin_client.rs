@@ -122,6 +122,28 @@ impl AdminClient {
         .await
     }
 
+    /// A page of devices (by UUID) with their reported status, and how many there are.
+    pub async fn devices_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<DeviceSummary>, u64), ClientError> {
+        let path = format!("{PREFIX}/devices?with_status=true&offset={offset}&limit={limit}");
+        let reply = self
+            .client
+            .send(Method::GET, &path, None, Some(&self.token))
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(ClientError(format!("{}: {:?}", reply.status, reply.body)));
+        }
+        let devices = serde_json::from_slice(&reply.body)
+            .map_err(|error| ClientError(format!("unexpected response: {error}")))?;
+        let total = reply
+            .total
+            .ok_or_else(|| ClientError("no X-Total-Count".into()))?;
+        Ok((devices, total))
+    }
+
     /// Every device.
     pub async fn devices(&self) -> Result<Vec<DeviceSummary>, ClientError> {
         self.call(Method::GET, "/devices", None, StatusCode::OK)

@@ -35,6 +35,8 @@ pub struct Reply {
     /// The reason for an error, from the [`REASON_HEADER`] (the device API's errors have no
     /// body, as the EVE API asks).
     pub reason: Option<String>,
+    /// The total count of a paged list (`X-Total-Count`), if given.
+    pub total: Option<u64>,
     /// The whole body.
     pub body: Bytes,
 }
@@ -147,6 +149,11 @@ impl HttpsClient {
             .get(REASON_HEADER)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let total = response
+            .headers()
+            .get("x-total-count")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
         let body = response
             .into_body()
             .collect()
@@ -156,6 +163,7 @@ impl HttpsClient {
         Ok(Reply {
             status,
             reason,
+            total,
             body,
         })
     }

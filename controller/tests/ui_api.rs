@@ -51,6 +51,22 @@ async fn refused_devices_wait_in_the_queue_until_admitted() {
     assert_eq!(stranger.register().await.unwrap(), StatusCode::CREATED);
     assert!(admin.pending().await.unwrap().is_empty());
     assert!(admin.admit(&lab.id, &[]).await.is_err(), "admitted twice");
+
+    // The fleet view's pages: by UUID, with the total.
+    let mut all: Vec<String> = admin
+        .devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.uuid)
+        .collect();
+    all.sort();
+    let (page, total) = admin.devices_page(1, 1).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].uuid, all[1]);
+    assert!(page[0].status.is_some());
+    assert!(admin.devices_page(2, 1).await.unwrap().0.is_empty());
     controller.stop().await;
 }
 

@@ -233,21 +233,35 @@ struct ContactFilter {
     /// Include what each device's newest device info says.
     #[serde(default)]
     with_status: bool,
+    /// Skip this many devices (in UUID order) ...
+    #[serde(default)]
+    offset: usize,
+    /// ... and list at most this many (default: all). The total is in [`TOTAL_HEADER`].
+    limit: Option<usize>,
 }
+
+/// The header of the devices route giving how many devices matched before paging.
+const TOTAL_HEADER: &str = "x-total-count";
 
 async fn list_devices(
     State(app): State<Arc<App>>,
     Query(filter): Query<ContactFilter>,
-) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+) -> Result<([(&'static str, String); 1], Json<Vec<DeviceSummary>>), ApiError> {
     let query = crate::store::ContactQuery {
         seen_since: filter.seen_since_ms,
         not_seen_since: filter.not_seen_since_ms,
     };
+    let devices = app.store.devices_by_contact(query).await?;
+    let total = devices.len();
     let mut summaries = Vec::new();
-    for device in app.store.devices_by_contact(query).await? {
+    for device in devices
+        .into_iter()
+        .skip(filter.offset)
+        .take(filter.limit.unwrap_or(usize::MAX))
+    {
         summaries.push(summary(&app, device, filter.with_status).await?);
     }
-    Ok(Json(summaries))
+    Ok(([(TOTAL_HEADER, total.to_string())], Json(summaries)))
 }
 
 async fn find_device(app: &App, uuid: &str) -> Result<Device, ApiError> {

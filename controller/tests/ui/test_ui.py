@@ -330,6 +330,12 @@ def run(args):
         onboarding = browser.evaluate("document.querySelector('#onboarding').textContent")
         check("lab-0" in onboarding, f"admitted serial not listed: {onboarding}")
         browser.screenshot(os.path.join(artifacts, "08-fleet-admitted.png"))
+        # The paged route (100 devices a page: one page here, so no pager).
+        browser.navigate(url + "/ui/#/fleet/0")
+        browser.wait_for("document.querySelectorAll('#devices tbody tr').length === 4 &&"
+                         " document.querySelector('#devices h2').textContent === 'Devices (4)'",
+                         what="page 1 of the fleet")
+        check(browser.evaluate("!document.querySelector('#pager')"), "a pager for one page")
 
         # Nothing hostile ran or became an element, and the policy was never needed.
         check(browser.evaluate("window.__pwned === undefined"), "a hostile string ran")

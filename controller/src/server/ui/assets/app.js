@@ -94,6 +94,9 @@ class HttpError extends Error {
   constructor(status, text) { super(text || "HTTP " + status); this.status = status; }
 }
 
+// The total of the last paged list (X-Total-Count), if any.
+let lastTotal = null;
+
 async function api(method, path, body, contentType) {
   const headers = {};
   if (method !== "GET") headers["X-CSRF-Token"] = csrf || "";
@@ -104,6 +107,8 @@ async function api(method, path, body, contentType) {
   });
   if (response.status === 401) { csrf = null; showLogin("Your session ended: log in again."); throw new HttpError(401); }
   if (!response.ok) throw new HttpError(response.status, (await response.text()).trim());
+  const total = response.headers.get("x-total-count");
+  lastTotal = total === null ? null : Number(total);
   if (response.status === 204) return null;
   const type = response.headers.get("content-type") || "";
   return type.includes("json") ? response.json() : response.text();
@@ -166,7 +171,8 @@ async function route() {
   try {
     if (parts[0] === "device" && parts[1] && parts[2] === "config") await configView(parts[1], mine);
     else if (parts[0] === "device" && parts[1]) await deviceView(parts[1], mine);
-    else await fleetView(mine);
+    else if (parts[0] === "fleet") await fleetView(mine, parts[1]);
+    else await fleetView(mine, 0);
   } catch (error) {
     if (error.status !== 401 && mine === generation) show(message("error", "Could not load: " + error.message));
   }
@@ -177,10 +183,20 @@ window.addEventListener("DOMContentLoaded", route);
 
 // ---- fleet -----------------------------------------------------------------------------------
 
-async function fleetView(mine) {
-  const [devices, pending, onboarding] = await Promise.all([
-    api("GET", "/devices?with_status=true"), api("GET", "/onboarding/pending"), api("GET", "/onboarding")]);
+// Devices per page of the fleet view.
+const PAGE = 100;
+
+async function fleetView(mine, page) {
+  page = Math.max(0, Number(page) || 0);
+  const devices = await api("GET", `/devices?with_status=true&offset=${page * PAGE}&limit=${PAGE}`);
+  const total = lastTotal === null ? devices.length : lastTotal;
+  const [pending, onboarding] = await Promise.all([api("GET", "/onboarding/pending"), api("GET", "/onboarding")]);
   if (mine !== generation) return;
+  const pages = Math.max(1, Math.ceil(total / PAGE));
+  const pager = pages > 1 ? h("div", { class: "toolbar", id: "pager" },
+    page > 0 ? h("a", { href: "#/fleet/" + (page - 1) }, "‹ previous") : null,
+    h("span", { class: "muted" }, `page ${page + 1} of ${pages}`),
+    page + 1 < pages ? h("a", { href: "#/fleet/" + (page + 1) }, "next ›") : null) : null;
   const note = h("div");
   const rows = devices.map((d) => h("tr", { "data-uuid": d.uuid },
     h("td", {}, h("a", { href: "#/device/" + encodeURIComponent(d.uuid) }, d.serial || "(no serial)"),
@@ -206,7 +222,7 @@ async function fleetView(mine) {
   show(
     h("h1", {}, "Fleet"),
     h("section", { class: "card", id: "devices" },
-      h("h2", {}, "Devices (" + devices.length + ")"),
+      h("h2", {}, "Devices (" + total + ")"), pager,
       devices.length ? h("table", {},
         h("thead", {}, h("tr", {}, ["Serial", "UUID", "State", "Last seen", "Version", "Config"].map((t) => h("th", {}, t)))),
         h("tbody", {}, rows)) : h("p", { class: "muted" }, "No device has registered yet.")),
