@@ -56,6 +56,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     let mut rng = 0x5eed_u64 ^ u64::from(std::process::id());
     let mut committed = 0u64; // the last commit the guest reported done
     let mut kills_mid_run = 0;
+    let mut verified = 0;
     for cycle in 0..cycles {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -77,7 +78,10 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
             );
             assert!(found <= committed + 1, "cycle {cycle}: counter {found}, but only {committed} (+1 in flight) were committed");
             committed = found;
-            boot.expect("store-crash: verified");
+            // The kill may land while the guest is still checking the store.
+            if boot.line("store-crash: verified").is_some() {
+                verified += 1;
+            }
         }
         let last = boot
             .lines
@@ -93,10 +97,14 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
             "cycle {cycle}: the guest stopped by itself:\n{out}"
         );
     }
-    // Most kills must land while commits are running (not all during boot).
+    // Most kills must land while commits are running (not all during boot or checks).
     assert!(
         kills_mid_run >= cycles / 2,
         "only {kills_mid_run} of {cycles} kills hit running commits"
+    );
+    assert!(
+        verified >= cycles / 2,
+        "only {verified} of {cycles} boots got to check the store"
     );
     let check = guest(&disk, "check").boot();
     check.expect("store-crash: verified");
@@ -106,6 +114,10 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     assert!(
         found >= committed && found <= committed + 1,
         "final counter {found}, committed {committed}"
+    );
+    eprintln!(
+        "store-crash: {cycles} SIGKILLs ({kills_mid_run} during commits, {verified} boots checked \
+         the whole store), {committed} commits, none lost"
     );
     assert!(
         committed > 100,
