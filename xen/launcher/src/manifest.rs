@@ -12,6 +12,7 @@
 //! restart = "on-failure"         # "never" | "on-failure" (default) | "always"
 //! max_restarts = 3               # default 3
 //! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0
+//! toolstack = "xl"               # "lichen" (default): the launcher's builder | "xl"
 //!
 //! [[channels]]
 //! name = "events"
@@ -170,6 +171,21 @@ pub struct Service {
     /// The service's network card.
     #[serde(default)]
     pub network: Network,
+    /// What builds the service's domain.
+    #[serde(default)]
+    pub toolstack: Toolstack,
+}
+
+/// What builds a service's domain.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Toolstack {
+    /// The launcher's own domain builder (xen/launcher/src/builder): milliseconds. Services
+    /// with a vif, and any service when privcmd is missing, still go through `xl`.
+    #[default]
+    Lichen,
+    /// `xl create -p`: the fallback, and the reference of `scripts/bench xen-boot`.
+    Xl,
 }
 
 /// What network card a service gets.

@@ -1,10 +1,14 @@
-//! The real [`Platform`]: Xen's `xl` to create, list and destroy domains, privcmd to unpause them,
-//! xenstored's socket for xenstore, xenconsoled's per-guest log files for consoles and its ptys for
-//! console input.
+//! The real [`Platform`]: the launcher's own domain builder ([`crate::builder`]) or Xen's `xl` to
+//! create domains, privcmd to unpause, list and destroy them (`xl` where privcmd is missing),
+//! xenstored's socket for xenstore, xenconsoled's per-guest log files for consoles and its ptys
+//! for console input.
 //!
-//! Domains are created with `xl create -p -e` (paused, and without xl's background process) from
-//! generated configs that keep a domain after it shuts down (`on_poweroff = "preserve"`, ...):
-//! the launcher reads its exit status and console first, then destroys it.
+//! A service with `toolstack = "lichen"` (the default) and no vif is built by the launcher: a few
+//! dozen hypercalls, then the xenstore entries libxl would write and an introduction to
+//! xenstored. Xen keeps a domain that shut down until it is destroyed, so the launcher reads its
+//! exit status and console first. The others are created with `xl create -p -e` (paused, and
+//! without xl's background process) from generated configs that keep a domain after it shuts
+//! down (`on_poweroff = "preserve"`, ...).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -14,8 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::builder;
 use crate::console::ConsoleTail;
-use crate::manifest::Service;
+use crate::manifest::{Network, Service, Toolstack as Builder};
 use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
 use crate::privcmd::Privcmd;
 use crate::say;
@@ -30,6 +35,8 @@ pub struct Toolstack {
     domains_changed: Arc<AtomicBool>,
     store: XenStore,
     privcmd: Option<Privcmd>,
+    /// Domains the launcher built, with their handles (for the xenstore cleanup).
+    built: HashMap<u32, [u8; 16]>,
 }
 
 impl Toolstack {
@@ -51,6 +58,7 @@ impl Toolstack {
             domains_changed,
             store,
             privcmd,
+            built: HashMap::new(),
         })
     }
 }
@@ -189,8 +197,103 @@ pub fn parse_domain_list(text: &str) -> HashMap<u32, DomainState> {
     domains
 }
 
-impl Platform for Toolstack {
-    fn create_paused(
+/// Domain states from `XEN_DOMCTL_getdomaininfo` flags (as `xl list` derives its flags).
+pub fn domain_states(list: &[crate::privcmd::DomainInfo]) -> HashMap<u32, DomainState> {
+    use crate::privcmd::DomainInfo;
+    list.iter()
+        .filter(|d| d.domid != 0)
+        .map(|d| {
+            let state = if d.flags & DomainInfo::DYING != 0 {
+                DomainState::Dying
+            } else if d.flags & DomainInfo::SHUTDOWN != 0 {
+                DomainState::Shutdown(ShutdownReason::from_code(d.shutdown_code()))
+            } else {
+                DomainState::Alive
+            };
+            (d.domid, state)
+        })
+        .collect()
+}
+
+impl Toolstack {
+    /// Builds `name`'s domain with the launcher's builder and registers it in xenstore.
+    fn build(
+        &mut self,
+        xc_name: &str,
+        service: &Service,
+        files: &BootFiles,
+    ) -> Result<u32, String> {
+        let Some(xc) = &self.privcmd else {
+            return Err("no privcmd".into());
+        };
+        let started = Instant::now();
+        let kernel = std::fs::read(&files.kernel)
+            .map_err(|e| format!("cannot read {}: {e}", files.kernel.display()))?;
+        let ramdisk = match &files.ramdisk {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let uuid = builder::new_uuid();
+        let spec = builder::Spec {
+            kernel: &kernel,
+            ramdisk: ramdisk.as_deref(),
+            memory_mib: service.memory,
+            vcpus: service.vcpus,
+            cmdline: &service.cmdline,
+            uuid,
+        };
+        let built = builder::build(xc, &spec)?;
+        let domid = built.domid;
+        let hypercalls = started.elapsed();
+        let entries =
+            builder::entries::entries(xc_name, &built, &uuid, service.memory, service.vcpus);
+        let registered = self
+            .store
+            .transaction(|store, tx| {
+                for entry in &entries {
+                    store.write(tx, &entry.path, &entry.value)?;
+                    store.set_perms(tx, &entry.path, &entry.perms)?;
+                }
+                Ok(())
+            })
+            .and_then(|()| {
+                self.store
+                    .introduce(domid, built.store_gfn, built.store_port)
+            });
+        if let Err(e) = registered {
+            let _ = xc.destroy(domid);
+            self.remove_entries(domid, &uuid);
+            return Err(format!("registering domain {domid} in xenstore: {e}"));
+        }
+        self.built.insert(domid, uuid);
+        let steps: Vec<String> = built
+            .steps
+            .iter()
+            .map(|(step, ms)| format!("{step} {ms:.1}"))
+            .collect();
+        say!(
+            "{xc_name}: built domain {domid} in {:.1} ms ({} ms), xenstore {:.1} ms",
+            hypercalls.as_secs_f64() * 1000.0,
+            steps.join(", "),
+            (started.elapsed() - hypercalls).as_secs_f64() * 1000.0
+        );
+        Ok(domid)
+    }
+
+    fn remove_entries(&mut self, domid: u32, uuid: &[u8; 16]) {
+        let paths = builder::entries::cleanup_paths(domid, uuid);
+        let _ = self.store.transaction(|store, tx| {
+            for path in &paths {
+                store.rm(tx, path)?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Creates a domain with `xl create -p`.
+    fn xl_create(
         &mut self,
         name: &str,
         service: &Service,
@@ -214,6 +317,24 @@ impl Platform for Toolstack {
             .parse()
             .map_err(|_| format!("xl domid {name} printed `{}`", domid.trim()))
     }
+}
+
+impl Platform for Toolstack {
+    fn create_paused(
+        &mut self,
+        name: &str,
+        service: &Service,
+        files: &BootFiles,
+    ) -> Result<u32, String> {
+        // The builder does not attach vifs yet: those services go through xl.
+        if service.toolstack == Builder::Lichen
+            && service.network == Network::None
+            && self.privcmd.is_some()
+        {
+            return self.build(name, service, files);
+        }
+        self.xl_create(name, service, files)
+    }
 
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
         if let Some(privcmd) = &self.privcmd {
@@ -229,10 +350,28 @@ impl Platform for Toolstack {
     }
 
     fn destroy(&mut self, domid: u32) -> Result<(), String> {
+        if let Some(uuid) = self.built.remove(&domid) {
+            if let Some(xc) = &self.privcmd {
+                let result = xc
+                    .destroy(domid)
+                    .map_err(|e| format!("XEN_DOMCTL_destroydomain {domid}: {e}"));
+                self.remove_entries(domid, &uuid);
+                return result;
+            }
+        }
         run("xl", &["destroy", &domid.to_string()]).map(drop)
     }
 
     fn domains(&mut self) -> Result<HashMap<u32, DomainState>, String> {
+        if let Some(xc) = &self.privcmd {
+            match xc.domains() {
+                Ok(list) => return Ok(domain_states(&list)),
+                Err(e) => {
+                    say!("cannot list domains through privcmd ({e}): using xl list from now on");
+                    self.privcmd = None;
+                }
+            }
+        }
         run("xl", &["list", "-v"]).map(|text| parse_domain_list(&text))
     }
 

@@ -14,6 +14,8 @@ mod kind {
     pub const DIRECTORY: u32 = 1;
     pub const READ: u32 = 2;
     pub const WATCH: u32 = 4;
+    pub const INTRODUCE: u32 = 8;
+    pub const RELEASE: u32 = 9;
     pub const TRANSACTION_START: u32 = 6;
     pub const TRANSACTION_END: u32 = 7;
     pub const WRITE: u32 = 11;
@@ -207,6 +209,21 @@ impl XenStore {
                 (Err(e), Ok(_)) => return Err(e),
             }
         }
+    }
+
+    /// Tells xenstored about a new domain: its xenstore ring is guest frame `gfn` (which
+    /// xenstored maps through the domain's reserved grant entry) and its event channel `port`.
+    /// xenstored then fires `@introduceDomain`, on which xenconsoled connects the console.
+    pub fn introduce(&mut self, domid: u32, gfn: u64, port: u32) -> io::Result<()> {
+        let (domid, gfn, port) = (domid.to_string(), gfn.to_string(), port.to_string());
+        self.request(kind::INTRODUCE, 0, &args(&[&domid, &gfn, &port]))
+            .map(drop)
+    }
+
+    /// Tells xenstored a domain is gone (it drops its connection and fires `@releaseDomain`).
+    pub fn release(&mut self, domid: u32) -> io::Result<()> {
+        self.request(kind::RELEASE, 0, &args(&[&domid.to_string()]))
+            .map(drop)
     }
 
     /// Registers a watch; events then arrive through [`XenStore::next_event`].

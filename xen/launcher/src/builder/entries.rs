@@ -1,0 +1,137 @@
+//! The xenstore entries a domain built by the launcher gets: the ones libxl writes for a PVH
+//! domain without devices, so that `xl list` names it, `xl console` finds its console and
+//! `xl destroy` tears it down like one of its own, and xenconsoled connects its console.
+
+use super::{uuid_text, Built};
+
+/// One node: path, value and permissions (`n<owner>` first, then `r<domid>` grants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Absolute path.
+    pub path: String,
+    /// Value.
+    pub value: String,
+    /// Permissions.
+    pub perms: Vec<String>,
+}
+
+/// The entries for `name`'s domain `built`, with `memory_mib` of RAM and `vcpus` vCPUs.
+pub fn entries(
+    name: &str,
+    built: &Built,
+    uuid: &[u8; 16],
+    memory_mib: u32,
+    vcpus: u32,
+) -> Vec<Entry> {
+    let d = built.domid;
+    let dom = format!("/local/domain/{d}");
+    let vm = format!("/vm/{}", uuid_text(uuid));
+    // Read-only for the guest (dom0 owns them), and the guest's own (writable) directories.
+    let ro = vec!["n0".to_string(), format!("r{d}")];
+    let rw = vec![format!("n{d}")];
+    let mut out = Vec::new();
+    let mut add = |path: String, value: String, perms: &Vec<String>| {
+        out.push(Entry {
+            path,
+            value,
+            perms: perms.clone(),
+        })
+    };
+    add(dom.clone(), String::new(), &ro);
+    add(format!("{dom}/name"), name.into(), &ro);
+    add(format!("{dom}/domid"), d.to_string(), &ro);
+    add(format!("{dom}/vm"), vm.clone(), &ro);
+    add(vm.clone(), String::new(), &ro);
+    add(format!("{vm}/name"), name.into(), &ro);
+    add(format!("{vm}/uuid"), uuid_text(uuid), &ro);
+    for dir in [
+        "device", "control", "data", "drivers", "feature", "attr", "error",
+    ] {
+        add(format!("{dom}/{dir}"), String::new(), &rw);
+    }
+    add(format!("{dom}/control/shutdown"), String::new(), &rw);
+    add(format!("{dom}/cpu"), String::new(), &ro);
+    for cpu in 0..vcpus {
+        add(
+            format!("{dom}/cpu/{cpu}/availability"),
+            "online".into(),
+            &ro,
+        );
+    }
+    let kib = (u64::from(memory_mib) * 1024).to_string();
+    add(format!("{dom}/memory/static-max"), kib.clone(), &ro);
+    add(format!("{dom}/memory/target"), kib, &ro);
+    add(
+        format!("{dom}/store/port"),
+        built.store_port.to_string(),
+        &ro,
+    );
+    add(
+        format!("{dom}/store/ring-ref"),
+        built.store_gfn.to_string(),
+        &ro,
+    );
+    add(format!("{dom}/console"), String::new(), &ro);
+    add(
+        format!("{dom}/console/port"),
+        built.console_port.to_string(),
+        &ro,
+    );
+    add(
+        format!("{dom}/console/ring-ref"),
+        built.console_gfn.to_string(),
+        &ro,
+    );
+    add(format!("{dom}/console/limit"), "1048576".into(), &ro);
+    add(format!("{dom}/console/type"), "xenconsoled".into(), &ro);
+    add(format!("{dom}/console/output"), "pty".into(), &ro);
+    // libxl's own record: a PVH domain (else `xl destroy` looks for a device model).
+    let dom0_only = vec!["n0".to_string()];
+    add(format!("/libxl/{d}/type"), "pvh".into(), &dom0_only);
+    out
+}
+
+/// The paths to remove once `domid` (with handle `uuid`) is destroyed.
+pub fn cleanup_paths(domid: u32, uuid: &[u8; 16]) -> [String; 3] {
+    [
+        format!("/local/domain/{domid}"),
+        format!("/vm/{}", uuid_text(uuid)),
+        format!("/libxl/{domid}"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_domain_gets_the_entries_xenconsoled_and_xl_read() {
+        let built = Built {
+            domid: 7,
+            store_port: 1,
+            console_port: 2,
+            store_gfn: 0xfeffc,
+            console_gfn: 0xfefff,
+            steps: Vec::new(),
+        };
+        let uuid = [0x11; 16];
+        let list = entries("hello", &built, &uuid, 16, 1);
+        let get = |path: &str| list.iter().find(|e| e.path == path).cloned();
+        assert_eq!(get("/local/domain/7/name").unwrap().value, "hello");
+        assert_eq!(get("/local/domain/7/console/port").unwrap().value, "2");
+        assert_eq!(
+            get("/local/domain/7/console/ring-ref").unwrap().value,
+            "1044479"
+        );
+        assert_eq!(get("/local/domain/7/store/port").unwrap().value, "1");
+        assert_eq!(get("/libxl/7/type").unwrap().value, "pvh");
+        assert_eq!(get("/local/domain/7/data").unwrap().perms, ["n7"]);
+        assert_eq!(get("/local/domain/7/name").unwrap().perms, ["n0", "r7"]);
+        assert_eq!(get("/local/domain/7/memory/target").unwrap().value, "16384");
+        let parents: Vec<&str> = list.iter().map(|e| e.path.as_str()).collect();
+        let dom = parents.iter().position(|p| *p == "/local/domain/7");
+        let data = parents.iter().position(|p| *p == "/local/domain/7/data");
+        assert!(dom < data, "parents before children (their permissions)");
+        assert_eq!(cleanup_paths(7, &uuid)[2], "/libxl/7");
+    }
+}
