@@ -4,15 +4,16 @@
 
 use super::{uuid_text, Built};
 
-/// One node: path, value and permissions (`n<owner>` first, then `r<domid>` grants).
+/// One node: path, value and permissions (`n<owner>` first, then `r<domid>` grants; `None`:
+/// the parent's, which a node dom0 creates inherits).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Absolute path.
     pub path: String,
     /// Value.
     pub value: String,
-    /// Permissions.
-    pub perms: Vec<String>,
+    /// Permissions, where they differ from the parent's.
+    pub perms: Option<Vec<String>>,
 }
 
 /// The entries for `name`'s domain `built`, with `memory_mib` of RAM and `vcpus` vCPUs.
@@ -30,11 +31,14 @@ pub fn entries(
     let ro = vec!["n0".to_string(), format!("r{d}")];
     let rw = vec![format!("n{d}")];
     let mut out = Vec::new();
+    // Only the roots of each permission set get theirs; their children inherit them.
+    let roots = [dom.clone(), vm.clone(), format!("/libxl/{d}")];
     let mut add = |path: String, value: String, perms: &Vec<String>| {
+        let inherits = !roots.contains(&path) && perms != &rw;
         out.push(Entry {
             path,
             value,
-            perms: perms.clone(),
+            perms: (!inherits).then(|| perms.clone()),
         })
     };
     add(dom.clone(), String::new(), &ro);
@@ -87,6 +91,7 @@ pub fn entries(
     add(format!("{dom}/console/output"), "pty".into(), &ro);
     // libxl's own record: a PVH domain (else `xl destroy` looks for a device model).
     let dom0_only = vec!["n0".to_string()];
+    add(format!("/libxl/{d}"), String::new(), &dom0_only);
     add(format!("/libxl/{d}/type"), "pvh".into(), &dom0_only);
     out
 }
@@ -125,8 +130,18 @@ mod tests {
         );
         assert_eq!(get("/local/domain/7/store/port").unwrap().value, "1");
         assert_eq!(get("/libxl/7/type").unwrap().value, "pvh");
-        assert_eq!(get("/local/domain/7/data").unwrap().perms, ["n7"]);
-        assert_eq!(get("/local/domain/7/name").unwrap().perms, ["n0", "r7"]);
+        assert_eq!(get("/local/domain/7/data").unwrap().perms.unwrap(), ["n7"]);
+        assert_eq!(get("/local/domain/7").unwrap().perms.unwrap(), ["n0", "r7"]);
+        assert_eq!(
+            get("/local/domain/7/name").unwrap().perms,
+            None,
+            "inherited"
+        );
+        assert_eq!(
+            get("/libxl/7/type").unwrap().perms,
+            None,
+            "inherited from /libxl/7"
+        );
         assert_eq!(get("/local/domain/7/memory/target").unwrap().value, "16384");
         let parents: Vec<&str> = list.iter().map(|e| e.path.as_str()).collect();
         let dom = parents.iter().position(|p| *p == "/local/domain/7");

@@ -2,7 +2,8 @@
 //! with a few dozen hypercalls through privcmd instead of two processes and libxl.
 //!
 //! [`build`] creates the domain (HVM container with hardware-assisted paging, emulated local
-//! APIC only: PVH), sets its memory limit, paging pool and TSC mode, populates its RAM (2 MiB
+//! APIC only: PVH) and its vCPUs (in that order: Xen 4.17 dereferences vCPU 0 when asked for
+//! the HVM context of a domain without vCPUs, and dies), sets its memory limit, paging pool and TSC mode, populates its RAM (2 MiB
 //! extents where it can) and two special pages, loads the ELF image and the boot information
 //! ([`layout`]), allocates the console and xenstore event channels, sets the HVM parameters
 //! that name them, seeds the grant entries xenconsoled and xenstored map the rings through, and
@@ -62,6 +63,7 @@ pub struct Built {
 /// Domctl commands (xen/include/public/domctl.h, interface 0x15).
 mod domctl {
     pub const MAX_MEM: u32 = 11;
+    pub const MAX_VCPUS: u32 = 15;
     pub const GETHVMCONTEXT: u32 = 33;
     pub const SETHVMCONTEXT: u32 = 34;
     pub const SETTSCINFO: u32 = 60;
@@ -151,6 +153,14 @@ fn construct(
     steps: &mut Vec<(&'static str, f64)>,
 ) -> Result<Built, String> {
     let t = Instant::now();
+    // Creates the vCPUs (createdomain only sizes their array); everything that touches vCPU
+    // state (the HVM context below) needs them.
+    xc.domctl(
+        domctl::MAX_VCPUS,
+        domid,
+        Payload::default().u32(0, spec.vcpus),
+    )
+    .map_err(err("XEN_DOMCTL_max_vcpus"))?;
     let memory_kib = u64::from(spec.memory_mib) * 1024;
     // libxl's LIBXL_MAXMEM_CONSTANT: 1 MiB of slack over the RAM (the special pages).
     xc.domctl(
@@ -423,16 +433,17 @@ pub fn boot_context(current: &[u8], entry: u32, start_info: u64) -> Result<Vec<u
         .iter()
         .find(|r| r.kind == HVM_SAVE_HEADER)
         .ok_or("no header in the HVM context")?;
-    let cpu = records
-        .iter()
-        .find(|r| r.kind == HVM_SAVE_CPU && r.instance == 0)
-        .ok_or("no vCPU 0 in the HVM context")?;
-    if cpu.data.len() != cpu::SIZE {
-        return Err(format!(
-            "vCPU record of {} bytes, expected {}: another Xen version?",
-            cpu.data.len(),
-            cpu::SIZE
-        ));
+    // vCPU 0 has no record yet (Xen saves none for a vCPU that never ran): it is made from
+    // scratch, as libxenguest does. Xen checks the record's length against its own
+    // `struct hvm_hw_cpu` on load, so a layout from another version is refused, not misread.
+    if let Some(cpu) = records.iter().find(|r| r.kind == HVM_SAVE_CPU) {
+        if cpu.data.len() != cpu::SIZE {
+            return Err(format!(
+                "vCPU record of {} bytes, expected {}: another Xen version?",
+                cpu.data.len(),
+                cpu::SIZE
+            ));
+        }
     }
     let mut regs = vec![0u8; cpu::SIZE];
     let mut put = |offset: usize, value: &[u8]| {
@@ -498,20 +509,29 @@ fn set_boot_registers(xc: &Privcmd, domid: u32, entry: u32, start_info: u64) -> 
     Ok(())
 }
 
-/// A random version-4 UUID for a new domain.
+/// A unique handle for a new domain, laid out as a version-4 UUID: the time, the process id
+/// and a counter, mixed. Not read from /dev/urandom: on Linux 6.1 a read before the kernel's
+/// random generator is seeded runs its jitter-entropy loop first, which took 1.5 s in a dom0
+/// under TCG. A handle needs to be unique, not secret.
 pub fn new_uuid() -> [u8; 16] {
-    use std::io::Read;
-    let mut uuid = [0u8; 16];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut uuid))
-        .is_err()
-    {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        uuid.copy_from_slice(&nanos.to_le_bytes());
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // splitmix64's finaliser: every input bit affects every output bit.
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let high = mix(nanos ^ u64::from(std::process::id()) << 40);
+    let low = mix(high ^ count.wrapping_add(0x9e37_79b9_7f4a_7c15));
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&high.to_le_bytes());
+    uuid[8..].copy_from_slice(&low.to_le_bytes());
     uuid[6] = (uuid[6] & 0x0f) | 0x40;
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
     uuid
@@ -572,6 +592,11 @@ mod tests {
         truncated.truncate(100);
         assert!(boot_context(&truncated, 0, 0).is_err());
         assert!(boot_context(&[], 0, 0).unwrap_err().contains("no header"));
+        let mut no_cpu = Vec::new();
+        push_record(&mut no_cpu, HVM_SAVE_HEADER, 0, &[1; 24]);
+        push_record(&mut no_cpu, HVM_SAVE_END, 0, &[]);
+        let blob = boot_context(&no_cpu, 0x100000, 0).unwrap();
+        assert_eq!(records(&blob).unwrap()[1].data.len(), cpu::SIZE);
     }
 
     #[test]
@@ -580,5 +605,6 @@ mod tests {
         let text = uuid_text(&uuid);
         assert_eq!(text.len(), 36);
         assert_eq!(&text[14..15], "4");
+        assert_ne!(new_uuid(), new_uuid(), "unique within a process");
     }
 }
