@@ -25,7 +25,7 @@ use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
 use crate::privcmd::Privcmd;
 use crate::say;
 use crate::wiring::Wiring;
-use crate::xenstore::XenStore;
+use crate::xenstore::{Op, XenStore};
 
 /// Drives Xen: xl for domains, privcmd for unpausing, xenstored's socket, xenconsoled's logs.
 pub struct Toolstack {
@@ -251,11 +251,14 @@ impl Toolstack {
         let entries =
             builder::entries::entries(xc_name, &built, &uuid, service.memory, service.vcpus);
         // No transaction: nothing reads these entries before the introduction below.
-        let batch: Vec<_> = entries
-            .into_iter()
-            .map(|e| (e.path, Some(e.value), e.perms))
-            .collect();
-        let written = self.store.write_batch(&batch);
+        let mut ops = Vec::new();
+        for e in entries {
+            ops.push(Op::Write(e.path.clone(), e.value));
+            if let Some(perms) = e.perms {
+                ops.push(Op::SetPerms(e.path, perms));
+            }
+        }
+        let written = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
         let registered = written.and_then(|()| {
             self.store
@@ -387,15 +390,24 @@ impl Platform for Toolstack {
     }
 
     fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
+        // One transaction, its requests pipelined ([`XenStore::batch`]) up to the first
+        // recursive permission change; those walk the tree a request at a time, in order.
+        let first_recursive = wiring
+            .perms
+            .iter()
+            .position(|c| c.recursive)
+            .unwrap_or(wiring.perms.len());
+        let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
+        for (path, value) in &wiring.writes {
+            ops.push(Op::Write(path.clone(), value.clone()));
+        }
+        for change in &wiring.perms[..first_recursive] {
+            ops.push(Op::SetPerms(change.path.clone(), change.perms.clone()));
+        }
         self.store
             .transaction(|store, tx| {
-                for path in &wiring.removes {
-                    store.rm(tx, path)?;
-                }
-                for (path, value) in &wiring.writes {
-                    store.write(tx, path, value)?;
-                }
-                for change in &wiring.perms {
+                store.batch(tx, &ops)?;
+                for change in &wiring.perms[first_recursive..] {
                     if change.recursive {
                         store.set_perms_recursive(tx, &change.path, &change.perms)?;
                     } else {
