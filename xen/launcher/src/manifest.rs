@@ -13,6 +13,7 @@
 //! max_restarts = 3               # default 3
 //! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0
 //! toolstack = "xl"               # "lichen" (default): the launcher's builder | "xl"
+//! standby = true                 # keep a built, paused domain to restart into (default false)
 //!
 //! [[channels]]
 //! name = "events"
@@ -174,6 +175,10 @@ pub struct Service {
     /// What builds the service's domain.
     #[serde(default)]
     pub toolstack: Toolstack,
+    /// Keep a second domain built and paused while the service runs: a failure unpauses it
+    /// (at once for the first failure in a row) instead of building a new one.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 /// What builds a service's domain.
@@ -327,6 +332,8 @@ pub enum ManifestError {
     },
     /// The largest backoff delay is smaller than the first.
     Backoff(String),
+    /// A standby domain for a service that is never restarted.
+    StandbyWithoutRestart(String),
     /// An image or ramdisk is in none of the image directories.
     MissingImage {
         /// The service.
@@ -391,6 +398,10 @@ impl fmt::Display for ManifestError {
             ManifestError::Backoff(service) => {
                 write!(f, "service `{service}`: backoff_max_ms is smaller than backoff_ms")
             }
+            ManifestError::StandbyWithoutRestart(service) => write!(
+                f,
+                "service `{service}`: standby = true needs restart = \"on-failure\" or \"always\""
+            ),
             ManifestError::MissingImage { service, image, searched } => {
                 let dirs: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
                 write!(
@@ -600,6 +611,9 @@ fn check_service(name: &str, service: &Service) -> Vec<ManifestError> {
     if service.backoff_max_ms < service.backoff_ms {
         errors.push(ManifestError::Backoff(name.to_string()));
     }
+    if service.standby && service.restart == RestartMode::Never {
+        errors.push(ManifestError::StandbyWithoutRestart(name.to_string()));
+    }
     errors
 }
 
@@ -731,6 +745,27 @@ mod tests {
             images.files(),
             [dir.0.join("bus.elf"), dir.0.join("api.elf")]
         );
+    }
+
+    #[test]
+    fn toolstack_and_standby_default_to_the_builder_without_standby() {
+        let manifest = Manifest::parse(TWO_SERVICES).unwrap();
+        assert_eq!(manifest.services["bus"].toolstack, Toolstack::Lichen);
+        assert!(!manifest.services["bus"].standby);
+        let text = "[services.a]\nimage = \"a\"\nmemory = 8\ntoolstack = \"xl\"\nstandby = true\n";
+        let a = &Manifest::parse(text).unwrap().services["a"];
+        assert_eq!((a.toolstack, a.standby), (Toolstack::Xl, true));
+        let bad = "[services.a]\nimage = \"a\"\nmemory = 8\ntoolstack = \"libxl\"\n";
+        assert!(Manifest::parse(bad).is_err());
+        let dir = ImageDir::with(&["a.elf"]);
+        let never =
+            "[services.a]\nimage = \"a\"\nmemory = 8\nrestart = \"never\"\nstandby = true\n";
+        let errors = Manifest::parse(never)
+            .unwrap()
+            .validate(&dir.dirs())
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("standby = true needs restart"), "{errors}");
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! finds its peers' domids from its first instruction. A run ends when its domain shuts down
 //! (poweroff is a success unless `data/exit-status` says otherwise; a crash is a failure), when it
 //! outlives its timeout, or when its domain disappears.
+//!
+//! A service with `standby = true` gets a second domain, built and left paused once its run
+//! started (under the same name: `xl domid` finds the running one, which has the lower domid).
+//! When the run fails, the standby takes over: no domain to build, and the first failure in a
+//! row restarts at once (later ones in a row wait their backoff). A new standby is prepared after
+//! each takeover; it is destroyed when the service is done.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +94,8 @@ struct Unit {
     failures_in_a_row: u32,
     last_domid: Option<u32>,
     started_once: bool,
+    /// A built, paused domain ready to take over (`standby = true`).
+    standby: Option<u32>,
 }
 
 /// Runs a node's services on a [`Platform`].
@@ -143,6 +151,7 @@ impl<P: Platform> Supervisor<P> {
                     failures_in_a_row: 0,
                     last_domid: None,
                     started_once: false,
+                    standby: None,
                 })
             })
             .collect();
@@ -231,6 +240,16 @@ impl<P: Platform> Supervisor<P> {
         let mut created = Vec::new();
         for &i in batch {
             let unit = &mut self.units[i];
+            if let Some(domid) = unit.standby.take() {
+                say!("{}: standby domain {domid} takes over", unit.name);
+                unit.state = State::Running {
+                    domid,
+                    since: Instant::now(),
+                };
+                unit.last_domid = Some(domid);
+                created.push(i);
+                continue;
+            }
             say!("{}: create requested", unit.name);
             match self
                 .platform
@@ -298,6 +317,41 @@ impl<P: Platform> Supervisor<P> {
             }
         }
         self.print_status_if_changed();
+        self.prepare_standbys();
+    }
+
+    /// Builds a paused standby domain for each running service that wants one and has none.
+    fn prepare_standbys(&mut self) {
+        for unit in &mut self.units {
+            let wanted = unit.service.standby
+                && unit.standby.is_none()
+                && matches!(unit.state, State::Running { .. });
+            if !wanted {
+                continue;
+            }
+            match self
+                .platform
+                .create_paused(&unit.name, &unit.service, &unit.files)
+            {
+                Ok(domid) => {
+                    say!("{}: standby domain {domid} prepared (paused)", unit.name);
+                    unit.standby = Some(domid);
+                }
+                Err(e) => say!("{}: cannot prepare a standby domain: {e}", unit.name),
+            }
+        }
+    }
+
+    /// Destroys `i`'s standby domain, if it has one.
+    fn drop_standby(&mut self, i: usize) {
+        if let Some(domid) = self.units[i].standby.take() {
+            if let Err(e) = self.platform.destroy(domid) {
+                say!(
+                    "{}: cannot destroy standby domain {domid}: {e}",
+                    self.units[i].name
+                );
+            }
+        }
     }
 
     /// The running services that share a channel with `service`.
@@ -444,7 +498,11 @@ impl<P: Platform> Supervisor<P> {
             Outcome::Failure(why) => why.clone(),
         };
         match decision {
-            Decision::Restart(delay) => {
+            Decision::Restart(mut delay) => {
+                // A standby is ready: the first failure in a row takes it at once.
+                if unit.standby.is_some() && unit.failures_in_a_row == 1 {
+                    delay = Duration::ZERO;
+                }
                 unit.restarts += 1;
                 unit.state = State::Backoff {
                     until: Instant::now() + delay,
@@ -465,6 +523,9 @@ impl<P: Platform> Supervisor<P> {
                 unit.state = State::Failed(why);
             }
         }
+        if self.units[i].state.is_final() {
+            self.drop_standby(i);
+        }
         // Its peers must not go on finding its old domain in their entries.
         let name = self.units[i].name.clone();
         let peers = self.running_peers(&name);
@@ -481,6 +542,9 @@ impl<P: Platform> Supervisor<P> {
     /// Node shutdown: destroys every domain; nothing is started any more.
     fn teardown(&mut self) {
         say!("node shutdown: tearing all domains down");
+        for i in 0..self.units.len() {
+            self.drop_standby(i);
+        }
         for unit in &mut self.units {
             if let State::Running { domid, .. } = unit.state {
                 if let Err(e) = self.platform.destroy(domid) {
@@ -751,6 +815,34 @@ mod tests {
         assert!(
             took >= Duration::from_millis(20 + 40),
             "backoff of 20 then 40 ms, took {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_standby_domain_takes_over_at_once_and_is_replaced_then_dropped() {
+        let manifest =
+            "[services.s]\nimage = \"s\"\nmemory = 8\nbackoff_ms = 60000\nstandby = true\n";
+        let script = [Script::Crash, Script::Poweroff(None)];
+        let (status, supervisor, took) = supervise(manifest, Fake::new(&[("s", &script)]));
+        assert_eq!(status, 0, "the standby's run succeeded");
+        assert_eq!(states(&supervisor), [("s", State::Exited, 1)]);
+        assert_eq!(
+            supervisor.platform.calls,
+            [
+                "create s",  // the first run
+                "unpause s", // crashes
+                "create s",  // its standby, prepared once it runs
+                "destroy s", // the crashed domain
+                "unpause s", // the standby takes over: nothing built
+                "create s",  // the next standby
+                "destroy s", // the finished run
+                "destroy s", // the unused standby, once the service is done
+            ]
+        );
+        assert!(took < Duration::from_secs(10), "no 60 s backoff: {took:?}");
+        assert!(
+            supervisor.platform.domains.is_empty(),
+            "nothing left behind"
         );
     }
 
