@@ -264,6 +264,10 @@ impl Toolstack {
             self.store
                 .introduce(domid, built.store_gfn, built.store_port)
         });
+        let registered = registered.and_then(|()| match service.network {
+            Network::None => Ok(()),
+            Network::Bridge => add_vif(&mut self.store, domid, &uuid),
+        });
         if let Err(e) = registered {
             let _ = xc.destroy(domid);
             self.remove_entries(domid, &uuid);
@@ -331,11 +335,7 @@ impl Platform for Toolstack {
         service: &Service,
         files: &BootFiles,
     ) -> Result<u32, String> {
-        // The builder does not attach vifs yet: those services go through xl.
-        if service.toolstack == Builder::Lichen
-            && service.network == Network::None
-            && self.privcmd.is_some()
-        {
+        if service.toolstack == Builder::Lichen && self.privcmd.is_some() {
             return self.build(name, service, files);
         }
         self.xl_create(name, service, files)
@@ -441,6 +441,69 @@ impl Platform for Toolstack {
             lines.extend(tail.take_partial());
         }
         lines
+    }
+}
+
+/// Gives `domid` a vif on the bridge, as xl does: the backend and frontend entries (one
+/// transaction, so netback probes a complete device), then, once netback has created
+/// `vif<domid>.0` (backend state 2, InitWait), the hotplug script, which bridges it and
+/// reports `hotplug-status`. That last part runs on a thread: the guest's netfront waits for
+/// the backend anyway, so the domain can be unpaused meanwhile.
+fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16]) -> std::io::Result<()> {
+    let mac = builder::entries::vif_mac(uuid);
+    let entries =
+        builder::entries::vif_entries(domid, 0, &mac, crate::manifest::BRIDGE, VIF_SCRIPT);
+    let mut ops = Vec::new();
+    for e in entries {
+        ops.push(Op::Write(e.path.clone(), e.value));
+        if let Some(perms) = e.perms {
+            ops.push(Op::SetPerms(e.path, perms));
+        }
+    }
+    store.transaction(|store, tx| store.batch(tx, &ops))?;
+    let backend = builder::entries::vif_backend(domid, 0);
+    std::thread::spawn(move || {
+        if let Err(e) = run_vif_hotplug(domid, &backend) {
+            say!("domain {domid}: vif hotplug failed: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Waits for netback to take vif `backend` (state 2 or later), then runs the hotplug script
+/// with the environment xl gives it.
+fn run_vif_hotplug(domid: u32, backend: &str) -> Result<(), String> {
+    let mut store = XenStore::connect().map_err(|e| format!("cannot reach xenstored: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state_path = format!("{backend}/state");
+    loop {
+        let state = store
+            .read(0, &state_path)
+            .map_err(|e| format!("reading {state_path}: {e}"))?;
+        match state.as_deref().map(str::trim).map(str::parse::<u32>) {
+            Some(Ok(state)) if state >= 2 => break,
+            None => return Err(format!("{backend} disappeared")),
+            _ if Instant::now() > deadline => {
+                return Err(format!("netback did not take {backend} within 30 s"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    let output = Command::new(VIF_SCRIPT)
+        .arg("online")
+        .env("XENBUS_PATH", backend)
+        .env("vif", format!("vif{domid}.0"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {VIF_SCRIPT}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{VIF_SCRIPT} online: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 

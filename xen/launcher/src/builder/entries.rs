@@ -96,12 +96,85 @@ pub fn entries(
     out
 }
 
+/// The backend directory of `domid`'s vif `devid` (dom0 serves it with netback).
+pub fn vif_backend(domid: u32, devid: u32) -> String {
+    format!("/local/domain/0/backend/vif/{domid}/{devid}")
+}
+
+/// A MAC address in Xen's range (00:16:3e), the rest from the domain's handle.
+pub fn vif_mac(uuid: &[u8; 16]) -> String {
+    format!(
+        "00:16:3e:{:02x}:{:02x}:{:02x}",
+        uuid[13] & 0x7f,
+        uuid[14],
+        uuid[15]
+    )
+}
+
+/// The entries of vif `devid` of `domid` on `bridge`, as libxl writes them: the backend
+/// (dom0's, readable by the guest), the frontend (the guest's, readable by dom0) and libxl's own
+/// record of the device (which `xl destroy` reads to tear it down). netback probes the backend
+/// once it appears and creates `vif<domid>.<devid>`; the hotplug script then bridges it.
+pub fn vif_entries(domid: u32, devid: u32, mac: &str, bridge: &str, script: &str) -> Vec<Entry> {
+    let backend = vif_backend(domid, devid);
+    let frontend = format!("/local/domain/{domid}/device/vif/{devid}");
+    let libxl = format!("/libxl/{domid}/device/vif/{devid}");
+    let backend_keys = [
+        ("frontend", frontend.clone()),
+        ("frontend-id", domid.to_string()),
+        ("online", "1".into()),
+        ("state", "1".into()),
+        ("script", script.into()),
+        ("mac", mac.into()),
+        ("bridge", bridge.into()),
+        ("handle", devid.to_string()),
+        ("type", "vif".into()),
+    ];
+    let frontend_keys = [
+        ("backend", backend.clone()),
+        ("backend-id", "0".into()),
+        ("state", "1".into()),
+        ("handle", devid.to_string()),
+        ("mac", mac.into()),
+    ];
+    let mut out = Vec::new();
+    let mut dir = |path: &str, keys: &[(&str, String)], perms: Vec<String>| {
+        out.push(Entry {
+            path: path.to_string(),
+            value: String::new(),
+            perms: Some(perms),
+        });
+        for (key, value) in keys {
+            out.push(Entry {
+                path: format!("{path}/{key}"),
+                value: value.clone(),
+                perms: None,
+            });
+        }
+    };
+    dir(
+        &backend,
+        &backend_keys,
+        vec!["n0".into(), format!("r{domid}")],
+    );
+    dir(
+        &frontend,
+        &frontend_keys,
+        vec![format!("n{domid}"), "r0".into()],
+    );
+    let mut record = backend_keys.to_vec();
+    record.push(("backend", backend.clone()));
+    dir(&libxl, &record, vec!["n0".into()]);
+    out
+}
+
 /// The paths to remove once `domid` (with handle `uuid`) is destroyed.
-pub fn cleanup_paths(domid: u32, uuid: &[u8; 16]) -> [String; 3] {
+pub fn cleanup_paths(domid: u32, uuid: &[u8; 16]) -> [String; 4] {
     [
         format!("/local/domain/{domid}"),
         format!("/vm/{}", uuid_text(uuid)),
         format!("/libxl/{domid}"),
+        format!("/local/domain/0/backend/vif/{domid}"),
     ]
 }
 
@@ -148,5 +221,30 @@ mod tests {
         let data = parents.iter().position(|p| *p == "/local/domain/7/data");
         assert!(dom < data, "parents before children (their permissions)");
         assert_eq!(cleanup_paths(7, &uuid)[2], "/libxl/7");
+    }
+
+    #[test]
+    fn a_vif_gets_a_backend_a_frontend_and_libxls_record() {
+        let mac = vif_mac(&[0xff; 16]);
+        assert_eq!(mac, "00:16:3e:7f:ff:ff");
+        let list = vif_entries(7, 0, &mac, "lichenbr0", "/etc/lichen/vif-lichen");
+        let get = |path: &str| list.iter().find(|e| e.path == path).cloned().unwrap();
+        let backend = "/local/domain/0/backend/vif/7/0";
+        assert_eq!(get(backend).perms.unwrap(), ["n0", "r7"]);
+        assert_eq!(
+            get(&format!("{backend}/frontend")).value,
+            "/local/domain/7/device/vif/0"
+        );
+        assert_eq!(get(&format!("{backend}/bridge")).value, "lichenbr0");
+        assert_eq!(get(&format!("{backend}/state")).value, "1");
+        let frontend = "/local/domain/7/device/vif/0";
+        assert_eq!(get(frontend).perms.unwrap(), ["n7", "r0"]);
+        assert_eq!(get(&format!("{frontend}/backend")).value, backend);
+        assert_eq!(get(&format!("{frontend}/mac")).value, mac);
+        assert_eq!(get("/libxl/7/device/vif/0/backend").value, backend);
+        assert_eq!(
+            cleanup_paths(7, &[0; 16])[3],
+            "/local/domain/0/backend/vif/7"
+        );
     }
 }
