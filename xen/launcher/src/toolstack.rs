@@ -248,8 +248,7 @@ impl Toolstack {
         let built = builder::build(xc, &spec)?;
         let domid = built.domid;
         let hypercalls = started.elapsed();
-        let entries =
-            builder::entries::entries(xc_name, &built, &uuid, service.memory, service.vcpus);
+        let entries = builder::entries::entries(xc_name, &built, &uuid);
         // No transaction: nothing reads these entries before the introduction below.
         let mut ops = Vec::new();
         for e in entries {
