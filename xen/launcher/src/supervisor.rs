@@ -275,16 +275,23 @@ impl<P: Platform> Supervisor<P> {
             return;
         }
 
+        // The new domains' own entries (naming their running peers) before they run; the
+        // running peers' entries (naming the new domains) once they run: a peer waits for its
+        // `peer-domid` to change anyway, and a restart need not wait for it.
         let wired_at = Instant::now();
-        let mut to_wire = BTreeSet::new();
+        let own: BTreeSet<String> = created
+            .iter()
+            .map(|&i| self.units[i].name.clone())
+            .collect();
+        let mut peers = BTreeSet::new();
         for &i in &created {
-            to_wire.insert(self.units[i].name.clone());
-            to_wire.extend(self.running_peers(&self.units[i].name));
+            peers.extend(self.running_peers(&self.units[i].name));
         }
-        self.write_wiring(&to_wire);
+        let peers: BTreeSet<String> = peers.difference(&own).cloned().collect();
+        self.write_wiring(&own);
         say!(
             "xenstore entries written for {} in {:.3} s",
-            to_wire.into_iter().collect::<Vec<_>>().join(", "),
+            own.iter().cloned().collect::<Vec<_>>().join(", "),
             wired_at.elapsed().as_secs_f64()
         );
 
@@ -315,6 +322,15 @@ impl<P: Platform> Supervisor<P> {
                     );
                 }
             }
+        }
+        if !peers.is_empty() {
+            let wired_at = Instant::now();
+            self.write_wiring(&peers);
+            say!(
+                "xenstore entries of their peers {} written in {:.3} s",
+                peers.into_iter().collect::<Vec<_>>().join(", "),
+                wired_at.elapsed().as_secs_f64()
+            );
         }
         self.print_status_if_changed();
         self.prepare_standbys();
@@ -532,10 +548,14 @@ impl<P: Platform> Supervisor<P> {
         if self.units[i].state.is_final() {
             self.drop_standby(i);
         }
-        // Its peers must not go on finding its old domain in their entries.
+        // Its peers must not go on finding its old domain in their entries; when its standby
+        // takes over at once, rewriting them for the new domain (in `start`) does that.
         let name = self.units[i].name.clone();
+        let now = Instant::now();
+        let restarting_now = self.units[i].standby.is_some()
+            && matches!(self.units[i].state, State::Backoff { until } if until <= now);
         let peers = self.running_peers(&name);
-        if !peers.is_empty() {
+        if !peers.is_empty() && !restarting_now {
             self.write_wiring(&peers);
             say!(
                 "{name}: removed from the channel entries of {}",

@@ -389,31 +389,35 @@ impl Platform for Toolstack {
     }
 
     fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
-        // One transaction, its requests pipelined ([`XenStore::batch`]) up to the first
-        // recursive permission change; those walk the tree a request at a time, in order.
-        let first_recursive = wiring
-            .perms
-            .iter()
-            .position(|c| c.recursive)
-            .unwrap_or(wiring.perms.len());
+        // One transaction in three pipelined steps ([`XenStore::batch`]): the removals and
+        // writes; the listing of the trees whose permissions change recursively (a level at a
+        // time); every permission change, in order. A few round trips, not one per node.
         let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
         for (path, value) in &wiring.writes {
             ops.push(Op::Write(path.clone(), value.clone()));
         }
-        for change in &wiring.perms[..first_recursive] {
-            ops.push(Op::SetPerms(change.path.clone(), change.perms.clone()));
-        }
+        let roots: Vec<String> = wiring
+            .perms
+            .iter()
+            .filter(|c| c.recursive)
+            .map(|c| c.path.clone())
+            .collect();
         self.store
             .transaction(|store, tx| {
                 store.batch(tx, &ops)?;
-                for change in &wiring.perms[first_recursive..] {
-                    if change.recursive {
-                        store.set_perms_recursive(tx, &change.path, &change.perms)?;
+                let mut trees = store.subtrees(tx, &roots)?.into_iter();
+                let mut perms = Vec::new();
+                for change in &wiring.perms {
+                    let nodes = if change.recursive {
+                        trees.next().unwrap_or_default()
                     } else {
-                        store.set_perms(tx, &change.path, &change.perms)?;
+                        vec![change.path.clone()]
+                    };
+                    for node in nodes {
+                        perms.push(Op::SetPerms(node, change.perms.clone()));
                     }
                 }
-                Ok(())
+                store.batch(tx, &perms)
             })
             .map_err(|e| e.to_string())
     }

@@ -179,6 +179,54 @@ impl XenStore {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Every node of the trees under `roots` (each root first), for each root. The listing is
+    /// pipelined a level at a time across all roots: as many round trips as the trees are deep,
+    /// not one per node. A root that does not exist has no nodes.
+    pub fn subtrees(&mut self, tx: Transaction, roots: &[String]) -> io::Result<Vec<Vec<String>>> {
+        let mut trees: Vec<Vec<String>> = vec![Vec::new(); roots.len()];
+        // (tree, path) of the nodes whose children are still to be listed.
+        let mut level: Vec<(usize, String)> = roots.iter().cloned().enumerate().collect();
+        while !level.is_empty() {
+            let mut message = Vec::new();
+            for (_, path) in &level {
+                message.extend(encode(
+                    kind::DIRECTORY,
+                    self.next_req_id,
+                    tx,
+                    &args(&[path]),
+                ));
+                self.next_req_id = self.next_req_id.wrapping_add(1);
+            }
+            self.stream.write_all(&message)?;
+            let mut next = Vec::new();
+            let mut first_error = None;
+            for (tree, path) in level {
+                let reply = loop {
+                    let reply = read_message(&mut self.stream)?;
+                    if reply.kind != kind::WATCH_EVENT {
+                        break reply;
+                    }
+                };
+                if reply.kind == kind::ERROR {
+                    let error = xs_error(&reply.text());
+                    if error.kind() != io::ErrorKind::NotFound {
+                        first_error.get_or_insert(error);
+                    }
+                    continue;
+                }
+                for child in reply.payload.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+                    next.push((tree, format!("{path}/{}", String::from_utf8_lossy(child))));
+                }
+                trees[tree].push(path);
+            }
+            if let Some(error) = first_error {
+                return Err(error);
+            }
+            level = next;
+        }
+        Ok(trees)
+    }
+
     /// Reads a node; `None` when it does not exist.
     pub fn read(&mut self, tx: Transaction, path: &str) -> io::Result<Option<String>> {
         match self.request(kind::READ, tx, &args(&[path])) {
@@ -416,6 +464,30 @@ mod tests {
         expected.extend(encode(kind::RM, 3, 5, b"/gone\0"));
         expected.extend(encode(kind::WRITE, 4, 5, b"/a/b\x001"));
         expected.extend(encode(kind::WRITE, 5, 5, b"/a/c\x002"));
+        assert_eq!(sent, expected);
+    }
+
+    #[test]
+    fn subtrees_are_listed_a_level_at_a_time() {
+        // Level 1: /a has b and c, /gone does not exist; level 2: /a/b has d, /a/c nothing;
+        // level 3: /a/b/d nothing.
+        let mut replies = encode(kind::DIRECTORY, 1, 0, b"b\0c\0");
+        replies.extend(encode(kind::ERROR, 2, 0, b"ENOENT\0"));
+        replies.extend(encode(kind::DIRECTORY, 3, 0, b"d\0"));
+        replies.extend(encode(kind::DIRECTORY, 4, 0, b""));
+        replies.extend(encode(kind::DIRECTORY, 5, 0, b""));
+        let (mut store, server) = scripted(replies);
+        let trees = store
+            .subtrees(0, &["/a".to_string(), "/gone".to_string()])
+            .unwrap();
+        assert_eq!(trees, [vec!["/a", "/a/b", "/a/c", "/a/b/d"], vec![]]);
+        drop(store);
+        let sent = server.join().unwrap();
+        let mut expected = encode(kind::DIRECTORY, 1, 0, b"/a\0");
+        expected.extend(encode(kind::DIRECTORY, 2, 0, b"/gone\0"));
+        expected.extend(encode(kind::DIRECTORY, 3, 0, b"/a/b\0"));
+        expected.extend(encode(kind::DIRECTORY, 4, 0, b"/a/c\0"));
+        expected.extend(encode(kind::DIRECTORY, 5, 0, b"/a/b/d\0"));
         assert_eq!(sent, expected);
     }
 
