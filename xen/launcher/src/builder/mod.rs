@@ -86,6 +86,9 @@ const HVM_PARAM_STORE_PFN: u32 = 1;
 const HVM_PARAM_STORE_EVTCHN: u32 = 2;
 const HVM_PARAM_CONSOLE_PFN: u32 = 17;
 const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
+const HVM_PARAM_TIMER_MODE: u32 = 10;
+/// `HVMPTM_no_delay_for_missed_ticks`: libxl's default timer mode.
+const TIMER_NO_DELAY_FOR_MISSED_TICKS: u64 = 1;
 /// `XENMEM_resource_grant_table`, id `XENMEM_resource_grant_table_id_shared`.
 const RESOURCE_GRANT_TABLE: u32 = 1;
 /// `GNTTAB_RESERVED_CONSOLE` and `GNTTAB_RESERVED_XENSTORE`.
@@ -207,6 +210,7 @@ fn construct(
         (HVM_PARAM_STORE_EVTCHN, u64::from(store_port)),
         (HVM_PARAM_CONSOLE_PFN, CONSOLE_PFN),
         (HVM_PARAM_CONSOLE_EVTCHN, u64::from(console_port)),
+        (HVM_PARAM_TIMER_MODE, TIMER_NO_DELAY_FOR_MISSED_TICKS),
     ] {
         set_param(xc, domid, index, value).map_err(err("HVMOP_set_param"))?;
     }
