@@ -273,6 +273,11 @@ impl Toolstack {
             return Err(format!("registering domain {domid} in xenstore: {e}"));
         }
         self.built.insert(domid, uuid);
+        let introduced = started.elapsed();
+        let console = wait_for_console(&mut self.store, domid);
+        if let Err(e) = &console {
+            say!("{xc_name}: {e}: unpausing anyway");
+        }
         let steps: Vec<String> = built
             .steps
             .iter()
@@ -280,12 +285,13 @@ impl Toolstack {
             .collect();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         say!(
-            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries {:.1} ms, introduce {:.1} ms",
+            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries {:.1} ms, introduce {:.1} ms, console {:.1} ms",
             ms(hypercalls),
             ms(read),
             steps.join(", "),
             ms(entries_done - hypercalls),
-            ms(started.elapsed() - entries_done)
+            ms(introduced - entries_done),
+            ms(started.elapsed() - introduced)
         );
         Ok(domid)
     }
@@ -471,6 +477,25 @@ fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16]) -> std::io::Result
         }
     });
     Ok(())
+}
+
+/// Waits (up to 3 s) until xenconsoled has connected `domid`'s console: it writes the pty's
+/// name in `console/tty` once it has. Unpausing before that loses what a short-lived guest
+/// prints (xenconsoled does not connect a domain that already shut down), and xenconsoled's
+/// connection work would compete with the guest's boot for dom0's CPUs.
+fn wait_for_console(store: &mut XenStore, domid: u32) -> Result<(), String> {
+    let path = format!("/local/domain/{domid}/console/tty");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match store.read(0, &path) {
+            Ok(Some(tty)) if !tty.trim().is_empty() => return Ok(()),
+            Err(e) => return Err(format!("cannot read {path}: {e}")),
+            _ if Instant::now() > deadline => {
+                return Err("xenconsoled did not connect the console within 3 s".into())
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
 
 /// Waits for netback to take vif `backend` (state 2 or later), then runs the hotplug script
