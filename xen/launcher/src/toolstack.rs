@@ -37,6 +37,8 @@ pub struct Toolstack {
     privcmd: Option<Privcmd>,
     /// Domains the launcher built, with their handles (for the xenstore cleanup).
     built: HashMap<u32, [u8; 16]>,
+    /// Built domains whose console xenconsoled may not have connected yet.
+    console_pending: std::collections::HashSet<u32>,
 }
 
 impl Toolstack {
@@ -59,6 +61,7 @@ impl Toolstack {
             store,
             privcmd,
             built: HashMap::new(),
+            console_pending: Default::default(),
         })
     }
 }
@@ -249,7 +252,8 @@ impl Toolstack {
         let domid = built.domid;
         let hypercalls = started.elapsed();
         let entries = builder::entries::entries(xc_name, &built, &uuid);
-        // No transaction: nothing reads these entries before the introduction below.
+        // One pipelined batch, no transaction: nothing reads these entries before the
+        // introduction that ends the batch.
         let mut ops = Vec::new();
         for e in entries {
             ops.push(Op::Write(e.path.clone(), e.value));
@@ -257,12 +261,9 @@ impl Toolstack {
                 ops.push(Op::SetPerms(e.path, perms));
             }
         }
-        let written = self.store.batch(0, &ops);
+        ops.push(Op::Introduce(domid, built.store_gfn, built.store_port));
+        let registered = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
-        let registered = written.and_then(|()| {
-            self.store
-                .introduce(domid, built.store_gfn, built.store_port)
-        });
         let registered = registered.and_then(|()| match service.network {
             Network::None => Ok(()),
             Network::Bridge => add_vif(&mut self.store, domid, &uuid),
@@ -273,11 +274,8 @@ impl Toolstack {
             return Err(format!("registering domain {domid} in xenstore: {e}"));
         }
         self.built.insert(domid, uuid);
-        let introduced = started.elapsed();
-        let console = wait_for_console(&mut self.store, domid);
-        if let Err(e) = &console {
-            say!("{xc_name}: {e}: unpausing anyway");
-        }
+        // xenconsoled connects the console meanwhile; `unpause` waits for it.
+        self.console_pending.insert(domid);
         let steps: Vec<String> = built
             .steps
             .iter()
@@ -285,13 +283,11 @@ impl Toolstack {
             .collect();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         say!(
-            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries {:.1} ms, introduce {:.1} ms, console {:.1} ms",
+            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries and introduce {:.1} ms",
             ms(hypercalls),
             ms(read),
             steps.join(", "),
             ms(entries_done - hypercalls),
-            ms(introduced - entries_done),
-            ms(started.elapsed() - introduced)
         );
         Ok(domid)
     }
@@ -347,6 +343,16 @@ impl Platform for Toolstack {
     }
 
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
+        if self.console_pending.remove(&domid) {
+            let waited = Instant::now();
+            match wait_for_console(&mut self.store, domid) {
+                Ok(()) => say!(
+                    "domain {domid}: console connected (waited {:.1} ms)",
+                    waited.elapsed().as_secs_f64() * 1000.0
+                ),
+                Err(e) => say!("domain {domid}: {e}: unpausing anyway"),
+            }
+        }
         if let Some(privcmd) = &self.privcmd {
             match privcmd.unpause(domid) {
                 Ok(()) => return Ok(()),
@@ -360,6 +366,7 @@ impl Platform for Toolstack {
     }
 
     fn destroy(&mut self, domid: u32) -> Result<(), String> {
+        self.console_pending.remove(&domid);
         if let Some(uuid) = self.built.remove(&domid) {
             if let Some(xc) = &self.privcmd {
                 let result = xc

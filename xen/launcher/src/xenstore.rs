@@ -98,6 +98,8 @@ pub enum Op {
     SetPerms(String, Vec<String>),
     /// Remove a node and everything below it.
     Rm(String),
+    /// Introduce a domain (see [`XenStore::introduce`]): domid, ring frame, event channel.
+    Introduce(u32, u64, u32),
 }
 
 /// A transaction id (0: none).
@@ -155,6 +157,10 @@ impl XenStore {
                     (kind::SET_PERMS, args(&parts))
                 }
                 Op::Rm(path) => (kind::RM, args(&[path])),
+                Op::Introduce(domid, gfn, port) => {
+                    let (domid, gfn, port) = (domid.to_string(), gfn.to_string(), port.to_string());
+                    (kind::INTRODUCE, args(&[&domid, &gfn, &port]))
+                }
             };
             message.extend(encode(kind, self.next_req_id, tx, &payload));
             self.next_req_id = self.next_req_id.wrapping_add(1);
