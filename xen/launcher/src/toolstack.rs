@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::builder;
 use crate::console::ConsoleTail;
-use crate::manifest::{Network, Service, Toolstack as Builder};
+use crate::manifest::{Service, Toolstack as Builder};
 use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
 use crate::privcmd::Privcmd;
 use crate::say;
