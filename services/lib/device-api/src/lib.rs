@@ -1,6 +1,7 @@
 //! The device side of the EVE device API, as lichen's zedagent speaks it (the controller's side
 //! is `controller/`; the wire types are `lichen-api`'s).
 //!
+//! - [`bootstrap`]: the config partition (root, onboarding certificate, controller, serial);
 //! - [`identity`]: the device key and its self-signed certificate, made on first boot;
 //! - [`controller`]: the controller's signing certificate, checked against the pinned root, and
 //!   the envelopes it signs;
@@ -15,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod bootstrap;
 pub mod checkpoint;
 pub mod controller;
 pub mod http;
