@@ -133,7 +133,7 @@ fn first_pem(text: &str) -> Result<(String, Vec<u8>), &'static str> {
         let end_marker = alloc::format!("-----END {label}-----");
         let end = block.find(&end_marker).ok_or("unterminated PEM block")? + end_marker.len();
         if label != "EC PARAMETERS" {
-            let (label, der) = pem::decode_vec(block[..end].as_bytes()).map_err(|_| "bad PEM")?;
+            let (label, der) = pem::decode_vec(&block.as_bytes()[..end]).map_err(|_| "bad PEM")?;
             return Ok((label.to_string(), der));
         }
         rest = &block[end..];
