@@ -146,6 +146,13 @@ impl Agent {
                     if let Some(left) = self.polls_left.as_mut() {
                         *left -= 1;
                         if *left == 0 {
+                            info!(
+                                "zedagent: {} TLS handshakes (last {} ms), heap peak {} KiB of {} KiB",
+                                self.link.handshakes,
+                                self.link.last_handshake.as_millis(),
+                                self.link.heap_peak / 1024,
+                                kernel::mem::heap_size() / 1024
+                            );
                             return;
                         }
                     }
@@ -206,14 +213,16 @@ impl Agent {
         match response.status {
             201 => info!("zedagent: register: 201 Created (a new device)"),
             200 => info!("zedagent: register: 200 OK (known device)"),
-            403 => return Err(format!(
+            403 => {
+                return Err(format!(
                 "register: 403 Forbidden (onboarding certificate or serial {:?} not admitted{})",
                 self.boot.serial,
                 response
                     .reason
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
-            )),
+            ))
+            }
             _ => return Err(format!("register: {}", refusal(&response))),
         }
 
@@ -250,6 +259,7 @@ impl Agent {
         let response = self.link.call("POST", &path, Some(&body)).await?;
         match response.status {
             304 => {
+                info!("zedagent: config unchanged (304)");
                 self.status.polls += 1;
                 self.publish_status();
                 Ok(())

@@ -28,6 +28,8 @@ pub struct Link {
     pub handshakes: u64,
     /// The duration of the last TLS handshake.
     pub last_handshake: Duration,
+    /// The most heap in use seen after a call (bytes).
+    pub heap_peak: u64,
 }
 
 impl Link {
@@ -40,6 +42,7 @@ impl Link {
             stream: None,
             handshakes: 0,
             last_handshake: Duration::ZERO,
+            heap_peak: 0,
         }
     }
 
@@ -81,6 +84,7 @@ impl Link {
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs())));
+        self.heap_peak = self.heap_peak.max(kernel::mem::heap_used());
         match &result {
             Ok(response) if !response.close => {}
             _ => self.stream = None,
