@@ -19,7 +19,8 @@ use lichen_api::common::HashAlgorithm;
 use lichen_api::envelope::Signer;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::DecodePrivateKey;
-use x509_cert::der::pem;
+
+use crate::x509::{self, first_pem};
 
 /// Why the config partition cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +68,9 @@ impl Bootstrap {
             let bytes = file(name).ok_or(bad(name, "missing"))?;
             core::str::from_utf8(bytes).map_err(|_| bad(name, "not text"))
         };
-        let root_der = certificate_der(text(ROOT)?).map_err(|reason| bad(ROOT, reason))?;
+        let root_der = x509::certificate_der(text(ROOT)?).map_err(|reason| bad(ROOT, reason))?;
         let cert_pem = text(CERT)?;
-        let cert_der = certificate_der(cert_pem).map_err(|reason| bad(CERT, reason))?;
+        let cert_der = x509::certificate_der(cert_pem).map_err(|reason| bad(CERT, reason))?;
         let key = private_key(text(KEY)?).map_err(|reason| bad(KEY, reason))?;
         let public =
             lichen_api::cert::public_key(&cert_der).map_err(|_| bad(CERT, "not a P-256 key"))?;
@@ -99,16 +100,6 @@ impl Bootstrap {
     }
 }
 
-/// The DER of a PEM certificate (the first, if several).
-fn certificate_der(text: &str) -> Result<Vec<u8>, &'static str> {
-    let (label, der) = first_pem(text)?;
-    if label != "CERTIFICATE" {
-        return Err("not a PEM certificate");
-    }
-    lichen_api::cert::der_to_pem(&der).map_err(|_| "not an X.509 certificate")?;
-    Ok(der)
-}
-
 /// A P-256 private key from PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`) PEM.
 fn private_key(text: &str) -> Result<SigningKey, &'static str> {
     let (label, der) = first_pem(text)?;
@@ -118,25 +109,6 @@ fn private_key(text: &str) -> Result<SigningKey, &'static str> {
             .map(SigningKey::from)
             .map_err(|_| "not a P-256 SEC1 key"),
         _ => Err("not a PEM private key"),
-    }
-}
-
-/// The label and contents of the first PEM block in `text` (OpenSSL may put an
-/// `EC PARAMETERS` block first: it is skipped).
-fn first_pem(text: &str) -> Result<(String, Vec<u8>), &'static str> {
-    let mut rest = text;
-    loop {
-        let start = rest.find("-----BEGIN ").ok_or("no PEM block")?;
-        let block = &rest[start..];
-        let label_end = block[11..].find("-----").ok_or("bad PEM")? + 11;
-        let label = &block[11..label_end];
-        let end_marker = alloc::format!("-----END {label}-----");
-        let end = block.find(&end_marker).ok_or("unterminated PEM block")? + end_marker.len();
-        if label != "EC PARAMETERS" {
-            let (label, der) = pem::decode_vec(&block.as_bytes()[..end]).map_err(|_| "bad PEM")?;
-            return Ok((label.to_string(), der));
-        }
-        rest = &block[end..];
     }
 }
 

@@ -17,8 +17,8 @@ use lichen_api::common::HashAlgorithm;
 use lichen_api::envelope::{self, EnvelopeError};
 use p256::ecdsa::VerifyingKey;
 use prost::Message;
-use x509_cert::der::Decode;
-use x509_cert::Certificate;
+
+use crate::x509;
 
 /// Why a controller answer was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,21 +114,16 @@ impl SigningCert {
         root_der: &[u8],
         now_unix: Option<u64>,
     ) -> Result<SigningCert, ControllerError> {
-        let der = lichen_api::cert::pem_to_der(pem)
-            .map_err(|_| ControllerError::Decode("certificate"))?;
-        lichen_api::cert::verify_issued_by(&der, root_der)
-            .map_err(|e| ControllerError::Untrusted(e.to_string()))?;
-        let cert =
-            Certificate::from_der(&der).map_err(|_| ControllerError::Decode("certificate"))?;
-        let validity = &cert.tbs_certificate.validity;
+        let der = x509::certificate_der(pem).map_err(ControllerError::Decode)?;
         let now = now_unix.ok_or(ControllerError::Expired)?;
-        let from = validity.not_before.to_unix_duration().as_secs();
-        let until = validity.not_after.to_unix_duration().as_secs();
-        if now < from || now > until {
-            return Err(ControllerError::Expired);
-        }
-        let key = lichen_api::cert::public_key(&der)
-            .map_err(|e| ControllerError::Untrusted(e.to_string()))?;
+        x509::verify_chain(&der, root_der, now).map_err(|e| {
+            if e.contains("Expired") || e.contains("NotValidYet") {
+                ControllerError::Expired
+            } else {
+                ControllerError::Untrusted(e)
+            }
+        })?;
+        let key = x509::p256_key(&der).map_err(|e| ControllerError::Untrusted(e.to_string()))?;
         let hash = lichen_api::cert::cert_hash(pem.as_bytes(), HashAlgorithm::Sha25632bytes)
             .unwrap_or_default();
         Ok(SigningCert {

@@ -3,8 +3,8 @@
 //! the device registers with and the controller knows it by (the SHA-256 of its DER).
 //!
 //! **A stored identity may be anything** (it comes back from the vault): [`Identity::restore`]
-//! checks that the key is a valid P-256 scalar and that the certificate is DER, carries that
-//! key's public half and is signed by it; otherwise it is refused, never half-used.
+//! checks that the key is a valid P-256 scalar and that the certificate parses and carries that
+//! key's public half; otherwise it is refused, never half-used.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -19,7 +19,7 @@ use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::der::asn1::{
     BitString, ObjectIdentifier, OctetString, SetOfVec, UtcTime, Utf8StringRef,
 };
-use x509_cert::der::{Any, Decode, Encode};
+use x509_cert::der::{Any, Encode};
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 use x509_cert::ext::Extension;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
@@ -47,7 +47,7 @@ pub enum IdentityError {
     NoEntropy,
     /// The stored key is not a P-256 private key.
     BadKey,
-    /// The stored certificate does not decode, or is not this key's self-signed certificate.
+    /// The stored certificate does not parse, or is not this key's certificate.
     BadCertificate(&'static str),
     /// Encoding the certificate failed (a name or time out of range).
     Encoding,
@@ -93,22 +93,15 @@ impl Identity {
             return Err(IdentityError::BadKey);
         }
         let key = SigningKey::from_slice(key).map_err(|_| IdentityError::BadKey)?;
-        let cert = Certificate::from_der(cert_der)
-            .map_err(|_| IdentityError::BadCertificate("does not decode"))?;
-        drop(cert);
-        let public = lichen_api::cert::public_key(cert_der)
-            .map_err(|_| IdentityError::BadCertificate("has no P-256 key"))?;
+        let public = crate::x509::p256_key(cert_der).map_err(IdentityError::BadCertificate)?;
         if public != *key.verifying_key() {
             return Err(IdentityError::BadCertificate("is for another key"));
         }
-        lichen_api::cert::verify_issued_by(cert_der, cert_der)
-            .map_err(|_| IdentityError::BadCertificate("is not self-signed by its key"))?;
         Identity::from_parts(key, cert_der.to_vec())
     }
 
     fn from_parts(key: SigningKey, cert_der: Vec<u8>) -> Result<Identity, IdentityError> {
-        let cert_pem =
-            lichen_api::cert::der_to_pem(&cert_der).map_err(|_| IdentityError::Encoding)?;
+        let cert_pem = crate::x509::certificate_pem(&cert_der);
         Ok(Identity {
             key,
             cert_der,
@@ -234,6 +227,7 @@ fn time(since_epoch: Duration) -> Result<Time, IdentityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x509_cert::der::Decode;
 
     const NOW: u64 = 1_796_000_000; // 2026-11
 
@@ -277,13 +271,20 @@ mod tests {
             Identity::restore(&other.key_bytes(), id.cert_der()).err(),
             Some(IdentityError::BadCertificate("is for another key"))
         );
+        // A byte of the public key changed: the certificate no longer matches the key.
         let mut cert = id.cert_der().to_vec();
-        let last = cert.len() - 1;
-        cert[last] ^= 1; // the signature
+        let point = cert
+            .windows(4)
+            .position(|w| w == [0x03, 0x42, 0x00, 0x04])
+            .expect("the key's BIT STRING")
+            + 10;
+        cert[point] ^= 1;
         assert!(Identity::restore(&id.key_bytes(), &cert).is_err());
         assert_eq!(
             Identity::restore(&id.key_bytes(), b"junk").err(),
-            Some(IdentityError::BadCertificate("does not decode"))
+            Some(IdentityError::BadCertificate(
+                "not a valid X.509 certificate"
+            ))
         );
     }
 

@@ -6,7 +6,8 @@
 //! - [`controller`]: the controller's signing certificate, checked against the pinned root, and
 //!   the envelopes it signs;
 //! - [`checkpoint`]: the last good configuration, kept as received and verified again when read;
-//! - [`http`]: HTTP/1.1 requests and responses over a TLS stream.
+//! - [`http`]: HTTP/1.1 requests and responses over a TLS stream;
+//! - [`x509`]: PEM, a certificate's key and path validation, through webpki.
 //!
 //! Everything a controller or the network sends is checked here before zedagent acts on it;
 //! each module says what its peer may send and what happens.
@@ -21,3 +22,4 @@ pub mod checkpoint;
 pub mod controller;
 pub mod http;
 pub mod identity;
+pub mod x509;

@@ -53,11 +53,8 @@ pub fn provider() -> CryptoProvider {
 
 /// The signature algorithms: ECDSA P-256 SHA-256 for certificates and handshakes.
 static SIGNATURES: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
-    all: &[&ECDSA_P256_SHA256],
-    mapping: &[(
-        SignatureScheme::ECDSA_NISTP256_SHA256,
-        &[&ECDSA_P256_SHA256],
-    )],
+    all: &[&EcdsaP256Sha256],
+    mapping: &[(SignatureScheme::ECDSA_NISTP256_SHA256, &[&EcdsaP256Sha256])],
 };
 
 /// TLS13_CHACHA20_POLY1305_SHA256 (RFC 8446, RFC 8439).
@@ -311,7 +308,9 @@ pub fn random_scalar() -> Result<p256::NonZeroScalar, crate::random::NoEntropy> 
 #[derive(Debug)]
 struct EcdsaP256Sha256;
 
-static ECDSA_P256_SHA256: EcdsaP256Sha256 = EcdsaP256Sha256;
+/// ECDSA P-256 with SHA-256: the one signature algorithm this provider verifies (also for
+/// certificates checked outside a handshake, with webpki).
+pub static ECDSA_P256_SHA256: &dyn SignatureVerificationAlgorithm = &EcdsaP256Sha256;
 
 impl SignatureVerificationAlgorithm for EcdsaP256Sha256 {
     fn verify_signature(

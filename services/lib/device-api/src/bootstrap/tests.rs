@@ -5,6 +5,7 @@ use alloc::collections::BTreeMap;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 
 use super::*;
+use x509_cert::der::pem;
 
 fn files() -> BTreeMap<&'static str, Vec<u8>> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
@@ -65,7 +66,7 @@ fn each_bad_file_is_named() {
         (
             "onboard.cert.pem",
             Some(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
-            "not an X.509 certificate",
+            "not a valid X.509 certificate",
         ),
         ("onboard.key.pem", Some(b"\xff"), "not text"),
         ("server", Some(b"host:0"), "port not 1..65535"),
