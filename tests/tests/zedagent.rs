@@ -33,6 +33,19 @@ fn binaries() -> &'static PathBuf {
     })
 }
 
+/// Builds the zedagent image once (just it: these tests boot nothing else).
+fn build_zedagent() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(lichen_tests::root().join("scripts/build"))
+            .arg("zedagent")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/build");
+        assert!(status.success(), "scripts/build zedagent failed");
+    });
+}
+
 /// A directory for one test, removed when dropped.
 struct TempDir(PathBuf);
 
@@ -160,7 +173,7 @@ fn zedagent(image: &Path, args: &[&str]) -> Vec<String> {
     for arg in args {
         run = run.arg(arg);
     }
-    lichen_tests::build_images();
+    build_zedagent();
     run.command()
 }
 
@@ -257,7 +270,7 @@ fn refuses_a_controller_off_the_pinned_root_or_under_another_name() {
         Duration::from_secs(120),
         Some("retrying"),
     );
-    boot.expect("invalid peer certificate: certificate not valid for name \"10.0.2.2\"");
+    boot.expect("invalid peer certificate: NotValidForNameContext { expected: IpAddress(V4(Ipv4Addr([10, 0, 2, 2])))");
     assert!(boot.line("register").is_none(), "{}", boot.output());
     drop(unnamed);
 
@@ -275,6 +288,134 @@ fn refuses_a_controller_off_the_pinned_root_or_under_another_name() {
         Duration::from_secs(120),
         Some("retrying"),
     );
-    boot.expect("invalid peer certificate");
+    boot.expect("invalid peer certificate: UnknownIssuer");
     assert!(boot.line("register").is_none(), "{}", boot.output());
+}
+
+/// A man in the middle with the controller's own TLS certificate (so the guest's TLS checks
+/// pass): it forwards requests to the controller and flips the last byte (the signature's) of
+/// the first `tamper` config responses with a body. Returns the port it listens on.
+fn tampering_proxy(controller: &Controller, tamper: usize) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_file_iter(controller.state.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(controller.state.join("server.key")).unwrap();
+    let server = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(controller.state.join("ca.pem")).unwrap())
+        .unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let upstream = controller.port;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let left = Arc::new(AtomicUsize::new(tamper));
+
+    /// Reads one HTTP message (head and Content-Length body) from `stream`.
+    fn message(stream: &mut impl Read) -> Option<Vec<u8>> {
+        let mut data = Vec::new();
+        let mut byte = [0u8; 1];
+        while !data.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).ok()? == 0 {
+                return None;
+            }
+            data.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&data).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).ok()?;
+        data.extend_from_slice(&body);
+        Some(data)
+    }
+
+    std::thread::spawn(move || {
+        for guest in listener.incoming().map_while(Result::ok) {
+            let (server, client, left) = (server.clone(), client.clone(), left.clone());
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(server).unwrap();
+                let mut guest = rustls::StreamOwned::new(conn, guest);
+                let tcp = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let name = ServerName::try_from("127.0.0.1").unwrap();
+                let conn = rustls::ClientConnection::new(client, name).unwrap();
+                let mut controller = rustls::StreamOwned::new(conn, tcp);
+                while let Some(request) = message(&mut guest) {
+                    let config = String::from_utf8_lossy(&request[..request.len().min(200)])
+                        .contains("/config ");
+                    controller.write_all(&request).unwrap();
+                    let Some(mut response) = message(&mut controller) else {
+                        return;
+                    };
+                    if config
+                        && response.starts_with(b"HTTP/1.1 200")
+                        && left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok()
+                    {
+                        *response.last_mut().unwrap() ^= 0x01;
+                    }
+                    guest.write_all(&response).unwrap();
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_tampered_config_is_refused_and_the_next_good_one_taken() {
+    let dir = TempDir::new("tamper");
+    let controller = Controller::start(&dir.0.join("state"), &["10.0.2.2"]);
+    onboarding_cert(&dir.0);
+    controller.admin(&[
+        "onboarding",
+        "add",
+        dir.0.join("onboard.pem").to_str().unwrap(),
+        "--serial",
+        "zt-3",
+    ]);
+    let proxy = tampering_proxy(&controller, 1);
+    let image = config_partition(
+        &dir.0,
+        &dir.0.join("state/ca.pem"),
+        &format!("10.0.2.2:{proxy}"),
+        "zt-3",
+    );
+    let boot = lichen_tests::run_console(
+        &zedagent(&image, &["polls=2", "config_interval=1"]),
+        Duration::from_secs(180),
+        None,
+    );
+    let refused = index_of(
+        &boot,
+        "config poll failed: config refused: controller envelope: signature does not verify",
+    );
+    let taken = index_of(&boot, "config version 0 from the controller");
+    assert!(refused < taken, "{}", boot.output());
+    boot.expect_status(0);
 }

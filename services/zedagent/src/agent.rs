@@ -215,13 +215,10 @@ impl Agent {
             200 => info!("zedagent: register: 200 OK (known device)"),
             403 => {
                 return Err(format!(
-                "register: 403 Forbidden (onboarding certificate or serial {:?} not admitted{})",
-                self.boot.serial,
-                response
-                    .reason
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ))
+                    "register: 403 Forbidden for serial {:?} ({})",
+                    self.boot.serial,
+                    response.reason.as_deref().unwrap_or("not admitted")
+                ));
             }
             _ => return Err(format!("register: {}", refusal(&response))),
         }
