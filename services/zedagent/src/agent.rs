@@ -30,6 +30,9 @@ use crate::link::{refusal, route, Link};
 
 /// EVE's default `timer.config.interval`.
 pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(60);
+/// The largest configuration checkpointed: the vault stores values of up to 256 KiB (with
+/// the signing certificate besides).
+const MAX_CHECKPOINT: usize = 240 * 1024;
 /// The longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -273,7 +276,13 @@ impl Agent {
                 self.status.polls += 1;
                 self.apply(&config, "controller");
                 if let (Some(table), Some(signing)) = (&self.checkpoint_table, &self.signing) {
-                    if let Err(e) =
+                    if response.body.len() > MAX_CHECKPOINT {
+                        warn!(
+                            "zedagent: the configuration ({} KiB) is too large to checkpoint ({} KiB at most)",
+                            response.body.len() / 1024,
+                            MAX_CHECKPOINT / 1024
+                        );
+                    } else if let Err(e) =
                         table.publish(&Global, &checkpoint::seal(signing, &response.body))
                     {
                         error!("zedagent: cannot checkpoint the configuration: {e}");
