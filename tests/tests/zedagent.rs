@@ -140,8 +140,6 @@ fn onboarding_cert(dir: &Path) {
 
 /// Writes a config partition `dir/config.img` with img/mkconfig.
 fn config_partition(dir: &Path, root_pem: &Path, server: &str, serial: &str) -> PathBuf {
-    std::fs::write(dir.join("server"), format!("{server}\n")).unwrap();
-    std::fs::write(dir.join("serial"), format!("{serial}\n")).unwrap();
     let image = dir.join("config.img");
     let arg = |name: &str, file: &Path| format!("{name}={}", file.display());
     let status = Command::new("python3")
@@ -150,8 +148,7 @@ fn config_partition(dir: &Path, root_pem: &Path, server: &str, serial: &str) -> 
         .arg(arg("root-certificate.pem", root_pem))
         .arg(arg("onboard.cert.pem", &dir.join("onboard.pem")))
         .arg(arg("onboard.key.pem", &dir.join("onboard.key")))
-        .arg(arg("server", &dir.join("server")))
-        .arg(arg("serial", &dir.join("serial")))
+        .args(["--server", server, "--serial", serial])
         .stdout(Stdio::null())
         .status()
         .unwrap();

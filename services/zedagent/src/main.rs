@@ -42,7 +42,7 @@ use topics::Global;
 
 kernel::service! {
     main: main,
-    memory_floor_mib: 16,
+    memory_floor_mib: 8,
     needs: [uplink, disk],
     publishes: &[IDENTITY.decl(), CHECKPOINT.decl(), STATUS.decl()],
     subscribes: &[STORED.decl()],
