@@ -6,6 +6,17 @@
 //! - `GET /devices/{uuid}/config` (proto3 JSON `EdgeDevConfig`), `PUT /devices/{uuid}/config`
 //!   (the configuration file, YAML or JSON) -> [`ConfigSet`];
 //! - `GET /devices/{uuid}/reports?after=SEQ&kinds=info,logs&wait_ms=MS` -> [`Reports`] (long poll).
+//! - `GET /onboarding/pending` -> [`PendingRegistration`]s (refused register attempts),
+//!   `POST /onboarding/pending/{id}/admit` ([`Admit`]) -> [`OnboardingEntry`],
+//!   `DELETE /onboarding/pending/{id}`;
+//! - `GET /devices/{uuid}/status` -> [`DeviceStatus`] (the newest info per object);
+//! - `GET /devices?with_status=true&offset=N&limit=M`: a page of devices (by UUID), each with
+//!   its [`DeviceBrief`]; the header `X-Total-Count` says how many there are;
+//! - `POST /devices/{uuid}/config/check` (a configuration file) -> [`ConfigCheck`];
+//!   `PUT /devices/{uuid}/config?expect_version=N` refuses with 409 unless N is current.
+//!
+//! The web UI calls the same routes with its session cookie instead of the bearer token (see
+//! `server::ui`).
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +61,87 @@ pub struct DeviceSummary {
     pub config_version: u64,
     /// The `configHash` it is served.
     pub config_hash: String,
+    /// What its newest device info says, when asked for (`?with_status=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DeviceBrief>,
+}
+
+/// The gist of a device's newest device info report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceBrief {
+    /// Its state as it reports it (`ZDEVICE_STATE_ONLINE`, ...); empty if it sent no info.
+    pub state: String,
+    /// The short version of its active software (base OS), if reported.
+    pub version: String,
+    /// Its host name, as it reports it.
+    pub host_name: String,
+}
+
+/// A register attempt refused because its onboarding certificate or serial is not admitted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingRegistration {
+    /// The queue entry's id (for admit and dismiss).
+    pub id: String,
+    /// The onboarding certificate's id (see [`OnboardingEntry::id`]).
+    pub onboarding_id: String,
+    /// The onboarding certificate's subject.
+    pub subject: String,
+    /// The serial the device registers with.
+    pub serial: String,
+    /// First attempt (ms since the Unix epoch).
+    pub first_ms: u64,
+    /// Latest attempt.
+    pub last_ms: u64,
+    /// How many attempts.
+    pub attempts: u64,
+}
+
+/// How to admit a queued register attempt.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Admit {
+    /// Serial patterns to admit with the attempt's onboarding certificate (added to those it
+    /// already admits); empty: the attempt's serial only.
+    #[serde(default)]
+    pub serials: Vec<String>,
+}
+
+/// What a device says about itself and its objects: the newest info report of each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DeviceStatus {
+    /// Its newest `ZInfoDevice` (proto3 JSON) and when it arrived.
+    pub device: Option<InfoItem>,
+    /// Each app instance's newest `ZInfoApp`.
+    pub apps: Vec<InfoItem>,
+    /// Each network instance's newest `ZInfoNetworkInstance`.
+    pub network_instances: Vec<InfoItem>,
+    /// Each volume's newest `ZInfoVolume`.
+    pub volumes: Vec<InfoItem>,
+    /// Each content tree's newest `ZInfoContentTree`.
+    pub content_trees: Vec<InfoItem>,
+}
+
+/// One object's newest info.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InfoItem {
+    /// The object's UUID (the device's for device info).
+    pub object: String,
+    /// When the report arrived (ms since the Unix epoch).
+    pub received_at_ms: u64,
+    /// The info content in proto3 JSON (`{"wireFields": ...}` if it cannot be mapped).
+    pub info: serde_json::Value,
+}
+
+/// The result of checking a configuration file against a device's current one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConfigCheck {
+    /// What is wrong with it (empty: it may be applied).
+    pub problems: Vec<String>,
+    /// The version the device is served now.
+    pub current_version: u64,
+    /// The current configuration as YAML (without `id`).
+    pub current_yaml: String,
+    /// The proposed one as it would be stored, as YAML (without `id`); empty if it does not parse.
+    pub proposed_yaml: String,
 }
 
 /// The result of setting a configuration.

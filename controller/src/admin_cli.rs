@@ -1,246 +1,12 @@
-//! The admin CLI (`lichen-controller admin ...`) and [`AdminClient`], its typed client of the
-//! admin API.
+//! The admin CLI (`lichen-controller admin ...`), through [`AdminClient`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use http::{Method, StatusCode};
-use serde::de::DeserializeOwned;
 
-use crate::admin_api::{
-    ConfigSet, DeviceSummary, LogLine, MetricPoint, NewOnboarding, OnboardingEntry, Reports,
-};
-use crate::client::{ClientError, HttpsClient};
-
-/// A client of the admin API.
-#[derive(Clone)]
-pub struct AdminClient {
-    client: HttpsClient,
-    token: String,
-}
-
-/// Where the admin API is mounted.
-const PREFIX: &str = "/api/admin/v1";
-
-impl AdminClient {
-    /// A client of the controller at `url`, trusting `ca_pem`, authenticating with `token`.
-    pub fn new(url: &str, ca_pem: &str, token: &str) -> Result<Self, ClientError> {
-        Ok(Self {
-            client: HttpsClient::new(url, ca_pem)?,
-            token: token.trim().to_owned(),
-        })
-    }
-
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<(&str, Vec<u8>)>,
-        expected: StatusCode,
-    ) -> Result<T, ClientError> {
-        let reply = self
-            .client
-            .send(method, &format!("{PREFIX}{path}"), body, Some(&self.token))
-            .await?;
-        if reply.status != expected {
-            let reason = String::from_utf8_lossy(&reply.body);
-            return Err(ClientError(format!("{}: {}", reply.status, reason.trim())));
-        }
-        let body = if reply.body.is_empty() {
-            &b"null"[..]
-        } else {
-            &reply.body[..]
-        };
-        serde_json::from_slice(body)
-            .map_err(|error| ClientError(format!("unexpected response: {error}")))
-    }
-
-    fn json(value: &impl serde::Serialize) -> Option<(&'static str, Vec<u8>)> {
-        Some((
-            "application/json",
-            serde_json::to_vec(value).expect("serializable"),
-        ))
-    }
-
-    /// Admits devices with the onboarding certificate `cert_pem` and these serial patterns.
-    pub async fn add_onboarding(
-        &self,
-        cert_pem: &str,
-        serials: &[String],
-    ) -> Result<OnboardingEntry, ClientError> {
-        let new = NewOnboarding {
-            cert_pem: cert_pem.to_owned(),
-            serials: serials.to_vec(),
-        };
-        self.call(
-            Method::POST,
-            "/onboarding",
-            Self::json(&new),
-            StatusCode::CREATED,
-        )
-        .await
-    }
-
-    /// Every onboarding certificate.
-    pub async fn onboarding(&self) -> Result<Vec<OnboardingEntry>, ClientError> {
-        self.call(Method::GET, "/onboarding", None, StatusCode::OK)
-            .await
-    }
-
-    /// Removes an onboarding certificate.
-    pub async fn remove_onboarding(&self, id: &str) -> Result<(), ClientError> {
-        self.call(
-            Method::DELETE,
-            &format!("/onboarding/{id}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await
-    }
-
-    /// Every device.
-    pub async fn devices(&self) -> Result<Vec<DeviceSummary>, ClientError> {
-        self.call(Method::GET, "/devices", None, StatusCode::OK)
-            .await
-    }
-
-    /// Devices heard from within `seen_within` (if given) and not within `silent_for` (if
-    /// given), by last contact as the store has it (written every few seconds).
-    pub async fn devices_by_contact(
-        &self,
-        seen_within: Option<Duration>,
-        silent_for: Option<Duration>,
-    ) -> Result<Vec<DeviceSummary>, ClientError> {
-        let now = crate::server::now_ms();
-        let ago = |within: Duration| now.saturating_sub(within.as_millis() as u64);
-        let mut path = "/devices?".to_owned();
-        if let Some(within) = seen_within {
-            path.push_str(&format!("seen_since_ms={}&", ago(within)));
-        }
-        if let Some(silent) = silent_for {
-            path.push_str(&format!("not_seen_since_ms={}&", ago(silent)));
-        }
-        self.call(
-            Method::GET,
-            path.trim_end_matches(['?', '&']),
-            None,
-            StatusCode::OK,
-        )
-        .await
-    }
-
-    /// One device.
-    pub async fn device(&self, uuid: &str) -> Result<DeviceSummary, ClientError> {
-        self.call(
-            Method::GET,
-            &format!("/devices/{uuid}"),
-            None,
-            StatusCode::OK,
-        )
-        .await
-    }
-
-    /// Deletes a device, its configuration and its reports.
-    pub async fn delete_device(&self, uuid: &str) -> Result<(), ClientError> {
-        self.call(
-            Method::DELETE,
-            &format!("/devices/{uuid}"),
-            None,
-            StatusCode::NO_CONTENT,
-        )
-        .await
-    }
-
-    /// The configuration a device is served, in proto3 JSON.
-    pub async fn config(&self, uuid: &str) -> Result<serde_json::Value, ClientError> {
-        self.call(
-            Method::GET,
-            &format!("/devices/{uuid}/config"),
-            None,
-            StatusCode::OK,
-        )
-        .await
-    }
-
-    /// Replaces a device's configuration with a configuration file's text (YAML or JSON).
-    pub async fn set_config(&self, uuid: &str, text: &str) -> Result<ConfigSet, ClientError> {
-        let body = Some(("application/yaml", text.as_bytes().to_vec()));
-        self.call(
-            Method::PUT,
-            &format!("/devices/{uuid}/config"),
-            body,
-            StatusCode::OK,
-        )
-        .await
-    }
-
-    /// Reports of `kinds` (all if empty) after `after`, waiting up to `wait` for one.
-    pub async fn reports(
-        &self,
-        uuid: &str,
-        kinds: &[String],
-        after: u64,
-        wait: Duration,
-    ) -> Result<Reports, ClientError> {
-        let mut path = format!(
-            "/devices/{uuid}/reports?after={after}&wait_ms={}",
-            wait.as_millis()
-        );
-        if !kinds.is_empty() {
-            path.push_str(&format!("&kinds={}", kinds.join(",")));
-        }
-        self.call(Method::GET, &path, None, StatusCode::OK).await
-    }
-
-    /// A device's metrics as time series, oldest first: the newest `limit` points.
-    pub async fn metrics(&self, uuid: &str, limit: usize) -> Result<Vec<MetricPoint>, ClientError> {
-        let path = format!("/devices/{uuid}/metrics?limit={limit}");
-        self.call(Method::GET, &path, None, StatusCode::OK).await
-    }
-
-    /// A device's log lines with one of `severities` (empty: any) and containing `text`, logged
-    /// in the last `within` (if given), newest first, at most `limit`.
-    pub async fn logs(
-        &self,
-        uuid: &str,
-        severities: &[String],
-        text: Option<&str>,
-        within: Option<Duration>,
-        limit: usize,
-    ) -> Result<Vec<LogLine>, ClientError> {
-        let mut path = format!("/devices/{uuid}/logs?newest_first=true&limit={limit}");
-        if !severities.is_empty() {
-            path.push_str(&format!(
-                "&severity={}",
-                query_escape(&severities.join(","))
-            ));
-        }
-        if let Some(text) = text {
-            path.push_str(&format!("&text={}", query_escape(text)));
-        }
-        if let Some(within) = within {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            let since = now.saturating_sub(within).as_millis();
-            path.push_str(&format!("&since_ms={since}"));
-        }
-        self.call(Method::GET, &path, None, StatusCode::OK).await
-    }
-}
-
-/// `text` percent-encoded for a URL query value.
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
-}
+pub use crate::admin_client::AdminClient;
+use crate::client::ClientError;
 
 /// How the CLI reaches the controller.
 #[derive(Debug, Args)]
@@ -339,6 +105,17 @@ pub enum OnboardingCommand {
         /// Its id, as listed.
         id: String,
     },
+    /// Lists register attempts refused because they are not admitted (the onboarding queue).
+    Pending,
+    /// Admits a queued register attempt: its onboarding certificate with its serial (or the
+    /// serial patterns given), added to the serials that certificate already admits.
+    Admit {
+        /// The attempt's id, as listed by `pending`.
+        id: String,
+        /// A serial pattern to admit instead of the attempt's serial. Repeat for several.
+        #[arg(long = "serial")]
+        serials: Vec<String>,
+    },
 }
 
 /// `admin devices ...`
@@ -414,6 +191,23 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
         }
         AdminCommand::Onboarding(OnboardingCommand::Remove { id }) => {
             admin.remove_onboarding(&id).await.map_err(text)?
+        }
+        AdminCommand::Onboarding(OnboardingCommand::Pending) => {
+            for entry in admin.pending().await.map_err(text)? {
+                println!(
+                    "{}  {}  serial {:?}  {} attempts",
+                    entry.id, entry.subject, entry.serial, entry.attempts
+                );
+            }
+        }
+        AdminCommand::Onboarding(OnboardingCommand::Admit { id, serials }) => {
+            let entry = admin.admit(&id, &serials).await.map_err(text)?;
+            println!(
+                "onboarding {} ({}) admits {}",
+                entry.id,
+                entry.subject,
+                entry.serials.join(", ")
+            );
         }
         AdminCommand::Devices(DevicesCommand::List {
             seen_within,

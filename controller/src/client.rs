@@ -35,6 +35,8 @@ pub struct Reply {
     /// The reason for an error, from the [`REASON_HEADER`] (the device API's errors have no
     /// body, as the EVE API asks).
     pub reason: Option<String>,
+    /// The total count of a paged list (`X-Total-Count`), if given.
+    pub total: Option<u64>,
     /// The whole body.
     pub body: Bytes,
 }
@@ -46,6 +48,9 @@ pub struct HttpsClient {
     base_url: String,
     connector: HttpsConnector<HttpConnector>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// When set, requests go one at a time (over one connection), as through a proxy's single
+    /// upstream connection; see [`HttpsClient::fork_single`].
+    single: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl HttpsClient {
@@ -76,6 +81,7 @@ impl HttpsClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             connector,
             client,
+            single: None,
         })
     }
 
@@ -86,6 +92,16 @@ impl HttpsClient {
             base_url: self.base_url.clone(),
             connector: self.connector.clone(),
             client: pooled(self.connector.clone()),
+            single: None,
+        }
+    }
+
+    /// Like [`Self::fork`], but its clones send one request at a time over one connection
+    /// (the others wait), however many callers share it.
+    pub fn fork_single(&self) -> Self {
+        Self {
+            single: Some(Arc::new(tokio::sync::Semaphore::new(1))),
+            ..self.fork()
         }
     }
 
@@ -113,6 +129,15 @@ impl HttpsClient {
         let request = request
             .body(body)
             .map_err(|error| ClientError(error.to_string()))?;
+        let _turn = match &self.single {
+            Some(single) => Some(
+                single
+                    .acquire()
+                    .await
+                    .map_err(|_| ClientError("closed".into()))?,
+            ),
+            None => None,
+        };
         let response = self
             .client
             .request(request)
@@ -124,6 +149,11 @@ impl HttpsClient {
             .get(REASON_HEADER)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let total = response
+            .headers()
+            .get("x-total-count")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
         let body = response
             .into_body()
             .collect()
@@ -133,6 +163,7 @@ impl HttpsClient {
         Ok(Reply {
             status,
             reason,
+            total,
             body,
         })
     }
@@ -141,8 +172,11 @@ impl HttpsClient {
 fn pooled(
     connector: HttpsConnector<HttpConnector>,
 ) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    // One idle connection per client: a device sends one request at a time, and a client that
+    // briefly needed a second connection does not keep it (file descriptors are counted).
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1)
         .build(connector)
 }
 

@@ -5,11 +5,12 @@
 //! - [`registration`], [`device_config`]: onboarding rules and device configuration;
 //! - [`pki`], [`admin_token`]: certificates and the admin credential, created on first start;
 //! - [`tpm`]: the TPM structures of attestation quotes;
-//! - [`client`], [`admin_api`], [`admin_cli`]: the admin side;
+//! - [`client`], [`admin_api`], [`admin_client`], [`admin_cli`]: the admin side;
 //! - [`devsim`]: simulated devices, for tests and load.
 
 pub mod admin_api;
 pub mod admin_cli;
+pub mod admin_client;
 pub mod admin_token;
 pub mod client;
 pub mod device_config;

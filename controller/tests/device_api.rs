@@ -142,7 +142,7 @@ async fn reports_are_stored_and_followed() {
         .await
         .unwrap();
     device
-        .post_report("logs", &reports::logs(&uuid, 0, 2))
+        .post_report("logs", &reports::logs(&uuid, 0, 2, "simulated log line"))
         .await
         .unwrap();
     device
@@ -195,7 +195,7 @@ async fn reports_are_stored_and_followed() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     device
-        .post_report("logs", &reports::logs(&uuid, 2, 1))
+        .post_report("logs", &reports::logs(&uuid, 2, 1, "simulated log line"))
         .await
         .unwrap();
     let followed = follower.await.unwrap().unwrap();
@@ -220,10 +220,9 @@ async fn register_refuses_conflicts_and_unknown_serials() {
     let stranger = device(&fixture, "other-3").await;
     assert_eq!(status_of(stranger.register().await), StatusCode::FORBIDDEN);
     // An onboarding certificate the controller does not know.
-    let rogue_target = lichen_controller::devsim::fleet::Target {
-        onboarding: std::sync::Arc::new(Identity::self_signed("rogue onboarding").unwrap()),
-        ..fixture.target.clone()
-    };
+    let mut rogue_target = fixture.target.clone();
+    rogue_target.onboarding =
+        std::sync::Arc::new(Identity::self_signed("rogue onboarding").unwrap());
     let rogue = rogue_target.device("sim-4").unwrap();
     assert_eq!(status_of(rogue.register().await), StatusCode::FORBIDDEN);
 
@@ -415,7 +414,7 @@ async fn log_lines_are_queried_by_severity_text_and_time() {
     let uuid = device.uuid().unwrap().to_owned();
 
     device
-        .post_report("logs", &reports::logs(&uuid, 0, 3))
+        .post_report("logs", &reports::logs(&uuid, 0, 3, "simulated log line"))
         .await
         .unwrap();
     let newlogs = device
@@ -710,14 +709,33 @@ async fn metrics_come_back_as_time_series() {
     let points = fixture.admin.metrics(&uuid, 2).await.unwrap();
     assert_eq!(points.len(), 2, "the newest 2");
     assert!(points[0].at_ms <= points[1].at_ms);
+    // What was sent at uptimes 70 and 80.
+    let sent = |uptime| {
+        use lichen_api::metrics::z_metric_msg::MetricContent;
+        let Some(MetricContent::Dm(device)) = reports::metrics(&uuid, uptime).metric_content else {
+            panic!("device metrics");
+        };
+        let cpu = device.cpu_metric.unwrap();
+        let network = &device.network[0];
+        (
+            u64::from(device.memory.unwrap().used_mem),
+            cpu.total,
+            cpu.system_total,
+            network.tx_bytes,
+        )
+    };
+    let (before, after) = (sent(70), sent(80));
     assert_eq!(
         (
             points[1].memory_used_mib,
             points[1].cpu_total,
-            points[1].cpu_system_total
+            points[1].cpu_system_total,
+            points[1].network_tx_bytes
         ),
-        (512, 8, 160)
+        after
     );
-    assert_eq!(points[1].cpu_share, Some(1.0 / 20.0));
+    let share = (after.1 - before.1) as f64 / (after.2 - before.2) as f64;
+    assert_eq!(points[1].cpu_share, Some(share));
+    assert!(points[1].network_tx_per_s.is_some_and(|rate| rate > 0.0));
     fixture.controller.stop().await;
 }

@@ -8,12 +8,10 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 use lichen_controller::admin_cli::AdminClient;
-use lichen_controller::client::HttpsClient;
 use lichen_controller::devsim::fleet::Target;
 use lichen_controller::devsim::{reports, ConfigPoll, SimError};
 use tokio_postgres::NoTls;
@@ -53,12 +51,7 @@ fn start(state_dir: &Path, database: &str, listen: &str) -> (Child, String) {
 
 /// The same fleet as `target`, reaching the controller at `url`.
 fn through(target: &Target, url: &str, ca_pem: &str) -> Target {
-    Target {
-        client: HttpsClient::new(url, ca_pem).unwrap(),
-        root_der: Arc::clone(&target.root_der),
-        onboarding: Arc::clone(&target.onboarding),
-        identities: target.identities.clone(),
-    }
+    target.at(url, ca_pem).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

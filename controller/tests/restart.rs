@@ -39,7 +39,7 @@ async fn a_crash_loses_nothing_acknowledged() {
         .await
         .unwrap();
     devices[0]
-        .post_report("logs", &reports::logs(&uuid, 0, 5))
+        .post_report("logs", &reports::logs(&uuid, 0, 5, "simulated log line"))
         .await
         .unwrap();
     admin

@@ -74,9 +74,9 @@ pub extern "C" fn kernel_entry() -> ! {
         Err(e) => boot_failure(format_args!("unusable PVH start info: {e:?}")),
     };
     init_heap(&info);
-    let scale = platform::current().start_clock();
+    let rate = platform::current().start_clock();
     // SAFETY: BOOT_TSC was written by the entry stub and is never written again.
-    time::init_clock(unsafe { *addr_of!(boot::BOOT_TSC) }, scale);
+    time::init_clock(unsafe { *addr_of!(boot::BOOT_TSC) }, rate);
 
     platform::current().late_init();
     time::set_wall_clock_source(|| platform::current().read_wall_clock());
@@ -93,7 +93,8 @@ pub extern "C" fn kernel_entry() -> ! {
     crate::debug!(
         "platform {}, tsc {} Hz, heap {} KiB, command line `{}`",
         platform::current().name(),
-        scale.hz(),
+        // Only if known: asking for the scale would finish a pending calibration here.
+        time::known_scale().map_or(0, |s| s.hz()),
         mem::heap_size() / 1024,
         info.cmdline
     );

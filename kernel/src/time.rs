@@ -2,12 +2,14 @@
 //!
 //! The monotonic clock counts nanoseconds since the PVH entry, from the TSC and a scale
 //! factor in pvclock form (`ns = ticks * mul >> (32 - shift)`), which KVM's kvmclock and Xen's
-//! shared info provide directly and which is otherwise calibrated against the PIT at boot.
+//! shared info provide directly and which is otherwise calibrated against the PIT. That
+//! calibration is started at boot and finished on the first use of the scale (the PIT keeps
+//! counting meanwhile), so boot does not wait for it and a longer window makes it more precise.
 //! The wall clock is the platform's time of day, read once from the source boot sets
 //! ([`set_wall_clock_source`]), plus the monotonic time since.
 
 use core::fmt;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 pub use core::time::Duration;
 
 /// Converts between TSC ticks and nanoseconds in pvclock form.
@@ -177,22 +179,71 @@ static SCALE: AtomicU64 = AtomicU64::new(0);
 /// Wall-clock time at boot, in ns since the epoch (`i64::MIN` while unknown).
 static WALL_AT_BOOT: AtomicI64 = AtomicI64::new(i64::MIN);
 
+/// How the platform learned the TSC rate at boot.
+#[derive(Clone, Copy, Debug)]
+pub enum TscRate {
+    /// Stated by the hypervisor (kvmclock, Xen's shared info, a CPUID leaf).
+    Known(TscScale),
+    /// Being measured: the function finishes the measurement (waiting if it has not run long
+    /// enough yet) and is called, interrupts off, on the first use of the scale.
+    Measuring(fn() -> TscScale),
+}
+
+/// The function that finishes a [`TscRate::Measuring`] calibration (0: none pending).
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
 /// Starts the monotonic clock: `boot_tsc` is time zero.
-pub fn init_clock(boot_tsc: u64, scale: TscScale) {
+pub fn init_clock(boot_tsc: u64, rate: TscRate) {
     BOOT_TSC.store(boot_tsc, Ordering::Relaxed);
+    match rate {
+        TscRate::Known(scale) => store_scale(scale),
+        TscRate::Measuring(finish) => PENDING.store(finish as usize, Ordering::Release),
+    }
+}
+
+fn store_scale(scale: TscScale) {
     SCALE.store(
         (u64::from(scale.mul) << 8) | u64::from(scale.shift as u8),
         Ordering::Release,
     );
 }
 
-/// The current TSC scale, if the clock has been set up.
+/// The current TSC scale, if the clock has been set up (finishing a pending calibration).
 pub fn scale() -> Option<TscScale> {
+    known_scale().or_else(finish_calibration)
+}
+
+/// The TSC scale if it is known already: never waits for a calibration.
+pub fn known_scale() -> Option<TscScale> {
     let packed = SCALE.load(Ordering::Acquire);
     (packed != 0).then_some(TscScale {
         mul: (packed >> 8) as u32,
         shift: packed as u8 as i8,
     })
+}
+
+#[cfg(target_os = "none")]
+#[cold]
+fn finish_calibration() -> Option<TscScale> {
+    use crate::arch::cpu;
+    let enabled = cpu::interrupts_enabled();
+    cpu::disable_interrupts();
+    // One CPU and interrupts off: nothing else can take the pending function meanwhile.
+    let finish = PENDING.swap(0, Ordering::AcqRel);
+    if finish != 0 {
+        // SAFETY: PENDING only ever holds 0 or a `fn() -> TscScale` stored by `init_clock`.
+        let finish: fn() -> TscScale = unsafe { core::mem::transmute(finish) };
+        store_scale(finish());
+    }
+    if enabled {
+        cpu::enable_interrupts();
+    }
+    known_scale()
+}
+
+#[cfg(not(target_os = "none"))]
+fn finish_calibration() -> Option<TscScale> {
+    None
 }
 
 /// TSC value at boot.

@@ -224,6 +224,17 @@ impl Run {
 /// Runs a command (QEMU), collecting its stdout lines with arrival times until it exits, the
 /// timeout hits, or a line contains `stop_at` (then it is killed).
 pub fn run_console(argv: &[String], timeout: Duration, stop_at: Option<&str>) -> Boot {
+    run_console_watching(argv, timeout, stop_at, |_| {})
+}
+
+/// [`run_console`], calling `watch` with each line as it arrives (a test that acts on what the
+/// guest says, e.g. a host-side step once the guest reached some point).
+pub fn run_console_watching(
+    argv: &[String],
+    timeout: Duration,
+    stop_at: Option<&str>,
+    mut watch: impl FnMut(&Line),
+) -> Boot {
     let _slot = BootSlot::take();
     let start = Instant::now();
     let mut child = Command::new(&argv[0])
@@ -253,6 +264,7 @@ pub fn run_console(argv: &[String], timeout: Duration, stop_at: Option<&str>) ->
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(line) => {
+                watch(&line);
                 let stop = stop_at.is_some_and(|s| line.text.contains(s));
                 lines.push(line);
                 if stop {

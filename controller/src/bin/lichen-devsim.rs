@@ -56,6 +56,13 @@ enum Command {
         /// Stop after this many seconds (default: run until interrupted).
         #[arg(long)]
         duration: Option<u64>,
+        /// The text of simulated log lines (each is followed by its message id).
+        #[arg(long, default_value = "simulated log line")]
+        log_text: String,
+        /// Seconds between register attempts while the controller refuses them with 403 (not
+        /// admitted yet); 0: give up at once.
+        #[arg(long, default_value_t = 0)]
+        register_retry: u64,
     },
     /// Measures a controller under simulated devices (used by `scripts/bench controller`).
     Bench {
@@ -85,6 +92,16 @@ enum Command {
         /// that may create databases; each run gets a new one).
         #[arg(long, env = "LICHEN_TEST_POSTGRES")]
         postgres: Option<String>,
+        /// Controller processes sharing one PostgreSQL database (devices spread over them).
+        #[arg(long, default_value_t = 1)]
+        controllers: usize,
+        /// Devices sharing one connection (1: each its own, as real devices); raise it when
+        /// the open files limit cannot hold one connection per device.
+        #[arg(long, default_value_t = 1)]
+        devices_per_connection: usize,
+        /// The p99 latency target, milliseconds.
+        #[arg(long, default_value_t = 50.0)]
+        target_p99_ms: f64,
     },
 }
 
@@ -102,12 +119,15 @@ async fn main() -> ExitCode {
             config_interval,
             report_interval,
             duration,
+            log_text,
+            register_retry,
         } => {
             let behaviour = Behaviour {
                 config_interval: Duration::from_secs(config_interval.max(1)),
                 report_interval: (report_interval > 0)
                     .then(|| Duration::from_secs(report_interval)),
                 verbose: true,
+                log_text,
             };
             let fleet = FleetArgs {
                 url,
@@ -116,6 +136,7 @@ async fn main() -> ExitCode {
                 identities,
                 devices,
                 serial_prefix,
+                register_retry,
             };
             run(fleet, behaviour, duration).await
         }
@@ -128,6 +149,9 @@ async fn main() -> ExitCode {
             backends,
             postgres,
             ingest,
+            controllers,
+            devices_per_connection,
+            target_p99_ms,
         } => {
             let options = BenchOptions {
                 controller,
@@ -137,8 +161,10 @@ async fn main() -> ExitCode {
                 interval: Duration::from_secs(interval),
                 measure: Duration::from_secs(measure),
                 parallel: 32,
-                target_p99_ms: 50.0,
+                target_p99_ms,
                 ingest: Duration::from_secs(ingest),
+                controllers,
+                devices_per_connection,
             };
             run_bench(&options, json).await
         }
@@ -171,6 +197,7 @@ struct FleetArgs {
     identities: PathBuf,
     devices: usize,
     serial_prefix: String,
+    register_retry: u64,
 }
 
 async fn run(args: FleetArgs, behaviour: Behaviour, duration: Option<u64>) -> Result<(), String> {
@@ -178,8 +205,10 @@ async fn run(args: FleetArgs, behaviour: Behaviour, duration: Option<u64>) -> Re
         .map_err(|error| format!("{}: {error}", args.ca.display()))?;
     let identity = Identity::load(&args.onboarding, "onboard")
         .map_err(|error| format!("{}: {error}", args.onboarding.display()))?;
-    let target = Target::new(&args.url, &ca_pem, identity, Some(args.identities))
+    let mut target = Target::new(&args.url, &ca_pem, identity, Some(args.identities))
         .map_err(|error| error.to_string())?;
+    target.register_retry =
+        (args.register_retry > 0).then(|| Duration::from_secs(args.register_retry));
     let serials = (0..args.devices)
         .map(|i| format!("{}{i}", args.serial_prefix))
         .collect();
@@ -214,7 +243,7 @@ async fn run_bench(options: &BenchOptions, json: Option<PathBuf>) -> Result<(), 
             "machine": { "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()) },
             "config_interval_s": options.interval.as_secs(),
             "measure_s": options.measure.as_secs(),
-            "target": { "devices": 10000, "p99_ms": options.target_p99_ms },
+            "target": { "p99_ms": options.target_p99_ms },
             "runs": results,
         });
         std::fs::write(

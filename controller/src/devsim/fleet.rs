@@ -1,6 +1,7 @@
 //! Many simulated devices: onboarding them, and running them (config polls, info on change,
 //! periodic metrics and logs) while recording config poll latencies.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,16 @@ pub struct Target {
     pub onboarding: Arc<Identity>,
     /// Where device identities are kept, if anywhere.
     pub identities: Option<PathBuf>,
+    /// When set, a register refused with 403 (not admitted yet) is tried again after this
+    /// long, as EVE devices keep trying; else onboarding fails.
+    pub register_retry: Option<Duration>,
+    /// How many devices [`onboard`] puts on one connection (1: each its own, as real devices;
+    /// more: as through a proxy that pools connections, to simulate more devices than this
+    /// process may open sockets). Requests are authenticated by their signature, not by the
+    /// connection, so sharing changes nothing the controller checks.
+    pub devices_per_connection: usize,
+    /// The connection (client) of each group of devices, when they share.
+    shared: Arc<Mutex<HashMap<usize, HttpsClient>>>,
 }
 
 impl Target {
@@ -41,14 +52,42 @@ impl Target {
             root_der: Arc::new(root_der),
             onboarding: Arc::new(onboarding),
             identities,
+            register_retry: None,
+            devices_per_connection: 1,
+            shared: Arc::default(),
+        })
+    }
+
+    /// The same target reached at `url` (another controller sharing the fleet's store).
+    pub fn at(&self, url: &str, ca_pem: &str) -> Result<Self, SimError> {
+        Ok(Self {
+            client: HttpsClient::new(url, ca_pem)?,
+            shared: Arc::default(),
+            ..self.clone()
         })
     }
 
     /// A device with `serial` and its own connection: with a kept identity if there is one,
     /// else a new one.
     pub fn device(&self, serial: &str) -> Result<SimDevice, SimError> {
+        self.device_with(self.client.fork(), serial)
+    }
+
+    /// A device on the connection of `group`: devices of one group take turns on it.
+    pub fn device_in_group(&self, group: usize, serial: &str) -> Result<SimDevice, SimError> {
+        let client = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared
+                .entry(group)
+                .or_insert_with(|| self.client.fork_single())
+                .clone()
+        };
+        self.device_with(client, serial)
+    }
+
+    fn device_with(&self, client: HttpsClient, serial: &str) -> Result<SimDevice, SimError> {
         let io = |error: std::io::Error| SimError::Invalid(format!("device identity: {error}"));
-        let (client, root) = (self.client.fork(), Arc::clone(&self.root_der));
+        let root = Arc::clone(&self.root_der);
         let Some(dir) = &self.identities else {
             return SimDevice::new(client, root, &self.onboarding, serial).map_err(io);
         };
@@ -78,6 +117,10 @@ pub async fn onboard(
     serials: Vec<String>,
     parallel: usize,
 ) -> Result<Vec<SimDevice>, SimError> {
+    // Devices sharing a connection are far apart in the fleet (index mod groups), so that
+    // neither onboarding nor evenly spread polls use one connection for two at once.
+    let per = target.devices_per_connection.max(1);
+    let groups = serials.len().div_ceil(per).max(1);
     let serials = Arc::new(serials);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -90,9 +133,24 @@ pub async fn onboard(
                 let Some(serial) = serials.get(index) else {
                     return Ok(onboarded);
                 };
-                let mut device = target.device(serial)?;
+                let mut device = if per > 1 {
+                    target.device_in_group(index % groups, serial)?
+                } else {
+                    target.device(serial)?
+                };
                 device.fetch_certs().await?;
-                device.register().await?;
+                loop {
+                    match device.register().await {
+                        Ok(_) => break,
+                        Err(SimError::Status(http::StatusCode::FORBIDDEN, _))
+                            if target.register_retry.is_some() =>
+                        {
+                            eprintln!("{serial}: not admitted yet; trying again");
+                            tokio::time::sleep(target.register_retry.unwrap_or_default()).await;
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
                 device.poll_config().await?;
                 onboarded.push((index, device));
             }
@@ -153,6 +211,8 @@ pub struct Behaviour {
     pub report_interval: Option<Duration>,
     /// Print what happens to each device.
     pub verbose: bool,
+    /// The text of simulated log lines (each followed by its message id).
+    pub log_text: String,
 }
 
 /// Runs `devices` until `stop` resolves. Polls are spread evenly over the config interval.
@@ -216,6 +276,7 @@ async fn live(
                 }
                 let mut infos = vec![reports::device_info(&uuid, &device.serial)];
                 infos.extend(reports::app_infos(&uuid, device.config()));
+                infos.extend(reports::network_instance_infos(&uuid, device.config()));
                 for info in infos {
                     if let Err(error) = device.post_report("info", &info).await {
                         eprintln!("{}: posting info: {error}", device.serial);
@@ -233,12 +294,24 @@ async fn live(
         }
         last_report = Some(Instant::now());
         let metrics = reports::metrics(&uuid, born.elapsed().as_secs());
-        let logs = reports::logs(&uuid, next_log_id, 3);
+        let logs = reports::logs(&uuid, next_log_id, 3, &behaviour.log_text);
         next_log_id += 3;
-        for result in [
+        let mut results = vec![
             device.post_report("metrics", &metrics).await,
             device.post_report("logs", &logs).await,
-        ] {
+        ];
+        let apps: Vec<String> = device
+            .config()
+            .apps
+            .iter()
+            .filter(|app| app.activate)
+            .filter_map(|app| app.uuidandversion.as_ref().map(|id| id.uuid.clone()))
+            .collect();
+        for app in apps {
+            let flows = reports::flows(&uuid, &app, next_log_id);
+            results.push(device.post_report("flowlog", &flows).await);
+        }
+        for result in results {
             if let Err(error) = result {
                 eprintln!("{}: posting reports: {error}", device.serial);
             }

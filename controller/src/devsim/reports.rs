@@ -4,12 +4,15 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lichen_api::config::EdgeDevConfig;
+use lichen_api::flowlog::{AclAction, FlowMessage, FlowRecord, IpFlow, ScopeInfo};
 use lichen_api::info::{
-    z_info_msg::InfoContent, ZDeviceState, ZInfoApp, ZInfoDevice, ZInfoMsg, ZInfoTypes, ZSwState,
+    z_info_msg::InfoContent, ZDeviceState, ZInfoApp, ZInfoDevSw, ZInfoDevice, ZInfoMsg,
+    ZInfoNetworkInstance, ZInfoTypes, ZNetworkInstanceState, ZSwState,
 };
 use lichen_api::logs::{LogBundle, LogEntry};
 use lichen_api::metrics::{
-    z_metric_msg::MetricContent, AppCpuMetric, DeviceMetric, MemoryMetric, ZMetricMsg,
+    z_metric_msg::MetricContent, AppCpuMetric, DeviceMetric, MemoryMetric, NetworkMetric,
+    ZMetricMsg,
 };
 use lichen_api::Timestamp;
 
@@ -38,6 +41,13 @@ pub fn device_info(uuid: &str, serial: &str) -> ZInfoMsg {
             storage: 32768,
             host_name: serial.to_owned(),
             state: ZDeviceState::ZdeviceStateOnline as i32,
+            sw_list: vec![ZInfoDevSw {
+                activated: true,
+                partition_label: "IMGA".into(),
+                status: ZSwState::Running as i32,
+                short_version: format!("lichen-devsim {}", env!("CARGO_PKG_VERSION")),
+                ..Default::default()
+            }],
             ..Default::default()
         })),
     }
@@ -75,19 +85,58 @@ pub fn app_infos(uuid: &str, config: &EdgeDevConfig) -> Vec<ZInfoMsg> {
         .collect()
 }
 
-/// Cumulative device metrics after `uptime_s` seconds.
+/// One status message per configured network instance, each online.
+pub fn network_instance_infos(uuid: &str, config: &EdgeDevConfig) -> Vec<ZInfoMsg> {
+    config
+        .network_instances
+        .iter()
+        .enumerate()
+        .map(|(index, instance)| {
+            let id = instance.uuidandversion.clone().unwrap_or_default();
+            ZInfoMsg {
+                ztype: ZInfoTypes::ZiNetworkInstance as i32,
+                dev_id: uuid.to_owned(),
+                at_time_stamp: Some(now()),
+                info_content: Some(InfoContent::Niinfo(ZInfoNetworkInstance {
+                    network_id: id.uuid,
+                    network_version: id.version,
+                    inst_type: instance.inst_type as u32,
+                    displayname: instance.displayname.clone(),
+                    activated: instance.activate,
+                    bridge_name: format!("bn{}", index + 1),
+                    state: ZNetworkInstanceState::ZnetinstStateOnline as i32,
+                    mtu: 1500,
+                    ..Default::default()
+                })),
+            }
+        })
+        .collect()
+}
+
+/// Cumulative device metrics after `uptime_s` seconds (a load that varies over minutes).
 pub fn metrics(uuid: &str, uptime_s: u64) -> ZMetricMsg {
+    // A repeatable wave (15 % to 50 % busy over two minutes), memory that follows, traffic that
+    // grows.
+    let wave = |period: u64| (uptime_s % period) as f64 / period as f64;
+    let busy = 0.15 + 0.7 * (0.5 - (wave(120) - 0.5).abs());
     ZMetricMsg {
         dev_id: uuid.to_owned(),
         at_time_stamp: Some(now()),
         metric_content: Some(MetricContent::Dm(DeviceMetric {
             memory: Some(MemoryMetric {
-                used_mem: 512,
-                avail_mem: 3584,
+                used_mem: 512 + (busy * 1024.0) as u32,
+                avail_mem: 3584 - (busy * 1024.0) as u32,
                 ..Default::default()
             }),
+            network: vec![NetworkMetric {
+                i_name: "eth0".into(),
+                tx_bytes: uptime_s * 1_500 + (uptime_s * uptime_s) % 7_919,
+                rx_bytes: uptime_s * 9_000 + (uptime_s * 31) % 65_521,
+                ..Default::default()
+            }],
             cpu_metric: Some(AppCpuMetric {
-                total: uptime_s / 10,
+                // CPU used grows at 5 % to 55 % of what is available (2 CPUs).
+                total: uptime_s / 10 + (uptime_s as f64 * busy) as u64,
                 system_total: uptime_s * 2,
                 ..Default::default()
             }),
@@ -97,13 +146,19 @@ pub fn metrics(uuid: &str, uptime_s: u64) -> ZMetricMsg {
     }
 }
 
-/// A bundle of `count` log lines starting at message id `first_id`.
-pub fn logs(uuid: &str, first_id: u64, count: u64) -> LogBundle {
+/// A bundle of `count` log lines starting at message id `first_id`: `text` followed by the id,
+/// one in seven a warning and one in eleven an error.
+pub fn logs(uuid: &str, first_id: u64, count: u64, text: &str) -> LogBundle {
     let log = (first_id..first_id + count)
         .map(|msgid| LogEntry {
-            severity: "info".into(),
+            severity: match msgid {
+                id if id % 11 == 10 => "error",
+                id if id % 7 == 6 => "warning",
+                _ => "info",
+            }
+            .into(),
             source: "devsim".into(),
-            content: format!("simulated log line {msgid}"),
+            content: format!("{text} {msgid}"),
             msgid,
             timestamp: Some(now()),
             ..Default::default()
@@ -115,6 +170,49 @@ pub fn logs(uuid: &str, first_id: u64, count: u64) -> LogBundle {
         log,
         timestamp: Some(now()),
         eve_version: "lichen-devsim".into(),
+    }
+}
+
+/// A flow log of an app instance of the device: a few accepted and dropped flows.
+pub fn flows(uuid: &str, app: &str, round: u64) -> FlowMessage {
+    let record = |dest: &str, port: i32, action: AclAction, bytes: i64| FlowRecord {
+        flow: Some(IpFlow {
+            src: "10.1.0.10".into(),
+            src_port: 40_000 + (round % 20_000) as i32,
+            dest: dest.into(),
+            dest_port: port,
+            protocol: 6,
+        }),
+        inbound: false,
+        acl_id: 1,
+        start_time: Some(now()),
+        end_time: Some(now()),
+        tx_bytes: bytes,
+        tx_pkts: bytes / 1_000 + 1,
+        rx_bytes: bytes * 3,
+        rx_pkts: bytes * 3 / 1_000 + 1,
+        action: action as i32,
+        ..Default::default()
+    };
+    FlowMessage {
+        dev_id: uuid.to_owned(),
+        scope: Some(ScopeInfo {
+            uuid: app.to_owned(),
+            intf: "eth0".into(),
+            local_intf: "nbu1x1".into(),
+            ..Default::default()
+        }),
+        flows: vec![
+            record(
+                "93.184.216.34",
+                443,
+                AclAction::ActionAccept,
+                4_200 + round as i64,
+            ),
+            record("10.1.0.1", 53, AclAction::ActionAccept, 120),
+            record("198.51.100.7", 22, AclAction::ActionDrop, 60),
+        ],
+        ..Default::default()
     }
 }
 

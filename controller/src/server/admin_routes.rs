@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use lichen_api::config::EdgeDevConfig;
 use prost::Message;
@@ -16,7 +16,8 @@ use serde::Deserialize;
 use super::device_routes::served_config;
 use super::{report_json, ApiError, App};
 use crate::admin_api::{
-    ConfigSet, DeviceSummary, LogLine, NewOnboarding, OnboardingEntry, Reports,
+    Admit, ConfigCheck, ConfigSet, DeviceStatus, DeviceSummary, LogLine, NewOnboarding,
+    OnboardingEntry, PendingRegistration, Reports,
 };
 use crate::device_config;
 use crate::registration::onboarding_id;
@@ -34,15 +35,22 @@ pub(super) fn router(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/onboarding", get(list_onboarding).post(add_onboarding))
         .route("/onboarding/{id}", delete(remove_onboarding))
+        .route("/onboarding/pending", get(list_pending))
+        .route("/onboarding/pending/{id}", delete(dismiss_pending))
+        .route("/onboarding/pending/{id}/admit", post(admit_pending))
         .route("/devices", get(list_devices))
         .route("/devices/{uuid}", get(show_device).delete(delete_device))
+        .route("/devices/{uuid}/status", get(device_status))
         .route("/devices/{uuid}/config", get(get_config).put(set_config))
+        .route("/devices/{uuid}/config/check", post(check_config))
         .route("/devices/{uuid}/reports", get(reports))
         .route("/devices/{uuid}/logs", get(logs))
         .route("/devices/{uuid}/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 
+/// Lets in requests with the admin token (`Authorization: Bearer`), or from a web UI session
+/// (with its CSRF token when the method changes something).
 async fn require_admin(
     State(app): State<Arc<App>>,
     request: Request,
@@ -57,9 +65,12 @@ async fn require_admin(
         Some(token) if crate::admin_token::matches(&app.admin_token, token.trim()) => {
             Ok(next.run(request).await)
         }
-        _ => Err(ApiError::unauthorized(
-            "admin token required (Authorization: Bearer ...)",
-        )),
+        Some(_) => Err(ApiError::unauthorized("wrong admin token")),
+        None => {
+            let changes = !matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+            super::ui::session_caller(&app, request.headers(), changes)?;
+            Ok(next.run(request).await)
+        }
     }
 }
 
@@ -120,6 +131,66 @@ async fn remove_onboarding(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn list_pending(State(app): State<Arc<App>>) -> Json<Vec<PendingRegistration>> {
+    Json(app.pending.list())
+}
+
+async fn dismiss_pending(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if app.pending.remove(&id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no such register attempt"))
+    }
+}
+
+/// Admits a queued register attempt: its onboarding certificate, with the serials it already
+/// admits plus the attempt's serial (or the patterns given).
+async fn admit_pending(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(admit): Json<Admit>,
+) -> Result<Json<OnboardingEntry>, ApiError> {
+    let pending = app
+        .pending
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no such register attempt"))?;
+    if admit.serials.iter().any(|serial| serial.is_empty()) {
+        return Err(ApiError::bad_request("serials: patterns must not be empty"));
+    }
+    let mut serials = match app
+        .store
+        .onboarding()
+        .await?
+        .into_iter()
+        .find(|entry| entry.id == pending.shown.onboarding_id)
+    {
+        Some(existing) => existing.serials,
+        None => Vec::new(),
+    };
+    let wanted = if admit.serials.is_empty() {
+        vec![pending.shown.serial.clone()]
+    } else {
+        admit.serials
+    };
+    for serial in wanted {
+        if !serials.contains(&serial) {
+            serials.push(serial);
+        }
+    }
+    let onboarding = Onboarding {
+        id: pending.shown.onboarding_id.clone(),
+        subject: lichen_api::cert::subject(&pending.cert_der).unwrap_or_default(),
+        cert_der: pending.cert_der,
+        serials,
+    };
+    app.store.put_onboarding(onboarding.clone()).await?;
+    app.pending.remove(&id);
+    Ok(Json(entry(onboarding)))
+}
+
 fn not_found(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiError {
     move |error| match error {
         crate::store::StoreError::NotFound => ApiError::not_found(format!("no such {what}")),
@@ -127,7 +198,12 @@ fn not_found(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiErro
     }
 }
 
-async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
+async fn summary(app: &App, device: Device, with_status: bool) -> Result<DeviceSummary, ApiError> {
+    let status = if with_status {
+        Some(super::device_status::brief(app, &device.uuid).await?)
+    } else {
+        None
+    };
     let config = app.store.config(&device.uuid).await?;
     let served = match &config {
         Some(config) => config.hash.clone(),
@@ -145,6 +221,7 @@ async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
         serial: device.serial,
         onboarding_id: device.onboarding_id,
         registered_at: device.registered_at,
+        status,
     })
 }
 
@@ -153,21 +230,38 @@ async fn summary(app: &App, device: Device) -> Result<DeviceSummary, ApiError> {
 struct ContactFilter {
     seen_since_ms: Option<u64>,
     not_seen_since_ms: Option<u64>,
+    /// Include what each device's newest device info says.
+    #[serde(default)]
+    with_status: bool,
+    /// Skip this many devices (in UUID order) ...
+    #[serde(default)]
+    offset: usize,
+    /// ... and list at most this many (default: all). The total is in [`TOTAL_HEADER`].
+    limit: Option<usize>,
 }
+
+/// The header of the devices route giving how many devices matched before paging.
+const TOTAL_HEADER: &str = "x-total-count";
 
 async fn list_devices(
     State(app): State<Arc<App>>,
     Query(filter): Query<ContactFilter>,
-) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+) -> Result<([(&'static str, String); 1], Json<Vec<DeviceSummary>>), ApiError> {
     let query = crate::store::ContactQuery {
         seen_since: filter.seen_since_ms,
         not_seen_since: filter.not_seen_since_ms,
     };
+    let devices = app.store.devices_by_contact(query).await?;
+    let total = devices.len();
     let mut summaries = Vec::new();
-    for device in app.store.devices_by_contact(query).await? {
-        summaries.push(summary(&app, device).await?);
+    for device in devices
+        .into_iter()
+        .skip(filter.offset)
+        .take(filter.limit.unwrap_or(usize::MAX))
+    {
+        summaries.push(summary(&app, device, filter.with_status).await?);
     }
-    Ok(Json(summaries))
+    Ok(([(TOTAL_HEADER, total.to_string())], Json(summaries)))
 }
 
 async fn find_device(app: &App, uuid: &str) -> Result<Device, ApiError> {
@@ -182,7 +276,15 @@ async fn show_device(
     Path(uuid): Path<String>,
 ) -> Result<Json<DeviceSummary>, ApiError> {
     let device = find_device(&app, &uuid).await?;
-    Ok(Json(summary(&app, device).await?))
+    Ok(Json(summary(&app, device, true).await?))
+}
+
+async fn device_status(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+) -> Result<Json<DeviceStatus>, ApiError> {
+    find_device(&app, &uuid).await?;
+    Ok(Json(super::device_status::status(&app, &uuid).await?))
 }
 
 async fn delete_device(
@@ -208,9 +310,61 @@ async fn get_config(
     Ok(Json(config))
 }
 
+/// The configuration device `uuid` is served, decoded.
+async fn current_config(app: &App, uuid: &str) -> Result<(u64, EdgeDevConfig), ApiError> {
+    let version = app
+        .store
+        .config(uuid)
+        .await?
+        .map_or(0, |config| config.version);
+    let served = served_config(app, uuid).await?;
+    let config = EdgeDevConfig::decode(&served.bytes[..])
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    Ok((version, config))
+}
+
+/// A configuration as YAML without its `id` (which the controller sets), for comparing.
+fn yaml_without_id(mut config: EdgeDevConfig) -> String {
+    config.id = None;
+    device_config::to_yaml(&config)
+}
+
+/// Checks a configuration file as `set_config` would, and shows it beside the current one.
+async fn check_config(
+    State(app): State<Arc<App>>,
+    Path(uuid): Path<String>,
+    text: String,
+) -> Result<Json<ConfigCheck>, ApiError> {
+    find_device(&app, &uuid).await?;
+    let (current_version, current) = current_config(&app, &uuid).await?;
+    let (problems, proposed_yaml) = match device_config::parse(&text) {
+        Err(error) => (vec![error], String::new()),
+        Ok(config) => (
+            device_config::validate(&config, &uuid)
+                .err()
+                .unwrap_or_default(),
+            yaml_without_id(config),
+        ),
+    };
+    Ok(Json(ConfigCheck {
+        problems,
+        current_version,
+        current_yaml: yaml_without_id(current),
+        proposed_yaml,
+    }))
+}
+
+/// Query of the set-config route.
+#[derive(Deserialize)]
+struct SetConfigQuery {
+    /// Refuse (409) unless this is the current version: the change was reviewed against it.
+    expect_version: Option<u64>,
+}
+
 async fn set_config(
     State(app): State<Arc<App>>,
     Path(uuid): Path<String>,
+    Query(query): Query<SetConfigQuery>,
     text: String,
 ) -> Result<Json<ConfigSet>, ApiError> {
     find_device(&app, &uuid).await?;
@@ -219,15 +373,27 @@ async fn set_config(
         .map_err(|problems| ApiError::unprocessable(problems.join("\n")))?;
     let _one_at_a_time = app.config_writes.lock().await;
     // Another controller sharing the store may write a version between our read and write:
-    // the store refuses ours then, and we number it again.
+    // the store refuses ours then, and we number it again (unless a version was expected).
     let mut attempts = 0;
     let (version, served) = loop {
-        let version = app
+        let current = app
             .store
             .config(&uuid)
             .await?
-            .map_or(0, |config| config.version)
-            + 1;
+            .map_or(0, |config| config.version);
+        if query
+            .expect_version
+            .is_some_and(|expected| expected != current)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "the configuration is at version {current} now, not {}: review the change again",
+                    query.expect_version.unwrap_or_default()
+                ),
+            ));
+        }
+        let version = current + 1;
         let served = device_config::serve(&uuid, version, config.clone());
         let stored = DeviceConfig {
             uuid: uuid.clone(),

@@ -194,7 +194,21 @@ async fn register(
     let key = lichen_api::cert::public_key(&onboarding_der).map_err(bad_cert)?;
     let payload = envelope::open(&container, &key)?;
     let message: ZRegisterMsg = decode(payload, "ZRegisterMsg")?;
-    match registration::register(&*app.store, &onboarding_der, &message).await {
+    let result = registration::register(&*app.store, &onboarding_der, &message).await;
+    if let Err(RegisterError::NotAllowed) = result {
+        let serial = [&message.serial, &message.soft_serial]
+            .into_iter()
+            .find(|serial| !serial.is_empty())
+            .map_or("", |serial| serial.as_str());
+        app.pending.record(
+            &onboarding_der,
+            &registration::onboarding_id(&onboarding_der),
+            &lichen_api::cert::subject(&onboarding_der).unwrap_or_default(),
+            serial,
+            now_ms(),
+        );
+    }
+    match result {
         Ok(Registered::Created(_)) => Ok(StatusCode::CREATED),
         Ok(Registered::Again(_)) => Ok(StatusCode::OK),
         Err(RegisterError::NotAllowed) => Err(ApiError::forbidden(

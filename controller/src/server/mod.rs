@@ -1,18 +1,21 @@
-//! The HTTPS server: EVE API v2 device routes under `/api/v2/edgedevice` and the admin API under
-//! `/api/admin/v1`, on one TLS 1.3 listener.
+//! The HTTPS server: EVE API v2 device routes under `/api/v2/edgedevice`, the admin API under
+//! `/api/admin/v1` and the web UI under `/ui/`, on one TLS 1.3 listener.
 
 mod admin_routes;
 mod attest;
 mod connections;
 mod device_routes;
+mod device_status;
 mod devices;
 mod error;
 mod housekeeping;
 mod limits;
 mod listener;
 mod metrics_series;
+mod pending;
 mod report_index;
 mod report_json;
+mod ui;
 
 use std::io;
 use std::net::SocketAddr;
@@ -92,6 +95,10 @@ pub(crate) struct App {
     reports: watch::Sender<u64>,
     /// Serializes configuration changes, so that versions increase one by one.
     config_writes: tokio::sync::Mutex<()>,
+    /// Refused register attempts, for operators to admit.
+    pending: pending::PendingQueue,
+    /// Web UI sessions.
+    sessions: ui::session::Sessions,
 }
 
 /// A running controller.
@@ -125,6 +132,7 @@ pub async fn start(options: Options) -> io::Result<Running> {
     let router = Router::new()
         .nest(lichen_api::API_PREFIX, device_routes::router())
         .nest(admin_routes::PREFIX, admin_routes::router(Arc::clone(&app)))
+        .merge(ui::router())
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(Arc::clone(&app));
 
@@ -208,10 +216,12 @@ impl App {
             store,
             signer,
             certs_body,
+            sessions: ui::session::Sessions::new(&admin_token),
             admin_token,
             devices: DeviceCache::default(),
             reports: watch::channel(0).0,
             config_writes: tokio::sync::Mutex::new(()),
+            pending: pending::PendingQueue::default(),
         }
     }
 }

@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn log_bundles_and_newlogs_become_lines() {
-        let bundle = reports::logs("dev-1", 7, 2).encode_to_vec();
+        let bundle = reports::logs("dev-1", 7, 2, "simulated log line").encode_to_vec();
         let lines = index(TelemetryKind::Logs, &bundle, 1).unwrap().lines;
         assert_eq!(lines.len(), 2);
         assert_eq!(

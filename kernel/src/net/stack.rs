@@ -220,6 +220,21 @@ pub fn start(args: &Args) -> Result<[u8; 6], StartError> {
     start_with_device(Box::new(card), config)
 }
 
+/// The seed of smoltcp's generator (TCP initial sequence numbers, ephemeral ports, DHCP
+/// transaction ids): RDRAND's, so that an off-path attacker cannot guess them. Without RDRAND
+/// the clock and the MAC address still make nodes differ, but the seed is guessable: that is
+/// logged.
+fn random_seed(mac: [u8; 6]) -> u64 {
+    let weak = time::now().as_nanos()
+        ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x4c, 0x69]);
+    #[cfg(target_os = "none")]
+    match crate::random::word() {
+        Ok(word) => return word ^ weak,
+        Err(e) => crate::warn!("net: {e}: TCP sequence numbers and ports are guessable"),
+    }
+    weak
+}
+
 /// Starts the stack on `device` with `config`; returns the card's MAC address.
 pub fn start_with_device(
     mut device: Box<dyn NetDevice>,
@@ -230,8 +245,7 @@ pub fn start_with_device(
     }
     let mac = device.mac_address();
     let mut iface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    iface_config.random_seed = time::now().as_nanos()
-        ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x4c, 0x69]);
+    iface_config.random_seed = random_seed(mac);
     let mut iface = {
         let mut adapter = Adapter::new(device.as_mut());
         Interface::new(iface_config, &mut adapter, smol_now())

@@ -5,7 +5,7 @@
 //! [`current`]. Services never see it: they use the console, clock and channel APIs, which
 //! call into it.
 
-use crate::time::{Instant, TscScale, UnixTime};
+use crate::time::{Instant, TscRate, TscScale, UnixTime};
 
 pub mod qemu;
 pub mod xen;
@@ -97,8 +97,9 @@ pub trait Platform: Sync {
     fn console_write(&self, bytes: &[u8]);
     /// The time of day, if the platform has a clock to read it from.
     fn read_wall_clock(&self) -> Option<UnixTime>;
-    /// Finds how TSC ticks convert to nanoseconds and sets up the timer interrupt.
-    fn start_clock(&self) -> TscScale;
+    /// Finds (or starts measuring) how TSC ticks convert to nanoseconds and sets up the timer
+    /// interrupt.
+    fn start_clock(&self) -> TscRate;
     /// Arranges for the next [`Platform::idle`] to end by `deadline` (replacing any earlier
     /// arming); by default with the local APIC timer's interrupt.
     fn arm_timer(&self, deadline: Instant) {
@@ -152,8 +153,8 @@ impl Platform for Unset {
     fn read_wall_clock(&self) -> Option<UnixTime> {
         None
     }
-    fn start_clock(&self) -> TscScale {
-        TscScale { mul: 0, shift: 0 }
+    fn start_clock(&self) -> TscRate {
+        TscRate::Known(TscScale { mul: 0, shift: 0 })
     }
     fn arm_timer(&self, _deadline: Instant) {}
     fn idle(&self) {}

@@ -58,8 +58,17 @@ fn pong_is_killed_restarted_and_resynchronised_with_no_round_lost_or_repeated() 
         lost_at,
         "after the resync ping's view acknowledges the round under way"
     );
-    // Two lives of pong: the restarted one joined at the round ping was at.
-    assert_eq!(lines(&run, "launcher: pong: created domain").len(), 2);
+    // Two lives of pong: the restarted one (its standby domain, prepared while the first ran,
+    // when the manifest asks for one) joined at the round ping was at.
+    let created = lines(&run, "launcher: pong: created domain").len();
+    let took_over = lines(&run, "launcher: pong: standby domain")
+        .iter()
+        .filter(|l| l.contains("takes over"))
+        .count();
+    assert_eq!(created + took_over, 2, "two lives of pong");
+    if manifest.contains("standby = true") {
+        assert_eq!(took_over, 1, "the standby took over");
+    }
     let joined = lines(&run, "synchronised with ping at round");
     assert_eq!(joined.len(), 2, "{joined:?}");
     let rejoined: u64 = joined[1]

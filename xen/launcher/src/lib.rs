@@ -4,6 +4,7 @@
 //! parsers directly.
 
 pub mod backoff;
+pub mod builder;
 pub mod bus;
 pub mod console;
 pub mod daemons;

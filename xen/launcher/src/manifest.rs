@@ -15,6 +15,8 @@
 //!                                # "uplink": a vif on lichenup0, bridged to dom0's NIC
 //! disks = ["persist"]            # node disks it gets, "NAME" or "NAME:ro" (see crate::disks)
 //! daemon = true                  # serves the others: stopped once they are all done
+//! toolstack = "xl"               # "lichen" (default): the launcher's builder | "xl"
+//! standby = true                 # keep a built, paused domain to restart into (default false)
 //!
 //! [disks.persist]
 //! size_mib = 64
@@ -187,6 +189,26 @@ pub struct Service {
     /// is not a daemon is, and its daemons are then stopped.
     #[serde(default)]
     pub daemon: bool,
+    /// What builds the service's domain.
+    #[serde(default)]
+    pub toolstack: Toolstack,
+    /// Keep a second domain built and paused while the service runs: a failure unpauses it
+    /// (at once for the first failure in a row) instead of building a new one.
+    #[serde(default)]
+    pub standby: bool,
+}
+
+/// What builds a service's domain.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Toolstack {
+    /// The launcher's own domain builder (xen/launcher/src/builder): milliseconds. Services
+    /// with disks (the builder writes no vbd backends yet), and any service when privcmd is
+    /// missing, still go through `xl`.
+    #[default]
+    Lichen,
+    /// `xl create -p`: the fallback, and the reference of `scripts/bench xen-boot`.
+    Xl,
 }
 
 /// What network card a service gets.
@@ -347,6 +369,8 @@ pub enum ManifestError {
     Backoff(String),
     /// A disk declaration or use that cannot work (the reason).
     Disk(String),
+    /// A standby domain for a service that is never restarted.
+    StandbyWithoutRestart(String),
     /// An image or ramdisk is in none of the image directories.
     MissingImage {
         /// The service.
@@ -412,6 +436,10 @@ impl fmt::Display for ManifestError {
                 write!(f, "service `{service}`: backoff_max_ms is smaller than backoff_ms")
             }
             ManifestError::Disk(reason) => f.write_str(reason),
+            ManifestError::StandbyWithoutRestart(service) => write!(
+                f,
+                "service `{service}`: standby = true needs restart = \"on-failure\" or \"always\""
+            ),
             ManifestError::MissingImage { service, image, searched } => {
                 let dirs: Vec<String> = searched.iter().map(|d| d.display().to_string()).collect();
                 write!(
@@ -627,6 +655,9 @@ fn check_service(name: &str, service: &Service) -> Vec<ManifestError> {
     if service.backoff_max_ms < service.backoff_ms {
         errors.push(ManifestError::Backoff(name.to_string()));
     }
+    if service.standby && service.restart == RestartMode::Never {
+        errors.push(ManifestError::StandbyWithoutRestart(name.to_string()));
+    }
     errors
 }
 
@@ -758,6 +789,27 @@ mod tests {
             images.files(),
             [dir.0.join("bus.elf"), dir.0.join("api.elf")]
         );
+    }
+
+    #[test]
+    fn toolstack_and_standby_default_to_the_builder_without_standby() {
+        let manifest = Manifest::parse(TWO_SERVICES).unwrap();
+        assert_eq!(manifest.services["bus"].toolstack, Toolstack::Lichen);
+        assert!(!manifest.services["bus"].standby);
+        let text = "[services.a]\nimage = \"a\"\nmemory = 8\ntoolstack = \"xl\"\nstandby = true\n";
+        let a = &Manifest::parse(text).unwrap().services["a"];
+        assert_eq!((a.toolstack, a.standby), (Toolstack::Xl, true));
+        let bad = "[services.a]\nimage = \"a\"\nmemory = 8\ntoolstack = \"libxl\"\n";
+        assert!(Manifest::parse(bad).is_err());
+        let dir = ImageDir::with(&["a.elf"]);
+        let never =
+            "[services.a]\nimage = \"a\"\nmemory = 8\nrestart = \"never\"\nstandby = true\n";
+        let errors = Manifest::parse(never)
+            .unwrap()
+            .validate(&dir.dirs())
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("standby = true needs restart"), "{errors}");
     }
 
     #[test]

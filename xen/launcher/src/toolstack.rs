@@ -1,10 +1,14 @@
-//! The real [`Platform`]: Xen's `xl` to create, list and destroy domains, privcmd to unpause them,
-//! xenstored's socket for xenstore, xenconsoled's per-guest log files for consoles and its ptys for
-//! console input.
+//! The real [`Platform`]: the launcher's own domain builder ([`crate::builder`]) or Xen's `xl` to
+//! create domains, privcmd to unpause, list and destroy them (`xl` where privcmd is missing),
+//! xenstored's socket for xenstore, xenconsoled's per-guest log files for consoles and its ptys
+//! for console input.
 //!
-//! Domains are created with `xl create -p -e` (paused, and without xl's background process) from
-//! generated configs that keep a domain after it shuts down (`on_poweroff = "preserve"`, ...):
-//! the launcher reads its exit status and console first, then destroys it.
+//! A service with `toolstack = "lichen"` (the default) and no vif is built by the launcher: a few
+//! dozen hypercalls, then the xenstore entries libxl would write and an introduction to
+//! xenstored. Xen keeps a domain that shut down until it is destroyed, so the launcher reads its
+//! exit status and console first. The others are created with `xl create -p -e` (paused, and
+//! without xl's background process) from generated configs that keep a domain after it shuts
+//! down (`on_poweroff = "preserve"`, ...).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -14,13 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::builder;
 use crate::console::ConsoleTail;
-use crate::manifest::Service;
+use crate::manifest::{Service, Toolstack as Builder};
 use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
 use crate::privcmd::Privcmd;
 use crate::say;
 use crate::wiring::Wiring;
-use crate::xenstore::XenStore;
+use crate::xenstore::{Op, XenStore};
 
 /// Drives Xen: xl for domains, privcmd for unpausing, xenstored's socket, xenconsoled's logs.
 pub struct Toolstack {
@@ -30,6 +35,10 @@ pub struct Toolstack {
     domains_changed: Arc<AtomicBool>,
     store: XenStore,
     privcmd: Option<Privcmd>,
+    /// Domains the launcher built, with their handles (for the xenstore cleanup).
+    built: HashMap<u32, [u8; 16]>,
+    /// Built domains whose console xenconsoled may not have connected yet.
+    console_pending: std::collections::HashSet<u32>,
 }
 
 impl Toolstack {
@@ -51,6 +60,8 @@ impl Toolstack {
             domains_changed,
             store,
             privcmd,
+            built: HashMap::new(),
+            console_pending: Default::default(),
         })
     }
 }
@@ -202,8 +213,110 @@ pub fn parse_domain_list(text: &str) -> HashMap<u32, DomainState> {
     domains
 }
 
-impl Platform for Toolstack {
-    fn create_paused(
+/// Domain states from `XEN_DOMCTL_getdomaininfo` flags (as `xl list` derives its flags).
+pub fn domain_states(list: &[crate::privcmd::DomainInfo]) -> HashMap<u32, DomainState> {
+    use crate::privcmd::DomainInfo;
+    list.iter()
+        .filter(|d| d.domid != 0)
+        .map(|d| {
+            let state = if d.flags & DomainInfo::DYING != 0 {
+                DomainState::Dying
+            } else if d.flags & DomainInfo::SHUTDOWN != 0 {
+                DomainState::Shutdown(ShutdownReason::from_code(d.shutdown_code()))
+            } else {
+                DomainState::Alive
+            };
+            (d.domid, state)
+        })
+        .collect()
+}
+
+impl Toolstack {
+    /// Builds `name`'s domain with the launcher's builder and registers it in xenstore.
+    fn build(
+        &mut self,
+        xc_name: &str,
+        service: &Service,
+        files: &BootFiles,
+    ) -> Result<u32, String> {
+        let Some(xc) = &self.privcmd else {
+            return Err("no privcmd".into());
+        };
+        let started = Instant::now();
+        let kernel = std::fs::read(&files.kernel)
+            .map_err(|e| format!("cannot read {}: {e}", files.kernel.display()))?;
+        let ramdisk = match &files.ramdisk {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let uuid = builder::new_uuid();
+        let spec = builder::Spec {
+            kernel: &kernel,
+            ramdisk: ramdisk.as_deref(),
+            memory_mib: service.memory,
+            vcpus: service.vcpus,
+            cmdline: &service.cmdline,
+            uuid,
+        };
+        let read = started.elapsed();
+        let built = builder::build(xc, &spec)?;
+        let domid = built.domid;
+        let hypercalls = started.elapsed();
+        let entries = builder::entries::entries(xc_name, &built, &uuid);
+        // One pipelined batch, no transaction: nothing reads these entries before the
+        // introduction that ends the batch.
+        let mut ops = Vec::new();
+        for e in entries {
+            ops.push(Op::Write(e.path.clone(), e.value));
+            if let Some(perms) = e.perms {
+                ops.push(Op::SetPerms(e.path, perms));
+            }
+        }
+        ops.push(Op::Introduce(domid, built.store_gfn, built.store_port));
+        let registered = self.store.batch(0, &ops);
+        let entries_done = started.elapsed();
+        let registered = registered.and_then(|()| match service.network.bridge() {
+            None => Ok(()),
+            Some(bridge) => add_vif(&mut self.store, domid, &uuid, bridge),
+        });
+        if let Err(e) = registered {
+            let _ = xc.destroy(domid);
+            self.remove_entries(domid, &uuid);
+            return Err(format!("registering domain {domid} in xenstore: {e}"));
+        }
+        self.built.insert(domid, uuid);
+        // xenconsoled connects the console meanwhile; `unpause` waits for it.
+        self.console_pending.insert(domid);
+        let steps: Vec<String> = built
+            .steps
+            .iter()
+            .map(|(step, ms)| format!("{step} {ms:.1}"))
+            .collect();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        say!(
+            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries and introduce {:.1} ms",
+            ms(hypercalls),
+            ms(read),
+            steps.join(", "),
+            ms(entries_done - hypercalls),
+        );
+        Ok(domid)
+    }
+
+    fn remove_entries(&mut self, domid: u32, uuid: &[u8; 16]) {
+        let paths = builder::entries::cleanup_paths(domid, uuid);
+        let _ = self.store.transaction(|store, tx| {
+            for path in &paths {
+                store.rm(tx, path)?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Creates a domain with `xl create -p`.
+    fn xl_create(
         &mut self,
         name: &str,
         service: &Service,
@@ -233,8 +346,36 @@ impl Platform for Toolstack {
             .parse()
             .map_err(|_| format!("xl domid {name} printed `{}`", domid.trim()))
     }
+}
+
+impl Platform for Toolstack {
+    fn create_paused(
+        &mut self,
+        name: &str,
+        service: &Service,
+        files: &BootFiles,
+    ) -> Result<u32, String> {
+        // The builder writes no vbd backends yet: a service with disks goes through xl.
+        if service.toolstack == Builder::Lichen
+            && self.privcmd.is_some()
+            && service.disks.is_empty()
+        {
+            return self.build(name, service, files);
+        }
+        self.xl_create(name, service, files)
+    }
 
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
+        if self.console_pending.remove(&domid) {
+            let waited = Instant::now();
+            match wait_for_console(&mut self.store, domid) {
+                Ok(()) => say!(
+                    "domain {domid}: console connected (waited {:.1} ms)",
+                    waited.elapsed().as_secs_f64() * 1000.0
+                ),
+                Err(e) => say!("domain {domid}: {e}: unpausing anyway"),
+            }
+        }
         if let Some(privcmd) = &self.privcmd {
             match privcmd.unpause(domid) {
                 Ok(()) => return Ok(()),
@@ -248,10 +389,29 @@ impl Platform for Toolstack {
     }
 
     fn destroy(&mut self, domid: u32) -> Result<(), String> {
+        self.console_pending.remove(&domid);
+        if let Some(uuid) = self.built.remove(&domid) {
+            if let Some(xc) = &self.privcmd {
+                let result = xc
+                    .destroy(domid)
+                    .map_err(|e| format!("XEN_DOMCTL_destroydomain {domid}: {e}"));
+                self.remove_entries(domid, &uuid);
+                return result;
+            }
+        }
         run("xl", &["destroy", &domid.to_string()]).map(drop)
     }
 
     fn domains(&mut self) -> Result<HashMap<u32, DomainState>, String> {
+        if let Some(xc) = &self.privcmd {
+            match xc.domains() {
+                Ok(list) => return Ok(domain_states(&list)),
+                Err(e) => {
+                    say!("cannot list domains through privcmd ({e}): using xl list from now on");
+                    self.privcmd = None;
+                }
+            }
+        }
         run("xl", &["list", "-v"]).map(|text| parse_domain_list(&text))
     }
 
@@ -265,22 +425,35 @@ impl Platform for Toolstack {
     }
 
     fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
+        // One transaction in three pipelined steps ([`XenStore::batch`]): the removals and
+        // writes; the listing of the trees whose permissions change recursively (a level at a
+        // time); every permission change, in order. A few round trips, not one per node.
+        let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
+        for (path, value) in &wiring.writes {
+            ops.push(Op::Write(path.clone(), value.clone()));
+        }
+        let roots: Vec<String> = wiring
+            .perms
+            .iter()
+            .filter(|c| c.recursive)
+            .map(|c| c.path.clone())
+            .collect();
         self.store
             .transaction(|store, tx| {
-                for path in &wiring.removes {
-                    store.rm(tx, path)?;
-                }
-                for (path, value) in &wiring.writes {
-                    store.write(tx, path, value)?;
-                }
+                store.batch(tx, &ops)?;
+                let mut trees = store.subtrees(tx, &roots)?.into_iter();
+                let mut perms = Vec::new();
                 for change in &wiring.perms {
-                    if change.recursive {
-                        store.set_perms_recursive(tx, &change.path, &change.perms)?;
+                    let nodes = if change.recursive {
+                        trees.next().unwrap_or_default()
                     } else {
-                        store.set_perms(tx, &change.path, &change.perms)?;
+                        vec![change.path.clone()]
+                    };
+                    for node in nodes {
+                        perms.push(Op::SetPerms(node, change.perms.clone()));
                     }
                 }
-                Ok(())
+                store.batch(tx, &perms)
             })
             .map_err(|e| e.to_string())
     }
@@ -307,6 +480,87 @@ impl Platform for Toolstack {
             lines.extend(tail.take_partial());
         }
         lines
+    }
+}
+
+/// Gives `domid` a vif on the bridge, as xl does: the backend and frontend entries (one
+/// transaction, so netback probes a complete device), then, once netback has created
+/// `vif<domid>.0` (backend state 2, InitWait), the hotplug script, which bridges it and
+/// reports `hotplug-status`. That last part runs on a thread: the guest's netfront waits for
+/// the backend anyway, so the domain can be unpaused meanwhile.
+fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16], bridge: &str) -> std::io::Result<()> {
+    let mac = builder::entries::vif_mac(uuid);
+    let entries = builder::entries::vif_entries(domid, 0, &mac, bridge, VIF_SCRIPT);
+    let mut ops = Vec::new();
+    for e in entries {
+        ops.push(Op::Write(e.path.clone(), e.value));
+        if let Some(perms) = e.perms {
+            ops.push(Op::SetPerms(e.path, perms));
+        }
+    }
+    store.transaction(|store, tx| store.batch(tx, &ops))?;
+    let backend = builder::entries::vif_backend(domid, 0);
+    std::thread::spawn(move || {
+        if let Err(e) = run_vif_hotplug(domid, &backend) {
+            say!("domain {domid}: vif hotplug failed: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Waits (up to 3 s) until xenconsoled has connected `domid`'s console: it writes the pty's
+/// name in `console/tty` once it has. Unpausing before that loses what a short-lived guest
+/// prints (xenconsoled does not connect a domain that already shut down), and xenconsoled's
+/// connection work would compete with the guest's boot for dom0's CPUs.
+fn wait_for_console(store: &mut XenStore, domid: u32) -> Result<(), String> {
+    let path = format!("/local/domain/{domid}/console/tty");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match store.read(0, &path) {
+            Ok(Some(tty)) if !tty.trim().is_empty() => return Ok(()),
+            Err(e) => return Err(format!("cannot read {path}: {e}")),
+            _ if Instant::now() > deadline => {
+                return Err("xenconsoled did not connect the console within 3 s".into())
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Waits for netback to take vif `backend` (state 2 or later), then runs the hotplug script
+/// with the environment xl gives it.
+fn run_vif_hotplug(domid: u32, backend: &str) -> Result<(), String> {
+    let mut store = XenStore::connect().map_err(|e| format!("cannot reach xenstored: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state_path = format!("{backend}/state");
+    loop {
+        let state = store
+            .read(0, &state_path)
+            .map_err(|e| format!("reading {state_path}: {e}"))?;
+        match state.as_deref().map(str::trim).map(str::parse::<u32>) {
+            Some(Ok(state)) if state >= 2 => break,
+            None => return Err(format!("{backend} disappeared")),
+            _ if Instant::now() > deadline => {
+                return Err(format!("netback did not take {backend} within 30 s"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    let output = Command::new(VIF_SCRIPT)
+        .arg("online")
+        .env("XENBUS_PATH", backend)
+        .env("vif", format!("vif{domid}.0"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {VIF_SCRIPT}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{VIF_SCRIPT} online: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 

@@ -36,6 +36,8 @@ pub enum TimerMode {
     TscDeadline = 1,
     /// The initial-count register counts down at the calibrated APIC timer rate.
     OneShot = 2,
+    /// One-shot mode, its rate to be measured when the timer is first armed.
+    Uncalibrated = 3,
 }
 
 static MODE: AtomicU8 = AtomicU8::new(TimerMode::None as u8);
@@ -88,6 +90,11 @@ pub fn use_one_shot(ticks_per_tsc_q32: u64) {
     MODE.store(TimerMode::OneShot as u8, Ordering::Relaxed);
 }
 
+/// Selects one-shot mode with a rate measured on the first [`arm`].
+pub fn use_uncalibrated() {
+    MODE.store(TimerMode::Uncalibrated as u8, Ordering::Relaxed);
+}
+
 /// Starts the APIC timer counting down from its maximum, masked, for calibration.
 pub fn start_free_running() {
     write(REG_TIMER_DIVIDE, DIVIDE_BY_1);
@@ -117,6 +124,12 @@ pub fn arm(deadline: u64) {
                 REG_TIMER_INITIAL,
                 ticks.clamp(1, u128::from(u32::MAX)) as u32,
             );
+        }
+        m if m == TimerMode::Uncalibrated as u8 => {
+            super::calibrate_apic_timer();
+            if MODE.load(Ordering::Relaxed) == TimerMode::OneShot as u8 {
+                arm(deadline);
+            }
         }
         _ => {}
     }

@@ -3,9 +3,16 @@
 //! Xen's domain builder and QEMU's PVH loader both jump to the address in the
 //! `XEN_ELFNOTE_PHYS32_ENTRY` note with EBX holding the physical address of `hvm_start_info`,
 //! paging off and interrupts disabled. The stub below records the TSC (for boot timing) and the
-//! start-info address, zeroes .bss, builds identity page tables for the first 4 GiB (4 KiB pages
-//! for the first 2 MiB, so that page 0 and the stack guard can be unmapped, 2 MiB pages above),
-//! enables SSE, PAE and long mode, and calls [`kernel_entry`](crate::boot::kernel_entry).
+//! start-info address, maps 0..4 GiB (1 GiB pages where the CPU has them, else 2 MiB pages),
+//! enables SSE, PAE and long mode, and calls [`kernel_entry`](crate::boot::kernel_entry);
+//! [`paging::init`](super::paging::init) then gives the first 2 MiB their 4 KiB pages.
+//!
+//! The stub does not zero .bss: .bss is the part of the load segment past its file size, which
+//! the ELF specification defines as zero and every PVH loader lichen boots under fills with
+//! zeroes: Xen's libelf (`elf_load_image`), QEMU's ELF loader (fresh guest RAM, and since QEMU
+//! 6.1 `rom_reset` zeroes it again on reset) and the launcher's own domain builder
+//! (xen/launcher/src/builder). With paging off some nested hypervisors emulate every store
+//! (about 1.6 us each), so the 12 pages of .bss cost milliseconds to zero by hand.
 
 use core::arch::global_asm;
 
@@ -37,7 +44,7 @@ pub struct BootPageTables {
 /// stack faults instead of silently corrupting memory.
 #[repr(C, align(4096))]
 pub struct BootStack {
-    /// Unmapped by [`crate::arch::paging::protect_stack_guard`].
+    /// Left unmapped by [`crate::arch::paging::init`].
     pub guard: [u8; PAGE_SIZE],
     /// The stack proper; it grows down from its end.
     pub stack: [u8; STACK_SIZE],
@@ -101,71 +108,49 @@ pvh_start32:
     mov dword ptr [{boot_tsc} + 4], edx
     mov dword ptr [{start_info}], esi
 
-    /* zero .bss (page tables and stack included) */
-    mov edi, offset __bss_start
-    mov ecx, offset __bss_end
-    sub ecx, edi
-    shr ecx, 2
-    xor eax, eax
-    rep stosd
+    /* No zeroing of .bss: it lies in the load segment's memsz beyond its filesz, which the
+       ELF loader fills with zeroes (the ELF specification requires it; Xen's libelf
+       `elf_load_image` and QEMU's ROM loader do it; see the module docs). */
 
-    /* PML4[0] -> PDPT; PDPT[0] -> PD0 */
+    /* PML4[0] -> PDPT. The upper halves of every entry stay zero (all addresses < 4 GiB). */
     mov edi, offset {tables}
     lea eax, [edi + 4096 + 3]
     mov dword ptr [edi], eax
-    lea eax, [edi + 8192 + 3]
-    mov dword ptr [edi + 4096], eax
 
-    /* 1..4 GiB: 1 GiB pages when the CPU has them (CPUID 0x80000001 EDX bit 26), else
-       PDPT[1..4] -> PD1..PD3 of 2 MiB pages. Every store here counts: some nested hypervisors
-       emulate this paging-off code store by store. EDX ends up as the number of PD entries. */
+    /* 0..4 GiB: 1 GiB pages when the CPU has them (CPUID 0x80000001 EDX bit 26): four stores.
+       Else PDPT[0..4] -> PD0..PD3 of 2 MiB pages: 2052 stores. Every store here counts: some
+       nested hypervisors emulate this paging-off code store by store. The first 2 MiB get
+       their 4 KiB page table (page 0 and the stack guard unmapped) in `paging::init`, with
+       paging on, where filling a page that is not a live table yet costs plain stores. */
     mov eax, 0x80000001
     cpuid
     bt edx, 26
     jnc 4f
+    mov dword ptr [edi + 4096], 0x00000083
     mov dword ptr [edi + 4096 + 8], 0x40000083
     mov dword ptr [edi + 4096 + 16], 0x80000083
     mov dword ptr [edi + 4096 + 24], 0xc0000083
-    mov edx, 512
     jmp 5f
 4:
-    lea eax, [edi + 3 * 4096 + 3]
+    lea eax, [edi + 2 * 4096 + 3]
+    mov dword ptr [edi + 4096], eax
+    add eax, 4096
     mov dword ptr [edi + 4096 + 8], eax
     add eax, 4096
     mov dword ptr [edi + 4096 + 16], eax
     add eax, 4096
     mov dword ptr [edi + 4096 + 24], eax
-    mov edx, 2048
-5:
     /* PD entries: 2 MiB pages from 0 */
-    lea ebx, [edi + 8192]
+    lea ebx, [edi + 2 * 4096]
     xor ecx, ecx
+    mov eax, 0x83
 2:
-    mov eax, ecx
-    shl eax, 21
-    or eax, 0x83
     mov dword ptr [ebx + ecx * 8], eax
-    mov eax, ecx
-    shr eax, 11
-    mov dword ptr [ebx + ecx * 8 + 4], eax
+    add eax, 0x200000
     inc ecx
-    cmp ecx, edx
+    cmp ecx, 2048
     jne 2b
-
-    /* PD0[0] -> PT0, which maps 4 KiB pages 1..512 (page 0 stays unmapped: null pointers fault) */
-    lea eax, [edi + 6 * 4096 + 3]
-    mov dword ptr [ebx], eax
-    lea ebx, [edi + 6 * 4096]
-    mov ecx, 1
-3:
-    mov eax, ecx
-    shl eax, 12
-    or eax, 3
-    mov dword ptr [ebx + ecx * 8], eax
-    inc ecx
-    cmp ecx, 512
-    jne 3b
-
+5:
     /* SSE, PAE; page tables; long mode; paging */
     mov eax, cr4
     or eax, (1 << 5) | (1 << 9) | (1 << 10)

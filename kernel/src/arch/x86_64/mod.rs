@@ -9,27 +9,38 @@ pub mod paging;
 pub mod pit;
 pub mod trap;
 
-/// Sets up the CPU: GDT and TSS, IDT, the stack guard and the local APIC.
+/// Sets up the CPU: the 4 KiB mappings of the first 2 MiB (null page and stack guard unmapped),
+/// GDT and TSS, IDT and the local APIC.
 ///
 /// # Safety
 /// Call once at boot, with interrupts disabled, before anything else.
 pub unsafe fn init() {
     // SAFETY: forwarded: once, at boot, interrupts off.
     unsafe {
+        paging::init();
         gdt::init();
         trap::init();
-        paging::protect_stack_guard();
         apic::init();
     }
 }
 
-/// Sets up the timer interrupt: TSC-deadline mode if the CPU has it, else one-shot mode with
-/// the APIC timer rate measured against the TSC over 1 ms.
-pub fn init_timer(scale: crate::time::TscScale) {
+/// Sets up the timer interrupt: TSC-deadline mode if the CPU has it; else one-shot mode, whose
+/// APIC timer rate is measured against the TSC (over 1 ms) when the timer is first armed, so
+/// that boot does not wait for it (and never does where the timer is not used: Xen guests with
+/// event channels).
+pub fn init_timer() {
     if apic::has_tsc_deadline() {
         apic::use_tsc_deadline();
-        return;
+    } else {
+        apic::use_uncalibrated();
     }
+}
+
+/// Measures the APIC timer rate against the TSC over 1 ms and selects one-shot mode with it.
+fn calibrate_apic_timer() {
+    let Some(scale) = crate::time::scale() else {
+        return;
+    };
     let window = scale.ns_to_ticks(1_000_000);
     apic::start_free_running();
     let start = cpu::rdtsc();

@@ -15,7 +15,7 @@ mod machine {
     use super::{debug_exit, kvmclock, rtc, uart};
     use crate::arch::{cpu, pit};
     use crate::platform::{Hypervisor, Platform};
-    use crate::time::{TscScale, UnixTime};
+    use crate::time::{TscRate, TscScale, UnixTime};
 
     /// The microvm platform.
     pub struct Qemu {
@@ -42,10 +42,11 @@ mod machine {
     }
 
     impl Qemu {
-        /// The TSC rate: from kvmclock, else from the hypervisor's timing leaf, else the PIT.
-        fn measure_tsc(&self) -> TscScale {
+        /// The TSC rate: from kvmclock, else from the hypervisor's timing leaf, else measured
+        /// against the PIT (finished on first use).
+        fn measure_tsc(&self) -> TscRate {
             if let Some(scale) = self.kvm_base.and_then(kvmclock::tsc_scale) {
-                return scale;
+                return TscRate::Known(scale);
             }
             // KVM may state the TSC rate in leaf base+0x10 (kHz in EAX).
             if let Some(base) = self
@@ -55,10 +56,11 @@ mod machine {
                 if let Some(scale) =
                     TscScale::from_hz(u64::from(cpu::cpuid(base + 0x10).eax) * 1000)
                 {
-                    return scale;
+                    return TscRate::Known(scale);
                 }
             }
-            pit::calibrate_tsc()
+            pit::start_calibration();
+            TscRate::Measuring(pit::finish_calibration)
         }
     }
 
@@ -83,10 +85,10 @@ mod machine {
             rtc::read()
         }
 
-        fn start_clock(&self) -> TscScale {
-            let scale = self.measure_tsc();
-            crate::arch::init_timer(scale);
-            scale
+        fn start_clock(&self) -> TscRate {
+            let rate = self.measure_tsc();
+            crate::arch::init_timer();
+            rate
         }
 
         fn exit(&self, status: i32) -> ! {

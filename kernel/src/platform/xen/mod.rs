@@ -29,7 +29,7 @@ mod machine {
     use crate::platform::ConsoleInput;
     use crate::platform::Platform;
     use crate::sync::IrqMutex;
-    use crate::time::{Instant, TscScale, UnixTime};
+    use crate::time::{Instant, TscRate, TscScale, UnixTime};
     use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// The Xen platform.
@@ -221,7 +221,7 @@ mod machine {
             }
         }
 
-        fn start_clock(&self) -> TscScale {
+        fn start_clock(&self) -> TscRate {
             // The pvclock scale in shared info; failing that, Xen's time leaf (base + 3,
             // sub-leaf 0: ECX is the guest TSC rate in kHz).
             let from_shared_info = match shared_info::map() {
@@ -240,8 +240,8 @@ mod machine {
                     crate::warn!("Xen states no TSC rate: assuming 1 GHz");
                     TscScale::from_hz(1_000_000_000).expect("non-zero rate")
                 });
-            crate::arch::init_timer(scale);
-            scale
+            crate::arch::init_timer();
+            TscRate::Known(scale)
         }
 
         // Once event channels are up there is no LAPIC timer and no upcall vector on Xen: the

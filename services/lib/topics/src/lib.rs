@@ -31,6 +31,7 @@ pub mod template;
 pub mod vault;
 pub mod vbench_a;
 pub mod vbench_b;
+pub mod zedagent;
 
 /// A table of `T` objects keyed by `K`, published by one service. A persistent one is listed
 /// in [`persistent`] and kept by the vault ([`vault`]).

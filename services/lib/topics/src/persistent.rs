@@ -5,10 +5,14 @@
 //! [`for_each_persistent_topic!`] (how it follows each with its own types). Unit tests check
 //! that they agree and that each is persistent.
 
-use crate::{counter, TopicDecl};
+use crate::{counter, zedagent, TopicDecl};
 
 /// Every persistent topic, as an image declares it.
-pub const TOPICS: &[TopicDecl] = &[counter::COUNT.decl()];
+pub const TOPICS: &[TopicDecl] = &[
+    counter::COUNT.decl(),
+    zedagent::IDENTITY.decl(),
+    zedagent::CHECKPOINT.decl(),
+];
 
 /// Calls `$visit!(&topic)` for every persistent topic (a macro, so that `$visit` can be generic
 /// over each topic's key and message types).
@@ -16,6 +20,8 @@ pub const TOPICS: &[TopicDecl] = &[counter::COUNT.decl()];
 macro_rules! for_each_persistent_topic {
     ($visit:ident) => {
         $visit!(&$crate::counter::COUNT);
+        $visit!(&$crate::zedagent::IDENTITY);
+        $visit!(&$crate::zedagent::CHECKPOINT);
     };
 }
 

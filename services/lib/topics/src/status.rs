@@ -5,7 +5,7 @@
 //! [`for_each_status_topic!`] (how diag subscribes to each with its own types). A unit test
 //! checks that they agree. A status message type implements `Display`: one line per object.
 
-use crate::{counter, ping, pong, template, vault, TopicDecl};
+use crate::{counter, ping, pong, template, vault, zedagent, TopicDecl};
 
 /// Every status topic, as an image declares it.
 pub const TOPICS: &[TopicDecl] = &[
@@ -14,6 +14,7 @@ pub const TOPICS: &[TopicDecl] = &[
     template::STATUS.decl(),
     counter::COUNT.decl(),
     vault::STATUS.decl(),
+    zedagent::STATUS.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every status topic (a macro, so that `$visit` can be generic
@@ -26,6 +27,7 @@ macro_rules! for_each_status_topic {
         $visit!(&$crate::template::STATUS);
         $visit!(&$crate::counter::COUNT);
         $visit!(&$crate::vault::STATUS);
+        $visit!(&$crate::zedagent::STATUS);
     };
 }
 

@@ -1,0 +1,25 @@
+//! The device side of the EVE device API, as lichen's zedagent speaks it (the controller's side
+//! is `controller/`; the wire types are `lichen-api`'s).
+//!
+//! - [`bootstrap`]: the config partition (root, onboarding certificate, controller, serial);
+//! - [`identity`]: the device key and its self-signed certificate, made on first boot;
+//! - [`controller`]: the controller's signing certificate, checked against the pinned root, and
+//!   the envelopes it signs;
+//! - [`checkpoint`]: the last good configuration, kept as received and verified again when read;
+//! - [`http`]: HTTP/1.1 requests and responses over a TLS stream;
+//! - [`x509`]: PEM, a certificate's key and path validation, through webpki.
+//!
+//! Everything a controller or the network sends is checked here before zedagent acts on it;
+//! each module says what its peer may send and what happens.
+
+#![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod bootstrap;
+pub mod checkpoint;
+pub mod controller;
+pub mod http;
+pub mod identity;
+pub mod x509;
