@@ -96,6 +96,8 @@ struct Unit {
     started_once: bool,
     /// A built, paused domain ready to take over (`standby = true`).
     standby: Option<u32>,
+    /// The entries written for the standby when it was prepared (with the peers' domids then).
+    standby_wiring: Option<wiring::Wiring>,
 }
 
 /// Runs a node's services on a [`Platform`].
@@ -152,6 +154,7 @@ impl<P: Platform> Supervisor<P> {
                     last_domid: None,
                     started_once: false,
                     standby: None,
+                    standby_wiring: None,
                 })
             })
             .collect();
@@ -296,17 +299,31 @@ impl<P: Platform> Supervisor<P> {
             .iter()
             .map(|&i| self.units[i].name.clone())
             .collect();
+        // A standby taking over was wired when prepared: unless a peer changed domain since,
+        // its entries are already right.
+        let domids = self.running_domids();
+        let mut to_write = own.clone();
+        for &i in &created {
+            let name = self.units[i].name.clone();
+            if let Some(written) = self.units[i].standby_wiring.take() {
+                if written == wiring::service_wiring(&self.manifest, &name, &domids) {
+                    to_write.remove(&name);
+                }
+            }
+        }
         let mut peers = BTreeSet::new();
         for &i in &created {
             peers.extend(self.running_peers(&self.units[i].name));
         }
         let peers: BTreeSet<String> = peers.difference(&own).cloned().collect();
-        self.write_wiring(&own);
-        say!(
-            "xenstore entries written for {} in {:.3} s",
-            own.iter().cloned().collect::<Vec<_>>().join(", "),
-            wired_at.elapsed().as_secs_f64()
-        );
+        if !to_write.is_empty() {
+            self.write_wiring(&to_write);
+            say!(
+                "xenstore entries written for {} in {:.3} s",
+                to_write.iter().cloned().collect::<Vec<_>>().join(", "),
+                wired_at.elapsed().as_secs_f64()
+            );
+        }
 
         for i in created {
             let State::Running { domid, .. } = self.units[i].state else {
@@ -349,30 +366,46 @@ impl<P: Platform> Supervisor<P> {
         self.prepare_standbys();
     }
 
-    /// Builds a paused standby domain for each running service that wants one and has none.
+    /// Builds a paused standby domain for each running service that wants one and has none, and
+    /// writes its entries as they will be when it takes over (its running peers' domids), so
+    /// that taking over need not wait for xenstore.
     fn prepare_standbys(&mut self) {
-        for unit in &mut self.units {
+        for i in 0..self.units.len() {
+            let unit = &self.units[i];
             let wanted = unit.service.standby
                 && unit.standby.is_none()
                 && matches!(unit.state, State::Running { .. });
             if !wanted {
                 continue;
             }
+            let name = unit.name.clone();
             match self
                 .platform
-                .create_paused(&unit.name, &unit.service, &unit.files)
+                .create_paused(&name, &unit.service, &unit.files)
             {
                 Ok(domid) => {
-                    say!("{}: standby domain {domid} prepared (paused)", unit.name);
-                    unit.standby = Some(domid);
+                    let mut domids = self.running_domids();
+                    domids.insert(name.clone(), domid);
+                    let entries = wiring::service_wiring(&self.manifest, &name, &domids);
+                    let wired = match self.platform.write_store(&entries) {
+                        Ok(()) => Some(entries),
+                        Err(e) => {
+                            say!("{name}: cannot write its standby's xenstore entries: {e}");
+                            None
+                        }
+                    };
+                    say!("{name}: standby domain {domid} prepared (paused)");
+                    self.units[i].standby = Some(domid);
+                    self.units[i].standby_wiring = wired;
                 }
-                Err(e) => say!("{}: cannot prepare a standby domain: {e}", unit.name),
+                Err(e) => say!("{name}: cannot prepare a standby domain: {e}"),
             }
         }
     }
 
     /// Destroys `i`'s standby domain, if it has one.
     fn drop_standby(&mut self, i: usize) {
+        self.units[i].standby_wiring = None;
         if let Some(domid) = self.units[i].standby.take() {
             if let Err(e) = self.platform.destroy(domid) {
                 say!(
