@@ -193,7 +193,7 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
         &format!("10.0.2.2:{}", controller.port),
         "zt-1",
     );
-    let argv = zedagent(&image, &["polls=5", "config_interval=1"]);
+    let argv = zedagent(&image, &["polls=7", "config_interval=1"]);
     let onboard_pem = dir.0.join("onboard.pem");
     let config_file = dir.0.join("config.yaml");
     std::fs::write(
@@ -201,8 +201,9 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
         "configItems:\n  - { key: timer.config.interval, value: \"2\" }\n",
     )
     .unwrap();
-    let mut uuid = None;
+    let mut uuid: Option<String> = None;
     let mut admitted = false;
+    let mut deleted = false;
     let boot = run_console_watching(&argv, Duration::from_secs(180), None, |line| {
         // Admit the node only once it was refused: the guest must report 403 and retry.
         if !admitted && line.text.contains("403 Forbidden") {
@@ -220,6 +221,12 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
             controller.admin(&["config", "set", &id, config_file.to_str().unwrap()]);
             uuid = Some(id);
         }
+        // Once the new configuration is in force, the operator deletes the device: the node
+        // must notice (its requests are refused) and onboard again.
+        if !deleted && line.text.contains("polling every 2 s") {
+            deleted = true;
+            controller.admin(&["devices", "delete", uuid.as_deref().unwrap()]);
+        }
     });
     boot.expect("TLS 1.3 with 10.0.2.2");
     boot.expect("controller signing certificate verified against the root");
@@ -234,6 +241,13 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
     );
     boot.expect("config unchanged (304)");
     boot.expect("info: device report delivered (201)");
+    let again = index_of(&boot, "onboarding again");
+    let created_again = boot
+        .lines
+        .iter()
+        .rposition(|l| l.text.contains("register: 201 Created"))
+        .unwrap();
+    assert!(again < created_again, "{}", boot.output());
     boot.expect("heap peak");
     boot.expect_status(0);
 

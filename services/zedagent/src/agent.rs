@@ -75,6 +75,20 @@ impl Backoff {
     }
 }
 
+/// Why a config poll failed.
+enum PollError {
+    /// The controller does not know this device any more.
+    Unknown(String),
+    /// Anything else: retried.
+    Failed(String),
+}
+
+impl From<String> for PollError {
+    fn from(e: String) -> Self {
+        PollError::Failed(e)
+    }
+}
+
 /// zedagent's state.
 pub struct Agent {
     link: Link,
@@ -161,7 +175,19 @@ impl Agent {
                     }
                     kernel::sleep(self.interval).await;
                 }
-                Err(e) => {
+                Err(PollError::Unknown(e)) => {
+                    // The controller no longer knows this device (deleted, or its database
+                    // restored): onboard again, as EVE's client does.
+                    let pause = backoff.peek();
+                    warn!(
+                        "zedagent: config poll refused: {e}; onboarding again in about {} s",
+                        pause.as_secs()
+                    );
+                    self.failed(e);
+                    backoff.wait().await;
+                    self.onboard().await;
+                }
+                Err(PollError::Failed(e)) => {
                     let pause = backoff.peek();
                     warn!(
                         "zedagent: config poll failed: {e}; retrying in about {} s",
@@ -242,6 +268,10 @@ impl Agent {
             );
         }
         info!("zedagent: onboarded as device {}", uuid.uuid);
+        if self.uuid != uuid.uuid {
+            // Another device for the controller: it has none of our reports.
+            self.last_info = None;
+        }
         self.uuid = uuid.uuid;
         self.status.uuid = self.uuid.clone();
         self.publish_status();
@@ -249,7 +279,7 @@ impl Agent {
     }
 
     /// One configuration poll.
-    async fn poll(&mut self) -> Result<(), String> {
+    async fn poll(&mut self) -> Result<(), PollError> {
         let request = ConfigRequest {
             config_hash: self.config_hash.clone(),
             integrity_token: vec![],
@@ -271,7 +301,11 @@ impl Agent {
                 let id = config.config.as_ref().and_then(|c| c.id.as_ref());
                 match id {
                     Some(id) if id.uuid == self.uuid => {}
-                    _ => return Err("config refused: it is not for this device".into()),
+                    _ => {
+                        return Err(PollError::Failed(
+                            "config refused: it is not for this device".into(),
+                        ))
+                    }
                 }
                 self.status.polls += 1;
                 self.apply(&config, "controller");
@@ -290,7 +324,12 @@ impl Agent {
                 }
                 Ok(())
             }
-            _ => Err(format!("config: {}", refusal(&response))),
+            // Unknown signer (401) or a UUID that is not ours (403, 404).
+            401 | 403 | 404 => Err(PollError::Unknown(format!(
+                "config: {}",
+                refusal(&response)
+            ))),
+            _ => Err(PollError::Failed(format!("config: {}", refusal(&response)))),
         }
     }
 

@@ -2,10 +2,10 @@
 //! `client` folded in).
 //!
 //! At boot it reads the config partition (`config` disk: the controller's root certificate, the
-//! onboarding certificate and key, the controller's address, the serial), starts the network,
-//! restores or makes the device identity (a P-256 key and a self-signed certificate, kept in the
-//! vault through the persistent table `zedagent/Identity`), and puts the last good
-//! configuration (`zedagent/Checkpoint`) in force. Then, over TLS 1.3 verified against the
+//! onboarding certificate and key, the controller's address, the serial), restores or makes the
+//! device identity (a P-256 key and a self-signed certificate, kept in the vault through the
+//! persistent table `zedagent/Identity`), puts the last good configuration
+//! (`zedagent/Checkpoint`) in force, and starts the network. Then, over TLS 1.3 verified against the
 //! pinned root: `certs`, `register` (signed with the onboarding key; 403 is reported and
 //! retried), `uuid`, and every `timer.config.interval` a config poll with the current hash
 //! (304: unchanged), followed by an info report when the device's state changed. Every
@@ -98,12 +98,6 @@ async fn start(
         "zedagent: controller {}:{}, serial {:?}",
         boot.host, boot.port, boot.serial
     );
-    kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
-    let (address, prefix) = kernel::timeout(ADDRESS_TIMEOUT, kernel::net::wait_for_ipv4())
-        .await
-        .map_err(|_| "network: no IPv4 address".to_string())?
-        .map_err(|e| format!("network: {e}"))?;
-    info!("zedagent: address {address}/{prefix}");
     let now =
         agent::unix_now().ok_or("the wall clock is not set: certificates cannot be checked")?;
 
@@ -163,6 +157,13 @@ async fn start(
     if let Some(stored) = stored {
         agent.restore_checkpoint(&stored);
     }
+    // The network last: the identity and the last good configuration do not need it.
+    kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
+    let (address, prefix) = kernel::timeout(ADDRESS_TIMEOUT, kernel::net::wait_for_ipv4())
+        .await
+        .map_err(|_| "network: no IPv4 address".to_string())?
+        .map_err(|e| format!("network: {e}"))?;
+    info!("zedagent: address {address}/{prefix}");
     agent.run().await;
     info!("zedagent: done after the polls asked for");
     Ok(())

@@ -31,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let (Some(first), Ok(Parsed::Complete(response, used))) = (first_complete, whole) {
-        assert_eq!(first, (response, used), "a longer input changed a complete response");
+        assert_eq!(
+            first,
+            (response, used),
+            "a longer input changed a complete response"
+        );
     }
     let _ = parse(data, MAX_BODY, true);
 });
