@@ -545,6 +545,30 @@ pub fn build_udp(
     build_ipv4(ends, PROTO_UDP, &l4)
 }
 
+/// Builds a TCP segment (20-byte header, window 65535, no options) in an IPv4 frame,
+/// checksummed.
+pub fn build_tcp(
+    ends: &Endpoints,
+    src_port: u16,
+    dst_port: u16,
+    flags: u8,
+    payload: &[u8],
+) -> alloc::vec::Vec<u8> {
+    let mut l4 = alloc::vec![0u8; 20 + payload.len()];
+    write16(&mut l4, 0, src_port);
+    write16(&mut l4, 2, dst_port);
+    l4[12] = 5 << 4;
+    l4[13] = flags;
+    write16(&mut l4, 14, 65535);
+    l4[20..].copy_from_slice(payload);
+    let sum = checksum(
+        &l4,
+        pseudo_header_sum(ends.src, ends.dst, PROTO_TCP, l4.len()),
+    );
+    write16(&mut l4, 16, sum);
+    build_ipv4(ends, PROTO_TCP, &l4)
+}
+
 /// Builds the ICMP echo reply to an echo request `packet` in `frame`, from `ends`.
 pub fn build_echo_reply(frame: &[u8], packet: &Ipv4, ends: &Endpoints) -> alloc::vec::Vec<u8> {
     let l4 = &frame[packet.l4_offset()..ETH_LEN + packet.total_len];
@@ -576,16 +600,7 @@ pub(crate) mod tests {
 
     /// A TCP segment with `flags` and `payload`, checksummed.
     pub(crate) fn tcp(e: &Endpoints, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let mut l4 = alloc::vec![0u8; 20 + payload.len()];
-        write16(&mut l4, 0, sport);
-        write16(&mut l4, 2, dport);
-        l4[12] = 5 << 4;
-        l4[13] = flags;
-        write16(&mut l4, 14, 65535);
-        l4[20..].copy_from_slice(payload);
-        let sum = checksum(&l4, pseudo_header_sum(e.src, e.dst, PROTO_TCP, l4.len()));
-        write16(&mut l4, 16, sum);
-        build_ipv4(e, PROTO_TCP, &l4)
+        build_tcp(e, sport, dport, flags, payload)
     }
 
     /// An ICMP echo request.
