@@ -3,8 +3,9 @@
 //! Brings up the network like any service (DHCP by default), serves TCP echo on `echo_port`
 //! (default 7), then, when asked:
 //! - `resolve=NAME`: resolves NAME and logs `net-client: resolved NAME -> [addresses]`;
-//! - `connect=A.B.C.D:PORT`: connects, sends `message` (default `hello from net-client`) and a
-//!   newline, reads one line back and logs `net-client: reply <line>` (or the error);
+//! - `connect=A.B.C.D:PORT[,...]`: to each in turn: connects, sends `message` (default
+//!   `hello from net-client`) and a newline, reads one line back and logs
+//!   `net-client: reply from ADDR: <line>` (or the error; each connection times out after 20 s);
 //!
 //! then keeps serving until the machine stops.
 
@@ -67,11 +68,11 @@ async fn main(args: Args) -> i32 {
             Err(e) => info!("net-client: resolve {name}: {e}"),
         }
     }
-    if let Some(target) = args.get("connect") {
-        let message = args.get("message").unwrap_or("hello from net-client");
+    let message = args.get("message").unwrap_or("hello from net-client");
+    for target in args.get("connect").unwrap_or("").split(',').filter(|t| !t.is_empty()) {
         match target.parse::<SocketAddr>() {
             Ok(addr) => match exchange(addr, message).await {
-                Ok(line) => info!("net-client: reply {line}"),
+                Ok(line) => info!("net-client: reply from {addr}: {line}"),
                 Err(e) => info!("net-client: connect {addr}: {e}"),
             },
             Err(_) => {
@@ -87,8 +88,11 @@ async fn main(args: Args) -> i32 {
 
 /// Sends `message` and a newline, returns the first line that comes back.
 async fn exchange(addr: SocketAddr, message: &str) -> Result<String, net::TcpError> {
-    let mut stream = TcpStream::connect(addr, TcpOptions::default()).await?;
-    stream.set_timeout(Some(Duration::from_secs(20)));
+    let options = TcpOptions {
+        timeout: Some(Duration::from_secs(20)),
+        ..TcpOptions::default()
+    };
+    let mut stream = TcpStream::connect(addr, options).await?;
     stream.write_all(message.as_bytes()).await?;
     stream.write_all(b"\n").await?;
     let mut got = Vec::new();
