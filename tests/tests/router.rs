@@ -58,7 +58,12 @@ impl Guest {
     }
 
     fn find(&self, needle: &str) -> Option<String> {
-        self.lines.lock().unwrap().iter().find(|l| l.contains(needle)).cloned()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
     }
 
     fn wait_for(&self, needle: &str, within: Duration) -> String {
@@ -69,7 +74,10 @@ impl Guest {
             }
             thread::sleep(Duration::from_millis(100));
         }
-        panic!("no `{needle}` within {within:?}; console:\n{}", self.lines.lock().unwrap().join("\n"));
+        panic!(
+            "no `{needle}` within {within:?}; console:\n{}",
+            self.lines.lock().unwrap().join("\n")
+        );
     }
 }
 
@@ -101,7 +109,8 @@ fn app_behind_zedrouter_gets_a_lease_reaches_the_host_and_is_reached_through_a_p
     let refused = free_port();
     let mapped = free_port();
     let (router_side, app_side) = (free_port(), free_port());
-    let acl = format!("acl=1#protocol:tcp,lport:9000->portmap:7;2#protocol:tcp,fport:{server}->accept");
+    let acl =
+        format!("acl=1#protocol:tcp,lport:9000->portmap:7;2#protocol:tcp,fport:{server}->accept");
     let router = Guest::start(
         Run::new("zedrouter")
             .script_option("--hostfwd", Some(&format!("{mapped}:9000")))
@@ -121,8 +130,16 @@ fn app_behind_zedrouter_gets_a_lease_reaches_the_host_and_is_reached_through_a_p
 
     // Out through NAT to the host's server.
     let reply = app.wait_for("net-client: reply from", Duration::from_secs(40));
-    assert!(reply.contains(&format!("10.0.2.2:{server}: host got: hello from net-client")), "{reply}");
-    let flow = router.wait_for(&format!("-> 10.0.2.2:{server} out acl 2 Accept"), Duration::from_secs(10));
+    assert!(
+        reply.contains(&format!(
+            "10.0.2.2:{server}: host got: hello from net-client"
+        )),
+        "{reply}"
+    );
+    let flow = router.wait_for(
+        &format!("-> 10.0.2.2:{server} out acl 2 Accept"),
+        Duration::from_secs(10),
+    );
     assert!(flow.contains("flow tcp 10.1.0.2:"), "{flow}");
 
     // In through the port map to the app's echo.
@@ -146,7 +163,10 @@ fn app_behind_zedrouter_gets_a_lease_reaches_the_host_and_is_reached_through_a_p
     router.wait_for("-> 10.1.0.2:7 in acl 1 Accept", Duration::from_secs(10));
 
     // Another port on the host: no rule allows it, so default deny drops it, and says so.
-    let denied = router.wait_for(&format!("-> 10.0.2.2:{refused} out acl 0 Drop"), Duration::from_secs(20));
+    let denied = router.wait_for(
+        &format!("-> 10.0.2.2:{refused} out acl 0 Drop"),
+        Duration::from_secs(20),
+    );
     assert!(denied.contains("flow tcp 10.1.0.2:"), "{denied}");
     let counters = router.wait_for("acl_drop", Duration::from_secs(10));
     assert!(counters.contains("zedrouter: counters"), "{counters}");

@@ -69,7 +69,12 @@ async fn main(args: Args) -> i32 {
         }
     }
     let message = args.get("message").unwrap_or("hello from net-client");
-    for target in args.get("connect").unwrap_or("").split(',').filter(|t| !t.is_empty()) {
+    for target in args
+        .get("connect")
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
         match target.parse::<SocketAddr>() {
             Ok(addr) => match exchange(addr, message).await {
                 Ok(line) => info!("net-client: reply from {addr}: {line}"),
