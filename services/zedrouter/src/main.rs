@@ -148,6 +148,7 @@ async fn main(args: Args) -> i32 {
     if c.rules.is_empty() {
         warn!("zedrouter: no acl: every connection is denied (EVE's default)");
     }
+    info!("zedrouter: heap in use {} KiB", kernel::mem::heap_used() / 1024);
     router.start(now_ms());
     run(&mut router, &mut uplink, &mut app, flowlog).await;
     0
@@ -250,13 +251,14 @@ fn report(router: &mut Router, stats: &mut Stats) {
     let c = router.counters().clone();
     let drops: Vec<_> = router.drops().filter(|d| d.1 > 0).collect();
     info!(
-        "zedrouter: counters to_uplink {} to_app {} consumed {} connections {} tx_full {} flows_lost {} drops {:?}",
+        "zedrouter: counters to_uplink {} to_app {} consumed {} connections {} tx_full {} flows_lost {} heap {} KiB drops {:?}",
         c.to_uplink,
         c.to_app,
         c.consumed,
         router.nat().len(),
         stats.tx_full,
         router.flows_lost(),
+        kernel::mem::heap_used() / 1024,
         drops,
     );
 }
