@@ -148,7 +148,10 @@ async fn main(args: Args) -> i32 {
     if c.rules.is_empty() {
         warn!("zedrouter: no acl: every connection is denied (EVE's default)");
     }
-    info!("zedrouter: heap in use {} KiB", kernel::mem::heap_used() / 1024);
+    info!(
+        "zedrouter: heap in use {} KiB",
+        kernel::mem::heap_used() / 1024
+    );
     router.start(now_ms());
     run(&mut router, &mut uplink, &mut app, flowlog).await;
     0

@@ -100,11 +100,11 @@ pub struct FlowLog {
 
 impl FlowLog {
     /// A log keeping up to `capacity` finished records and `capacity` dropped flows between
-    /// reports.
+    /// reports (memory grows with use, up to that bound).
     pub fn new(capacity: usize) -> FlowLog {
         FlowLog {
-            finished: Vec::with_capacity(capacity),
-            drops: Vec::with_capacity(capacity),
+            finished: Vec::new(),
+            drops: Vec::new(),
             capacity,
             lost: 0,
         }
@@ -150,7 +150,7 @@ impl FlowLog {
 
     /// Takes every record kept so far (finished flows, then dropped ones).
     pub fn take(&mut self) -> Vec<FlowRecord> {
-        let mut out = core::mem::replace(&mut self.finished, Vec::with_capacity(self.capacity));
+        let mut out = core::mem::take(&mut self.finished);
         out.append(&mut self.drops);
         out
     }

@@ -241,7 +241,7 @@ impl NatTable {
             ports,
             next_port: ports.0,
             timeouts,
-            ended: Vec::with_capacity(MAX_ENDED),
+            ended: Vec::new(),
             ended_lost: 0,
             sweep_at: 0,
         }
@@ -464,7 +464,7 @@ impl NatTable {
 
     /// Entries removed since the last call (expired or replaced), for their flow records.
     pub fn take_ended(&mut self) -> Vec<Entry> {
-        core::mem::replace(&mut self.ended, Vec::with_capacity(MAX_ENDED))
+        core::mem::take(&mut self.ended)
     }
 
     /// Ended entries dropped because [`NatTable::take_ended`] was not called in time.
