@@ -13,6 +13,7 @@
 //! - [`dhcp`]: a DHCP server for the instance's subnet and range, leases stable per MAC;
 //! - [`dns`]: the DNS forwarder's record of answers (name -> addresses, EVE's `dnsReqs`);
 //! - [`router`]: the whole path, frame in, frame out, with counters.
+//! - [`verdict`]: what happened to a frame, drop reasons and counters;
 //! - [`settings`]: a configuration from `key=value` settings (the image's command line).
 //!
 //! Everything the app side or the uplink sends is hostile: docs/router.md says what each
@@ -26,12 +27,14 @@ extern crate alloc;
 extern crate std;
 
 pub mod acl;
+mod arp;
 pub mod dhcp;
 pub mod dns;
 pub mod flow;
 pub mod nat;
 pub mod router;
 pub mod settings;
+pub mod verdict;
 pub mod wire;
 
 pub use router::{Config, Router, Side};

@@ -17,10 +17,12 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use crate::acl::{Acl, AclError, Action, Query, Rule};
+use crate::arp::ArpCache;
 use crate::dhcp::{DhcpConfig, DhcpServer};
 use crate::dns::{parse_answer, DnsRecords};
 use crate::flow::{FlowLog, FlowRecord};
 use crate::nat::{Endpoint, Entry, NatTable, Slot, Timeouts};
+pub use crate::verdict::{Counters, Reason, Verdict, DROP_REASONS};
 use crate::wire::{
     self, build_arp, build_echo_reply, build_udp, parse, Arp, Endpoints, Ipv4, Mac, Malformed,
     Packet, Transport, BROADCAST_MAC, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
@@ -85,153 +87,6 @@ impl core::fmt::Display for ConfigError {
             ConfigError::Addressing(why) => f.write_str(why),
             ConfigError::Acl(e) => write!(f, "{e}"),
         }
-    }
-}
-
-/// Why a frame was dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// It did not parse.
-    Malformed(Malformed),
-    /// Not addressed to the router (another MAC, a local destination, multicast).
-    NotForUs,
-    /// From the app side with a source outside the app subnet.
-    Spoofed,
-    /// TTL would reach zero.
-    TtlExpired,
-    /// A protocol or message the router does not translate (ICMP errors, other protocols).
-    Unsupported,
-    /// Denied by a drop rule or by default.
-    AclDrop,
-    /// Over a limit rule's rate.
-    RateLimit,
-    /// The connection table is full.
-    NatFull,
-    /// No open connection and none may open with this packet.
-    NoConnection,
-    /// The next hop's MAC is not known yet (an ARP request went out).
-    ArpPending,
-    /// A DHCP message that got no answer.
-    Dhcp,
-}
-
-impl Reason {
-    /// Every reason but [`Reason::Malformed`] (counted per [`Malformed`] kind).
-    pub const OTHERS: [Reason; 10] = [
-        Reason::NotForUs,
-        Reason::Spoofed,
-        Reason::TtlExpired,
-        Reason::Unsupported,
-        Reason::AclDrop,
-        Reason::RateLimit,
-        Reason::NatFull,
-        Reason::NoConnection,
-        Reason::ArpPending,
-        Reason::Dhcp,
-    ];
-
-    /// The reason's name, as counters show it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reason::Malformed(m) => m.name(),
-            Reason::NotForUs => "not_for_us",
-            Reason::Spoofed => "spoofed",
-            Reason::TtlExpired => "ttl_expired",
-            Reason::Unsupported => "unsupported",
-            Reason::AclDrop => "acl_drop",
-            Reason::RateLimit => "rate_limit",
-            Reason::NatFull => "nat_full",
-            Reason::NoConnection => "no_connection",
-            Reason::ArpPending => "arp_pending",
-            Reason::Dhcp => "dhcp",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Reason::Malformed(m) => Malformed::ALL.iter().position(|x| *x == m).unwrap_or(0),
-            other => {
-                Malformed::ALL.len() + Reason::OTHERS.iter().position(|x| *x == other).unwrap_or(0)
-            }
-        }
-    }
-}
-
-/// Number of drop counters.
-pub const DROP_REASONS: usize = Malformed::ALL.len() + Reason::OTHERS.len();
-
-/// What happened to a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Rewritten in place: send its first `len` bytes on `side`.
-    Forward(Side, usize),
-    /// Handled by the router (replies, if any, are in [`Router::take_output`]).
-    Consumed,
-    /// Dropped.
-    Dropped(Reason),
-}
-
-/// The router's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Frames forwarded from the app side to the uplink.
-    pub to_uplink: u64,
-    /// Frames forwarded from the uplink to the app side.
-    pub to_app: u64,
-    /// Frames answered or absorbed by the router.
-    pub consumed: u64,
-    /// Frames dropped, by reason (see [`Router::drops`]).
-    pub drops: [u64; DROP_REASONS],
-    /// Replies not queued because the output queue was full.
-    pub output_full: u64,
-    /// DHCP leases acknowledged.
-    pub dhcp_acks: u64,
-    /// DNS answers recorded.
-    pub dns_answers: u64,
-}
-
-/// A small ARP cache of fixed size (the oldest entry is replaced).
-struct ArpCache {
-    entries: Vec<(Ipv4Addr, Mac, u64)>,
-    capacity: usize,
-    /// Requests sent recently, to send one per target per second at most.
-    asked: Vec<(Ipv4Addr, u64)>,
-}
-
-impl ArpCache {
-    fn new(capacity: usize) -> ArpCache {
-        ArpCache {
-            entries: Vec::with_capacity(capacity),
-            capacity,
-            asked: Vec::with_capacity(16),
-        }
-    }
-
-    fn get(&self, ip: Ipv4Addr) -> Option<Mac> {
-        self.entries.iter().find(|e| e.0 == ip).map(|e| e.1)
-    }
-
-    fn learn(&mut self, ip: Ipv4Addr, mac: Mac, now_ms: u64) {
-        if mac == BROADCAST_MAC || mac[0] & 1 == 1 || ip.is_unspecified() {
-            return;
-        }
-        if let Some(e) = self.entries.iter_mut().find(|e| e.0 == ip) {
-            *e = (ip, mac, now_ms);
-        } else if self.entries.len() < self.capacity {
-            self.entries.push((ip, mac, now_ms));
-        } else if let Some(oldest) = self.entries.iter_mut().min_by_key(|e| e.2) {
-            *oldest = (ip, mac, now_ms);
-        }
-    }
-
-    /// Whether to send a request for `ip` now (not within the last second).
-    fn should_ask(&mut self, ip: Ipv4Addr, now_ms: u64) -> bool {
-        self.asked.retain(|a| now_ms.saturating_sub(a.1) < 1000);
-        if self.asked.iter().any(|a| a.0 == ip) || self.asked.len() >= 16 {
-            return false;
-        }
-        self.asked.push((ip, now_ms));
-        true
     }
 }
 
