@@ -1,0 +1,173 @@
+//! zedrouter under QEMU microvm: two guests on one Ethernet segment (a UDP-socket netdev,
+//! `scripts/run --udp-nic`), zedrouter's uplink on QEMU's user network.
+//!
+//! ```text
+//!  host 127.0.0.1 ── slirp (10.0.2.2) ── [uplink 10.0.2.15] zedrouter [10.1.0.1] ── net-client (DHCP)
+//! ```
+//!
+//! net-client (a lichen guest standing in for an app) leases its address from zedrouter,
+//! reaches a TCP server on the host through NAT (allowed by an ACL), is refused on another
+//! port (default deny, seen as a dropped flow), and its echo port is reached from the host
+//! through a port map. Under TCG.
+
+use lichen_tests::{build_images, Accel, Run};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A port free for TCP and UDP on 127.0.0.1 at the time of asking.
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("address").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A guest whose console lines are collected; killed when dropped.
+struct Guest {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Guest {
+    fn start(run: Run) -> Guest {
+        build_images();
+        let argv = run.accel(Accel::Tcg).command();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start qemu");
+        let stdout = child.stdout.take().expect("piped");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Guest { child, lines }
+    }
+
+    fn find(&self, needle: &str) -> Option<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+
+    fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(line) = self.find(needle) {
+                return line;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "no `{needle}` within {within:?}; console:\n{}",
+            self.lines.lock().unwrap().join("\n")
+        );
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP server on the host answering each connection's first line with `host got: LINE`.
+fn line_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut line = String::new();
+            if BufReader::new(&stream).read_line(&mut line).is_ok() {
+                let _ = stream.write_all(format!("host got: {line}").as_bytes());
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn app_behind_zedrouter_gets_a_lease_reaches_the_host_and_is_reached_through_a_port_map() {
+    let server = line_server();
+    let refused = free_port();
+    let mapped = free_port();
+    let (router_side, app_side) = (free_port(), free_port());
+    let acl =
+        format!("acl=1#protocol:tcp,lport:9000->portmap:7;2#protocol:tcp,fport:{server}->accept");
+    let router = Guest::start(
+        Run::new("zedrouter")
+            .script_option("--hostfwd", Some(&format!("{mapped}:9000")))
+            .script_option("--udp-nic", Some(&format!("{router_side}:{app_side}")))
+            .arg(&acl)
+            .arg("flowlog_s=1"),
+    );
+    router.wait_for("zedrouter: uplink", Duration::from_secs(40));
+    let app = Guest::start(
+        Run::new("net-client")
+            .script_option("--udp-nic", Some(&format!("{app_side}:{router_side}")))
+            .arg(&format!("connect=10.0.2.2:{server},10.0.2.2:{refused}")),
+    );
+    let lease = app.wait_for("net-client: ipv4 address", Duration::from_secs(40));
+    assert!(lease.contains("10.1.0.2/24"), "{lease}");
+    router.wait_for("zedrouter: dhcp lease 10.1.0.2", Duration::from_secs(10));
+
+    // Out through NAT to the host's server.
+    let reply = app.wait_for("net-client: reply from", Duration::from_secs(40));
+    assert!(
+        reply.contains(&format!(
+            "10.0.2.2:{server}: host got: hello from net-client"
+        )),
+        "{reply}"
+    );
+    let flow = router.wait_for(
+        &format!("-> 10.0.2.2:{server} out acl 2 Accept"),
+        Duration::from_secs(10),
+    );
+    assert!(flow.contains("flow tcp 10.1.0.2:"), "{flow}");
+
+    // In through the port map to the app's echo.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let echoed = loop {
+        let attempt = (|| -> std::io::Result<Vec<u8>> {
+            let mut s = TcpStream::connect(("127.0.0.1", mapped))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(b"through the port map\n")?;
+            let mut got = vec![0u8; 21];
+            s.read_exact(&mut got)?;
+            Ok(got)
+        })();
+        match attempt {
+            Ok(got) => break got,
+            Err(e) if Instant::now() > deadline => panic!("port map: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    assert_eq!(echoed, b"through the port map\n");
+    router.wait_for("-> 10.1.0.2:7 in acl 1 Accept", Duration::from_secs(10));
+
+    // Another port on the host: no rule allows it, so default deny drops it, and says so.
+    let denied = router.wait_for(
+        &format!("-> 10.0.2.2:{refused} out acl 0 Drop"),
+        Duration::from_secs(20),
+    );
+    assert!(denied.contains("flow tcp 10.1.0.2:"), "{denied}");
+    let counters = router.wait_for("acl_drop", Duration::from_secs(10));
+    assert!(counters.contains("zedrouter: counters"), "{counters}");
+}
