@@ -27,9 +27,13 @@ fuzz_target!(|data: &[u8]| {
             0 | 1 => {
                 let id = s.u16() % (layout.size + 2);
                 let len = s.u32() % 70_000;
-                match queue.post(id, 0x1000 * u64::from(id), len, s.byte() & 1 == 1) {
+                let device_writes = s.byte() & 1 == 1;
+                match queue.post(id, 0x1000 * u64::from(id), len, device_writes) {
                     Ok(()) => {
-                        assert!(in_flight.insert(id, len.max(1)).is_none());
+                        // The device may write only into a writable buffer; the queue keeps
+                        // at least 1 as the capacity of any buffer in flight.
+                        let capacity = if device_writes { len } else { 0 };
+                        assert!(in_flight.insert(id, capacity.max(1)).is_none());
                     }
                     Err(PostError::IdOutOfRange(i)) => assert!(i >= layout.size),
                     Err(PostError::AlreadyInFlight(i)) => assert!(in_flight.contains_key(&i)),
