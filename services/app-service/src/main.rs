@@ -244,6 +244,7 @@ async fn main(args: Args) -> i32 {
             subscriptions: Vec::new(),
             keep_alive_s: 30,
             max_packet: 16 * 1024,
+            ..Options::default()
         },
         |_| {},
     ));
@@ -264,6 +265,7 @@ async fn main(args: Args) -> i32 {
             subscriptions: alloc::vec!["edgex/events/device/#".into()],
             keep_alive_s: 30,
             max_packet: 256 * 1024,
+            ..Options::default()
         },
         move |publish| {
             seen.set(seen.get() + 1);

@@ -168,6 +168,7 @@ async fn main(args: Args) -> i32 {
         subscriptions: alloc::vec!["edgex/events/device/#".into(), "edgex/response/#".into()],
         keep_alive_s: 30,
         max_packet: 256 * 1024,
+        ..Options::default()
     };
     let receiver = state.clone();
     kernel::spawn(mqtt::client::run(state.client.clone(), options, move |p| {

@@ -127,6 +127,7 @@ async fn main(args: Args) -> i32 {
         subscriptions: alloc::vec![edgex::event::command_request_filter(&config.service)],
         keep_alive_s: 30,
         max_packet: 64 * 1024,
+        ..mqtt::client::Options::default()
     };
     let receiver = bus.clone();
     kernel::spawn(mqtt::client::run(bus.client.clone(), options, move |p| {

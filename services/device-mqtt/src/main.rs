@@ -176,6 +176,7 @@ async fn main(args: Args) -> i32 {
             subscriptions: alloc::vec![ingest::INCOMING.into()],
             keep_alive_s: 30,
             max_packet: 64 * 1024,
+            ..Options::default()
         },
         move |p| receiver.push(&p.topic, &p.payload),
     ));

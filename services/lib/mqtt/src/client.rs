@@ -1,18 +1,37 @@
-//! A reconnecting MQTT 3.1.1 client over `kernel::net` (feature `kernel`).
+//! A reconnecting MQTT client (3.1.1 or 5, QoS 0 or 1, plain TCP or TLS) over `kernel::net`
+//! (feature `kernel`; TLS with feature `tls`).
 //!
-//! [`run`] keeps one connection to the broker: CONNECT, SUBSCRIBE to the configured filters,
-//! then publishes (QoS 0) whatever the [`Client`]'s outbox holds (a message leaves the outbox
-//! only once written to the socket), hands every PUBLISH it receives to a callback, pings
-//! when idle and declares the broker gone when it is silent for two keep-alive periods. When
-//! the broker is away the outbox keeps the newest messages up to its bound and counts the
-//! ones it drops; the connection is retried with a backoff from 100 ms to 2 s.
+//! [`run`] keeps one connection to the broker: CONNECT at the chosen protocol level, SUBSCRIBE
+//! to the configured filters, then publishes whatever the [`Client`]'s outbox holds, hands
+//! every PUBLISH it receives to a callback, pings when idle and declares the broker gone when
+//! it is silent for two keep-alive periods. When the broker is away the outbox keeps the newest
+//! messages up to its bound and counts the ones it drops; the connection is retried with a
+//! backoff from 100 ms to 2 s.
+//!
+//! - **QoS 0**: a message leaves the outbox once written to the socket.
+//! - **QoS 1**: a message leaves the outbox only when the broker acknowledges it (PUBACK); up to
+//!   the broker's Receive Maximum (MQTT 5) or [`WINDOW`] are in flight. A new connection sends
+//!   the unacknowledged ones again first, with their packet ids and DUP set
+//!   ([`crate::inflight`]), and asks the broker to keep the session (3.1.1: clean session off
+//!   after the first connection; 5: clean start off and a session expiry). An MQTT 5 PUBACK with
+//!   a failure reason code (quota exceeded, not authorized, ...) means the broker refused the
+//!   message: it is dropped and counted (`rejected`), not sent again.
+//! - **MQTT 5**: the CONNACK's Receive Maximum, Maximum QoS (a broker that takes only QoS 0 gets
+//!   QoS 0), Maximum Packet Size (a bigger message is refused here and counted) and Server Keep
+//!   Alive are obeyed; a DISCONNECT from the broker ends the connection with its reason logged.
+//! - **TLS** ([`Options::tls`]): TLS 1.3 to the broker, verified against the pinned root and
+//!   the host name or address dialled (`tls::Trust`); there is no switch that skips it.
 //!
 //! What the broker sends is checked by [`crate::codec::decode`]; a protocol error ends the
 //! connection (then it is retried), never the service.
 
-use crate::codec::{self, Connect, Packet, Publish, QoS};
+use crate::codec::{self, Ack, Connect, Packet, Publish, QoS, Version};
+use crate::inflight::Inflight;
 use crate::outbox::Outbox;
+use crate::properties::{id, Properties, Value};
 use crate::sync::{select, Either, Signal};
+#[cfg(feature = "tls")]
+use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -24,6 +43,9 @@ use kernel::Duration;
 
 /// A message to publish: topic and payload.
 pub type Message = (String, Vec<u8>);
+
+/// QoS 1 messages in flight at most (fewer if the broker's Receive Maximum says so).
+pub const WINDOW: usize = 32;
 
 /// How to reach the broker.
 #[derive(Clone, Debug)]
@@ -40,14 +62,44 @@ pub struct Options {
     pub keep_alive_s: u16,
     /// Largest packet accepted from the broker.
     pub max_packet: usize,
+    /// Protocol level.
+    pub version: Version,
+    /// QoS of the messages published (0 or 1; 2 is taken as 1).
+    pub qos: QoS,
+    /// MQTT 5 with QoS 1: seconds the broker keeps the session after a connection breaks.
+    pub session_expiry_s: u32,
+    /// TLS to the broker, verified against this trust (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub tls: Option<tls::Trust>,
 }
 
-/// The client's shared state: its outbox and counters.
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            host: String::new(),
+            port: 1883,
+            client_id: String::new(),
+            subscriptions: Vec::new(),
+            keep_alive_s: 30,
+            max_packet: 64 * 1024,
+            version: Version::V311,
+            qos: QoS::AtMostOnce,
+            session_expiry_s: 3600,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// The client's shared state: its outbox, what is in flight, counters.
 pub struct Client {
     outbox: RefCell<Outbox<Message>>,
+    inflight: RefCell<Inflight>,
     ready: Signal,
     connected: Cell<bool>,
     published: Cell<u64>,
+    rejected: Cell<u64>,
+    resent: Cell<u64>,
     connects: Cell<u64>,
     failures: Cell<u64>,
 }
@@ -57,9 +109,12 @@ impl Client {
     pub fn new(capacity: usize) -> Rc<Client> {
         Rc::new(Client {
             outbox: RefCell::new(Outbox::new(capacity)),
+            inflight: RefCell::new(Inflight::new()),
             ready: Signal::default(),
             connected: Cell::new(false),
             published: Cell::new(0),
+            rejected: Cell::new(0),
+            resent: Cell::new(0),
             connects: Cell::new(0),
             failures: Cell::new(0),
         })
@@ -71,7 +126,8 @@ impl Client {
         self.ready.notify();
     }
 
-    /// Counters: `(published, queued, dropped, connects, failures)`.
+    /// Counters: `(published, queued, dropped, connects, failures)`. `published` counts
+    /// messages written (QoS 0) or acknowledged (QoS 1); `queued` includes those in flight.
     pub fn counters(&self) -> (u64, usize, u64, u64, u64) {
         let o = self.outbox.borrow();
         (
@@ -83,9 +139,22 @@ impl Client {
         )
     }
 
+    /// QoS 1 counters: `(in flight, sent again with DUP, refused by the broker)`.
+    pub fn qos_counters(&self) -> (usize, u64, u64) {
+        (
+            self.inflight.borrow().len(),
+            self.resent.get(),
+            self.rejected.get(),
+        )
+    }
+
     /// Whether a session with the broker is up.
     pub fn is_connected(&self) -> bool {
         self.connected.get()
+    }
+
+    fn count(cell: &Cell<u64>) {
+        cell.set(cell.get() + 1);
     }
 }
 
@@ -94,10 +163,15 @@ impl Client {
 pub enum SessionError {
     /// The connection failed.
     Io(TcpError),
+    /// TLS failed (the broker's certificate did not verify, a record did not authenticate...).
+    #[cfg(feature = "tls")]
+    Tls(tls::TlsError),
     /// The broker broke the protocol.
     Mqtt(codec::Error),
     /// The broker refused the connection (CONNACK code).
-    Refused(u8),
+    Refused(Version, u8),
+    /// The broker closed the connection with an MQTT 5 DISCONNECT (reason code, reason string).
+    Disconnected(u8, Option<String>),
     /// Nothing heard for two keep-alive periods.
     Silent,
     /// The broker's name did not resolve.
@@ -108,10 +182,18 @@ impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SessionError::Io(e) => write!(f, "{e}"),
+            #[cfg(feature = "tls")]
+            SessionError::Tls(e) => write!(f, "{e}"),
             SessionError::Mqtt(e) => write!(f, "{e}"),
-            SessionError::Refused(c) => {
-                write!(f, "connection refused: {}", codec::connack_reason(*c))
+            SessionError::Refused(v, c) => {
+                write!(f, "connection refused: {}", codec::connack_reason(*v, *c))
             }
+            SessionError::Disconnected(c, why) => write!(
+                f,
+                "broker disconnected: {} ({})",
+                crate::reason::describe(*c),
+                why.as_deref().unwrap_or("no reason string")
+            ),
             SessionError::Silent => write!(f, "broker silent past the keep-alive"),
             SessionError::Resolve => write!(f, "cannot resolve the broker's name"),
         }
@@ -132,15 +214,47 @@ impl From<codec::Error> for SessionError {
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Plain TCP or TLS over TCP.
+enum Conn {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tls::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    fn set_timeout(&mut self, timeout: Option<Duration>) {
+        match self {
+            Conn::Tcp(s) => s.set_timeout(timeout),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.transport_mut().set_timeout(timeout),
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        match self {
+            Conn::Tcp(s) => Ok(s.read(buf).await?),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.read(buf).await.map_err(SessionError::Tls),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        match self {
+            Conn::Tcp(s) => Ok(s.write_all(bytes).await?),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.write_all(bytes).await.map_err(SessionError::Tls),
+        }
+    }
+}
+
 /// Keeps a session with the broker forever, calling `on_message` for each PUBLISH received.
 pub async fn run(client: Rc<Client>, options: Options, mut on_message: impl FnMut(Publish)) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let result = match connect(&options).await {
-            Ok(stream) => {
-                client.connects.set(client.connects.get() + 1);
+            Ok(conn) => {
                 backoff = Duration::from_millis(100);
-                let r = session(&client, &options, stream, &mut on_message).await;
+                let r = session(&client, &options, conn, &mut on_message).await;
                 client.connected.set(false);
                 if let Err(e) = &r {
                     kernel::warn!("mqtt: broker {}:{}: {e}", options.host, options.port);
@@ -153,14 +267,14 @@ pub async fn run(client: Rc<Client>, options: Options, mut on_message: impl FnMu
             }
         };
         if result.is_err() {
-            client.failures.set(client.failures.get() + 1);
+            Client::count(&client.failures);
         }
         kernel::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn connect(options: &Options) -> Result<TcpStream, SessionError> {
+async fn connect(options: &Options) -> Result<Conn, SessionError> {
     let address = match kernel::net::resolve(&options.host).await {
         Ok(a) if !a.is_empty() => a[0],
         _ => return Err(SessionError::Resolve),
@@ -171,52 +285,154 @@ async fn connect(options: &Options) -> Result<TcpStream, SessionError> {
         timeout: Some(IO_TIMEOUT),
         ..TcpOptions::default()
     };
-    Ok(TcpStream::connect(SocketAddr::new(address, options.port), tcp).await?)
+    let stream = TcpStream::connect(SocketAddr::new(address, options.port), tcp).await?;
+    #[cfg(feature = "tls")]
+    if let Some(trust) = &options.tls {
+        let tls = tls::TlsStream::connect(trust, &options.host, stream)
+            .await
+            .map_err(SessionError::Tls)?;
+        return Ok(Conn::Tls(Box::new(tls)));
+    }
+    Ok(Conn::Tcp(stream))
 }
 
-async fn send(stream: &mut TcpStream, packet: &Packet) -> Result<(), SessionError> {
+async fn send(conn: &mut Conn, version: Version, packet: &Packet) -> Result<(), SessionError> {
     let mut bytes = Vec::new();
-    codec::encode(packet, &mut bytes)?;
-    stream.set_timeout(Some(IO_TIMEOUT));
-    stream.write_all(&bytes).await?;
-    Ok(())
+    codec::encode(packet, version, &mut bytes)?;
+    conn.set_timeout(Some(IO_TIMEOUT));
+    conn.write_all(&bytes).await
+}
+
+/// What the broker's CONNACK allows on this connection.
+struct Limits {
+    qos: QoS,
+    window: usize,
+    max_packet: usize,
+    keep_alive: Duration,
+}
+
+impl Limits {
+    fn new(options: &Options, properties: &Properties) -> Limits {
+        let mut qos = options.qos.min(QoS::AtLeastOnce);
+        if properties.byte(id::MAXIMUM_QOS) == Some(0) && qos > QoS::AtMostOnce {
+            kernel::warn!("mqtt: the broker takes QoS 0 only: publishing at QoS 0");
+            qos = QoS::AtMostOnce;
+        }
+        let window = properties
+            .u16(id::RECEIVE_MAXIMUM)
+            .map_or(WINDOW, |m| WINDOW.min(usize::from(m)));
+        let max_packet = properties
+            .u32(id::MAXIMUM_PACKET_SIZE)
+            .map_or(usize::MAX, |m| m as usize);
+        let keep_alive_s = properties
+            .u16(id::SERVER_KEEP_ALIVE)
+            .unwrap_or(options.keep_alive_s);
+        Limits {
+            qos,
+            window: window.max(1),
+            max_packet,
+            keep_alive: Duration::from_secs(u64::from(keep_alive_s.max(1))),
+        }
+    }
+}
+
+/// Encodes message number `sequence` as a PUBLISH; `None` if the broker's maximum packet size
+/// cannot take it (then it is refused, counted and dropped).
+fn encode_message(
+    client: &Client,
+    version: Version,
+    limits: &Limits,
+    sequence: u64,
+    packet_id: Option<u16>,
+    dup: bool,
+) -> Result<Option<Vec<u8>>, SessionError> {
+    let publish = {
+        let outbox = client.outbox.borrow();
+        let Some((topic, payload)) = outbox.get(sequence) else {
+            return Ok(None);
+        };
+        let mut p = Publish::new(topic.clone(), payload.clone());
+        if let Some(id) = packet_id {
+            p.qos = QoS::AtLeastOnce;
+            p.packet_id = Some(id);
+            p.dup = dup;
+        }
+        p
+    };
+    let mut bytes = Vec::new();
+    codec::encode(&Packet::Publish(publish), version, &mut bytes)?;
+    if bytes.len() > limits.max_packet {
+        if let Some(id) = packet_id {
+            client.inflight.borrow_mut().acknowledge(id);
+        }
+        client.outbox.borrow_mut().pop_delivered(sequence);
+        Client::count(&client.rejected);
+        kernel::warn!(
+            "mqtt: a message of {} bytes is over the broker's maximum packet size: dropped",
+            bytes.len()
+        );
+        return Ok(None);
+    }
+    Ok(Some(bytes))
 }
 
 async fn session(
     client: &Client,
     options: &Options,
-    mut stream: TcpStream,
+    mut conn: Conn,
     on_message: &mut impl FnMut(Publish),
 ) -> Result<(), SessionError> {
+    let version = options.version;
+    let qos1 = options.qos > QoS::AtMostOnce;
+    // QoS 1 keeps the session across connections (not on the first: nothing to resume).
+    let resume = qos1 && client.connects.get() > 0;
+    let mut properties = Properties::new();
+    if version == Version::V5 {
+        if qos1 {
+            properties = properties.with(
+                id::SESSION_EXPIRY_INTERVAL,
+                Value::U32(options.session_expiry_s),
+            );
+        }
+        let max = u32::try_from(options.max_packet).unwrap_or(u32::MAX).max(1);
+        properties = properties.with(id::MAXIMUM_PACKET_SIZE, Value::U32(max));
+    }
     send(
-        &mut stream,
+        &mut conn,
+        version,
         &Packet::Connect(Connect {
             client_id: options.client_id.clone(),
             keep_alive: options.keep_alive_s,
-            clean_session: true,
+            clean_session: !resume,
             username: None,
             password: None,
+            properties,
         }),
     )
     .await?;
+    client.connects.set(client.connects.get() + 1);
     let mut input = Vec::new();
     let mut chunk = alloc::vec![0u8; 4096];
-    loop {
-        if let Some((packet, used)) = codec::decode(&input, options.max_packet)? {
+    let limits = loop {
+        if let Some((packet, used)) = codec::decode(&input, version, options.max_packet)? {
             input.drain(..used);
             match packet {
-                Packet::ConnAck { code: 0, .. } => break,
-                Packet::ConnAck { code, .. } => return Err(SessionError::Refused(code)),
+                Packet::ConnAck {
+                    code: 0,
+                    properties,
+                    ..
+                } => break Limits::new(options, &properties),
+                Packet::ConnAck { code, .. } => return Err(SessionError::Refused(version, code)),
                 _ => return Err(codec::Error::Protocol("expected CONNACK").into()),
             }
         }
-        stream.set_timeout(Some(IO_TIMEOUT));
-        let n = stream.read(&mut chunk).await?;
+        conn.set_timeout(Some(IO_TIMEOUT));
+        let n = conn.read(&mut chunk).await?;
         if n == 0 {
             return Err(SessionError::Io(TcpError::Closed));
         }
         input.extend_from_slice(&chunk[..n]);
-    }
+    };
     if !options.subscriptions.is_empty() {
         let filters = options
             .subscriptions
@@ -224,64 +440,99 @@ async fn session(
             .map(|f| (f.clone(), QoS::AtMostOnce))
             .collect();
         send(
-            &mut stream,
+            &mut conn,
+            version,
             &Packet::Subscribe {
                 packet_id: 1,
                 filters,
+                properties: Properties::new(),
             },
         )
         .await?;
     }
     client.connected.set(true);
     kernel::info!(
-        "mqtt: connected to {}:{} as {}",
+        "mqtt: connected to {}:{} as {} (MQTT {}, QoS {})",
         options.host,
         options.port,
-        options.client_id
+        options.client_id,
+        if version == Version::V5 { "5" } else { "3.1.1" },
+        limits.qos as u8
     );
-    let keep_alive = Duration::from_secs(u64::from(options.keep_alive_s.max(1)));
+    let qos1 = limits.qos > QoS::AtMostOnce;
+    // Unacknowledged messages of the last connection go first, as they were, with DUP set.
+    let again = client
+        .inflight
+        .borrow_mut()
+        .restart(&client.outbox.borrow());
+    if qos1 {
+        for (sequence, packet_id) in again {
+            if let Some(bytes) =
+                encode_message(client, version, &limits, sequence, Some(packet_id), true)?
+            {
+                conn.set_timeout(Some(IO_TIMEOUT));
+                conn.write_all(&bytes).await?;
+                Client::count(&client.resent);
+            }
+        }
+    } else {
+        // Publishing at QoS 0 now (the broker allows no more): nothing waits for a PUBACK;
+        // the messages stay in the outbox and go out again at QoS 0.
+        for (_, id) in again {
+            client.inflight.borrow_mut().acknowledge(id);
+        }
+    }
+    let keep_alive = limits.keep_alive;
     let mut last_sent = kernel::now();
     let mut last_heard = kernel::now();
     loop {
         loop {
-            let (sequence, packet) = match client.outbox.borrow().front_numbered() {
-                Some((sequence, (topic, payload))) => (
-                    sequence,
-                    Packet::Publish(Publish {
-                        topic: topic.clone(),
-                        payload: payload.clone(),
-                        qos: QoS::AtMostOnce,
-                        retain: false,
-                        dup: false,
-                        packet_id: None,
-                    }),
-                ),
-                None => break,
+            let next = if qos1 {
+                client
+                    .inflight
+                    .borrow_mut()
+                    .next(&client.outbox.borrow(), limits.window)
+                    .map(|(s, id)| (s, Some(id)))
+            } else {
+                client
+                    .outbox
+                    .borrow()
+                    .front_numbered()
+                    .map(|(s, _)| (s, None))
             };
-            send(&mut stream, &packet).await?;
-            // While the write waited, a full outbox may have dropped this very message.
-            client.outbox.borrow_mut().pop_delivered(sequence);
-            client.published.set(client.published.get() + 1);
+            let Some((sequence, packet_id)) = next else {
+                break;
+            };
+            let Some(bytes) = encode_message(client, version, &limits, sequence, packet_id, false)?
+            else {
+                continue;
+            };
+            conn.set_timeout(Some(IO_TIMEOUT));
+            conn.write_all(&bytes).await?;
+            if !qos1 {
+                // While the write waited, a full outbox may have dropped this very message.
+                client.outbox.borrow_mut().pop_delivered(sequence);
+                Client::count(&client.published);
+            }
             last_sent = kernel::now();
         }
         let ping_at = last_sent + keep_alive / 2;
-        stream.set_timeout(None);
+        conn.set_timeout(None);
         let woke = select(
-            stream.read(&mut chunk),
+            conn.read(&mut chunk),
             select(client.ready.wait(), kernel::sleep_until(ping_at)),
         )
         .await;
         match woke {
             Either::Left(Ok(0)) => return Err(SessionError::Io(TcpError::Closed)),
-            Either::Left(Err(e)) => return Err(e.into()),
+            Either::Left(Err(e)) => return Err(e),
             Either::Left(Ok(n)) => {
                 last_heard = kernel::now();
                 input.extend_from_slice(&chunk[..n]);
-                while let Some((packet, used)) = codec::decode(&input, options.max_packet)? {
+                while let Some((packet, used)) = codec::decode(&input, version, options.max_packet)?
+                {
                     input.drain(..used);
-                    if let Packet::Publish(p) = packet {
-                        on_message(p);
-                    }
+                    receive(client, &mut conn, version, packet, on_message).await?;
                 }
             }
             Either::Right(Either::Left(())) => {}
@@ -289,9 +540,70 @@ async fn session(
                 if kernel::now().saturating_duration_since(last_heard) > keep_alive * 2 {
                     return Err(SessionError::Silent);
                 }
-                send(&mut stream, &Packet::PingReq).await?;
+                send(&mut conn, version, &Packet::PingReq).await?;
                 last_sent = kernel::now();
             }
         }
     }
+}
+
+/// Handles one packet from the broker after CONNACK.
+async fn receive(
+    client: &Client,
+    conn: &mut Conn,
+    version: Version,
+    packet: Packet,
+    on_message: &mut impl FnMut(Publish),
+) -> Result<(), SessionError> {
+    match packet {
+        Packet::Publish(p) => {
+            let (qos, packet_id) = (p.qos, p.packet_id);
+            on_message(p);
+            match (qos, packet_id) {
+                (QoS::AtLeastOnce, Some(id)) => {
+                    send(conn, version, &Packet::PubAck(Ack::new(id))).await?
+                }
+                (QoS::ExactlyOnce, Some(id)) => {
+                    send(conn, version, &Packet::PubRec(Ack::new(id))).await?
+                }
+                _ => {}
+            }
+        }
+        Packet::PubRel(ack) => {
+            send(conn, version, &Packet::PubComp(Ack::new(ack.packet_id))).await?
+        }
+        Packet::PubAck(ack) => {
+            let sequence = client.inflight.borrow_mut().acknowledge(ack.packet_id);
+            match sequence {
+                Some(sequence) => {
+                    client.outbox.borrow_mut().pop_delivered(sequence);
+                    if ack.reason >= 0x80 {
+                        Client::count(&client.rejected);
+                        kernel::warn!(
+                            "mqtt: the broker refused a message: {} ({})",
+                            crate::reason::describe(ack.reason),
+                            ack.properties.str(id::REASON_STRING).unwrap_or("")
+                        );
+                    } else {
+                        Client::count(&client.published);
+                    }
+                    client.ready.notify(); // the window has room again
+                }
+                None => kernel::debug!("mqtt: PUBACK for {} not in flight", ack.packet_id),
+            }
+        }
+        Packet::Disconnect { reason, properties } => {
+            return Err(SessionError::Disconnected(
+                reason,
+                properties.str(id::REASON_STRING).map(String::from),
+            ))
+        }
+        Packet::SubAck { codes, .. } => {
+            if codes.iter().any(|&c| c >= 0x80) {
+                kernel::warn!("mqtt: the broker refused a subscription: {codes:?}");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }

@@ -177,6 +177,11 @@ impl<T: Transport> TlsStream<T> {
         Ok(stream)
     }
 
+    /// The byte stream under the connection (to set its timeouts, say).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
     /// Sends all of `data`.
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), TlsError> {
         for chunk in data.chunks(MAX_FRAGMENT) {
