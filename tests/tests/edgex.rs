@@ -674,3 +674,408 @@ fn a_hostile_modbus_server_is_counted_and_polling_goes_on() {
         "{output}"
     );
 }
+
+/// Runs `argv`, panicking with its error output unless it succeeds.
+fn run_ok(argv: &[&str]) {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", argv[0]));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a server certificate for 10.0.2.2 (the host as guests see it), 127.0.0.1 and
+/// localhost, all P-256, made by `openssl` in `dir`: `ca.pem`, `ca.der`, `server.pem`,
+/// `server.key`.
+fn make_certificates(dir: &std::path::Path) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    std::fs::write(
+        dir.join("openssl.cnf"),
+        "[req]\ndistinguished_name = dn\n[dn]\n\
+         [ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier = hash\n\
+         [server]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+         extendedKeyUsage = serverAuth\nsubjectAltName = IP:10.0.2.2,IP:127.0.0.1,DNS:localhost\n\
+         authorityKeyIdentifier = keyid\n",
+    )
+    .unwrap();
+    let cnf = path("openssl.cnf");
+    run_ok(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lichen test CA",
+        "-config",
+        &cnf,
+        "-extensions",
+        "ca",
+    ]);
+    run_ok(&[
+        "openssl",
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+        "-subj",
+        "/CN=broker",
+        "-config",
+        &cnf,
+    ]);
+    run_ok(&[
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &path("server.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &cnf,
+        "-extensions",
+        "server",
+    ]);
+    run_ok(&[
+        "openssl",
+        "x509",
+        "-in",
+        &path("ca.pem"),
+        "-outform",
+        "DER",
+        "-out",
+        &path("ca.der"),
+    ]);
+}
+
+/// Standard Base64.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Python's base64 and gzip undo app-service's `compress=gzip` on each word of `messages`.
+fn python_gunzip(messages: &[String]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .args([
+            "-c",
+            "import sys,base64,gzip\nfor w in sys.stdin.read().split():\n    print(gzip.decompress(base64.b64decode(w, validate=True)).decode())",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(messages.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python could not gunzip the exports");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// An EdgeX event envelope as a device service publishes it, for event `id`.
+fn event_message(id: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v3","payload":{{"apiVersion":"v3","event":{{"apiVersion":"v3","id":"{id}","deviceName":"Meter-1","profileName":"P","sourceName":"S","origin":1,"readings":[{{"id":"r-{id}","origin":1,"deviceName":"Meter-1","resourceName":"Power","profileName":"P","valueType":"Int32","value":"7"}}]}}}},"contentType":"application/json"}}"#
+    )
+}
+
+fn mosquitto_up(conf: &std::path::Path, port: u16) -> Proc {
+    let proc = Proc::start(
+        "mosquitto",
+        &["/usr/sbin/mosquitto", "-c", conf.to_str().unwrap()],
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < WAIT, "mosquitto did not listen");
+        thread::sleep(Duration::from_millis(20));
+    }
+    proc
+}
+
+/// app-service's export over MQTT 5 with QoS 1 to a TLS broker (Debian's mosquitto, certificates
+/// made by openssl, the CA pinned in the guest), gzip-compressed, and over HTTPS to Python's
+/// http.server with ssl, which decompresses with Python's gzip. The export broker freezes with
+/// events in flight and dies without acknowledging them: they stay in the outbox, are sent again
+/// (DUP) once it is back, and every event arrives at the subscriber.
+#[test]
+fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart() {
+    build_images();
+    let dir = temp_dir().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (bus_port, export_port, sink_port) = (free_port(), free_port(), free_port());
+    let bus_conf = dir.join("bus.conf");
+    std::fs::write(
+        &bus_conf,
+        format!("listener {bus_port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n"),
+    )
+    .unwrap();
+    let export_conf = dir.join("export.conf");
+    std::fs::write(
+        &export_conf,
+        format!(
+            "listener {export_port} 127.0.0.1\nuser root\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.3\npersistence true\nautosave_interval 1\npersistence_location {}/\nlog_type error\n",
+            path("ca.pem"),
+            path("server.pem"),
+            path("server.key"),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let _bus = mosquitto_up(&bus_conf, bus_port);
+    let mut export = mosquitto_up(&export_conf, export_port);
+    let export_port_text = export_port.to_string();
+    let ca_pem = path("ca.pem");
+    let sub_argv = [
+        "mosquitto_sub",
+        "-h",
+        "localhost",
+        "-p",
+        &export_port_text,
+        "--cafile",
+        &ca_pem,
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-c",
+        "-i",
+        "lichen-export-sub",
+        "-x",
+        "600",
+        "-t",
+        "lichen/export",
+        "-v",
+    ];
+    let sub = Proc::start(
+        "mosquitto_sub (export, TLS, MQTT 5, persistent session)",
+        &sub_argv,
+    );
+    let sink_script = root()
+        .join("tests/edgex/http_sink.py")
+        .display()
+        .to_string();
+    let mut sink = Proc::start(
+        "https sink",
+        &[
+            python(),
+            &sink_script,
+            &sink_port.to_string(),
+            "--tls",
+            &path("server.pem"),
+            &path("server.key"),
+            "--decode",
+            "gzip",
+        ],
+    );
+    sink.wait_for("ready", 0, |l| l == "ready");
+
+    let root_der = std::fs::read(dir.join("ca.der")).unwrap();
+    let command = Run::new("app-service")
+        .accel(Accel::Tcg)
+        .script_option("--hostfwd", Some("none"))
+        .arg(&format!("broker=10.0.2.2:{bus_port}"))
+        .arg("mqtt=5")
+        .arg(&format!("export=tls://10.0.2.2:{export_port}"))
+        .arg("export_qos=1")
+        .arg("export_topic=lichen/export")
+        .arg("compress=gzip")
+        .arg(&format!("http_export=https://10.0.2.2:{sink_port}/in"))
+        .arg(&format!("tls_root={}", base64(&root_der)))
+        .arg("stats=300ms")
+        .command();
+    let mut app = Proc::start(
+        "app-service guest",
+        &command.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    app.wait_for("the TLS export connection, MQTT 5 at QoS 1", 0, |l| {
+        l.contains("as app-service-export (MQTT 5, QoS 1)")
+    });
+    app.wait_for("the bus connection, MQTT 5", 0, |l| {
+        l.contains("as app-service (MQTT 5, QoS 0)")
+    });
+    // The bus subscription is in place once a probe comes through.
+    let start = Instant::now();
+    loop {
+        publish(
+            bus_port,
+            "edgex/events/device/test/P/Meter-1/S",
+            &event_message("probe"),
+        );
+        let lines = app.lines.lock().unwrap().len();
+        thread::sleep(Duration::from_millis(400));
+        let seen = app.lines.lock().unwrap()[lines..]
+            .iter()
+            .any(|l| l.contains("app-service: stats") && counter(l, "received") > 0);
+        if seen {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "app-service received nothing:\n{}",
+            app.output()
+        );
+    }
+    let ids = |range: std::ops::Range<u32>| range.map(|i| format!("e{i}")).collect::<Vec<_>>();
+    for id in ids(0..20) {
+        publish(
+            bus_port,
+            "edgex/events/device/test/P/Meter-1/S",
+            &event_message(&id),
+        );
+    }
+    let exported = |subs: &[&Proc]| -> Vec<String> {
+        let words: Vec<String> = subs
+            .iter()
+            .flat_map(|sub| sub.lines.lock().unwrap().clone())
+            .filter_map(|l| l.strip_prefix("lichen/export ").map(String::from))
+            .collect();
+        python_gunzip(&words)
+            .iter()
+            .map(|e| e["id"].as_str().expect("an event id").to_string())
+            .collect()
+    };
+    let wait_for_ids = |subs: &[&Proc], app: &Proc, want: &[String]| {
+        let start = Instant::now();
+        loop {
+            let got = exported(subs);
+            if want.iter().all(|id| got.contains(id)) {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "missing at the export broker: {:?}\napp-service:\n{}",
+                want.iter()
+                    .filter(|id| !got.contains(id))
+                    .collect::<Vec<_>>(),
+                app.output()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for_ids(&[&sub], &app, &ids(0..20));
+
+    // The export broker freezes (SIGSTOP): 20 more events are written to it and wait for their
+    // PUBACKs, in flight and still in the outbox; then it dies (SIGKILL) without acknowledging
+    // them. Its persistence (saved every second) keeps the subscriber's session.
+    let pid = export.child.id().to_string();
+    thread::sleep(Duration::from_millis(1500)); // an autosave with the subscriber's session
+    run_ok(&["kill", "-STOP", &pid]);
+    let before = app.lines.lock().unwrap().len();
+    for id in ids(20..40) {
+        publish(
+            bus_port,
+            "edgex/events/device/test/P/Meter-1/S",
+            &event_message(&id),
+        );
+    }
+    let (_, stats) = app.wait_for("events in flight, unacknowledged", before, |l| {
+        l.contains("app-service: stats")
+            && counter(l, "queued") >= 20
+            && counter(l, "inflight") >= 1
+    });
+    eprintln!("{stats}");
+    run_ok(&["kill", "-KILL", &pid]);
+    let _ = export.child.wait();
+    let _export = mosquitto_up(&export_conf, export_port);
+    // mosquitto_sub ends with its broker; a new one resumes the persistent session.
+    let sub2 = Proc::start("mosquitto_sub (the same session)", &sub_argv);
+    wait_for_ids(&[&sub, &sub2], &app, &ids(0..40));
+    let (_, stats) = app.wait_for("the outbox drained", before, |l| {
+        l.contains("app-service: stats")
+            && counter(l, "queued") == 0
+            && counter(l, "exported") >= 41
+    });
+    assert_eq!(counter(&stats, "dropped"), 0, "{stats}");
+    assert_eq!(counter(&stats, "refused"), 0, "{stats}");
+    assert!(counter(&stats, "export_connects") >= 2, "{stats}");
+    assert!(
+        counter(&stats, "resent") >= 1,
+        "sent again with DUP: {stats}"
+    );
+
+    // HTTPS: every event posted, each body gzip that Python decodes to the event.
+    let start = Instant::now();
+    loop {
+        let posted: Vec<String> = sink
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("200 /in "))
+            .map(|json| {
+                serde_json::from_str::<serde_json::Value>(json)
+                    .unwrap_or_else(|e| panic!("{e}: {json}"))["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        if ids(0..40).iter().all(|id| posted.contains(id)) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "HTTPS sink:\n{}", sink.output());
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!sink.output().contains("400 /in"), "{}", sink.output());
+    eprintln!("{stats}");
+    let output = app.output();
+    assert!(
+        !output.contains("PANIC") && !output.contains("FATAL"),
+        "{output}"
+    );
+    drop((sub, sub2));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,5 +1,5 @@
-//! HTTP export, the pure parts: the `http_export=` target and the status line of the
-//! receiver's answer.
+//! HTTP export, the pure parts: the `http_export=` target (`http://` or `https://`) and the
+//! status line of the receiver's answer.
 //!
 //! The receiver is a peer on the network: an answer that is not `HTTP/1.x NNN ...` within its
 //! first line is an error (the message stays queued and is retried), never a panic.
@@ -17,12 +17,17 @@ pub struct Target {
     pub port: u16,
     /// Path, starting with `/`.
     pub path: String,
+    /// HTTPS: TLS verified against the pinned root.
+    pub tls: bool,
 }
 
 impl Target {
-    /// Parses `HOST:PORT/PATH` (`http://` in front is accepted).
+    /// Parses `HOST:PORT/PATH`, `http://HOST:PORT/PATH` or `https://HOST:PORT/PATH`.
     pub fn parse(text: &str) -> Result<Target, String> {
-        let bare = text.strip_prefix("http://").unwrap_or(text);
+        let (tls, bare) = match text.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, text.strip_prefix("http://").unwrap_or(text)),
+        };
         let bad = || format!("bad `http_export={text}`: expected HOST:PORT/PATH");
         let (authority, path) = bare.split_once('/').ok_or_else(bad)?;
         let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
@@ -34,13 +39,14 @@ impl Target {
             host: host.to_string(),
             port,
             path: format!("/{path}"),
+            tls,
         })
     }
 
-    /// The request bytes for a JSON body.
-    pub fn request(&self, body: &[u8]) -> Vec<u8> {
+    /// The request bytes for a body of `content_type`.
+    pub fn request(&self, content_type: &str, body: &[u8]) -> Vec<u8> {
         let mut out = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.path,
             self.host,
             self.port,
@@ -82,14 +88,29 @@ mod tests {
     fn targets() {
         let t = Target::parse("http://10.0.2.2:8080/api/events").unwrap();
         assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("10.0.2.2", 8080, "/api/events")
+            (t.host.as_str(), t.port, t.path.as_str(), t.tls),
+            ("10.0.2.2", 8080, "/api/events", false)
+        );
+        let t = Target::parse("https://sink.example:8443/in").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls),
+            ("sink.example", 8443, true)
         );
         assert_eq!(Target::parse("h:1/").unwrap().path, "/");
-        for bad in ["h:1", "h/p", ":1/p", "h:0/p", "h:x/p", "h:1/a b"] {
+        for bad in [
+            "h:1",
+            "h/p",
+            ":1/p",
+            "h:0/p",
+            "h:x/p",
+            "h:1/a b",
+            "ftp://h:1/p",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
-        let r = Target::parse("h:1/p").unwrap().request(b"{}");
+        let r = Target::parse("h:1/p")
+            .unwrap()
+            .request("application/json", b"{}");
         assert!(r.starts_with(b"POST /p HTTP/1.1\r\n"));
         assert!(r.ends_with(b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"));
     }

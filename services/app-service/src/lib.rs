@@ -1,10 +1,11 @@
-//! app-service's pure parts, tested on the host: the pipeline ([`pipeline`]) and HTTP export
-//! ([`http`]).
+//! app-service's pure parts, tested on the host: the pipeline ([`pipeline`]), compression
+//! ([`compress`]) and HTTP export ([`http`]).
 
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+pub mod compress;
 pub mod http;
 pub mod pipeline;

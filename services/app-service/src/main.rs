@@ -6,15 +6,24 @@
 //! messages wait in a bounded outbox that drops the oldest and counts (logged with the
 //! other counters every `stats=` period).
 //!
-//! With `http_export=HOST:PORT/PATH` every exported message is also POSTed there (JSON,
-//! `Connection: close`, one message per request) from its own bounded outbox: a 2xx answer
-//! delivers it, a 4xx rejects it (counted, dropped), anything else or no answer keeps it for a
-//! retry with backoff.
+//! With `http_export=[http://|https://]HOST:PORT/PATH` every exported message is also POSTed
+//! there (`Connection: close`, one message per request) from its own bounded outbox: a 2xx
+//! answer delivers it, a 4xx rejects it (counted, dropped), anything else or no answer keeps
+//! it for a retry with backoff.
 //!
-//! Command line: `broker=HOST:PORT` (the bus, default `10.0.2.2:1883`), `export=HOST:PORT`
-//! (default: the bus's broker), `export_topic=` (default `edgex-export`), `devices=A,B`,
-//! `resources=X,Y`, `batch=N` (default 1), `batch_time=` (flush a partial batch after this
-//! long, default `1s`), `outbox=N` (default 1000), `stats=` (default `5s`).
+//! Export options named after app-service-configurable's: `compress=gzip|zlib` (its
+//! `Compress` function: compressed, then Base64), `export_qos=0|1` (`MQTTExport`'s `QOS`:
+//! with 1 a message leaves the outbox only when the broker acknowledged it, and is sent again
+//! after a reconnection), `export=tls://HOST:PORT` (also `mqtts://`, `ssl://`; `tcp://` or
+//! none for plain TCP) and `https://` for TLS, verified against the root CA given as
+//! `tls_root=` (Base64 of its DER) and the wall clock; there is no way to skip verification.
+//!
+//! Command line: `broker=HOST:PORT` (the bus, default `10.0.2.2:1883`), `mqtt=4|5` (the
+//! bus's protocol level, default 4: MQTT 3.1.1), `export=[SCHEME://]HOST:PORT` (default: the
+//! bus's broker), `export_mqtt=4|5` (default: `mqtt=`), `export_topic=` (default
+//! `edgex-export`), `devices=A,B`, `resources=X,Y`, `batch=N` (default 1), `batch_time=`
+//! (flush a partial batch after this long, default `1s`), `outbox=N` (default 1000),
+//! `stats=` (default `5s`).
 
 #![no_std]
 #![no_main]
@@ -24,6 +33,7 @@ extern crate alloc;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use app_service::compress::Compression;
 use app_service::http::{self, Target};
 use app_service::pipeline::{Pipeline, Settings};
 use core::cell::{Cell, RefCell};
@@ -32,12 +42,17 @@ use kernel::net::{self, TcpOptions, TcpStream};
 use kernel::{error, info, warn, Args, Duration};
 use mqtt::client::{Client, Options};
 use mqtt::sync::Signal;
-use mqtt::Outbox;
+use mqtt::{Outbox, QoS, Version};
+use tls::{Transport, Trust};
 
 kernel::service!(main);
 
 fn endpoint(args: &Args, key: &str, default: &str) -> Result<(String, u16), String> {
     let text = args.get(key).unwrap_or(default);
+    host_port(key, text)
+}
+
+fn host_port(key: &str, text: &str) -> Result<(String, u16), String> {
     text.rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok().filter(|&p| p != 0)?)))
         .filter(|(h, _)| !h.is_empty())
@@ -63,9 +78,44 @@ fn list(args: &Args, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `[SCHEME://]HOST:PORT` of the MQTT export: whether it is TLS, and where.
+fn export_endpoint(args: &Args, default: &str) -> Result<(bool, (String, u16)), String> {
+    let text = args.get("export").unwrap_or(default);
+    let (tls, bare) = match text.split_once("://") {
+        Some(("tls" | "mqtts" | "ssl", rest)) => (true, rest),
+        Some(("tcp" | "mqtt", rest)) => (false, rest),
+        Some(_) => {
+            return Err(alloc::format!(
+                "bad `export={text}`: the scheme is tcp://, tls://, mqtt:// or mqtts://"
+            ))
+        }
+        None => (false, text),
+    };
+    Ok((tls, host_port("export", bare)?))
+}
+
+fn version(args: &Args, key: &str, default: Version) -> Result<Version, String> {
+    match args.get(key) {
+        None => Ok(default),
+        Some(text) => Version::parse(text)
+            .ok_or_else(|| alloc::format!("bad `{key}={text}`: the MQTT level is 4 or 5")),
+    }
+}
+
+/// The wall clock in Unix seconds, for certificate validity.
+fn unix_now() -> Option<u64> {
+    kernel::wall_clock().and_then(|t| u64::try_from(t.as_secs()).ok())
+}
+
 struct Config {
     bus: (String, u16),
+    bus_version: Version,
     export: (String, u16),
+    export_version: Version,
+    export_qos: QoS,
+    export_tls: bool,
+    compression: Compression,
+    trust: Option<Trust>,
     topic: String,
     settings: Settings,
     batch_time: Duration,
@@ -77,6 +127,8 @@ struct Config {
 /// The HTTP export: its outbox and counters.
 struct HttpExport {
     target: Target,
+    trust: Option<Trust>,
+    content_type: &'static str,
     outbox: RefCell<Outbox<Vec<u8>>>,
     ready: Signal,
     posted: Cell<u64>,
@@ -91,8 +143,9 @@ impl HttpExport {
     }
 }
 
-/// POSTs one message; the answer's status code.
-async fn post(target: &Target, body: &[u8]) -> Result<u16, String> {
+/// POSTs one message (over TLS when the target is `https://`); the answer's status code.
+async fn post(export: &HttpExport, body: &[u8]) -> Result<u16, String> {
+    let target = &export.target;
     let address = match net::resolve(&target.host).await {
         Ok(a) if !a.is_empty() => a[0],
         _ => return Err(alloc::format!("cannot resolve `{}`", target.host)),
@@ -101,23 +154,33 @@ async fn post(target: &Target, body: &[u8]) -> Result<u16, String> {
         timeout: Some(Duration::from_secs(5)),
         ..TcpOptions::default()
     };
-    let mut stream = TcpStream::connect(core::net::SocketAddr::new(address, target.port), options)
+    let stream = TcpStream::connect(core::net::SocketAddr::new(address, target.port), options)
         .await
         .map_err(|e| e.to_string())?;
-    stream
-        .write_all(&target.request(body))
-        .await
-        .map_err(|e| e.to_string())?;
+    let request = target.request(export.content_type, body);
+    match &export.trust {
+        Some(trust) if target.tls => {
+            let tls = tls::TlsStream::connect(trust, &target.host, stream)
+                .await
+                .map_err(|e| e.to_string())?;
+            exchange(tls, &request).await
+        }
+        _ => exchange(stream, &request).await,
+    }
+}
+
+/// Sends the request, reads the answer's status line.
+async fn exchange(mut stream: impl Transport, request: &[u8]) -> Result<u16, String> {
+    stream.write_all(request).await?;
     let mut answer = Vec::new();
     let mut chunk = [0u8; 512];
     let status = loop {
         if let Some(status) = http::status(&answer).map_err(String::from)? {
             break status;
         }
-        match stream.read(&mut chunk).await {
-            Ok(0) => return Err("closed before a status line".into()),
-            Ok(n) => answer.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(e.to_string()),
+        match stream.read(&mut chunk).await? {
+            0 => return Err("closed before a status line".into()),
+            n => answer.extend_from_slice(&chunk[..n]),
         }
     };
     drop(stream); // closes in the background
@@ -136,7 +199,7 @@ async fn run_http(export: Rc<HttpExport>) {
             export.ready.wait().await;
             continue;
         };
-        match post(&export.target, &body).await {
+        match post(&export, &body).await {
             Ok(200..=299) => {
                 export.outbox.borrow_mut().pop_delivered(sequence);
                 export.posted.set(export.posted.get() + 1);
@@ -168,6 +231,33 @@ async fn run_http(export: Rc<HttpExport>) {
 fn config(args: &Args) -> Result<Config, String> {
     let bus = endpoint(args, "broker", "10.0.2.2:1883")?;
     let default_export = alloc::format!("{}:{}", bus.0, bus.1);
+    let bus_version = version(args, "mqtt", Version::V311)?;
+    let (export_tls, export) = export_endpoint(args, &default_export)?;
+    let http = args.get("http_export").map(Target::parse).transpose()?;
+    let trust = match args.get("tls_root") {
+        Some(b64) => {
+            use base64ct::{Base64, Encoding};
+            let der = Base64::decode_vec(b64).map_err(|_| {
+                String::from("bad `tls_root=`: expected Base64 of a DER certificate")
+            })?;
+            Some(Trust::new(&der, unix_now).map_err(|e| alloc::format!("`tls_root=`: {e}"))?)
+        }
+        None => None,
+    };
+    if trust.is_none() && (export_tls || http.as_ref().is_some_and(|t| t.tls)) {
+        return Err(
+            "TLS export needs the server's root CA: `tls_root=` (Base64 of its DER)".into(),
+        );
+    }
+    let export_qos = match args.get("export_qos").unwrap_or("0") {
+        "0" => QoS::AtMostOnce,
+        "1" => QoS::AtLeastOnce,
+        other => {
+            return Err(alloc::format!(
+                "bad `export_qos={other}`: 0 or 1 (QoS 2 is not implemented)"
+            ))
+        }
+    };
     let number = |key: &str, default: usize| {
         args.parse_value::<usize>(key)
             .map_err(|e| e.to_string())
@@ -183,8 +273,14 @@ fn config(args: &Args) -> Result<Config, String> {
         ));
     }
     Ok(Config {
-        export: endpoint(args, "export", &default_export)?,
+        export,
+        export_version: version(args, "export_mqtt", bus_version)?,
+        export_qos,
+        export_tls,
+        compression: Compression::parse(args.get("compress").unwrap_or("none"))?,
+        trust,
         bus,
+        bus_version,
         topic,
         settings: Settings {
             devices: list(args, "devices"),
@@ -194,7 +290,7 @@ fn config(args: &Args) -> Result<Config, String> {
         batch_time: duration(args, "batch_time", "1s")?,
         outbox: number("outbox", 1000)?.max(1),
         stats: duration(args, "stats", "5s")?,
-        http: args.get("http_export").map(Target::parse).transpose()?,
+        http,
     })
 }
 
@@ -220,6 +316,12 @@ async fn main(args: Args) -> i32 {
     let http_export = config.http.clone().map(|target| {
         Rc::new(HttpExport {
             target,
+            trust: config.trust.clone(),
+            content_type: if config.compression == Compression::None {
+                "application/json"
+            } else {
+                "text/plain"
+            },
             outbox: RefCell::new(Outbox::new(config.outbox)),
             ready: Signal::default(),
             posted: Cell::new(0),
@@ -242,12 +344,20 @@ async fn main(args: Args) -> i32 {
             port: config.export.1,
             client_id: "app-service-export".into(),
             subscriptions: Vec::new(),
+            version: config.export_version,
+            qos: config.export_qos,
+            tls: if config.export_tls {
+                config.trust.clone()
+            } else {
+                None
+            },
             keep_alive_s: 30,
             max_packet: 16 * 1024,
             ..Options::default()
         },
         |_| {},
     ));
+    let compression = config.compression;
     let (p, out, bad, seen, topic, to_http) = (
         pipeline.clone(),
         export.clone(),
@@ -263,6 +373,7 @@ async fn main(args: Args) -> i32 {
             port: config.bus.1,
             client_id: "app-service".into(),
             subscriptions: alloc::vec!["edgex/events/device/#".into()],
+            version: config.bus_version,
             keep_alive_s: 30,
             max_packet: 256 * 1024,
             ..Options::default()
@@ -271,6 +382,7 @@ async fn main(args: Args) -> i32 {
             seen.set(seen.get() + 1);
             match p.borrow_mut().push(&publish.payload) {
                 Ok(Some(json)) => {
+                    let json = compression.apply(json);
                     if let Some(h) = &to_http {
                         h.push(json.clone());
                     }
@@ -287,18 +399,22 @@ async fn main(args: Args) -> i32 {
         },
     ));
     info!(
-        "app-service: bus {}:{}, export {}:{} topic {}, batch {}",
+        "app-service: bus {}:{}, export {}{}:{} topic {} qos {}, batch {}, compress {:?}",
         config.bus.0,
         config.bus.1,
+        if config.export_tls { "tls://" } else { "" },
         config.export.0,
         config.export.1,
         config.topic,
-        config.settings.batch
+        config.export_qos as u8,
+        config.settings.batch,
+        config.compression
     );
     let mut next_stats = kernel::now() + config.stats;
     loop {
         kernel::sleep(config.batch_time.min(config.stats)).await;
-        if let Some(json) = pipeline.borrow_mut().flush() {
+        let flushed = pipeline.borrow_mut().flush();
+        if let Some(json) = flushed.map(|j| compression.apply(j)) {
             if let Some(h) = &http_export {
                 h.push(json.clone());
             }
@@ -307,6 +423,7 @@ async fn main(args: Args) -> i32 {
         if kernel::now() >= next_stats {
             next_stats = kernel::now() + config.stats;
             let (published, queued, dropped, connects, failures) = export.counters();
+            let (inflight, resent, refused) = export.qos_counters();
             if let Some(h) = &http_export {
                 let o = h.outbox.borrow();
                 info!(
@@ -319,13 +436,16 @@ async fn main(args: Args) -> i32 {
                 );
             }
             info!(
-                "app-service: stats received {} filtered {} malformed {} exported {} queued {} dropped {} export_connects {} export_failures {} heap_used {}",
+                "app-service: stats received {} filtered {} malformed {} exported {} queued {} dropped {} inflight {} resent {} refused {} export_connects {} export_failures {} heap_used {}",
                 received.get(),
                 pipeline.borrow().filtered,
                 malformed.get(),
                 published,
                 queued,
                 dropped,
+                inflight,
+                resent,
+                refused,
                 connects,
                 failures,
                 kernel::mem::heap_used()

@@ -103,6 +103,12 @@ pub struct Trust {
     config: Arc<ClientConfig>,
 }
 
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Trust")
+    }
+}
+
 impl Trust {
     /// Trusts `root_der` (a DER certificate) alone; `unix_seconds` reads the wall clock.
     pub fn new(root_der: &[u8], unix_seconds: fn() -> Option<u64>) -> Result<Trust, TlsError> {
@@ -329,6 +335,20 @@ impl<T: Transport> TlsStream<T> {
                 *received += n;
             }
         }
+    }
+}
+
+/// A TLS connection is a byte stream too (errors as text), so that code written for
+/// [`Transport`] runs over TCP and TLS alike.
+impl<T: Transport> Transport for TlsStream<T> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        TlsStream::read(self, buf).await.map_err(|e| e.to_string())
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), String> {
+        TlsStream::write_all(self, buf)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
