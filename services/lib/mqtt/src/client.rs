@@ -598,10 +598,8 @@ async fn receive(
                 properties.str(id::REASON_STRING).map(String::from),
             ))
         }
-        Packet::SubAck { codes, .. } => {
-            if codes.iter().any(|&c| c >= 0x80) {
-                kernel::warn!("mqtt: the broker refused a subscription: {codes:?}");
-            }
+        Packet::SubAck { codes, .. } if codes.iter().any(|&c| c >= 0x80) => {
+            kernel::warn!("mqtt: the broker refused a subscription: {codes:?}");
         }
         _ => {}
     }
