@@ -40,7 +40,7 @@ use core::cell::{Cell, RefCell};
 use edgex::device::parse_duration_us;
 use kernel::net::{self, TcpOptions, TcpStream};
 use kernel::{error, info, warn, Args, Duration};
-use mqtt::client::{Client, Options};
+use mqtt::client::{Client, Options, SessionError};
 use mqtt::sync::Signal;
 use mqtt::{Outbox, QoS, Version};
 use tls::{Transport, Trust};
@@ -95,10 +95,43 @@ fn export_endpoint(args: &Args, default: &str) -> Result<(bool, (String, u16)), 
 }
 
 fn version(args: &Args, key: &str, default: Version) -> Result<Version, String> {
-    match args.get(key) {
-        None => Ok(default),
-        Some(text) => Version::parse(text)
-            .ok_or_else(|| alloc::format!("bad `{key}={text}`: the MQTT level is 4 or 5")),
+    Version::from_arg(key, args.get(key), default)
+}
+
+/// MQTT over TLS 1.3 to the export broker, verified against the pinned root.
+struct TlsConnector(Trust);
+
+/// A TLS connection to the export broker.
+struct TlsConnection(tls::TlsStream<TcpStream>);
+
+impl mqtt::client::Connection for TlsConnection {
+    fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.0.transport_mut().set_timeout(timeout)
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        self.0
+            .read(buf)
+            .await
+            .map_err(|e| SessionError::Layer(e.to_string()))
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.0
+            .write_all(bytes)
+            .await
+            .map_err(|e| SessionError::Layer(e.to_string()))
+    }
+}
+
+impl mqtt::client::Connector for TlsConnector {
+    type Conn = TlsConnection;
+
+    async fn connect(&self, host: &str, tcp: TcpStream) -> Result<TlsConnection, SessionError> {
+        tls::TlsStream::connect(&self.0, host, tcp)
+            .await
+            .map(TlsConnection)
+            .map_err(|e| SessionError::Layer(e.to_string()))
     }
 }
 
@@ -337,26 +370,30 @@ async fn main(args: Args) -> i32 {
     let pipeline = Rc::new(RefCell::new(Pipeline::new(config.settings.clone())));
     let malformed = Rc::new(Cell::new(0u64));
     let received = Rc::new(Cell::new(0u64));
-    kernel::spawn(mqtt::client::run(
-        export.clone(),
-        Options {
-            host: config.export.0.clone(),
-            port: config.export.1,
-            client_id: "app-service-export".into(),
-            subscriptions: Vec::new(),
-            version: config.export_version,
-            qos: config.export_qos,
-            tls: if config.export_tls {
-                config.trust.clone()
-            } else {
-                None
-            },
-            keep_alive_s: 30,
-            max_packet: 16 * 1024,
-            ..Options::default()
-        },
-        |_| {},
-    ));
+    let export_options = Options {
+        host: config.export.0.clone(),
+        port: config.export.1,
+        client_id: "app-service-export".into(),
+        subscriptions: Vec::new(),
+        version: config.export_version,
+        qos: config.export_qos,
+        keep_alive_s: 30,
+        max_packet: 16 * 1024,
+        ..Options::default()
+    };
+    match (&config.trust, config.export_tls) {
+        (Some(trust), true) => {
+            kernel::spawn(mqtt::client::run_with(
+                export.clone(),
+                export_options,
+                TlsConnector(trust.clone()),
+                |_| {},
+            ));
+        }
+        _ => {
+            kernel::spawn(mqtt::client::run(export.clone(), export_options, |_| {}));
+        }
+    }
     let compression = config.compression;
     let (p, out, bad, seen, topic, to_http) = (
         pipeline.clone(),

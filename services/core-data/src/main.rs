@@ -8,7 +8,8 @@
 //!   to the device's service over the bus (the service is learnt from the device's event
 //!   topics, else `device_service=`); the answer comes back on `edgex/response/#`.
 //!
-//! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `http_port=`, `command_port=`,
+//! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `mqtt=4|5` (the broker's
+//! protocol level, default 4: MQTT 3.1.1), `http_port=`, `command_port=`,
 //! `max_events=` (default 1000), `device_service=` (default `device-modbus`),
 //! `command_timeout=` (default `5s`), `stats=` (default `5s`).
 
@@ -66,6 +67,7 @@ const MAX_CONNECTIONS: usize = 16;
 
 struct Settings {
     broker: (String, u16),
+    mqtt: mqtt::Version,
     http_port: u16,
     command_port: u16,
     max_events: usize,
@@ -95,6 +97,7 @@ fn settings(args: &Args) -> Result<Settings, String> {
     };
     Ok(Settings {
         broker,
+        mqtt: mqtt::Version::from_arg("mqtt", args.get("mqtt"), mqtt::Version::V311)?,
         http_port: args
             .parse_value("http_port")
             .map_err(|e| e.to_string())?
@@ -168,6 +171,7 @@ async fn main(args: Args) -> i32 {
         subscriptions: alloc::vec!["edgex/events/device/#".into(), "edgex/response/#".into()],
         keep_alive_s: 30,
         max_packet: 256 * 1024,
+        version: settings.mqtt,
         ..Options::default()
     };
     let receiver = state.clone();

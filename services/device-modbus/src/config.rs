@@ -3,6 +3,7 @@
 //! | word | meaning |
 //! | --- | --- |
 //! | `broker=HOST:PORT` | the MQTT broker of EdgeX's message bus (default `10.0.2.2:1883`, QEMU's host) |
+//! | `mqtt=4\|5` | the broker's protocol level: 4 is MQTT 3.1.1 (default), 5 MQTT 5 |
 //! | `modbus=HOST:PORT` | overrides every device's `modbus-tcp` `Address`/`Port` |
 //! | `interval=DURATION` | overrides every autoEvent's interval (Go syntax: `10ms`, `1s`) |
 //! | `timeout=DURATION` | overrides every device's `modbus-tcp` `Timeout` (a transaction's limit) |
@@ -41,6 +42,8 @@ impl Endpoint {
 pub struct Config {
     /// The broker.
     pub broker: Endpoint,
+    /// The broker's protocol level.
+    pub mqtt: mqtt::Version,
     /// Modbus endpoint override.
     pub modbus: Option<Endpoint>,
     /// Interval override, microseconds.
@@ -91,6 +94,7 @@ impl Config {
                 host: "10.0.2.2".into(),
                 port: 1883,
             }),
+            mqtt: mqtt::Version::from_arg("mqtt", args.get("mqtt"), mqtt::Version::V311)?,
             modbus: endpoint(args, "modbus")?,
             interval_us: duration(args, "interval")?,
             timeout_us: duration(args, "timeout")?,

@@ -127,6 +127,7 @@ async fn main(args: Args) -> i32 {
         subscriptions: alloc::vec![edgex::event::command_request_filter(&config.service)],
         keep_alive_s: 30,
         max_packet: 64 * 1024,
+        version: config.mqtt,
         ..mqtt::client::Options::default()
     };
     let receiver = bus.clone();

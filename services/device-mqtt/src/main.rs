@@ -97,6 +97,13 @@ async fn main(args: Args) -> i32 {
         error!("device-mqtt: bad `broker={broker}`: expected HOST:PORT");
         return 2;
     };
+    let version = match mqtt::Version::from_arg("mqtt", args.get("mqtt"), mqtt::Version::V311) {
+        Ok(v) => v,
+        Err(e) => {
+            error!("device-mqtt: {e}");
+            return 2;
+        }
+    };
     let stats_text = args.get("stats").unwrap_or("5s");
     let Some(stats) = parse_duration_us(stats_text)
         .filter(|&us| us > 0)
@@ -176,6 +183,7 @@ async fn main(args: Args) -> i32 {
             subscriptions: alloc::vec![ingest::INCOMING.into()],
             keep_alive_s: 30,
             max_packet: 64 * 1024,
+            version,
             ..Options::default()
         },
         move |p| receiver.push(&p.topic, &p.payload),

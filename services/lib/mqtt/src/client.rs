@@ -1,5 +1,5 @@
-//! A reconnecting MQTT client (3.1.1 or 5, QoS 0 or 1, plain TCP or TLS) over `kernel::net`
-//! (feature `kernel`; TLS with feature `tls`).
+//! A reconnecting MQTT client (3.1.1 or 5, QoS 0 or 1) over `kernel::net` (feature `kernel`),
+//! on plain TCP or on whatever [`Connector`] the image brings (TLS, say).
 //!
 //! [`run`] keeps one connection to the broker: CONNECT at the chosen protocol level, SUBSCRIBE
 //! to the configured filters, then publishes whatever the [`Client`]'s outbox holds, hands
@@ -19,8 +19,9 @@
 //! - **MQTT 5**: the CONNACK's Receive Maximum, Maximum QoS (a broker that takes only QoS 0 gets
 //!   QoS 0), Maximum Packet Size (a bigger message is refused here and counted) and Server Keep
 //!   Alive are obeyed; a DISCONNECT from the broker ends the connection with its reason logged.
-//! - **TLS** ([`Options::tls`]): TLS 1.3 to the broker, verified against the pinned root and
-//!   the host name or address dialled (`tls::Trust`); there is no switch that skips it.
+//! - **TLS**: [`run_with`] takes a [`Connector`] that wraps the TCP stream (app-service's runs
+//!   `tls::TlsStream`, verified against a pinned root). The crate itself has no TLS code, so
+//!   images that never use it do not carry it.
 //!
 //! What the broker sends is checked by [`crate::codec::decode`]; a protocol error ends the
 //! connection (then it is retried), never the service.
@@ -30,13 +31,12 @@ use crate::inflight::Inflight;
 use crate::outbox::Outbox;
 use crate::properties::{id, Properties, Value};
 use crate::sync::{select, Either, Signal};
-#[cfg(feature = "tls")]
-use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
+use core::future::Future;
 use core::net::SocketAddr;
 use kernel::net::{TcpError, TcpOptions, TcpStream};
 use kernel::Duration;
@@ -68,9 +68,6 @@ pub struct Options {
     pub qos: QoS,
     /// MQTT 5 with QoS 1: seconds the broker keeps the session after a connection breaks.
     pub session_expiry_s: u32,
-    /// TLS to the broker, verified against this trust (feature `tls`).
-    #[cfg(feature = "tls")]
-    pub tls: Option<tls::Trust>,
 }
 
 impl Default for Options {
@@ -85,8 +82,6 @@ impl Default for Options {
             version: Version::V311,
             qos: QoS::AtMostOnce,
             session_expiry_s: 3600,
-            #[cfg(feature = "tls")]
-            tls: None,
         }
     }
 }
@@ -163,9 +158,9 @@ impl Client {
 pub enum SessionError {
     /// The connection failed.
     Io(TcpError),
-    /// TLS failed (the broker's certificate did not verify, a record did not authenticate...).
-    #[cfg(feature = "tls")]
-    Tls(tls::TlsError),
+    /// The connector's layer failed (TLS: the broker's certificate did not verify, a record
+    /// did not authenticate...).
+    Layer(String),
     /// The broker broke the protocol.
     Mqtt(codec::Error),
     /// The broker refused the connection (CONNACK code).
@@ -182,8 +177,7 @@ impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SessionError::Io(e) => write!(f, "{e}"),
-            #[cfg(feature = "tls")]
-            SessionError::Tls(e) => write!(f, "{e}"),
+            SessionError::Layer(e) => write!(f, "{e}"),
             SessionError::Mqtt(e) => write!(f, "{e}"),
             SessionError::Refused(v, c) => {
                 write!(f, "connection refused: {}", codec::connack_reason(*v, *c))
@@ -214,44 +208,73 @@ impl From<codec::Error> for SessionError {
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Plain TCP or TLS over TCP.
-enum Conn {
-    Tcp(TcpStream),
-    #[cfg(feature = "tls")]
-    Tls(Box<tls::TlsStream<TcpStream>>),
+/// A connection to the broker: a byte stream with timeouts.
+pub trait Connection {
+    /// Limits each later read and write (`None`: no limit).
+    fn set_timeout(&mut self, timeout: Option<Duration>);
+    /// Reads some bytes; 0 means the broker closed the connection.
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, SessionError>>;
+    /// Writes all of `bytes`.
+    fn write_all(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), SessionError>>;
 }
 
-impl Conn {
+impl Connection for TcpStream {
     fn set_timeout(&mut self, timeout: Option<Duration>) {
-        match self {
-            Conn::Tcp(s) => s.set_timeout(timeout),
-            #[cfg(feature = "tls")]
-            Conn::Tls(s) => s.transport_mut().set_timeout(timeout),
-        }
+        TcpStream::set_timeout(self, timeout)
     }
 
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SessionError> {
-        match self {
-            Conn::Tcp(s) => Ok(s.read(buf).await?),
-            #[cfg(feature = "tls")]
-            Conn::Tls(s) => s.read(buf).await.map_err(SessionError::Tls),
-        }
+        Ok(TcpStream::read(self, buf).await?)
     }
 
     async fn write_all(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        match self {
-            Conn::Tcp(s) => Ok(s.write_all(bytes).await?),
-            #[cfg(feature = "tls")]
-            Conn::Tls(s) => s.write_all(bytes).await.map_err(SessionError::Tls),
-        }
+        Ok(TcpStream::write_all(self, bytes).await?)
     }
 }
 
-/// Keeps a session with the broker forever, calling `on_message` for each PUBLISH received.
-pub async fn run(client: Rc<Client>, options: Options, mut on_message: impl FnMut(Publish)) {
+/// Turns a TCP connection to the broker into the connection MQTT runs on (TLS, say).
+///
+/// A connection's read is dropped unfinished when the client has something to send (it races
+/// the outbox and the keep-alive timer): a layer must lose nothing then.
+pub trait Connector {
+    /// The connection made.
+    type Conn: Connection;
+    /// Wraps `tcp`, connected to `host` (the name or address dialled).
+    fn connect(
+        &self,
+        host: &str,
+        tcp: TcpStream,
+    ) -> impl Future<Output = Result<Self::Conn, SessionError>>;
+}
+
+/// Plain TCP.
+pub struct Plain;
+
+impl Connector for Plain {
+    type Conn = TcpStream;
+
+    async fn connect(&self, _host: &str, tcp: TcpStream) -> Result<TcpStream, SessionError> {
+        Ok(tcp)
+    }
+}
+
+/// Keeps a session with the broker forever over plain TCP, calling `on_message` for each
+/// PUBLISH received.
+pub async fn run(client: Rc<Client>, options: Options, on_message: impl FnMut(Publish)) {
+    run_with(client, options, Plain, on_message).await
+}
+
+/// Keeps a session with the broker forever over `connector`'s connections, calling
+/// `on_message` for each PUBLISH received.
+pub async fn run_with<C: Connector>(
+    client: Rc<Client>,
+    options: Options,
+    connector: C,
+    mut on_message: impl FnMut(Publish),
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let result = match connect(&options).await {
+        let result = match connect(&options, &connector).await {
             Ok(conn) => {
                 backoff = Duration::from_millis(100);
                 let r = session(&client, &options, conn, &mut on_message).await;
@@ -274,7 +297,7 @@ pub async fn run(client: Rc<Client>, options: Options, mut on_message: impl FnMu
     }
 }
 
-async fn connect(options: &Options) -> Result<Conn, SessionError> {
+async fn connect<C: Connector>(options: &Options, connector: &C) -> Result<C::Conn, SessionError> {
     let address = match kernel::net::resolve(&options.host).await {
         Ok(a) if !a.is_empty() => a[0],
         _ => return Err(SessionError::Resolve),
@@ -286,17 +309,14 @@ async fn connect(options: &Options) -> Result<Conn, SessionError> {
         ..TcpOptions::default()
     };
     let stream = TcpStream::connect(SocketAddr::new(address, options.port), tcp).await?;
-    #[cfg(feature = "tls")]
-    if let Some(trust) = &options.tls {
-        let tls = tls::TlsStream::connect(trust, &options.host, stream)
-            .await
-            .map_err(SessionError::Tls)?;
-        return Ok(Conn::Tls(Box::new(tls)));
-    }
-    Ok(Conn::Tcp(stream))
+    connector.connect(&options.host, stream).await
 }
 
-async fn send(conn: &mut Conn, version: Version, packet: &Packet) -> Result<(), SessionError> {
+async fn send(
+    conn: &mut impl Connection,
+    version: Version,
+    packet: &Packet,
+) -> Result<(), SessionError> {
     let mut bytes = Vec::new();
     codec::encode(packet, version, &mut bytes)?;
     conn.set_timeout(Some(IO_TIMEOUT));
@@ -379,7 +399,7 @@ fn encode_message(
 async fn session(
     client: &Client,
     options: &Options,
-    mut conn: Conn,
+    mut conn: impl Connection,
     on_message: &mut impl FnMut(Publish),
 ) -> Result<(), SessionError> {
     let version = options.version;
@@ -550,7 +570,7 @@ async fn session(
 /// Handles one packet from the broker after CONNACK.
 async fn receive(
     client: &Client,
-    conn: &mut Conn,
+    conn: &mut impl Connection,
     version: Version,
     packet: Packet,
     on_message: &mut impl FnMut(Publish),

@@ -35,6 +35,17 @@ impl Version {
             _ => None,
         }
     }
+
+    /// The value of command-line word `key=` (`mqtt=5`, say), `default` when absent; an error
+    /// naming the word otherwise.
+    pub fn from_arg(key: &str, value: Option<&str>, default: Version) -> Result<Version, String> {
+        match value {
+            None => Ok(default),
+            Some(text) => Version::parse(text).ok_or_else(|| {
+                alloc::format!("bad `{key}={text}`: the MQTT protocol level is 4 (3.1.1) or 5")
+            }),
+        }
+    }
 }
 
 /// Delivery guarantee.
