@@ -554,10 +554,26 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
     assert_eq!(status, 400);
 
     // device-mqtt: a device pushes its values; a push that does not parse is only counted.
+    // The test plays the device's command side: it listens on its CommandTopic.
+    let mut device_side = Proc::start(
+        "mosquitto_sub (Sensor-1's command topic)",
+        &[
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker_port.to_string(),
+            "-v",
+            "-t",
+            "command/Sensor-1/#",
+        ],
+    );
     let command = Run::new("device-mqtt")
         .accel(Accel::Tcg)
         .script_option("--hostfwd", Some("none"))
         .arg(&bus)
+        .arg("mqtt=5")
+        .arg("command_timeout=1s")
         .arg("stats=300ms")
         .command();
     let mut pusher = Proc::start(
@@ -599,6 +615,80 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
         );
         thread::sleep(Duration::from_millis(100));
     }
+
+    // device-mqtt's commands: a get goes to the device's CommandTopic, its answer on
+    // command/response/<uuid> comes back as the response; a set carries the values; a device
+    // that does not answer gets a 503 after command_timeout; a read-only resource a 405.
+    let mqtt_requests = "edgex/device/command/request/device-mqtt/Sensor-1";
+    let seen = sub.lines.lock().unwrap().len();
+    publish(
+        broker_port,
+        &format!("{mqtt_requests}/values/get"),
+        &request("m1", "{}"),
+    );
+    let (at, line) = device_side.wait_for("the get on the command topic", 0, |l| {
+        l.starts_with("command/Sensor-1/values/get/")
+    });
+    let (topic, body) = line.split_once(' ').unwrap();
+    assert_eq!(body, "{}");
+    let uuid = topic.rsplit('/').next().unwrap();
+    publish(
+        broker_port,
+        &format!("command/response/{uuid}"),
+        r#"{"temperature":19.5,"message":"from the device"}"#,
+    );
+    let (_, line) = sub.wait_for("the get response", seen, |l| {
+        l.starts_with("edgex/response/device-mqtt/m1 ")
+    });
+    let response = payload(&line);
+    assert_eq!(response["payload"]["statusCode"], 200, "{line}");
+    assert_eq!(
+        value(&response["payload"]["event"], "temperature"),
+        "19.5",
+        "{line}"
+    );
+    assert_eq!(
+        value(&response["payload"]["event"], "message"),
+        "from the device"
+    );
+    publish(
+        broker_port,
+        &format!("{mqtt_requests}/message/set"),
+        &request("m2", r#"{"message":"hello device"}"#),
+    );
+    let (_, line) = device_side.wait_for("the set on the command topic", at + 1, |l| {
+        l.starts_with("command/Sensor-1/message/set/")
+    });
+    let (topic, body) = line.split_once(' ').unwrap();
+    assert_eq!(body, r#"{"message":"hello device"}"#);
+    publish(
+        broker_port,
+        &format!("command/response/{}", topic.rsplit('/').next().unwrap()),
+        "{}",
+    );
+    let (_, line) = sub.wait_for("the set response", seen, |l| {
+        l.starts_with("edgex/response/device-mqtt/m2 ")
+    });
+    assert_eq!(payload(&line)["payload"]["statusCode"], 200, "{line}");
+    publish(
+        broker_port,
+        &format!("{mqtt_requests}/values/get"),
+        &request("m3", "{}"),
+    );
+    publish(
+        broker_port,
+        &format!("{mqtt_requests}/temperature/set"),
+        &request("m4", r#"{"temperature":"5"}"#),
+    );
+    let (_, line) = sub.wait_for("the read-only refusal", seen, |l| {
+        l.starts_with("edgex/response/device-mqtt/m4 ")
+    });
+    assert_eq!(payload(&line)["payload"]["statusCode"], 405, "{line}");
+    let (_, line) = sub.wait_for("the timeout", seen, |l| {
+        l.starts_with("edgex/response/device-mqtt/m3 ")
+    });
+    assert_eq!(payload(&line)["payload"]["statusCode"], 503, "{line}");
+    drop(device_side);
 
     for (name, proc) in [
         ("device-modbus", &mut guest),

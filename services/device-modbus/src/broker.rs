@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::sync::atomic::Ordering::Relaxed;
-use device_modbus::command::{self, CommandRequest};
+use edgex::command::{self, CommandRequest};
 use kernel::warn;
 use mqtt::client::Client;
 use mqtt::sync::Signal;

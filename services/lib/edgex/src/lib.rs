@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod command;
 pub mod device;
 pub mod event;
 pub mod profile;

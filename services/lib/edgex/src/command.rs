@@ -1,4 +1,4 @@
-//! Commands over EdgeX's message bus: core-command forwards `GET`/`PUT
+//! Commands over EdgeX's message bus (shared by the device services): core-command forwards `GET`/`PUT
 //! /api/v3/device/name/{device}/{command}` to the device service as a request on
 //! `edgex/device/command/request/<service>/<device>/<command>/<get|set>` and waits for the
 //! answer on `edgex/response/<service>/<requestID>`.
@@ -7,9 +7,9 @@
 //! not JSON, `set` payloads that are not an object of resource names to values are errors
 //! answered (when a request id is known) with EdgeX's error response, never a crash.
 
+use crate::{Envelope, Event};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use edgex::{Envelope, Event};
 use serde::Serialize;
 use serde_json::Value as Json;
 
