@@ -187,7 +187,7 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Va
         .unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: core-data\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: core-data\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -552,6 +552,23 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
     assert_eq!(status, 404, "{body}");
     let (status, _) = http(http_port, "GET", "/api/v3/event/all?limit=100000", "");
     assert_eq!(status, 400);
+    // Keep-alive: Python's http.client sends three requests on one connection.
+    let out = Command::new(python())
+        .args([
+            "-c",
+            &format!(
+                "import http.client\nc = http.client.HTTPConnection('127.0.0.1', {http_port}, timeout=20)\nsocks = set()\nfor path in ['/api/v3/ping', '/api/v3/event/count', '/api/v3/reading/count']:\n    c.request('GET', path)\n    r = c.getresponse()\n    r.read()\n    print(r.status)\n    socks.add(id(c.sock))\nprint('connections', len(socks), c.sock is not None)"
+            ),
+        ])
+        .output()
+        .expect("python3 http.client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        "200\n200\n200\nconnections 1 True",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // device-mqtt: a device pushes its values; a push that does not parse is only counted.
     // The test plays the device's command side: it listens on its CommandTopic.

@@ -1,5 +1,7 @@
-//! HTTP/1.1 requests, sans-IO: one request per connection (the server answers with
-//! `Connection: close`).
+//! HTTP/1.1 requests, sans-IO, several per connection: HTTP/1.1 keeps the connection open
+//! unless the client sends `Connection: close`, HTTP/1.0 closes it unless the client sends
+//! `Connection: keep-alive` ([`Request::keep_alive`]); requests may follow one another in the
+//! same read (pipelining: [`Request::length`] says where the next starts).
 //!
 //! The client is anyone on the network: a request line without three parts, a header block
 //! past 8 KiB, a `Content-Length` that is not a number or is past the body limit, a chunked
@@ -25,6 +27,10 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// Whether the client keeps the connection open for another request.
+    pub keep_alive: bool,
+    /// Bytes of the buffer the request took (head and body).
+    pub length: usize,
 }
 
 impl Request {
@@ -106,6 +112,7 @@ pub fn parse(buffer: &[u8]) -> Result<Option<Request>, HttpError> {
         return Err(bad(400, "target must be a path"));
     }
     let mut length = 0usize;
+    let mut keep_alive = version == "HTTP/1.1";
     for header in lines {
         let (name, value) = header.split_once(':').ok_or(bad(400, "bad header line"))?;
         let value = value.trim();
@@ -113,6 +120,14 @@ pub fn parse(buffer: &[u8]) -> Result<Option<Request>, HttpError> {
             length = value.parse().map_err(|_| bad(400, "bad Content-Length"))?;
             if length > MAX_BODY {
                 return Err(bad(413, "body too large"));
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in value.split(',').map(str::trim) {
+                if option.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if option.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive = true;
+                }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(bad(
@@ -136,11 +151,18 @@ pub fn parse(buffer: &[u8]) -> Result<Option<Request>, HttpError> {
         path: decode(path)?,
         query: params,
         body: buffer[body_start..body_start + length].to_vec(),
+        keep_alive,
+        length: body_start + length,
     }))
 }
 
-/// A response with a JSON body.
+/// A response with a JSON body that closes the connection.
 pub fn response(status: u16, json: &[u8]) -> Vec<u8> {
+    response_keeping(status, json, false)
+}
+
+/// A response with a JSON body; `keep_alive`: the connection stays open for another request.
+pub fn response_keeping(status: u16, json: &[u8], keep_alive: bool) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
         201 => "Created",
@@ -157,8 +179,9 @@ pub fn response(status: u16, json: &[u8]) -> Vec<u8> {
         505 => "HTTP Version Not Supported",
         _ => "Status",
     };
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut out = alloc::format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
         json.len()
     )
     .into_bytes();
@@ -186,6 +209,24 @@ mod tests {
         assert_eq!(r.path, "/api/v3/device/name/A B/Set");
         assert_eq!(r.body, b"{\"a\"");
         assert_eq!(parse(b"GET / HTTP/1.1\r\n").unwrap(), None);
+    }
+
+    #[test]
+    fn connections_kept_and_pipelined() {
+        let two = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
+        let first = parse(two).unwrap().unwrap();
+        assert!(first.keep_alive);
+        assert_eq!(first.path, "/a");
+        let second = parse(&two[first.length..]).unwrap().unwrap();
+        assert_eq!((second.path.as_str(), second.keep_alive), ("/b", false));
+        assert_eq!(first.length + second.length, two.len());
+        let old = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!old.keep_alive);
+        let old = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(old.keep_alive);
+        assert!(response_keeping(200, b"{}", true).ends_with(b"Connection: keep-alive\r\n\r\n{}"));
     }
 
     #[test]

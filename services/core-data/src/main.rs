@@ -257,30 +257,49 @@ async fn serve(state: Rc<State>, listener: TcpListener) {
     }
 }
 
+/// Requests served on one connection at most (then it is closed).
+const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+
+/// Serves the requests of one connection: several with keep-alive, each answered in order;
+/// a malformed one is answered and ends the connection. An idle connection ends with the
+/// stream's timeout.
 async fn handle(state: &State, stream: &mut TcpStream) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 2048];
-    let request = loop {
-        match http::parse(&buffer) {
-            Ok(Some(r)) => break r,
-            Ok(None) => {}
-            Err(e) => {
-                let body = match api::error(e.status, e.message) {
-                    Action::Respond(_, b) => b,
-                    _ => Vec::new(),
-                };
-                let _ = stream.write_all(&http::response(e.status, &body)).await;
-                return;
+    for served in 1..=MAX_REQUESTS_PER_CONNECTION {
+        let request = loop {
+            match http::parse(&buffer) {
+                Ok(Some(r)) => break r,
+                Ok(None) => {}
+                Err(e) => {
+                    let body = match api::error(e.status, e.message) {
+                        Action::Respond(_, b) => b,
+                        _ => Vec::new(),
+                    };
+                    let _ = stream.write_all(&http::response(e.status, &body)).await;
+                    return;
+                }
             }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        buffer.drain(..request.length);
+        let keep_alive = request.keep_alive && served < MAX_REQUESTS_PER_CONNECTION;
+        let (status, body) = serve_request(state, request).await;
+        let answer = http::response_keeping(status, &body, keep_alive);
+        if stream.write_all(&answer).await.is_err() || !keep_alive {
+            return;
         }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-        }
-    };
+    }
+}
+
+/// Routes one request and runs what it asks.
+async fn serve_request(state: &State, request: http::Request) -> (u16, Vec<u8>) {
     state.requests.set(state.requests.get() + 1);
     let action = api::route(&state.store.borrow(), &request);
-    let (status, body) = match action {
+    match action {
         Action::Respond(status, body) => (status, body),
         Action::Add(event) => {
             let id = event.id.clone();
@@ -295,8 +314,7 @@ async fn handle(state: &State, stream: &mut TcpStream) {
             command,
             settings,
         } => forward(state, &device, &command, settings).await,
-    };
-    let _ = stream.write_all(&http::response(status, &body)).await;
+    }
 }
 
 fn respond(action: Action) -> (u16, Vec<u8>) {
