@@ -97,7 +97,7 @@ def stats(proc, prefix):
 
 
 def main():
-    seconds, interval, accel, mem = 10, "20ms", "--tcg", 16
+    seconds, interval, accel, mem, level, export_qos = 10, "20ms", "--tcg", 16, "4", "0"
     args = sys.argv[1:]
     while args:
         a = args.pop(0)
@@ -109,8 +109,13 @@ def main():
             accel = a
         elif a == "--mem":
             mem = int(args.pop(0))
+        elif a == "--mqtt" and args and args[0] in ("4", "5"):
+            level = args.pop(0)
+        elif a == "--export-qos" and args and args[0] in ("0", "1"):
+            export_qos = args.pop(0)
         else:
-            sys.exit("usage: scripts/bench edgex [--seconds S] [--interval DURATION] [--mem MiB] [--kvm|--tcg]")
+            sys.exit("usage: scripts/bench edgex [--seconds S] [--interval DURATION] [--mem MiB]"
+                     " [--mqtt 4|5] [--export-qos 0|1] [--kvm|--tcg]")
     modbus, broker = free_port(), free_port()
     work = tempfile.mkdtemp(prefix="edgex-bench-", dir=os.path.join(ROOT, "target"))
     conf = os.path.join(work, "mosquitto.conf")
@@ -124,13 +129,14 @@ def main():
         sub = Proc(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker), "-F", "%U %t %p",
                     "-t", "edgex/events/#", "-t", "lichen/export"]); procs.append(sub)
         time.sleep(0.3)
-        bus = f"broker=10.0.2.2:{broker}"
-        core = guest("core-data", accel, mem, [bus, "stats=1s"]); procs.append(core)
-        app = guest("app-service", accel, mem, [bus, "stats=1s", "export_topic=lichen/export"]); procs.append(app)
+        bus = f"broker=10.0.2.2:{broker} mqtt={level}".split()
+        core = guest("core-data", accel, mem, [*bus, "stats=1s"]); procs.append(core)
+        app = guest("app-service", accel, mem, [*bus, "stats=1s", "export_topic=lichen/export",
+                                                f"export_qos={export_qos}"]); procs.append(app)
         core.wait_for(lambda l: "mqtt: connected" in l)
         app.wait_for(lambda l: "as app-service-export" in l)
         dev = guest("device-modbus", accel, mem,
-                    [f"modbus=10.0.2.2:{modbus}", bus, f"interval={interval}", "stats=1s"]); procs.append(dev)
+                    [f"modbus=10.0.2.2:{modbus}", *bus, f"interval={interval}", "stats=1s"]); procs.append(dev)
         t_first, _ = sub.wait_for(lambda l: " edgex/events/" in l and "/Readings " in l)
         boot_to_first_ms = (t_first - dev.started) * 1000
         _, first_line = dev.wait_for(lambda l: "first event from" in l)
@@ -176,7 +182,7 @@ def main():
         dev.stop()
         # Throughput: a second device-modbus polling back to back (interval 1 ms).
         fast = guest("device-modbus", accel, mem,
-                     [f"modbus=10.0.2.2:{modbus}", bus, "interval=1ms", "stats=1s"]); procs.append(fast)
+                     [f"modbus=10.0.2.2:{modbus}", *bus, "interval=1ms", "stats=1s"]); procs.append(fast)
         fast.wait_for(lambda l: "first event from" in l)
         time.sleep(1)
         before = len(sub.lines)
@@ -202,6 +208,8 @@ def main():
     memory = {k: round((heaps[k] + sizes[k]) / 2**20, 2) for k in heaps}
     result = {
         "accel": accel.strip("-"),
+        "mqtt": level,
+        "export_qos": int(export_qos),
         "interval": interval,
         "seconds": round(t1 - t0, 2),
         "events": len(latencies),
@@ -236,7 +244,7 @@ def main():
         print(f"{k:44} {result[k]!s:>12}")
     for k, v in memory.items():
         print(f"{'memory_per_service_mib.' + k:44} {v:>12}")
-    print(f"(accel {result['accel']}; latency at autoEvent interval {interval}, {result['events']} events"
+    print(f"(accel {result['accel']}, MQTT level {level}, export QoS {export_qos}; latency at autoEvent interval {interval}, {result['events']} events"
           f" matched; readings/s polling back to back; target/bench/edgex.json)")
 
 
