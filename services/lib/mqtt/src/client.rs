@@ -369,6 +369,10 @@ fn encode_message(
     let publish = {
         let outbox = client.outbox.borrow();
         let Some((topic, payload)) = outbox.get(sequence) else {
+            // Dropped by a full outbox meanwhile: it no longer holds a place in flight.
+            if let Some(id) = packet_id {
+                client.inflight.borrow_mut().acknowledge(id);
+            }
             return Ok(None);
         };
         let mut p = Publish::new(topic.clone(), payload.clone());
