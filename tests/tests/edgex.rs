@@ -1186,3 +1186,210 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
     drop((sub, sub2));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// One MQTT connection from the host, speaking lichen's codec (`mqtt::encode`/`decode`).
+struct Peer {
+    stream: std::net::TcpStream,
+    input: Vec<u8>,
+    version: mqtt::Version,
+}
+
+impl Peer {
+    fn connect(port: u16, version: mqtt::Version) -> Peer {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Peer {
+            stream,
+            input: Vec::new(),
+            version,
+        }
+    }
+
+    fn send(&mut self, packet: &mqtt::Packet) {
+        use std::io::Write;
+        let mut bytes = Vec::new();
+        mqtt::encode(packet, self.version, &mut bytes).expect("encode");
+        self.stream.write_all(&bytes).expect("write");
+    }
+
+    /// The next packet; `None` when the broker closed the connection.
+    fn recv(&mut self) -> Option<mqtt::Packet> {
+        use std::io::Read;
+        loop {
+            if let Some((packet, used)) = mqtt::decode(&self.input, self.version, 1 << 20)
+                .expect("the broker's packet decodes")
+            {
+                self.input.drain(..used);
+                return Some(packet);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+}
+
+/// The MQTT codec at both protocol levels against Debian's mosquitto, no guest: MQTT 5
+/// properties the broker sends (CONNACK's limits, an assigned client id), properties that
+/// travel through it (content type, user property, message expiry), reason codes (granted
+/// QoS, PUBACK), and the broker's DISCONNECT for a packet over its maximum size.
+#[test]
+fn mqtt_codec_against_mosquitto() {
+    use mqtt::properties::{id, Properties, Value};
+    use mqtt::{Ack, Connect, Packet, Publish, QoS, Version};
+    let port = free_port();
+    let dir = temp_dir().join("mqtt5");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_packet_size 1000\nmax_qos 1\nlog_type error\n"),
+    )
+    .unwrap();
+    let _broker = mosquitto_up(&conf, port);
+
+    // MQTT 3.1.1: no properties anywhere.
+    let mut old = Peer::connect(port, Version::V311);
+    old.send(&Packet::Connect(Connect {
+        client_id: "lichen-311".into(),
+        keep_alive: 30,
+        clean_session: true,
+        ..Connect::default()
+    }));
+    assert_eq!(
+        old.recv(),
+        Some(Packet::ConnAck {
+            session_present: false,
+            code: 0,
+            properties: Properties::new()
+        })
+    );
+
+    // MQTT 5: an empty client id gets one assigned; the CONNACK carries the broker's limits.
+    let mut peer = Peer::connect(port, Version::V5);
+    peer.send(&Packet::Connect(Connect {
+        client_id: String::new(),
+        keep_alive: 30,
+        clean_session: true,
+        properties: Properties::new().with(id::SESSION_EXPIRY_INTERVAL, Value::U32(0)),
+        ..Connect::default()
+    }));
+    let Some(Packet::ConnAck {
+        code: 0,
+        properties,
+        ..
+    }) = peer.recv()
+    else {
+        panic!("no CONNACK");
+    };
+    eprintln!("mosquitto's CONNACK properties: {properties:?}");
+    assert!(properties
+        .str(id::ASSIGNED_CLIENT_IDENTIFIER)
+        .is_some_and(|c| !c.is_empty()));
+    assert_eq!(properties.u32(id::MAXIMUM_PACKET_SIZE), Some(1000));
+    assert_eq!(properties.byte(id::MAXIMUM_QOS), Some(1));
+
+    peer.send(&Packet::Subscribe {
+        packet_id: 1,
+        filters: vec![("lichen/v5/#".into(), QoS::AtLeastOnce)],
+        properties: Properties::new(),
+    });
+    let Some(Packet::SubAck {
+        packet_id: 1,
+        codes,
+        ..
+    }) = peer.recv()
+    else {
+        panic!("no SUBACK");
+    };
+    assert_eq!(codes, [1], "granted QoS 1");
+
+    // A QoS 1 message with properties comes back through the broker with them.
+    let sent = Properties::new()
+        .with(id::CONTENT_TYPE, Value::Str("application/json".into()))
+        .with(id::MESSAGE_EXPIRY_INTERVAL, Value::U32(60))
+        .with(
+            id::USER_PROPERTY,
+            Value::Pair("origin".into(), "lichen".into()),
+        );
+    peer.send(&Packet::Publish(Publish {
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(7),
+        properties: sent,
+        ..Publish::new("lichen/v5/a".into(), b"{\"v\":1}".to_vec())
+    }));
+    let mut acked = false;
+    let mut delivered = None;
+    while !acked || delivered.is_none() {
+        match peer.recv().expect("the broker answers") {
+            Packet::PubAck(Ack {
+                packet_id: 7,
+                reason,
+                ..
+            }) => {
+                assert_eq!(reason, 0, "accepted");
+                acked = true;
+            }
+            Packet::Publish(p) => {
+                let id = p.packet_id.expect("QoS 1 has a packet id");
+                peer.send(&Packet::PubAck(Ack::new(id)));
+                delivered = Some(p);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let p = delivered.unwrap();
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("lichen/v5/a", &b"{\"v\":1}"[..])
+    );
+    assert_eq!(p.properties.str(id::CONTENT_TYPE), Some("application/json"));
+    assert!(p.properties.0.contains(&(
+        id::USER_PROPERTY,
+        Value::Pair("origin".into(), "lichen".into())
+    )));
+    assert!(p
+        .properties
+        .u32(id::MESSAGE_EXPIRY_INTERVAL)
+        .is_some_and(|s| s <= 60));
+
+    // Nobody subscribes: accepted, with reason "no matching subscribers" (or plain success).
+    peer.send(&Packet::Publish(Publish {
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(8),
+        ..Publish::new("nobody/listens".into(), b"x".to_vec())
+    }));
+    let Some(Packet::PubAck(Ack {
+        packet_id: 8,
+        reason,
+        ..
+    })) = peer.recv()
+    else {
+        panic!("no PUBACK");
+    };
+    assert!(
+        reason == mqtt::reason::NO_MATCHING_SUBSCRIBERS || reason == 0,
+        "{reason:#x}"
+    );
+
+    // Over the broker's maximum packet size: it says so (DISCONNECT 0x95) and closes.
+    peer.send(&Packet::Publish(Publish::new(
+        "lichen/v5/big".into(),
+        vec![b'x'; 2000],
+    )));
+    match peer.recv() {
+        Some(Packet::Disconnect { reason, .. }) => {
+            eprintln!("mosquitto: DISCONNECT {reason:#x}");
+            assert_eq!(reason, 0x95, "{}", mqtt::reason::describe(reason))
+        }
+        None => eprintln!("mosquitto closed without DISCONNECT"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
