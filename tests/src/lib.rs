@@ -4,6 +4,9 @@
 //! command a user would run, runs it with a timeout, and returns the serial console output and
 //! the guest's exit status, with the time each console line arrived.
 
+mod live;
+pub use live::{free_port, LiveGuest};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -5,11 +5,10 @@
 //! The guests run under TCG: on the development machine KVM is nested and every first touch of
 //! a guest page costs milliseconds, which turns bulk transfers into minutes.
 
-use lichen_tests::{build_images, Accel, Run};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use lichen_tests::{free_port, Accel, LiveGuest, Run};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,28 +17,15 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Socket timeouts on the host side.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A free port on 127.0.0.1 (TCP and UDP both free at the time of asking).
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind a host port");
-        let port = tcp.local_addr().expect("local address").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A running echo guest; killed when dropped.
+/// A running echo guest and its forwarded ports; killed when dropped.
 struct Guest {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    live: LiveGuest,
     tcp: u16,
     udp: u16,
     http: u16,
 }
 
 impl Guest {
-    /// Boots echo with forwards for TCP 7, UDP 7 and HTTP 80 and waits for its address.
     fn boot(args: &[&str]) -> Guest {
         let (tcp, udp, http) = (free_port(), free_port(), free_port());
         let mut run = Run::new("echo")
@@ -56,69 +42,20 @@ impl Guest {
     }
 
     fn start(argv: &[String], tcp: u16, udp: u16, http: u16) -> Guest {
-        build_images();
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start qemu");
-        let stdout = child.stdout.take().expect("piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
         Guest {
-            child,
-            lines,
+            live: LiveGuest::spawn(argv),
             tcp,
             udp,
             http,
         }
     }
 
-    fn console(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// Waits until a console line contains `needle`; returns that line.
     fn wait_for(&self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
-            }
-            assert!(
-                start.elapsed() < BOOT_TIMEOUT,
-                "no console line contains {needle:?}; console:\n{}",
-                self.console()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.live.wait_for(needle, BOOT_TIMEOUT)
     }
 
-    /// Asserts the guest is still running and never panicked or faulted.
     fn assert_healthy(&mut self) {
-        assert!(
-            self.child.try_wait().expect("poll qemu").is_none(),
-            "the guest stopped; console:\n{}",
-            self.console()
-        );
-        let console = self.console();
-        assert!(
-            !console.contains("PANIC") && !console.contains("FATAL"),
-            "{console}"
-        );
+        self.live.assert_healthy();
     }
 
     fn connect(&self) -> TcpStream {
@@ -158,13 +95,6 @@ impl Guest {
     }
 }
 
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn dhcp_lease_then_tcp_echo_from_the_host() {
     let mut guest = Guest::boot(&[]);
@@ -191,7 +121,7 @@ fn dhcp_lease_then_tcp_echo_from_the_host() {
 fn static_address_from_the_command_line() {
     let mut guest = Guest::boot(&["ip=10.0.2.15/24", "gw=10.0.2.2", "dns=10.0.2.3"]);
     guest.wait_for("ipv4 10.0.2.15/24 gw Some(10.0.2.2)");
-    assert!(!guest.console().contains("dhcp: leased"));
+    assert!(!guest.live.console().contains("dhcp: leased"));
     let mut stream = guest.connect();
     stream.write_all(b"static").unwrap();
     let mut back = [0u8; 6];
@@ -306,7 +236,7 @@ fn two_hundred_fifty_six_concurrent_connections() {
         let expected = format!("connection {i:03} says hi\n");
         let mut back = vec![0u8; expected.len()];
         s.read_exact(&mut back)
-            .unwrap_or_else(|e| panic!("connection {i}: {e}; console:\n{}", guest.console()));
+            .unwrap_or_else(|e| panic!("connection {i}: {e}; console:\n{}", guest.live.console()));
         assert_eq!(String::from_utf8(back).unwrap(), expected);
     }
     let status = guest.status();
@@ -561,7 +491,7 @@ fn malformed_frames_do_not_crash_the_guest() {
     assert!(
         echoed,
         "no echo after the garbage; console:\n{}",
-        guest.console()
+        guest.live.console()
     );
     guest.assert_healthy();
 }

@@ -10,83 +10,11 @@
 //! port (default deny, seen as a dropped flow), and its echo port is reached from the host
 //! through a port map. Under TCG.
 
-use lichen_tests::{build_images, Accel, Run};
+use lichen_tests::{free_port, Accel, LiveGuest, Run};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A port free for TCP and UDP on 127.0.0.1 at the time of asking.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("address").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A guest whose console lines are collected; killed when dropped.
-struct Guest {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Guest {
-    fn start(run: Run) -> Guest {
-        build_images();
-        let argv = run.accel(Accel::Tcg).command();
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start qemu");
-        let stdout = child.stdout.take().expect("piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Guest { child, lines }
-    }
-
-    fn find(&self, needle: &str) -> Option<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-            .cloned()
-    }
-
-    fn wait_for(&self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(line) = self.find(needle) {
-                return line;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "no `{needle}` within {within:?}; console:\n{}",
-            self.lines.lock().unwrap().join("\n")
-        );
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A TCP server on the host answering each connection's first line with `host got: LINE`.
 fn line_server() -> u16 {
@@ -111,16 +39,18 @@ fn app_behind_zedrouter_gets_a_lease_reaches_the_host_and_is_reached_through_a_p
     let (router_side, app_side) = (free_port(), free_port());
     let acl =
         format!("acl=1#protocol:tcp,lport:9000->portmap:7;2#protocol:tcp,fport:{server}->accept");
-    let router = Guest::start(
-        Run::new("zedrouter")
+    let router = LiveGuest::start(
+        &Run::new("zedrouter")
+            .accel(Accel::Tcg)
             .script_option("--hostfwd", Some(&format!("{mapped}:9000")))
             .script_option("--udp-nic", Some(&format!("{router_side}:{app_side}")))
             .arg(&acl)
             .arg("flowlog_s=1"),
     );
     router.wait_for("zedrouter: uplink", Duration::from_secs(40));
-    let app = Guest::start(
-        Run::new("net-client")
+    let app = LiveGuest::start(
+        &Run::new("net-client")
+            .accel(Accel::Tcg)
             .script_option("--udp-nic", Some(&format!("{app_side}:{router_side}")))
             .arg(&format!("connect=10.0.2.2:{server},10.0.2.2:{refused}")),
     );

@@ -11,7 +11,7 @@
 
 use core::ops::Range;
 
-use super::{chunks, Error};
+use super::{chunks, Error, Geometry};
 
 /// What a request asks of the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub trait RequestQueue {
     fn reap(&mut self, done: &mut dyn FnMut(usize, Result<(), Error>)) -> Result<(), Error>;
     /// Waits until the device may have completed something.
     async fn wait(&mut self);
+    /// Whether the driver gave up on the device (it broke its protocol).
+    fn broken(&self) -> bool;
 }
 
 /// A slot's request: none, or working for an operation, or done and not yet collected.
@@ -109,6 +111,59 @@ impl Requests {
             return Err(Error::Broken);
         }
         Ok(())
+    }
+
+    /// Reads whole sectors from `sector` into `buffer`, checked against `geometry`: a
+    /// disk's [`BlockDevice::read`](super::BlockDevice::read).
+    pub async fn read(
+        &mut self,
+        queue: &mut impl RequestQueue,
+        geometry: &Geometry,
+        sector: u64,
+        buffer: &mut [u8],
+    ) -> Result<(), Error> {
+        geometry.check(sector, buffer.len())?;
+        let unit = geometry.sector_size;
+        self.run(queue, Op::Read, unit, sector, Data::Into(buffer))
+            .await
+    }
+
+    /// Writes whole sectors from `data` at `sector`, checked against `geometry` (a read-only
+    /// disk refuses): a disk's [`BlockDevice::write`](super::BlockDevice::write).
+    pub async fn write(
+        &mut self,
+        queue: &mut impl RequestQueue,
+        geometry: &Geometry,
+        sector: u64,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        geometry.check(sector, data.len())?;
+        if geometry.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let unit = geometry.sector_size;
+        self.run(queue, Op::Write, unit, sector, Data::From(data))
+            .await
+    }
+
+    /// Flushes the device's write cache: a disk's
+    /// [`BlockDevice::flush`](super::BlockDevice::flush). A device without one
+    /// (`write_cache` false) writes through, so there is nothing to do unless it is broken.
+    pub async fn flush(
+        &mut self,
+        queue: &mut impl RequestQueue,
+        geometry: &Geometry,
+        write_cache: bool,
+    ) -> Result<(), Error> {
+        if !write_cache {
+            return if queue.broken() {
+                Err(Error::Broken)
+            } else {
+                Ok(())
+            };
+        }
+        self.run(queue, Op::Flush, geometry.sector_size, 0, Data::None)
+            .await
     }
 
     /// Runs one operation: `op` over `data` at `sector` (`unit`-byte sectors), split into
@@ -319,6 +374,9 @@ mod tests {
             }
             // The device makes progress whenever the driver waits.
             self.complete_one();
+        }
+        fn broken(&self) -> bool {
+            false
         }
     }
 

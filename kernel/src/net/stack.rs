@@ -52,7 +52,7 @@ pub enum StartError {
     NoDevice,
     /// The card could not be brought up.
     #[cfg(target_os = "none")]
-    Device(crate::virtio::net::NetError),
+    Device(crate::virtio::mmio::SetupError),
     /// The Xen network card (netfront) could not be set up.
     Netfront(super::netfront::NetfrontError),
     /// The command line's network settings are wrong.

@@ -20,7 +20,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::mmio::{Transport, TransportError};
+use super::mmio::{SetupError, Transport};
 use super::queue::{Segment, Virtqueue};
 use super::Found;
 use crate::block::requests::{Data, Op, RequestQueue, Requests};
@@ -54,33 +54,6 @@ const S_OK: u8 = 0;
 const S_PENDING: u8 = 0xff;
 /// virtio-blk addresses in 512-byte units whatever the block size.
 const VIRTIO_SECTOR: u32 = 512;
-
-/// Why a virtio-blk device could not be brought up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlkError {
-    /// The transport failed.
-    Transport(TransportError),
-    /// The interrupt line could not be routed.
-    Interrupt(crate::arch::ioapic::RouteError),
-    /// The queue is too small for one request.
-    QueueTooSmall,
-}
-
-impl fmt::Display for BlkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BlkError::Transport(e) => write!(f, "virtio transport: {e}"),
-            BlkError::Interrupt(e) => write!(f, "interrupt routing: {e}"),
-            BlkError::QueueTooSmall => f.write_str("virtqueue too small"),
-        }
-    }
-}
-
-impl From<TransportError> for BlkError {
-    fn from(e: TransportError) -> Self {
-        BlkError::Transport(e)
-    }
-}
 
 /// The header and status of one request, in memory the device reads and writes.
 #[repr(C, align(32))]
@@ -145,7 +118,7 @@ impl VirtioBlk {
 
     /// Brings up the disk behind a discovered transport (its id string is read later, by
     /// [`read_name`](Self::read_name), since that needs the executor).
-    pub fn new(found: Found) -> Result<VirtioBlk, BlkError> {
+    pub fn new(found: Found) -> Result<VirtioBlk, SetupError> {
         let Found {
             slot,
             mut transport,
@@ -157,7 +130,7 @@ impl VirtioBlk {
         let slots = (usize::from(queue.layout().size) / usize::from(CHAIN)).min(MAX_SLOTS);
         if slots == 0 {
             transport.fail();
-            return Err(BlkError::QueueTooSmall);
+            return Err(SetupError::QueueTooSmall);
         }
         let config_u64 = |offset: usize| {
             u64::from_le_bytes(core::array::from_fn(|i| transport.config_byte(offset + i)))
@@ -195,7 +168,7 @@ impl VirtioBlk {
         device
             .transport
             .start(&gsis, vector)
-            .map_err(BlkError::Interrupt)?;
+            .map_err(SetupError::Interrupt)?;
         let flushes = features & F_FLUSH != 0;
         crate::info!(
             "virtio-blk: slot {slot} at {:#x}, {} sectors of {} bytes{}{}",
@@ -334,6 +307,10 @@ impl RequestQueue for Device {
         crate::irq::wait(self.vector).await;
         self.transport.acknowledge_interrupt();
     }
+
+    fn broken(&self) -> bool {
+        self.broken
+    }
 }
 
 /// The block size the driver uses for a size the device reports.
@@ -351,36 +328,24 @@ impl BlockDevice for VirtioBlk {
     }
 
     async fn read(&mut self, sector: u64, buffer: &mut [u8]) -> Result<(), Error> {
-        self.geometry.check(sector, buffer.len())?;
-        let unit = self.geometry.sector_size;
+        let geometry = self.geometry;
         self.engine
-            .run(&mut self.device, Op::Read, unit, sector, Data::Into(buffer))
+            .read(&mut self.device, &geometry, sector, buffer)
             .await
     }
 
     async fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), Error> {
-        self.geometry.check(sector, data.len())?;
-        if self.geometry.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let unit = self.geometry.sector_size;
+        let geometry = self.geometry;
         self.engine
-            .run(&mut self.device, Op::Write, unit, sector, Data::From(data))
+            .write(&mut self.device, &geometry, sector, data)
             .await
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        if !self.flushes {
-            // No write cache: the specification has such a device write through.
-            return if self.device.broken {
-                Err(Error::Broken)
-            } else {
-                Ok(())
-            };
-        }
-        let unit = self.geometry.sector_size;
+        let geometry = self.geometry;
+        let write_cache = self.flushes;
         self.engine
-            .run(&mut self.device, Op::Flush, unit, 0, Data::None)
+            .flush(&mut self.device, &geometry, write_cache)
             .await
     }
 }

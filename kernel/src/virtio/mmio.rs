@@ -49,6 +49,33 @@ pub const F_VERSION_1: u64 = 1 << 32;
 /// Size of one transport's register window.
 pub const WINDOW_SIZE: usize = 0x200;
 
+/// Why a virtio device (block, network) could not be brought up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// The transport failed.
+    Transport(TransportError),
+    /// The interrupt line could not be routed.
+    Interrupt(crate::arch::ioapic::RouteError),
+    /// A queue is too small for the driver (one request, or two buffers).
+    QueueTooSmall,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Transport(e) => write!(f, "virtio transport: {e}"),
+            SetupError::Interrupt(e) => write!(f, "interrupt routing: {e}"),
+            SetupError::QueueTooSmall => f.write_str("virtqueue too small"),
+        }
+    }
+}
+
+impl From<TransportError> for SetupError {
+    fn from(e: TransportError) -> Self {
+        SetupError::Transport(e)
+    }
+}
+
 /// Why a device could not be brought up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportError {

@@ -10,9 +10,8 @@
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt;
 
-use super::mmio::{Transport, TransportError};
+use super::mmio::{SetupError, Transport};
 use super::queue::{UsedError, Virtqueue};
 use super::Found;
 use crate::net::device::{DeviceCounters, Frame, NetDevice};
@@ -35,33 +34,6 @@ const MAX_FRAME: usize = 1514;
 const MIN_FRAME: usize = 14;
 /// Device errors logged one by one before the driver only counts them.
 const LOGGED_ERRORS: u64 = 8;
-
-/// Why a virtio-net device could not be brought up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetError {
-    /// The transport failed.
-    Transport(TransportError),
-    /// The interrupt line could not be routed.
-    Interrupt(crate::arch::ioapic::RouteError),
-    /// A queue is smaller than two entries.
-    QueueTooSmall,
-}
-
-impl fmt::Display for NetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NetError::Transport(e) => write!(f, "virtio transport: {e}"),
-            NetError::Interrupt(e) => write!(f, "interrupt routing: {e}"),
-            NetError::QueueTooSmall => f.write_str("virtqueue too small"),
-        }
-    }
-}
-
-impl From<TransportError> for NetError {
-    fn from(e: TransportError) -> Self {
-        NetError::Transport(e)
-    }
-}
 
 /// A virtio-net card.
 pub struct VirtioNet {
@@ -88,12 +60,12 @@ pub struct VirtioNet {
 
 impl VirtioNet {
     /// Brings up the first network card found, if any.
-    pub fn find_first() -> Option<Result<VirtioNet, NetError>> {
+    pub fn find_first() -> Option<Result<VirtioNet, SetupError>> {
         super::find(DEVICE_ID).map(VirtioNet::new)
     }
 
     /// Brings up the card behind a discovered transport.
-    pub fn new(found: Found) -> Result<VirtioNet, NetError> {
+    pub fn new(found: Found) -> Result<VirtioNet, SetupError> {
         let Found {
             slot,
             mut transport,
@@ -107,7 +79,7 @@ impl VirtioNet {
         let tx = transport.setup_queue(TX_QUEUE, QUEUE_SIZE)?;
         if rx.layout().size < 2 || tx.layout().size < 2 {
             transport.fail();
-            return Err(NetError::QueueTooSmall);
+            return Err(SetupError::QueueTooSmall);
         }
         let mac = if features & F_MAC != 0 {
             core::array::from_fn(|i| transport.config_byte(i))
@@ -147,7 +119,7 @@ impl VirtioNet {
         card.tx.set_interrupts(false);
         card.transport
             .start(&gsis, vector)
-            .map_err(NetError::Interrupt)?;
+            .map_err(SetupError::Interrupt)?;
         card.transport.notify(RX_QUEUE);
         crate::info!(
             "virtio-net: slot {slot} at {:#x} ({}), mac {}, gsi {gsis:?} -> vector {vector:#x}, {rx_size}+{tx_size} buffers",

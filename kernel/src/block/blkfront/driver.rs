@@ -7,7 +7,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::block::requests::{Data, Op, RequestQueue, Requests};
+use crate::block::requests::{Op, RequestQueue, Requests};
 use crate::block::{BlockDevice, Error, Geometry};
 use crate::platform::xen::evtchn::{self, Port};
 use crate::platform::xen::grant;
@@ -337,6 +337,10 @@ impl RequestQueue for Device {
     async fn wait(&mut self) {
         evtchn::wait(self.port).await;
     }
+
+    fn broken(&self) -> bool {
+        self.broken
+    }
 }
 
 impl BlockDevice for Blkfront {
@@ -345,36 +349,24 @@ impl BlockDevice for Blkfront {
     }
 
     async fn read(&mut self, sector: u64, buffer: &mut [u8]) -> Result<(), Error> {
-        self.geometry.check(sector, buffer.len())?;
-        let unit = self.geometry.sector_size;
+        let geometry = self.geometry;
         self.engine
-            .run(&mut self.device, Op::Read, unit, sector, Data::Into(buffer))
+            .read(&mut self.device, &geometry, sector, buffer)
             .await
     }
 
     async fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), Error> {
-        self.geometry.check(sector, data.len())?;
-        if self.geometry.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let unit = self.geometry.sector_size;
+        let geometry = self.geometry;
         self.engine
-            .run(&mut self.device, Op::Write, unit, sector, Data::From(data))
+            .write(&mut self.device, &geometry, sector, data)
             .await
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        if self.device.flush.is_none() {
-            // No write cache advertised: the backend writes through.
-            return if self.device.broken {
-                Err(Error::Broken)
-            } else {
-                Ok(())
-            };
-        }
-        let unit = self.geometry.sector_size;
+        let geometry = self.geometry;
+        let write_cache = self.device.flush.is_some();
         self.engine
-            .run(&mut self.device, Op::Flush, unit, 0, Data::None)
+            .flush(&mut self.device, &geometry, write_cache)
             .await
     }
 }
