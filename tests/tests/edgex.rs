@@ -8,9 +8,8 @@
 //! Needs `/usr/bin/python3` with pymodbus (Debian's python3-pymodbus) and mosquitto
 //! (`scripts/test` installs both).
 
-use lichen_tests::{build_images, root, Accel, Run};
+use lichen_tests::{build_images, free_port, root, Accel, Run};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -19,11 +18,6 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(40);
 const SERVICE_TOPIC: &str = "edgex/device/command/request/device-modbus/Thermostat-1";
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a host port");
-    l.local_addr().expect("local address").port()
-}
 
 /// A child process whose stdout lines are collected; killed when dropped.
 struct Proc {
