@@ -584,6 +584,7 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
         .script_option("--hostfwd", Some("none"))
         .arg(&bus)
         .arg("mqtt=5")
+        .arg("qos=1")
         .arg("command_timeout=1s")
         .arg("stats=300ms")
         .command();
@@ -592,7 +593,7 @@ fn modbus_readings_reach_mosquitto_and_commands_write_registers() {
         &command.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     pusher.wait_for("device-mqtt's broker connection", 0, |l| {
-        l.contains("mqtt: connected")
+        l.contains("mqtt: connected") && l.contains("(MQTT 5, QoS 1)")
     });
     let seen = sub.lines.lock().unwrap().len();
     publish(broker_port, "incoming/data/Sensor-1/values", "not json");
@@ -1029,6 +1030,7 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         .script_option("--hostfwd", Some("none"))
         .arg(&format!("broker=10.0.2.2:{bus_port}"))
         .arg("mqtt=5")
+        .arg("qos=1")
         .arg(&format!("export=tls://10.0.2.2:{export_port}"))
         .arg("export_qos=1")
         .arg("export_topic=lichen/export")
@@ -1045,7 +1047,7 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         l.contains("as app-service-export (MQTT 5, QoS 1)")
     });
     app.wait_for("the bus connection, MQTT 5", 0, |l| {
-        l.contains("as app-service (MQTT 5, QoS 0)")
+        l.contains("as app-service (MQTT 5, QoS 1)")
     });
     // The bus subscription is in place once a probe comes through.
     let start = Instant::now();

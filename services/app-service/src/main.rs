@@ -19,7 +19,7 @@
 //! `tls_root=` (Base64 of its DER) and the wall clock; there is no way to skip verification.
 //!
 //! Command line: `broker=HOST:PORT` (the bus, default `10.0.2.2:1883`), `mqtt=4|5` (the
-//! bus's protocol level, default 4: MQTT 3.1.1), `export=[SCHEME://]HOST:PORT` (default: the
+//! bus's protocol level, default 4: MQTT 3.1.1), `qos=0|1` (the bus subscription's), `export=[SCHEME://]HOST:PORT` (default: the
 //! bus's broker), `export_mqtt=4|5` (default: `mqtt=`), `export_topic=` (default
 //! `edgex-export`), `devices=A,B`, `resources=X,Y`, `batch=N` (default 1), `batch_time=`
 //! (flush a partial batch after this long, default `1s`), `outbox=N` (default 1000),
@@ -143,6 +143,7 @@ fn unix_now() -> Option<u64> {
 struct Config {
     bus: (String, u16),
     bus_version: Version,
+    bus_qos: QoS,
     export: (String, u16),
     export_version: Version,
     export_qos: QoS,
@@ -282,15 +283,7 @@ fn config(args: &Args) -> Result<Config, String> {
             "TLS export needs the server's root CA: `tls_root=` (Base64 of its DER)".into(),
         );
     }
-    let export_qos = match args.get("export_qos").unwrap_or("0") {
-        "0" => QoS::AtMostOnce,
-        "1" => QoS::AtLeastOnce,
-        other => {
-            return Err(alloc::format!(
-                "bad `export_qos={other}`: 0 or 1 (QoS 2 is not implemented)"
-            ))
-        }
-    };
+    let export_qos = QoS::from_arg("export_qos", args.get("export_qos"), QoS::AtMostOnce)?;
     let number = |key: &str, default: usize| {
         args.parse_value::<usize>(key)
             .map_err(|e| e.to_string())
@@ -314,6 +307,7 @@ fn config(args: &Args) -> Result<Config, String> {
         trust,
         bus,
         bus_version,
+        bus_qos: QoS::from_arg("qos", args.get("qos"), QoS::AtMostOnce)?,
         topic,
         settings: Settings {
             devices: list(args, "devices"),
@@ -411,6 +405,7 @@ async fn main(args: Args) -> i32 {
             client_id: "app-service".into(),
             subscriptions: alloc::vec!["edgex/events/device/#".into()],
             version: config.bus_version,
+            qos: config.bus_qos,
             keep_alive_s: 30,
             max_packet: 256 * 1024,
             ..Options::default()

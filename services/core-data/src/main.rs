@@ -9,7 +9,7 @@
 //!   topics, else `device_service=`); the answer comes back on `edgex/response/#`.
 //!
 //! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `mqtt=4|5` (the broker's
-//! protocol level, default 4: MQTT 3.1.1), `http_port=`, `command_port=`,
+//! protocol level, default 4: MQTT 3.1.1), `qos=0|1` (default 0), `http_port=`, `command_port=`,
 //! `max_events=` (default 1000), `device_service=` (default `device-modbus`),
 //! `command_timeout=` (default `5s`), `stats=` (default `5s`).
 
@@ -68,6 +68,7 @@ const MAX_CONNECTIONS: usize = 16;
 struct Settings {
     broker: (String, u16),
     mqtt: mqtt::Version,
+    qos: mqtt::QoS,
     http_port: u16,
     command_port: u16,
     max_events: usize,
@@ -98,6 +99,7 @@ fn settings(args: &Args) -> Result<Settings, String> {
     Ok(Settings {
         broker,
         mqtt: mqtt::Version::from_arg("mqtt", args.get("mqtt"), mqtt::Version::V311)?,
+        qos: mqtt::QoS::from_arg("qos", args.get("qos"), mqtt::QoS::AtMostOnce)?,
         http_port: args
             .parse_value("http_port")
             .map_err(|e| e.to_string())?
@@ -172,6 +174,7 @@ async fn main(args: Args) -> i32 {
         keep_alive_s: 30,
         max_packet: 256 * 1024,
         version: settings.mqtt,
+        qos: settings.qos,
         ..Options::default()
     };
     let receiver = state.clone();

@@ -128,6 +128,7 @@ async fn main(args: Args) -> i32 {
         keep_alive_s: 30,
         max_packet: 64 * 1024,
         version: config.mqtt,
+        qos: config.qos,
         ..mqtt::client::Options::default()
     };
     let receiver = bus.clone();

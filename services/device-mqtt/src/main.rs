@@ -12,7 +12,7 @@
 //! `command_timeout=` gets a 503.
 //!
 //! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `mqtt=4|5` (the broker's
-//! protocol level, default 4: MQTT 3.1.1), `service=` (default `device-mqtt`), `outbox=N`
+//! protocol level, default 4: MQTT 3.1.1), `qos=0|1` (default 0), `service=` (default `device-mqtt`), `outbox=N`
 //! (default 1000), `command_timeout=` (default `5s`), `stats=` (default `5s`).
 
 #![no_std]
@@ -218,6 +218,13 @@ async fn main(args: Args) -> i32 {
             return 2;
         }
     };
+    let qos = match mqtt::QoS::from_arg("qos", args.get("qos"), mqtt::QoS::AtMostOnce) {
+        Ok(q) => q,
+        Err(e) => {
+            error!("device-mqtt: {e}");
+            return 2;
+        }
+    };
     let timeout_text = args.get("command_timeout").unwrap_or("5s");
     let Some(command_timeout) = parse_duration_us(timeout_text)
         .filter(|&us| us > 0)
@@ -314,6 +321,7 @@ async fn main(args: Args) -> i32 {
             keep_alive_s: 30,
             max_packet: 64 * 1024,
             version,
+            qos,
             ..Options::default()
         },
         move |p| receiver.received(&p.topic, &p.payload),

@@ -56,7 +56,8 @@ pub struct Options {
     pub port: u16,
     /// Client identifier.
     pub client_id: String,
-    /// Filters subscribed to (QoS 0) on every connection.
+    /// Filters subscribed to on every connection, at [`Options::qos`] (with QoS 1 the broker
+    /// keeps what arrives while the connection is down, and may deliver a message twice).
     pub subscriptions: Vec<String>,
     /// Keep-alive, seconds.
     pub keep_alive_s: u16,
@@ -64,7 +65,7 @@ pub struct Options {
     pub max_packet: usize,
     /// Protocol level.
     pub version: Version,
-    /// QoS of the messages published (0 or 1; 2 is taken as 1).
+    /// QoS of the messages published and of the subscriptions (0 or 1; 2 is taken as 1).
     pub qos: QoS,
     /// MQTT 5 with QoS 1: seconds the broker keeps the session after a connection breaks.
     pub session_expiry_s: u32,
@@ -461,7 +462,7 @@ async fn session(
         let filters = options
             .subscriptions
             .iter()
-            .map(|f| (f.clone(), QoS::AtMostOnce))
+            .map(|f| (f.clone(), limits.qos))
             .collect();
         send(
             &mut conn,
