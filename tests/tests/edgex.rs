@@ -968,7 +968,8 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
     std::fs::write(
         &export_conf,
         format!(
-            "listener {export_port} 127.0.0.1\nuser root\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.3\npersistence true\nautosave_interval 1\npersistence_location {}/\nlog_type error\n",
+            "listener {export_port} 127.0.0.1\nuser root\nallow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.3\npersistence true\nautosave_interval 1\npersistence_location {}/\nlog_type error\n",
+            path("passwords"),
             path("ca.pem"),
             path("server.pem"),
             path("server.key"),
@@ -976,6 +977,15 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         ),
     )
     .unwrap();
+    // The export broker takes logins only (EdgeX's AuthMode usernamepassword).
+    run_ok(&[
+        "mosquitto_passwd",
+        "-b",
+        "-c",
+        &path("passwords"),
+        "lichen",
+        "s3cret-export",
+    ]);
     let _bus = mosquitto_up(&bus_conf, bus_port);
     let mut export = mosquitto_up(&export_conf, export_port);
     let export_port_text = export_port.to_string();
@@ -995,6 +1005,10 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         "-c",
         "-i",
         "lichen-export-sub",
+        "-u",
+        "lichen",
+        "-P",
+        "s3cret-export",
         "-x",
         "600",
         "-t",
@@ -1033,6 +1047,8 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         .arg("qos=1")
         .arg(&format!("export=tls://10.0.2.2:{export_port}"))
         .arg("export_qos=1")
+        .arg("export_user=lichen")
+        .arg("export_password=s3cret-export")
         .arg("export_topic=lichen/export")
         .arg("compress=gzip")
         .arg(&format!("http_export=https://10.0.2.2:{sink_port}/in"))

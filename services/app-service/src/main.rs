@@ -16,7 +16,9 @@
 //! with 1 a message leaves the outbox only when the broker acknowledged it, and is sent again
 //! after a reconnection), `export=tls://HOST:PORT` (also `mqtts://`, `ssl://`; `tcp://` or
 //! none for plain TCP) and `https://` for TLS, verified against the root CA given as
-//! `tls_root=` (Base64 of its DER) and the wall clock; there is no way to skip verification.
+//! `tls_root=` (Base64 of its DER) and the wall clock (there is no way to skip verification),
+//! `export_user=` and `export_password=` for the export broker's login (`AuthMode`
+//! `usernamepassword`).
 //!
 //! Command line: `broker=HOST:PORT` (the bus, default `10.0.2.2:1883`), `mqtt=4|5` (the
 //! bus's protocol level, default 4: MQTT 3.1.1), `qos=0|1` (the bus subscription's), `export=[SCHEME://]HOST:PORT` (default: the
@@ -373,6 +375,8 @@ async fn main(args: Args) -> i32 {
         qos: config.export_qos,
         keep_alive_s: 30,
         max_packet: 16 * 1024,
+        username: args.get("export_user").map(String::from),
+        password: args.get("export_password").map(|p| p.as_bytes().to_vec()),
         ..Options::default()
     };
     match (&config.trust, config.export_tls) {

@@ -69,6 +69,10 @@ pub struct Options {
     pub qos: QoS,
     /// MQTT 5 with QoS 1: seconds the broker keeps the session after a connection breaks.
     pub session_expiry_s: u32,
+    /// User name for the broker's login (EdgeX's `AuthMode` `usernamepassword`).
+    pub username: Option<String>,
+    /// Password for the broker's login.
+    pub password: Option<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -83,6 +87,8 @@ impl Default for Options {
             version: Version::V311,
             qos: QoS::AtMostOnce,
             session_expiry_s: 3600,
+            username: None,
+            password: None,
         }
     }
 }
@@ -429,8 +435,8 @@ async fn session(
             client_id: options.client_id.clone(),
             keep_alive: options.keep_alive_s,
             clean_session: !resume,
-            username: None,
-            password: None,
+            username: options.username.clone(),
+            password: options.password.clone(),
             properties,
         }),
     )
