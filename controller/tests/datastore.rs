@@ -91,7 +91,7 @@ async fn deploy_serves_the_file_and_configures_the_device() {
     assert_eq!(datastore.fqdn, url, "no server name: the listen address");
     assert_eq!((tree.sha256.as_str(), tree.url.as_str()), (&*sha, &*sha));
     assert_eq!(tree.max_size_bytes, bytes.len() as u64);
-    assert_eq!(tree.ds_ids_list, [datastore.id.clone()]);
+    assert_eq!(tree.ds_ids_list, std::slice::from_ref(&datastore.id));
     assert_eq!(
         volume.origin.as_ref().unwrap().download_content_tree_id,
         tree.uuid
