@@ -355,7 +355,7 @@ pub async fn download<D: BlockDevice, N: Net>(
                 Err(Failure::Fatal(e) | Failure::Retry(e)) => return fail(&mut status, report, e),
             }
         }
-        Some(Progress::Partial(n)) if n <= t.capacity && n % CHUNK as u64 == 0 && n > 0 => {
+        Some(Progress::Partial(n)) if n <= t.capacity && n.is_multiple_of(CHUNK as u64) && n > 0 => {
             match t.hash_volume(n).await {
                 Ok(h) => {
                     t.committed_hasher = h;

@@ -108,7 +108,7 @@ impl Record {
 pub fn layout(disk: &impl BlockDevice) -> Option<(u64, u64)> {
     let g = disk.geometry();
     let sector = u64::from(g.sector_size);
-    if sector == 0 || sector > RECORD_BYTES || RECORD_BYTES % sector != 0 {
+    if sector == 0 || sector > RECORD_BYTES || !RECORD_BYTES.is_multiple_of(sector) {
         return None;
     }
     let capacity = g.bytes().checked_sub(RECORD_BYTES)?;
