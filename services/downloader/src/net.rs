@@ -21,8 +21,8 @@ const RX_BUFFER: usize = 64 * 1024;
 pub enum Conn {
     /// Plain HTTP.
     Plain(TcpStream),
-    /// HTTPS.
-    Tls(TlsStream<TcpStream>),
+    /// HTTPS (boxed: the TLS state is large, and there is one connection at a time).
+    Tls(alloc::boxed::Box<TlsStream<TcpStream>>),
 }
 
 impl Stream for Conn {
@@ -47,6 +47,8 @@ pub struct KernelNet {
     pub trust: Option<Trust>,
     /// Bound on each connect, read and write.
     pub timeout: Duration,
+    /// Whether the download running is still wanted (`None`: always).
+    pub still_wanted: Option<alloc::boxed::Box<dyn FnMut() -> bool>>,
 }
 
 impl download::Net for KernelNet {
@@ -80,11 +82,15 @@ impl download::Net for KernelNet {
             .await
             .map_err(|_| String::from("TLS handshake timed out"))?
             .map_err(|e| format!("TLS with {}: {e}", source.host))?;
-        Ok(Conn::Tls(tls))
+        Ok(Conn::Tls(alloc::boxed::Box::new(tls)))
     }
 
     async fn sleep(&mut self, ms: u64) {
         kernel::sleep(Duration::from_millis(ms)).await;
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.still_wanted.as_mut().is_some_and(|still| !still())
     }
 
     fn random(&mut self) -> u32 {

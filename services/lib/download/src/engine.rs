@@ -30,7 +30,7 @@ use crate::source::Source;
 pub const CHUNK: usize = 64 * 1024;
 
 /// What to download, and where.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     /// The content tree's UUID.
     pub content: String,
@@ -91,7 +91,16 @@ pub trait Net {
     async fn sleep(&mut self, ms: u64);
     /// A random number (for jitter).
     fn random(&mut self) -> u32;
+    /// Whether the download is no longer wanted (its configuration changed or went): checked
+    /// before each attempt, after each pause and after each read, so that a cancelled download
+    /// stops within one read's timeout.
+    fn cancelled(&mut self) -> bool {
+        false
+    }
 }
+
+/// The error of a download stopped by [`Net::cancelled`].
+pub const CANCELLED: &str = "cancelled: the configuration no longer asks for it";
 
 /// Reads a content tree's `sha256` (64 hex digits, either case).
 pub fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
@@ -138,10 +147,21 @@ pub fn backoff_ms(policy: &Policy, retry: u32, random: u32) -> u64 {
 
 /// Why an attempt failed.
 enum Failure {
+    /// [`Net::cancelled`] said so: stop at once, state `Pending`.
+    Cancelled,
     /// It may pass: retry after a pause.
     Retry(String),
     /// It will not: ERROR.
     Fatal(String),
+}
+
+impl Failure {
+    fn message(self) -> String {
+        match self {
+            Failure::Cancelled => CANCELLED.into(),
+            Failure::Retry(e) | Failure::Fatal(e) => e,
+        }
+    }
 }
 
 /// The download's state between attempts.
@@ -352,36 +372,42 @@ pub async fn download<D: BlockDevice, N: Net>(
                     return status;
                 }
                 Ok(_) => {}
-                Err(Failure::Fatal(e) | Failure::Retry(e)) => return fail(&mut status, report, e),
+                Err(f) => return fail(&mut status, report, f.message()),
             }
         }
-        Some(Progress::Partial(n)) if n <= t.capacity && n.is_multiple_of(CHUNK as u64) && n > 0 => {
+        Some(Progress::Partial(n))
+            if n <= t.capacity && n.is_multiple_of(CHUNK as u64) && n > 0 =>
+        {
             match t.hash_volume(n).await {
                 Ok(h) => {
                     t.committed_hasher = h;
                     t.committed = n;
                     t.rollback();
                 }
-                Err(Failure::Fatal(e) | Failure::Retry(e)) => return fail(&mut status, report, e),
+                Err(f) => return fail(&mut status, report, f.message()),
             }
         }
         _ => {}
     }
     if t.committed == 0 {
-        if let Err(Failure::Fatal(e) | Failure::Retry(e)) = t.restart().await {
-            return fail(&mut status, report, e);
+        if let Err(f) = t.restart().await {
+            return fail(&mut status, report, f.message());
         }
     }
 
     let mut failures_in_a_row = 0u32;
     let mut total = 0u64;
     loop {
+        if net.cancelled() {
+            return cancelled(&mut status, report);
+        }
         status.state = DownloadState::Downloading;
         status.bytes = t.committed;
         report(&status);
         let start = t.committed;
         match attempt(job, &mut t, net, &mut status, &mut total, report).await {
             Ok(()) => break,
+            Err(Failure::Cancelled) => return cancelled(&mut status, report),
             Err(Failure::Fatal(e)) => return fail(&mut status, report, e),
             Err(Failure::Retry(e)) => {
                 t.rollback();
@@ -432,15 +458,24 @@ pub async fn download<D: BlockDevice, N: Net>(
         let _ = t.write_record(Progress::Partial(0)).await;
         return fail(&mut status, report, e);
     }
-    if let Err(Failure::Fatal(e) | Failure::Retry(e)) =
-        t.write_record(Progress::Verified(t.received)).await
-    {
-        return fail(&mut status, report, e);
+    if let Err(f) = t.write_record(Progress::Verified(t.received)).await {
+        return fail(&mut status, report, f.message());
     }
     status.state = DownloadState::Verified;
     status.error.clear();
     report(&status);
     status
+}
+
+/// A download stopped because it is no longer wanted: `Pending`, with [`CANCELLED`].
+fn cancelled(
+    status: &mut DownloadStatus,
+    report: &mut dyn FnMut(&DownloadStatus),
+) -> DownloadStatus {
+    status.state = DownloadState::Pending;
+    status.error = CANCELLED.into();
+    report(status);
+    status.clone()
 }
 
 /// One request and its response, from `t.received` on.
@@ -591,6 +626,9 @@ async fn attempt<D: BlockDevice, N: Net>(
             .read(&mut buf)
             .await
             .map_err(|e| Failure::Retry(format!("reading the body: {e}")))?;
+        if net.cancelled() {
+            return Err(Failure::Cancelled);
+        }
         start = 0;
         if have == 0 {
             if chunks.is_none() && left.is_none() {

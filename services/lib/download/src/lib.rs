@@ -1,6 +1,7 @@
 //! The downloader's core (services/downloader): a content tree from its datastore, over HTTP/1.1
 //! or HTTPS, into the block device of its target volume.
 //!
+//! - [`config`]: which downloads zedagent's configuration tables ask for, into which volume;
 //! - [`source`]: EVE's `DatastoreConfig` and `ContentTree` as one location with credentials;
 //! - [`http`]: the request, the response head, and a streaming decoder of chunked bodies;
 //! - [`record`]: the progress record on the volume, so that a restarted downloader resumes;
@@ -18,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod config;
 pub mod engine;
 pub mod http;
 pub mod record;

@@ -52,6 +52,8 @@ struct Shared {
     then: Answer,
     requests: Vec<String>,
     sleeps: Vec<u64>,
+    /// Cancel the download at this `cancelled()` check (counting down).
+    cancel_in: Option<u32>,
 }
 
 struct FakeNet(Rc<RefCell<Shared>>);
@@ -64,6 +66,7 @@ impl FakeNet {
             then,
             requests: Vec::new(),
             sleeps: Vec::new(),
+            cancel_in: None,
         })))
     }
 
@@ -107,6 +110,18 @@ impl Net for FakeNet {
 
     async fn sleep(&mut self, ms: u64) {
         self.0.borrow_mut().sleeps.push(ms);
+    }
+
+    fn cancelled(&mut self) -> bool {
+        let mut shared = self.0.borrow_mut();
+        match shared.cancel_in.as_mut() {
+            Some(0) => true,
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        }
     }
 
     fn random(&mut self) -> u32 {
@@ -486,4 +501,31 @@ fn backoff_doubles_to_its_cap_with_bounded_jitter() {
     assert!(parse_sha256("").is_err());
     assert!(parse_sha256(&"xz".repeat(32)).is_err());
     assert_eq!(hex(&[0, 255]), "00ff".to_string());
+}
+
+#[test]
+fn a_cancelled_download_stops_between_reads_and_keeps_its_commits() {
+    let data = file(1_000_000);
+    let job = job_for(&data);
+    let mut d = disk(2);
+    let mut net = FakeNet::new(&data, &[], GOOD);
+    // The first check passes (before the attempt), then 200 reads of about 1.5 KB.
+    net.0.borrow_mut().cancel_in = Some(200);
+    let (last, seen) = run(&job, &mut d, &mut net, &policy());
+    assert_eq!(last.state, DownloadState::Pending);
+    assert_eq!(last.error, CANCELLED);
+    assert!(seen.iter().all(|s| s.state != DownloadState::Verified));
+    match record_of(&mut d).unwrap().progress {
+        Progress::Partial(n) => assert!(n > 0 && n < 1_000_000, "{n}"),
+        other => panic!("{other:?}"),
+    }
+    // Cancelled while waiting to retry: no further attempt.
+    let mut net = FakeNet::new(&data, &[], Answer::Status(404));
+    net.0.borrow_mut().cancel_in = Some(1);
+    let (last, _) = run(&job, &mut disk(2), &mut net, &policy());
+    assert_eq!(
+        (last.state, last.error.as_str()),
+        (DownloadState::Pending, CANCELLED)
+    );
+    assert_eq!(net.requests().len(), 1);
 }
