@@ -145,7 +145,13 @@ fn upload(state: &Path, port: u16, file: &Path) -> String {
 /// Python's http.server serving `dir` on `port`.
 fn python_server(dir: &Path, port: u16) -> Process {
     let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
         .arg("--directory")
         .arg(dir)
         .stdout(Stdio::null())
@@ -206,7 +212,10 @@ fn downloader(volume: &Path, config: Option<&Path>, args: &[&str]) -> Vec<String
         .script_option("--hostfwd", Some("none"))
         .script_option("--disk", Some(&format!("{},name=volume", volume.display())));
     if let Some(config) = config {
-        run = run.script_option("--disk", Some(&format!("{},ro,name=config", config.display())));
+        run = run.script_option(
+            "--disk",
+            Some(&format!("{},ro,name=config", config.display())),
+        );
     }
     for arg in args {
         run = run.arg(arg);
@@ -262,7 +271,11 @@ fn downloads_from_the_controllers_datastore_and_resumes_after_a_restart() {
     ];
     // The downloader is stopped (QEMU killed) once 2 MiB are committed ...
     let argv = downloader(&vol, Some(&config), &args);
-    let first = run_console(&argv, Duration::from_secs(240), Some("Downloading 2097152/"));
+    let first = run_console(
+        &argv,
+        Duration::from_secs(240),
+        Some("Downloading 2097152/"),
+    );
     first.expect("Downloading 2097152/6291456 bytes on volume");
     // ... and started again: it resumes from its record, not from 0.
     let second = run_console(&argv, Duration::from_secs(240), None);
@@ -271,9 +284,16 @@ fn downloads_from_the_controllers_datastore_and_resumes_after_a_restart() {
         .iter()
         .find_map(|l| progress(&l.text))
         .unwrap_or_else(|| panic!("no progress line:\n{}", second.output()));
-    assert!(resumed >= 2 << 20, "resumed from {resumed}:\n{}", second.output());
+    assert!(
+        resumed >= 2 << 20,
+        "resumed from {resumed}:\n{}",
+        second.output()
+    );
     expect_verified(&second, &sha);
-    assert!(volume_bytes(&vol, bytes.len()) == bytes, "the volume holds the file");
+    assert!(
+        volume_bytes(&vol, bytes.len()) == bytes,
+        "the volume holds the file"
+    );
 
     // Started once more: the record says verified; the volume is hashed again, nothing is
     // downloaded.
@@ -354,7 +374,13 @@ fn pythons_http_server_without_ranges_404_and_a_wrong_sha256() {
     let argv = downloader(
         &vol,
         None,
-        &[&fqdn, "dpath=images", "url=app.img", &sha_arg, "backoff_ms=500"],
+        &[
+            &fqdn,
+            "dpath=images",
+            "url=app.img",
+            &sha_arg,
+            "backoff_ms=500",
+        ],
     );
     let file = served.join("images/app.img");
     let mut placed = false;
@@ -374,7 +400,12 @@ fn pythons_http_server_without_ranges_404_and_a_wrong_sha256() {
     let argv = downloader(
         &volume(&dir, 4),
         None,
-        &[&fqdn, "dpath=images", "url=app.img", &format!("sha256={wrong}")],
+        &[
+            &fqdn,
+            "dpath=images",
+            "url=app.img",
+            &format!("sha256={wrong}"),
+        ],
     );
     let boot = run_console(&argv, Duration::from_secs(240), None);
     let error = boot.expect("sha256 mismatch");
