@@ -201,7 +201,9 @@ async fn run_one(args: &Args, job: Job, policy: Policy, timeout: Duration) -> Re
     };
     let started = kernel::now();
     let mut last_state = None;
+    let mut heap_peak = kernel::mem::heap_used();
     let last = download::download(&job, &mut volume, &mut net, &policy, &mut |s| {
+        heap_peak = heap_peak.max(kernel::mem::heap_used());
         if let Err(e) = status.publish(&job.content, s) {
             error!("downloader: cannot publish the status: {e}");
         }
@@ -214,11 +216,12 @@ async fn run_one(args: &Args, job: Job, policy: Policy, timeout: Duration) -> Re
     .await;
     let ms = started.elapsed().as_millis().max(1) as u64;
     info!(
-        "downloader: {:?} after {} ms ({} KiB/s), heap {} KiB in use",
+        "downloader: {:?} after {} ms ({} KiB/s), heap peak {} KiB (of {} KiB)",
         last.state,
         ms,
         last.bytes * 1000 / 1024 / ms,
-        kernel::mem::heap_used() / 1024
+        heap_peak / 1024,
+        kernel::mem::heap_size() / 1024
     );
     if last.state == DownloadState::Verified {
         info!("downloader: verified sha256 {}", last.sha256);
