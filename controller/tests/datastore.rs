@@ -129,6 +129,11 @@ async fn deploy_serves_the_file_and_configures_the_device() {
         "{middle}"
     );
     assert!(middle.contains("content-length: 10"), "{middle}");
+    let head = curl(&["--cacert", ca, "--user", &user, "--head", &file_url]).stdout;
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-length: 300001"), "{head}");
+    assert!(head.contains("accept-ranges: bytes"), "{head}");
     let plain = format!(
         "http://{}/datastore/{sha}",
         controller.datastore_http_addr.unwrap()

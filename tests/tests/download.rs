@@ -6,7 +6,8 @@
 //! restarted (it resumes from what it committed); the datastore killed mid-download and
 //! started again (the download retries, resumes with a range, and ends with the right
 //! sha256); Python's server (no ranges) with a 404 first; a wrong sha256 (ERROR with both
-//! hashes, nothing verified); a body cut short by a server that then serves it whole.
+//! hashes, nothing verified); a server that stalls (the read times out), then cuts a body
+//! short, then serves it whole.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -418,27 +419,33 @@ fn pythons_http_server_without_ranges_404_and_a_wrong_sha256() {
     boot.expect_status(3);
 }
 
-/// A server (Python's http.server classes) that cuts its first answer short: the headers
-/// promise the whole file, the connection ends halfway. Later answers are whole.
-const CUTTING_SERVER: &str = r#"
-import http.server, sys
+/// A server (Python's http.server classes) that stalls its first answer (accepts, reads the
+/// request, says nothing for 30 s), cuts its second short (the headers promise the whole file,
+/// the connection ends halfway), and answers whole after that.
+const STALLING_CUTTING_SERVER: &str = r#"
+import http.server, socketserver, sys, time
 data = open(sys.argv[2], "rb").read()
 answers = 0
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         global answers
         answers += 1
+        if answers == 1:
+            time.sleep(30)
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data[: len(data) // 2] if answers == 1 else data)
+        self.wfile.write(data[: len(data) // 2] if answers == 2 else data)
     def log_message(self, *args):
         pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 "#;
 
 #[test]
-fn a_truncated_body_is_retried() {
+fn a_stalled_then_truncated_answer_is_retried() {
     let dir = TempDir::new("truncated");
     let (bytes, sha) = content(3 << 20, 17);
     let file = dir.join("app.img");
@@ -446,7 +453,7 @@ fn a_truncated_body_is_retried() {
     let port = free_port();
     let _server = Process(
         Command::new("python3")
-            .args(["-c", CUTTING_SERVER, &port.to_string()])
+            .args(["-c", STALLING_CUTTING_SERVER, &port.to_string()])
             .arg(&file)
             .spawn()
             .unwrap(),
@@ -461,10 +468,14 @@ fn a_truncated_body_is_retried() {
             "url=app.img",
             &format!("sha256={sha}"),
             "backoff_ms=300",
+            "timeout_s=3",
         ],
     );
     let boot = run_console(&argv, Duration::from_secs(240), None);
-    boot.expect("(truncated)");
+    let stalled = boot.expect("retries: reading the response");
+    assert!(stalled.text.contains("1 retries"), "{}", stalled.text);
+    let cut = boot.expect("(truncated)");
+    assert!(cut.text.contains("2 retries"), "{}", cut.text);
     expect_verified(&boot, &sha);
     assert!(volume_bytes(&vol, bytes.len()) == bytes);
 }
