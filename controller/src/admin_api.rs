@@ -14,6 +14,8 @@
 //!   its [`DeviceBrief`]; the header `X-Total-Count` says how many there are;
 //! - `POST /devices/{uuid}/config/check` (a configuration file) -> [`ConfigCheck`];
 //!   `PUT /devices/{uuid}/config?expect_version=N` refuses with 409 unless N is current.
+//! - `POST /datastore` (a file, as the body; at most `--max-upload-bytes`) ->
+//!   [`DatastoreUpload`]: the file is served to devices from the controller's datastore.
 //!
 //! The web UI calls the same routes with its session cookie instead of the bearer token (see
 //! `server::ui`).
@@ -217,4 +219,31 @@ pub struct MetricPoint {
 pub struct Reports {
     /// Reports after the requested sequence number, oldest first.
     pub reports: Vec<Report>,
+}
+
+/// Where devices find the controller's datastore, and with what credentials (the fields of
+/// its `DatastoreConfig`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatastoreLocation {
+    /// The `DatastoreConfig.id`.
+    pub id: String,
+    /// Its HTTPS `fqdn` as devices reach it (`https://host:port`).
+    pub https_url: String,
+    /// Its plain HTTP `fqdn`, when the controller also serves it without TLS.
+    pub http_url: Option<String>,
+    /// The `dpath` (the files are at `fqdn/dpath/<sha256>`).
+    pub dpath: String,
+    /// The `apiKey` (HTTP Basic user name).
+    pub api_key: String,
+    /// The `password`.
+    pub password: String,
+}
+
+/// The answer to an upload (`POST /datastore`, the file as the body).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatastoreUpload {
+    /// The file: its SHA-256 (also its name in the datastore) and size.
+    pub stored: crate::datastore::Stored,
+    /// The datastore.
+    pub location: DatastoreLocation,
 }

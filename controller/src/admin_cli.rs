@@ -57,6 +57,9 @@ pub enum AdminCommand {
     /// Device configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Apps on devices.
+    #[command(subcommand)]
+    App(AppCommand),
     /// Prints a device's reports as they arrive (JSON lines).
     Follow {
         /// The device's UUID.
@@ -162,6 +165,36 @@ pub enum ConfigCommand {
     },
 }
 
+/// `admin app ...`
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Uploads an app image to the controller's datastore and configures a device to run it
+    /// (a datastore, content tree, volume and app instance; an app of the same name is
+    /// replaced by the new image).
+    Deploy {
+        /// The image (for example a PVH ELF such as lichen's `echo`).
+        file: PathBuf,
+        /// The app's name.
+        #[arg(long)]
+        name: String,
+        /// The device (UUID); may be left out when the controller has exactly one.
+        #[arg(long)]
+        device: Option<String>,
+        /// Memory, MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_mib: u32,
+        /// Virtual CPUs.
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// Virtualization mode, as EVE's `VmMode` names it (PV, HVM, ...).
+        #[arg(long, default_value = "PV")]
+        mode: String,
+        /// Serve the image over plain HTTP (the controller needs `--datastore-http`).
+        #[arg(long)]
+        http: bool,
+    },
+}
+
 /// Runs an admin command, printing its result.
 pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), String> {
     let admin = connection.client()?;
@@ -260,6 +293,28 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 set.version, set.hash
             );
         }
+        AdminCommand::App(AppCommand::Deploy {
+            file,
+            name,
+            device,
+            memory_mib,
+            vcpus,
+            mode,
+            http,
+        }) => {
+            let mode = lichen_api::config::VmMode::from_str_name(&mode)
+                .ok_or_else(|| format!("--mode {mode}: not one of EVE's VmMode names"))?;
+            let spec = crate::deploy::AppSpec {
+                name,
+                memory_kib: memory_mib
+                    .checked_mul(1024)
+                    .ok_or("--memory-mib is too large")?,
+                vcpus,
+                mode,
+                plain_http: http,
+            };
+            deploy_app(&admin, &file, device, &spec).await?;
+        }
         AdminCommand::Follow {
             uuid,
             kinds,
@@ -306,6 +361,69 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// `admin app deploy`: uploads the file, then writes the objects into the device's
+/// configuration (at the version it was read from; a concurrent change makes it read again).
+async fn deploy_app(
+    admin: &AdminClient,
+    file: &std::path::Path,
+    device: Option<String>,
+    spec: &crate::deploy::AppSpec,
+) -> Result<(), String> {
+    let text = |error: ClientError| error.to_string();
+    let bytes = std::fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?;
+    let device = match device {
+        Some(device) => device,
+        None => {
+            let devices = admin.devices().await.map_err(text)?;
+            match devices.as_slice() {
+                [one] => one.uuid.clone(),
+                [] => return Err("no device is registered yet: give --device".into()),
+                _ => {
+                    let all: Vec<&str> = devices.iter().map(|d| d.uuid.as_str()).collect();
+                    return Err(format!(
+                        "several devices ({}): give --device",
+                        all.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    let upload = admin.upload(bytes).await.map_err(text)?;
+    println!(
+        "{}: sha256 {}, {} bytes, in datastore {}",
+        file.display(),
+        upload.stored.sha256,
+        upload.stored.size,
+        upload.location.id
+    );
+    for _attempt in 0..5 {
+        let version = admin.device(&device).await.map_err(text)?.config_version;
+        let json = admin.config(&device).await.map_err(text)?;
+        let mut config: lichen_api::config::EdgeDevConfig =
+            serde_json::from_value(json).map_err(|error| error.to_string())?;
+        config.id = None;
+        let deployed = crate::deploy::deploy(&mut config, spec, &upload)?;
+        let yaml = crate::device_config::to_yaml(&config);
+        match admin.set_config_at(&device, &yaml, version).await {
+            Ok(set) => {
+                println!(
+                    "device {device}: app {} {} (version {}, volume {}, content tree {}); config version {}",
+                    spec.name,
+                    deployed.app,
+                    deployed.version,
+                    deployed.volume,
+                    deployed.content_tree,
+                    set.version
+                );
+                return Ok(());
+            }
+            Err(error) if error.0.starts_with("409") => continue,
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    Err("the device's configuration kept changing meanwhile: try again".into())
 }
 
 /// Prints a value as pretty JSON.

@@ -7,8 +7,8 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::admin_api::{
-    Admit, ConfigCheck, ConfigSet, DeviceStatus, DeviceSummary, LogLine, MetricPoint,
-    NewOnboarding, OnboardingEntry, PendingRegistration, Reports,
+    Admit, ConfigCheck, ConfigSet, DatastoreUpload, DeviceStatus, DeviceSummary, LogLine,
+    MetricPoint, NewOnboarding, OnboardingEntry, PendingRegistration, Reports,
 };
 use crate::client::{ClientError, HttpsClient};
 
@@ -193,6 +193,17 @@ impl AdminClient {
             &format!("/devices/{uuid}"),
             None,
             StatusCode::NO_CONTENT,
+        )
+        .await
+    }
+
+    /// Uploads a file to the controller's datastore.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<DatastoreUpload, ClientError> {
+        self.call(
+            Method::POST,
+            "/datastore",
+            Some(("application/octet-stream", bytes)),
+            StatusCode::CREATED,
         )
         .await
     }

@@ -4,6 +4,8 @@
 //! - [`store`]: what it keeps, behind the [`store::Store`] trait (embedded, durable by default);
 //! - [`registration`], [`device_config`]: onboarding rules and device configuration;
 //! - [`pki`], [`admin_token`]: certificates and the admin credential, created on first start;
+//! - [`datastore`], [`deploy`]: the datastore app images are served from, and the config
+//!   objects that deploy one;
 //! - [`tpm`]: the TPM structures of attestation quotes;
 //! - [`client`], [`admin_api`], [`admin_client`], [`admin_cli`]: the admin side;
 //! - [`devsim`]: simulated devices, for tests and load.
@@ -13,6 +15,8 @@ pub mod admin_cli;
 pub mod admin_client;
 pub mod admin_token;
 pub mod client;
+pub mod datastore;
+pub mod deploy;
 pub mod device_config;
 pub mod devsim;
 pub mod pki;

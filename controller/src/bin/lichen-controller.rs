@@ -49,6 +49,8 @@ enum Command {
         /// device; `-` for no limit). Repeat for several kinds; the others keep their defaults.
         #[arg(long = "retention")]
         retention: Vec<String>,
+        #[command(flatten)]
+        datastore: DatastoreArgs,
     },
     /// Moves the store of an earlier version (`store/lichen.log` in the state directory) into
     /// the SQLite database the controller now uses. The old log is kept, renamed
@@ -68,6 +70,21 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// The controller's datastore (app images for devices; docs/download.md).
+#[derive(clap::Args)]
+struct DatastoreArgs {
+    /// How devices reach the datastore over HTTPS (`https://host:port`); default: the first
+    /// --server-name (else the listen address) and the port listened on.
+    #[arg(long)]
+    datastore_url: Option<String>,
+    /// Also serve the datastore in plain HTTP on this address (for `DsHttp` datastores).
+    #[arg(long)]
+    datastore_http: Option<SocketAddr>,
+    /// The largest app image the admin may upload, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    max_upload_bytes: usize,
 }
 
 /// Timeouts and caps on connections (see `server::Limits`).
@@ -121,12 +138,16 @@ async fn main() -> ExitCode {
             database_url,
             limits,
             retention,
+            datastore,
         } => {
             let mut options = server::Options::new(state_dir.clone(), listen);
             options.server_names = server_names;
             options.max_body_bytes = max_body_bytes;
             options.limits = limits.into();
             options.database_url = database_url;
+            options.datastore_url = datastore.datastore_url;
+            options.datastore_http = datastore.datastore_http;
+            options.max_upload_bytes = datastore.max_upload_bytes;
             match retention
                 .iter()
                 .try_for_each(|arg| options.retention.apply_arg(arg))
@@ -160,6 +181,9 @@ async fn serve(options: server::Options) -> Result<(), String> {
         .map_err(|error| format!("starting: {error}"))?;
     // The first line is read by scripts and the benchmark: keep its form.
     println!("listening on https://{}", running.addr);
+    if let Some(addr) = running.datastore_http_addr {
+        eprintln!("lichen-controller: datastore in plain HTTP on http://{addr}");
+    }
     eprintln!(
         "lichen-controller: devices trust {}; admin token in {}",
         state_dir.join("ca.pem").display(),

@@ -31,8 +31,13 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Most reports in one page.
 const PAGE: usize = 200;
 
-pub(super) fn router(app: Arc<App>) -> Router<Arc<App>> {
+pub(super) fn router(app: Arc<App>, max_upload_bytes: usize) -> Router<Arc<App>> {
     Router::new()
+        .route(
+            "/datastore",
+            post(super::datastore_routes::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
+        )
         .route("/onboarding", get(list_onboarding).post(add_onboarding))
         .route("/onboarding/{id}", delete(remove_onboarding))
         .route("/onboarding/pending", get(list_pending))

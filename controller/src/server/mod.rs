@@ -4,6 +4,7 @@
 mod admin_routes;
 mod attest;
 mod connections;
+mod datastore_routes;
 mod device_routes;
 mod device_status;
 mod devices;
@@ -63,6 +64,13 @@ pub struct Options {
     pub contact_interval: Duration,
     /// Timeouts and caps on connections.
     pub limits: Limits,
+    /// The largest file the admin may upload to the datastore.
+    pub max_upload_bytes: usize,
+    /// How devices reach the datastore over HTTPS (`https://host:port`); default: the first
+    /// server name (else the listen address) and the port listened on.
+    pub datastore_url: Option<String>,
+    /// Where to serve the datastore in plain HTTP too (`DsHttp`), if anywhere.
+    pub datastore_http: Option<SocketAddr>,
 }
 
 impl Options {
@@ -78,6 +86,9 @@ impl Options {
             retention_interval: Duration::from_secs(60),
             contact_interval: Duration::from_secs(10),
             limits: Limits::default(),
+            max_upload_bytes: 1 << 30,
+            datastore_url: None,
+            datastore_http: None,
         }
     }
 }
@@ -99,6 +110,10 @@ pub(crate) struct App {
     pending: pending::PendingQueue,
     /// Web UI sessions.
     sessions: ui::session::Sessions,
+    /// App images served to devices.
+    datastore: crate::datastore::Datastore,
+    /// The datastore's HTTPS and (if served) plain HTTP URLs, as devices reach them.
+    datastore_urls: (String, Option<String>),
 }
 
 /// A running controller.
@@ -109,9 +124,12 @@ pub struct Running {
     pub ca_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
+    /// The address of the plain HTTP datastore, when served.
+    pub datastore_http_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     housekeeping: tokio::task::JoinHandle<()>,
+    datastore_http: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -120,6 +138,9 @@ impl Running {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.housekeeping.await;
+        if let Some(task) = self.datastore_http {
+            let _ = task.await;
+        }
     }
 }
 
@@ -128,17 +149,45 @@ pub async fn start(options: Options) -> io::Result<Running> {
     let pki = Pki::load_or_create(&options.state_dir, &options.server_names)?;
     let admin_token = crate::admin_token::load_or_create(&options.state_dir)?;
     let store = open_store(&options.state_dir, options.database_url.as_deref()).await?;
-    let app = Arc::new(App::new(store, &pki, admin_token.clone()));
+    let datastore = crate::datastore::Datastore::open(&options.state_dir)?;
+    let listener = TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let plain = match options.datastore_http {
+        Some(listen) => Some(TcpListener::bind(listen).await?),
+        None => None,
+    };
+    let datastore_http_addr = plain.as_ref().map(|l| l.local_addr()).transpose()?;
+    let host = options
+        .server_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| url_host(addr.ip()));
+    let datastore_urls = (
+        options
+            .datastore_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{host}:{}", addr.port())),
+        datastore_http_addr.map(|plain| format!("http://{host}:{}", plain.port())),
+    );
+    let app = Arc::new(App::new(
+        store,
+        &pki,
+        admin_token.clone(),
+        datastore,
+        datastore_urls,
+    ));
     let router = Router::new()
         .nest(lichen_api::API_PREFIX, device_routes::router())
-        .nest(admin_routes::PREFIX, admin_routes::router(Arc::clone(&app)))
+        .nest(
+            admin_routes::PREFIX,
+            admin_routes::router(Arc::clone(&app), options.max_upload_bytes),
+        )
+        .merge(datastore_routes::router())
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(Arc::clone(&app));
 
     let acceptor = tls_acceptor(&pki)?;
-    let listener = TcpListener::bind(options.listen).await?;
-    let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(listener::serve(
         listener,
@@ -147,6 +196,21 @@ pub async fn start(options: Options) -> io::Result<Running> {
         options.limits,
         stopped.clone(),
     ));
+    let datastore_http = plain.map(|plain| {
+        let router = datastore_routes::router().with_state(Arc::clone(&app));
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(plain, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                eprintln!("lichen-controller: plain HTTP datastore: {error}");
+            }
+        })
+    });
     let housekeeping = tokio::spawn(housekeeping::run(
         app,
         housekeeping::Schedule {
@@ -160,9 +224,11 @@ pub async fn start(options: Options) -> io::Result<Running> {
         addr,
         ca_pem: pki.ca.cert_pem,
         admin_token,
+        datastore_http_addr,
         stop,
         server,
         housekeeping,
+        datastore_http,
     })
 }
 
@@ -192,7 +258,13 @@ async fn open_store(
 }
 
 impl App {
-    fn new(store: Arc<dyn Store>, pki: &Pki, admin_token: String) -> Self {
+    fn new(
+        store: Arc<dyn Store>,
+        pki: &Pki,
+        admin_token: String,
+        datastore: crate::datastore::Datastore,
+        datastore_urls: (String, Option<String>),
+    ) -> Self {
         use lichen_api::certs::{ZCert, ZCertType, ZControllerCert};
         use lichen_api::common::HashAlgorithm;
         // The controller's certificates are hashed over their PEM text, as EVE does.
@@ -222,6 +294,8 @@ impl App {
             reports: watch::channel(0).0,
             config_writes: tokio::sync::Mutex::new(()),
             pending: pending::PendingQueue::default(),
+            datastore,
+            datastore_urls,
         }
     }
 }
@@ -242,6 +316,14 @@ fn tls_acceptor(pki: &Pki) -> io::Result<TlsAcceptor> {
         .with_single_cert(chain, key)
         .map_err(io::Error::other)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// An IP address as the host of a URL (IPv6 in brackets).
+fn url_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,0 +1,291 @@
+//! `admin app deploy`: the configuration objects that run an app image from the controller's
+//! datastore, written into a device's `EdgeDevConfig` as EVE's controller would send them:
+//! a `DatastoreConfig` (the controller's datastore, with its credentials), a `ContentTree`
+//! (the file: its URL relative to the datastore, its SHA-256 and size), a `Volume` made from
+//! that content tree, and an `AppInstanceConfig` that uses the volume.
+//!
+//! Deploying an app under a name that is already deployed replaces its image (EVE's
+//! `app_replace`): the app keeps its UUID, its version goes up by one, and the volumes and
+//! content trees only it used are removed.
+
+use lichen_api::config::{
+    AppInstanceConfig, ContentTree, DatastoreConfig, DsType, EdgeDevConfig, Format, UuiDandVersion,
+    VmConfig, VmMode, Volume, VolumeContentOrigin, VolumeContentOriginType, VolumeRef,
+};
+
+use crate::admin_api::DatastoreUpload;
+
+/// Room the node keeps after the content on a volume made from it (the downloader's record of
+/// its progress lives in the volume's last 4 KiB: see docs/download.md).
+pub const VOLUME_SLACK: u64 = 4096;
+
+/// What to deploy.
+#[derive(Clone, Debug)]
+pub struct AppSpec {
+    /// The app's display name (and the key for replacing it).
+    pub name: String,
+    /// Memory, KiB.
+    pub memory_kib: u32,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// How the app is virtualized.
+    pub mode: VmMode,
+    /// Serve it over plain HTTP (`DsHttp`) rather than HTTPS.
+    pub plain_http: bool,
+}
+
+/// What [`deploy`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    /// The app instance's UUID.
+    pub app: String,
+    /// Its new version.
+    pub version: String,
+    /// Whether an app of that name was replaced.
+    pub replaced: bool,
+    /// The content tree's UUID.
+    pub content_tree: String,
+    /// The volume's UUID.
+    pub volume: String,
+}
+
+/// The size of a volume holding `content` bytes: the content and [`VOLUME_SLACK`], rounded up
+/// to a whole MiB.
+pub fn volume_size(content: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    (content + VOLUME_SLACK).div_ceil(MIB) * MIB
+}
+
+/// Writes the objects that deploy `upload` as `spec` into `config`.
+pub fn deploy(
+    config: &mut EdgeDevConfig,
+    spec: &AppSpec,
+    upload: &DatastoreUpload,
+) -> Result<Deployed, String> {
+    let location = &upload.location;
+    let (kind, fqdn) = if spec.plain_http {
+        let url = location.http_url.clone().ok_or(
+            "the controller serves no plain HTTP datastore (start it with --datastore-http)",
+        )?;
+        (DsType::DsHttp, url)
+    } else {
+        (DsType::DsHttps, location.https_url.clone())
+    };
+    let datastore = DatastoreConfig {
+        id: location.id.clone(),
+        d_type: kind as i32,
+        fqdn,
+        api_key: location.api_key.clone(),
+        password: location.password.clone(),
+        dpath: location.dpath.clone(),
+        ..Default::default()
+    };
+    config.datastores.retain(|d| d.id != datastore.id);
+    config.datastores.push(datastore);
+
+    let new_uuid = || uuid::Uuid::new_v4().to_string();
+    let content_tree = ContentTree {
+        uuid: new_uuid(),
+        ds_id: location.id.clone(),
+        ds_ids_list: vec![location.id.clone()],
+        url: upload.stored.sha256.clone(),
+        iformat: Format::Raw as i32,
+        sha256: upload.stored.sha256.clone(),
+        max_size_bytes: upload.stored.size,
+        display_name: spec.name.clone(),
+        ..Default::default()
+    };
+    let volume = Volume {
+        uuid: new_uuid(),
+        origin: Some(VolumeContentOrigin {
+            r#type: VolumeContentOriginType::VcotDownload as i32,
+            download_content_tree_id: content_tree.uuid.clone(),
+        }),
+        maxsizebytes: i64::try_from(volume_size(upload.stored.size))
+            .map_err(|_| "the image is too large")?,
+        display_name: spec.name.clone(),
+        ..Default::default()
+    };
+
+    let existing = config.apps.iter().position(|a| a.displayname == spec.name);
+    let (app_uuid, version, old_volumes) = match existing {
+        Some(i) => {
+            let app = config.apps.remove(i);
+            let id = app.uuidandversion.unwrap_or_default();
+            let version = id.version.parse::<u64>().unwrap_or(0) + 1;
+            let old: Vec<String> = app.volume_ref_list.into_iter().map(|v| v.uuid).collect();
+            (id.uuid, version.to_string(), old)
+        }
+        None => (new_uuid(), "1".to_owned(), Vec::new()),
+    };
+    let app = AppInstanceConfig {
+        uuidandversion: Some(UuiDandVersion {
+            uuid: app_uuid.clone(),
+            version: version.clone(),
+        }),
+        displayname: spec.name.clone(),
+        fixedresources: Some(VmConfig {
+            memory: spec.memory_kib,
+            maxmem: spec.memory_kib,
+            vcpus: spec.vcpus,
+            virtualization_mode: spec.mode as i32,
+            ..Default::default()
+        }),
+        activate: true,
+        volume_ref_list: vec![VolumeRef {
+            uuid: volume.uuid.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    config.apps.push(app);
+
+    // The replaced app's volumes, and their content trees, unless another app still uses them.
+    let used_volumes: Vec<&str> = config
+        .apps
+        .iter()
+        .flat_map(|a| a.volume_ref_list.iter().map(|v| v.uuid.as_str()))
+        .collect();
+    let unused: Vec<String> = old_volumes
+        .into_iter()
+        .filter(|v| !used_volumes.contains(&v.as_str()))
+        .collect();
+    config.volumes.retain(|v| !unused.contains(&v.uuid));
+    let used_trees: Vec<String> = config
+        .volumes
+        .iter()
+        .filter_map(|v| v.origin.as_ref())
+        .map(|o| o.download_content_tree_id.clone())
+        .chain(std::iter::once(content_tree.uuid.clone()))
+        .collect();
+    config.content_info.retain(|c| used_trees.contains(&c.uuid));
+
+    let deployed = Deployed {
+        app: app_uuid,
+        version,
+        replaced: existing.is_some(),
+        content_tree: content_tree.uuid.clone(),
+        volume: volume.uuid.clone(),
+    };
+    config.content_info.push(content_tree);
+    config.volumes.push(volume);
+    Ok(deployed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin_api::DatastoreLocation;
+    use crate::datastore::Stored;
+
+    fn upload(sha256: &str, size: u64) -> DatastoreUpload {
+        DatastoreUpload {
+            stored: Stored {
+                sha256: sha256.to_owned(),
+                size,
+            },
+            location: DatastoreLocation {
+                id: "5b0e7d2a-3c4f-4e1a-8b6d-7f9a0c1e2d03".to_owned(),
+                https_url: "https://10.0.2.2:8443".to_owned(),
+                http_url: None,
+                dpath: "datastore".to_owned(),
+                api_key: "lichen".to_owned(),
+                password: "secret".to_owned(),
+            },
+        }
+    }
+
+    fn spec() -> AppSpec {
+        AppSpec {
+            name: "echo".to_owned(),
+            memory_kib: 32 * 1024,
+            vcpus: 1,
+            mode: VmMode::Pv,
+            plain_http: false,
+        }
+    }
+
+    #[test]
+    fn volumes_leave_room_and_are_whole_mib() {
+        assert_eq!(volume_size(0), 1 << 20);
+        assert_eq!(volume_size((1 << 20) - 4096), 1 << 20);
+        assert_eq!(volume_size((1 << 20) - 4095), 2 << 20);
+    }
+
+    #[test]
+    fn a_deploy_writes_eve_objects_that_reference_each_other() {
+        let mut config = EdgeDevConfig::default();
+        let sha = "ab".repeat(32);
+        let done = deploy(&mut config, &spec(), &upload(&sha, 300_000)).unwrap();
+        assert!(!done.replaced);
+        crate::device_config::validate(&config, "0b7e0f43-52b5-4b36-9f0c-8f3c5b4f1b0a")
+            .expect("the objects pass the controller's own checks");
+        // As EVE's protos name them, in the proto3 JSON mapping.
+        let json = serde_json::to_value(&config).unwrap();
+        let ds = &json["datastores"][0];
+        assert_eq!(ds["dType"], "DsHttps");
+        assert_eq!(ds["fqdn"], "https://10.0.2.2:8443");
+        assert_eq!(ds["dpath"], "datastore");
+        assert_eq!(ds["apiKey"], "lichen");
+        let tree = &json["contentInfo"][0];
+        assert_eq!(tree["URL"], sha.as_str());
+        assert_eq!(tree["sha256"], sha.as_str());
+        assert_eq!(tree["iformat"], "RAW");
+        assert_eq!(tree["maxSizeBytes"], "300000");
+        assert_eq!(tree["dsIdsList"][0], ds["id"]);
+        let volume = &json["volumes"][0];
+        assert_eq!(volume["origin"]["type"], "VCOT_DOWNLOAD");
+        assert_eq!(volume["origin"]["downloadContentTreeID"], tree["uuid"]);
+        assert_eq!(volume["maxsizebytes"], "1048576");
+        let app = &json["apps"][0];
+        assert_eq!(app["displayname"], "echo");
+        assert_eq!(app["activate"], true);
+        assert_eq!(app["uuidandversion"]["version"], "1");
+        assert_eq!(app["fixedresources"]["memory"], 32768);
+        assert_eq!(app["volumeRefList"][0]["uuid"], volume["uuid"]);
+        // The file read back as a configuration file gives the same configuration.
+        let text = serde_yaml::to_string(&config).unwrap();
+        assert_eq!(crate::device_config::parse(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn deploying_the_same_name_again_replaces_the_image() {
+        let mut config = EdgeDevConfig::default();
+        let first = deploy(&mut config, &spec(), &upload(&"ab".repeat(32), 10)).unwrap();
+        let mut other = spec();
+        other.name = "other".to_owned();
+        deploy(&mut config, &other, &upload(&"cd".repeat(32), 10)).unwrap();
+        let second = deploy(&mut config, &spec(), &upload(&"ef".repeat(32), 10)).unwrap();
+        assert!(second.replaced);
+        assert_eq!(second.app, first.app);
+        assert_eq!(second.version, "2");
+        assert_eq!(config.apps.len(), 2);
+        assert_eq!(config.volumes.len(), 2, "the replaced volume is gone");
+        assert_eq!(config.content_info.len(), 2);
+        assert!(config.volumes.iter().all(|v| v.uuid != first.volume));
+        assert!(config
+            .content_info
+            .iter()
+            .all(|c| c.uuid != first.content_tree));
+        assert_eq!(
+            config.datastores.len(),
+            1,
+            "one datastore, updated in place"
+        );
+        crate::device_config::validate(&config, "0b7e0f43-52b5-4b36-9f0c-8f3c5b4f1b0a").unwrap();
+    }
+
+    #[test]
+    fn plain_http_needs_the_controller_to_serve_it() {
+        let mut config = EdgeDevConfig::default();
+        let mut plain = spec();
+        plain.plain_http = true;
+        let mut up = upload(&"ab".repeat(32), 10);
+        assert!(deploy(&mut config, &plain, &up).is_err());
+        assert_eq!(config, EdgeDevConfig::default(), "nothing written");
+        up.location.http_url = Some("http://10.0.2.2:8080".to_owned());
+        deploy(&mut config, &plain, &up).unwrap();
+        assert_eq!(config.datastores[0].d_type, DsType::DsHttp as i32);
+        assert_eq!(config.datastores[0].fqdn, "http://10.0.2.2:8080");
+    }
+}

@@ -1,0 +1,250 @@
+//! `downloader`: content trees from their datastores into their target volumes (EVE's
+//! downloader, with the verifier's SHA-256 check folded in: see docs/download.md for why).
+//!
+//! For each content tree it streams the file over HTTP or HTTPS (TLS 1.3, verified against the
+//! config partition's `root-certificate.pem`, with the datastore's credentials) onto the target
+//! volume's block device, hashing it on the way; it commits progress on the volume, so that after
+//! a restart it resumes with a `Range` request; a datastore that is down, slow, answers 404 or
+//! cuts the body short is retried with backoff and jitter. Progress is published in
+//! `downloader/DownloadStatus`; nothing is reported `Verified` unless size and SHA-256 match.
+//!
+//! On a node it follows zedagent's configuration tables (`follow`): every content tree a volume
+//! is made from goes onto the disk named as that volume. With `fqdn=` on the command line it
+//! instead makes that one download and exits (microvm tests, benchmarks):
+//! - `fqdn=`, `dpath=`, `url=`: the datastore (EVE's `DatastoreConfig.fqdn`, `dpath`) and the
+//!   content tree's relative `URL`; `kind=http|https` when `fqdn` has no scheme;
+//! - `api_key=`, `password=`: the datastore's credentials (HTTP Basic);
+//! - `sha256=` (required), `max_size=` (bytes; default: what the volume holds);
+//! - `volume=`: the target disk's name (default `volume`); `content=`, `name=`: the content
+//!   tree's UUID and name, for the status (default: the sha256 and the URL).
+//!
+//! Options of both modes: `retries=N`: give up after N failed attempts in a row (default:
+//! never); `backoff_ms=`: the first pause (default 1000, doubling to 60 s); `timeout_s=`: the
+//! bound on each connect and read (default 30); `commit_kib=`: commit every this many KiB
+//! (default 1024); `ip=`, `gw=`, `dns=`: the network (kernel::net::config).
+//!
+//! Exit status (one download): 0 verified, 3 failed (the status says why); 1 when the disks, the
+//! network or the bus fail it, 2 for a bad command line.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod follow;
+mod net;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+
+use download::{Job, Policy, Source};
+use kernel::{error, info, Args, Duration};
+use topics::downloader::{DownloadState, DOWNLOAD_STATUS};
+use topics::zedagent::{CONTENT_TREE, DATASTORE, VOLUME};
+
+kernel::service! {
+    main: main,
+    memory_floor_mib: 8,
+    needs: [uplink, disk],
+    publishes: &[DOWNLOAD_STATUS.decl()],
+    subscribes: &[DATASTORE.decl(), CONTENT_TREE.decl(), VOLUME.decl()],
+}
+
+/// How long the network may take to get an address.
+const ADDRESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn main(args: Args) -> i32 {
+    let (policy, timeout) = match policy_from(&args) {
+        Ok(found) => found,
+        Err(e) => {
+            error!("downloader: {e}");
+            return 2;
+        }
+    };
+    if args.get("fqdn").is_none() {
+        return match follow_config(&args, policy, timeout).await {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("downloader: {e}");
+                1
+            }
+        };
+    }
+    let job = match job_from(&args) {
+        Ok(job) => job,
+        Err(e) => {
+            error!("downloader: {e}");
+            return 2;
+        }
+    };
+    match run_one(&args, job, policy, timeout).await {
+        Ok(true) => 0,
+        Ok(false) => 3,
+        Err(e) => {
+            error!("downloader: {e}");
+            1
+        }
+    }
+}
+
+/// The retry policy and the I/O timeout the command line asks for.
+fn policy_from(args: &Args) -> Result<(Policy, Duration), String> {
+    let number = |key: &str| args.parse_value::<u64>(key).map_err(|e| format!("{e}"));
+    let defaults = Policy::default();
+    let policy = Policy {
+        first_backoff_ms: number("backoff_ms")?.unwrap_or(defaults.first_backoff_ms),
+        max_retries: args
+            .parse_value::<u32>("retries")
+            .map_err(|e| format!("{e}"))?,
+        commit_every: number("commit_kib")?.map_or(defaults.commit_every, |k| k * 1024),
+        ..defaults
+    };
+    let timeout = Duration::from_secs(number("timeout_s")?.unwrap_or(30).max(1));
+    Ok((policy, timeout))
+}
+
+/// The one download the command line asks for.
+fn job_from(args: &Args) -> Result<Job, String> {
+    let text = |key: &str| args.get(key).unwrap_or_default();
+    let fqdn = args.get("fqdn").ok_or("fqdn= is required")?;
+    let https = match args.get("kind") {
+        Some("https") => true,
+        Some("http") => false,
+        None => !fqdn.starts_with("http://"),
+        Some(other) => return Err(format!("kind={other}: expected http or https")),
+    };
+    let url = args.get("url").ok_or("url= is required")?;
+    let source = Source::new(
+        https,
+        fqdn,
+        text("dpath"),
+        url,
+        text("api_key"),
+        text("password"),
+    )?;
+    let sha256_hex = args.get("sha256").ok_or("sha256= is required")?;
+    Ok(Job {
+        content: args.get("content").unwrap_or(sha256_hex).to_string(),
+        name: args.get("name").unwrap_or(url).to_string(),
+        source,
+        sha256: download::engine::parse_sha256(sha256_hex)?,
+        max_size: args
+            .parse_value::<u64>("max_size")
+            .map_err(|e| format!("{e}"))?
+            .unwrap_or(0),
+        volume: args.get("volume").unwrap_or("volume").to_string(),
+    })
+}
+
+/// Starts the network and waits for an address.
+async fn network(args: &Args) -> Result<(), String> {
+    kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
+    let (address, prefix) = kernel::timeout(ADDRESS_TIMEOUT, kernel::net::wait_for_ipv4())
+        .await
+        .map_err(|_| "network: no IPv4 address".to_string())?
+        .map_err(|e| format!("network: {e}"))?;
+    info!("downloader: address {address}/{prefix}");
+    Ok(())
+}
+
+/// Follows the configuration (a node).
+async fn follow_config(args: &Args, policy: Policy, timeout: Duration) -> Result<(), String> {
+    let mut disks = kernel::block::disks().await;
+    let trust = pinned_root(&mut disks).await?;
+    let names: alloc::vec::Vec<String> = disks.iter().map(|d| d.name().to_string()).collect();
+    let mut volumes = BTreeMap::new();
+    for name in names {
+        if let Ok(disk) = disks.take(&name) {
+            volumes.insert(name, disk);
+        }
+    }
+    let node = bus_io::channel::node().await;
+    network(args).await?;
+    let net = net::KernelNet {
+        trust,
+        timeout,
+        still_wanted: None,
+    };
+    follow::run(&node, volumes, net, policy).await
+}
+
+/// Runs the one download; whether it was verified.
+async fn run_one(args: &Args, job: Job, policy: Policy, timeout: Duration) -> Result<bool, String> {
+    let mut disks = kernel::block::disks().await;
+    let trust = pinned_root(&mut disks).await?;
+    if job.source.tls && trust.is_none() {
+        return Err(
+            "an HTTPS datastore needs the config partition's root-certificate.pem (disk `config`)"
+                .into(),
+        );
+    }
+    let mut volume = disks.take(&job.volume).map_err(|e| format!("{e}"))?;
+
+    let node = bus_io::channel::node().await;
+    let status = node.publish(&DOWNLOAD_STATUS).map_err(|e| format!("{e}"))?;
+    network(args).await?;
+    info!(
+        "downloader: {} from {}://{}:{}{} into {}",
+        job.name,
+        if job.source.tls { "https" } else { "http" },
+        job.source.host,
+        job.source.port,
+        job.source.path,
+        job.volume
+    );
+
+    let mut net = net::KernelNet {
+        trust,
+        timeout,
+        still_wanted: None,
+    };
+    let started = kernel::now();
+    let mut last_state = None;
+    let mut heap_peak = kernel::mem::heap_used();
+    let last = download::download(&job, &mut volume, &mut net, &policy, &mut |s| {
+        heap_peak = heap_peak.max(kernel::mem::heap_used());
+        if let Err(e) = status.publish(&job.content, s) {
+            error!("downloader: cannot publish the status: {e}");
+        }
+        // Every state change, and progress at each commit.
+        if last_state != Some(s.state) || s.state == DownloadState::Downloading {
+            info!("downloader: {s}");
+        }
+        last_state = Some(s.state);
+    })
+    .await;
+    let ms = started.elapsed().as_millis().max(1) as u64;
+    info!(
+        "downloader: {:?} after {} ms ({} KiB/s), heap peak {} KiB (of {} KiB)",
+        last.state,
+        ms,
+        last.bytes * 1000 / 1024 / ms,
+        heap_peak / 1024,
+        kernel::mem::heap_size() / 1024
+    );
+    if last.state == DownloadState::Verified {
+        info!("downloader: verified sha256 {}", last.sha256);
+    }
+    Ok(last.state == DownloadState::Verified)
+}
+
+/// The root HTTPS datastores are verified against: `root-certificate.pem` of the config
+/// partition (disk `config`), if there is one.
+async fn pinned_root(disks: &mut kernel::block::Disks) -> Result<Option<tls::Trust>, String> {
+    let Ok(mut disk) = disks.take("config") else {
+        return Ok(None);
+    };
+    let partition = config_partition::ConfigPartition::read(&mut disk)
+        .await
+        .map_err(|e| format!("config partition: {e}"))?;
+    let Some(pem) = partition.file("root-certificate.pem") else {
+        return Ok(None);
+    };
+    let pem = core::str::from_utf8(pem).map_err(|_| "root-certificate.pem: not text")?;
+    let der = device_api::x509::pem_block(pem, "CERTIFICATE")
+        .map_err(|e| format!("root-certificate.pem: {e}"))?;
+    let trust =
+        tls::Trust::new(&der, net::unix_now).map_err(|e| format!("root-certificate.pem: {e}"))?;
+    Ok(Some(trust))
+}
