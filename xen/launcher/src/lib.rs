@@ -3,6 +3,7 @@
 //! program (src/main.rs) is its command line; the fuzz targets (xen/launcher/fuzz) use the
 //! parsers directly.
 
+pub mod apps;
 pub mod backoff;
 pub mod builder;
 pub mod bus;

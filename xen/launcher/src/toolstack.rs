@@ -243,7 +243,7 @@ impl Toolstack {
             return Err("no privcmd".into());
         };
         let started = Instant::now();
-        let kernel = std::fs::read(&files.kernel)
+        let kernel = read_kernel(&files.kernel)
             .map_err(|e| format!("cannot read {}: {e}", files.kernel.display()))?;
         let ramdisk = match &files.ramdisk {
             Some(path) => Some(
@@ -481,6 +481,49 @@ impl Platform for Toolstack {
         }
         lines
     }
+}
+
+/// The largest kernel image read from a volume.
+pub const MAX_VOLUME_KERNEL: usize = 64 << 20;
+
+/// The kernel image at `path`. A file is read whole. A block device (an app volume, which holds
+/// the image at offset 0 followed by whatever the volume's tail holds) is read in three steps,
+/// header, program headers, then up to the end of the last segment ([`builder::elf::extent`]),
+/// and no further: one copy through dom0's memory, of the image's bytes only.
+pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_block_device() {
+        return std::fs::read(path).map_err(|e| e.to_string());
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut image = vec![0u8; 64];
+    file.read_exact(&mut image)
+        .map_err(|e| format!("reading the ELF header: {e}"))?;
+    let head = builder::elf::extent_head(&image)?;
+    grow(&mut file, &mut image, head)?;
+    let end = builder::elf::extent(&image)?;
+    grow(&mut file, &mut image, end)?;
+    image.truncate(end.max(64));
+    Ok(image)
+}
+
+/// Reads `image` on from `file` up to `to` bytes (at most [`MAX_VOLUME_KERNEL`]).
+fn grow(file: &mut std::fs::File, image: &mut Vec<u8>, to: usize) -> Result<(), String> {
+    use std::io::Read;
+    if to > MAX_VOLUME_KERNEL {
+        return Err(format!(
+            "the image would be {to} bytes, above {MAX_VOLUME_KERNEL}"
+        ));
+    }
+    if to > image.len() {
+        let at = image.len();
+        image.resize(to, 0);
+        file.read_exact(&mut image[at..])
+            .map_err(|e| format!("reading {to} bytes: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Gives `domid` a vif on the bridge, as xl does: the backend and frontend entries (one
