@@ -10,6 +10,7 @@ pub mod bus;
 pub mod console;
 pub mod daemons;
 pub mod disks;
+pub mod domain_service;
 pub mod log;
 pub mod manifest;
 pub mod order;

@@ -72,6 +72,7 @@ fn usize_at(data: &[u8], at: usize) -> Result<usize, String> {
 /// there and no further (the volume's tail is not the image's).
 pub fn extent(head: &[u8]) -> Result<usize, String> {
     let (phoff, phentsize, phnum) = program_headers(head)?;
+    bytes(head, phoff, phentsize * phnum).map_err(|_| "truncated program headers")?;
     let mut end = phoff + phentsize * phnum;
     for i in 0..phnum {
         let ph = phoff + i * phentsize;
