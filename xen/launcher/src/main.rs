@@ -6,7 +6,7 @@
 //! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order and wiring
 //! lichen-launcher images [--images DIR]... <manifest>   validate; print the image files to stage
 //! lichen-launcher image-names <manifest>                 print the image names it uses (unchecked)
-//! lichen-launcher disks  [--images DIR]... <manifest>   validate; print each node disk: NAME SIZE_MIB CONTENTS
+//! lichen-launcher disks  [--images DIR]... <manifest>   validate; print each node disk: NAME SIZE_MIB CONTENTS [IMAGE]
 //! lichen-launcher run    [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>
 //! ```
 //!
@@ -121,7 +121,13 @@ fn main() -> ExitCode {
         }
         "disks" => {
             for (name, disk) in &manifest.disks {
-                println!("{name} {} {}", disk.size_mib, disk.contents.name());
+                let image = disk
+                    .image
+                    .as_ref()
+                    .and_then(|i| manifest::resolve_image(name, i, &args.image_dirs).ok())
+                    .map(|path| format!(" {}", path.display()))
+                    .unwrap_or_default();
+                println!("{name} {} {}{image}", disk.size_mib, disk.contents.name());
             }
             ExitCode::SUCCESS
         }
@@ -143,6 +149,11 @@ fn print_image_names(path: &std::path::Path) -> ExitCode {
                     if !names.contains(&name.as_str()) {
                         names.push(name);
                     }
+                }
+            }
+            for name in manifest.disks.values().filter_map(|d| d.image.as_ref()) {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
                 }
             }
             names.iter().for_each(|name| println!("{name}"));

@@ -597,6 +597,13 @@ impl Manifest {
                 (kernel, ramdisk) => errors.extend(kernel.err().into_iter().chain(ramdisk.err())),
             }
         }
+        for (name, disk) in &self.disks {
+            if let Some(image) = &disk.image {
+                if let Err(e) = resolve_image(name, image, image_dirs) {
+                    errors.push(e);
+                }
+            }
+        }
         errors.extend(self.check_channels());
         let uses = self.services.iter().map(|(n, s)| (n, s.disks.as_slice()));
         errors.extend(
@@ -704,8 +711,9 @@ fn check_service(name: &str, service: &Service) -> Vec<ManifestError> {
     errors
 }
 
-/// Finds `image` (a plain file name) in the first directory that has it, as is or with `.elf`.
-fn resolve_image(
+/// Finds `image` (a plain file name) in the first directory that has it, as is or with `.elf`
+/// (`service`: who uses it, for the error).
+pub fn resolve_image(
     service: &str,
     image: &str,
     image_dirs: &[PathBuf],
