@@ -318,7 +318,11 @@ impl Service {
             backoff_max_ms: default_backoff_max_ms(),
             timeout_s: None,
             console_input: None,
-            network: Network::None,
+            network: if spec.network {
+                Network::Bridge
+            } else {
+                Network::None
+            },
             disks: spec
                 .disks
                 .iter()

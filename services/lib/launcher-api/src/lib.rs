@@ -92,6 +92,8 @@ pub struct AppSpec {
     pub cmdline: String,
     /// Volumes the app gets as disks (`xvda`, `xvdb`, ... through blkback), in order.
     pub disks: Vec<DiskUse>,
+    /// Whether it gets a network card: a vif on dom0's bridge (`lichenbr0`, with DHCP).
+    pub network: bool,
 }
 
 /// A volume an app gets as a disk.

@@ -17,6 +17,7 @@ fn spec() -> AppSpec {
             volume: "data".into(),
             read_only: false,
         }],
+        network: true,
     }
 }
 

@@ -111,6 +111,7 @@ fn spec(memory_mib: u32) -> AppSpec {
         vcpus: 1,
         cmdline: "ip=10.77.0.5/24".into(),
         disks: vec![],
+        network: true,
     }
 }
 
