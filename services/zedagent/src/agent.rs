@@ -15,7 +15,9 @@ use bus_io::Publication;
 use device_api::bootstrap::Bootstrap;
 use device_api::checkpoint;
 use device_api::controller::SigningCert;
+use device_api::fanout::Fanout;
 use device_api::identity::Identity;
+use device_api::tables::ConfigTables;
 use kernel::{error, info, warn, Duration};
 use lichen_api::config::{ConfigRequest, ConfigResponse};
 use lichen_api::envelope::Signer;
@@ -102,6 +104,7 @@ pub struct Agent {
     status: Status,
     status_table: Option<Publication<Global, Status>>,
     checkpoint_table: Option<Publication<Global, Checkpoint>>,
+    fanout: Option<Fanout>,
     last_info: Option<ZInfoDevice>,
     boot_time: Option<u64>,
     /// Stop after this many answered polls (tests); `None`: never.
@@ -118,6 +121,7 @@ impl Agent {
         interval: Duration,
         status_table: Option<Publication<Global, Status>>,
         checkpoint_table: Option<Publication<Global, Checkpoint>>,
+        fanout: Option<Fanout>,
     ) -> Agent {
         Agent {
             link,
@@ -131,6 +135,7 @@ impl Agent {
             status: Status::default(),
             status_table,
             checkpoint_table,
+            fanout,
             last_info: None,
             boot_time: unix_now(),
             polls_left: None,
@@ -140,10 +145,15 @@ impl Agent {
     /// Puts the checkpointed configuration in force, if it verifies.
     pub fn restore_checkpoint(&mut self, stored: &Checkpoint) {
         match checkpoint::open(stored, &self.boot.root_der, unix_now()) {
-            Ok((response, _)) => {
-                info!("zedagent: the last good configuration is in force until the controller answers");
-                self.apply(&response, "checkpoint");
-            }
+            Ok((response, _)) => match self.apply(&response, "checkpoint") {
+                Ok(()) => info!(
+                    "zedagent: the last good configuration is in force until the controller answers"
+                ),
+                Err(e) => {
+                    error!("zedagent: the checkpointed configuration is refused: {e}");
+                    self.failed(format!("checkpoint: {e}"));
+                }
+            },
             Err(e) => {
                 error!("zedagent: the checkpointed configuration is refused: {e}");
                 self.failed(format!("checkpoint: {e}"));
@@ -308,7 +318,8 @@ impl Agent {
                     }
                 }
                 self.status.polls += 1;
-                self.apply(&config, "controller");
+                self.apply(&config, "controller")
+                    .map_err(|e| format!("config refused: {e}"))?;
                 if let (Some(table), Some(signing)) = (&self.checkpoint_table, &self.signing) {
                     if response.body.len() > MAX_CHECKPOINT {
                         warn!(
@@ -333,40 +344,47 @@ impl Agent {
         }
     }
 
-    /// Puts a verified configuration in force.
-    fn apply(&mut self, response: &ConfigResponse, source: &str) {
+    /// Puts a verified configuration in force: its tables published on the bus, its timers
+    /// taken. A configuration whose objects do not hold together is refused whole, and the
+    /// one in force stays.
+    fn apply(&mut self, response: &ConfigResponse, source: &str) -> Result<(), String> {
         let Some(config) = &response.config else {
-            return;
+            return Err("the response holds no configuration".into());
         };
+        let tables = ConfigTables::from_config(config).map_err(|e| format!("{e}"))?;
         let version = config
             .id
             .as_ref()
             .map(|id| id.version.clone())
             .unwrap_or_default();
-        for item in &config.config_items {
-            if item.key == "timer.config.interval" {
-                match item.value.trim().parse::<u64>() {
-                    Ok(secs) if (1..=86400).contains(&secs) => {
-                        self.interval = Duration::from_secs(secs)
-                    }
-                    _ => warn!("zedagent: ignoring timer.config.interval {:?}", item.value),
+        if let Some(value) = tables.items.get("timer.config.interval") {
+            match value.trim().parse::<u64>() {
+                Ok(secs) if (1..=86400).contains(&secs) => {
+                    self.interval = Duration::from_secs(secs)
                 }
+                _ => warn!("zedagent: ignoring timer.config.interval {value:?}"),
+            }
+        }
+        if let Some(fanout) = &self.fanout {
+            match fanout.publish(&tables) {
+                Ok(changes) => info!(
+                    "zedagent: configuration tables: {} objects published, {} removed",
+                    changes.published, changes.removed
+                ),
+                // The bus refused an object (too large): the others are published.
+                Err(e) => error!("zedagent: cannot publish the configuration: {e}"),
             }
         }
         info!(
-            "zedagent: config version {version} from the {source}: {} apps, {} network instances, {} volumes, {} content trees, {} datastores, {} config items; polling every {} s",
-            config.apps.len(),
-            config.network_instances.len(),
-            config.volumes.len(),
-            config.content_info.len(),
-            config.datastores.len(),
-            config.config_items.len(),
+            "zedagent: config version {version} from the {source}: {}; polling every {} s",
+            tables.summary(),
             self.interval.as_secs()
         );
         self.config_hash = response.config_hash.clone();
         self.status.config_version = version;
         self.status.config_source = source.to_string();
         self.publish_status();
+        Ok(())
     }
 
     /// Sends the device's info when it changed since the last report the controller took.

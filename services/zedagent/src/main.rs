@@ -37,14 +37,29 @@ use device_api::bootstrap::Bootstrap;
 use device_api::identity::Identity;
 use kernel::{error, info, Args, Duration};
 use topics::vault::STORED;
-use topics::zedagent::{CHECKPOINT, IDENTITY, STATUS};
+use topics::zedagent::{
+    APP_INSTANCE, BASE_OS, CHECKPOINT, CONFIG_ITEMS, CONTENT_TREE, DATASTORE, IDENTITY,
+    NETWORK_INSTANCE, STATUS, VOLUME,
+};
 use topics::Global;
 
 kernel::service! {
     main: main,
     memory_floor_mib: 8,
     needs: [uplink, disk],
-    publishes: &[IDENTITY.decl(), CHECKPOINT.decl(), STATUS.decl()],
+    publishes: &[
+        IDENTITY.decl(),
+        CHECKPOINT.decl(),
+        STATUS.decl(),
+        // topics::zedagent::config::TABLES
+        CONFIG_ITEMS.decl(),
+        DATASTORE.decl(),
+        CONTENT_TREE.decl(),
+        VOLUME.decl(),
+        APP_INSTANCE.decl(),
+        NETWORK_INSTANCE.decl(),
+        BASE_OS.decl(),
+    ],
     subscribes: &[STORED.decl()],
 }
 
@@ -152,7 +167,16 @@ async fn start(
     let stored = checkpoints
         .as_ref()
         .and_then(|table| table.shared().with(|p| p.get("global")));
-    let mut agent = agent::Agent::new(link, boot, identity, interval, Some(status), checkpoints);
+    let fanout = device_api::fanout::Fanout::new(&node)?;
+    let mut agent = agent::Agent::new(
+        link,
+        boot,
+        identity,
+        interval,
+        Some(status),
+        checkpoints,
+        Some(fanout),
+    );
     agent.polls_left = polls;
     if let Some(stored) = stored {
         agent.restore_checkpoint(&stored);

@@ -1,5 +1,6 @@
 //! What `zedagent` publishes (services/zedagent): the device's identity and its last good
-//! configuration, both persistent, and its state for diag.
+//! configuration, both persistent, its state for diag, and the configuration in force as
+//! typed tables for the pillars that follow it ([`config`], re-exported here).
 //!
 //! The identity holds the device's private key: no other service has a reason to subscribe to
 //! it (the vault serves each peer only the topics it declares).
@@ -9,6 +10,9 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::{Global, Topic};
+
+pub mod config;
+pub use config::*;
 
 /// The device's identity (EVE: tpmmgr's soft mode, `/persist/certs`): a P-256 key made on
 /// first boot and its self-signed device certificate, which the controller knows the device by.
