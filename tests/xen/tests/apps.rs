@@ -40,9 +40,13 @@ fn an_app_boots_restarts_survives_domainmgr_and_stops_within_the_nodes_limits() 
     // The crashing app's end was seen by the launcher.
     run.assert_has("app 0a0e0000-0000-4000-8000-0000000000c1: crashed (exited with status 1)");
     // domainmgr was destroyed and restarted by the launcher; the app was not touched.
-    let killed = field(&run.log, "apps-kill: destroyed domainmgr (domain", "(domain")
-        .expect("the hook destroyed domainmgr")
-        .trim_end_matches(')');
+    let killed = field(
+        &run.log,
+        "apps-kill: destroyed domainmgr (domain",
+        "(domain",
+    )
+    .expect("the hook destroyed domainmgr")
+    .trim_end_matches(')');
     run.assert_has(&format!(
         "launcher: domainmgr: its domain {killed} disappeared; restart 1"
     ));

@@ -120,13 +120,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "disks" => {
+            // A disk's image is looked for here only: dom0 gets the disk, not the image.
             for (name, disk) in &manifest.disks {
-                let image = disk
-                    .image
-                    .as_ref()
-                    .and_then(|i| manifest::resolve_image(name, i, &args.image_dirs).ok())
-                    .map(|path| format!(" {}", path.display()))
-                    .unwrap_or_default();
+                let image = match &disk.image {
+                    None => String::new(),
+                    Some(image) => match manifest::resolve_image(name, image, &args.image_dirs) {
+                        Ok(path) => format!(" {}", path.display()),
+                        Err(e) => {
+                            eprintln!("lichen-launcher: disk {e}");
+                            return ExitCode::from(2);
+                        }
+                    },
+                };
                 println!("{name} {} {}{image}", disk.size_mib, disk.contents.name());
             }
             ExitCode::SUCCESS

@@ -601,13 +601,6 @@ impl Manifest {
                 (kernel, ramdisk) => errors.extend(kernel.err().into_iter().chain(ramdisk.err())),
             }
         }
-        for (name, disk) in &self.disks {
-            if let Some(image) = &disk.image {
-                if let Err(e) = resolve_image(name, image, image_dirs) {
-                    errors.push(e);
-                }
-            }
-        }
         errors.extend(self.check_channels());
         let uses = self.services.iter().map(|(n, s)| (n, s.disks.as_slice()));
         errors.extend(

@@ -104,8 +104,7 @@ fn state_is(state: DomainState) -> impl Fn(Option<&DomainStatus>) -> bool {
 
 async fn main(_args: Args) -> i32 {
     let node = bus_io::channel::node().await;
-    let (configs, statuses) = match (node.publish(&DOMAIN_CONFIG), node.subscribe(&DOMAIN_STATUS))
-    {
+    let (configs, statuses) = match (node.publish(&DOMAIN_CONFIG), node.subscribe(&DOMAIN_STATUS)) {
         (Ok(c), Ok(s)) => (c, s),
         (Err(e), _) | (_, Err(e)) => {
             kernel::error!("{e}");
@@ -223,7 +222,9 @@ async fn wait_for_reconnection(
     loop {
         let left = deadline.saturating_duration_since(kernel::now());
         let Ok(update) = kernel::timeout(left, statuses.next()).await else {
-            return Err(format!("domainmgr never went and came back (ended: {ended})"));
+            return Err(format!(
+                "domainmgr never went and came back (ended: {ended})"
+            ));
         };
         match update {
             Update::Link(Link::Ended(reason)) => {
