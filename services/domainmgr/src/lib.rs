@@ -95,8 +95,15 @@ impl Reconciler {
         tracked.state = Some(event.state);
     }
 
-    /// The launcher refused `action` (made for `config`, absent for a destroy).
+    /// The launcher refused `action` (made for `config`, absent for a destroy). A refusal of
+    /// the configuration itself (invalid, beyond the limits, a bad volume, Xen failing it) is
+    /// the app's error until its configuration changes; one that only says domainmgr's view was
+    /// behind (exists, unknown, wrong state) is not: the events that follow correct the view.
     pub fn refused(&mut self, action: &Action, config: Option<&DomainConfig>, refusal: &Refusal) {
+        use launcher_api::RefusalKind::{Invalid, OverLimit, Platform, Volume};
+        if !matches!(refusal.kind, Invalid | OverLimit | Volume | Platform) {
+            return;
+        }
         let name = action_name(action);
         let tracked = self.apps.entry(name.to_string()).or_default();
         if let Some(config) = config {

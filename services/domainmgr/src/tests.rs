@@ -257,3 +257,23 @@ fn a_key_that_cannot_name_a_domain_is_an_error() {
         DomainState::Error
     );
 }
+
+#[test]
+fn a_refusal_from_a_stale_view_is_not_an_error() {
+    let mut r = Reconciler::new();
+    let c = configs(&[("a1", config(8))]);
+    let action = r
+        .next_action(c.iter().map(|(k, v)| (k.as_str(), v)))
+        .unwrap();
+    r.refused(
+        &action,
+        Some(&c["a1"]),
+        &Refusal::new(RefusalKind::Exists, "has a domain"),
+    );
+    assert_eq!(r.status("a1", &c["a1"]).state, DomainState::Pending);
+    assert!(
+        r.next_action(c.iter().map(|(k, v)| (k.as_str(), v)))
+            .is_some(),
+        "asked again"
+    );
+}

@@ -181,7 +181,8 @@ impl Apps {
         self.table.values().any(|r| r.domid.is_some())
     }
 
-    /// Handles one frame's payload; returns the reply and the events it caused.
+    /// Handles one frame's payload; returns the events it caused, then the reply (so that a
+    /// manager that has the reply has seen every change the request made).
     pub fn handle(&mut self, payload: &[u8], platform: &mut impl Platform) -> Vec<FromLauncher> {
         let Some(Request { id, op }) = decode::<Request>(payload) else {
             // The id is unknown: 0, as the protocol says for a request that does not decode.
@@ -195,8 +196,8 @@ impl Apps {
         };
         let mut events = Vec::new();
         let result = self.apply(op, platform, &mut events);
-        let mut out = vec![reply(id, result)];
-        out.extend(events.into_iter().map(FromLauncher::Event));
+        let mut out: Vec<FromLauncher> = events.into_iter().map(FromLauncher::Event).collect();
+        out.push(reply(id, result));
         out
     }
 

@@ -3,7 +3,7 @@
 //!
 //! The pillar sends [`Request`]s; the launcher answers each with a [`Reply`] carrying the same
 //! `id`, and sends an [`Event`] whenever an app domain changes state (running, halted, crashed,
-//! destroyed), whoever caused it. The first request of a connection is [`Op::Hello`]; its answer
+//! destroyed), whoever caused it. The events a request causes come before its reply. The first request of a connection is [`Op::Hello`]; its answer
 //! says what the node allows ([`Limits`]) and which app domains exist (a restarted domainmgr
 //! finds its apps still running and adopts them).
 //!

@@ -151,15 +151,15 @@ impl Harness {
         })
         .unwrap();
         let out = self.apps.handle(&frame[4..], &mut self.fake);
-        match &out[0] {
+        match out.last().unwrap() {
             FromLauncher::Reply { id, .. } => assert_eq!(*id, self.next_id),
-            other => panic!("no reply first: {other:?}"),
+            other => panic!("no reply last: {other:?}"),
         }
         out
     }
 
     fn result(&mut self, op: Op) -> Result<Reply, Refusal> {
-        match self.ask(op).remove(0) {
+        match self.ask(op).pop().unwrap() {
             FromLauncher::Reply { result, .. } => result,
             _ => unreachable!(),
         }
