@@ -32,6 +32,15 @@ kernel::service! {
     subscribes: &[DOMAIN_CONFIG.decl()],
 }
 
+/// How long the launcher may take to answer the hello. Xen's vchan-socket-proxy, dom0's end,
+/// can miss a first write that lands together with the connection (it then waits for the
+/// next event): a connection whose hello goes unanswered is made again.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long after connecting the hello is sent, so that the connection's event and the
+/// hello's are not one.
+const HELLO_PAUSE: Duration = Duration::from_millis(250);
+
 /// How long the launcher may take to answer a request (a create reads the kernel and builds
 /// the domain: tens of milliseconds natively, seconds under QEMU TCG).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,7 +60,7 @@ async fn main(_args: Args) -> i32 {
             Ok(link) => link,
             Err(e) => {
                 warn!("domain service: {e}; trying again");
-                kernel::sleep(Duration::from_secs(1)).await;
+                kernel::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
@@ -113,8 +122,9 @@ impl Link {
         &mut self,
         id: u32,
         reconciler: &mut Reconciler,
+        timeout: Duration,
     ) -> Result<Result<Reply, launcher_api::Refusal>, String> {
-        let deadline = kernel::now().saturating_add(REPLY_TIMEOUT);
+        let deadline = kernel::now().saturating_add(timeout);
         loop {
             let left = deadline.saturating_duration_since(kernel::now());
             if left == Duration::ZERO {
@@ -143,8 +153,9 @@ async fn connect(reconciler: &mut Reconciler) -> Result<Link, String> {
         pending: Vec::new(),
         next_id: 0,
     };
+    kernel::sleep(HELLO_PAUSE).await;
     let id = link.send(Op::Hello { version: VERSION }).await?;
-    match link.reply(id, reconciler).await? {
+    match link.reply(id, reconciler, HELLO_TIMEOUT).await? {
         Ok(Reply::Welcome { limits, domains }) => {
             info!(
                 "domain service: connected; apps may use {} MiB, {} vCPUs, {} domains; {} app domains exist",
@@ -185,7 +196,7 @@ async fn serve(
                 let config = view.get(&name);
                 info!("asking the launcher: {}", describe(&action));
                 let id = link.send(action.clone()).await?;
-                match link.reply(id, reconciler).await? {
+                match link.reply(id, reconciler, REPLY_TIMEOUT).await? {
                     Ok(_) => {
                         if let (Op::Create { .. }, Some(config)) = (&action, config) {
                             reconciler.created(&name, config);

@@ -38,7 +38,7 @@ fn an_app_boots_restarts_survives_domainmgr_and_stops_within_the_nodes_limits() 
     run.assert_has("refused: OverLimit: memory MiB: 128 asked");
     assert!(!run.has("app-0a0e0000-0000-4000-8000-0000000000b1: built domain"));
     // The crashing app's end was seen by the launcher.
-    run.assert_has("app 0a0e0000-0000-4000-8000-0000000000c1: crashed (exited with status 1)");
+    run.assert_has("app 0a0e0000-0000-4000-8000-0000000000c1: crashed (exit status 1)");
     // domainmgr was destroyed and restarted by the launcher; the app was not touched.
     let killed = field(
         &run.log,

@@ -196,6 +196,7 @@ impl core::fmt::Display for AppState {
             AppState::Running => f.write_str("running"),
             AppState::Stopping => f.write_str("stopping"),
             AppState::Halted => f.write_str("halted"),
+            AppState::Crashed(why) if why.starts_with("crashed") => f.write_str(why),
             AppState::Crashed(why) => write!(f, "crashed ({why})"),
             AppState::Destroyed => f.write_str("destroyed"),
         }
