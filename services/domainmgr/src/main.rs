@@ -191,7 +191,9 @@ async fn serve(
         });
         if let Some(view) = view {
             let entries = || view.iter().map(|(k, v)| (k.as_str(), v));
+            let mut acted = false;
             while let Some(action) = reconciler.next_action(entries()) {
+                acted = true;
                 let name = String::from(action_name(&action));
                 let config = view.get(&name);
                 info!("asking the launcher: {}", describe(&action));
@@ -213,6 +215,9 @@ async fn serve(
                         reconciler.event(event);
                     }
                 }
+            }
+            if acted {
+                info!("heap in use: {} KiB", kernel::mem::heap_used() / 1024);
             }
             publish(reconciler, &view, status, &mut published);
         }

@@ -3,7 +3,7 @@
 //! the domains apps should have and checks domainmgr's statuses: lichen's `echo`, booted from
 //! its app volume, runs (its console in the launcher's log, its domain in `xl list` terms:
 //! created, running), an app beyond the node's limits is refused, a crash is reported, a new
-//! generation restarts the app, domainmgr destroyed with `xl destroy` leaves the app running in
+//! generation restarts the app (with a data volume as its disk, through blkback), domainmgr destroyed with `xl destroy` leaves the app running in
 //! the same domain, and the app is stopped and deleted.
 
 use lichen_xen_tests::{boot, field, repo};
@@ -37,6 +37,8 @@ fn an_app_boots_restarts_survives_domainmgr_and_stops_within_the_nodes_limits() 
     // The request beyond the limits was refused by the launcher, which created nothing for it.
     run.assert_has("refused: OverLimit: memory MiB: 128 asked");
     assert!(!run.has("app-0a0e0000-0000-4000-8000-0000000000b1: built domain"));
+    // The restarted app got its data volume through blkback.
+    run.assert_has("disk app-data attached (blkback, /local/domain/0/backend/vbd/");
     // The crashing app's end was seen by the launcher.
     run.assert_has("app 0a0e0000-0000-4000-8000-0000000000c1: crashed (exit status 1)");
     // domainmgr was destroyed and restarted by the launcher; the app was not touched.

@@ -199,6 +199,11 @@ pub struct Service {
     /// (at once for the first failure in a row) instead of building a new one.
     #[serde(default)]
     pub standby: bool,
+    /// An app domain ([`Service::app`], never from a manifest): built by the launcher's
+    /// builder even with disks, whose vbd backends the builder writes (a pillar with disks
+    /// still goes through `xl`).
+    #[serde(skip)]
+    pub app: bool,
 }
 
 /// What builds a service's domain.
@@ -334,6 +339,7 @@ impl Service {
             daemon: false,
             toolstack: Toolstack::Lichen,
             standby: false,
+            app: true,
         }
     }
 

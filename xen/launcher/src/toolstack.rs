@@ -243,6 +243,11 @@ impl Toolstack {
             return Err("no privcmd".into());
         };
         let started = Instant::now();
+        let disk_targets = service
+            .disks
+            .iter()
+            .map(|d| crate::disks::find_device(Path::new("/sys/block"), &d.name))
+            .collect::<Result<Vec<_>, _>>()?;
         let kernel = read_kernel(&files.kernel)
             .map_err(|e| format!("cannot read {}: {e}", files.kernel.display()))?;
         let ramdisk = match &files.ramdisk {
@@ -277,10 +282,17 @@ impl Toolstack {
         ops.push(Op::Introduce(domid, built.store_gfn, built.store_port));
         let registered = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
-        let registered = registered.and_then(|()| match service.network.bridge() {
-            None => Ok(()),
-            Some(bridge) => add_vif(&mut self.store, domid, &uuid, bridge),
-        });
+        let registered = registered
+            .and_then(|()| match service.network.bridge() {
+                None => Ok(()),
+                Some(bridge) => add_vif(&mut self.store, domid, &uuid, bridge),
+            })
+            .and_then(|()| {
+                for (i, (disk, target)) in service.disks.iter().zip(&disk_targets).enumerate() {
+                    add_vbd(&mut self.store, domid, i, disk, target)?;
+                }
+                Ok(())
+            });
         if let Err(e) = registered {
             let _ = xc.destroy(domid);
             self.remove_entries(domid, &uuid);
@@ -355,10 +367,11 @@ impl Platform for Toolstack {
         service: &Service,
         files: &BootFiles,
     ) -> Result<u32, String> {
-        // The builder writes no vbd backends yet: a service with disks goes through xl.
+        // The builder writes vbd backends for app domains only: a pillar with disks goes
+        // through xl (its tests were made that way).
         if service.toolstack == Builder::Lichen
             && self.privcmd.is_some()
-            && service.disks.is_empty()
+            && (service.disks.is_empty() || service.app)
         {
             return self.build(name, service, files);
         }
@@ -546,6 +559,61 @@ fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16], bridge: &str) -> s
     std::thread::spawn(move || {
         if let Err(e) = run_vif_hotplug(domid, &backend) {
             say!("domain {domid}: vif hotplug failed: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Gives `domid` disk number `index` (`xvda`, ...) backed by dom0's block device `target`, as xl
+/// does: the backend and frontend entries in one transaction, then the hotplug script
+/// ([`crate::disks::BLOCK_SCRIPT`]) on a thread, which writes `physical-device` for blkback.
+/// The guest's blkfront waits for the backend anyway, so the domain can be unpaused meanwhile.
+fn add_vbd(
+    store: &mut XenStore,
+    domid: u32,
+    index: usize,
+    disk: &crate::disks::DiskUse,
+    target: &Path,
+) -> std::io::Result<()> {
+    let devid = crate::disks::vbd_id(index);
+    let entries = builder::entries::vbd_entries(
+        domid,
+        devid,
+        &crate::disks::vdev(index),
+        &target.display().to_string(),
+        disk.read_only,
+        crate::disks::BLOCK_SCRIPT,
+    );
+    let mut ops = Vec::new();
+    for e in entries {
+        ops.push(Op::Write(e.path.clone(), e.value));
+        if let Some(perms) = e.perms {
+            ops.push(Op::SetPerms(e.path, perms));
+        }
+    }
+    store.transaction(|store, tx| store.batch(tx, &ops))?;
+    let backend = builder::entries::vbd_backend(domid, devid);
+    let name = disk.name.clone();
+    std::thread::spawn(move || {
+        let output = Command::new(crate::disks::BLOCK_SCRIPT)
+            .arg("add")
+            .env("XENBUS_PATH", &backend)
+            .stdin(Stdio::null())
+            .output();
+        match output {
+            Ok(out) if out.status.success() => {
+                say!("domain {domid}: disk {name} attached (blkback, {backend})")
+            }
+            Ok(out) => say!(
+                "domain {domid}: disk {name}: {} add: {}: {}",
+                crate::disks::BLOCK_SCRIPT,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => say!(
+                "domain {domid}: disk {name}: cannot run {}: {e}",
+                crate::disks::BLOCK_SCRIPT
+            ),
         }
     });
     Ok(())

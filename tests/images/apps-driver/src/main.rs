@@ -8,7 +8,8 @@
 //! 2. an app asking for more memory than the node's `[apps]` allows is an error, the echo app
 //!    untouched;
 //! 3. an app that crashes (echo without a network card exits 1) is reported crashed;
-//! 4. a new generation restarts the echo app in a new domain;
+//! 4. a new generation restarts the echo app in a new domain, with the volume `app-data` as its
+//!    disk;
 //! 5. `ready for the kill`: the dom0 hook `apps-kill` destroys domainmgr's domain; once the
 //!    restarted domainmgr reports again, the echo app runs in the same domain;
 //! 6. deactivated, the echo app halts; deleted, its status goes.
@@ -159,8 +160,12 @@ async fn main(_args: Args) -> i32 {
     let gone = wait_for(&statuses, CRASHY, |s| s.is_none()).await;
     checks.check("crashed app deleted", gone.map(|_| String::new()));
 
-    // 4. A restart: a new generation, a new domain.
+    // 4. A restart: a new generation, a new domain, now with a data disk (blkback).
     app.generation = 1;
+    app.disks = alloc::vec![topics::zedmanager::DiskConfig {
+        volume: String::from("app-data"),
+        read_only: false,
+    }];
     publish(ECHO, &app);
     let restarted = wait_for(&statuses, ECHO, |s| {
         s.is_some_and(|s| s.state == DomainState::Running && s.generation == 1)
