@@ -13,7 +13,8 @@
 //!
 //! [disks.config]
 //! size_mib = 1
-//! contents = "config"    # "blank" (default) or "config": a config partition with a vault key
+//! contents = "config"    # "blank" (default), "config": a config partition with a vault key,
+//!                        # or "image" with image = "NAME": that image at offset 0 (an app volume)
 //!
 //! [services.vault]
 //! disks = ["persist"]    # "NAME" read-write, "NAME:ro" read-only
