@@ -27,7 +27,7 @@ use topics::zedmanager::{DomainConfig, DOMAIN_CONFIG};
 
 kernel::service! {
     main: main,
-    memory_floor_mib: 8,
+    memory_floor_mib: 4,
     publishes: &[DOMAIN_STATUS.decl()],
     subscribes: &[DOMAIN_CONFIG.decl()],
 }

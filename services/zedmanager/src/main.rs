@@ -24,7 +24,7 @@ use zedmanager::App;
 
 kernel::service! {
     main: main,
-    memory_floor_mib: 8,
+    memory_floor_mib: 4,
     publishes: &[DOMAIN_CONFIG.decl(), APP_INSTANCE_STATUS.decl()],
     subscribes: &[APP_INSTANCE.decl(), VOLUME.decl(), DOMAIN_STATUS.decl()],
 }
