@@ -66,6 +66,11 @@ impl AppsConfig {
         let mut manager_found = false;
         for (name, service) in services {
             manager_found |= *name == self.manager;
+            if name.starts_with("app-") {
+                errors.push(format!(
+                    "[apps]: service `{name}`: `app-` starts the names of app domains"
+                ));
+            }
             for disk in &service.disks {
                 if self.volumes.contains(&disk.name) {
                     errors.push(format!(

@@ -111,6 +111,16 @@ fn main() -> ExitCode {
                 order.join(", ")
             );
             print!("{}", bus::table(&manifest, &images.declarations));
+            if let Some(apps) = &manifest.apps {
+                println!(
+                    "\napps (domain service): manager {}, {} MiB, {} vCPUs, {} domains at once, volumes: {}",
+                    apps.manager,
+                    apps.memory_mib,
+                    apps.vcpus,
+                    apps.count,
+                    apps.volumes.join(", ")
+                );
+            }
             ExitCode::SUCCESS
         }
         "images" => {

@@ -447,6 +447,7 @@ fn a_new_connection_sees_the_apps_that_run() {
 fn the_apps_table_is_checked_against_the_node() {
     let manifest = crate::manifest::Manifest::parse(
         "[services.domainmgr]\nimage = \"d\"\nmemory = 8\ndisks = [\"data\"]\n\
+         [services.app-x]\nimage = \"x\"\nmemory = 8\n\
          [disks.data]\nsize_mib = 1\n[disks.app-echo]\nsize_mib = 1\n\
          [apps]\nmanager = \"nobody\"\nmemory_mib = 1\nvcpus = 0\ncount = 0\nvolumes = [\"data\", \"missing\", \"app-echo\", \"app-echo\"]\n",
     )
@@ -460,6 +461,7 @@ fn the_apps_table_is_checked_against_the_node() {
         errors,
         [
             "[apps]: volume `data` is also a disk of service `domainmgr`",
+            "[apps]: service `app-x`: `app-` starts the names of app domains",
             "[apps]: manager `nobody` is not one of the node's services",
             "[apps]: count must be 1 to 64",
             "[apps]: memory_mib = 1 is outside 2..=1048576",
