@@ -4,8 +4,9 @@
 //! `ZSwState` terms. No I/O: `main.rs` feeds it; the host tests drive it.
 //!
 //! The rules (docs/apps.md):
-//! - the boot volume (the app's first volume) must be ready (a name the launcher knows it by)
-//!   before anything boots: until then the app is `CREATING_VOLUME`;
+//! - its volumes must be ready (each with a name the launcher knows it by) before anything
+//!   boots: until then the app is `CREATING_VOLUME`; the first holds its kernel, the others
+//!   become its disks;
 //! - `start_delay_s` holds the first boot back that long after zedmanager started
 //!   (`START_DELAYED`);
 //! - activate / deactivate map to the domain's `activate`; deactivated, the app is `HALTED`;
@@ -55,6 +56,9 @@ pub struct App {
     running_since: Option<u64>,
     /// The last error and when it was seen, ms.
     error: Option<(String, u64)>,
+    /// The state last derived from a status of the current generation's domain: kept while
+    /// domainmgr has no status for it (a restarted domainmgr has not reported again yet).
+    last_reported: Option<SwState>,
 }
 
 /// What a step decides.
@@ -70,14 +74,16 @@ pub struct Step {
 
 impl App {
     /// One step at `now_ms` (ms since zedmanager started): `config`, its domain's status (for
-    /// the generation it is about), and the launcher's name of its boot volume if it is ready.
+    /// the generation it is about), and the launcher's names of its volumes, in order, once
+    /// they are all ready (the first holds its kernel, the others become its disks).
     pub fn step(
         &mut self,
         config: &AppInstance,
         domain: Option<&DomainStatus>,
-        boot_volume: Option<&str>,
+        volumes: Option<&[String]>,
         now_ms: u64,
     ) -> Step {
+        let boot_volume = volumes.and_then(|v| v.first());
         let counters = (config.restart_counter, config.purge_counter);
         match self.counters {
             Some(seen) if seen != counters => {
@@ -85,6 +91,7 @@ impl App {
                 self.restarts += 1;
                 self.restart_at = None;
                 self.running_since = None;
+                self.last_reported = None;
             }
             _ => {}
         }
@@ -116,6 +123,7 @@ impl App {
                 self.crashes += 1;
                 self.restart_at = None;
                 self.running_since = None;
+                self.last_reported = None;
             }
         }
         // A crash scheduled for restart is moot once the app is deactivated.
@@ -128,11 +136,19 @@ impl App {
         let domain_config = boot_volume.map(|volume| DomainConfig {
             name: config.name.clone(),
             activate: config.activate && !delayed,
-            kernel_volume: String::from(volume),
+            kernel_volume: volume.clone(),
             memory_mib: u32::try_from(config.memory_kib.div_ceil(1024)).unwrap_or(u32::MAX),
             vcpus: config.vcpus.max(1),
             cmdline: String::new(),
-            disks: Vec::<DiskConfig>::new(),
+            disks: volumes
+                .unwrap_or_default()
+                .iter()
+                .skip(1)
+                .map(|volume| DiskConfig {
+                    volume: volume.clone(),
+                    read_only: false,
+                })
+                .collect::<Vec<_>>(),
             network: !config.interfaces.is_empty(),
             generation: self.generation,
         });
@@ -163,11 +179,18 @@ impl App {
                 }
                 Some(DomainState::Halting) => SwState::Halting,
                 Some(DomainState::Halted) => SwState::Halted,
-                // Crashed while deactivated is handled above; booting or not reported yet.
+                // No status at all: domainmgr has not reported (again) yet.
+                None if domain.is_none() && self.last_reported.is_some() => {
+                    self.last_reported.unwrap_or_default()
+                }
+                // Booting, or the old generation's domain still reported.
                 _ if self.generation > 0 => SwState::Restarting,
                 _ => SwState::Booting,
             }
         };
+        if current.is_some() && config.activate && boot_volume.is_some() {
+            self.last_reported = Some(state);
+        }
         if state == SwState::Running {
             // A running app has no current error (the last crash stays counted).
             self.error = None;

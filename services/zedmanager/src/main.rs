@@ -3,9 +3,9 @@
 //! (src/lib.rs) and publishes `zedmanager/DomainConfig` for domainmgr and
 //! `zedmanager/AppInstanceStatus` for info.
 //!
-//! Until volumemgr exists, an app's boot volume is ready when its `zedagent/Volume` has a name
-//! the launcher can know a volume by: the node's app volume of that name (`[apps] volumes`);
-//! another name is refused by the launcher and the app reports it as its error.
+//! Until volumemgr exists, an app's volumes are ready when their `zedagent/Volume`s are there:
+//! each one's name is the node's app volume of that name (`[apps] volumes`); another name is
+//! refused by the launcher and the app reports it as its error.
 
 #![no_std]
 #![no_main]
@@ -62,14 +62,19 @@ async fn main(_args: Args) -> i32 {
                     .collect()
             });
             for (uuid, instance) in &instances {
-                let boot_volume = instance.volumes.first().and_then(|v| {
-                    volumes.with(|s| s.get(&v.uuid).map(|volume| volume.name.to_lowercase()))
+                // Every volume's name, once all are known (volumemgr's job, to come).
+                let names: Option<Vec<String>> = volumes.with(|s| {
+                    instance
+                        .volumes
+                        .iter()
+                        .map(|v| s.get(&v.uuid).map(|volume| volume.name.to_lowercase()))
+                        .collect()
                 });
                 let domain = domains.with(|s| s.get(uuid).cloned());
                 let step = state.entry(uuid.clone()).or_default().step(
                     instance,
                     domain.as_ref(),
-                    boot_volume.as_deref(),
+                    names.as_deref().filter(|n| !n.is_empty()),
                     now_ms,
                 );
                 if let Some(config) = &step.domain {

@@ -1,10 +1,11 @@
-//! Apps under Xen (QEMU TCG): xen/nodes/apps.toml as it is, one boot (docs/apps.md). domainmgr
-//! drives the launcher's domain service; `apps-driver` (standing in for zedmanager) publishes
-//! the domains apps should have and checks domainmgr's statuses: lichen's `echo`, booted from
-//! its app volume, runs (its console in the launcher's log, its domain in `xl list` terms:
-//! created, running), an app beyond the node's limits is refused, a crash is reported, a new
-//! generation restarts the app (with a data volume as its disk, through blkback), domainmgr destroyed with `xl destroy` leaves the app running in
-//! the same domain, and the app is stopped and deleted.
+//! Apps under Xen (QEMU TCG): xen/nodes/apps.toml as it is, one boot (docs/apps.md). zedmanager
+//! runs the app state machine, domainmgr drives the launcher's domain service; `apps-driver`
+//! (standing in for zedagent) publishes AppInstance and Volume objects and checks zedmanager's
+//! AppInstanceStatus: lichen's `echo`, booted from its app volume, reaches RUNNING (its console
+//! in the launcher's log), an app beyond the node's limits is ERROR with nothing built for it, a
+//! crashing app is restarted with backoff, the restart counter restarts the app (now with a
+//! data volume as its disk, through blkback), domainmgr destroyed with `xl destroy` leaves the
+//! app running in the same domain, and the app is stopped and deleted.
 
 use lichen_xen_tests::{boot, field, repo};
 
@@ -17,8 +18,9 @@ fn an_app_boots_restarts_survives_domainmgr_and_stops_within_the_nodes_limits() 
     for check in [
         "app running",
         "over the limit refused",
-        "crash reported",
-        "crashed app deleted",
+        "refused app deleted",
+        "crash restarted with backoff",
+        "crashing app deleted",
         "app restarted",
         "app survived domainmgr",
         "app stopped",
@@ -39,8 +41,9 @@ fn an_app_boots_restarts_survives_domainmgr_and_stops_within_the_nodes_limits() 
     assert!(!run.has("app-0a0e0000-0000-4000-8000-0000000000b1: built domain"));
     // The restarted app got its data volume through blkback.
     run.assert_has("disk app-data attached (blkback, /local/domain/0/backend/vbd/");
-    // The crashing app's end was seen by the launcher.
+    // The crashing app's end was seen by the launcher, and zedmanager had it built again.
     run.assert_has("app 0a0e0000-0000-4000-8000-0000000000c1: crashed (exit status 1)");
+    assert!(run.count("app-0a0e0000-0000-4000-8000-0000000000c1: built domain") >= 2);
     // domainmgr was destroyed and restarted by the launcher; the app was not touched.
     let killed = field(
         &run.log,
