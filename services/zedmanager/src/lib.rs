@@ -112,7 +112,12 @@ impl App {
                 self.crashes_in_a_row += 1;
                 self.restart_at = Some(now_ms + delay);
                 let why = current.map(|d| d.error.clone()).unwrap_or_default();
-                self.error = Some((alloc::format!("crashed: {why}"), now_ms));
+                let why = if why.starts_with("crashed") {
+                    why
+                } else {
+                    alloc::format!("crashed: {why}")
+                };
+                self.error = Some((why, now_ms));
             }
             _ => {}
         }

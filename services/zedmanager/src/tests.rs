@@ -257,6 +257,15 @@ fn crashes_restart_with_a_growing_backoff_that_a_stable_run_resets() {
 }
 
 #[test]
+fn a_crash_reason_is_not_said_twice() {
+    let mut app = App::default();
+    let mut d = domain(DomainState::Crashed, 0);
+    d.error = "crashed (exit status 1)".into();
+    let step = app.step(&config(), Some(&d), Some(&names()), 0);
+    assert_eq!(step.status.error, "crashed (exit status 1)");
+}
+
+#[test]
 fn the_backoff_is_capped() {
     let mut app = App::default();
     let mut now = 0;
