@@ -16,7 +16,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use kernel::{error, Args, Duration};
+use kernel::{error, info, Args, Duration};
 use topics::domainmgr::DOMAIN_STATUS;
 use topics::zedagent::{APP_INSTANCE, VOLUME};
 use topics::zedmanager::{APP_INSTANCE_STATUS, DOMAIN_CONFIG};
@@ -30,7 +30,7 @@ kernel::service! {
 }
 
 /// The longest wait between two rounds when nothing changes.
-const ROUND: Duration = Duration::from_millis(500);
+const ROUND: Duration = Duration::from_millis(200);
 
 async fn main(_args: Args) -> i32 {
     let node = bus_io::channel::node().await;
@@ -50,6 +50,7 @@ async fn main(_args: Args) -> i32 {
         return 1;
     };
     let mut state: BTreeMap<String, App> = BTreeMap::new();
+    let mut known = usize::MAX;
     loop {
         while apps.try_next().is_some() || volumes.try_next().is_some() {}
         while domains.try_next().is_some() {}
@@ -85,6 +86,13 @@ async fn main(_args: Args) -> i32 {
                 if let Err(e) = statuses.publish(uuid, &step.status) {
                     error!("cannot publish the status of {uuid}: {e}");
                 }
+            }
+            if instances.len() != known {
+                known = instances.len();
+                info!(
+                    "{known} apps; heap in use: {} KiB",
+                    kernel::mem::heap_used() / 1024
+                );
             }
             // Deleted apps: their domains and statuses go (domainmgr destroys the domains).
             state.retain(|uuid, _| {
