@@ -223,6 +223,11 @@ impl<P: Platform> Supervisor<P> {
             }
             std::thread::sleep(self.options.tick);
         }
+        // App domains do not outlive the node, however it ended.
+        self.link = None;
+        if let Some(apps) = &mut self.apps {
+            apps.teardown(&mut self.platform);
+        }
         self.pump_consoles(true);
         self.print_status_if_changed();
         let failed: Vec<&str> = self
