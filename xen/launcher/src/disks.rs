@@ -13,7 +13,8 @@
 //!
 //! [disks.config]
 //! size_mib = 1
-//! contents = "config"    # "blank" (default) or "config": a config partition with a vault key
+//! contents = "config"    # "blank" (default), "config": a config partition with a vault key,
+//!                        # or "image" with image = "NAME": that image at offset 0 (an app volume)
 //!
 //! [services.vault]
 //! disks = ["persist"]    # "NAME" read-write, "NAME:ro" read-only
@@ -46,6 +47,10 @@ pub struct NodeDisk {
     /// What a new disk holds.
     #[serde(default)]
     pub contents: Contents,
+    /// With `contents = "image"`: the image (looked up like a service's) the disk holds at
+    /// offset 0, an app volume's kernel.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// What a new disk holds when `scripts/run-xen` makes its file.
@@ -57,6 +62,9 @@ pub enum Contents {
     Blank,
     /// A config partition with a fresh vault key (`img/mkconfig --vault-key`).
     Config,
+    /// An image file at offset 0 (made anew at every run, as the image may have changed), the
+    /// rest zeros: an app volume holding a PVH kernel.
+    Image,
 }
 
 impl Contents {
@@ -65,6 +73,7 @@ impl Contents {
         match self {
             Contents::Blank => "blank",
             Contents::Config => "config",
+            Contents::Image => "image",
         }
     }
 }
@@ -118,6 +127,11 @@ pub fn check<'a>(
         if !is_good_name(name) || name.len() > 20 {
             errors.push(format!(
                 "disk `{name}`: a disk name is 1 to 20 of a-z, 0-9 and - (it is the device's serial)"
+            ));
+        }
+        if (disk.contents == Contents::Image) != disk.image.is_some() {
+            errors.push(format!(
+                "disk `{name}`: contents = \"image\" goes with image = \"NAME\", and only it"
             ));
         }
         if disk.size_mib == 0 || disk.size_mib > MAX_SIZE_MIB {
@@ -262,6 +276,7 @@ mod tests {
             NodeDisk {
                 size_mib: 64,
                 contents: Contents::Blank,
+                image: None,
             },
         );
         node.insert(
@@ -269,6 +284,7 @@ mod tests {
             NodeDisk {
                 size_mib: 1,
                 contents: Contents::Config,
+                image: None,
             },
         );
         let vault = ("vault".to_string(), uses(&["persist", "config:ro"]));
@@ -298,9 +314,10 @@ mod tests {
             NodeDisk {
                 size_mib: 0,
                 contents: Contents::Blank,
+                image: Some("echo".into()),
             },
         );
-        assert_eq!(check(&odd, std::iter::empty(), good).len(), 2);
+        assert_eq!(check(&odd, std::iter::empty(), good).len(), 3);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! program (src/main.rs) is its command line; the fuzz targets (xen/launcher/fuzz) use the
 //! parsers directly.
 
+pub mod apps;
 pub mod backoff;
 pub mod builder;
 pub mod bus;
 pub mod console;
 pub mod daemons;
 pub mod disks;
+pub mod domain_service;
 pub mod log;
 pub mod manifest;
 pub mod order;

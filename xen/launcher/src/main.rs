@@ -6,7 +6,7 @@
 //! lichen-launcher check  [--images DIR]... <manifest>   validate; print the start order and wiring
 //! lichen-launcher images [--images DIR]... <manifest>   validate; print the image files to stage
 //! lichen-launcher image-names <manifest>                 print the image names it uses (unchecked)
-//! lichen-launcher disks  [--images DIR]... <manifest>   validate; print each node disk: NAME SIZE_MIB CONTENTS
+//! lichen-launcher disks  [--images DIR]... <manifest>   validate; print each node disk: NAME SIZE_MIB CONTENTS [IMAGE]
 //! lichen-launcher run    [--images DIR]... [--log-dir DIR] [--state-dir DIR] <manifest>
 //! ```
 //!
@@ -111,6 +111,16 @@ fn main() -> ExitCode {
                 order.join(", ")
             );
             print!("{}", bus::table(&manifest, &images.declarations));
+            if let Some(apps) = &manifest.apps {
+                println!(
+                    "\napps (domain service): manager {}, {} MiB, {} vCPUs, {} domains at once, volumes: {}",
+                    apps.manager,
+                    apps.memory_mib,
+                    apps.vcpus,
+                    apps.count,
+                    apps.volumes.join(", ")
+                );
+            }
             ExitCode::SUCCESS
         }
         "images" => {
@@ -120,8 +130,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "disks" => {
+            // A disk's image is looked for here only: dom0 gets the disk, not the image.
             for (name, disk) in &manifest.disks {
-                println!("{name} {} {}", disk.size_mib, disk.contents.name());
+                let image = match &disk.image {
+                    None => String::new(),
+                    Some(image) => match manifest::resolve_image(name, image, &args.image_dirs) {
+                        Ok(path) => format!(" {}", path.display()),
+                        Err(e) => {
+                            eprintln!("lichen-launcher: disk {e}");
+                            return ExitCode::from(2);
+                        }
+                    },
+                };
+                println!("{name} {} {}{image}", disk.size_mib, disk.contents.name());
             }
             ExitCode::SUCCESS
         }
@@ -143,6 +164,11 @@ fn print_image_names(path: &std::path::Path) -> ExitCode {
                     if !names.contains(&name.as_str()) {
                         names.push(name);
                     }
+                }
+            }
+            for name in manifest.disks.values().filter_map(|d| d.image.as_ref()) {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
                 }
             }
             names.iter().for_each(|name| println!("{name}"));

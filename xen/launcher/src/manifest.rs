@@ -79,6 +79,9 @@ pub struct Manifest {
     /// The node's disks, by name (see [`crate::disks`]).
     #[serde(default)]
     pub disks: IndexMap<String, disks::NodeDisk>,
+    /// The domain service for app domains, if the node runs apps (see [`crate::apps`]).
+    #[serde(default)]
+    pub apps: Option<crate::apps::AppsConfig>,
 }
 
 /// A manifest's `[test]` table: dom0 programs from the hooks directory (`xen/dom0/hooks`, in
@@ -196,6 +199,11 @@ pub struct Service {
     /// (at once for the first failure in a row) instead of building a new one.
     #[serde(default)]
     pub standby: bool,
+    /// An app domain ([`Service::app`], never from a manifest): built by the launcher's
+    /// builder even with disks, whose vbd backends the builder writes (a pillar with disks
+    /// still goes through `xl`).
+    #[serde(skip)]
+    pub app: bool,
 }
 
 /// What builds a service's domain.
@@ -299,6 +307,42 @@ fn default_ring_order() -> u8 {
 }
 
 impl Service {
+    /// An app domain as [`crate::apps`] creates it: the spec's memory, vCPUs, command line and
+    /// disks (volumes, which are node disks); the launcher's builder; never restarted (the
+    /// manager decides).
+    pub fn app(spec: &launcher_api::AppSpec) -> Service {
+        Service {
+            image: spec.kernel.clone(),
+            ramdisk: None,
+            memory: spec.memory_mib,
+            vcpus: spec.vcpus,
+            cmdline: spec.cmdline.clone(),
+            restart: RestartMode::Never,
+            max_restarts: 0,
+            backoff_ms: default_backoff_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            timeout_s: None,
+            console_input: None,
+            network: if spec.network {
+                Network::Bridge
+            } else {
+                Network::None
+            },
+            disks: spec
+                .disks
+                .iter()
+                .map(|d| disks::DiskUse {
+                    name: d.volume.clone(),
+                    read_only: d.read_only,
+                })
+                .collect(),
+            daemon: false,
+            toolstack: Toolstack::Lichen,
+            standby: false,
+            app: true,
+        }
+    }
+
     /// This service's restart policy.
     pub fn restart_policy(&self) -> RestartPolicy {
         RestartPolicy {
@@ -369,6 +413,8 @@ pub enum ManifestError {
     Backoff(String),
     /// A disk declaration or use that cannot work (the reason).
     Disk(String),
+    /// An `[apps]` table that cannot work (the reason).
+    Apps(String),
     /// A standby domain for a service that is never restarted.
     StandbyWithoutRestart(String),
     /// An image or ramdisk is in none of the image directories.
@@ -435,7 +481,7 @@ impl fmt::Display for ManifestError {
             ManifestError::Backoff(service) => {
                 write!(f, "service `{service}`: backoff_max_ms is smaller than backoff_ms")
             }
-            ManifestError::Disk(reason) => f.write_str(reason),
+            ManifestError::Disk(reason) | ManifestError::Apps(reason) => f.write_str(reason),
             ManifestError::StandbyWithoutRestart(service) => write!(
                 f,
                 "service `{service}`: standby = true needs restart = \"on-failure\" or \"always\""
@@ -568,6 +614,13 @@ impl Manifest {
                 .into_iter()
                 .map(ManifestError::Disk),
         );
+        if let Some(apps) = &self.apps {
+            errors.extend(
+                apps.check(self.services.iter(), &self.disks)
+                    .into_iter()
+                    .map(ManifestError::Apps),
+            );
+        }
         if errors.is_empty() {
             if let Err(cycle) = order::start_order(self) {
                 errors.push(ManifestError::Cycle(cycle.services));
@@ -661,8 +714,9 @@ fn check_service(name: &str, service: &Service) -> Vec<ManifestError> {
     errors
 }
 
-/// Finds `image` (a plain file name) in the first directory that has it, as is or with `.elf`.
-fn resolve_image(
+/// Finds `image` (a plain file name) in the first directory that has it, as is or with `.elf`
+/// (`service`: who uses it, for the error).
+pub fn resolve_image(
     service: &str,
     image: &str,
     image_dirs: &[PathBuf],

@@ -17,7 +17,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use launcher_api::FromLauncher;
+
+use crate::apps::{self, Apps};
 use crate::backoff::{Decision, Outcome};
+use crate::domain_service::Link;
 use crate::manifest::{Manifest, ResolvedImages, Service};
 use crate::order;
 use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
@@ -110,6 +114,12 @@ pub struct Supervisor<P: Platform> {
     /// Whether the last poll found one of our domains dying.
     saw_dying: bool,
     last_status: String,
+    /// The domain service, when the manifest has an `[apps]` table.
+    apps: Option<Apps>,
+    /// Its channel to the manager, while the manager runs.
+    link: Option<Link>,
+    /// App domains whose consoles are followed.
+    app_consoles: BTreeSet<String>,
 }
 
 /// How one run ended, given how its domain shut down and the exit status it left.
@@ -158,6 +168,10 @@ impl<P: Platform> Supervisor<P> {
                 })
             })
             .collect();
+        let apps = manifest
+            .apps
+            .clone()
+            .map(|config| Apps::new(config, "/sys/block".into()));
         Supervisor {
             manifest,
             units,
@@ -166,6 +180,9 @@ impl<P: Platform> Supervisor<P> {
             last_poll: None,
             saw_dying: false,
             last_status: String::new(),
+            apps,
+            link: None,
+            app_consoles: BTreeSet::new(),
         }
     }
 
@@ -186,6 +203,7 @@ impl<P: Platform> Supervisor<P> {
             self.start_due(now);
             self.pump_consoles(false);
             self.check_domains(now);
+            self.serve_apps(now);
             self.print_status_if_changed();
             if self.units.iter().all(|u| u.state.is_final()) {
                 break;
@@ -204,6 +222,11 @@ impl<P: Platform> Supervisor<P> {
                 break;
             }
             std::thread::sleep(self.options.tick);
+        }
+        // App domains do not outlive the node, however it ended.
+        self.link = None;
+        if let Some(apps) = &mut self.apps {
+            apps.teardown(&mut self.platform);
         }
         self.pump_consoles(true);
         self.print_status_if_changed();
@@ -325,6 +348,19 @@ impl<P: Platform> Supervisor<P> {
             );
         }
 
+        for &i in &created {
+            let State::Running { domid, .. } = self.units[i].state else {
+                continue;
+            };
+            if self
+                .apps
+                .as_ref()
+                .is_some_and(|a| a.manager() == self.units[i].name)
+            {
+                // Served before the manager runs, so that it finds the channel at once.
+                self.link = Some(Link::new(domid));
+            }
+        }
         for i in created {
             let State::Running { domid, .. } = self.units[i].state else {
                 continue;
@@ -456,6 +492,11 @@ impl<P: Platform> Supervisor<P> {
                 println!("{} {} | {line}", crate::log::stamp(), unit.name);
             }
         }
+        for name in &self.app_consoles {
+            for line in self.platform.console_lines(name, flush) {
+                println!("{} {name} | {line}", crate::log::stamp());
+            }
+        }
     }
 
     /// Ends runs whose domain shut down, disappeared or outlived its timeout.
@@ -480,10 +521,12 @@ impl<P: Platform> Supervisor<P> {
             }
         }
 
-        if !self
-            .units
-            .iter()
-            .any(|u| matches!(u.state, State::Running { .. }))
+        let apps_run = self.apps.as_ref().is_some_and(Apps::has_domains);
+        if !apps_run
+            && !self
+                .units
+                .iter()
+                .any(|u| matches!(u.state, State::Running { .. }))
         {
             return;
         }
@@ -503,6 +546,10 @@ impl<P: Platform> Supervisor<P> {
             }
         };
         self.saw_dying = false;
+        if let Some(apps) = &mut self.apps {
+            let events = apps.check_domains(&domains, &mut self.platform);
+            self.deliver(events);
+        }
         for i in 0..self.units.len() {
             let State::Running { domid, .. } = self.units[i].state else {
                 continue;
@@ -552,6 +599,14 @@ impl<P: Platform> Supervisor<P> {
 
     /// Applies the restart policy to a run that ended.
     fn finish_run(&mut self, i: usize, outcome: Outcome) {
+        if self
+            .apps
+            .as_ref()
+            .is_some_and(|a| a.manager() == self.units[i].name)
+        {
+            // The app domains stay; the next manager finds them in its welcome.
+            self.link = None;
+        }
         let unit = &mut self.units[i];
         let decision = unit
             .service
@@ -611,9 +666,59 @@ impl<P: Platform> Supervisor<P> {
         self.print_status_if_changed();
     }
 
+    /// Serves the domain service: the manager's requests, and stops whose grace ended.
+    fn serve_apps(&mut self, now: Instant) {
+        let Some(apps) = &mut self.apps else {
+            return;
+        };
+        let mut out = Vec::new();
+        if let Some(link) = &mut self.link {
+            let polled = link.poll();
+            if polled.connected {
+                say!("domain service: the manager connected");
+                apps.connected();
+            }
+            for payload in polled.payloads {
+                out.extend(apps.handle(&payload, &mut self.platform));
+            }
+        }
+        out.extend(apps.tick(now, &mut self.platform));
+        self.deliver(out);
+    }
+
+    /// Logs the domain service's messages and sends them to the manager, if connected.
+    fn deliver(&mut self, messages: Vec<FromLauncher>) {
+        for message in messages {
+            match &message {
+                FromLauncher::Event(event) => {
+                    let domid = event
+                        .domid
+                        .map(|d| format!(" (domain {d})"))
+                        .unwrap_or_default();
+                    say!("app {}: {}{domid}", event.name, event.state);
+                    self.app_consoles.insert(apps::domain_name(&event.name));
+                }
+                FromLauncher::Reply {
+                    id,
+                    result: Err(refusal),
+                } => {
+                    say!("domain service: request {id} refused: {refusal}");
+                }
+                FromLauncher::Reply { .. } => {}
+            }
+            if let Some(link) = &mut self.link {
+                link.send(&message);
+            }
+        }
+    }
+
     /// Node shutdown: destroys every domain; nothing is started any more.
     fn teardown(&mut self) {
         say!("node shutdown: tearing all domains down");
+        self.link = None;
+        if let Some(apps) = &mut self.apps {
+            apps.teardown(&mut self.platform);
+        }
         for i in 0..self.units.len() {
             self.drop_standby(i);
         }

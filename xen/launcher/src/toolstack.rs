@@ -243,7 +243,12 @@ impl Toolstack {
             return Err("no privcmd".into());
         };
         let started = Instant::now();
-        let kernel = std::fs::read(&files.kernel)
+        let disk_targets = service
+            .disks
+            .iter()
+            .map(|d| crate::disks::find_device(Path::new("/sys/block"), &d.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kernel = read_kernel(&files.kernel)
             .map_err(|e| format!("cannot read {}: {e}", files.kernel.display()))?;
         let ramdisk = match &files.ramdisk {
             Some(path) => Some(
@@ -277,10 +282,17 @@ impl Toolstack {
         ops.push(Op::Introduce(domid, built.store_gfn, built.store_port));
         let registered = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
-        let registered = registered.and_then(|()| match service.network.bridge() {
-            None => Ok(()),
-            Some(bridge) => add_vif(&mut self.store, domid, &uuid, bridge),
-        });
+        let registered = registered
+            .and_then(|()| match service.network.bridge() {
+                None => Ok(()),
+                Some(bridge) => add_vif(&mut self.store, domid, &uuid, bridge),
+            })
+            .and_then(|()| {
+                for (i, (disk, target)) in service.disks.iter().zip(&disk_targets).enumerate() {
+                    add_vbd(&mut self.store, domid, i, disk, target)?;
+                }
+                Ok(())
+            });
         if let Err(e) = registered {
             let _ = xc.destroy(domid);
             self.remove_entries(domid, &uuid);
@@ -355,10 +367,11 @@ impl Platform for Toolstack {
         service: &Service,
         files: &BootFiles,
     ) -> Result<u32, String> {
-        // The builder writes no vbd backends yet: a service with disks goes through xl.
+        // The builder writes vbd backends for app domains only: a pillar with disks goes
+        // through xl (its tests were made that way).
         if service.toolstack == Builder::Lichen
             && self.privcmd.is_some()
-            && service.disks.is_empty()
+            && (service.disks.is_empty() || service.app)
         {
             return self.build(name, service, files);
         }
@@ -483,6 +496,49 @@ impl Platform for Toolstack {
     }
 }
 
+/// The largest kernel image read from a volume.
+pub const MAX_VOLUME_KERNEL: usize = 64 << 20;
+
+/// The kernel image at `path`. A file is read whole. A block device (an app volume, which holds
+/// the image at offset 0 followed by whatever the volume's tail holds) is read in three steps,
+/// header, program headers, then up to the end of the last segment ([`builder::elf::extent`]),
+/// and no further: one copy through dom0's memory, of the image's bytes only.
+pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_block_device() {
+        return std::fs::read(path).map_err(|e| e.to_string());
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut image = vec![0u8; 64];
+    file.read_exact(&mut image)
+        .map_err(|e| format!("reading the ELF header: {e}"))?;
+    let head = builder::elf::extent_head(&image)?;
+    grow(&mut file, &mut image, head)?;
+    let end = builder::elf::extent(&image)?;
+    grow(&mut file, &mut image, end)?;
+    image.truncate(end.max(64));
+    Ok(image)
+}
+
+/// Reads `image` on from `file` up to `to` bytes (at most [`MAX_VOLUME_KERNEL`]).
+fn grow(file: &mut std::fs::File, image: &mut Vec<u8>, to: usize) -> Result<(), String> {
+    use std::io::Read;
+    if to > MAX_VOLUME_KERNEL {
+        return Err(format!(
+            "the image would be {to} bytes, above {MAX_VOLUME_KERNEL}"
+        ));
+    }
+    if to > image.len() {
+        let at = image.len();
+        image.resize(to, 0);
+        file.read_exact(&mut image[at..])
+            .map_err(|e| format!("reading {to} bytes: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Gives `domid` a vif on the bridge, as xl does: the backend and frontend entries (one
 /// transaction, so netback probes a complete device), then, once netback has created
 /// `vif<domid>.0` (backend state 2, InitWait), the hotplug script, which bridges it and
@@ -503,6 +559,61 @@ fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16], bridge: &str) -> s
     std::thread::spawn(move || {
         if let Err(e) = run_vif_hotplug(domid, &backend) {
             say!("domain {domid}: vif hotplug failed: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Gives `domid` disk number `index` (`xvda`, ...) backed by dom0's block device `target`, as xl
+/// does: the backend and frontend entries in one transaction, then the hotplug script
+/// ([`crate::disks::BLOCK_SCRIPT`]) on a thread, which writes `physical-device` for blkback.
+/// The guest's blkfront waits for the backend anyway, so the domain can be unpaused meanwhile.
+fn add_vbd(
+    store: &mut XenStore,
+    domid: u32,
+    index: usize,
+    disk: &crate::disks::DiskUse,
+    target: &Path,
+) -> std::io::Result<()> {
+    let devid = crate::disks::vbd_id(index);
+    let entries = builder::entries::vbd_entries(
+        domid,
+        devid,
+        &crate::disks::vdev(index),
+        &target.display().to_string(),
+        disk.read_only,
+        crate::disks::BLOCK_SCRIPT,
+    );
+    let mut ops = Vec::new();
+    for e in entries {
+        ops.push(Op::Write(e.path.clone(), e.value));
+        if let Some(perms) = e.perms {
+            ops.push(Op::SetPerms(e.path, perms));
+        }
+    }
+    store.transaction(|store, tx| store.batch(tx, &ops))?;
+    let backend = builder::entries::vbd_backend(domid, devid);
+    let name = disk.name.clone();
+    std::thread::spawn(move || {
+        let output = Command::new(crate::disks::BLOCK_SCRIPT)
+            .arg("add")
+            .env("XENBUS_PATH", &backend)
+            .stdin(Stdio::null())
+            .output();
+        match output {
+            Ok(out) if out.status.success() => {
+                say!("domain {domid}: disk {name} attached (blkback, {backend})")
+            }
+            Ok(out) => say!(
+                "domain {domid}: disk {name}: {} add: {}: {}",
+                crate::disks::BLOCK_SCRIPT,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => say!(
+                "domain {domid}: disk {name}: cannot run {}: {e}",
+                crate::disks::BLOCK_SCRIPT
+            ),
         }
     });
     Ok(())

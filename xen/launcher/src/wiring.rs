@@ -15,6 +15,9 @@
 //! |                             | where the server writes `ring-ref` and `event-channel` |
 //! | `disk/<vbd id>`             | the name of S's disk with that xenstore id             |
 //!
+//! The app manager (`[apps] manager`) also gets the channel `domains`: a client whose server is
+//! dom0 (`peer-domid` 0), at [`domain_service_path`].
+//!
 //! `name` and `channels` are private to `d` (owner `d`, no access for others). Each
 //! `channels/<C>` directory is owned by `d` and readable by the peer only (`n<d> r<peer>`); nodes
 //! the service creates below it (the vchan's `ring-ref`, `event-channel`) inherit that. Dom0 can
@@ -59,6 +62,11 @@ pub fn channel_path(domid: u32, channel: &str) -> String {
     format!("{}/channels/{channel}", base_path(domid))
 }
 
+/// Where dom0 serves the domain service to the manager running as `domid`.
+pub fn domain_service_path(domid: u32) -> String {
+    format!("/local/domain/0/data/lichen/domains/{domid}")
+}
+
 /// The entries of `service`, running as `domids[service]`; `domids` holds the running services.
 /// Returns nothing when `service` is not running.
 pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<String, u32>) -> Wiring {
@@ -68,10 +76,17 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
     let base = base_path(domid);
     let owner_only = vec![format!("n{domid}")];
     let mut wiring = Wiring::default();
-    let names: Vec<&str> = manifest
+    let is_manager = manifest
+        .apps
+        .as_ref()
+        .is_some_and(|apps| apps.manager == service);
+    let mut names: Vec<&str> = manifest
         .channels_of(service)
         .map(|c| c.name_for(service))
         .collect();
+    if is_manager {
+        names.push(launcher_api::CHANNEL);
+    }
     let bus: Vec<&str> = manifest
         .channels_of(service)
         .filter(|c| c.is_bus())
@@ -108,6 +123,25 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
         });
     }
 
+    if is_manager {
+        // The domain service: dom0 serves it (a libxenvchan server at
+        // [`domain_service_path`]), the manager connects as its client.
+        let dir = channel_path(domid, launcher_api::CHANNEL);
+        for (key, value) in [
+            ("role", "client".to_string()),
+            ("peer", "launcher".to_string()),
+            ("peer-domid", "0".to_string()),
+            ("ring-order", "11".to_string()),
+            ("server-path", domain_service_path(domid)),
+        ] {
+            wiring.writes.push((format!("{dir}/{key}"), value));
+        }
+        wiring.perms.push(Permissions {
+            path: dir,
+            perms: owner_only.clone(),
+            recursive: true,
+        });
+    }
     for channel in manifest.channels_of(service) {
         let is_server = channel.server == service;
         let peer = if is_server {
@@ -265,6 +299,39 @@ mod tests {
         assert!(service_wiring(&demo(), "lone", &domids(&[]))
             .writes
             .is_empty());
+    }
+
+    #[test]
+    fn the_app_manager_gets_the_domain_service_as_a_client_of_dom0() {
+        let mut manifest = demo();
+        manifest.apps = Some(crate::apps::AppsConfig {
+            manager: "lone".into(),
+            memory_mib: 8,
+            vcpus: 1,
+            count: 1,
+            volumes: vec![],
+        });
+        let wiring = service_wiring(&manifest, "lone", &domids(&[("lone", 7)]));
+        let dir = "/local/domain/7/data/lichen/channels/domains";
+        assert_eq!(
+            value(&wiring, "/local/domain/7/data/lichen/channels"),
+            Some("domains")
+        );
+        assert_eq!(value(&wiring, &format!("{dir}/role")), Some("client"));
+        assert_eq!(value(&wiring, &format!("{dir}/peer-domid")), Some("0"));
+        assert_eq!(
+            value(&wiring, &format!("{dir}/server-path")),
+            Some("/local/domain/0/data/lichen/domains/7")
+        );
+        assert_eq!(
+            wiring.perms.iter().find(|p| p.path == dir).unwrap().perms,
+            ["n7"]
+        );
+        let other = service_wiring(&manifest, "bus", &domids(&[("bus", 3)]));
+        assert!(
+            !other.writes.iter().any(|(p, _)| p.contains("domains")),
+            "only the manager"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use core::marker::PhantomData;
 pub use declare::{Persistence, TopicDecl};
 
 pub mod counter;
+pub mod domainmgr;
 pub mod downloader;
 pub mod persistent;
 pub mod ping;
@@ -33,6 +34,7 @@ pub mod vault;
 pub mod vbench_a;
 pub mod vbench_b;
 pub mod zedagent;
+pub mod zedmanager;
 
 /// A table of `T` objects keyed by `K`, published by one service. A persistent one is listed
 /// in [`persistent`] and kept by the vault ([`vault`]).

@@ -66,6 +66,50 @@ fn usize_at(data: &[u8], at: usize) -> Result<usize, String> {
     usize::try_from(u64_at(data, at)?).map_err(|_| format!("offset at byte {at} too large"))
 }
 
+/// How many bytes from the start of an image the builder reads, given its first `head` bytes
+/// (at least the ELF header and the program headers, [`extent_head`] says how many): the end of
+/// the program headers and of the last segment in the file. An image on a volume is read up to
+/// there and no further (the volume's tail is not the image's).
+pub fn extent(head: &[u8]) -> Result<usize, String> {
+    let (phoff, phentsize, phnum) = program_headers(head)?;
+    bytes(head, phoff, phentsize * phnum).map_err(|_| "truncated program headers")?;
+    let mut end = phoff + phentsize * phnum;
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let offset = usize_at(head, ph + 8)?;
+        let filesz = usize_at(head, ph + 32)?;
+        let last = offset
+            .checked_add(filesz)
+            .ok_or_else(|| format!("segment {i} out of range"))?;
+        end = end.max(last);
+    }
+    Ok(end)
+}
+
+/// How many bytes [`extent`] needs, given the image's first 64 (its ELF header).
+pub fn extent_head(header: &[u8]) -> Result<usize, String> {
+    let (phoff, phentsize, phnum) = program_headers(header)?;
+    Ok(phoff + phentsize * phnum)
+}
+
+/// The program header table: offset, entry size and count, checked to be addressable.
+fn program_headers(data: &[u8]) -> Result<(usize, usize, usize), String> {
+    if bytes(data, 0, 4)? != b"\x7fELF" {
+        return Err("not an ELF file".into());
+    }
+    let phoff = usize_at(data, 32)?;
+    let phentsize = usize::from(u16_at(data, 54)?);
+    let phnum = usize::from(u16_at(data, 56)?);
+    if phentsize < 56 {
+        return Err(format!("program header entries of {phentsize} bytes"));
+    }
+    // At most 65535 entries of 65535 bytes: no overflow past a sane offset.
+    if phoff > 1 << 40 {
+        return Err("program headers out of range".into());
+    }
+    Ok((phoff, phentsize, phnum))
+}
+
 /// Parses a 64-bit little-endian x86-64 ELF executable with a PVH entry note.
 pub fn parse(data: &[u8]) -> Result<Image, String> {
     if bytes(data, 0, 4)? != b"\x7fELF" {
@@ -212,6 +256,23 @@ pub(crate) mod tests {
         assert_eq!(parsed.segments[0].paddr, 0x100000);
         assert_eq!(parsed.segments[0].file.len(), 32);
         assert_eq!(parsed.end(), 0x100000 + 32 + 4096);
+    }
+
+    #[test]
+    fn the_extent_covers_headers_and_segments_only() {
+        let mut data = image(&[0x90; 100], 0, 0x100000);
+        let end = data.len();
+        let head = extent_head(&data[..64]).unwrap();
+        assert!(head <= end);
+        assert_eq!(extent(&data[..head]).unwrap(), end);
+        // A volume's tail past the image changes nothing.
+        data.extend([0u8; 4096]);
+        assert_eq!(extent(&data[..head]).unwrap(), end);
+        assert!(extent_head(b"not an elf at all, but long enough for a header........").is_err());
+        assert!(
+            extent(&data[..head - 1]).is_err(),
+            "truncated program headers"
+        );
     }
 
     #[test]

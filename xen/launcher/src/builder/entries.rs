@@ -151,13 +151,87 @@ pub fn vif_entries(domid: u32, devid: u32, mac: &str, bridge: &str, script: &str
     out
 }
 
+/// The backend directory of `domid`'s vbd `devid` (dom0 serves it with blkback).
+pub fn vbd_backend(domid: u32, devid: u32) -> String {
+    format!("/local/domain/0/backend/vbd/{domid}/{devid}")
+}
+
+/// The entries of vbd `devid` (guest device `vdev`, `xvda` ...) of `domid`, backed by dom0's
+/// block device `params`, as libxl writes them for a `phy` disk: the backend (dom0's, readable
+/// by the guest), the frontend (the guest's, readable by dom0) and libxl's record. blkback
+/// probes the backend and waits for the hotplug script (`script`) to write `physical-device`;
+/// the guest's blkfront then connects.
+pub fn vbd_entries(
+    domid: u32,
+    devid: u32,
+    vdev: &str,
+    params: &str,
+    read_only: bool,
+    script: &str,
+) -> Vec<Entry> {
+    let backend = vbd_backend(domid, devid);
+    let frontend = format!("/local/domain/{domid}/device/vbd/{devid}");
+    let libxl = format!("/libxl/{domid}/device/vbd/{devid}");
+    let backend_keys = [
+        ("frontend", frontend.clone()),
+        ("frontend-id", domid.to_string()),
+        ("online", "1".into()),
+        ("removable", "0".into()),
+        ("bootable", "1".into()),
+        ("state", "1".into()),
+        ("dev", vdev.into()),
+        ("type", "phy".into()),
+        ("mode", if read_only { "r" } else { "w" }.into()),
+        ("device-type", "disk".into()),
+        ("params", params.into()),
+        ("script", script.into()),
+    ];
+    let frontend_keys = [
+        ("backend", backend.clone()),
+        ("backend-id", "0".into()),
+        ("state", "1".into()),
+        ("virtual-device", devid.to_string()),
+        ("device-type", "disk".into()),
+    ];
+    let mut out = Vec::new();
+    let mut dir = |path: &str, keys: &[(&str, String)], perms: Vec<String>| {
+        out.push(Entry {
+            path: path.to_string(),
+            value: String::new(),
+            perms: Some(perms),
+        });
+        for (key, value) in keys {
+            out.push(Entry {
+                path: format!("{path}/{key}"),
+                value: value.clone(),
+                perms: None,
+            });
+        }
+    };
+    dir(
+        &backend,
+        &backend_keys,
+        vec!["n0".into(), format!("r{domid}")],
+    );
+    dir(
+        &frontend,
+        &frontend_keys,
+        vec![format!("n{domid}"), "r0".into()],
+    );
+    let mut record = backend_keys.to_vec();
+    record.push(("backend", backend.clone()));
+    dir(&libxl, &record, vec!["n0".into()]);
+    out
+}
+
 /// The paths to remove once `domid` (with handle `uuid`) is destroyed.
-pub fn cleanup_paths(domid: u32, uuid: &[u8; 16]) -> [String; 4] {
+pub fn cleanup_paths(domid: u32, uuid: &[u8; 16]) -> [String; 5] {
     [
         format!("/local/domain/{domid}"),
         format!("/vm/{}", uuid_text(uuid)),
         format!("/libxl/{domid}"),
         format!("/local/domain/0/backend/vif/{domid}"),
+        format!("/local/domain/0/backend/vbd/{domid}"),
     ]
 }
 
@@ -203,6 +277,36 @@ mod tests {
         let data = parents.iter().position(|p| *p == "/local/domain/7/data");
         assert!(dom < data, "parents before children (their permissions)");
         assert_eq!(cleanup_paths(7, &uuid)[2], "/libxl/7");
+    }
+
+    #[test]
+    fn a_vbd_gets_a_phy_backend_a_frontend_and_libxls_record() {
+        let list = vbd_entries(
+            7,
+            51712,
+            "xvda",
+            "/dev/vdb",
+            true,
+            "/etc/lichen/block-lichen",
+        );
+        let get = |path: &str| list.iter().find(|e| e.path == path).cloned().unwrap();
+        let backend = "/local/domain/0/backend/vbd/7/51712";
+        assert_eq!(get(backend).perms.unwrap(), ["n0", "r7"]);
+        assert_eq!(get(&format!("{backend}/params")).value, "/dev/vdb");
+        assert_eq!(get(&format!("{backend}/mode")).value, "r");
+        assert_eq!(get(&format!("{backend}/type")).value, "phy");
+        assert_eq!(
+            get(&format!("{backend}/frontend")).value,
+            "/local/domain/7/device/vbd/51712"
+        );
+        let frontend = "/local/domain/7/device/vbd/51712";
+        assert_eq!(get(frontend).perms.unwrap(), ["n7", "r0"]);
+        assert_eq!(get(&format!("{frontend}/virtual-device")).value, "51712");
+        assert_eq!(get("/libxl/7/device/vbd/51712/backend").value, backend);
+        assert_eq!(
+            cleanup_paths(7, &[0; 16])[4],
+            "/local/domain/0/backend/vbd/7"
+        );
     }
 
     #[test]
