@@ -193,7 +193,10 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
         &format!("10.0.2.2:{}", controller.port),
         "zt-1",
     );
-    let argv = zedagent(&image, &["polls=7", "config_interval=1"]);
+    let argv = zedagent(
+        &image,
+        &["polls=7", "config_interval=1", "metric_interval=1"],
+    );
     let onboard_pem = dir.0.join("onboard.pem");
     let config_file = dir.0.join("config.yaml");
     std::fs::write(
@@ -241,6 +244,7 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
     );
     boot.expect("config unchanged (304)");
     boot.expect("info: device report delivered (201)");
+    boot.expect("metrics delivered (201)");
     let again = index_of(&boot, "onboarding again");
     let created_again = boot
         .lines
@@ -261,6 +265,11 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
     assert!(
         info.contains("\"platform\":\"qemu-microvm\"") && info.contains("ZDEVICE_STATE_ONLINE"),
         "{info}"
+    );
+    let metrics = controller.admin(&["follow", &uuid, "--kinds", "metrics", "--no-wait"]);
+    assert!(
+        metrics.contains("\"availMem\"") && metrics.contains("\"iName\":\"uplink\""),
+        "{metrics}"
     );
 }
 
