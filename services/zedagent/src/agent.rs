@@ -38,7 +38,7 @@ pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(60);
 /// EVE's default `timer.metric.interval`.
 pub const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a report waits for the vault to commit it before it is sent anyway.
-const DURABLE_WAIT: Duration = Duration::from_secs(10);
+const DURABLE_WAIT: Duration = Duration::from_secs(30);
 /// The largest configuration checkpointed: the vault stores values of up to 256 KiB (with
 /// the signing certificate besides).
 const MAX_CHECKPOINT: usize = 240 * 1024;

@@ -128,6 +128,9 @@ async fn start(
     );
     let now =
         agent::unix_now().ok_or("the wall clock is not set: certificates cannot be checked")?;
+    // The card now: under Xen, finding it takes blocking xenstore reads, which must come
+    // before the bus's tasks use xenstore (kernel::net::netfront). Its address comes last.
+    kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
 
     let node = bus_io::channel::node().await;
     let status = node.publish(&STATUS).map_err(|e| format!("{e}"))?;
@@ -211,8 +214,7 @@ async fn start(
     if let Some(stored) = stored {
         agent.restore_checkpoint(&stored);
     }
-    // The network last: the identity and the last good configuration do not need it.
-    kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
+    // The address last: the identity and the last good configuration do not need it.
     let (address, prefix) = kernel::timeout(ADDRESS_TIMEOUT, kernel::net::wait_for_ipv4())
         .await
         .map_err(|_| "network: no IPv4 address".to_string())?
