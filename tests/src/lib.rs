@@ -4,6 +4,7 @@
 //! command a user would run, runs it with a timeout, and returns the serial console output and
 //! the guest's exit status, with the time each console line arrived.
 
+pub mod controller;
 mod live;
 pub use live::{free_port, LiveGuest};
 

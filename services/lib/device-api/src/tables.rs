@@ -7,6 +7,9 @@
 //! volume or network instance, the base OS's content tree), a negative size or a SHA-256 that
 //! is not 64 hex digits: the whole configuration is refused with every reason found, and the
 //! caller keeps the one in force. Nothing is published from a configuration half understood.
+//!
+//! Ids and UUIDs are compared and published in lowercase (the controller compares them so), so
+//! that a subscriber finds a referenced object under the key its referrer names.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -58,6 +61,7 @@ impl fmt::Display for ConfigError {
 impl ConfigTables {
     /// The tables of `config`, or every reason to refuse it.
     pub fn from_config(config: &EdgeDevConfig) -> Result<ConfigTables, ConfigError> {
+        let config = &lowercase_ids(config);
         let mut problems = Vec::new();
         let mut tables = ConfigTables {
             items: ConfigItems {
@@ -282,6 +286,48 @@ impl ConfigTables {
             Err(ConfigError(problems))
         }
     }
+}
+
+/// `config` with every id and UUID, and every reference to one, in lowercase.
+fn lowercase_ids(config: &EdgeDevConfig) -> EdgeDevConfig {
+    fn lower(id: &mut str) {
+        id.make_ascii_lowercase();
+    }
+    let mut config = config.clone();
+    for ds in &mut config.datastores {
+        lower(&mut ds.id);
+    }
+    for ct in &mut config.content_info {
+        lower(&mut ct.uuid);
+        lower(&mut ct.ds_id);
+        ct.ds_ids_list.iter_mut().for_each(|d| lower(d));
+    }
+    for v in &mut config.volumes {
+        lower(&mut v.uuid);
+        if let Some(o) = &mut v.origin {
+            lower(&mut o.download_content_tree_id);
+        }
+    }
+    for ni in &mut config.network_instances {
+        if let Some(id) = &mut ni.uuidandversion {
+            lower(&mut id.uuid);
+        }
+    }
+    for app in &mut config.apps {
+        if let Some(id) = &mut app.uuidandversion {
+            lower(&mut id.uuid);
+        }
+        for r in &mut app.volume_ref_list {
+            lower(&mut r.uuid);
+        }
+        for i in &mut app.interfaces {
+            lower(&mut i.network_id);
+        }
+    }
+    if let Some(b) = &mut config.baseos {
+        lower(&mut b.content_tree_uuid);
+    }
+    config
 }
 
 /// Adds `value` at `key`, unless the key is empty or taken (a problem either way).

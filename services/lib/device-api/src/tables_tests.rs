@@ -329,3 +329,22 @@ fn objects_without_ids_twice_the_same_id_and_bad_values_are_refused() {
     config.volumes[1].origin.as_mut().unwrap().r#type = 7;
     assert_eq!(refused(&config), "volume vol-2: unknown origin type 7");
 }
+
+#[test]
+fn ids_are_published_in_lowercase_and_references_match_whatever_their_case() {
+    let mut config = full_config();
+    config.datastores[0].id = "DS-1".into();
+    config.volumes[0].uuid = "Vol-1".into();
+    config.apps[0].uuidandversion = id("APP-1", "3");
+    config.apps[0].interfaces[0].network_id = "NI-1".into();
+    config.baseos.as_mut().unwrap().content_tree_uuid = "CT-1".into();
+    let tables = ConfigTables::from_config(&config).unwrap();
+    assert_eq!(tables.datastores["ds-1"].id, "ds-1");
+    assert_eq!(tables.content_trees["ct-1"].datastore_id, "ds-1");
+    assert_eq!(tables.volumes["vol-1"].uuid, "vol-1");
+    let app = &tables.apps["app-1"];
+    assert_eq!(app.uuid, "app-1");
+    assert_eq!(app.volumes[0].uuid, "vol-1");
+    assert_eq!(app.interfaces[0].network_id, "ni-1");
+    assert_eq!(tables.base_os.unwrap().content_tree_uuid, "ct-1");
+}
