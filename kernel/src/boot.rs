@@ -100,6 +100,9 @@ pub extern "C" fn kernel_entry() -> ! {
     );
     cpu::enable_interrupts();
     MAIN_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
+    // The log forwarder runs beside main (docs/logs.md); it ends at once where there is no
+    // logs pillar to forward to.
+    crate::executor::spawn(crate::log_forward::run(args.clone()));
     let status = crate::executor::run((crate::service().main)(args));
     exit(status)
 }
