@@ -10,6 +10,7 @@ pub mod console;
 pub mod daemons;
 pub mod disks;
 pub mod log;
+pub mod logs;
 pub mod manifest;
 pub mod order;
 pub mod platform;
