@@ -23,6 +23,7 @@ use core::marker::PhantomData;
 pub use declare::{Persistence, TopicDecl};
 
 pub mod counter;
+pub mod logs;
 pub mod persistent;
 pub mod ping;
 pub mod pong;

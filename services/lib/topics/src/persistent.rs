@@ -5,13 +5,14 @@
 //! [`for_each_persistent_topic!`] (how it follows each with its own types). Unit tests check
 //! that they agree and that each is persistent.
 
-use crate::{counter, zedagent, TopicDecl};
+use crate::{counter, logs, zedagent, TopicDecl};
 
 /// Every persistent topic, as an image declares it.
 pub const TOPICS: &[TopicDecl] = &[
     counter::COUNT.decl(),
     zedagent::IDENTITY.decl(),
     zedagent::CHECKPOINT.decl(),
+    logs::QUEUE.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every persistent topic (a macro, so that `$visit` can be generic
@@ -22,6 +23,7 @@ macro_rules! for_each_persistent_topic {
         $visit!(&$crate::counter::COUNT);
         $visit!(&$crate::zedagent::IDENTITY);
         $visit!(&$crate::zedagent::CHECKPOINT);
+        $visit!(&$crate::logs::QUEUE);
     };
 }
 

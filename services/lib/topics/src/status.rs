@@ -5,7 +5,7 @@
 //! [`for_each_status_topic!`] (how diag subscribes to each with its own types). A unit test
 //! checks that they agree. A status message type implements `Display`: one line per object.
 
-use crate::{counter, ping, pong, template, vault, zedagent, TopicDecl};
+use crate::{counter, logs, ping, pong, template, vault, zedagent, TopicDecl};
 
 /// Every status topic, as an image declares it.
 pub const TOPICS: &[TopicDecl] = &[
@@ -15,6 +15,7 @@ pub const TOPICS: &[TopicDecl] = &[
     counter::COUNT.decl(),
     vault::STATUS.decl(),
     zedagent::STATUS.decl(),
+    logs::STATUS.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every status topic (a macro, so that `$visit` can be generic
@@ -28,6 +29,7 @@ macro_rules! for_each_status_topic {
         $visit!(&$crate::counter::COUNT);
         $visit!(&$crate::vault::STATUS);
         $visit!(&$crate::zedagent::STATUS);
+        $visit!(&$crate::logs::STATUS);
     };
 }
 

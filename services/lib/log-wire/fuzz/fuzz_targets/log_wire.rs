@@ -29,10 +29,10 @@ fuzz_target!(|data: &[u8]| {
                 .expect("an encoded message decodes");
             assert_eq!(seen, 1);
             match message {
-                Message::Hello { boot, .. } => source.hello(boot),
+                Message::Hello { boot, first, .. } => source.hello(boot, first),
                 Message::Line(line) => {
                     let before = source.lost();
-                    let _ = source.accept(&line);
+                    let _ = source.accept(line.seq);
                     assert!(source.lost() >= before);
                 }
                 Message::Ack { .. } => {}
