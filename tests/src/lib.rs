@@ -4,6 +4,8 @@
 //! command a user would run, runs it with a timeout, and returns the serial console output and
 //! the guest's exit status, with the time each console line arrived.
 
+pub mod controller;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,0 +1,258 @@
+//! The logs pillar under QEMU microvm (TCG) against the real lichen-controller on the host:
+//! log lines of a service (this test, speaking the log channel's frames on a virtio-console
+//! port) and the pillar's own are batched, gzipped and posted to `id/{uuid}/newlogs`, signed
+//! with the device key, and show in the controller's `admin logs`; the controller stopped,
+//! lines logged meanwhile wait in the queue and arrive once it is back; every line the service
+//! sent is acknowledged.
+//!
+//! The guest runs with `device=config` (the pillar's test mode without zedagent and a vault):
+//! the device is one lichen-devsim registered, its certificate and key in the config
+//! partition. The pillar with zedagent's identity and the vault's queue is the Xen node's.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use lichen_tests::controller::{config_partition, devsim, Controller};
+use lichen_tests::{run_console_watching, Accel, Run};
+use log_wire::{encode, Decoder, Line, Message};
+
+/// A directory for the test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The host's side of the log channel: a service called `feeder` (boot 42) that sends the
+/// lines it is told to, numbered from 0, and records the last one acknowledged.
+fn feeder(listener: UnixListener, lines: mpsc::Receiver<String>, acked: Arc<AtomicU64>) {
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("QEMU connects");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut out = Vec::new();
+        encode(
+            &Message::Hello {
+                boot: 42,
+                first: 0,
+                service: "feeder".into(),
+            },
+            &mut out,
+        );
+        stream.write_all(&out).unwrap();
+        let (mut seq, mut decoder, mut buf) = (0u64, Decoder::new(), [0u8; 256]);
+        loop {
+            while let Ok(text) = lines.try_recv() {
+                let mut out = Vec::new();
+                encode(
+                    &Message::Line(Line {
+                        seq,
+                        at_ns: seq * 1000,
+                        wall_ms: 0,
+                        level: 2,
+                        text: text.as_bytes().into(),
+                    }),
+                    &mut out,
+                );
+                seq += 1;
+                if stream.write_all(&out).is_err() {
+                    return;
+                }
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => decoder
+                    .push(&buf[..n], |message| {
+                        if let Message::Ack { boot: 42, seq } = message {
+                            acked.store(seq + 1, Ordering::SeqCst);
+                        }
+                    })
+                    .expect("the pillar's acknowledgements decode"),
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// The device's log lines as `admin logs` prints them.
+fn logs(controller: &Controller, uuid: &str) -> String {
+    controller.admin(&["logs", uuid, "--limit", "500"])
+}
+
+/// Waits up to `within` for the controller to show a line containing `needle`.
+fn wait_for_line(controller: &Controller, uuid: &str, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let lines = logs(controller, uuid);
+        if lines.contains(needle) || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn lines_reach_the_controller_and_survive_its_outage() {
+    let dir = TempDir(std::env::temp_dir().join(format!("lichen-logs-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let mut controller = Controller::start(&dir.0.join("state"), &["10.0.2.2"]);
+    let url = format!("https://127.0.0.1:{}", controller.port);
+
+    // A device registered by devsim: the pillar signs as it.
+    devsim(&["onboarding-cert", "--out", dir.0.to_str().unwrap()]);
+    let onboard = dir.0.join("onboard.pem");
+    controller.admin(&[
+        "onboarding",
+        "add",
+        onboard.to_str().unwrap(),
+        "--serial",
+        "logs-*",
+    ]);
+    let ids = dir.0.join("ids");
+    let ca = dir.0.join("state/ca.pem");
+    devsim(&[
+        "run",
+        "--url",
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--onboarding",
+        dir.0.to_str().unwrap(),
+        "--identities",
+        ids.to_str().unwrap(),
+        "--serial-prefix",
+        "logs-",
+        "--report-interval",
+        "0",
+        "--duration",
+        "2",
+    ]);
+    let devices = controller.admin(&["devices", "list"]);
+    let uuid = devices
+        .lines()
+        .find(|l| l.contains("logs-0"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("devsim's device is not listed:\n{devices}"))
+        .to_string();
+
+    let image = dir.0.join("config.img");
+    config_partition(
+        &image,
+        &[
+            ("root-certificate.pem", &ca),
+            ("onboard.cert.pem", &onboard),
+            ("onboard.key.pem", &dir.0.join("onboard.key")),
+            ("device.cert.pem", &ids.join("logs-0.pem")),
+            ("device.key.pem", &ids.join("logs-0.key")),
+        ],
+        &format!("10.0.2.2:{}", controller.port),
+    );
+
+    let socket = dir.0.join("feeder.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let (send, lines) = mpsc::channel();
+    let acked = Arc::new(AtomicU64::new(0));
+    feeder(listener, lines, acked.clone());
+    for i in 0..3 {
+        send.send(format!("feeder: line {i} before the outage"))
+            .unwrap();
+    }
+
+    let status = Command::new(lichen_tests::root().join("scripts/build"))
+        .arg("logs")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/build logs failed");
+    let argv = Run::new("logs")
+        .accel(Accel::Tcg)
+        .timeout(Duration::from_secs(300))
+        .script_option("--hostfwd", Some("none"))
+        .script_option(
+            "--disk",
+            Some(&format!("{},ro,name=config", image.display())),
+        )
+        .script_option(
+            "--channel",
+            Some(&format!("log-feeder={}", socket.display())),
+        )
+        .arg("device=config")
+        .arg(&format!("uuid={uuid}"))
+        .arg("sources=feeder")
+        .arg("batch_interval=2")
+        .command();
+
+    let mut before = String::new();
+    let mut stage = 0;
+    let boot = run_console_watching(
+        &argv,
+        Duration::from_secs(300),
+        Some("the controller takes logs again"),
+        |line| {
+            if stage == 0 && line.text.contains("first batch delivered") {
+                before = wait_for_line(
+                    &controller,
+                    &uuid,
+                    "line 2 before the outage",
+                    Duration::from_secs(60),
+                );
+                // The outage: lines logged now wait in the pillar's queue.
+                controller.stop();
+                for i in 0..3 {
+                    send.send(format!("feeder: line {i} during the outage"))
+                        .unwrap();
+                }
+                stage = 1;
+            } else if stage == 1 && line.text.contains("upload failed") {
+                std::thread::sleep(Duration::from_secs(3));
+                controller.resume();
+                stage = 2;
+            }
+        },
+    );
+    assert_eq!(stage, 2, "{}", boot.output());
+    boot.expect("logs: first batch delivered to the controller");
+    boot.expect("logs: upload failed (");
+    boot.expect("logs: the controller takes logs again");
+
+    // Before the outage: the feeder's lines, as warnings from source "feeder", and the
+    // pillar's own.
+    assert!(
+        before.contains("warning feeder       feeder: line 0 before the outage"),
+        "{before}"
+    );
+    assert!(before.contains("line 2 before the outage"), "{before}");
+    assert!(before.contains("logs: "), "{before}");
+    // After it: the lines logged while the controller was down, and the pillar's own report of
+    // the failure.
+    let after = wait_for_line(
+        &controller,
+        &uuid,
+        "line 2 during the outage",
+        Duration::from_secs(30),
+    );
+    for i in 0..3 {
+        assert!(
+            after.contains(&format!("feeder: line {i} during the outage")),
+            "{after}"
+        );
+    }
+    assert!(after.contains("logs: upload failed"), "{after}");
+    // Each line once.
+    assert_eq!(
+        after.matches("line 1 during the outage").count(),
+        1,
+        "{after}"
+    );
+    // Every line the feeder sent was acknowledged once kept.
+    assert_eq!(acked.load(Ordering::SeqCst), 6);
+}
