@@ -374,7 +374,7 @@ pub fn table(manifest: &Manifest, declarations: &Declarations) -> String {
     }
     if !explicit.is_empty() {
         out.push_str(&format!(
-            "\nraw channels (from [[channels]]): {}\n",
+            "\nraw channels (from [[channels]], and log channels from `logs =`): {}\n",
             explicit.len()
         ));
         for channel in explicit {
