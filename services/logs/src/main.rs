@@ -278,9 +278,17 @@ async fn report(
                 uploaded: n.uploaded,
                 failures: n.failures,
                 last_error: n.last_error.clone(),
+                heap_bytes: kernel::mem::heap_used(),
             }
         };
-        if last.as_ref() != Some(&status) {
+        // The heap alone changing is not worth a message.
+        let same = last.as_ref().is_some_and(|l: &topics::logs::Status| {
+            topics::logs::Status {
+                heap_bytes: l.heap_bytes,
+                ..status.clone()
+            } == *l
+        });
+        if !same {
             if let Err(e) = publication.publish(&Global, &status) {
                 warn!("logs: cannot publish its status: {e}");
             }

@@ -47,13 +47,15 @@ pub struct Status {
     pub failures: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Heap bytes in use when the status was made.
+    pub heap_bytes: u64,
 }
 
 impl core::fmt::Display for Status {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{} sources, {} lines ({} lost), {} batches queued ({} KiB), {} dropped ({} lines), {} uploaded, {} failures",
+            "{} sources, {} lines ({} lost), {} batches queued ({} KiB), {} dropped ({} lines), {} uploaded, {} failures, heap {} KiB",
             self.sources,
             self.lines,
             self.lines_lost,
@@ -62,7 +64,8 @@ impl core::fmt::Display for Status {
             self.batches_dropped,
             self.lines_dropped,
             self.uploaded,
-            self.failures
+            self.failures,
+            self.heap_bytes / 1024
         )?;
         if let Some(e) = &self.last_error {
             write!(f, " (last: {e})")?;
