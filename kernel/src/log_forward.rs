@@ -109,19 +109,16 @@ async fn session(ch: &mut Channel, boot: u64, service: &str) -> Result<(), Error
             }
             sent_upto = next;
         }
-        let got = if out.is_empty() {
-            match crate::timeout(POLL, ch.read(&mut inp)).await {
-                Ok(read) => read?,
-                Err(_) => continue,
+        // With nothing to send this only reads; either way it gives up after POLL to look at
+        // the ring again (one future type: the code is in every image).
+        let got = match crate::timeout(POLL, ch.transfer(&out, &mut inp)).await {
+            Err(_) => continue,
+            Ok(Ok(Transferred::Wrote(n))) => {
+                out.drain(..n);
+                continue;
             }
-        } else {
-            match ch.transfer(&out, &mut inp).await? {
-                Transferred::Wrote(n) => {
-                    out.drain(..n);
-                    continue;
-                }
-                Transferred::Read(n) => n,
-            }
+            Ok(Ok(Transferred::Read(n))) => n,
+            Ok(Err(e)) => return Err(e),
         };
         if got == 0 {
             return Err(Error::Closed);
