@@ -18,6 +18,7 @@
 //! and one beyond the last line sent acknowledges only what was sent.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
 use log_wire::{Decoder, Message};
@@ -31,6 +32,24 @@ pub const CHANNEL: &str = "log";
 const BATCH: usize = 4096;
 /// How often the ring is looked at when there is nothing to send.
 const POLL: Duration = Duration::from_millis(200);
+
+/// Whether a connection is up (then [`flush`] has something to wait for).
+static CONNECTED: AtomicBool = AtomicBool::new(false);
+/// Every line numbered below this was written to the channel.
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Waits, at most `limit`, until every line logged so far was written to the channel: boot
+/// calls it once `main` returned, so that a service's last words reach the pillar. Returns at
+/// once when no connection is up.
+pub(crate) async fn flush(limit: Duration) {
+    let deadline = crate::now().saturating_add(limit);
+    while CONNECTED.load(Ordering::Relaxed)
+        && WRITTEN.load(Ordering::Relaxed) < crate::logring::next_seq()
+        && crate::now() < deadline
+    {
+        crate::sleep(Duration::from_millis(5)).await;
+    }
+}
 
 /// Whether this service has a `log` channel to forward to.
 async fn wired(args: &crate::Args) -> bool {
@@ -53,7 +72,9 @@ pub(crate) async fn run(args: crate::Args) {
     loop {
         match channel::open(CHANNEL, Duration::from_secs(2)).await {
             Ok(mut ch) => {
+                CONNECTED.store(true, Ordering::Relaxed);
                 let _ = session(&mut ch, boot, &service).await;
+                CONNECTED.store(false, Ordering::Relaxed);
                 ch.close();
             }
             Err(Error::NotFound { .. })
@@ -115,6 +136,9 @@ async fn session(ch: &mut Channel, boot: u64, service: &str) -> Result<(), Error
             Err(_) => continue,
             Ok(Ok(Transferred::Wrote(n))) => {
                 out.drain(..n);
+                if out.is_empty() {
+                    WRITTEN.store(sent_upto, Ordering::Relaxed);
+                }
                 continue;
             }
             Ok(Ok(Transferred::Read(n))) => n,

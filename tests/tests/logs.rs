@@ -335,9 +335,10 @@ fn a_service_kernel_forwards_its_lines_to_the_pillar() {
         lines.iter().all(|(_, level, _)| *level == 3),
         "all info: {lines:?}"
     );
-    // Lines logged before the channel was up are sent too. (The last few, logged as hello
-    // exits, may not be: the forwarder is not flushed at exit.)
+    // Lines logged before the channel was up are sent too, and so are the last ones (boot
+    // waits for them after main returned).
     for tick in [
+        "bye (exit",
         "lichen hello 0.1.0 up",
         "tick a 1 at",
         "tick b 5 at",
