@@ -1,16 +1,14 @@
-//! The lichen-controller on the host for guests under QEMU microvm (the guest's 10.0.2.2 is the
-//! host's 127.0.0.1): its binaries built once, a server process that a test can stop and start
-//! again on the same port, the admin CLI, onboarding certificates and config partitions.
-//!
-//! (tests/tests/zedagent.rs has its own copy of the first of these, written before this module;
-//! it can move here.)
+//! The bundled controller for tests that boot zedagent (microvm: tests/tests/zedagent.rs;
+//! Xen: tests/xen/tests/node.rs): `lichen-controller` on the host (the guest's 10.0.2.2), its
+//! admin CLI, onboarding certificates from `lichen-devsim`, and config partitions from
+//! `img/mkconfig`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-/// The directory of the controller's and devsim's binaries, built once.
+/// The directory of the controller's and devsim's binaries, built once per process.
 pub fn binaries() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -28,50 +26,56 @@ pub fn binaries() -> &'static PathBuf {
     })
 }
 
-/// A lichen-controller process on 127.0.0.1, killed when dropped.
+/// A directory for one test, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after the process and `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("lichen-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A lichen-controller process on 127.0.0.1 (the guest's 10.0.2.2), killed when dropped.
 pub struct Controller {
-    child: Option<Child>,
-    /// Its state directory (`ca.pem`, the store).
+    child: Child,
+    /// Its state directory.
     pub state: PathBuf,
     /// The port it listens on.
     pub port: u16,
-    server_names: Vec<String>,
 }
 
 impl Controller {
-    /// Starts a controller with state in `state`, its TLS certificate naming `server_names`,
-    /// on a free port.
+    /// Starts one on a free port, its certificate naming `server_names`.
     pub fn start(state: &Path, server_names: &[&str]) -> Controller {
-        let mut controller = Controller {
-            child: None,
-            state: state.to_path_buf(),
-            port: 0,
-            server_names: server_names.iter().map(|s| s.to_string()).collect(),
-        };
-        controller.resume();
-        controller
+        Controller::start_on(state, server_names, 0)
     }
 
-    /// Stops the process (the state stays): the controller is unreachable until
-    /// [`resume`](Controller::resume).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the process again, on the same port once it has one.
-    pub fn resume(&mut self) {
-        assert!(self.child.is_none(), "the controller runs already");
+    /// Starts one on `port` (0: a free one), its certificate naming `server_names`; a
+    /// controller started again on the same state directory and port is the same controller
+    /// to its devices.
+    pub fn start_on(state: &Path, server_names: &[&str], port: u16) -> Controller {
         let mut command = Command::new(binaries().join("lichen-controller"));
         command
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
-            .arg("--state-dir")
-            .arg(&self.state)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--state-dir",
+            ])
+            .arg(state)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for name in &self.server_names {
+        for name in server_names {
             command.args(["--server-name", name]);
         }
         let mut child = command.spawn().expect("start lichen-controller");
@@ -79,13 +83,17 @@ impl Controller {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
             .unwrap();
-        self.port = first
+        let port = first
             .trim()
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("controller said {first:?}"));
-        self.child = Some(child);
+        Controller {
+            child,
+            state: state.to_path_buf(),
+            port,
+        }
     }
 
     /// Runs `lichen-controller admin ARGS` and returns its output.
@@ -109,32 +117,46 @@ impl Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-/// Runs `lichen-devsim ARGS`, which must succeed.
-pub fn devsim(args: &[&str]) {
+/// A fresh onboarding certificate and key (`onboard.pem`, `onboard.key`) in `dir`.
+pub fn onboarding_cert(dir: &Path) {
     let status = Command::new(binaries().join("lichen-devsim"))
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .expect("run lichen-devsim");
-    assert!(status.success(), "lichen-devsim {args:?} failed");
-}
-
-/// Writes the config partition `image` with img/mkconfig: `files` as `NAME=FILE`, and the
-/// controller's address.
-pub fn config_partition(image: &Path, files: &[(&str, &Path)], server: &str) {
-    let mut command = Command::new("python3");
-    command.arg(crate::root().join("img/mkconfig")).arg(image);
-    for (name, file) in files {
-        command.arg(format!("{name}={}", file.display()));
-    }
-    let status = command
-        .args(["--server", server])
+        .args(["onboarding-cert", "--out"])
+        .arg(dir)
         .stdout(Stdio::null())
         .status()
         .unwrap();
+    assert!(status.success());
+}
+
+/// Writes a config partition `dir/config.img` with img/mkconfig: `root_pem` as the root,
+/// `dir/onboard.{pem,key}` as the onboarding certificate, `server` and `serial`, and a fresh
+/// vault key when `vault_key` (a node with a vault).
+pub fn config_partition(
+    dir: &Path,
+    root_pem: &Path,
+    server: &str,
+    serial: &str,
+    vault_key: bool,
+) -> PathBuf {
+    let image = dir.join("config.img");
+    let arg = |name: &str, file: &Path| format!("{name}={}", file.display());
+    let mut command = Command::new("python3");
+    command
+        .arg(crate::root().join("img/mkconfig"))
+        .arg(&image)
+        .arg(arg("root-certificate.pem", root_pem))
+        .arg(arg("onboard.cert.pem", &dir.join("onboard.pem")))
+        .arg(arg("onboard.key.pem", &dir.join("onboard.key")))
+        .args(["--server", server, "--serial", serial]);
+    if vault_key {
+        command.arg("--vault-key");
+    }
+    let status = command.stdout(Stdio::null()).status().unwrap();
     assert!(status.success(), "img/mkconfig failed");
+    image
 }

@@ -11,23 +11,37 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use lichen_tests::controller::{config_partition, devsim, Controller};
+use lichen_tests::controller::{binaries, config_partition, onboarding_cert, Controller, TempDir};
 use lichen_tests::{run_console_watching, Accel, Run};
 use log_wire::{encode, Decoder, Line, Message};
 
-/// A directory for the test, removed when dropped.
-struct TempDir(PathBuf);
+/// Runs `lichen-devsim ARGS`, which must succeed.
+fn devsim(args: &[&str]) {
+    let status = Command::new(binaries().join("lichen-devsim"))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run lichen-devsim");
+    assert!(status.success(), "lichen-devsim {args:?} failed");
+}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// Adds `files` (`NAME=FILE`) to the config partition `image` with img/mkconfig.
+fn add_files(image: &Path, files: &[(&str, &Path)]) {
+    let mut command = Command::new("python3");
+    command
+        .arg(lichen_tests::root().join("img/mkconfig"))
+        .arg(image);
+    for (name, file) in files {
+        command.arg(format!("{name}={}", file.display()));
     }
+    let status = command.stdout(Stdio::null()).status().unwrap();
+    assert!(status.success(), "img/mkconfig failed");
 }
 
 /// The host's side of the log channel: a service called `feeder` (boot 42) that sends the
@@ -101,22 +115,26 @@ fn wait_for_line(controller: &Controller, uuid: &str, needle: &str, within: Dura
 
 #[test]
 fn lines_reach_the_controller_and_survive_its_outage() {
-    let dir = TempDir(std::env::temp_dir().join(format!("lichen-logs-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let mut controller = Controller::start(&dir.0.join("state"), &["10.0.2.2"]);
-    let url = format!("https://127.0.0.1:{}", controller.port);
+    let dir = TempDir::new("logs-outage");
+    let state = dir.0.join("state");
+    let started = Controller::start(&state, &["10.0.2.2"]);
+    let (port, url) = (started.port, format!("https://127.0.0.1:{}", started.port));
+    let mut controller = Some(started);
+    let admin = |c: &Option<Controller>, args: &[&str]| c.as_ref().unwrap().admin(args);
 
     // A device registered by devsim: the pillar signs as it.
-    devsim(&["onboarding-cert", "--out", dir.0.to_str().unwrap()]);
+    onboarding_cert(&dir.0);
     let onboard = dir.0.join("onboard.pem");
-    controller.admin(&[
-        "onboarding",
-        "add",
-        onboard.to_str().unwrap(),
-        "--serial",
-        "logs-*",
-    ]);
+    admin(
+        &controller,
+        &[
+            "onboarding",
+            "add",
+            onboard.to_str().unwrap(),
+            "--serial",
+            "logs-*",
+        ],
+    );
     let ids = dir.0.join("ids");
     let ca = dir.0.join("state/ca.pem");
     devsim(&[
@@ -136,7 +154,7 @@ fn lines_reach_the_controller_and_survive_its_outage() {
         "--duration",
         "2",
     ]);
-    let devices = controller.admin(&["devices", "list"]);
+    let devices = admin(&controller, &["devices", "list"]);
     let uuid = devices
         .lines()
         .find(|l| l.contains("logs-0"))
@@ -144,17 +162,13 @@ fn lines_reach_the_controller_and_survive_its_outage() {
         .unwrap_or_else(|| panic!("devsim's device is not listed:\n{devices}"))
         .to_string();
 
-    let image = dir.0.join("config.img");
-    config_partition(
+    let image = config_partition(&dir.0, &ca, &format!("10.0.2.2:{port}"), "logs-0", false);
+    add_files(
         &image,
         &[
-            ("root-certificate.pem", &ca),
-            ("onboard.cert.pem", &onboard),
-            ("onboard.key.pem", &dir.0.join("onboard.key")),
             ("device.cert.pem", &ids.join("logs-0.pem")),
             ("device.key.pem", &ids.join("logs-0.key")),
         ],
-        &format!("10.0.2.2:{}", controller.port),
     );
 
     let socket = dir.0.join("feeder.sock");
@@ -200,13 +214,13 @@ fn lines_reach_the_controller_and_survive_its_outage() {
         |line| {
             if stage == 0 && line.text.contains("first batch delivered") {
                 before = wait_for_line(
-                    &controller,
+                    controller.as_ref().unwrap(),
                     &uuid,
                     "line 2 before the outage",
                     Duration::from_secs(60),
                 );
                 // The outage: lines logged now wait in the pillar's queue.
-                controller.stop();
+                controller = None;
                 for i in 0..3 {
                     send.send(format!("feeder: line {i} during the outage"))
                         .unwrap();
@@ -214,13 +228,13 @@ fn lines_reach_the_controller_and_survive_its_outage() {
                 stage = 1;
             } else if stage == 1 && line.text.contains("upload failed") {
                 std::thread::sleep(Duration::from_secs(3));
-                controller.resume();
+                controller = Some(Controller::start_on(&state, &["10.0.2.2"], port));
                 stage = 2;
             } else if stage == 2 && line.text.contains("the controller takes logs again") {
                 // The pillar's own report of the failure is in a later batch than the
                 // feeder's lines; the guest runs on while the test waits for it.
                 after = wait_for_line(
-                    &controller,
+                    controller.as_ref().unwrap(),
                     &uuid,
                     "logs: upload failed",
                     Duration::from_secs(60),
@@ -277,9 +291,7 @@ fn build(image: &str) {
 /// the acknowledgements.
 #[test]
 fn a_service_kernel_forwards_its_lines_to_the_pillar() {
-    let dir = TempDir(std::env::temp_dir().join(format!("lichen-logfwd-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("logs-forward");
     let socket = dir.0.join("log.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     let pillar = std::thread::spawn(move || {

@@ -7,30 +7,17 @@
 //! The guest runs with `identity=volatile` (zedagent's test mode without a vault): each boot is
 //! a new device. The identity's persistence is the vault's, tested under Xen.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use lichen_tests::controller::{self, onboarding_cert, Controller, TempDir};
 use lichen_tests::{run_console_watching, Accel, Boot, Run};
 
-/// The controller's and devsim's binaries, built once.
-fn binaries() -> &'static PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = lichen_tests::root();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "lichen-controller", "--bins"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cannot build lichen-controller");
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"))
-            .join("debug")
-    })
+/// A config partition without a vault key (zedagent runs alone, identity=volatile).
+fn config_partition(dir: &Path, root_pem: &Path, server: &str, serial: &str) -> std::path::PathBuf {
+    controller::config_partition(dir, root_pem, server, serial, false)
 }
 
 /// Builds the zedagent image once (just it: these tests boot nothing else).
@@ -44,116 +31,6 @@ fn build_zedagent() {
             .expect("run scripts/build");
         assert!(status.success(), "scripts/build zedagent failed");
     });
-}
-
-/// A directory for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("lichen-zedagent-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A lichen-controller process on 127.0.0.1 (the guest's 10.0.2.2), killed when dropped.
-struct Controller {
-    child: Child,
-    state: PathBuf,
-    port: u16,
-}
-
-impl Controller {
-    fn start(state: &Path, server_names: &[&str]) -> Controller {
-        let mut command = Command::new(binaries().join("lichen-controller"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for name in server_names {
-            command.args(["--server-name", name]);
-        }
-        let mut child = command.spawn().expect("start lichen-controller");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let port = first
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("controller said {first:?}"));
-        Controller {
-            child,
-            state: state.to_path_buf(),
-            port,
-        }
-    }
-
-    /// Runs `lichen-controller admin ARGS` and returns its output.
-    fn admin(&self, args: &[&str]) -> String {
-        let output = Command::new(binaries().join("lichen-controller"))
-            .arg("admin")
-            .args(["--url", &format!("https://127.0.0.1:{}", self.port)])
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .expect("run lichen-controller admin");
-        assert!(
-            output.status.success(),
-            "admin {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh onboarding certificate and key (`onboard.pem`, `onboard.key`) in `dir`.
-fn onboarding_cert(dir: &Path) {
-    let status = Command::new(binaries().join("lichen-devsim"))
-        .args(["onboarding-cert", "--out"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Writes a config partition `dir/config.img` with img/mkconfig.
-fn config_partition(dir: &Path, root_pem: &Path, server: &str, serial: &str) -> PathBuf {
-    let image = dir.join("config.img");
-    let arg = |name: &str, file: &Path| format!("{name}={}", file.display());
-    let status = Command::new("python3")
-        .arg(lichen_tests::root().join("img/mkconfig"))
-        .arg(&image)
-        .arg(arg("root-certificate.pem", root_pem))
-        .arg(arg("onboard.cert.pem", &dir.join("onboard.pem")))
-        .arg(arg("onboard.key.pem", &dir.join("onboard.key")))
-        .args(["--server", server, "--serial", serial])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "img/mkconfig failed");
-    image
 }
 
 /// zedagent's QEMU command with `image` as its config disk.
@@ -193,7 +70,10 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
         &format!("10.0.2.2:{}", controller.port),
         "zt-1",
     );
-    let argv = zedagent(&image, &["polls=7", "config_interval=1"]);
+    let argv = zedagent(
+        &image,
+        &["polls=7", "config_interval=1", "metric_interval=1"],
+    );
     let onboard_pem = dir.0.join("onboard.pem");
     let config_file = dir.0.join("config.yaml");
     std::fs::write(
@@ -241,6 +121,7 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
     );
     boot.expect("config unchanged (304)");
     boot.expect("info: device report delivered (201)");
+    boot.expect("metrics delivered (201)");
     let again = index_of(&boot, "onboarding again");
     let created_again = boot
         .lines
@@ -261,6 +142,11 @@ fn onboards_once_admitted_polls_its_config_and_reports_info() {
     assert!(
         info.contains("\"platform\":\"qemu-microvm\"") && info.contains("ZDEVICE_STATE_ONLINE"),
         "{info}"
+    );
+    let metrics = controller.admin(&["follow", &uuid, "--kinds", "metrics", "--no-wait"]);
+    assert!(
+        metrics.contains("\"availMem\"") && metrics.contains("\"iName\":\"uplink\""),
+        "{metrics}"
     );
 }
 

@@ -1,6 +1,7 @@
 //! The agent's life with its controller (EVE's `client` and zedagent): onboarding (certs,
-//! register, uuid), then configuration polls and info reports, every answer's signature
-//! verified by the controller's signing certificate.
+//! register, uuid), then configuration polls, info reports (queued until the controller takes
+//! them: [`device_api::queue`]) and metrics, every answer's signature verified by the
+//! controller's signing certificate.
 //!
 //! **What the controller may do, and what happens**: refuse (403 while the node is not
 //! admitted: reported and retried with backoff), answer something that does not verify or
@@ -15,11 +16,14 @@ use bus_io::Publication;
 use device_api::bootstrap::Bootstrap;
 use device_api::checkpoint;
 use device_api::controller::SigningCert;
+use device_api::fanout::Fanout;
 use device_api::identity::Identity;
-use kernel::{error, info, warn, Duration};
+use device_api::queue::Queue;
+use device_api::tables::ConfigTables;
+use kernel::{error, info, warn, Duration, Instant};
 use lichen_api::config::{ConfigRequest, ConfigResponse};
 use lichen_api::envelope::Signer;
-use lichen_api::info::{ZInfoDevSw, ZInfoDevice, ZInfoMsg, ZInfoTypes};
+use lichen_api::info::{ZInfoDevice, ZInfoMsg};
 use lichen_api::register::ZRegisterMsg;
 use lichen_api::uuid::{UuidRequest, UuidResponse};
 use prost::Message;
@@ -27,9 +31,14 @@ use topics::zedagent::{Checkpoint, Status};
 use topics::Global;
 
 use crate::link::{refusal, route, Link};
+use crate::reports;
 
 /// EVE's default `timer.config.interval`.
 pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(60);
+/// EVE's default `timer.metric.interval`.
+pub const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a report waits for the vault to commit it before it is sent anyway.
+const DURABLE_WAIT: Duration = Duration::from_secs(30);
 /// The largest configuration checkpointed: the vault stores values of up to 256 KiB (with
 /// the signing certificate besides).
 const MAX_CHECKPOINT: usize = 240 * 1024;
@@ -59,13 +68,19 @@ impl Backoff {
     }
 
     async fn wait(&mut self) -> Duration {
+        let pause = self.take();
+        kernel::sleep(pause).await;
+        pause
+    }
+
+    /// The next pause (jittered), without waiting it.
+    fn take(&mut self) -> Duration {
         let mut r = [0u8; 2];
         let jitter = match tls::random::fill(&mut r) {
             Ok(()) => u16::from_le_bytes(r) as u64 % 501, // 0..=500 per mille
             Err(_) => 250,
         };
         let pause = self.next * (750 + jitter as u32) / 1000;
-        kernel::sleep(pause).await;
         self.next = (self.next * 2).min(MAX_BACKOFF);
         pause
     }
@@ -79,6 +94,9 @@ impl Backoff {
 enum PollError {
     /// The controller does not know this device any more.
     Unknown(String),
+    /// The controller answered with a configuration that is refused (it stays refused until
+    /// the controller sends another).
+    Refused(String),
     /// Anything else: retried.
     Failed(String),
 }
@@ -99,25 +117,38 @@ pub struct Agent {
     uuid: String,
     config_hash: String,
     interval: Duration,
+    /// The metrics interval until a configuration sets `timer.metric.interval`.
+    default_metric_interval: Duration,
+    metric_interval: Duration,
     status: Status,
     status_table: Option<Publication<Global, Status>>,
     checkpoint_table: Option<Publication<Global, Checkpoint>>,
+    fanout: Option<Fanout>,
+    /// Info reports not delivered yet.
+    info: Queue,
+    /// The device info last queued (a new report is queued when it differs).
     last_info: Option<ZInfoDevice>,
+    /// The last configuration refused, and when (reported in the device info).
+    config_error: Option<(String, u64)>,
     boot_time: Option<u64>,
     /// Stop after this many answered polls (tests); `None`: never.
     pub polls_left: Option<u64>,
 }
 
 impl Agent {
-    /// An agent for `boot` with `identity`, polling every `interval` until a configuration
-    /// sets `timer.config.interval`.
+    /// An agent for `boot` with `identity`, polling every `intervals.0` and sending metrics
+    /// every `intervals.1` until a configuration sets `timer.config.interval` and
+    /// `timer.metric.interval`, queueing its info reports in `info`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         link: Link,
         boot: Bootstrap,
         identity: Identity,
-        interval: Duration,
+        intervals: (Duration, Duration),
         status_table: Option<Publication<Global, Status>>,
         checkpoint_table: Option<Publication<Global, Checkpoint>>,
+        fanout: Option<Fanout>,
+        info: Queue,
     ) -> Agent {
         Agent {
             link,
@@ -127,11 +158,19 @@ impl Agent {
             signing: None,
             uuid: String::new(),
             config_hash: String::new(),
-            interval,
-            status: Status::default(),
+            interval: intervals.0,
+            default_metric_interval: intervals.1,
+            metric_interval: intervals.1,
+            status: Status {
+                info_queued: info.len() as u64,
+                ..Status::default()
+            },
             status_table,
             checkpoint_table,
+            fanout,
+            info,
             last_info: None,
+            config_error: None,
             boot_time: unix_now(),
             polls_left: None,
         }
@@ -140,10 +179,15 @@ impl Agent {
     /// Puts the checkpointed configuration in force, if it verifies.
     pub fn restore_checkpoint(&mut self, stored: &Checkpoint) {
         match checkpoint::open(stored, &self.boot.root_der, unix_now()) {
-            Ok((response, _)) => {
-                info!("zedagent: the last good configuration is in force until the controller answers");
-                self.apply(&response, "checkpoint");
-            }
+            Ok((response, _)) => match self.apply(&response, "checkpoint") {
+                Ok(()) => info!(
+                    "zedagent: the last good configuration is in force until the controller answers"
+                ),
+                Err(e) => {
+                    error!("zedagent: the checkpointed configuration is refused: {e}");
+                    self.failed(format!("checkpoint: {e}"));
+                }
+            },
             Err(e) => {
                 error!("zedagent: the checkpointed configuration is refused: {e}");
                 self.failed(format!("checkpoint: {e}"));
@@ -151,52 +195,87 @@ impl Agent {
         }
     }
 
-    /// Onboards, then polls and reports until `polls_left` runs out (or forever).
+    /// Onboards, then polls and reports until `polls_left` runs out (or forever): a config
+    /// poll every `timer.config.interval` (sooner after a failure, with backoff), the device
+    /// info queued whenever it changes and the queue sent after every answered poll, metrics
+    /// every `timer.metric.interval` while the controller answers.
     pub async fn run(&mut self) {
+        self.record_info().await;
         self.onboard().await;
         let mut backoff = Backoff::new();
+        let mut next_poll = kernel::now();
+        let mut next_metrics = kernel::now() + self.metric_interval;
+        let mut reachable = false;
         loop {
-            match self.poll().await {
-                Ok(()) => {
-                    backoff.reset();
-                    self.report_info().await;
-                    if let Some(left) = self.polls_left.as_mut() {
-                        *left -= 1;
-                        if *left == 0 {
-                            info!(
-                                "zedagent: {} TLS handshakes (last {} ms), heap peak {} KiB of {} KiB",
-                                self.link.handshakes,
-                                self.link.last_handshake.as_millis(),
-                                self.link.heap_peak / 1024,
-                                kernel::mem::heap_size() / 1024
-                            );
-                            return;
+            if kernel::now() >= next_poll {
+                match self.poll().await {
+                    Ok(()) => {
+                        backoff.reset();
+                        reachable = true;
+                        self.record_info().await;
+                        self.flush_info().await;
+                        if let Some(left) = self.polls_left.as_mut() {
+                            *left -= 1;
+                            if *left == 0 {
+                                info!(
+                                    "zedagent: {} TLS handshakes (last {} ms), heap peak {} KiB of {} KiB",
+                                    self.link.handshakes,
+                                    self.link.last_handshake.as_millis(),
+                                    self.link.heap_peak / 1024,
+                                    kernel::mem::heap_size() / 1024
+                                );
+                                return;
+                            }
                         }
+                        next_poll = kernel::now() + self.interval;
                     }
-                    kernel::sleep(self.interval).await;
-                }
-                Err(PollError::Unknown(e)) => {
-                    // The controller no longer knows this device (deleted, or its database
-                    // restored): onboard again, as EVE's client does.
-                    let pause = backoff.peek();
-                    warn!(
-                        "zedagent: config poll refused: {e}; onboarding again in about {} s",
-                        pause.as_secs()
-                    );
-                    self.failed(e);
-                    backoff.wait().await;
-                    self.onboard().await;
-                }
-                Err(PollError::Failed(e)) => {
-                    let pause = backoff.peek();
-                    warn!(
-                        "zedagent: config poll failed: {e}; retrying in about {} s",
-                        pause.as_secs()
-                    );
-                    self.failed(e);
-                    backoff.wait().await;
+                    Err(PollError::Unknown(e)) => {
+                        // The controller no longer knows this device (deleted, or its database
+                        // restored): onboard again, as EVE's client does.
+                        reachable = false;
+                        let pause = backoff.peek();
+                        warn!(
+                            "zedagent: config poll refused: {e}; onboarding again in about {} s",
+                            pause.as_secs()
+                        );
+                        self.failed(e);
+                        self.record_info().await;
+                        backoff.wait().await;
+                        self.onboard().await;
+                        next_poll = kernel::now();
+                    }
+                    Err(PollError::Refused(e)) => {
+                        // The controller answers: the refusal is reported in the device info,
+                        // and the next poll comes at the usual interval.
+                        backoff.reset();
+                        reachable = true;
+                        self.failed(e);
+                        self.record_info().await;
+                        self.flush_info().await;
+                        next_poll = kernel::now() + self.interval;
+                    }
+                    Err(PollError::Failed(e)) => {
+                        reachable = false;
+                        let pause = backoff.take();
+                        warn!(
+                            "zedagent: config poll failed: {e}; retrying in about {} s",
+                            pause.as_secs()
+                        );
+                        self.failed(e);
+                        self.record_info().await;
+                        next_poll = kernel::now() + pause;
+                    }
                 }
             }
+            if kernel::now() >= next_metrics {
+                // Metrics are lossy: none is sent (nor kept) while the controller is away.
+                if reachable {
+                    self.send_metrics().await;
+                }
+                next_metrics = kernel::now() + self.metric_interval;
+            }
+            let wake: Instant = next_poll.min(next_metrics);
+            kernel::sleep_until(wake).await;
         }
     }
 
@@ -213,6 +292,7 @@ impl Agent {
                         pause.as_secs()
                     );
                     self.failed(e);
+                    self.record_info().await;
                     backoff.wait().await;
                 }
             }
@@ -268,7 +348,7 @@ impl Agent {
             );
         }
         info!("zedagent: onboarded as device {}", uuid.uuid);
-        if self.uuid != uuid.uuid {
+        if !self.uuid.is_empty() && self.uuid != uuid.uuid {
             // Another device for the controller: it has none of our reports.
             self.last_info = None;
         }
@@ -308,7 +388,15 @@ impl Agent {
                     }
                 }
                 self.status.polls += 1;
-                self.apply(&config, "controller");
+                if let Err(e) = self.apply(&config, "controller") {
+                    let e = format!("config refused: {e}");
+                    if self.config_error.as_ref().map(|(old, _)| old) != Some(&e) {
+                        self.config_error = Some((e.clone(), unix_now().unwrap_or(0)));
+                    }
+                    error!("zedagent: {e}; the configuration in force stays");
+                    return Err(PollError::Refused(e));
+                }
+                self.config_error = None;
                 if let (Some(table), Some(signing)) = (&self.checkpoint_table, &self.signing) {
                     if response.body.len() > MAX_CHECKPOINT {
                         warn!(
@@ -333,90 +421,126 @@ impl Agent {
         }
     }
 
-    /// Puts a verified configuration in force.
-    fn apply(&mut self, response: &ConfigResponse, source: &str) {
+    /// Puts a verified configuration in force: its tables published on the bus, its timers
+    /// taken. A configuration whose objects do not hold together is refused whole, and the
+    /// one in force stays.
+    fn apply(&mut self, response: &ConfigResponse, source: &str) -> Result<(), String> {
         let Some(config) = &response.config else {
-            return;
+            return Err("the response holds no configuration".into());
         };
+        let tables = ConfigTables::from_config(config).map_err(|e| format!("{e}"))?;
         let version = config
             .id
             .as_ref()
             .map(|id| id.version.clone())
             .unwrap_or_default();
-        for item in &config.config_items {
-            if item.key == "timer.config.interval" {
-                match item.value.trim().parse::<u64>() {
-                    Ok(secs) if (1..=86400).contains(&secs) => {
-                        self.interval = Duration::from_secs(secs)
-                    }
-                    _ => warn!("zedagent: ignoring timer.config.interval {:?}", item.value),
-                }
+        if let Some(secs) = timer(&tables, "timer.config.interval") {
+            self.interval = secs;
+        }
+        self.metric_interval =
+            timer(&tables, "timer.metric.interval").unwrap_or(self.default_metric_interval);
+        if let Some(fanout) = &self.fanout {
+            match fanout.publish(&tables) {
+                Ok(changes) => info!(
+                    "zedagent: configuration tables: {} objects published, {} removed",
+                    changes.published, changes.removed
+                ),
+                // The bus refused an object (too large): the others are published.
+                Err(e) => error!("zedagent: cannot publish the configuration: {e}"),
             }
         }
         info!(
-            "zedagent: config version {version} from the {source}: {} apps, {} network instances, {} volumes, {} content trees, {} datastores, {} config items; polling every {} s",
-            config.apps.len(),
-            config.network_instances.len(),
-            config.volumes.len(),
-            config.content_info.len(),
-            config.datastores.len(),
-            config.config_items.len(),
-            self.interval.as_secs()
+            "zedagent: config version {version} from the {source}: {}; polling every {} s, metrics every {} s",
+            tables.summary(),
+            self.interval.as_secs(),
+            self.metric_interval.as_secs()
         );
         self.config_hash = response.config_hash.clone();
         self.status.config_version = version;
         self.status.config_source = source.to_string();
         self.publish_status();
+        Ok(())
     }
 
-    /// Sends the device's info when it changed since the last report the controller took.
-    async fn report_info(&mut self) {
-        let device = self.device_info();
+    /// Queues the device info when it differs from the last one queued.
+    async fn record_info(&mut self) {
+        let device = reports::device_info(
+            self.boot_time,
+            &self.boot.serial,
+            self.config_error.as_ref(),
+        );
         if self.last_info.as_ref() == Some(&device) {
             return;
         }
-        let message = ZInfoMsg {
-            ztype: ZInfoTypes::ZiDevice as i32,
-            dev_id: self.uuid.clone(),
-            info_content: Some(lichen_api::info::z_info_msg::InfoContent::Dinfo(
-                device.clone(),
-            )),
-            at_time_stamp: unix_now().map(timestamp),
-        };
-        let body = self.device.seal_to_bytes(&message);
-        let path = route(&format!("id/{}/info", self.uuid));
-        match self.link.call("POST", &path, Some(&body)).await {
-            Ok(r) if r.status == 201 => {
-                info!("zedagent: info: device report delivered (201)");
-                self.last_info = Some(device);
+        let message = reports::info_message(device.clone(), unix_now());
+        if let Err(e) = self.info.push(message.encode_to_vec()) {
+            error!("zedagent: info: cannot queue the device report: {e}");
+            return;
+        }
+        self.last_info = Some(device);
+        self.status.info_queued = self.info.len() as u64;
+        self.publish_status();
+        if kernel::timeout(DURABLE_WAIT, self.info.durable())
+            .await
+            .is_err()
+        {
+            warn!("zedagent: info: the vault has not committed the queue yet");
+        }
+        info!(
+            "zedagent: info: device report queued ({} waiting, {} dropped)",
+            self.info.len(),
+            self.info.dropped
+        );
+    }
+
+    /// Sends the queued info reports, oldest first, each removed once the controller took it
+    /// (201); stops at the first failure (the rest wait for the next answered poll).
+    async fn flush_info(&mut self) {
+        while let Some((seq, bytes)) = self.info.first() {
+            let mut message = match ZInfoMsg::decode(bytes) {
+                Ok(message) => message,
+                Err(e) => {
+                    error!("zedagent: info: queued report {seq} does not decode ({e}): dropped");
+                    let _ = self.info.remove(seq);
+                    continue;
+                }
+            };
+            message.dev_id = self.uuid.clone();
+            let body = self.device.seal_to_bytes(&message);
+            let path = route(&format!("id/{}/info", self.uuid));
+            match self.link.call("POST", &path, Some(&body)).await {
+                Ok(r) if r.status == 201 => {
+                    if let Err(e) = self.info.remove(seq) {
+                        error!("zedagent: info: cannot unqueue report {seq}: {e}");
+                        return;
+                    }
+                    self.status.info_delivered += 1;
+                    self.status.info_queued = self.info.len() as u64;
+                    self.publish_status();
+                    info!(
+                        "zedagent: info: device report delivered (201), {} waiting",
+                        self.info.len()
+                    );
+                }
+                Ok(r) => return self.failed(format!("info: {}", refusal(&r))),
+                Err(e) => return self.failed(format!("info: {e}")),
             }
-            Ok(r) => self.failed(format!("info: {}", refusal(&r))),
-            Err(e) => self.failed(format!("info: {e}")),
         }
     }
 
-    fn device_info(&self) -> ZInfoDevice {
-        let platform = match kernel::platform::kind() {
-            kernel::platform::Kind::Xen => "xen-pvh",
-            _ => "qemu-microvm",
-        };
-        ZInfoDevice {
-            machine_arch: "x86_64".into(),
-            cpu_arch: "x86_64".into(),
-            platform: platform.into(),
-            ncpu: 1,
-            memory: kernel::mem::heap_size() >> 20,
-            boot_time: self.boot_time.map(timestamp),
-            sw_list: vec![ZInfoDevSw {
-                activated: true,
-                short_version: kernel::service().version.into(),
-                long_version: format!("lichen zedagent {}", kernel::service().version),
-                status: lichen_api::info::ZSwState::Running as i32,
-                ..Default::default()
-            }],
-            host_name: self.boot.serial.clone(),
-            state: lichen_api::info::ZDeviceState::ZdeviceStateOnline as i32,
-            ..Default::default()
+    /// Sends the device's metrics (lossy: a failure is counted, nothing is kept).
+    async fn send_metrics(&mut self) {
+        let message = reports::metrics(&self.uuid, self.boot_time, unix_now());
+        let body = self.device.seal_to_bytes(&message);
+        let path = route(&format!("id/{}/metrics", self.uuid));
+        match self.link.call("POST", &path, Some(&body)).await {
+            Ok(r) if r.status == 201 || r.status == 200 => {
+                self.status.metrics_sent += 1;
+                self.publish_status();
+                info!("zedagent: metrics delivered ({})", r.status);
+            }
+            Ok(r) => self.failed(format!("metrics: {}", refusal(&r))),
+            Err(e) => self.failed(format!("metrics: {e}")),
         }
     }
 
@@ -442,9 +566,14 @@ impl Agent {
     }
 }
 
-fn timestamp(secs: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: secs as i64,
-        nanos: 0,
+/// The value of config item `name` as a timer (1 s to a day), if the configuration sets one.
+fn timer(tables: &ConfigTables, name: &str) -> Option<Duration> {
+    let value = tables.items.get(name)?;
+    match value.trim().parse::<u64>() {
+        Ok(secs) if (1..=86400).contains(&secs) => Some(Duration::from_secs(secs)),
+        _ => {
+            warn!("zedagent: ignoring {name} {value:?}");
+            None
+        }
     }
 }

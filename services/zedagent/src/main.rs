@@ -14,6 +14,8 @@
 //! Options:
 //! - `config_interval=SECS`: the poll interval until a configuration sets
 //!   `timer.config.interval` (default 60, EVE's);
+//! - `metric_interval=SECS`: the metrics interval until a configuration sets
+//!   `timer.metric.interval` (default 60, EVE's);
 //! - `polls=N`: exit 0 after N answered polls (tests, benchmarks);
 //! - `identity=volatile`: **test mode for QEMU microvm without a vault**: the identity and the
 //!   checkpoint live in memory only, so every boot is a new device. Refused under Xen, where a
@@ -30,21 +32,39 @@ extern crate alloc;
 
 mod agent;
 mod link;
+mod reports;
 
 use alloc::string::{String, ToString};
 
 use device_api::bootstrap::Bootstrap;
 use device_api::identity::Identity;
-use kernel::{error, info, Args, Duration};
+use device_api::queue::Queue;
+use kernel::{error, info, warn, Args, Duration};
 use topics::vault::STORED;
-use topics::zedagent::{CHECKPOINT, IDENTITY, STATUS};
+use topics::zedagent::{
+    APP_INSTANCE, BASE_OS, CHECKPOINT, CONFIG_ITEMS, CONTENT_TREE, DATASTORE, IDENTITY, INFO_QUEUE,
+    NETWORK_INSTANCE, STATUS, VOLUME,
+};
 use topics::Global;
 
 kernel::service! {
     main: main,
     memory_floor_mib: 8,
     needs: [uplink, disk],
-    publishes: &[IDENTITY.decl(), CHECKPOINT.decl(), STATUS.decl()],
+    publishes: &[
+        IDENTITY.decl(),
+        CHECKPOINT.decl(),
+        INFO_QUEUE.decl(),
+        STATUS.decl(),
+        // topics::zedagent::config::TABLES
+        CONFIG_ITEMS.decl(),
+        DATASTORE.decl(),
+        CONTENT_TREE.decl(),
+        VOLUME.decl(),
+        APP_INSTANCE.decl(),
+        NETWORK_INSTANCE.decl(),
+        BASE_OS.decl(),
+    ],
     subscribes: &[STORED.decl()],
 }
 
@@ -64,20 +84,28 @@ async fn main(args: Args) -> i32 {
         error!("zedagent: identity=volatile is a test mode for QEMU microvm; a node keeps its identity in the vault");
         return 2;
     }
-    let (interval, polls) = match (
+    let (intervals, polls) = match (
         args.parse_value::<u64>("config_interval"),
+        args.parse_value::<u64>("metric_interval"),
         args.parse_value::<u64>("polls"),
     ) {
-        (Ok(i), Ok(p)) => (
-            i.map_or(agent::DEFAULT_CONFIG_INTERVAL, Duration::from_secs),
+        (Ok(c), Ok(m), Ok(p)) => (
+            (
+                c.map_or(agent::DEFAULT_CONFIG_INTERVAL, Duration::from_secs),
+                m.map_or(agent::DEFAULT_METRIC_INTERVAL, Duration::from_secs),
+            ),
             p,
         ),
-        (Err(e), _) | (_, Err(e)) => {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             error!("zedagent: {e}");
             return 2;
         }
     };
-    match start(&args, volatile, interval, polls).await {
+    if intervals.0.is_zero() || intervals.1.is_zero() {
+        error!("zedagent: config_interval and metric_interval are at least 1 s");
+        return 2;
+    }
+    match start(&args, volatile, intervals, polls).await {
         Ok(()) => 0,
         Err(e) => {
             error!("zedagent: {e}");
@@ -89,7 +117,7 @@ async fn main(args: Args) -> i32 {
 async fn start(
     args: &Args,
     volatile: bool,
-    interval: Duration,
+    intervals: (Duration, Duration),
     polls: Option<u64>,
 ) -> Result<(), String> {
     use alloc::format;
@@ -100,12 +128,15 @@ async fn start(
     );
     let now =
         agent::unix_now().ok_or("the wall clock is not set: certificates cannot be checked")?;
+    // The card now: under Xen, finding it takes blocking xenstore reads, which must come
+    // before the bus's tasks use xenstore (kernel::net::netfront). Its address comes last.
+    kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
 
     let node = bus_io::channel::node().await;
     let status = node.publish(&STATUS).map_err(|e| format!("{e}"))?;
-    let (identity, checkpoints) = if volatile {
+    let (identity, checkpoints, queue) = if volatile {
         info!("zedagent: TEST MODE identity=volatile: a new identity that no reboot keeps");
-        (new_identity(&boot, now)?, None)
+        (new_identity(&boot, now)?, None, Queue::in_memory())
     } else {
         let table = node
             .publish_persistent(&IDENTITY)
@@ -139,7 +170,23 @@ async fn start(
             .publish_persistent(&CHECKPOINT)
             .await
             .map_err(|e| format!("{e}"))?;
-        (identity, Some(checkpoints))
+        let (queue, strays) = Queue::restore(
+            node.publish_persistent(&INFO_QUEUE)
+                .await
+                .map_err(|e| format!("{e}"))?,
+        );
+        if strays > 0 {
+            warn!(
+                "zedagent: info: {strays} objects of the vault's queue were not reports: removed"
+            );
+        }
+        if !queue.is_empty() {
+            info!(
+                "zedagent: info: {} reports restored from the vault, waiting for the controller",
+                queue.len()
+            );
+        }
+        (identity, Some(checkpoints), queue)
     };
     info!(
         "zedagent: device certificate sha256 {}",
@@ -152,13 +199,22 @@ async fn start(
     let stored = checkpoints
         .as_ref()
         .and_then(|table| table.shared().with(|p| p.get("global")));
-    let mut agent = agent::Agent::new(link, boot, identity, interval, Some(status), checkpoints);
+    let fanout = device_api::fanout::Fanout::new(&node)?;
+    let mut agent = agent::Agent::new(
+        link,
+        boot,
+        identity,
+        intervals,
+        Some(status),
+        checkpoints,
+        Some(fanout),
+        queue,
+    );
     agent.polls_left = polls;
     if let Some(stored) = stored {
         agent.restore_checkpoint(&stored);
     }
-    // The network last: the identity and the last good configuration do not need it.
-    kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
+    // The address last: the identity and the last good configuration do not need it.
     let (address, prefix) = kernel::timeout(ADDRESS_TIMEOUT, kernel::net::wait_for_ipv4())
         .await
         .map_err(|_| "network: no IPv4 address".to_string())?

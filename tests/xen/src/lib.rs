@@ -1,9 +1,12 @@
 //! The harness of the Xen boot tests (`tests/`): boots a manifest with `scripts/run-xen` and
 //! returns what the launcher printed.
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Only one Xen boot at a time: the machine has two cores.
 pub static ONE_BOOT_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -98,6 +101,97 @@ fn boot_once(name: &str, manifest: &str, probe_images: bool, timeout_s: u32) -> 
     println!("{log}");
     Run {
         status: output.status.code(),
+        log,
+    }
+}
+
+/// Boots `manifest` (written as `<name>.toml`) with scripts/run-xen and `args`, calling
+/// `watch` with each line of the launcher's log as it arrives: a test that acts on the host
+/// while the node runs (a controller stopped and started again, say). The node is stopped
+/// (QEMU and all run-xen started, as one process group) once `watch` returns `true`, or after
+/// `timeout`. The run's status is `None` when it was stopped so.
+pub fn boot_watching(
+    name: &str,
+    manifest: &str,
+    args: &[&str],
+    timeout: Duration,
+    mut watch: impl FnMut(&str) -> bool,
+) -> Run {
+    let _guard = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo().join("target/xen/test-manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, manifest).unwrap();
+    let mut child = Command::new(repo().join("scripts/run-xen"))
+        .arg(&path)
+        .args(["--timeout", &(timeout.as_secs() + 60).to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("cannot run scripts/run-xen");
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ]
+    .into_iter()
+    .map(|out| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let start = Instant::now();
+    let mut log = String::new();
+    let mut stopped = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                println!("{line}");
+                log.push_str(&line);
+                log.push('\n');
+                if watch(&line) {
+                    stopped = true;
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if start.elapsed() > timeout {
+            log.push_str(&format!(
+                "boot_watching: stopped after {} s\n",
+                timeout.as_secs()
+            ));
+            stopped = true;
+            break;
+        }
+    }
+    if stopped {
+        // The whole group: run-xen, QEMU, its watchdog and the console tail.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", child.id())])
+            .status();
+    }
+    let status = child.wait().expect("wait for scripts/run-xen");
+    for reader in readers {
+        let _ = reader.join();
+    }
+    for line in rx.try_iter() {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    Run {
+        status: if stopped { None } else { status.code() },
         log,
     }
 }

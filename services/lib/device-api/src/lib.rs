@@ -7,6 +7,9 @@
 //!   the envelopes it signs;
 //! - [`checkpoint`]: the last good configuration, kept as received and verified again when read;
 //! - [`http`]: HTTP/1.1 requests and responses over a TLS stream;
+//! - [`queue`]: reports kept (in the vault) until the controller takes them;
+//! - [`tables`]: the configuration in force as the bus's typed tables, references checked;
+//! - [`fanout`]: those tables published, objects gone from the configuration unpublished;
 //! - [`x509`]: PEM, a certificate's key and path validation, through webpki.
 //!
 //! Everything a controller or the network sends is checked here before zedagent acts on it;
@@ -20,6 +23,9 @@ extern crate alloc;
 pub mod bootstrap;
 pub mod checkpoint;
 pub mod controller;
+pub mod fanout;
 pub mod http;
 pub mod identity;
+pub mod queue;
+pub mod tables;
 pub mod x509;

@@ -12,6 +12,7 @@ pub const TOPICS: &[TopicDecl] = &[
     counter::COUNT.decl(),
     zedagent::IDENTITY.decl(),
     zedagent::CHECKPOINT.decl(),
+    zedagent::INFO_QUEUE.decl(),
     logs::QUEUE.decl(),
 ];
 
@@ -23,6 +24,7 @@ macro_rules! for_each_persistent_topic {
         $visit!(&$crate::counter::COUNT);
         $visit!(&$crate::zedagent::IDENTITY);
         $visit!(&$crate::zedagent::CHECKPOINT);
+        $visit!(&$crate::zedagent::INFO_QUEUE);
         $visit!(&$crate::logs::QUEUE);
     };
 }

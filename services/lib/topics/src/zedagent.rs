@@ -1,5 +1,6 @@
 //! What `zedagent` publishes (services/zedagent): the device's identity and its last good
-//! configuration, both persistent, and its state for diag.
+//! configuration, both persistent, its state for diag, and the configuration in force as
+//! typed tables for the pillars that follow it ([`config`], re-exported here).
 //!
 //! The identity holds the device's private key: no other service has a reason to subscribe to
 //! it (the vault serves each peer only the topics it declares).
@@ -9,6 +10,9 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::{Global, Topic};
+
+pub mod config;
+pub use config::*;
 
 /// The device's identity (EVE: tpmmgr's soft mode, `/persist/certs`): a P-256 key made on
 /// first boot and its self-signed device certificate, which the controller knows the device by.
@@ -60,6 +64,12 @@ pub struct Status {
     pub failures: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Info reports waiting for the controller (queued in the vault).
+    pub info_queued: u64,
+    /// Info reports the controller took (201) since start.
+    pub info_delivered: u64,
+    /// Metrics reports the controller took since start.
+    pub metrics_sent: u64,
 }
 
 impl core::fmt::Display for Status {
@@ -76,7 +86,11 @@ impl core::fmt::Display for Status {
                 self.config_version, self.config_source
             )?;
         }
-        write!(f, ", {} polls, {} failures", self.polls, self.failures)?;
+        write!(
+            f,
+            ", {} polls, {} failures, info {} delivered {} queued, {} metrics",
+            self.polls, self.failures, self.info_delivered, self.info_queued, self.metrics_sent
+        )?;
         if let Some(e) = &self.last_error {
             write!(f, " (last: {e})")?;
         }
@@ -85,4 +99,18 @@ impl core::fmt::Display for Status {
 }
 
 /// zedagent's state (one object).
-pub const STATUS: Topic<Global, Status> = Topic::volatile("zedagent/Status", 1);
+pub const STATUS: Topic<Global, Status> = Topic::volatile("zedagent/Status", 2);
+
+/// A report waiting for the controller (EVE: zedagent's deferred queue): an encoded
+/// `ZInfoMsg` without its device UUID (set when sent, since a report may be made before the
+/// controller gave one). Keyed by a sequence number, zero-padded so that key order is the
+/// order they were made in; removed once the controller took it (201).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedInfo {
+    /// The `ZInfoMsg`, protobuf-encoded.
+    pub message: Vec<u8>,
+}
+
+/// The info reports not yet delivered, persistent: a zedagent restart or a controller outage
+/// loses none.
+pub const INFO_QUEUE: Topic<String, QueuedInfo> = Topic::persistent("zedagent/InfoQueue", 1);

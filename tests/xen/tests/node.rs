@@ -1,0 +1,173 @@
+//! The EVE node under Xen (xen/nodes/eve.toml: vault, zedagent, diag) with the bundled
+//! controller on the host, one boot:
+//!
+//! 1. onboarding: the controller lists the device; its first device report arrives;
+//! 2. a configuration set with the controller's admin CLI arrives at the next poll (zedagent
+//!    and diag print it) and is checkpointed; metrics arrive every `timer.metric.interval`;
+//! 3. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
+//!    once a poll failed, and the restarted one once it queued its report in the vault; the
+//!    launcher restarts it each time (same identity, the configuration from the checkpoint);
+//! 4. the controller is started again (same state, same port): the third zedagent registers
+//!    again (200, the same UUID) and delivers the queued reports: the controller holds three
+//!    device reports, one per zedagent start, none lost.
+
+use std::time::Duration;
+
+use lichen_tests::controller::{config_partition, onboarding_cert, Controller, TempDir};
+use lichen_xen_tests::boot_watching;
+
+const MANIFEST: &str = include_str!("../../../xen/nodes/eve.toml");
+const SERIAL: &str = "xen-node-1";
+
+/// Where the test stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Onboarding,
+    Configuring,
+    Outage,
+    Back,
+    Done,
+}
+
+#[test]
+fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_outage() {
+    let dir = TempDir::new("xen-node");
+    let state = dir.0.join("state");
+    let mut controller = Some(Controller::start(&state, &["10.0.2.2"]));
+    let port = controller.as_ref().unwrap().port;
+    onboarding_cert(&dir.0);
+    controller.as_ref().unwrap().admin(&[
+        "onboarding",
+        "add",
+        dir.0.join("onboard.pem").to_str().unwrap(),
+        "--serial",
+        SERIAL,
+    ]);
+    let config = config_partition(
+        &dir.0,
+        &state.join("ca.pem"),
+        &format!("10.0.2.2:{port}"),
+        SERIAL,
+        true,
+    );
+    let config_file = dir.0.join("config.yaml");
+    std::fs::write(
+        &config_file,
+        "configItems:\n  - { key: timer.config.interval, value: \"3\" }\n  - { key: timer.metric.interval, value: \"4\" }\n",
+    )
+    .unwrap();
+
+    // Short timers, the kill hook.
+    let manifest = MANIFEST.replace(
+        "cmdline = \"config_interval=10\"",
+        "cmdline = \"config_interval=2 metric_interval=3\"",
+    ) + "\n[test]\nhooks = [\"zedagent-kill\"]\n";
+    assert!(
+        manifest.contains("config_interval=2"),
+        "eve.toml's zedagent line changed"
+    );
+
+    let mut step = Step::Onboarding;
+    let mut uuid = String::new();
+    let mut kills = 0;
+    let run = boot_watching(
+        "node",
+        &manifest,
+        &[
+            "--fresh-disks",
+            "--disk",
+            &format!("config={}", config.display()),
+        ],
+        Duration::from_secs(1200),
+        |line| {
+            match step {
+                Step::Onboarding => {
+                    if let Some(rest) = line.split("onboarded as device ").nth(1) {
+                        uuid = rest.trim().to_string();
+                        let c = controller.as_ref().unwrap();
+                        c.admin(&["config", "set", &uuid, config_file.to_str().unwrap()]);
+                        step = Step::Configuring;
+                    }
+                }
+                Step::Configuring => {
+                    // diag shows the configuration in force; the controller goes away.
+                    if line.contains("config 1 from the controller") && line.contains("metrics") {
+                        controller = None;
+                        step = Step::Outage;
+                    }
+                }
+                Step::Outage => {
+                    if line.contains("zedagent-kill: destroyed zedagent") {
+                        kills += 1;
+                    }
+                    // The third zedagent has its predecessor's report and its own queued.
+                    if kills == 2 && line.contains("device report queued (2 waiting") {
+                        controller = Some(Controller::start_on(&state, &["10.0.2.2"], port));
+                        step = Step::Back;
+                    }
+                }
+                Step::Back => {
+                    if line.contains("device report delivered (201), 0 waiting") {
+                        step = Step::Done;
+                        return true;
+                    }
+                }
+                Step::Done => return true,
+            }
+            false
+        },
+    );
+    assert_eq!(
+        step,
+        Step::Done,
+        "the node stopped at {step:?}:\n{}",
+        run.log
+    );
+    let controller = controller.expect("the controller is back");
+
+    // 1. Onboarded, listed.
+    run.assert_has("zedagent: register: 201 Created");
+    let devices = controller.admin(&["devices", "list"]);
+    assert!(
+        devices.contains(&uuid) && devices.contains(SERIAL),
+        "{devices}"
+    );
+    // 2. The configuration arrived, its timers taken; metrics reached the controller.
+    run.assert_has("config version 1 from the controller");
+    run.assert_has("polling every 3 s, metrics every 4 s");
+    let metrics = controller.admin(&["follow", &uuid, "--kinds", "metrics", "--no-wait"]);
+    assert!(metrics.contains("\"iName\":\"uplink\""), "{metrics}");
+    // 3. Two crashes, two restarts; the restarted zedagents kept the identity and the
+    // configuration.
+    run.assert_has("launcher: zedagent: its domain");
+    assert!(
+        run.count("device identity restored from the vault") >= 2,
+        "{}",
+        run.log
+    );
+    assert!(
+        run.count("config version 1 from the checkpoint") >= 2,
+        "{}",
+        run.log
+    );
+    run.assert_has("info: 1 reports restored from the vault");
+    // 4. Registered again as the same device, every report delivered.
+    run.assert_has("register: 200 OK (known device)");
+    assert_eq!(
+        run.count(&format!("onboarded as device {uuid}")),
+        run.count("onboarded as device ")
+    );
+    let info = controller.admin(&["follow", &uuid, "--kinds", "info", "--no-wait"]);
+    let mut boot_times: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split("\"bootTime\":\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        boot_times.len(),
+        3,
+        "three device reports, one per zedagent start:\n{info}"
+    );
+    boot_times.dedup();
+    assert_eq!(boot_times.len(), 3, "{info}");
+}
