@@ -227,6 +227,20 @@ mod platform {
             .collect()
     }
 
+    /// Every channel the launcher wired to this service (under microvm: none is listed; a
+    /// test names its ports on the command line).
+    pub async fn wired() -> alloc::vec::Vec<String> {
+        if crate::platform::kind() != crate::platform::Kind::Xen {
+            return alloc::vec::Vec::new();
+        }
+        crate::platform::xen::store::read("data/lichen/channels")
+            .await
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    }
+
     /// The vchan of channel `name`, after checking that the launcher wired one.
     async fn open_wired(name: &str, wait: Duration) -> Result<Vchan, Error> {
         let listed = crate::platform::xen::store::read("data/lichen/channels")

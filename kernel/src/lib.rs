@@ -31,6 +31,7 @@ pub mod block;
 pub mod channel;
 pub mod cmdline;
 pub mod log;
+pub mod logring;
 pub mod mem;
 pub mod net;
 pub mod platform;
@@ -51,6 +52,8 @@ pub mod arch {
 mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+mod log_forward;
 // The executor and interrupt events also build for the host's unit tests, on a simulated
 // clock (see `time`), so that the network layer is tested there.
 #[cfg(any(target_os = "none", test))]

@@ -2,7 +2,8 @@
 //!
 //! Each line carries the monotonic time since boot, the level and the image name. A line is
 //! formatted into a fixed buffer (long lines are cut and marked) and written to the console
-//! in one piece, so lines from different tasks never interleave.
+//! in one piece, so lines from different tasks never interleave. Each line also goes to the
+//! log ring ([`crate::logring`]), from which the logs pillar collects it.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -110,15 +111,18 @@ impl Write for LineBuffer {
     }
 }
 
-/// Formats one log line into `buffer`.
+/// Formats one log line into `buffer`; returns where the message starts (after the prefix).
 pub fn format_line(
     buffer: &mut LineBuffer,
     at: crate::time::Instant,
     level: Level,
     image: &str,
     args: fmt::Arguments,
-) {
-    let _ = write!(buffer, "[{at}] {} {image}: {args}", level.label());
+) -> usize {
+    let _ = write!(buffer, "[{at}] {} {image}: ", level.label());
+    let start = buffer.len;
+    let _ = buffer.write_fmt(args);
+    start
 }
 
 /// Writes a log line (use the macros: [`error!`](crate::error), [`warn!`](crate::warn),
@@ -129,14 +133,13 @@ pub fn log(level: Level, args: fmt::Arguments) {
         return;
     }
     let mut line = LineBuffer::default();
-    format_line(
-        &mut line,
-        crate::time::now(),
-        level,
-        crate::service().name,
-        args,
-    );
-    crate::console::write(line.finish());
+    let at = crate::time::now();
+    let start = format_line(&mut line, at, level, crate::service().name, args);
+    let bytes = line.finish();
+    crate::console::write(bytes);
+    // The message alone (no prefix, no newline) for the logs pillar (docs/logs.md).
+    let text = &bytes[start.min(bytes.len() - 1)..bytes.len() - 1];
+    crate::logring::push(level as u8, at.as_nanos(), text);
 }
 
 /// Writes a log line to the test's output (host unit tests).

@@ -293,6 +293,7 @@ pub fn derive(
             client,
             ring_order: BUS_RING_ORDER,
             topics,
+            log: false,
         });
     }
     if errors.is_empty() {
@@ -373,7 +374,7 @@ pub fn table(manifest: &Manifest, declarations: &Declarations) -> String {
     }
     if !explicit.is_empty() {
         out.push_str(&format!(
-            "\nraw channels (from [[channels]]): {}\n",
+            "\nraw channels (from [[channels]], and log channels from `logs =`): {}\n",
             explicit.len()
         ));
         for channel in explicit {
@@ -473,6 +474,7 @@ mod tests {
             client: "other".into(),
             ring_order: 11,
             topics: vec![],
+            log: false,
         });
         let mut uplink = decl(4, &[], &[]);
         uplink.as_mut().unwrap().needs.uplink = true;
@@ -525,6 +527,7 @@ mod tests {
             client: "diag".into(),
             ring_order: 11,
             topics: vec![],
+            log: false,
         });
         let decls = declarations(vec![
             ("nim", decl(4, &[("nim/Status", 1)], &[])),

@@ -12,6 +12,7 @@ pub mod daemons;
 pub mod disks;
 pub mod domain_service;
 pub mod log;
+pub mod logs;
 pub mod manifest;
 pub mod order;
 pub mod platform;

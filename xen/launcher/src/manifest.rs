@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! name = "demo"                  # optional, default "node"
+//! logs = "logs"                  # the service that collects every other's log lines (optional):
+//!                                # each gets a channel `log` to it (crate::logs, docs/logs.md)
 //!
 //! [services.bus]
 //! image = "bus"                  # target/images/bus.elf (or a file named exactly "bus")
@@ -68,6 +70,10 @@ pub struct Manifest {
     /// and tests that must not overlap); by default all start together, in dependency order.
     #[serde(default)]
     pub sequential: bool,
+    /// The service that collects every other service's log lines (EVE's newlogd): each other
+    /// service gets a log channel to it ([`crate::logs`]).
+    #[serde(default)]
+    pub logs: Option<String>,
     /// The services, by name, in manifest order.
     pub services: IndexMap<String, Service>,
     /// The channels between services.
@@ -268,6 +274,10 @@ pub struct Channel {
     /// topics it carries, each with its publisher. Empty for a raw channel.
     #[serde(skip)]
     pub topics: Vec<(String, String)>,
+    /// A log channel derived from the manifest's `logs` (never written in a manifest): the
+    /// collector calls it by its name, `log-<service>`, the other end calls it `log`.
+    #[serde(skip)]
+    pub log: bool,
 }
 
 impl Channel {
@@ -279,6 +289,9 @@ impl Channel {
     /// What `service` (one of its ends) calls the channel: a bus channel is named after the
     /// peer on each side, a raw channel by its manifest name on both.
     pub fn name_for(&self, service: &str) -> &str {
+        if self.log {
+            return crate::logs::name_for(self, service);
+        }
         match (self.is_bus(), self.server == service) {
             (false, _) => &self.name,
             (true, true) => &self.client,
@@ -448,6 +461,8 @@ pub enum ManifestError {
     Cycle(Vec<String>),
     /// The images' declarations do not fit together or the manifest.
     Bus(bus::BusError),
+    /// The log channels cannot be derived (see [`crate::logs`]).
+    Logs(String),
     /// A test hook that the hooks directory does not have.
     UnknownHook {
         /// The hook.
@@ -510,6 +525,7 @@ impl fmt::Display for ManifestError {
                 RING_ORDERS.end()
             ),
             ManifestError::Bus(e) => write!(f, "{e}"),
+            ManifestError::Logs(e) => write!(f, "logs: {e}"),
             ManifestError::UnknownHook { hook, dir } => {
                 write!(f, "[test]: no hook named `{hook}` in {}", dir.display())
             }
@@ -579,6 +595,9 @@ impl Manifest {
         let declarations = bus::read_declarations(self, images).map_err(to_errors)?;
         let channels = bus::derive(self, &declarations).map_err(to_errors)?;
         self.channels.extend(channels);
+        let logs = crate::logs::derive(self)
+            .map_err(|e| ManifestErrors(e.into_iter().map(ManifestError::Logs).collect()))?;
+        self.channels.extend(logs);
         if let Err(cycle) = order::start_order(self) {
             return Err(ManifestErrors(vec![ManifestError::Cycle(cycle.services)]));
         }
@@ -736,7 +755,7 @@ pub fn resolve_image(
 }
 
 /// A name usable as a Xen domain name, a log file name and a xenstore path element.
-fn is_good_name(name: &str) -> bool {
+pub(crate) fn is_good_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -826,6 +845,7 @@ mod tests {
                 client: "api".into(),
                 ring_order: 11,
                 topics: vec![],
+                log: false,
             }]
         );
     }

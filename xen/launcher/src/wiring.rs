@@ -343,6 +343,7 @@ mod tests {
             client: "api".into(),
             ring_order: 14,
             topics: vec![("bus/Status".into(), "bus".into())],
+            log: false,
         });
         let ids = domids(&[("bus", 1), ("api", 2)]);
         let server = service_wiring(&manifest, "bus", &ids);

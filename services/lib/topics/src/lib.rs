@@ -25,6 +25,7 @@ pub use declare::{Persistence, TopicDecl};
 pub mod counter;
 pub mod domainmgr;
 pub mod downloader;
+pub mod logs;
 pub mod persistent;
 pub mod ping;
 pub mod pong;

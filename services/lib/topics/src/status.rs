@@ -5,7 +5,9 @@
 //! [`for_each_status_topic!`] (how diag subscribes to each with its own types). A unit test
 //! checks that they agree. A status message type implements `Display`: one line per object.
 
-use crate::{counter, domainmgr, ping, pong, template, vault, zedagent, zedmanager, TopicDecl};
+use crate::{
+    counter, domainmgr, logs, ping, pong, template, vault, zedagent, zedmanager, TopicDecl,
+};
 
 /// Every status topic, as an image declares it.
 pub const TOPICS: &[TopicDecl] = &[
@@ -17,6 +19,7 @@ pub const TOPICS: &[TopicDecl] = &[
     zedagent::STATUS.decl(),
     domainmgr::DOMAIN_STATUS.decl(),
     zedmanager::APP_INSTANCE_STATUS.decl(),
+    logs::STATUS.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every status topic (a macro, so that `$visit` can be generic
@@ -32,6 +35,7 @@ macro_rules! for_each_status_topic {
         $visit!(&$crate::zedagent::STATUS);
         $visit!(&$crate::domainmgr::DOMAIN_STATUS);
         $visit!(&$crate::zedmanager::APP_INSTANCE_STATUS);
+        $visit!(&$crate::logs::STATUS);
     };
 }
 
