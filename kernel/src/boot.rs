@@ -100,14 +100,19 @@ pub extern "C" fn kernel_entry() -> ! {
     );
     cpu::enable_interrupts();
     MAIN_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
-    // The log forwarder runs beside main (docs/logs.md); it ends at once where there is no
-    // logs pillar to forward to.
-    crate::executor::spawn(crate::log_forward::run(args.clone()));
+    // The log forwarder runs beside main (docs/logs.md), in images that have it; it ends at
+    // once where there is no logs pillar to forward to.
+    let forwarder = crate::service().log_forwarder;
+    if let Some(forward) = forwarder {
+        crate::executor::spawn(forward(args.clone()));
+    }
     let main = (crate::service().main)(args);
     let status = crate::executor::run(async move {
         let status = main.await;
-        // The last lines to the logs pillar, if it is connected (at most half a second).
-        crate::log_forward::flush(core::time::Duration::from_millis(500)).await;
+        if forwarder.is_some() {
+            // The last lines to the logs pillar, if it is connected (at most half a second).
+            crate::log_forward::flush(core::time::Duration::from_millis(500)).await;
+        }
         status
     });
     exit(status)

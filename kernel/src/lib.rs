@@ -91,6 +91,20 @@ pub struct Service {
     pub main: fn(Args) -> MainFuture,
     /// What the image declares (also in its `lichen` ELF note, for the launcher).
     pub declaration: &'static declare::Declaration,
+    /// The log forwarder that runs beside `main` (docs/logs.md), or `None` for an image that
+    /// keeps its lines on its console only (`log_forwarding: false` in [`service!`]): the
+    /// forwarder and the channel code it needs are then not linked in.
+    pub log_forwarder: Option<fn(Args) -> ForwarderFuture>,
+}
+
+/// The future of the log forwarder task.
+pub type ForwarderFuture = core::pin::Pin<alloc::boxed::Box<dyn core::future::Future<Output = ()>>>;
+
+/// The log forwarder, as [`Service::log_forwarder`] holds it ([`service!`] names it).
+#[doc(hidden)]
+#[cfg(target_os = "none")]
+pub fn __log_forwarder(args: Args) -> ForwarderFuture {
+    alloc::boxed::Box::pin(log_forward::run(args))
 }
 
 /// The service linked into this image.
@@ -120,8 +134,12 @@ pub const DEFAULT_MEMORY_FLOOR_MIB: u32 = 4;
 ///     publishes: &[topics::pong::ACK.decl()],  // optional
 ///     subscribes: &[topics::ping::SEQ.decl()], // optional
 ///     watches: topics::status::TOPICS,         // optional: followed when published
+///     log_forwarding: false,                   // optional: lines stay on the console
 /// }
 /// ```
+///
+/// Every image forwards its log lines to the node's logs pillar unless it says
+/// `log_forwarding: false` (docs/logs.md); `hello`, the size and boot-time reference, does.
 ///
 /// The declaration is checked at compile time and written into the image as an ELF note that
 /// the launcher reads to wire the node (services/lib/declare); the bus
@@ -138,6 +156,7 @@ macro_rules! service {
         $(, publishes: $publishes:expr)?
         $(, subscribes: $subscribes:expr)?
         $(, watches: $watches:expr)?
+        $(, log_forwarding: $forwarding:tt)?
         $(,)?
     ) => {
         static LICHEN_DECLARATION: $crate::declare::Declaration = $crate::declare::Declaration {
@@ -161,7 +180,22 @@ macro_rules! service {
             version: env!("CARGO_PKG_VERSION"),
             main: |args| $crate::alloc::boxed::Box::pin($main(args)),
             declaration: &LICHEN_DECLARATION,
+            log_forwarder: $crate::__forwarder!($($forwarding)?),
         };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __forwarder {
+    () => {
+        Some($crate::__log_forwarder)
+    };
+    (true) => {
+        Some($crate::__log_forwarder)
+    };
+    (false) => {
+        None
     };
 }
 
