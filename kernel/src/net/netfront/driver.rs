@@ -107,9 +107,7 @@ pub struct Netfront {
 
 fn read_blocking(path: &str, what: &'static str) -> Result<String, NetfrontError> {
     let body = payload(&[path], &[]).map_err(|_| NetfrontError::Xenstore(what))?;
-    let answer = crate::platform::xen::platform()
-        .with_xenstore(|xs| xs.request_blocking(kind::READ, 0, &body))
-        .ok_or(NetfrontError::Xenstore(what))?
+    let answer = crate::platform::xen::store::request_blocking(kind::READ, 0, &body)
         .map_err(|_| NetfrontError::Xenstore(what))?;
     String::from_utf8(answer).map_err(|_| NetfrontError::BadValue(what))
 }
@@ -119,8 +117,8 @@ impl Netfront {
     /// buffers are set up at once, the handshake with the backend runs in a task (frames
     /// flow once it is done).
     ///
-    /// The xenstore reads here block (on the boot-time path of the xenstore ring): call
-    /// this before other tasks use xenstore.
+    /// The xenstore reads here block (`store::request_blocking`), beside other tasks'
+    /// requests in flight, which keep their answers.
     pub fn find_first() -> Option<Result<Netfront, NetfrontError>> {
         let backend = read_blocking(&format!("{FRONT}/backend"), "backend").ok()?;
         Some(Netfront::new(backend))

@@ -39,28 +39,65 @@ fn with_ring<R>(f: impl FnOnce(&mut super::xenstore::XenStore) -> R) -> Result<R
         .ok_or(Error::Protocol("this domain has no xenstore"))
 }
 
+/// Files one message from the ring: a watch event for its watcher, an answer for the task
+/// that asked.
+fn file(header: Header, body: Vec<u8>) {
+    let mut mailbox = MAILBOX.lock();
+    if header.kind == kind::WATCH_EVENT {
+        if let Some(event) = WatchEvent::parse(&body) {
+            if mailbox.events.len() == MAX_QUEUED_EVENTS {
+                mailbox.events.pop_front();
+            }
+            mailbox.events.push_back(event);
+        }
+    } else {
+        mailbox.answers.insert(header.req_id, (header, body));
+    }
+}
+
+/// Wakes every task waiting on the mailbox.
+fn wake_waiters() {
+    let waiters = core::mem::take(&mut MAILBOX.lock().waiters);
+    waiters.into_iter().for_each(Waker::wake);
+}
+
 /// Files every complete message in the ring; wakes waiters if anything arrived.
 fn drain() -> Result<(), Error> {
     let mut arrived = false;
     while let Some((header, body)) = with_ring(|xs| xs.try_receive())?? {
         arrived = true;
-        let mut mailbox = MAILBOX.lock();
-        if header.kind == kind::WATCH_EVENT {
-            if let Some(event) = WatchEvent::parse(&body) {
-                if mailbox.events.len() == MAX_QUEUED_EVENTS {
-                    mailbox.events.pop_front();
-                }
-                mailbox.events.push_back(event);
-            }
-        } else {
-            mailbox.answers.insert(header.req_id, (header, body));
-        }
+        file(header, body);
     }
     if arrived {
-        let waiters = core::mem::take(&mut MAILBOX.lock().waiters);
-        waiters.into_iter().for_each(Waker::wake);
+        wake_waiters();
     }
     Ok(())
+}
+
+/// Sends one request and waits for its answer without awaiting (yielding the CPU to Xen), for
+/// code that cannot await (netfront's set-up). It shares the ring with the tasks' requests:
+/// answers to theirs and watch events that arrive meanwhile are filed for them, never taken.
+/// It fails while a task is half-way through sending a request, whose bytes it must not
+/// interleave with and which cannot finish while this blocks.
+pub fn request_blocking(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<Vec<u8>, Error> {
+    if MAILBOX.lock().sending {
+        return Err(Error::Protocol(
+            "a task is half-way through sending a request",
+        ));
+    }
+    let mut others = Vec::new();
+    let answer = with_ring(|xs| {
+        xs.request_blocking_filing(request_kind, tx_id, body, &mut |header, body| {
+            others.push((header, body))
+        })
+    })?;
+    if !others.is_empty() {
+        others
+            .into_iter()
+            .for_each(|(header, body)| file(header, body));
+        wake_waiters();
+    }
+    answer
 }
 
 /// Polls `check` after draining the ring; registers for the xenstore event and for other

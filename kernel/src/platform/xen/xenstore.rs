@@ -321,12 +321,27 @@ mod client {
         }
 
         /// Sends a request and waits for its answer by yielding the CPU: for boot and exit
-        /// paths, where no task runs. Watch events that arrive meanwhile are dropped.
+        /// paths, where no task runs. Other messages that arrive meanwhile (watch events,
+        /// answers to other requests) are dropped.
         pub fn request_blocking(
             &mut self,
             kind: u32,
             tx_id: u32,
             body: &[u8],
+        ) -> Result<Vec<u8>, Error> {
+            self.request_blocking_filing(kind, tx_id, body, &mut |_, _| {})
+        }
+
+        /// [`request_blocking`](Self::request_blocking), handing every other message that
+        /// arrives meanwhile (watch events, answers to other requests) to `other` instead of
+        /// dropping it, so that tasks' requests in flight keep their answers
+        /// (`store::request_blocking`).
+        pub fn request_blocking_filing(
+            &mut self,
+            kind: u32,
+            tx_id: u32,
+            body: &[u8],
+            other: &mut dyn FnMut(Header, Vec<u8>),
         ) -> Result<Vec<u8>, Error> {
             let (req_id, bytes) = self.encode(kind, tx_id, body)?;
             let mut sent = 0;
@@ -349,9 +364,10 @@ mod client {
             loop {
                 match self.try_receive()? {
                     None => wait()?,
-                    Some((header, _)) if header.kind == kind::WATCH_EVENT => {}
-                    Some((header, _)) if header.req_id != req_id => {
-                        return Err(Error::Protocol("answer to another request"))
+                    Some((header, payload))
+                        if header.kind == kind::WATCH_EVENT || header.req_id != req_id =>
+                    {
+                        other(header, payload)
                     }
                     Some((header, payload)) => return check_answer(&header, kind, payload),
                 }
