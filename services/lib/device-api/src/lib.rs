@@ -8,6 +8,7 @@
 //! - [`checkpoint`]: the last good configuration, kept as received and verified again when read;
 //! - [`http`]: HTTP/1.1 requests and responses over a TLS stream;
 //! - [`queue`]: reports kept (in the vault) until the controller takes them;
+//! - [`objects`]: the node's apps and content trees as info reports, made when they change;
 //! - [`tables`]: the configuration in force as the bus's typed tables, references checked;
 //! - [`fanout`]: those tables published, objects gone from the configuration unpublished;
 //! - [`x509`]: PEM, a certificate's key and path validation, through webpki.
@@ -26,6 +27,15 @@ pub mod controller;
 pub mod fanout;
 pub mod http;
 pub mod identity;
+pub mod objects;
 pub mod queue;
 pub mod tables;
 pub mod x509;
+
+/// A Unix time (seconds) as a protobuf timestamp.
+pub fn timestamp(secs: u64) -> lichen_api::Timestamp {
+    lichen_api::Timestamp {
+        seconds: i64::try_from(secs).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
+}

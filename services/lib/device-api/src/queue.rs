@@ -5,7 +5,10 @@
 //!
 //! The queue is bounded ([`MAX_QUEUED`]): when the controller stays away that long, the oldest
 //! report goes first (counted in [`Queue::dropped`]); a device's later report says more than
-//! its earlier ones.
+//! its earlier ones. A report about an app, a content tree or a volume replaces the one of the
+//! same object still waiting ([`crate::objects::superseded_key`]): the controller keeps only
+//! an object's newest report, so a download's progress does not push the device's reports out
+//! while the controller is away. The device's own reports are each kept.
 //!
 //! **What the vault may hand back**: keys that are not sequence numbers (ignored and removed,
 //! logged by the caller through [`Queue::restore`]'s count).
@@ -16,7 +19,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use bus_io::Publication;
+use lichen_api::info::ZInfoMsg;
+use prost::Message;
 use topics::zedagent::QueuedInfo;
+
+use crate::objects::superseded_key;
 
 /// The most reports kept.
 pub const MAX_QUEUED: usize = 128;
@@ -24,6 +31,9 @@ pub const MAX_QUEUED: usize = 128;
 /// Reports in the order they were made, each under a sequence number.
 pub struct Queue {
     reports: BTreeMap<u64, Vec<u8>>,
+    /// The sequence number of the report waiting for each object that a newer report of the
+    /// same object replaces.
+    objects: BTreeMap<String, u64>,
     next: u64,
     table: Option<Publication<String, QueuedInfo>>,
     /// Reports dropped because the queue was full.
@@ -40,6 +50,7 @@ impl Queue {
     pub fn in_memory() -> Queue {
         Queue {
             reports: BTreeMap::new(),
+            objects: BTreeMap::new(),
             next: 0,
             table: None,
             dropped: 0,
@@ -57,6 +68,9 @@ impl Queue {
         for (k, report) in held {
             match k.parse::<u64>() {
                 Ok(seq) if k == key(seq) => {
+                    if let Some(object) = object_of(&report.message) {
+                        queue.objects.insert(object, seq);
+                    }
                     queue.reports.insert(seq, report.message);
                     queue.next = queue.next.max(seq + 1);
                 }
@@ -70,8 +84,14 @@ impl Queue {
         (queue, strays)
     }
 
-    /// Queues `report`, dropping the oldest if the queue is full.
+    /// Queues `report` (an encoded `ZInfoMsg`), in place of the waiting report of the same
+    /// object if it is about an app, a content tree or a volume, dropping the oldest if the
+    /// queue is full.
     pub fn push(&mut self, report: Vec<u8>) -> Result<(), String> {
+        let object = object_of(&report);
+        if let Some(&older) = object.as_ref().and_then(|o| self.objects.get(o)) {
+            self.remove(older)?;
+        }
         while self.reports.len() >= MAX_QUEUED {
             let Some((&oldest, _)) = self.reports.iter().next() else {
                 break;
@@ -92,6 +112,9 @@ impl Queue {
                 .map_err(|e| format!("{e}"))?;
         }
         self.reports.insert(seq, report);
+        if let Some(object) = object {
+            self.objects.insert(object, seq);
+        }
         Ok(())
     }
 
@@ -106,6 +129,7 @@ impl Queue {
             table.unpublish(&key(seq)).map_err(|e| format!("{e}"))?;
         }
         self.reports.remove(&seq);
+        self.objects.retain(|_, s| *s != seq);
         Ok(())
     }
 
@@ -125,6 +149,11 @@ impl Queue {
             table.durable().await;
         }
     }
+}
+
+/// See [`superseded_key`]; `None` for bytes that are not a `ZInfoMsg`.
+fn object_of(report: &[u8]) -> Option<String> {
+    superseded_key(&ZInfoMsg::decode(report).ok()?)
 }
 
 #[cfg(test)]
@@ -199,6 +228,65 @@ mod tests {
         assert_eq!(queue.first(), Some((3, &[3u8][..])));
         assert_eq!(keys(&table).len(), MAX_QUEUED);
         assert_eq!(keys(&table)[0], key(3));
+    }
+
+    fn app(uuid: &str, name: &str) -> Vec<u8> {
+        use lichen_api::info::{z_info_msg::InfoContent, ZInfoApp};
+        ZInfoMsg {
+            info_content: Some(InfoContent::Ainfo(ZInfoApp {
+                app_id: uuid.into(),
+                app_name: name.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn device(host: &str) -> Vec<u8> {
+        use lichen_api::info::{z_info_msg::InfoContent, ZInfoDevice};
+        ZInfoMsg {
+            info_content: Some(InfoContent::Dinfo(ZInfoDevice {
+                host_name: host.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn an_objects_newer_report_replaces_the_waiting_one_and_device_reports_all_stay() {
+        let table = table();
+        let (mut queue, _) = Queue::restore(table.clone());
+        queue.push(device("boot 1")).unwrap();
+        queue.push(app("a", "first")).unwrap();
+        queue.push(app("b", "other")).unwrap();
+        queue.push(device("boot 2")).unwrap();
+        queue.push(app("a", "second")).unwrap();
+        assert_eq!(keys(&table), vec![key(0), key(2), key(3), key(4)]);
+        // Restored from the vault, the queue still knows which report is whose.
+        let (mut again, _) = Queue::restore(table.clone());
+        again.push(app("a", "third")).unwrap();
+        again.push(app("b", "gone")).unwrap();
+        assert_eq!(keys(&table), vec![key(0), key(3), key(5), key(6)]);
+        let mut left = Vec::new();
+        while let Some((seq, bytes)) = again.first() {
+            left.push(bytes.to_vec());
+            again.remove(seq).unwrap();
+        }
+        assert_eq!(
+            left,
+            vec![
+                device("boot 1"),
+                device("boot 2"),
+                app("a", "third"),
+                app("b", "gone")
+            ]
+        );
+        // Delivered: a new report of the object is queued, replacing nothing.
+        again.push(app("a", "fourth")).unwrap();
+        assert_eq!(again.len(), 1);
     }
 
     #[test]
