@@ -31,6 +31,7 @@ use topics::zedagent::{Checkpoint, Status};
 use topics::Global;
 
 use crate::link::{refusal, route, Link};
+use crate::objects::Watched;
 use crate::reports;
 
 /// EVE's default `timer.config.interval`.
@@ -44,6 +45,9 @@ const DURABLE_WAIT: Duration = Duration::from_secs(30);
 const MAX_CHECKPOINT: usize = 240 * 1024;
 /// The longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The shortest time between two looks at the objects' statuses: changes meanwhile (a
+/// download's progress) are reported together.
+const OBJECT_LOOK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The wall clock in Unix seconds, if set.
 pub fn unix_now() -> Option<u64> {
@@ -133,6 +137,8 @@ pub struct Agent {
     boot_time: Option<u64>,
     /// Stop after this many answered polls (tests); `None`: never.
     pub polls_left: Option<u64>,
+    /// The node's objects (apps, content trees) reported as they change.
+    pub watched: Option<Watched>,
 }
 
 impl Agent {
@@ -173,6 +179,7 @@ impl Agent {
             config_error: None,
             boot_time: unix_now(),
             polls_left: None,
+            watched: None,
         }
     }
 
@@ -198,9 +205,11 @@ impl Agent {
     /// Onboards, then polls and reports until `polls_left` runs out (or forever): a config
     /// poll every `timer.config.interval` (sooner after a failure, with backoff), the device
     /// info queued whenever it changes and the queue sent after every answered poll, metrics
-    /// every `timer.metric.interval` while the controller answers.
+    /// every `timer.metric.interval` while the controller answers; the objects' reports
+    /// queued as they change and sent at once while the controller answers.
     pub async fn run(&mut self) {
         self.record_info().await;
+        self.record_objects().await;
         self.onboard().await;
         let mut backoff = Backoff::new();
         let mut next_poll = kernel::now();
@@ -242,6 +251,7 @@ impl Agent {
                         self.record_info().await;
                         backoff.wait().await;
                         self.onboard().await;
+                        self.record_objects().await;
                         next_poll = kernel::now();
                     }
                     Err(PollError::Refused(e)) => {
@@ -275,8 +285,53 @@ impl Agent {
                 next_metrics = kernel::now() + self.metric_interval;
             }
             let wake: Instant = next_poll.min(next_metrics);
-            kernel::sleep_until(wake).await;
+            if self.wait_for_objects(wake).await {
+                self.record_objects().await;
+                if reachable {
+                    self.flush_info().await;
+                }
+                kernel::sleep_until(wake.min(kernel::now() + OBJECT_LOOK_INTERVAL)).await;
+            }
         }
+    }
+
+    /// Waits until `wake`, or less if an object's status changed first (then true).
+    async fn wait_for_objects(&self, wake: Instant) -> bool {
+        let Some(watched) = &self.watched else {
+            kernel::sleep_until(wake).await;
+            return false;
+        };
+        let left = wake.saturating_duration_since(kernel::now());
+        kernel::timeout(left, watched.changed()).await.is_ok()
+    }
+
+    /// Queues a report for each object new, changed or gone since the last look.
+    async fn record_objects(&mut self) {
+        let Some(watched) = self.watched.as_mut() else {
+            return;
+        };
+        let reports = watched.reports(unix_now().unwrap_or(0));
+        if reports.is_empty() {
+            return;
+        }
+        let count = reports.len();
+        for report in reports {
+            if let Err(e) = self.info.push(report.encode_to_vec()) {
+                error!("zedagent: info: cannot queue an object's report: {e}");
+            }
+        }
+        self.status.info_queued = self.info.len() as u64;
+        self.publish_status();
+        if kernel::timeout(DURABLE_WAIT, self.info.durable())
+            .await
+            .is_err()
+        {
+            warn!("zedagent: info: the vault has not committed the queue yet");
+        }
+        info!(
+            "zedagent: info: {count} object reports queued ({} waiting)",
+            self.info.len()
+        );
     }
 
     /// certs, register, uuid: retried with backoff until all three succeed.
@@ -351,6 +406,9 @@ impl Agent {
         if !self.uuid.is_empty() && self.uuid != uuid.uuid {
             // Another device for the controller: it has none of our reports.
             self.last_info = None;
+            if let Some(watched) = self.watched.as_mut() {
+                watched.forget();
+            }
         }
         self.uuid = uuid.uuid;
         self.status.uuid = self.uuid.clone();

@@ -8,8 +8,10 @@
 //! (`zedagent/Checkpoint`) in force, and starts the network. Then, over TLS 1.3 verified against the
 //! pinned root: `certs`, `register` (signed with the onboarding key; 403 is reported and
 //! retried), `uuid`, and every `timer.config.interval` a config poll with the current hash
-//! (304: unchanged), followed by an info report when the device's state changed. Every
-//! controller answer is verified against its signing certificate before use.
+//! (304: unchanged), followed by an info report when the device's state changed. The node's
+//! apps and content trees (zedmanager's and the downloader's statuses, watched on the bus) are
+//! reported as they change. Every controller answer is verified against its signing
+//! certificate before use.
 //!
 //! Options:
 //! - `config_interval=SECS`: the poll interval until a configuration sets
@@ -32,6 +34,7 @@ extern crate alloc;
 
 mod agent;
 mod link;
+mod objects;
 mod reports;
 
 use alloc::string::{String, ToString};
@@ -66,6 +69,7 @@ kernel::service! {
         BASE_OS.decl(),
     ],
     subscribes: &[STORED.decl()],
+    watches: objects::WATCHES,
 }
 
 /// How long the network may take to get an address.
@@ -211,6 +215,7 @@ async fn start(
         queue,
     );
     agent.polls_left = polls;
+    agent.watched = Some(objects::Watched::new(&node).map_err(|e| format!("{e}"))?);
     if let Some(stored) = stored {
         agent.restore_checkpoint(&stored);
     }

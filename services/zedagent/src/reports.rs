@@ -10,6 +10,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 
+use device_api::timestamp;
+
 use lichen_api::info::{
     ErrorInfo, Severity, ZDeviceState, ZInfoDevSw, ZInfoDevice, ZInfoMsg, ZInfoTypes, ZSwState,
 };
@@ -18,13 +20,6 @@ use lichen_api::metrics::{
     ZMetricMsg,
 };
 
-/// A Unix time as a protobuf timestamp.
-pub fn timestamp(secs: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: secs as i64,
-        nanos: 0,
-    }
-}
 
 /// The device info: what the device is and runs. `boot_time` is zedagent's start,
 /// `host_name` the serial, `error` the last configuration refused (with when), if any.

@@ -1,0 +1,73 @@
+//! The node's objects that zedagent reports on (apps, content trees), followed on the bus.
+//!
+//! They are *watched* (`watches:` in the service declaration): the subscriptions are wired only
+//! where some pillar of the node publishes the topic, so zedagent runs as well on a node
+//! without zedmanager or the downloader (their views then stay empty). Which reports are due is
+//! `device_api::objects`'s.
+
+use core::future::{poll_fn, Future};
+use core::pin::pin;
+use core::task::Poll;
+
+use alloc::vec::Vec;
+use bus_io::{Node, Subscription};
+use device_api::objects::Reporter;
+use lichen_api::info::ZInfoMsg;
+use topics::downloader::{DownloadStatus, DOWNLOAD_STATUS};
+use topics::zedmanager::{AppInstanceStatus, APP_INSTANCE_STATUS};
+
+/// The watched topics, for `kernel::service!`.
+pub const WATCHES: &[topics::TopicDecl] = &[APP_INSTANCE_STATUS.decl(), DOWNLOAD_STATUS.decl()];
+
+/// The subscriptions to the objects' statuses and what was last reported of them.
+pub struct Watched {
+    apps: Subscription<AppInstanceStatus>,
+    downloads: Subscription<DownloadStatus>,
+    reporter: Reporter,
+}
+
+impl Watched {
+    /// Follows the objects' statuses on `node`.
+    pub fn new(node: &Node) -> Result<Watched, bus_io::NodeError> {
+        Ok(Watched {
+            apps: node.subscribe(&APP_INSTANCE_STATUS)?,
+            downloads: node.subscribe(&DOWNLOAD_STATUS)?,
+            reporter: Reporter::new(),
+        })
+    }
+
+    /// Completes when a status changed (or a publisher came or went) since the last call.
+    pub async fn changed(&self) {
+        let mut apps = pin!(self.apps.next());
+        let mut downloads = pin!(self.downloads.next());
+        poll_fn(|cx| {
+            let a = apps.as_mut().poll(cx).is_ready();
+            let d = downloads.as_mut().poll(cx).is_ready();
+            if a || d {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        // The views hold the changes: the queued updates are only the signal.
+        while self.apps.try_next().is_some() {}
+        while self.downloads.try_next().is_some() {}
+    }
+
+    /// The reports due now (Unix time `now`): objects new, changed or gone.
+    pub fn reports(&mut self, now: u64) -> Vec<ZInfoMsg> {
+        let mut reports = self.apps.with(|view| self.reporter.apps(view.iter(), now));
+        reports.extend(
+            self.downloads
+                .with(|view| self.reporter.content_trees(view.iter(), now)),
+        );
+        reports
+    }
+
+    /// Forgets what was reported (the controller now knows the device under another UUID and
+    /// has none of its reports): every object is reported again.
+    pub fn forget(&mut self) {
+        self.reporter = Reporter::new();
+    }
+}
