@@ -8,7 +8,7 @@
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
-use crate::Topic;
+use crate::{Global, Topic};
 
 /// Where a download stands (the part of EVE's `ZSwState` sequence that is the downloader's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,3 +71,14 @@ impl core::fmt::Display for DownloadStatus {
 /// Every content tree's download, by content tree UUID.
 pub const DOWNLOAD_STATUS: Topic<String, DownloadStatus> =
     Topic::volatile("downloader/DownloadStatus", 1);
+
+/// The node's app data disk, as the downloader (its only writer) found it: volumemgr places
+/// volumes within it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataDisk {
+    /// Its size in whole MiB.
+    pub size_mib: u64,
+}
+
+/// The app data disk, once the downloader has opened it (absent on a node without one).
+pub const DATA_DISK: Topic<Global, DataDisk> = Topic::volatile("downloader/DataDisk", 1);
