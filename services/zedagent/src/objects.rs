@@ -1,8 +1,9 @@
-//! The node's objects that zedagent reports on (apps, content trees), followed on the bus.
+//! The node's objects that zedagent reports on (apps, content trees, volumes), followed on the
+//! bus.
 //!
 //! They are *watched* (`watches:` in the service declaration): the subscriptions are wired only
 //! where some pillar of the node publishes the topic, so zedagent runs as well on a node
-//! without zedmanager or the downloader (their views then stay empty). Which reports are due is
+//! without zedmanager, the downloader or volumemgr (their views then stay empty). Which reports are due is
 //! `device_api::objects`'s.
 
 use core::future::{poll_fn, Future};
@@ -14,15 +15,21 @@ use bus_io::{Node, Subscription};
 use device_api::objects::Reporter;
 use lichen_api::info::ZInfoMsg;
 use topics::downloader::{DownloadStatus, DOWNLOAD_STATUS};
+use topics::volumemgr::{VolumeStatus, VOLUME_STATUS};
 use topics::zedmanager::{AppInstanceStatus, APP_INSTANCE_STATUS};
 
 /// The watched topics, for `kernel::service!`.
-pub const WATCHES: &[topics::TopicDecl] = &[APP_INSTANCE_STATUS.decl(), DOWNLOAD_STATUS.decl()];
+pub const WATCHES: &[topics::TopicDecl] = &[
+    APP_INSTANCE_STATUS.decl(),
+    DOWNLOAD_STATUS.decl(),
+    VOLUME_STATUS.decl(),
+];
 
 /// The subscriptions to the objects' statuses and what was last reported of them.
 pub struct Watched {
     apps: Subscription<AppInstanceStatus>,
     downloads: Subscription<DownloadStatus>,
+    volumes: Subscription<VolumeStatus>,
     reporter: Reporter,
 }
 
@@ -32,6 +39,7 @@ impl Watched {
         Ok(Watched {
             apps: node.subscribe(&APP_INSTANCE_STATUS)?,
             downloads: node.subscribe(&DOWNLOAD_STATUS)?,
+            volumes: node.subscribe(&VOLUME_STATUS)?,
             reporter: Reporter::new(),
         })
     }
@@ -40,10 +48,12 @@ impl Watched {
     pub async fn changed(&self) {
         let mut apps = pin!(self.apps.next());
         let mut downloads = pin!(self.downloads.next());
+        let mut volumes = pin!(self.volumes.next());
         poll_fn(|cx| {
             let a = apps.as_mut().poll(cx).is_ready();
             let d = downloads.as_mut().poll(cx).is_ready();
-            if a || d {
+            let v = volumes.as_mut().poll(cx).is_ready();
+            if a || d || v {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -53,6 +63,7 @@ impl Watched {
         // The views hold the changes: the queued updates are only the signal.
         while self.apps.try_next().is_some() {}
         while self.downloads.try_next().is_some() {}
+        while self.volumes.try_next().is_some() {}
     }
 
     /// The reports due now (Unix time `now`): objects new, changed or gone.
@@ -61,6 +72,10 @@ impl Watched {
         reports.extend(
             self.downloads
                 .with(|view| self.reporter.content_trees(view.iter(), now)),
+        );
+        reports.extend(
+            self.volumes
+                .with(|view| self.reporter.volumes(view.iter(), now)),
         );
         reports
     }

@@ -20,7 +20,6 @@ use lichen_api::metrics::{
     ZMetricMsg,
 };
 
-
 /// The device info: what the device is and runs. `boot_time` is zedagent's start,
 /// `host_name` the serial, `error` the last configuration refused (with when), if any.
 pub fn device_info(

@@ -8,7 +8,8 @@
 //! - [`checkpoint`]: the last good configuration, kept as received and verified again when read;
 //! - [`http`]: HTTP/1.1 requests and responses over a TLS stream;
 //! - [`queue`]: reports kept (in the vault) until the controller takes them;
-//! - [`objects`]: the node's apps and content trees as info reports, made when they change;
+//! - [`objects`]: the node's apps, content trees and volumes as info reports, made when they
+//!   change;
 //! - [`tables`]: the configuration in force as the bus's typed tables, references checked;
 //! - [`fanout`]: those tables published, objects gone from the configuration unpublished;
 //! - [`x509`]: PEM, a certificate's key and path validation, through webpki.

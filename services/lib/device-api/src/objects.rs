@@ -1,6 +1,7 @@
 //! The node's objects as EVE's info reports them, and which of them changed since they were
-//! last reported: apps (`ZInfoApp`, from zedmanager's `AppInstanceStatus`) and content trees
-//! (`ZInfoContentTree`, from the downloader's `DownloadStatus`).
+//! last reported: apps (`ZInfoApp`, from zedmanager's `AppInstanceStatus`), content trees
+//! (`ZInfoContentTree`, from the downloader's `DownloadStatus`) and volumes (`ZInfoVolume`,
+//! from volumemgr's `VolumeStatus`).
 //!
 //! [`Reporter`] keeps what it last reported of each object. Given the objects' statuses as
 //! they are now (a subscription's view), it returns an info report for each object that is
@@ -23,9 +24,10 @@ use alloc::vec::Vec;
 
 use lichen_api::info::z_info_msg::InfoContent;
 use lichen_api::info::{
-    ErrorInfo, Severity, ZInfoApp, ZInfoContentTree, ZInfoMsg, ZInfoTypes, ZSwState,
+    ErrorInfo, Severity, ZInfoApp, ZInfoContentTree, ZInfoMsg, ZInfoTypes, ZInfoVolume, ZSwState,
 };
 use topics::downloader::{DownloadState, DownloadStatus};
+use topics::volumemgr::{VolumeState, VolumeStatus};
 use topics::zedmanager::{AppInstanceStatus, SwState};
 
 /// The longest name or error text reported, in bytes.
@@ -38,6 +40,8 @@ pub enum Kind {
     App,
     /// A content tree (`ZInfoContentTree`).
     ContentTree,
+    /// A volume (`ZInfoVolume`).
+    Volume,
 }
 
 /// What is remembered of an object between looks.
@@ -130,6 +134,33 @@ impl Reporter {
         })
     }
 
+    /// The reports due for the volumes whose statuses are now `current` (keyed by volume
+    /// UUID), at Unix time `now`.
+    pub fn volumes<'a>(
+        &mut self,
+        current: impl IntoIterator<Item = (&'a str, &'a VolumeStatus)>,
+        now: u64,
+    ) -> Vec<ZInfoMsg> {
+        self.diff(Kind::Volume, current, now, |uuid, status, seen| {
+            let error = seen.note_error(&status.error, now);
+            let severity = match status.state {
+                VolumeState::Error => Severity::Error,
+                _ => Severity::Warning,
+            };
+            InfoContent::Vinfo(ZInfoVolume {
+                uuid: uuid.into(),
+                display_name: clip(&status.name).into(),
+                state: volume_state(status.state) as i32,
+                progress_percentage: match status.state {
+                    VolumeState::Created => 100,
+                    _ => percent(status.bytes, status.total),
+                },
+                volume_err: error.map(|e| error_info(e, severity)),
+                generation_count: status.generation,
+            })
+        })
+    }
+
     /// Reports for the objects of `kind` that are new or changed in `current`, and deletions
     /// for those that are gone; `build` makes an object's report (and updates what is
     /// remembered of it).
@@ -176,6 +207,10 @@ fn deleted(kind: Kind, uuid: String) -> InfoContent {
             uuid,
             ..Default::default()
         }),
+        Kind::Volume => InfoContent::Vinfo(ZInfoVolume {
+            uuid,
+            ..Default::default()
+        }),
     }
 }
 
@@ -184,6 +219,7 @@ fn message(kind: Kind, content: InfoContent, now: u64) -> ZInfoMsg {
     let ztype = match kind {
         Kind::App => ZInfoTypes::ZiApp,
         Kind::ContentTree => ZInfoTypes::ZiContentTree,
+        Kind::Volume => ZInfoTypes::ZiVolume,
     };
     ZInfoMsg {
         ztype: ztype as i32,
@@ -214,6 +250,18 @@ fn download_state(state: DownloadState) -> ZSwState {
         // Verified and kept on its volume: EVE's content tree is LOADED then.
         DownloadState::Verified => ZSwState::Loaded,
         DownloadState::Error => ZSwState::Error,
+    }
+}
+
+fn volume_state(state: VolumeState) -> ZSwState {
+    match state {
+        VolumeState::Pending => ZSwState::Initial,
+        VolumeState::Filling => ZSwState::CreatingVolume,
+        VolumeState::Created => ZSwState::CreatedVolume,
+        // EVE has no state for a volume being released (its status just goes); no app may
+        // use it any more: halting is the nearest.
+        VolumeState::Deleting => ZSwState::Halting,
+        VolumeState::Error => ZSwState::Error,
     }
 }
 

@@ -194,3 +194,59 @@ fn reports_supersede_only_the_same_object() {
     assert_eq!(superseded_key(&device), None);
     assert_eq!(superseded_key(&ZInfoMsg::default()), None);
 }
+
+#[test]
+fn a_volume_reports_its_filling_and_generation_then_its_deletion() {
+    use lichen_api::info::ZInfoVolume;
+    let vinfo = |report: &ZInfoMsg| -> ZInfoVolume {
+        assert_eq!(report.ztype, ZInfoTypes::ZiVolume as i32);
+        match &report.info_content {
+            Some(InfoContent::Vinfo(volume)) => volume.clone(),
+            other => panic!("not a volume report: {other:?}"),
+        }
+    };
+    let mut reporter = Reporter::new();
+    let mut status = VolumeStatus {
+        name: "app-data".into(),
+        generation: 3,
+        state: VolumeState::Filling,
+        bytes: 1 << 20,
+        total: 4 << 20,
+        ..Default::default()
+    };
+    let volume = vinfo(&reporter.volumes([("v1", &status)], 1)[0]);
+    assert_eq!(
+        (
+            volume.uuid.as_str(),
+            volume.display_name.as_str(),
+            volume.state,
+            volume.progress_percentage,
+            volume.generation_count
+        ),
+        ("v1", "app-data", ZSwState::CreatingVolume as i32, 25, 3)
+    );
+    status.state = VolumeState::Created;
+    status.bytes = 0; // a blank volume says nothing of bytes: made is 100 %
+    let volume = vinfo(&reporter.volumes([("v1", &status)], 2)[0]);
+    assert_eq!(
+        (volume.state, volume.progress_percentage),
+        (ZSwState::CreatedVolume as i32, 100)
+    );
+    status.state = VolumeState::Error;
+    status.error = "the data disk is full".into();
+    let volume = vinfo(&reporter.volumes([("v1", &status)], 3)[0]);
+    let err = volume.volume_err.unwrap();
+    assert_eq!(
+        (err.description.as_str(), err.severity),
+        ("the data disk is full", Severity::Error as i32)
+    );
+    let reports = reporter.volumes([], 4);
+    assert_eq!(
+        vinfo(&reports[0]),
+        ZInfoVolume {
+            uuid: "v1".into(),
+            ..Default::default()
+        }
+    );
+    assert_eq!(superseded_key(&reports[0]).as_deref(), Some("volume:v1"));
+}
