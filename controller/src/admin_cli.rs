@@ -263,7 +263,10 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             }
         }
         AdminCommand::Devices(DevicesCommand::Show { uuid }) => {
-            print_json(&admin.device(&uuid).await.map_err(text)?)
+            print_json(&admin.device(&uuid).await.map_err(text)?);
+            for line in object_lines(&admin.status(&uuid).await.map_err(text)?) {
+                println!("{line}");
+            }
         }
         AdminCommand::Devices(DevicesCommand::Delete { uuid }) => {
             admin.delete_device(&uuid).await.map_err(text)?
@@ -426,10 +429,126 @@ async fn deploy_app(
     Err("the device's configuration kept changing meanwhile: try again".into())
 }
 
+/// One line per app, volume and content tree the device reports (its newest info of each):
+/// kind, UUID, name, state, progress, error; `(removed)` for one the device reported gone.
+fn object_lines(status: &crate::admin_api::DeviceStatus) -> Vec<String> {
+    use serde_json::Value;
+    let text = |info: &Value, names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| info.get(*name).and_then(Value::as_str))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut lines = Vec::new();
+    let kinds = [
+        ("app", &status.apps, ["AppName", "appName"], "appErr"),
+        (
+            "volume",
+            &status.volumes,
+            ["displayName", "display_name"],
+            "volumeErr",
+        ),
+        (
+            "content-tree",
+            &status.content_trees,
+            ["displayName", "display_name"],
+            "err",
+        ),
+    ];
+    for (kind, items, name, error) in kinds {
+        for item in items {
+            let info = &item.info;
+            let state = match info.get("state") {
+                Some(Value::String(state)) => state.clone(),
+                Some(Value::Number(number)) => number.to_string(),
+                _ => String::new(),
+            };
+            let name = text(info, &name);
+            if name.is_empty() && state.is_empty() {
+                lines.push(format!("{kind} {} (removed)", item.object));
+                continue;
+            }
+            let mut line = format!("{kind} {} {name:?} {state}", item.object);
+            if let Some(progress) = info.get("progressPercentage").and_then(Value::as_u64) {
+                line.push_str(&format!(" {progress}%"));
+            }
+            // appErr is a list; the others one error.
+            let errors = match info.get(error) {
+                Some(Value::Array(list)) => list.clone(),
+                Some(one @ Value::Object(_)) => vec![one.clone()],
+                _ => Vec::new(),
+            };
+            for error in errors {
+                let when = text(&error, &["timestamp"]);
+                line.push_str(&format!(" error {:?}", text(&error, &["description"])));
+                if !when.is_empty() {
+                    line.push_str(&format!(" at {when}"));
+                }
+            }
+            lines.push(line);
+        }
+    }
+    lines
+}
+
 /// Prints a value as pretty JSON.
 fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("serializable")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin_api::{DeviceStatus, InfoItem};
+    use serde_json::json;
+
+    fn item(object: &str, info: serde_json::Value) -> InfoItem {
+        InfoItem {
+            object: object.into(),
+            received_at_ms: 0,
+            info,
+        }
+    }
+
+    #[test]
+    fn objects_show_name_state_progress_and_error() {
+        let status = DeviceStatus {
+            apps: vec![
+                item(
+                    "a1",
+                    json!({"AppID": "a1", "AppName": "web", "state": "RUNNING"}),
+                ),
+                item(
+                    "a2",
+                    json!({"AppID": "a2", "AppName": "db", "state": "ERROR",
+                       "appErr": [{"description": "no kernel", "timestamp": "2026-12-07T15:00:00Z"}]}),
+                ),
+                item("a3", json!({"AppID": "a3"})),
+            ],
+            volumes: vec![item(
+                "v1",
+                json!({"uuid": "v1", "displayName": "disk", "state": "CREATING_VOLUME", "progressPercentage": 40}),
+            )],
+            content_trees: vec![item(
+                "c1",
+                json!({"uuid": "c1", "displayName": "alpine", "state": "DOWNLOAD_STARTED",
+                   "err": {"description": "retrying"}}),
+            )],
+            ..DeviceStatus::default()
+        };
+        assert_eq!(
+            object_lines(&status),
+            vec![
+                "app a1 \"web\" RUNNING",
+                "app a2 \"db\" ERROR error \"no kernel\" at 2026-12-07T15:00:00Z",
+                "app a3 (removed)",
+                "volume v1 \"disk\" CREATING_VOLUME 40%",
+                "content-tree c1 \"alpine\" DOWNLOAD_STARTED error \"retrying\"",
+            ]
+        );
+    }
 }

@@ -290,18 +290,28 @@ function appsTable(apps, infos) {
     const state = reported ? reported.info.state : null;
     return h("tr", {}, h("td", {}, app.displayname), h("td", { class: "mono" }, id),
       h("td", {}, app.activate ? "yes" : "no"), h("td", {}, stateBadge(state)),
+      h("td", {}, reported ? appErrors(reported.info) : ""),
       h("td", {}, reported ? ago(reported.received_at_ms) : "—"));
   });
-  // Apps the device reports that are not configured (any more).
+  // Apps the device reports that are not configured (any more); not those it reported gone
+  // (a report with the app's UUID alone).
   for (const [id, reported] of infos) {
     if (ids.has(id)) continue;
-    rows.push(h("tr", {}, h("td", {}, reported.info.AppName || reported.info.appName || "(unnamed)"),
+    const name = reported.info.AppName || reported.info.appName;
+    if (!name && !reported.info.state) continue;
+    rows.push(h("tr", {}, h("td", {}, name || "(unnamed)"),
       h("td", { class: "mono" }, id), h("td", { class: "muted" }, "not configured"),
-      h("td", {}, stateBadge(reported.info.state)), h("td", {}, ago(reported.received_at_ms))));
+      h("td", {}, stateBadge(reported.info.state)), h("td", {}, appErrors(reported.info)),
+      h("td", {}, ago(reported.received_at_ms))));
   }
   if (!rows.length) return h("p", { class: "muted" }, "No apps.");
-  return h("table", {}, h("thead", {}, h("tr", {}, ["Name", "UUID", "Activated", "State", "Reported"].map((t) => h("th", {}, t)))),
+  return h("table", {}, h("thead", {}, h("tr", {}, ["Name", "UUID", "Activated", "State", "Error", "Reported"].map((t) => h("th", {}, t)))),
     h("tbody", {}, rows));
+}
+
+// An app's errors as it reports them (text, and when).
+function appErrors(info) {
+  return (info.appErr || []).map((e) => (e.description || "") + (e.timestamp ? " (" + e.timestamp + ")" : "")).join("; ");
 }
 
 function networkTable(instances, infos) {
