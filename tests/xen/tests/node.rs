@@ -9,7 +9,9 @@
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
 //! 4. the controller is started again (same state, same port): the third zedagent registers
 //!    again (200, the same UUID) and delivers the queued reports: the controller holds three
-//!    device reports, one per zedagent start, none lost.
+//!    device reports, one per zedagent start, none lost;
+//! 5. the node's log lines reached the controller as newlogs (the logs pillar): zedagent's
+//!    onboarding line among them, from several pillars ([`newlogs_arrived`]).
 
 use std::time::Duration;
 
@@ -170,4 +172,27 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     );
     boot_times.dedup();
     assert_eq!(boot_times.len(), 3, "{info}");
+    newlogs_arrived(&run, &controller, &uuid);
+}
+
+/// Step 5: the logs pillar delivered the node's log lines (batches of newlogs) to the
+/// controller: zedagent's onboarding line is there, and lines from at least three pillars.
+fn newlogs_arrived(run: &lichen_xen_tests::Run, controller: &Controller, uuid: &str) {
+    run.assert_has("logs: first batch delivered to the controller");
+    let logs = controller.admin(&["logs", uuid, "--limit", "5000"]);
+    assert!(
+        logs.contains(&format!("zedagent: onboarded as device {uuid}")),
+        "zedagent's onboarding line is not among the controller's logs:\n{logs}"
+    );
+    // `admin logs` lines: time, severity, source, text.
+    let mut sources: Vec<&str> = logs
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    assert!(
+        sources.contains(&"zedagent") && sources.len() >= 3,
+        "lines from {sources:?} only:\n{logs}"
+    );
 }
