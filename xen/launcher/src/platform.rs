@@ -55,6 +55,15 @@ pub enum DomainState {
     Dying,
 }
 
+/// What Xen says a domain uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used since the domain was made, ns.
+    pub cpu_ns: u64,
+    /// Memory pages (4 KiB) it holds.
+    pub pages: u64,
+}
+
 /// The files a service boots from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootFiles {
@@ -91,4 +100,8 @@ pub trait Platform {
     /// The console lines `name` printed since the last call: the complete ones, and with `flush`
     /// also the text after the last line end.
     fn console_lines(&mut self, name: &str, flush: bool) -> Vec<String>;
+    /// What each domain uses (none known by default).
+    fn usage(&mut self) -> HashMap<u32, Usage> {
+        HashMap::new()
+    }
 }

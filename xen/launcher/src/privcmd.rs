@@ -130,6 +130,10 @@ pub struct DomainInfo {
     pub domid: u32,
     /// `XEN_DOMINF_*` flags; the shutdown code sits in bits 16..24.
     pub flags: u32,
+    /// Pages it holds (`tot_pages`).
+    pub pages: u64,
+    /// CPU time it used, ns (`cpu_time`).
+    pub cpu_ns: u64,
 }
 
 impl DomainInfo {
@@ -257,9 +261,12 @@ impl Privcmd {
                     if domid < next {
                         break;
                     }
+                    // Offsets in `struct xen_domctl_getdomaininfo` (domctl.h of Xen 4.17).
                     found.push(DomainInfo {
                         domid,
                         flags: info.get_u32(4),
+                        pages: info.get_u64(8),
+                        cpu_ns: info.get_u64(56),
                     });
                     next = domid + 1;
                 }
@@ -413,6 +420,8 @@ mod tests {
         let info = DomainInfo {
             domid: 3,
             flags: (3 << 16) | DomainInfo::SHUTDOWN,
+            pages: 0,
+            cpu_ns: 0,
         };
         assert_eq!(info.shutdown_code(), 3);
     }

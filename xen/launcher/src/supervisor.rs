@@ -29,6 +29,10 @@ use crate::say;
 use crate::status::{self, Row};
 use crate::wiring;
 
+/// How often the services' rows are rewritten for their reader when nothing changed (the CPU
+/// times move on): a few times per metrics interval of zedagent's.
+const SERVICES_REFRESH: Duration = Duration::from_secs(10);
+
 /// Timing knobs of the supervision loop.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -120,6 +124,8 @@ pub struct Supervisor<P: Platform> {
     link: Option<Link>,
     /// App domains whose consoles are followed.
     app_consoles: BTreeSet<String>,
+    /// The services' rows in xenstore, for the services that watch `launcher/Services`.
+    services: status::Publisher,
 }
 
 /// How one run ended, given how its domain shut down and the exit status it left.
@@ -183,6 +189,7 @@ impl<P: Platform> Supervisor<P> {
             apps,
             link: None,
             app_consoles: BTreeSet::new(),
+            services: status::Publisher::new(readers(images), SERVICES_REFRESH),
         }
     }
 
@@ -205,6 +212,7 @@ impl<P: Platform> Supervisor<P> {
             self.check_domains(now);
             self.serve_apps(now);
             self.print_status_if_changed();
+            self.publish_services(now);
             if self.units.iter().all(|u| u.state.is_final()) {
                 break;
             }
@@ -734,9 +742,9 @@ impl<P: Platform> Supervisor<P> {
         }
     }
 
-    fn print_status_if_changed(&mut self) {
-        let rows: Vec<Row> = self
-            .units
+    /// Each service's row of the status table.
+    fn rows(&self) -> Vec<Row> {
+        self.units
             .iter()
             .map(|u| Row {
                 service: u.name.clone(),
@@ -748,7 +756,32 @@ impl<P: Platform> Supervisor<P> {
                 restarts: u.restarts,
                 memory: u.service.memory,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Writes the services' rows (with Xen's CPU and memory figures) for their reader when due.
+    fn publish_services(&mut self, now: Instant) {
+        let mut rows = self.rows();
+        // A service not running has no domain to measure (its last one is gone or going).
+        for (row, unit) in rows.iter_mut().zip(&self.units) {
+            if !matches!(unit.state, State::Running { .. }) {
+                row.domid = None;
+            }
+        }
+        if !self.services.due(&rows, now) {
+            return;
+        }
+        let usage = self.platform.usage();
+        let wiring = self
+            .services
+            .write(&rows, &usage, &self.running_domids(), now);
+        if let Err(e) = self.platform.write_store(&wiring) {
+            say!("cannot write the services' status in xenstore: {e}");
+        }
+    }
+
+    fn print_status_if_changed(&mut self) {
+        let rows = self.rows();
         let table = status::render(&rows);
         if table != self.last_status {
             say!("status:");
@@ -758,6 +791,22 @@ impl<P: Platform> Supervisor<P> {
             self.last_status = table;
         }
     }
+}
+
+/// The services whose image watches `launcher/Services`: those allowed to read the rows.
+fn readers(images: &ResolvedImages) -> Vec<String> {
+    images
+        .declarations
+        .iter()
+        .filter(|(_, parsed)| {
+            parsed.as_ref().is_some_and(|p| {
+                p.watches
+                    .iter()
+                    .any(|t| t.name == launcher_api::services::READER)
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -911,6 +960,20 @@ mod tests {
         fn console_lines(&mut self, _: &str, _: bool) -> Vec<String> {
             Vec::new()
         }
+
+        /// Each domain has used its domid in seconds of CPU and holds 256 pages.
+        fn usage(&mut self) -> HashMap<u32, crate::platform::Usage> {
+            self.domains
+                .keys()
+                .map(|&id| {
+                    let usage = crate::platform::Usage {
+                        cpu_ns: u64::from(id) * 1_000_000_000,
+                        pages: 256,
+                    };
+                    (id, usage)
+                })
+                .collect()
+        }
     }
 
     fn options() -> Options {
@@ -1038,6 +1101,93 @@ mod tests {
             supervisor.platform.domains.is_empty(),
             "nothing left behind"
         );
+    }
+
+    #[test]
+    fn the_services_are_written_for_the_service_that_watches_them_and_no_other() {
+        use launcher_api::services;
+        let manifest = Manifest::parse(
+            "[services.reporter]\nimage = \"r\"\nmemory = 8\n\
+             [services.other]\nimage = \"o\"\nmemory = 16\n",
+        )
+        .unwrap();
+        let watching = declare::Parsed {
+            memory_floor_mib: 1,
+            needs: Default::default(),
+            publishes: vec![],
+            subscribes: vec![],
+            watches: vec![declare::ParsedTopic {
+                name: services::READER.into(),
+                schema: 1,
+                persistence: declare::Persistence::Volatile,
+            }],
+        };
+        let images = ResolvedImages {
+            services: manifest
+                .services
+                .keys()
+                .map(|n| (n.clone(), (PathBuf::from(n), None)))
+                .collect(),
+            declarations: [
+                ("reporter".to_string(), Some(watching)),
+                ("other".to_string(), None),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let mut fake = Fake::new(&[
+            ("reporter", &[Script::Forever]),
+            ("other", &[Script::Crash, Script::Forever]),
+        ]);
+        let stop = Arc::new(AtomicBool::new(false));
+        fake.stop_when_all_unpaused = Some((stop.clone(), 3));
+        let mut supervisor = Supervisor::new(manifest, &images, fake, options());
+        assert_eq!(supervisor.run(&stop), 0);
+        let written: Vec<&Wiring> = supervisor
+            .platform
+            .wirings
+            .iter()
+            .filter(|w| w.writes.iter().any(|(path, _)| path == services::PATH))
+            .collect();
+        // Written when a state changed: both running; `other` crashed and waiting; both
+        // running again, `other` restarted once.
+        let values: Vec<Vec<services::Service>> = written
+            .iter()
+            .map(|w| services::parse(&w.writes[0].1).unwrap())
+            .collect();
+        let states = |rows: &[services::Service]| -> Vec<(String, String, u32)> {
+            rows.iter()
+                .map(|s| (s.name.clone(), s.state.clone(), s.restarts))
+                .collect()
+        };
+        let last = values.last().expect("written");
+        assert_eq!(
+            states(last),
+            [
+                ("reporter".into(), "running".into(), 0),
+                ("other".into(), "running".into(), 1)
+            ],
+            "{values:?}"
+        );
+        assert!(
+            values
+                .iter()
+                .any(|rows| rows[1].state == "backoff" && rows[1].domid.is_none()),
+            "{values:?}"
+        );
+        // Xen's figures for the running domains; the reader alone may read the value.
+        let domid = last[0].domid.expect("running: a domain");
+        assert_eq!(
+            (last[0].cpu_ms, last[0].used_kib, last[0].memory_mib),
+            (u64::from(domid) * 1000, 1024, 8)
+        );
+        assert_eq!(last[1].memory_mib, 16);
+        for wiring in &written {
+            assert_eq!(
+                wiring.perms[0].perms,
+                vec!["n0".to_string(), format!("r{domid}")]
+            );
+        }
     }
 
     #[test]

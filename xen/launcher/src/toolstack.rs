@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::builder;
 use crate::console::ConsoleTail;
 use crate::manifest::{Service, Toolstack as Builder};
-use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
+use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason, Usage};
 use crate::privcmd::Privcmd;
 use crate::say;
 use crate::wiring::Wiring;
@@ -430,6 +430,26 @@ impl Platform for Toolstack {
 
     fn domains_changed(&mut self) -> bool {
         self.domains_changed.swap(false, Ordering::SeqCst)
+    }
+
+    fn usage(&mut self) -> HashMap<u32, Usage> {
+        // Through privcmd only: `xl list` rounds CPU time to 0.1 s and memory to MiB.
+        let Some(xc) = &self.privcmd else {
+            return HashMap::new();
+        };
+        xc.domains()
+            .map(|list| {
+                list.iter()
+                    .map(|d| {
+                        let usage = Usage {
+                            cpu_ns: d.cpu_ns,
+                            pages: d.pages,
+                        };
+                        (d.domid, usage)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn exit_status(&mut self, domid: u32) -> Option<i64> {
