@@ -139,6 +139,8 @@ pub struct Agent {
     pub polls_left: Option<u64>,
     /// The node's objects (apps, content trees) reported as they change.
     pub watched: Option<Watched>,
+    /// Why the launcher's services could not be read last time (logged once per reason).
+    services_error: Option<String>,
 }
 
 impl Agent {
@@ -180,6 +182,7 @@ impl Agent {
             boot_time: unix_now(),
             polls_left: None,
             watched: None,
+            services_error: None,
         }
     }
 
@@ -588,14 +591,31 @@ impl Agent {
 
     /// Sends the device's metrics (lossy: a failure is counted, nothing is kept).
     async fn send_metrics(&mut self) {
-        let message = reports::metrics(&self.uuid, self.boot_time, unix_now());
+        let services = match crate::services::read().await {
+            Ok(services) => {
+                self.services_error = None;
+                services
+            }
+            Err(e) => {
+                if self.services_error.as_ref() != Some(&e) {
+                    warn!("zedagent: the node's services cannot be read: {e}");
+                    self.services_error = Some(e);
+                }
+                alloc::vec::Vec::new()
+            }
+        };
+        let message = reports::metrics(&self.uuid, self.boot_time, unix_now(), &services);
         let body = self.device.seal_to_bytes(&message);
         let path = route(&format!("id/{}/metrics", self.uuid));
         match self.link.call("POST", &path, Some(&body)).await {
             Ok(r) if r.status == 201 || r.status == 200 => {
                 self.status.metrics_sent += 1;
                 self.publish_status();
-                info!("zedagent: metrics delivered ({})", r.status);
+                info!(
+                    "zedagent: metrics delivered ({}), {} services",
+                    r.status,
+                    services.len()
+                );
             }
             Ok(r) => self.failed(format!("metrics: {}", refusal(&r))),
             Err(e) => self.failed(format!("metrics: {e}")),

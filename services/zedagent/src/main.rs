@@ -36,6 +36,7 @@ mod agent;
 mod link;
 mod objects;
 mod reports;
+mod services;
 
 use alloc::string::{String, ToString};
 

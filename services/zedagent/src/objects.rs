@@ -18,11 +18,13 @@ use topics::downloader::{DownloadStatus, DOWNLOAD_STATUS};
 use topics::volumemgr::{VolumeStatus, VOLUME_STATUS};
 use topics::zedmanager::{AppInstanceStatus, APP_INSTANCE_STATUS};
 
-/// The watched topics, for `kernel::service!`.
+/// The watched topics, for `kernel::service!` (with the launcher's services, read from
+/// xenstore: `crate::services`).
 pub const WATCHES: &[topics::TopicDecl] = &[
     APP_INSTANCE_STATUS.decl(),
     DOWNLOAD_STATUS.decl(),
     VOLUME_STATUS.decl(),
+    crate::services::WATCH,
 ];
 
 /// The subscriptions to the objects' statuses and what was last reported of them.

@@ -3,8 +3,9 @@
 //! `timer.metric.interval`, lossy).
 //!
 //! What a guest can measure of itself: its memory (the heap of zedagent's domain), its uptime
-//! and the counters of its network card (the uplink). The node's other domains, their CPU time
-//! and restarts are the launcher's, which does not publish them on the bus yet.
+//! and the counters of its network card (the uplink). The node's services (every pillar's
+//! domain: state, restarts, CPU time, memory) are the launcher's, read from xenstore
+//! (`crate::services`).
 
 use alloc::format;
 use alloc::string::String;
@@ -67,8 +68,18 @@ pub fn info_message(device: ZInfoDevice, now: Option<u64>) -> ZInfoMsg {
 }
 
 /// The metrics of device `uuid` now: memory, uptime (since `boot_time`), the uplink's
-/// counters.
-pub fn metrics(uuid: &str, boot_time: Option<u64>, now: Option<u64>) -> ZMetricMsg {
+/// counters, and the node's `services` (the launcher's rows: each one's state, restarts, CPU
+/// time and memory as metric items; the CPU time of them all as the device's).
+pub fn metrics(
+    uuid: &str,
+    boot_time: Option<u64>,
+    now: Option<u64>,
+    services: &[launcher_api::services::Service],
+) -> ZMetricMsg {
+    let cpu_ns: u64 = services
+        .iter()
+        .map(|s| s.cpu_ms.saturating_mul(1_000_000))
+        .fold(0, u64::saturating_add);
     let (size, used) = (kernel::mem::heap_size(), kernel::mem::heap_used());
     let free = size.saturating_sub(used);
     let percent = |part: u64| {
@@ -109,10 +120,13 @@ pub fn metrics(uuid: &str, boot_time: Option<u64>, now: Option<u64>) -> ZMetricM
             disk: vec![],
             cpu_metric: Some(AppCpuMetric {
                 up_time: boot_time.map(timestamp),
-                // CPU time is not measured inside the guest.
-                total: 0,
+                // The control plane's: every service domain's, as Xen counts it (none
+                // outside Xen: a guest does not measure its own).
+                total: cpu_ns / 1_000_000_000,
                 system_total: 0,
+                total_ns: cpu_ns,
             }),
+            metric_items: device_api::services::metric_items(services),
         })),
         ..Default::default()
     }

@@ -10,6 +10,7 @@
 //! - [`queue`]: reports kept (in the vault) until the controller takes them;
 //! - [`objects`]: the node's apps, content trees and volumes as info reports, made when they
 //!   change;
+//! - [`services`]: the node's services (the launcher's rows) as metric items;
 //! - [`tables`]: the configuration in force as the bus's typed tables, references checked;
 //! - [`fanout`]: those tables published, objects gone from the configuration unpublished;
 //! - [`x509`]: PEM, a certificate's key and path validation, through webpki.
@@ -30,6 +31,7 @@ pub mod http;
 pub mod identity;
 pub mod objects;
 pub mod queue;
+pub mod services;
 pub mod tables;
 pub mod x509;
 
