@@ -11,7 +11,10 @@
 //!    again (200, the same UUID) and delivers the queued reports: the controller holds three
 //!    device reports, one per zedagent start, none lost;
 //! 5. the node's log lines reached the controller as newlogs (the logs pillar): zedagent's
-//!    onboarding line among them, from several pillars ([`newlogs_arrived`]).
+//!    onboarding line among them, from several pillars ([`newlogs_arrived`]);
+//! 6. the metrics hold the node's services (the launcher's rows, read by zedagent from
+//!    xenstore): each pillar's state and its domain's CPU time and memory
+//!    ([`services_in_metrics`]).
 
 use std::time::Duration;
 
@@ -173,6 +176,28 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     boot_times.dedup();
     assert_eq!(boot_times.len(), 3, "{info}");
     newlogs_arrived(&run, &controller, &uuid);
+    services_in_metrics(&run, &controller, &uuid);
+}
+
+/// Step 6: the metrics the controller stored hold every pillar of eve.toml as metric items
+/// (`service.<name>.state`, `.cpu_ms`, `.memory_kib`, `.restarts`), some running.
+fn services_in_metrics(run: &lichen_xen_tests::Run, controller: &Controller, uuid: &str) {
+    let metrics = controller.admin(&["follow", uuid, "--kinds", "metrics", "--no-wait"]);
+    for service in ["vault", "zedagent", "diag", "logs"] {
+        for what in ["state", "restarts", "cpu_ms", "memory_kib"] {
+            let key = format!("\"key\":\"service.{service}.{what}\"");
+            assert!(
+                metrics.contains(&key),
+                "no {key} in the metrics:\n{metrics}"
+            );
+        }
+    }
+    assert!(metrics.contains("\"stringValue\":\"running\""), "{metrics}");
+    assert!(
+        !run.log.contains("the node's services cannot be read"),
+        "{}",
+        run.log
+    );
 }
 
 /// Step 5: the logs pillar delivered the node's log lines (batches of newlogs) to the
