@@ -203,7 +203,7 @@ fn still_wanted(tables: &Tables, w: &Wanted) -> impl FnMut() -> bool + 'static {
         match checked {
             Some((at, wanted)) if now.saturating_duration_since(at) < CHECK_EVERY => wanted,
             _ => {
-                let wanted = tables.wanted().iter().any(|x| *x == w);
+                let wanted = tables.wanted().contains(&w);
                 checked = Some((now, wanted));
                 wanted
             }

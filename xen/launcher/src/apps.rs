@@ -164,7 +164,7 @@ impl Apps {
                 std::fs::read_to_string(self.sys_block.join(name).join("size")).ok()
             })
             .and_then(|sectors| sectors.trim().parse::<u64>().ok())
-            .map_or(0, |sectors| sectors * 512 >> 20)
+            .map_or(0, |sectors| (sectors * 512) >> 20)
     }
 
     /// The manager service's name.

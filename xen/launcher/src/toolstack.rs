@@ -367,12 +367,7 @@ impl Platform for Toolstack {
         service: &Service,
         files: &BootFiles,
     ) -> Result<u32, String> {
-        // The builder writes vbd backends for app domains only: a pillar with disks goes
-        // through xl (its tests were made that way).
-        if service.toolstack == Builder::Lichen
-            && self.privcmd.is_some()
-            && (service.disks.is_empty() || service.app)
-        {
+        if service.toolstack == Builder::Lichen && self.privcmd.is_some() {
             return self.build(name, service, files);
         }
         self.xl_create(name, service, files)
