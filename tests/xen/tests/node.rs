@@ -80,7 +80,15 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     let echo = lichen_xen_tests::repo().join("target/images/echo.elf");
     let echo = echo.to_str().unwrap();
     let deploy = |c: &Controller, name: &str, memory_mib: &str| {
-        c.admin(&["app", "deploy", echo, "--name", name, "--memory-mib", memory_mib]);
+        c.admin(&[
+            "app",
+            "deploy",
+            echo,
+            "--name",
+            name,
+            "--memory-mib",
+            memory_mib,
+        ]);
     };
     assert!(
         manifest.contains("config_interval=2"),
