@@ -11,8 +11,9 @@
 //! - `start_delay_s` holds the first boot back that long after zedmanager started
 //!   (`START_DELAYED`);
 //! - activate / deactivate map to the domain's `activate`; deactivated, the app is `HALTED`;
-//! - a change of `restart_counter` (or `purge_counter`) restarts the app: a new domain
-//!   generation (`RESTARTING` until it runs), one restart counted;
+//! - a change of `restart_counter` (or `purge_counter`), or a new version of the app (EVE's
+//!   `app_replace`: a new image) restarts the app: a new domain generation (`RESTARTING` until
+//!   it runs), one restart counted;
 //! - a domain that crashed is restarted after a backoff (1 s, doubling per crash in a row,
 //!   at most [`MAX_BACKOFF_MS`]; a run of [`STABLE_MS`] resets it), counted in `restarts` and
 //!   `crashes`, with the crash's reason and time as the error meanwhile;
@@ -63,8 +64,9 @@ pub struct App {
     pub crashes: u32,
     /// Crashes since the domain last ran for [`STABLE_MS`].
     crashes_in_a_row: u32,
-    /// The counters last seen (`None` before the first configuration).
-    counters: Option<(u32, u32)>,
+    /// The restart and purge counters and the version last seen (`None` before the first
+    /// configuration).
+    counters: Option<(u32, u32, String)>,
     /// When a crash restart is due, ms.
     restart_at: Option<u64>,
     /// When the domain of the current generation was first seen running, ms.
@@ -102,9 +104,13 @@ impl App {
             _ => &[],
         };
         let boot_volume = extents.first();
-        let counters = (config.restart_counter, config.purge_counter);
-        match self.counters {
-            Some(seen) if seen != counters => {
+        let counters = (
+            config.restart_counter,
+            config.purge_counter,
+            config.version.clone(),
+        );
+        match &self.counters {
+            Some(seen) if *seen != counters => {
                 self.generation += 1;
                 self.restarts += 1;
                 self.restart_at = None;

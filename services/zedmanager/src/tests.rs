@@ -349,3 +349,37 @@ fn an_app_reports_its_volumes_progress_and_failure() {
     let step = app.step(&config(), None, &Volumes::Failed(why.clone()), 9);
     assert_eq!(step.status.error_at_ms, 5);
 }
+
+#[test]
+fn a_new_version_replaces_the_domain_once_its_volumes_are_made() {
+    let mut app = App::default();
+    let step = app.step(
+        &config(),
+        Some(&domain(DomainState::Running, 0)),
+        &ready(),
+        0,
+    );
+    assert_eq!(step.status.state, SwState::Running);
+    let mut replaced = config();
+    replaced.version = "2".into();
+    // The new image's volume is being filled: the old domain's configuration stays as it was.
+    let step = app.step(
+        &replaced,
+        Some(&domain(DomainState::Running, 0)),
+        &Volumes::Waiting(SwState::Downloading),
+        10,
+    );
+    assert_eq!(step.domain, None);
+    assert_eq!(step.status.state, SwState::Downloading);
+    let new_volumes = Volumes::Ready(vec![extent(8, 4)]);
+    let step = app.step(
+        &replaced,
+        Some(&domain(DomainState::Running, 0)),
+        &new_volumes,
+        20,
+    );
+    let domain_config = step.domain.unwrap();
+    assert_eq!(domain_config.generation, 1, "a new domain");
+    assert_eq!(domain_config.kernel, extent(8, 4));
+    assert_eq!(step.status.restarts, 1);
+}
