@@ -189,7 +189,21 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     run.assert_has("downloader: echo Verified");
     run.assert_has("volumemgr: volume echo Created");
     run.assert_has("app echo RUNNING");
-    run.assert_has("app-echo | ");
+    run.assert_has("echo: echo: listening");
+    // Apps' domains are named by the app's UUID (diag: `<uuid>: app echo RUNNING`).
+    let echo_uuid = run
+        .log
+        .lines()
+        .find_map(|l| {
+            l.split(": app echo RUNNING")
+                .next()
+                .filter(|_| l.contains(": app echo RUNNING"))
+        })
+        .and_then(|head| head.rsplit(' ').next())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(echo_uuid.len(), 36, "echo's UUID from diag: {echo_uuid:?}");
+    run.assert_has(&format!("app-{echo_uuid} | "));
     let adopted = run
         .log
         .lines()
@@ -199,7 +213,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     assert!(adopted.contains("1 app domains exist"), "{adopted}");
     run.assert_has("OverLimit: memory MiB: 512 asked");
     assert_eq!(
-        run.count("launcher: app echo: domain"),
+        run.count(&format!("launcher: app {echo_uuid}: domain")),
         0,
         "echo's domain never ended:\n{}",
         run.log
