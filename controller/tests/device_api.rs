@@ -331,6 +331,23 @@ async fn bad_bodies_get_clear_statuses_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // A UUID no device has: "Unknown Device" is 400 in the EVE API.
+    let unknown_path = format!(
+        "{}/id/0b7e0f43-52b5-4b36-9f0c-8f3c5b4f1b0a/info",
+        lichen_api::API_PREFIX
+    );
+    let body = Some((
+        lichen_api::CONTENT_TYPE,
+        device.signer().seal_to_bytes(&info),
+    ));
+    let reply = fixture
+        .target
+        .client
+        .send(http::Method::POST, &unknown_path, body, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.is_empty(), "device API errors have no body");
     // The wrong content type.
     let path = format!("{}/id/{uuid}/config", lichen_api::API_PREFIX);
     let body = Some((
