@@ -758,6 +758,21 @@ impl Store for PostgresStore {
                         )
                         .await?;
                 }
+                if let Some(bytes) = keep.max_bytes_per_device {
+                    // octet_length() of a TOASTed bytea reads its size, not its content.
+                    deleted += self
+                        .execute(
+                            "DELETE FROM telemetry WHERE seq IN (
+                                SELECT seq FROM (
+                                    SELECT seq, sum(octet_length(payload)) OVER (
+                                        PARTITION BY uuid ORDER BY seq DESC
+                                        ROWS UNBOUNDED PRECEDING) AS newer_bytes
+                                    FROM telemetry WHERE kind = $1) AS ranked
+                                WHERE newer_bytes > $2)",
+                            &[&code, &i64_of(bytes)],
+                        )
+                        .await?;
+                }
             }
             Ok(deleted)
         })

@@ -838,6 +838,21 @@ impl Store for SqliteStore {
                         )
                         .map_err(backend)? as u64;
                 }
+                if let Some(bytes) = keep.max_bytes_per_device {
+                    // length() of a BLOB reads its size from the record, not its content.
+                    deleted += connection
+                        .execute(
+                            "DELETE FROM telemetry WHERE seq IN (
+                                SELECT seq FROM (
+                                    SELECT seq, SUM(length(payload)) OVER (
+                                        PARTITION BY uuid ORDER BY seq DESC
+                                        ROWS UNBOUNDED PRECEDING) AS newer_bytes
+                                    FROM telemetry WHERE kind = ?1)
+                                WHERE newer_bytes > ?2)",
+                            params![kind as i32, i64_of(bytes)],
+                        )
+                        .map_err(backend)? as u64;
+                }
             }
             Ok(deleted)
         })
