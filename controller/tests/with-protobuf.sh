@@ -9,10 +9,18 @@ source "$(dirname "$0")/../../scripts/lib.sh"
 
 venv="$LICHEN_ROOT/target/py-protobuf"
 if ! "$venv/bin/python" -c 'import google.protobuf, grpc_tools' 2>/dev/null; then
-    /usr/bin/python3 -c 'import venv' 2>/dev/null || need_python_module venv python3-venv
     rm -rf "$venv"
-    /usr/bin/python3 -m venv "$venv" || { need_python_module ensurepip python3-venv; /usr/bin/python3 -m venv "$venv"; }
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'grpcio-tools==1.84.0' 'protobuf>=6.33,<8' \
+    if ! /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1; then
+        # Debian's python3 makes virtual environments only with python3-venv (pip's bootstrap).
+        rm -rf "$venv"
+        echo "installing python3-venv..." >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null 2>&1 \
+            || { as_root apt-get update -qq >/dev/null 2>&1 \
+                 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; } \
+            || die "could not install python3-venv"
+        /usr/bin/python3 -m venv "$venv" || die "could not make a virtual environment in $venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'grpcio-tools==1.84.0' 'protobuf==7.36.2' \
         || die "could not install grpcio-tools and protobuf from PyPI"
 fi
 export LICHEN_TEST_PROTOBUF_PYTHON="$venv/bin/python"
