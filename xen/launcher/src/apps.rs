@@ -53,6 +53,10 @@ pub struct AppsConfig {
     /// Node disks apps may boot from or get as disks; no service may use them.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// The dom0 bridges an app's `network` may name (from the manifest's network instances,
+    /// [`crate::network::app_bridges`]; never written in a manifest).
+    #[serde(skip)]
+    pub bridges: Vec<String>,
 }
 
 impl AppsConfig {
@@ -337,6 +341,19 @@ impl Apps {
     ) -> Result<Reply, Refusal> {
         check::name(&name)?;
         check::spec(&spec)?;
+        if let Some(network) = spec
+            .network
+            .as_ref()
+            .filter(|n| !self.config.bridges.contains(n))
+        {
+            return Err(Refusal::new(
+                RefusalKind::Invalid,
+                format!(
+                    "network `{network}` is not a bridge of this node ({})",
+                    self.config.bridges.join(", ")
+                ),
+            ));
+        }
         if let Some(existing) = self.table.get(&name) {
             if existing.state.has_domain() {
                 return Err(Refusal::new(

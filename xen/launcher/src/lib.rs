@@ -14,6 +14,7 @@ pub mod domain_service;
 pub mod log;
 pub mod logs;
 pub mod manifest;
+pub mod network;
 pub mod order;
 pub mod platform;
 pub mod privcmd;

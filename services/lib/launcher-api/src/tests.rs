@@ -17,7 +17,7 @@ fn spec() -> AppSpec {
             volume: "data".into(),
             read_only: false,
         }],
-        network: true,
+        network: Some("lichenbr0".into()),
     }
 }
 
