@@ -104,7 +104,7 @@ fn config(memory_mib: u32) -> DomainConfig {
         vcpus: 1,
         cmdline: String::new(),
         disks: vec![],
-        network: None,
+        network: false,
         generation: 0,
     }
 }
