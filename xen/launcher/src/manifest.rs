@@ -240,13 +240,12 @@ pub enum Toolstack {
     Xl,
 }
 
-/// What network card a service gets.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+/// What network card a service gets: `network = "none" | "bridge" | "uplink" | "lichenni<i>"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Network {
-    /// A vif on network-instance bridge `lichenni<i>` (apps only, from launcher-api's
-    /// `AppSpec::network`; see [`crate::network`]).
-    #[serde(skip)]
+    /// A vif on network-instance bridge `lichenni<i>`, behind the router (an app, from
+    /// launcher-api's `AppSpec::network`, or a service standing in for one; see
+    /// [`crate::network`]).
     Local(u8),
     /// None.
     #[default]
@@ -257,6 +256,28 @@ pub enum Network {
     /// A vif on [`UPLINK_BRIDGE`], which dom0 bridges to its own NIC: the node's management
     /// uplink (under QEMU: its user network, with DHCP, and the host at 10.0.2.2).
     Uplink,
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Network, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "none" => Ok(Network::None),
+            "bridge" => Ok(Network::Bridge),
+            "uplink" => Ok(Network::Uplink),
+            other => other
+                .strip_prefix(crate::network::PREFIX)
+                .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|i| i.parse::<u8>().ok())
+                .filter(|i| *i >= 1)
+                .map(Network::Local)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown network `{other}`: expected none, bridge, uplink or lichenni<N>"
+                    ))
+                }),
+        }
+    }
 }
 
 impl Network {

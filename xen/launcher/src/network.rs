@@ -81,6 +81,16 @@ pub fn check(manifest: &Manifest) -> Vec<String> {
                 .join(", ")
         ));
     }
+    for (name, service) in &manifest.services {
+        if let Network::Local(i) = service.network {
+            if i > n {
+                errors.push(format!(
+                    "service `{name}`: network `{}`: the node declares {n} network instances",
+                    bridge(i)
+                ));
+            }
+        }
+    }
     for name in &routers {
         let service = &manifest.services[name.as_str()];
         if !matches!(service.network, Network::Bridge | Network::Uplink) {
@@ -192,6 +202,22 @@ mod tests {
             "network_instances = 1\n[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"bridge\"\nrouter = true\n[services.b]\nimage = \"a\"\nmemory = 8\nnetwork = \"bridge\"\nrouter = true\n",
         );
         assert!(check(&two)[0].contains("only one"));
+        let local = parse(
+            "network_instances = 1\n[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"lichenni1\"\n[services.b]\nimage = \"a\"\nmemory = 8\nnetwork = \"lichenni2\"\n",
+        );
+        assert_eq!(local.services["a"].network, Network::Local(1));
+        assert!(check(&local)[0].contains("declares 1"));
+        for bad in [
+            "lichenni0",
+            "lichenni",
+            "lichennix",
+            "lichenni+1",
+            "eth0",
+            "Bridge",
+        ] {
+            let text = format!("[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"{bad}\"\n");
+            assert!(Manifest::parse(&text).is_err(), "{bad}");
+        }
         let plain = parse("network_instances = 1\n[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"bridge\"\n");
         assert_eq!(
             plain.services["a"].vifs(),

@@ -755,7 +755,19 @@ mod tests {
         assert!(!domain_config("a", &plain.services["a"], &files, &[]).contains("vif"));
         let bad = "[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"nat\"\n";
         let error = Manifest::parse(bad).unwrap_err().to_string();
-        assert!(error.contains("unknown variant `nat`"), "{error}");
+        assert!(error.contains("unknown network `nat`"), "{error}");
+        let router = "network_instances = 2\n[services.zedrouter]\nimage = \"z\"\nmemory = 32\n\
+                      network = \"bridge\"\nrouter = true\n";
+        let manifest = Manifest::parse(router).unwrap();
+        let config = domain_config("zedrouter", &manifest.services["zedrouter"], &files, &[]);
+        assert!(
+            config.contains(
+                "vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen\", \
+                 \"bridge=lichenni1,script=/etc/lichen/vif-lichen\", \
+                 \"bridge=lichenni2,script=/etc/lichen/vif-lichen\"]\n"
+            ),
+            "{config}"
+        );
     }
 
     #[test]
