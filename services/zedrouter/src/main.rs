@@ -6,7 +6,7 @@
 //!
 //! Under Xen the cards are netfronts: vif 0 on the uplink bridge, vif `i` on the node's
 //! network-instance bridge `lichenni<i>` (docs/router.md). Each `zedagent/NetworkInstance` of
-//! kind Local takes a free port ([`instances`]); zedrouter publishes
+//! kind Local takes a free port (the crate's library, [`zedrouter::Instances`]); zedrouter publishes
 //! `zedrouter/NetworkInstanceStatus` (state, bridge, leases, counters). Under QEMU's microvm it
 //! takes two virtio-net cards and serves one instance from its command line.
 //!
@@ -23,7 +23,6 @@
 extern crate alloc;
 
 mod cards;
-mod instances;
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -44,7 +43,7 @@ use topics::zedagent::NETWORK_INSTANCE;
 use topics::zedrouter::NETWORK_INSTANCE_STATUS;
 
 use cards::{Card, Port};
-use instances::{Instances, Wanted, STATIC};
+use zedrouter::{Instances, Wanted, STATIC};
 
 kernel::service! {
     main: main,
@@ -131,7 +130,7 @@ async fn main(args: Args) -> i32 {
     let macs = ports.iter().map(|p| p.card.mac_address()).collect();
     let mut instances = Instances::new(base, macs);
     if let Some(wanted) = static_instance {
-        instances.apply(STATIC, Some(wanted), now_ms());
+        apply(&mut instances, STATIC, Some(wanted));
     }
     info!(
         "zedrouter: heap in use {} KiB",
@@ -140,6 +139,17 @@ async fn main(args: Args) -> i32 {
     let bus = Bus::start().await;
     run(&mut instances, &mut uplink, &mut ports, bus, flowlog).await;
     0
+}
+
+/// Applies an instance's settings and logs what happened.
+fn apply(instances: &mut Instances, key: &str, wanted: Option<Wanted>) {
+    if let Some(what) = instances.apply(key, wanted, now_ms()) {
+        if what.contains("refused") {
+            warn!("zedrouter: {what}");
+        } else {
+            info!("zedrouter: {what}");
+        }
+    }
 }
 
 /// zedrouter's bus: the network instances it follows and the status it publishes (both absent
@@ -194,7 +204,7 @@ impl Bus {
             .cloned()
             .collect();
         for key in gone {
-            instances.apply(&key, None, now_ms());
+            apply(instances, &key, None);
             if let Some(status) = &self.status {
                 let _ = status.unpublish(&key);
             }
@@ -206,7 +216,7 @@ impl Bus {
                 );
                 continue;
             }
-            instances.apply(&key, Some(w), now_ms());
+            apply(instances, &key, Some(w));
         }
     }
 
