@@ -179,9 +179,11 @@ impl Bus {
         Bus { config, status }
     }
 
-    /// Applies what changed in `zedagent/NetworkInstance`.
-    fn follow(&self, instances: &mut Instances) {
-        let Some(config) = &self.config else { return };
+    /// Applies what changed in `zedagent/NetworkInstance`; returns whether anything did.
+    fn follow(&self, instances: &mut Instances) -> bool {
+        let Some(config) = &self.config else {
+            return false;
+        };
         let mut changed = false;
         while let Some(update) = config.try_next() {
             match update {
@@ -190,7 +192,7 @@ impl Bus {
             }
         }
         if !changed {
-            return;
+            return false;
         }
         let wanted: Vec<(String, Wanted)> = config.with(|view| {
             view.iter()
@@ -218,6 +220,7 @@ impl Bus {
             }
             apply(instances, &key, Some(w));
         }
+        true
     }
 
     fn publish(&self, instances: &Instances, bridges: &[String]) {
@@ -443,7 +446,9 @@ async fn run(
             for (_, r) in instances.routers.iter_mut().flatten() {
                 r.tick(now_ms());
             }
-            bus.follow(instances);
+            if bus.follow(instances) {
+                bus.publish(instances, &bridges);
+            }
             next_tick = now.saturating_add(TICK);
         }
         if now >= next_report {
