@@ -349,7 +349,7 @@ impl Apps {
             return Err(Refusal::new(
                 RefusalKind::Invalid,
                 format!(
-                    "network `{network}` is not a bridge of this node ({})",
+                    "network `{network:.64}` is not a bridge of this node ({})",
                     self.config.bridges.join(", ")
                 ),
             ));
