@@ -250,7 +250,8 @@ pub fn spec(config: &DomainConfig) -> AppSpec {
                 read_only: d.read_only,
             })
             .collect(),
-        network: config.network,
+        // zedmanager's `network` is still a bool: dom0's bridge (network instances: docs/router.md).
+        network: config.network.then(|| String::from("lichenbr0")),
     }
 }
 

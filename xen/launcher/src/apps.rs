@@ -53,6 +53,10 @@ pub struct AppsConfig {
     /// The node disk app volumes live on, each an extent of it (volumemgr places them, the
     /// downloader fills them; docs/apps.md).
     pub data: String,
+    /// The dom0 bridges an app's `network` may name (from the manifest's network instances,
+    /// [`crate::network::app_bridges`]; never written in a manifest).
+    #[serde(skip)]
+    pub bridges: Vec<String>,
 }
 
 impl AppsConfig {
@@ -336,6 +340,19 @@ impl Apps {
     ) -> Result<Reply, Refusal> {
         check::name(&name)?;
         check::spec(&spec)?;
+        if let Some(network) = spec
+            .network
+            .as_ref()
+            .filter(|n| !self.config.bridges.contains(n))
+        {
+            return Err(Refusal::new(
+                RefusalKind::Invalid,
+                format!(
+                    "network `{network:.64}` is not a bridge of this node ({})",
+                    self.config.bridges.join(", ")
+                ),
+            ));
+        }
         if let Some(existing) = self.table.get(&name) {
             if existing.state.has_domain() {
                 return Err(Refusal::new(

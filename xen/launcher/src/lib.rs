@@ -15,6 +15,7 @@ pub mod log;
 pub mod logs;
 pub mod loopdev;
 pub mod manifest;
+pub mod network;
 pub mod order;
 pub mod platform;
 pub mod privcmd;

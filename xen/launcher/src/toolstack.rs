@@ -147,15 +147,15 @@ pub fn domain_config(
     // upcall pending on the way back in, the guest was seen to triple-fault (netfront, vchan
     // client). Native mode reads the hardware TSC; Xen's pvclock still gives its scale.
     line("tsc_mode", quoted("native"));
-    if let Some(bridge) = service.network.bridge() {
-        // Our own hotplug script (busybox sh): xl's vif-bridge needs bash.
-        line(
-            "vif",
-            format!(
-                "[{}]",
-                quoted(&format!("bridge={bridge},script={VIF_SCRIPT}"))
-            ),
-        );
+    let vifs = service.vifs();
+    if !vifs.is_empty() {
+        // Our own hotplug script (busybox sh): xl's vif-bridge needs bash. A router has one
+        // vif per bridge, in order (crate::network).
+        let entries: Vec<String> = vifs
+            .iter()
+            .map(|bridge| quoted(&format!("bridge={bridge},script={VIF_SCRIPT}")))
+            .collect();
+        line("vif", format!("[{}]", entries.join(", ")));
     }
     if !service.disks.is_empty() {
         let entries: Vec<String> = service
@@ -283,9 +283,11 @@ impl Toolstack {
         let registered = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
         let registered = registered
-            .and_then(|()| match service.network.bridge() {
-                None => Ok(()),
-                Some(bridge) => add_vif(&mut self.store, domid, &uuid, bridge),
+            .and_then(|()| {
+                for (devid, bridge) in service.vifs().iter().enumerate() {
+                    add_vif(&mut self.store, domid, devid as u32, &uuid, bridge)?;
+                }
+                Ok(())
             })
             .and_then(|()| {
                 for (i, (disk, target)) in service.disks.iter().zip(&disk_targets).enumerate() {
@@ -555,14 +557,20 @@ fn grow(file: &mut impl std::io::Read, image: &mut Vec<u8>, to: usize) -> Result
     Ok(())
 }
 
-/// Gives `domid` a vif on the bridge, as xl does: the backend and frontend entries (one
+/// Gives `domid` vif `devid` on the bridge, as xl does: the backend and frontend entries (one
 /// transaction, so netback probes a complete device), then, once netback has created
-/// `vif<domid>.0` (backend state 2, InitWait), the hotplug script, which bridges it and
+/// `vif<domid>.<devid>` (backend state 2, InitWait), the hotplug script, which bridges it and
 /// reports `hotplug-status`. That last part runs on a thread: the guest's netfront waits for
 /// the backend anyway, so the domain can be unpaused meanwhile.
-fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16], bridge: &str) -> std::io::Result<()> {
-    let mac = builder::entries::vif_mac(uuid);
-    let entries = builder::entries::vif_entries(domid, 0, &mac, bridge, VIF_SCRIPT);
+fn add_vif(
+    store: &mut XenStore,
+    domid: u32,
+    devid: u32,
+    uuid: &[u8; 16],
+    bridge: &str,
+) -> std::io::Result<()> {
+    let mac = builder::entries::vif_mac_of(uuid, devid);
+    let entries = builder::entries::vif_entries(domid, devid, &mac, bridge, VIF_SCRIPT);
     let mut ops = Vec::new();
     for e in entries {
         ops.push(Op::Write(e.path.clone(), e.value));
@@ -571,9 +579,9 @@ fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16], bridge: &str) -> s
         }
     }
     store.transaction(|store, tx| store.batch(tx, &ops))?;
-    let backend = builder::entries::vif_backend(domid, 0);
+    let backend = builder::entries::vif_backend(domid, devid);
     std::thread::spawn(move || {
-        if let Err(e) = run_vif_hotplug(domid, &backend) {
+        if let Err(e) = run_vif_hotplug(domid, devid, &backend) {
             say!("domain {domid}: vif hotplug failed: {e}");
         }
     });
@@ -656,7 +664,7 @@ fn wait_for_console(store: &mut XenStore, domid: u32) -> Result<(), String> {
 
 /// Waits for netback to take vif `backend` (state 2 or later), then runs the hotplug script
 /// with the environment xl gives it.
-fn run_vif_hotplug(domid: u32, backend: &str) -> Result<(), String> {
+fn run_vif_hotplug(domid: u32, devid: u32, backend: &str) -> Result<(), String> {
     let mut store = XenStore::connect().map_err(|e| format!("cannot reach xenstored: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let state_path = format!("{backend}/state");
@@ -676,7 +684,7 @@ fn run_vif_hotplug(domid: u32, backend: &str) -> Result<(), String> {
     let output = Command::new(VIF_SCRIPT)
         .arg("online")
         .env("XENBUS_PATH", backend)
-        .env("vif", format!("vif{domid}.0"))
+        .env("vif", format!("vif{domid}.{devid}"))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {VIF_SCRIPT}: {e}"))?;
@@ -765,7 +773,19 @@ mod tests {
         assert!(!domain_config("a", &plain.services["a"], &files, &[]).contains("vif"));
         let bad = "[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"nat\"\n";
         let error = Manifest::parse(bad).unwrap_err().to_string();
-        assert!(error.contains("unknown variant `nat`"), "{error}");
+        assert!(error.contains("unknown network `nat`"), "{error}");
+        let router = "network_instances = 2\n[services.zedrouter]\nimage = \"z\"\nmemory = 32\n\
+                      network = \"bridge\"\nrouter = true\n";
+        let manifest = Manifest::parse(router).unwrap();
+        let config = domain_config("zedrouter", &manifest.services["zedrouter"], &files, &[]);
+        assert!(
+            config.contains(
+                "vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen\", \
+                 \"bridge=lichenni1,script=/etc/lichen/vif-lichen\", \
+                 \"bridge=lichenni2,script=/etc/lichen/vif-lichen\"]\n"
+            ),
+            "{config}"
+        );
     }
 
     #[test]

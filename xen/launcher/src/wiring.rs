@@ -310,6 +310,7 @@ mod tests {
             vcpus: 1,
             count: 1,
             data: "apps".into(),
+            bridges: vec![],
         });
         let wiring = service_wiring(&manifest, "lone", &domids(&[("lone", 7)]));
         let dir = "/local/domain/7/data/lichen/channels/domains";

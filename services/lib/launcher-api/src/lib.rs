@@ -118,8 +118,11 @@ pub struct AppSpec {
     pub cmdline: String,
     /// Volumes the app gets as disks (`xvda`, `xvdb`, ... through blkback), in order.
     pub disks: Vec<DiskUse>,
-    /// Whether it gets a network card: a vif on dom0's bridge (`lichenbr0`, with DHCP).
-    pub network: bool,
+    /// The dom0 bridge its network card joins, if it gets one: a network instance's bridge
+    /// (`lichenni<i>`, behind zedrouter), `lichenbr0` (dom0's services bridge, dom0's DHCP) or
+    /// `lichenup0` (the uplink's L2, a switch network instance). The launcher refuses a
+    /// bridge its manifest does not declare (docs/router.md).
+    pub network: Option<String>,
 }
 
 /// A volume an app gets as a disk.

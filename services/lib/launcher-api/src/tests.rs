@@ -23,7 +23,7 @@ fn spec() -> AppSpec {
             },
             read_only: false,
         }],
-        network: true,
+        network: Some("lichenbr0".into()),
     }
 }
 

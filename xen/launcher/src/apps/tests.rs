@@ -124,6 +124,7 @@ fn config() -> AppsConfig {
         vcpus: 2,
         count: 2,
         data: "apps".into(),
+        bridges: crate::network::app_bridges(1),
     }
 }
 
@@ -141,7 +142,7 @@ fn spec(memory_mib: u32) -> AppSpec {
         vcpus: 1,
         cmdline: "ip=10.77.0.5/24".into(),
         disks: vec![],
-        network: true,
+        network: Some("lichenbr0".into()),
     }
 }
 
@@ -512,4 +513,21 @@ fn the_apps_table_is_checked_against_the_node() {
             "[apps]: data disk `missing` is not one of the node's [disks]",
         ]
     );
+}
+
+#[test]
+fn an_app_joins_only_a_bridge_the_node_declares() {
+    let mut h = Harness::new();
+    let on = |bridge: Option<&str>| AppSpec {
+        network: bridge.map(String::from),
+        ..spec(8)
+    };
+    h.result(create("local", on(Some("lichenni1")))).unwrap();
+    h.result(create("none", on(None))).unwrap();
+    for bad in ["lichenni2", "eth0", "lichenbr0;reboot"] {
+        assert_eq!(
+            h.refusal(create("bad", on(Some(bad)))),
+            RefusalKind::Invalid
+        );
+    }
 }
