@@ -331,6 +331,23 @@ async fn bad_bodies_get_clear_statuses_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // A UUID no device has: "Unknown Device" is 400 in the EVE API.
+    let unknown_path = format!(
+        "{}/id/0b7e0f43-52b5-4b36-9f0c-8f3c5b4f1b0a/info",
+        lichen_api::API_PREFIX
+    );
+    let body = Some((
+        lichen_api::CONTENT_TYPE,
+        device.signer().seal_to_bytes(&info),
+    ));
+    let reply = fixture
+        .target
+        .client
+        .send(http::Method::POST, &unknown_path, body, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.is_empty(), "device API errors have no body");
     // The wrong content type.
     let path = format!("{}/id/{uuid}/config", lichen_api::API_PREFIX);
     let body = Some((
@@ -737,5 +754,53 @@ async fn metrics_come_back_as_time_series() {
     let share = (after.1 - before.1) as f64 / (after.2 - before.2) as f64;
     assert_eq!(points[1].cpu_share, Some(share));
     assert!(points[1].network_tx_per_s.is_some_and(|rate| rate > 0.0));
+    fixture.controller.stop().await;
+}
+
+#[tokio::test]
+async fn reports_keep_values_lichen_does_not_model() {
+    use lichen_api::info::ZInfoApp;
+    let fixture = start().await;
+    let mut device = device(&fixture, "sim-newer-eve").await;
+    device.register().await.unwrap();
+    device.poll_config().await.unwrap();
+    let uuid = device.uuid().unwrap().to_owned();
+
+    // App info from a newer EVE: a state lichen's enum does not name, and a field (900) lichen's
+    // ZInfoApp does not have.
+    let mut app = ZInfoApp {
+        app_id: "7e8f9a0b-1c2d-4e3f-a4b5-c6d7e8f90a07".into(),
+        state: 77,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    app.extend_from_slice(&[0xa0, 0x38, 5]); // field 900, varint 5
+    let mut payload = ZInfoMsg {
+        dev_id: uuid.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    payload.push(0x2a); // field 5 (ainfo), length-delimited
+    payload.push(u8::try_from(app.len()).unwrap());
+    payload.extend_from_slice(&app);
+    let reply = device
+        .post_raw("info", device.signer().seal_to_bytes_raw(payload))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::CREATED);
+
+    let stored = fixture
+        .admin
+        .reports(&uuid, &[], 0, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let message = &stored.reports.last().unwrap().message;
+    assert_eq!(message["devId"], uuid.as_str(), "{message}");
+    assert_eq!(message["ainfo"]["state"], 77, "{message}");
+    assert_eq!(message["ainfo"]["unknownFields"]["900"], 5, "{message}");
+    assert_eq!(
+        message["ainfo"]["AppID"], "7e8f9a0b-1c2d-4e3f-a4b5-c6d7e8f90a07",
+        "{message}"
+    );
     fixture.controller.stop().await;
 }

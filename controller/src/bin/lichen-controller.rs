@@ -45,8 +45,9 @@ enum Command {
         database_url: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
-        /// What is kept of a kind of report: KIND=AGE,COUNT (AGE like 7d, 12h or 30m, COUNT per
-        /// device; `-` for no limit). Repeat for several kinds; the others keep their defaults.
+        /// What is kept of a kind of report: KIND=AGE,COUNT[,SIZE] (AGE like 7d, 12h or 30m, COUNT
+        /// per device, SIZE in bytes per device like 64m; `-` for no limit). Repeat for several
+        /// kinds; the others keep their defaults.
         #[arg(long = "retention")]
         retention: Vec<String>,
         #[command(flatten)]

@@ -147,7 +147,11 @@ impl FromRequest<Arc<App>> for SignedByDevice {
                 return Err(ApiError::bad_request(format!("{uuid:?} is not a UUID")));
             }
             if uuid != device.uuid {
-                return Err(ApiError::forbidden("signed by another device"));
+                // The EVE API: "Unknown Device: 400"; another device's UUID: 403.
+                return Err(match app.store.device(&uuid).await? {
+                    None => ApiError::bad_request(format!("unknown device {uuid}")),
+                    Some(_) => ApiError::forbidden("signed by another device"),
+                });
             }
         }
         device.seen(now_ms());

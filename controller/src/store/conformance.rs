@@ -53,7 +53,7 @@ pub(crate) async fn run_all(new_store: NewStore) {
     onboarding_entries_are_replaced_and_removed(&*store().await).await;
     reports_are_queried_by_device_kind_time_and_order(&*store().await).await;
     contacts_keep_the_latest_and_select_devices(&*store().await).await;
-    retention_applies_per_kind_by_age_and_count(&*store().await).await;
+    retention_applies_per_kind_by_age_count_and_size(&*store().await).await;
     reports_are_found_by_object_and_log_lines_by_severity_and_text(&*store().await).await;
     attestation_changes_one_version_at_a_time(&*store().await).await;
 }
@@ -233,6 +233,7 @@ async fn reports_are_found_by_object_and_log_lines_by_severity_and_text(store: &
         KindRetention {
             max_age_ms: None,
             max_per_device: Some(0),
+            max_bytes_per_device: None,
         },
     );
     assert_eq!(store.retire(retention, 1_000).await.unwrap(), 1);
@@ -531,7 +532,7 @@ async fn contacts_keep_the_latest_and_select_devices(store: &dyn Store) {
     );
 }
 
-async fn retention_applies_per_kind_by_age_and_count(store: &dyn Store) {
+async fn retention_applies_per_kind_by_age_count_and_size(store: &dyn Store) {
     for (uuid, serial) in [("u1", "s1"), ("u2", "s2")] {
         store
             .insert_device(device(uuid, serial, serial.as_bytes()))
@@ -545,8 +546,10 @@ async fn retention_applies_per_kind_by_age_and_count(store: &dyn Store) {
                 TelemetryKind::Logs,
                 TelemetryKind::Info,
             ] {
+                // Payloads of at + 1 bytes, the first telling `at`.
+                let payload = vec![at as u8; at as usize + 1];
                 store
-                    .add_telemetry(report(uuid, kind, at * 1000, &[at as u8]))
+                    .add_telemetry(report(uuid, kind, at * 1000, &payload))
                     .await
                     .unwrap();
             }
@@ -558,6 +561,7 @@ async fn retention_applies_per_kind_by_age_and_count(store: &dyn Store) {
         KindRetention {
             max_age_ms: None,
             max_per_device: Some(2),
+            max_bytes_per_device: None,
         },
     );
     retention.set(
@@ -565,10 +569,24 @@ async fn retention_applies_per_kind_by_age_and_count(store: &dyn Store) {
         KindRetention {
             max_age_ms: Some(2_500),
             max_per_device: None,
+            max_bytes_per_device: None,
         },
     );
-    // Metrics: 4 of 6 per device over the count; logs: at 0, 1000 and 2000 older than 2500 ms.
-    assert_eq!(store.retire(retention, 5_000).await.unwrap(), 2 * 4 + 2 * 3);
+    // Info: each payload is at + 1 bytes long, so 4 + 5 + 6 = 15 bytes keep the newest three.
+    retention.set(
+        TelemetryKind::Info,
+        KindRetention {
+            max_age_ms: None,
+            max_per_device: None,
+            max_bytes_per_device: Some(15),
+        },
+    );
+    // Metrics: 4 of 6 per device over the count; logs: at 0, 1000 and 2000 older than 2500 ms;
+    // info: 3 of 6 over the size.
+    assert_eq!(
+        store.retire(retention, 5_000).await.unwrap(),
+        2 * 4 + 2 * 3 + 2 * 3
+    );
     let kept = |uuid: &'static str, kind| async move {
         let found = store
             .telemetry(TelemetryQuery::device(uuid, &[kind], 100))
@@ -582,7 +600,7 @@ async fn retention_applies_per_kind_by_age_and_count(store: &dyn Store) {
     for uuid in ["u1", "u2"] {
         assert_eq!(kept(uuid, TelemetryKind::Metrics).await, [4, 5]);
         assert_eq!(kept(uuid, TelemetryKind::Logs).await, [3, 4, 5]);
-        assert_eq!(kept(uuid, TelemetryKind::Info).await, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(kept(uuid, TelemetryKind::Info).await, [3, 4, 5]);
     }
     assert_eq!(store.retire(retention, 5_000).await.unwrap(), 0);
 }

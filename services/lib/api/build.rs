@@ -40,6 +40,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.compile_fds(descriptors.clone())?;
 
     if json {
+        // The schema itself, for readers that render messages by descriptor (unknown enum
+        // values as numbers, unknown fields kept).
+        std::fs::write(
+            out_dir.join("file_descriptor_set.bin"),
+            descriptors.encode_to_vec(),
+        )?;
         pbjson_build::Builder::new()
             .register_descriptors(&descriptors.encode_to_vec())?
             .out_dir(&out_dir)

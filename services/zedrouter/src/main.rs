@@ -1,94 +1,68 @@
-//! `zedrouter`: one local network instance as a unikernel with two network cards, an app side
-//! and an uplink, forwarding raw frames between them through `router` (DHCP server, DNS
-//! forwarder, source NAT, port maps, ACLs, flow records). No TCP/IP stack runs here: frames go
-//! from one card's receive ring through the router into the other card's transmit ring.
+//! `zedrouter`: local network instances as a unikernel with raw network cards, an uplink and
+//! one app side ("port") per instance, forwarding frames between them through `router` (DHCP
+//! server, DNS forwarder, source NAT, port maps, ACLs, flow records). No TCP/IP stack runs
+//! here: frames go from one card's receive ring through a router into another card's transmit
+//! ring.
+//!
+//! Under Xen the cards are netfronts: vif 0 on the uplink bridge, vif `i` on the node's
+//! network-instance bridge `lichenni<i>` (docs/router.md). Each `zedagent/NetworkInstance` of
+//! kind Local takes a free port (the crate's library, [`zedrouter::Instances`]); zedrouter publishes
+//! `zedrouter/NetworkInstanceStatus` (state, bridge, leases, counters). Under QEMU's microvm it
+//! takes two virtio-net cards and serves one instance from its command line.
 //!
 //! Settings (command line): those of `router::settings` (subnet, DHCP range, uplink address and
-//! gateway, DNS, NAT size and ports, `acl`), plus `uplink_mac=MAC` to say which card is the
-//! uplink (default: the one in the highest virtio-mmio slot, which under QEMU's microvm is the
-//! first card on QEMU's command line: `scripts/run --hostfwd` before `--udp-nic`), and `flowlog_s=N` (default 10): how often
-//! flow records, new DNS answers and counters are logged (zedagent will take them from a bus
-//! topic instead; see docs/router.md).
+//! gateway, DNS, NAT size, `acl`): the uplink, DNS, NAT size and ACL apply to every instance,
+//! and `subnet=` (always, under microvm) makes an instance keyed `static` on the first port.
+//! Also `uplink_mac=MAC` (microvm: which card is the uplink, see [`cards`]) and `flowlog_s=N`
+//! (default 10): how often flow records, new DNS answers and counters are logged and the status
+//! published.
 
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod cards;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::{poll_fn, Future};
-use core::pin::pin;
+use core::pin::Pin;
 use core::task::Poll;
 
-use kernel::net::device::{MacDisplay, NetDevice};
-use kernel::virtio::net::{VirtioNet, DEVICE_ID};
+use bus_io::Update;
+use kernel::net::device::MacDisplay;
 use kernel::{error, info, warn, Args, Duration};
+use router::ports::{uplink_owner, Owner};
 use router::router::{Side, Verdict};
-use router::wire::{Mac, PROTO_TCP, PROTO_UDP};
+use router::wire::{PROTO_TCP, PROTO_UDP};
 use router::Router;
+use topics::zedagent::NETWORK_INSTANCE;
+use topics::zedrouter::NETWORK_INSTANCE_STATUS;
 
-kernel::service!(main);
+use cards::{Card, Port};
+use zedrouter::{Instances, Wanted, STATIC};
 
-/// Frames taken from one card before looking at the other (fairness between the sides).
+kernel::service! {
+    main: main,
+    memory_floor_mib: 16,
+    publishes: &[NETWORK_INSTANCE_STATUS.decl()],
+    watches: &[NETWORK_INSTANCE.decl()],
+}
+
+/// Frames taken from one card before looking at the others (fairness between the sides).
 const BATCH: usize = 64;
-/// How often expired connections are reclaimed.
+/// How often expired connections are reclaimed and the bus looked at.
 const TICK: Duration = Duration::from_millis(500);
 
 fn now_ms() -> u64 {
     kernel::now().as_nanos() / 1_000_000
 }
 
-fn parse_mac(text: &str) -> Option<Mac> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-/// The two cards: the uplink first.
-fn cards(args: &Args) -> Result<(VirtioNet, VirtioNet), &'static str> {
-    let mut found: Vec<_> = kernel::virtio::discover()
-        .into_iter()
-        .filter(|f| f.transport.device_id() == DEVICE_ID)
-        .collect();
-    if found.len() != 2 {
-        error!(
-            "zedrouter: found {} network cards, need 2 (uplink and app side)",
-            found.len()
-        );
-        return Err("need two network cards");
-    }
-    let second = found.pop().ok_or("no card")?;
-    let first = found.pop().ok_or("no card")?;
-    let a = VirtioNet::new(first).map_err(|e| {
-        error!("zedrouter: first card: {e}");
-        "card failed"
-    })?;
-    let b = VirtioNet::new(second).map_err(|e| {
-        error!("zedrouter: second card: {e}");
-        "card failed"
-    })?;
-    match args.get("uplink_mac") {
-        // QEMU's microvm gives the first card on its command line the highest slot:
-        // discovery (by slot) finds it last.
-        None => Ok((b, a)),
-        Some(text) => {
-            let mac = parse_mac(text).ok_or("bad uplink_mac (expected xx:xx:xx:xx:xx:xx)")?;
-            if a.mac_address() == mac {
-                Ok((a, b))
-            } else if b.mac_address() == mac {
-                Ok((b, a))
-            } else {
-                Err("no card has the uplink_mac given")
-            }
-        }
-    }
-}
-
 async fn main(args: Args) -> i32 {
-    let (mut uplink, mut app) = match cards(&args) {
+    let (mut uplink, mut ports) = match cards::find(&args) {
         Ok(c) => c,
         Err(e) => {
             error!("zedrouter: {e}");
@@ -103,20 +77,13 @@ async fn main(args: Args) -> i32 {
         u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()),
         u64::from_le_bytes(seed[8..].try_into().unwrap_or_default()),
     ];
-    let config = match router::settings::config_from(
+    let base = match router::settings::config_from(
         |k| args.get(k),
-        app.mac_address(),
+        ports[0].card.mac_address(),
         uplink.mac_address(),
         seed,
     ) {
         Ok(c) => c,
-        Err(e) => {
-            error!("zedrouter: {e}");
-            return 2;
-        }
-    };
-    let mut router = match Router::new(config) {
-        Ok(r) => r,
         Err(e) => {
             error!("zedrouter: {e}");
             return 2;
@@ -129,64 +96,141 @@ async fn main(args: Args) -> i32 {
             return 2;
         }
     });
-    let c = router.config();
     info!(
-        "zedrouter: uplink {} {}/{} via {}, app side {} {}/{} (dhcp {}-{}, dns {}), {} rules, {} connections",
-        MacDisplay(c.uplink_mac),
-        c.uplink_ip,
-        c.uplink_prefix,
-        c.uplink_gateway,
-        MacDisplay(c.app_mac),
-        c.gateway,
-        c.prefix,
-        c.dhcp_range.0,
-        c.dhcp_range.1,
-        c.dns_upstream.map_or(alloc::string::String::from("off"), |d| alloc::format!("{d}")),
-        c.rules.len(),
-        c.nat_capacity,
+        "zedrouter: uplink {} {}/{} via {} (dns {}), {} ports ({}), {} rules, {} connections per instance",
+        MacDisplay(base.uplink_mac),
+        base.uplink_ip,
+        base.uplink_prefix,
+        base.uplink_gateway,
+        base.dns_upstream.map_or(String::from("off"), |d| format!("{d}")),
+        ports.len(),
+        ports
+            .iter()
+            .map(|p| format!("{} {}", MacDisplay(p.card.mac_address()), p.bridge))
+            .collect::<Vec<_>>()
+            .join(", "),
+        base.rules.len(),
+        base.nat_capacity,
     );
-    if c.rules.is_empty() {
+    if base.rules.is_empty() {
         warn!("zedrouter: no acl: every connection is denied (EVE's default)");
+    }
+    let static_instance = (args.get("subnet").is_some()
+        || kernel::platform::kind() != kernel::platform::Kind::Xen)
+        .then(|| Wanted {
+            name: String::from(STATIC),
+            kind: router::ports::KIND_LOCAL,
+            subnet: format!("{}/{}", base.gateway, base.prefix),
+            gateway: format!("{}", base.gateway),
+            dhcp: (
+                format!("{}", base.dhcp_range.0),
+                format!("{}", base.dhcp_range.1),
+            ),
+        });
+    let macs = ports.iter().map(|p| p.card.mac_address()).collect();
+    let mut instances = Instances::new(base, macs);
+    if let Some(wanted) = static_instance {
+        apply(&mut instances, STATIC, Some(wanted));
     }
     info!(
         "zedrouter: heap in use {} KiB",
         kernel::mem::heap_used() / 1024
     );
-    router.start(now_ms());
-    run(&mut router, &mut uplink, &mut app, flowlog).await;
+    let bus = Bus::start().await;
+    run(&mut instances, &mut uplink, &mut ports, bus, flowlog).await;
     0
 }
 
-/// Moves frames from `from` through the router; returns how many were taken.
-fn drain(
-    router: &mut Router,
-    side: Side,
-    from: &mut VirtioNet,
-    to: &mut VirtioNet,
-    stats: &mut Stats,
-) -> usize {
-    let now = now_ms();
-    let mut taken = 0;
-    while taken < BATCH {
-        let Some(mut frame) = from.receive() else {
-            break;
+/// Applies an instance's settings and logs what happened.
+fn apply(instances: &mut Instances, key: &str, wanted: Option<Wanted>) {
+    if let Some(what) = instances.apply(key, wanted, now_ms()) {
+        if what.contains("refused") {
+            warn!("zedrouter: {what}");
+        } else {
+            info!("zedrouter: {what}");
+        }
+    }
+}
+
+/// zedrouter's bus: the network instances it follows and the status it publishes (both absent
+/// under microvm, where there is no bus).
+struct Bus {
+    config: Option<bus_io::Subscription<topics::zedagent::NetworkInstance>>,
+    status: Option<bus_io::Publication<String, topics::zedrouter::NetworkInstanceStatus>>,
+}
+
+impl Bus {
+    async fn start() -> Bus {
+        if kernel::platform::kind() != kernel::platform::Kind::Xen {
+            return Bus {
+                config: None,
+                status: None,
+            };
+        }
+        let node = bus_io::channel::node().await;
+        let config = node
+            .subscribe(&NETWORK_INSTANCE)
+            .map_err(|e| info!("zedrouter: no network instances from the bus ({e})"))
+            .ok();
+        let status = node
+            .publish(&NETWORK_INSTANCE_STATUS)
+            .map_err(|e| error!("zedrouter: cannot publish the status: {e}"))
+            .ok();
+        Bus { config, status }
+    }
+
+    /// Applies what changed in `zedagent/NetworkInstance`; returns whether anything did.
+    fn follow(&self, instances: &mut Instances) -> bool {
+        let Some(config) = &self.config else {
+            return false;
         };
-        taken += 1;
-        let len = frame.len();
-        let verdict = router.handle(side, frame.bytes_mut(len), now);
-        if let Verdict::Forward(_, out_len) = verdict {
-            match to.transmit_buffer() {
-                Some(mut tx) => {
-                    tx.bytes_mut(out_len)
-                        .copy_from_slice(&frame.bytes()[..out_len]);
-                    to.send(tx);
-                }
-                None => stats.tx_full += 1,
+        let mut changed = false;
+        while let Some(update) = config.try_next() {
+            match update {
+                Update::Link(link) => info!("zedrouter: zedagent's network instances: {link}"),
+                Update::Event(_) => changed = true,
             }
         }
-        from.recycle(frame);
+        if !changed {
+            return false;
+        }
+        let wanted: Vec<(String, Wanted)> = config.with(|view| {
+            view.iter()
+                .map(|(k, ni)| (String::from(k), Wanted::from(ni)))
+                .collect()
+        });
+        let gone: Vec<String> = instances
+            .known
+            .keys()
+            .filter(|k| k.as_str() != STATIC && !wanted.iter().any(|(w, _)| w == *k))
+            .cloned()
+            .collect();
+        for key in gone {
+            apply(instances, &key, None);
+            if let Some(status) = &self.status {
+                let _ = status.unpublish(&key);
+            }
+        }
+        for (key, w) in wanted {
+            if key == STATIC {
+                warn!(
+                    "zedrouter: a network instance keyed `static` is ignored (the command line's)"
+                );
+                continue;
+            }
+            apply(instances, &key, Some(w));
+        }
+        true
     }
-    taken
+
+    fn publish(&self, instances: &Instances, bridges: &[String]) {
+        let Some(status) = &self.status else { return };
+        for (key, s) in instances.statuses(bridges, now_ms()) {
+            if let Err(e) = status.publish(&key, &s) {
+                warn!("zedrouter: cannot publish the status of {key}: {e}");
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -195,24 +239,97 @@ struct Stats {
     acks_logged: u64,
 }
 
+/// Copies `frame` into a transmit buffer of `card`.
+fn transmit(card: &mut Card, frame: &[u8], stats: &mut Stats) {
+    match card.transmit_buffer() {
+        Some(mut tx) => {
+            let n = frame.len().min(card.max_frame_len());
+            tx.bytes_mut(n).copy_from_slice(&frame[..n]);
+            card.send(tx);
+        }
+        None => stats.tx_full += 1,
+    }
+}
+
+/// Moves frames from the uplink to the instances they belong to; returns how many were taken.
+fn drain_uplink(
+    instances: &mut Instances,
+    uplink: &mut Card,
+    ports: &mut [Port],
+    stats: &mut Stats,
+) -> usize {
+    let now = now_ms();
+    let configs = instances.configs();
+    let mut taken = 0;
+    while taken < BATCH {
+        let Some(mut frame) = uplink.receive() else {
+            break;
+        };
+        taken += 1;
+        let len = frame.len();
+        match uplink_owner(&frame.bytes()[..len], &configs) {
+            None => {}
+            Some(Owner::All) => {
+                let copy: Vec<u8> = frame.bytes().to_vec();
+                for (_, r) in instances.routers.iter_mut().flatten() {
+                    let mut scratch = copy.clone();
+                    r.handle(Side::Uplink, &mut scratch, now);
+                }
+            }
+            Some(Owner::One(i)) => {
+                if let Some((_, r)) = instances.routers[i].as_mut() {
+                    if let Verdict::Forward(_, out) =
+                        r.handle(Side::Uplink, frame.bytes_mut(len), now)
+                    {
+                        transmit(&mut ports[i].card, &frame.bytes()[..out], stats);
+                    }
+                }
+            }
+        }
+        uplink.recycle(frame);
+    }
+    taken
+}
+
+/// Moves frames from port `i` to the uplink; returns how many were taken.
+fn drain_port(
+    router: Option<&mut Router>,
+    port: &mut Port,
+    uplink: &mut Card,
+    stats: &mut Stats,
+) -> usize {
+    let now = now_ms();
+    let mut taken = 0;
+    let mut router = router;
+    while taken < BATCH {
+        let Some(mut frame) = port.card.receive() else {
+            break;
+        };
+        taken += 1;
+        let len = frame.len();
+        if let Some(r) = router.as_deref_mut() {
+            if let Verdict::Forward(_, out) = r.handle(Side::App, frame.bytes_mut(len), now) {
+                transmit(uplink, &frame.bytes()[..out], stats);
+            }
+        }
+        port.card.recycle(frame);
+    }
+    taken
+}
+
 fn send_output(
-    router: &mut Router,
-    uplink: &mut VirtioNet,
-    app: &mut VirtioNet,
+    instances: &mut Instances,
+    uplink: &mut Card,
+    ports: &mut [Port],
     stats: &mut Stats,
 ) {
-    for (side, frame) in router.take_output() {
-        let card = match side {
-            Side::Uplink => &mut *uplink,
-            Side::App => &mut *app,
-        };
-        match card.transmit_buffer() {
-            Some(mut tx) => {
-                let n = frame.len().min(tx.max_len());
-                tx.bytes_mut(n).copy_from_slice(&frame[..n]);
-                card.send(tx);
+    for (i, slot) in instances.routers.iter_mut().enumerate() {
+        let Some((_, r)) = slot else { continue };
+        for (side, frame) in r.take_output() {
+            match side {
+                Side::Uplink => transmit(uplink, &frame, stats),
+                Side::App => transmit(&mut ports[i].card, &frame, stats),
             }
-            None => stats.tx_full += 1,
         }
     }
 }
@@ -226,93 +343,135 @@ fn protocol_name(p: u8) -> &'static str {
     }
 }
 
-/// Logs new leases, flow records, DNS answers and counters (the flow log until zedagent
+/// Logs flow records, DNS answers and counters per instance (the flow log until zedagent
 /// takes it from the bus).
-fn report(router: &mut Router, stats: &mut Stats) {
-    for f in router.take_flows() {
+fn report(instances: &mut Instances, stats: &mut Stats) {
+    for (port, slot) in instances.routers.iter_mut().enumerate() {
+        let Some((key, router)) = slot else { continue };
+        for f in router.take_flows() {
+            info!(
+                "zedrouter: flow {} {}:{} -> {}:{} {} acl {} {:?} tx {}/{} rx {}/{} ms {}..{}",
+                protocol_name(f.protocol),
+                f.src.ip,
+                f.src.port,
+                f.dst.ip,
+                f.dst.port,
+                if f.inbound { "in" } else { "out" },
+                f.acl_id,
+                f.action,
+                f.counters.tx_packets,
+                f.counters.tx_bytes,
+                f.counters.rx_packets,
+                f.counters.rx_bytes,
+                f.start_ms,
+                f.end_ms,
+            );
+        }
+        for r in router.dns().take_new() {
+            info!("zedrouter: dns {} -> {:?}", r.name, r.addrs);
+        }
+        let c = router.counters().clone();
+        let drops: Vec<_> = router.drops().filter(|d| d.1 > 0).collect();
         info!(
-            "zedrouter: flow {} {}:{} -> {}:{} {} acl {} {:?} tx {}/{} rx {}/{} ms {}..{}",
-            protocol_name(f.protocol),
-            f.src.ip,
-            f.src.port,
-            f.dst.ip,
-            f.dst.port,
-            if f.inbound { "in" } else { "out" },
-            f.acl_id,
-            f.action,
-            f.counters.tx_packets,
-            f.counters.tx_bytes,
-            f.counters.rx_packets,
-            f.counters.rx_bytes,
-            f.start_ms,
-            f.end_ms,
+            "zedrouter: counters {key} port {} to_uplink {} to_app {} consumed {} connections {} flows_lost {} drops {:?}",
+            port + 1,
+            c.to_uplink,
+            c.to_app,
+            c.consumed,
+            router.nat().len(),
+            router.flows_lost(),
+            drops,
         );
     }
-    for r in router.dns().take_new() {
-        info!("zedrouter: dns {} -> {:?}", r.name, r.addrs);
-    }
-    let c = router.counters().clone();
-    let drops: Vec<_> = router.drops().filter(|d| d.1 > 0).collect();
     info!(
-        "zedrouter: counters to_uplink {} to_app {} consumed {} connections {} tx_full {} flows_lost {} heap {} KiB drops {:?}",
-        c.to_uplink,
-        c.to_app,
-        c.consumed,
-        router.nat().len(),
+        "zedrouter: tx_full {} heap {} KiB",
         stats.tx_full,
-        router.flows_lost(),
-        kernel::mem::heap_used() / 1024,
-        drops,
+        kernel::mem::heap_used() / 1024
     );
 }
 
-async fn run(router: &mut Router, uplink: &mut VirtioNet, app: &mut VirtioNet, flowlog: Duration) {
-    let (uv, av) = (uplink.interrupt_vector(), app.interrupt_vector());
+fn log_leases(instances: &Instances, stats: &mut Stats) {
+    let acks: u64 = instances
+        .routers
+        .iter()
+        .flatten()
+        .map(|(_, r)| r.counters().dhcp_acks)
+        .sum();
+    if acks == stats.acks_logged {
+        return;
+    }
+    stats.acks_logged = acks;
+    for (key, r) in instances.routers.iter().flatten() {
+        for l in r.dhcp().leases().iter().filter(|l| l.expires_ms > now_ms()) {
+            info!(
+                "zedrouter: dhcp lease {} -> {} ({key})",
+                l.ip,
+                MacDisplay(l.mac)
+            );
+        }
+    }
+}
+
+async fn run(
+    instances: &mut Instances,
+    uplink: &mut Card,
+    ports: &mut [Port],
+    bus: Bus,
+    flowlog: Duration,
+) {
+    let bridges: Vec<String> = ports.iter().map(|p| p.bridge.clone()).collect();
     let mut stats = Stats::default();
     let mut next_tick = kernel::now().saturating_add(TICK);
     let mut next_report = kernel::now().saturating_add(flowlog);
+    bus.follow(instances);
+    bus.publish(instances, &bridges);
     loop {
         uplink.handle_interrupt();
-        app.handle_interrupt();
-        let mut busy = false;
-        busy |= drain(router, Side::Uplink, uplink, app, &mut stats) == BATCH;
-        busy |= drain(router, Side::App, app, uplink, &mut stats) == BATCH;
-        send_output(router, uplink, app, &mut stats);
-        uplink.flush();
-        app.flush();
-        let acks = router.counters().dhcp_acks;
-        if acks != stats.acks_logged {
-            stats.acks_logged = acks;
-            for l in router
-                .dhcp()
-                .leases()
-                .iter()
-                .filter(|l| l.expires_ms > now_ms())
-            {
-                info!("zedrouter: dhcp lease {} -> {}", l.ip, MacDisplay(l.mac));
-            }
+        for p in ports.iter_mut() {
+            p.card.handle_interrupt();
         }
+        let mut busy = drain_uplink(instances, uplink, ports, &mut stats) == BATCH;
+        for (i, port) in ports.iter_mut().enumerate() {
+            let router = instances.routers[i].as_mut().map(|(_, r)| r);
+            busy |= drain_port(router, port, uplink, &mut stats) == BATCH;
+        }
+        send_output(instances, uplink, ports, &mut stats);
+        uplink.flush();
+        for p in ports.iter_mut() {
+            p.card.flush();
+        }
+        log_leases(instances, &mut stats);
         let now = kernel::now();
         if now >= next_tick {
-            router.tick(now_ms());
+            for (_, r) in instances.routers.iter_mut().flatten() {
+                r.tick(now_ms());
+            }
+            if bus.follow(instances) {
+                bus.publish(instances, &bridges);
+            }
             next_tick = now.saturating_add(TICK);
         }
         if now >= next_report {
-            report(router, &mut stats);
+            report(instances, &mut stats);
+            bus.publish(instances, &bridges);
             next_report = now.saturating_add(flowlog);
         }
         if busy {
             kernel::yield_now().await;
             continue;
         }
-        let mut up_irq = pin!(kernel::irq::wait(uv));
-        let mut app_irq = pin!(kernel::irq::wait(av));
-        let mut timer = pin!(kernel::sleep_until(next_tick.min(next_report)));
+        let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::with_capacity(ports.len() + 2);
+        waits.push(cards::event(uplink.event_source()));
+        for p in ports.iter() {
+            waits.push(cards::event(p.card.event_source()));
+        }
+        waits.push(Box::pin(kernel::sleep_until(next_tick.min(next_report))));
         poll_fn(|cx| {
-            let a = up_irq.as_mut().poll(cx).is_ready();
-            let b = app_irq.as_mut().poll(cx).is_ready();
-            let t = timer.as_mut().poll(cx).is_ready();
-            if a || b || t {
+            let mut ready = false;
+            for w in waits.iter_mut() {
+                ready |= w.as_mut().poll(cx).is_ready();
+            }
+            if ready {
                 Poll::Ready(())
             } else {
                 Poll::Pending

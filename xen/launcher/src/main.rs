@@ -113,12 +113,12 @@ fn main() -> ExitCode {
             print!("{}", bus::table(&manifest, &images.declarations));
             if let Some(apps) = &manifest.apps {
                 println!(
-                    "\napps (domain service): manager {}, {} MiB, {} vCPUs, {} domains at once, volumes: {}",
+                    "\napps (domain service): manager {}, {} MiB, {} vCPUs, {} domains at once, volumes on disk `{}`",
                     apps.manager,
                     apps.memory_mib,
                     apps.vcpus,
                     apps.count,
-                    apps.volumes.join(", ")
+                    apps.data
                 );
             }
             ExitCode::SUCCESS
@@ -203,6 +203,9 @@ fn run(manifest: Manifest, images: &manifest::ResolvedImages, args: &Args) -> Ex
             return ExitCode::from(3);
         }
     };
+    for failure in lichen_launcher::network::setup_bridges(manifest.network_instances) {
+        say!("network instances: {failure}");
+    }
     let mut hooks = start_hooks(&manifest.test, &args.hooks_dir);
     let mut supervisor =
         supervisor::Supervisor::new(manifest, images, toolstack, supervisor::Options::default());

@@ -5,6 +5,8 @@
 //! name = "demo"                  # optional, default "node"
 //! logs = "logs"                  # the service that collects every other's log lines (optional):
 //!                                # each gets a channel `log` to it (crate::logs, docs/logs.md)
+//! network_instances = 2          # dom0 bridges lichenni1..2 for local network instances
+//!                                # (crate::network, docs/router.md); default 0
 //!
 //! [services.bus]
 //! image = "bus"                  # target/images/bus.elf (or a file named exactly "bus")
@@ -15,6 +17,7 @@
 //! max_restarts = 3               # default 3
 //! network = "bridge"             # "none" (default) | "bridge": a vif on dom0's lichenbr0 |
 //!                                # "uplink": a vif on lichenup0, bridged to dom0's NIC
+//! router = true                  # zedrouter: also vif i on lichenni<i> for each network instance
 //! disks = ["persist"]            # node disks it gets, "NAME" or "NAME:ro" (see crate::disks)
 //! daemon = true                  # serves the others: stopped once they are all done
 //! toolstack = "xl"               # "lichen" (default): the launcher's builder | "xl"
@@ -88,6 +91,10 @@ pub struct Manifest {
     /// The domain service for app domains, if the node runs apps (see [`crate::apps`]).
     #[serde(default)]
     pub apps: Option<crate::apps::AppsConfig>,
+    /// How many network-instance bridges (`lichenni1`..) the launcher makes for the router's
+    /// ports and apps (see [`crate::network`]).
+    #[serde(default)]
+    pub network_instances: u8,
 }
 
 /// A manifest's `[test]` table: dom0 programs from the hooks directory (`xen/dom0/hooks`, in
@@ -191,6 +198,14 @@ pub struct Service {
     /// The service's network card.
     #[serde(default)]
     pub network: Network,
+    /// The router (zedrouter): besides its `network` card (vif 0), a vif on each of the
+    /// node's network-instance bridges (see [`crate::network`]).
+    #[serde(default)]
+    pub router: bool,
+    /// The network-instance bridges the router's ports join (set from the manifest's
+    /// `network_instances` for the router, never written in a manifest; 0 for others).
+    #[serde(skip)]
+    pub ports: u8,
     /// The node disks the service gets, in order (`xvda`, `xvdb`, ...).
     #[serde(default)]
     pub disks: Vec<disks::DiskUse>,
@@ -225,10 +240,13 @@ pub enum Toolstack {
     Xl,
 }
 
-/// What network card a service gets.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+/// What network card a service gets: `network = "none" | "bridge" | "uplink" | "lichenni<i>"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Network {
+    /// A vif on network-instance bridge `lichenni<i>`, behind the router (an app, from
+    /// launcher-api's `AppSpec::network`, or a service standing in for one; see
+    /// [`crate::network`]).
+    Local(u8),
     /// None.
     #[default]
     None,
@@ -240,13 +258,36 @@ pub enum Network {
     Uplink,
 }
 
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Network, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "none" => Ok(Network::None),
+            "bridge" => Ok(Network::Bridge),
+            "uplink" => Ok(Network::Uplink),
+            other => other
+                .strip_prefix(crate::network::PREFIX)
+                .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|i| i.parse::<u8>().ok())
+                .filter(|i| *i >= 1)
+                .map(Network::Local)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown network `{other}`: expected none, bridge, uplink or lichenni<N>"
+                    ))
+                }),
+        }
+    }
+}
+
 impl Network {
     /// The dom0 bridge the service's vif joins, if it has one.
-    pub fn bridge(self) -> Option<&'static str> {
+    pub fn bridge(self) -> Option<String> {
         match self {
             Network::None => None,
-            Network::Bridge => Some(BRIDGE),
-            Network::Uplink => Some(UPLINK_BRIDGE),
+            Network::Bridge => Some(BRIDGE.into()),
+            Network::Uplink => Some(UPLINK_BRIDGE.into()),
+            Network::Local(i) => Some(crate::network::bridge(i)),
         }
     }
 }
@@ -321,11 +362,11 @@ fn default_ring_order() -> u8 {
 
 impl Service {
     /// An app domain as [`crate::apps`] creates it: the spec's memory, vCPUs, command line and
-    /// disks (volumes, which are node disks); the launcher's builder; never restarted (the
-    /// manager decides).
-    pub fn app(spec: &launcher_api::AppSpec) -> Service {
+    /// disks (`devices`: the dom0 devices of its disk volumes, in order); the launcher's
+    /// builder; never restarted (the manager decides).
+    pub fn app(spec: &launcher_api::AppSpec, devices: &[std::path::PathBuf]) -> Service {
         Service {
-            image: spec.kernel.clone(),
+            image: spec.kernel.to_string(),
             ramdisk: None,
             memory: spec.memory_mib,
             vcpus: spec.vcpus,
@@ -336,16 +377,17 @@ impl Service {
             backoff_max_ms: default_backoff_max_ms(),
             timeout_s: None,
             console_input: None,
-            network: if spec.network {
-                Network::Bridge
-            } else {
-                Network::None
-            },
+            // `crate::apps` checked the name against the node's bridges.
+            network: crate::network::app_network(spec.network.as_deref(), u8::MAX)
+                .unwrap_or_default(),
+            router: false,
+            ports: 0,
             disks: spec
                 .disks
                 .iter()
-                .map(|d| disks::DiskUse {
-                    name: d.volume.clone(),
+                .zip(devices)
+                .map(|(d, device)| disks::DiskUse {
+                    name: device.display().to_string(),
                     read_only: d.read_only,
                 })
                 .collect(),
@@ -354,6 +396,16 @@ impl Service {
             standby: false,
             app: true,
         }
+    }
+
+    /// The dom0 bridges of the service's vifs, in vif order: its `network` card, then a
+    /// router's ports.
+    pub fn vifs(&self) -> Vec<String> {
+        let mut vifs: Vec<String> = self.network.bridge().into_iter().collect();
+        if vifs.len() == 1 {
+            vifs.extend((1..=self.ports).map(crate::network::bridge));
+        }
+        vifs
     }
 
     /// This service's restart policy.
@@ -428,6 +480,8 @@ pub enum ManifestError {
     Disk(String),
     /// An `[apps]` table that cannot work (the reason).
     Apps(String),
+    /// Network instances or a router that cannot work (the reason).
+    Network(String),
     /// A standby domain for a service that is never restarted.
     StandbyWithoutRestart(String),
     /// An image or ramdisk is in none of the image directories.
@@ -496,7 +550,9 @@ impl fmt::Display for ManifestError {
             ManifestError::Backoff(service) => {
                 write!(f, "service `{service}`: backoff_max_ms is smaller than backoff_ms")
             }
-            ManifestError::Disk(reason) | ManifestError::Apps(reason) => f.write_str(reason),
+            ManifestError::Disk(reason)
+            | ManifestError::Apps(reason)
+            | ManifestError::Network(reason) => f.write_str(reason),
             ManifestError::StandbyWithoutRestart(service) => write!(
                 f,
                 "service `{service}`: standby = true needs restart = \"on-failure\" or \"always\""
@@ -559,8 +615,17 @@ impl std::error::Error for ManifestErrors {}
 impl Manifest {
     /// Parses a manifest; unknown fields and wrong types are refused.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest =
+        let mut manifest: Manifest =
             toml::from_str(text).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        let ports = manifest
+            .network_instances
+            .min(crate::network::MAX_INSTANCES);
+        for service in manifest.services.values_mut().filter(|s| s.router) {
+            service.ports = ports;
+        }
+        if let Some(apps) = manifest.apps.as_mut() {
+            apps.bridges = crate::network::app_bridges(ports);
+        }
         Ok(manifest)
     }
 
@@ -640,6 +705,11 @@ impl Manifest {
                     .map(ManifestError::Apps),
             );
         }
+        errors.extend(
+            crate::network::check(self)
+                .into_iter()
+                .map(ManifestError::Network),
+        );
         if errors.is_empty() {
             if let Err(cycle) = order::start_order(self) {
                 errors.push(ManifestError::Cycle(cycle.services));

@@ -147,15 +147,15 @@ pub fn domain_config(
     // upcall pending on the way back in, the guest was seen to triple-fault (netfront, vchan
     // client). Native mode reads the hardware TSC; Xen's pvclock still gives its scale.
     line("tsc_mode", quoted("native"));
-    if let Some(bridge) = service.network.bridge() {
-        // Our own hotplug script (busybox sh): xl's vif-bridge needs bash.
-        line(
-            "vif",
-            format!(
-                "[{}]",
-                quoted(&format!("bridge={bridge},script={VIF_SCRIPT}"))
-            ),
-        );
+    let vifs = service.vifs();
+    if !vifs.is_empty() {
+        // Our own hotplug script (busybox sh): xl's vif-bridge needs bash. A router has one
+        // vif per bridge, in order (crate::network).
+        let entries: Vec<String> = vifs
+            .iter()
+            .map(|bridge| quoted(&format!("bridge={bridge},script={VIF_SCRIPT}")))
+            .collect();
+        line("vif", format!("[{}]", entries.join(", ")));
     }
     if !service.disks.is_empty() {
         let entries: Vec<String> = service
@@ -246,9 +246,9 @@ impl Toolstack {
         let disk_targets = service
             .disks
             .iter()
-            .map(|d| crate::disks::find_device(Path::new("/sys/block"), &d.name))
+            .map(|d| crate::disks::resolve(Path::new("/sys/block"), &d.name))
             .collect::<Result<Vec<_>, _>>()?;
-        let kernel = read_kernel(&files.kernel)
+        let kernel = read_kernel(&files.kernel, files.kernel_window)
             .map_err(|e| format!("cannot read {}: {e}", files.kernel.display()))?;
         let ramdisk = match &files.ramdisk {
             Some(path) => Some(
@@ -283,9 +283,11 @@ impl Toolstack {
         let registered = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
         let registered = registered
-            .and_then(|()| match service.network.bridge() {
-                None => Ok(()),
-                Some(bridge) => add_vif(&mut self.store, domid, &uuid, bridge),
+            .and_then(|()| {
+                for (devid, bridge) in service.vifs().iter().enumerate() {
+                    add_vif(&mut self.store, domid, devid as u32, &uuid, bridge)?;
+                }
+                Ok(())
             })
             .and_then(|()| {
                 for (i, (disk, target)) in service.disks.iter().zip(&disk_targets).enumerate() {
@@ -338,7 +340,7 @@ impl Toolstack {
         let targets = service
             .disks
             .iter()
-            .map(|d| crate::disks::find_device(Path::new("/sys/block"), &d.name))
+            .map(|d| crate::disks::resolve(Path::new("/sys/block"), &d.name))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{name}: {e}"))?;
         std::fs::write(&config_path, domain_config(name, service, files, &targets))
@@ -367,12 +369,7 @@ impl Platform for Toolstack {
         service: &Service,
         files: &BootFiles,
     ) -> Result<u32, String> {
-        // The builder writes vbd backends for app domains only: a pillar with disks goes
-        // through xl (its tests were made that way).
-        if service.toolstack == Builder::Lichen
-            && self.privcmd.is_some()
-            && (service.disks.is_empty() || service.app)
-        {
+        if service.toolstack == Builder::Lichen && self.privcmd.is_some() {
             return self.build(name, service, files);
         }
         self.xl_create(name, service, files)
@@ -519,18 +516,40 @@ impl Platform for Toolstack {
 /// The largest kernel image read from a volume.
 pub const MAX_VOLUME_KERNEL: usize = 64 << 20;
 
-/// The kernel image at `path`. A file is read whole. A block device (an app volume, which holds
-/// the image at offset 0 followed by whatever the volume's tail holds) is read in three steps,
-/// header, program headers, then up to the end of the last segment ([`builder::elf::extent`]),
-/// and no further: one copy through dom0's memory, of the image's bytes only.
-pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
+/// The kernel image at `path`. A file is read whole. A block device (the app data disk, whose
+/// app volume at `window` (byte offset, length) holds the image at its offset 0 followed by
+/// whatever the volume's tail holds) is read in three steps, header, program headers, then up
+/// to the end of the last segment ([`builder::elf::extent`]), and no further, never past the
+/// window: one copy through dom0's memory, of the image's bytes only. dom0's cached pages of
+/// the window are dropped first: the downloader wrote it through blkback, which bypasses them.
+pub fn read_kernel(path: &Path, window: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileTypeExt;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.file_type().is_block_device() {
         return std::fs::read(path).map_err(|e| e.to_string());
     }
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let (offset, length) = window.unwrap_or((0, u64::MAX));
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if let Some((offset, length)) = window {
+        // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is open.
+        let advice = unsafe {
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                offset as libc::off_t,
+                length as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if advice != 0 {
+            return Err(format!("cannot drop cached pages: error {advice}"));
+        }
+    }
+    let mut file = file;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .map_err(|e| format!("seeking to {offset}: {e}"))?;
+    let mut file = file.take(length);
     let mut image = vec![0u8; 64];
     file.read_exact(&mut image)
         .map_err(|e| format!("reading the ELF header: {e}"))?;
@@ -543,8 +562,7 @@ pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Reads `image` on from `file` up to `to` bytes (at most [`MAX_VOLUME_KERNEL`]).
-fn grow(file: &mut std::fs::File, image: &mut Vec<u8>, to: usize) -> Result<(), String> {
-    use std::io::Read;
+fn grow(file: &mut impl std::io::Read, image: &mut Vec<u8>, to: usize) -> Result<(), String> {
     if to > MAX_VOLUME_KERNEL {
         return Err(format!(
             "the image would be {to} bytes, above {MAX_VOLUME_KERNEL}"
@@ -559,14 +577,20 @@ fn grow(file: &mut std::fs::File, image: &mut Vec<u8>, to: usize) -> Result<(), 
     Ok(())
 }
 
-/// Gives `domid` a vif on the bridge, as xl does: the backend and frontend entries (one
+/// Gives `domid` vif `devid` on the bridge, as xl does: the backend and frontend entries (one
 /// transaction, so netback probes a complete device), then, once netback has created
-/// `vif<domid>.0` (backend state 2, InitWait), the hotplug script, which bridges it and
+/// `vif<domid>.<devid>` (backend state 2, InitWait), the hotplug script, which bridges it and
 /// reports `hotplug-status`. That last part runs on a thread: the guest's netfront waits for
 /// the backend anyway, so the domain can be unpaused meanwhile.
-fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16], bridge: &str) -> std::io::Result<()> {
-    let mac = builder::entries::vif_mac(uuid);
-    let entries = builder::entries::vif_entries(domid, 0, &mac, bridge, VIF_SCRIPT);
+fn add_vif(
+    store: &mut XenStore,
+    domid: u32,
+    devid: u32,
+    uuid: &[u8; 16],
+    bridge: &str,
+) -> std::io::Result<()> {
+    let mac = builder::entries::vif_mac_of(uuid, devid);
+    let entries = builder::entries::vif_entries(domid, devid, &mac, bridge, VIF_SCRIPT);
     let mut ops = Vec::new();
     for e in entries {
         ops.push(Op::Write(e.path.clone(), e.value));
@@ -575,9 +599,9 @@ fn add_vif(store: &mut XenStore, domid: u32, uuid: &[u8; 16], bridge: &str) -> s
         }
     }
     store.transaction(|store, tx| store.batch(tx, &ops))?;
-    let backend = builder::entries::vif_backend(domid, 0);
+    let backend = builder::entries::vif_backend(domid, devid);
     std::thread::spawn(move || {
-        if let Err(e) = run_vif_hotplug(domid, &backend) {
+        if let Err(e) = run_vif_hotplug(domid, devid, &backend) {
             say!("domain {domid}: vif hotplug failed: {e}");
         }
     });
@@ -660,7 +684,7 @@ fn wait_for_console(store: &mut XenStore, domid: u32) -> Result<(), String> {
 
 /// Waits for netback to take vif `backend` (state 2 or later), then runs the hotplug script
 /// with the environment xl gives it.
-fn run_vif_hotplug(domid: u32, backend: &str) -> Result<(), String> {
+fn run_vif_hotplug(domid: u32, devid: u32, backend: &str) -> Result<(), String> {
     let mut store = XenStore::connect().map_err(|e| format!("cannot reach xenstored: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let state_path = format!("{backend}/state");
@@ -680,7 +704,7 @@ fn run_vif_hotplug(domid: u32, backend: &str) -> Result<(), String> {
     let output = Command::new(VIF_SCRIPT)
         .arg("online")
         .env("XENBUS_PATH", backend)
-        .env("vif", format!("vif{domid}.0"))
+        .env("vif", format!("vif{domid}.{devid}"))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {VIF_SCRIPT}: {e}"))?;
@@ -729,6 +753,7 @@ mod tests {
         let files = BootFiles {
             kernel: "/lichen/images/api.elf".into(),
             ramdisk: Some("/lichen/images/rd".into()),
+            kernel_window: None,
         };
         let config = domain_config("api", &manifest.services["api"], &files, &[]);
         for expected in [
@@ -757,6 +782,7 @@ mod tests {
         let files = BootFiles {
             kernel: "/lichen/images/echo.elf".into(),
             ramdisk: None,
+            kernel_window: None,
         };
         let config = domain_config("echo", &manifest.services["echo"], &files, &[]);
         assert!(
@@ -767,7 +793,19 @@ mod tests {
         assert!(!domain_config("a", &plain.services["a"], &files, &[]).contains("vif"));
         let bad = "[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"nat\"\n";
         let error = Manifest::parse(bad).unwrap_err().to_string();
-        assert!(error.contains("unknown variant `nat`"), "{error}");
+        assert!(error.contains("unknown network `nat`"), "{error}");
+        let router = "network_instances = 2\n[services.zedrouter]\nimage = \"z\"\nmemory = 32\n\
+                      network = \"bridge\"\nrouter = true\n";
+        let manifest = Manifest::parse(router).unwrap();
+        let config = domain_config("zedrouter", &manifest.services["zedrouter"], &files, &[]);
+        assert!(
+            config.contains(
+                "vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen\", \
+                 \"bridge=lichenni1,script=/etc/lichen/vif-lichen\", \
+                 \"bridge=lichenni2,script=/etc/lichen/vif-lichen\"]\n"
+            ),
+            "{config}"
+        );
     }
 
     #[test]
@@ -778,6 +816,7 @@ mod tests {
         let files = BootFiles {
             kernel: "/lichen/images/v.elf".into(),
             ramdisk: None,
+            kernel_window: None,
         };
         let targets = [PathBuf::from("/dev/vdb"), PathBuf::from("/dev/vda")];
         let config = domain_config("vault", &manifest.services["vault"], &files, &targets);

@@ -24,8 +24,10 @@ const STATE_CONNECTED: u32 = 4;
 /// `XenbusStateClosing`.
 const STATE_CLOSING: u32 = 5;
 
-/// The frontend's directory (relative to this domain's xenstore home).
-const FRONT: &str = "device/vif/0";
+/// The directory of frontend `devid` (relative to this domain's xenstore home).
+fn front_dir(devid: u32) -> String {
+    format!("device/vif/{devid}")
+}
 /// How long the backend may take for each step of the handshake.
 const HANDSHAKE_STEP: Duration = Duration::from_secs(30);
 /// Protocol errors logged in full; later ones are only counted.
@@ -93,6 +95,7 @@ impl Side {
 
 /// The Xen network card.
 pub struct Netfront {
+    devid: u32,
     mac: [u8; 6],
     port: Port,
     link: Rc<Cell<Link>>,
@@ -120,17 +123,30 @@ impl Netfront {
     /// The xenstore reads here block (`store::request_blocking`), beside other tasks'
     /// requests in flight, which keep their answers.
     pub fn find_first() -> Option<Result<Netfront, NetfrontError>> {
-        let backend = read_blocking(&format!("{FRONT}/backend"), "backend").ok()?;
-        Some(Netfront::new(backend))
+        Netfront::find(0)
     }
 
-    fn new(backend: String) -> Result<Netfront, NetfrontError> {
+    /// Vif `devid` (`device/vif/<devid>`), if the toolstack gave this domain one; as
+    /// [`Netfront::find_first`]. A domain with several vifs (zedrouter: an uplink and one per
+    /// network instance) takes each by its number.
+    pub fn find(devid: u32) -> Option<Result<Netfront, NetfrontError>> {
+        let backend = read_blocking(&format!("{}/backend", front_dir(devid)), "backend").ok()?;
+        Some(Netfront::new(devid, backend))
+    }
+
+    /// This card's vif number.
+    pub fn devid(&self) -> u32 {
+        self.devid
+    }
+
+    fn new(devid: u32, backend: String) -> Result<Netfront, NetfrontError> {
+        let front = front_dir(devid);
         let backend = String::from(backend.trim_end_matches('\0'));
-        let backend_id: u16 = read_blocking(&format!("{FRONT}/backend-id"), "backend-id")?
+        let backend_id: u16 = read_blocking(&format!("{front}/backend-id"), "backend-id")?
             .trim_end_matches('\0')
             .parse()
             .map_err(|_| NetfrontError::BadValue("backend-id"))?;
-        let mac = parse_mac(&read_blocking(&format!("{FRONT}/mac"), "mac")?)
+        let mac = parse_mac(&read_blocking(&format!("{front}/mac"), "mac")?)
             .ok_or(NetfrontError::BadValue("mac"))?;
         let tx = Side::new(TX_SLOT, TX_BUFFERS, backend_id, true)?;
         let mut rx = Side::new(RX_SLOT, RX_BUFFERS, backend_id, false)?;
@@ -149,6 +165,7 @@ impl Netfront {
         rx.ring.push_requests();
         let link = Rc::new(Cell::new(Link::Connecting));
         crate::spawn(connect(
+            front,
             backend,
             backend_id,
             tx_ref,
@@ -157,10 +174,11 @@ impl Netfront {
             link.clone(),
         ));
         crate::info!(
-            "netfront: vif 0, backend domain {backend_id}, mac {}, port {port}",
+            "netfront: vif {devid}, backend domain {backend_id}, mac {}, port {port}",
             crate::net::device::MacDisplay(mac)
         );
         Ok(Netfront {
+            devid,
             mac,
             port,
             link,
@@ -241,6 +259,7 @@ fn post_rx(rx: &mut Side, id: usize) {
 
 /// The handshake with the backend (a task).
 async fn connect(
+    front: String,
     backend: String,
     backend_id: u16,
     tx_ref: GrantRef,
@@ -248,7 +267,7 @@ async fn connect(
     port: Port,
     link: Rc<Cell<Link>>,
 ) {
-    match handshake(&backend, tx_ref, rx_ref, port).await {
+    match handshake(&front, &backend, tx_ref, rx_ref, port).await {
         Ok(()) => {
             crate::info!("netfront: connected to backend domain {backend_id}");
             link.set(Link::Up);
@@ -286,13 +305,19 @@ async fn backend_state(
 }
 
 async fn handshake(
+    front: &str,
     backend: &str,
     tx_ref: GrantRef,
     rx_ref: GrantRef,
     port: Port,
 ) -> Result<(), NetfrontError> {
     let state_path = format!("{backend}/state");
-    let watch = store::watch(&state_path, "lichen-netfront")
+    // One token per vif: watch events are matched by token.
+    let token = format!(
+        "lichen-netfront-{}",
+        front.rsplit('/').next().unwrap_or("0")
+    );
+    let watch = store::watch(&state_path, &token)
         .await
         .map_err(|_| NetfrontError::Xenstore("watch the backend state"))?;
     backend_state(&watch, &state_path, |s| s >= STATE_INIT_WAIT).await?;
@@ -312,7 +337,7 @@ async fn handshake(
         let keys = &keys;
         async move {
             for (key, value) in keys {
-                tx.write(&format!("{FRONT}/{key}"), value).await?;
+                tx.write(&format!("{front}/{key}"), value).await?;
             }
             Ok(())
         }

@@ -82,6 +82,12 @@ proto_package!(
     uuid => "org.lfedge.eve.uuid"
 );
 
+/// The encoded `google.protobuf.FileDescriptorSet` of every message above (and the files they
+/// import), for reading messages by descriptor.
+#[cfg(feature = "json")]
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+
 /// The HTTP content type of every body on the device API.
 pub const CONTENT_TYPE: &str = "application/x-proto-binary";
 

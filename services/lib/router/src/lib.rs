@@ -13,6 +13,8 @@
 //! - [`dhcp`]: a DHCP server for the instance's subnet and range, leases stable per MAC;
 //! - [`dns`]: the DNS forwarder's record of answers (name -> addresses, EVE's `dnsReqs`);
 //! - [`router`]: the whole path, frame in, frame out, with counters.
+//! - [`ports`]: several instances behind one uplink (NAT port slices, which instance an uplink
+//!   frame belongs to) and an instance's settings from the controller's fields;
 //! - [`verdict`]: what happened to a frame, drop reasons and counters;
 //! - [`settings`]: a configuration from `key=value` settings (the image's command line).
 //!
@@ -32,6 +34,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod flow;
 pub mod nat;
+pub mod ports;
 pub mod router;
 pub mod settings;
 pub mod verdict;

@@ -37,6 +37,7 @@ pub mod vbench_b;
 pub mod volumemgr;
 pub mod zedagent;
 pub mod zedmanager;
+pub mod zedrouter;
 
 /// A table of `T` objects keyed by `K`, published by one service. A persistent one is listed
 /// in [`persistent`] and kept by the vault ([`vault`]).

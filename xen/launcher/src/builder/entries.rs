@@ -94,6 +94,13 @@ pub fn vif_mac(uuid: &[u8; 16]) -> String {
     )
 }
 
+/// The MAC of vif `devid` (vif 0's is [`vif_mac`]; the others differ in the last byte).
+pub fn vif_mac_of(uuid: &[u8; 16], devid: u32) -> String {
+    let mut u = *uuid;
+    u[15] = u[15].wrapping_add(devid as u8);
+    vif_mac(&u)
+}
+
 /// The entries of vif `devid` of `domid` on `bridge`, as libxl writes them: the backend
 /// (dom0's, readable by the guest), the frontend (the guest's, readable by dom0) and libxl's own
 /// record of the device (which `xl destroy` reads to tear it down). netback probes the backend

@@ -1,12 +1,14 @@
 //! Device configuration: the readable file operators write (YAML or JSON, in the proto3 JSON
 //! mapping of `EdgeDevConfig`), its checks, and the exact bytes and hash served to the device.
 
-use std::collections::HashSet;
-
 use base64ct::{Base64Url, Encoding};
 use lichen_api::config::{EdgeDevConfig, UuiDandVersion};
+
+mod validate;
+
 use prost::Message;
 use sha2::{Digest, Sha256};
+pub use validate::validate;
 
 /// The served configuration of a device: encoded `EdgeDevConfig` and its `configHash`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,147 +46,6 @@ pub fn parse(text: &str) -> Result<EdgeDevConfig, String> {
 /// A configuration as YAML, for people.
 pub fn to_yaml(config: &EdgeDevConfig) -> String {
     serde_yaml::to_string(config).expect("EdgeDevConfig serializes")
-}
-
-/// Checks what the device cannot fix itself: identities are UUIDs and unique, and every reference
-/// (to a network instance, volume, content tree or datastore) resolves. `device` is the UUID of
-/// the device, which `id` may repeat but not contradict.
-pub fn validate(config: &EdgeDevConfig, device: &str) -> Result<(), Vec<String>> {
-    let mut problems = Vec::new();
-    if let Some(id) = &config.id {
-        if !id.uuid.is_empty() && id.uuid != device {
-            problems.push(format!(
-                "id.uuid is {}, but this is device {device}",
-                id.uuid
-            ));
-        }
-    }
-
-    let mut known = |what: &str, ids: Vec<(&str, &str)>| -> HashSet<String> {
-        let mut seen = HashSet::new();
-        for (name, id) in ids {
-            if uuid::Uuid::parse_str(id).is_err() {
-                problems.push(format!("{what} {name:?}: {id:?} is not a UUID"));
-            } else if !seen.insert(id.to_lowercase()) {
-                problems.push(format!("{what} {name:?}: UUID {id} is used twice"));
-            }
-        }
-        seen
-    };
-    fn uuid_of(id: &Option<UuiDandVersion>) -> &str {
-        id.as_ref().map_or("", |id| id.uuid.as_str())
-    }
-    let networks = known(
-        "network instance",
-        config
-            .network_instances
-            .iter()
-            .map(|ni| (ni.displayname.as_str(), uuid_of(&ni.uuidandversion)))
-            .collect(),
-    );
-    let volumes = known(
-        "volume",
-        config
-            .volumes
-            .iter()
-            .map(|v| (v.display_name.as_str(), v.uuid.as_str()))
-            .collect(),
-    );
-    let content = known(
-        "content tree",
-        config
-            .content_info
-            .iter()
-            .map(|c| (c.display_name.as_str(), c.uuid.as_str()))
-            .collect(),
-    );
-    let datastores = known(
-        "datastore",
-        config
-            .datastores
-            .iter()
-            .map(|d| (d.fqdn.as_str(), d.id.as_str()))
-            .collect(),
-    );
-    known(
-        "app",
-        config
-            .apps
-            .iter()
-            .map(|a| (a.displayname.as_str(), uuid_of(&a.uuidandversion)))
-            .collect(),
-    );
-
-    let mut missing = |what: &str, owner: &str, id: &str, set: &HashSet<String>, kind: &str| {
-        if !set.contains(&id.to_lowercase()) {
-            problems.push(format!(
-                "{what} {owner:?} refers to {kind} {id:?}, which is not configured"
-            ));
-        }
-    };
-    for app in &config.apps {
-        for interface in &app.interfaces {
-            missing(
-                "app",
-                &app.displayname,
-                &interface.network_id,
-                &networks,
-                "network instance",
-            );
-        }
-        for volume in &app.volume_ref_list {
-            missing("app", &app.displayname, &volume.uuid, &volumes, "volume");
-        }
-    }
-    for volume in &config.volumes {
-        if let Some(origin) = volume
-            .origin
-            .as_ref()
-            .filter(|o| !o.download_content_tree_id.is_empty())
-        {
-            missing(
-                "volume",
-                &volume.display_name,
-                &origin.download_content_tree_id,
-                &content,
-                "content tree",
-            );
-        }
-    }
-    for tree in &config.content_info {
-        let stores = tree
-            .ds_ids_list
-            .iter()
-            .chain(Some(&tree.ds_id).filter(|id| !id.is_empty()));
-        for store in stores {
-            missing(
-                "content tree",
-                &tree.display_name,
-                store,
-                &datastores,
-                "datastore",
-            );
-        }
-    }
-    if let Some(base) = config
-        .baseos
-        .as_ref()
-        .filter(|b| !b.content_tree_uuid.is_empty())
-    {
-        missing(
-            "baseos",
-            &base.base_os_version,
-            &base.content_tree_uuid,
-            &content,
-            "content tree",
-        );
-    }
-
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
 }
 
 #[cfg(test)]
