@@ -23,7 +23,7 @@ use device_api::tables::ConfigTables;
 use kernel::{error, info, warn, Duration, Instant};
 use lichen_api::config::{ConfigRequest, ConfigResponse};
 use lichen_api::envelope::Signer;
-use lichen_api::info::{ZInfoDevice, ZInfoMsg};
+use lichen_api::info::{z_info_msg::InfoContent, ZInfoDevice, ZInfoMsg};
 use lichen_api::register::ZRegisterMsg;
 use lichen_api::uuid::{UuidRequest, UuidResponse};
 use prost::Message;
@@ -332,8 +332,8 @@ impl Agent {
             warn!("zedagent: info: the vault has not committed the queue yet");
         }
         info!(
-            "zedagent: info: {count} object reports queued ({} waiting)",
-            self.info.len()
+            "zedagent: info: {count} object reports queued ({} object reports waiting)",
+            self.info.objects_waiting()
         );
     }
 
@@ -549,7 +549,7 @@ impl Agent {
         }
         info!(
             "zedagent: info: device report queued ({} waiting, {} dropped)",
-            self.info.len(),
+            self.info.device_waiting(),
             self.info.dropped
         );
     }
@@ -567,6 +567,13 @@ impl Agent {
                 }
             };
             message.dev_id = self.uuid.clone();
+            let kind = match &message.info_content {
+                Some(InfoContent::Dinfo(_)) => "device",
+                Some(InfoContent::Ainfo(_)) => "app",
+                Some(InfoContent::Vinfo(_)) => "volume",
+                Some(InfoContent::Cinfo(_)) => "content tree",
+                _ => "other",
+            };
             let body = self.device.seal_to_bytes(&message);
             let path = route(&format!("id/{}/info", self.uuid));
             match self.link.call("POST", &path, Some(&body)).await {
@@ -578,10 +585,13 @@ impl Agent {
                     self.status.info_delivered += 1;
                     self.status.info_queued = self.info.len() as u64;
                     self.publish_status();
-                    info!(
-                        "zedagent: info: device report delivered (201), {} waiting",
-                        self.info.len()
-                    );
+                    // Each kind counts its own: "0 waiting" after a device report means
+                    // every device report was delivered.
+                    let waiting = match kind {
+                        "device" => self.info.device_waiting(),
+                        _ => self.info.objects_waiting(),
+                    };
+                    info!("zedagent: info: {kind} report delivered (201), {waiting} waiting");
                 }
                 Ok(r) => return self.failed(format!("info: {}", refusal(&r))),
                 Err(e) => return self.failed(format!("info: {e}")),

@@ -187,8 +187,9 @@ async fn start(
         }
         if !queue.is_empty() {
             info!(
-                "zedagent: info: {} reports restored from the vault, waiting for the controller",
-                queue.len()
+                "zedagent: info: {} reports restored from the vault and {} object reports, waiting for the controller",
+                queue.device_waiting(),
+                queue.objects_waiting()
             );
         }
         (identity, Some(checkpoints), queue)

@@ -16,11 +16,14 @@
 //! 5. the controller is started again (same state, same port): the third zedagent registers
 //!    again (200, the same UUID) and delivers the queued reports: the controller holds three
 //!    device reports, one per zedagent start, none lost;
-//! 5. the node's log lines reached the controller as newlogs (the logs pillar): zedagent's
+//! 6. the node's log lines reached the controller as newlogs (the logs pillar): zedagent's
 //!    onboarding line among them, from several pillars ([`newlogs_arrived`]);
-//! 6. the metrics hold the node's services (the launcher's rows, read by zedagent from
+//! 7. the metrics hold the node's services (the launcher's rows, read by zedagent from
 //!    xenstore): each pillar's state and its domain's CPU time and memory
-//!    ([`services_in_metrics`]).
+//!    ([`services_in_metrics`]);
+//! 8. `admin devices show` lists the apps, volumes and content trees zedagent reported
+//!    (zedmanager's, volumemgr's and the downloader's statuses): echo RUNNING
+//!    ([`objects_in_device_show`]).
 
 use std::time::Duration;
 
@@ -244,8 +247,10 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
         run.count("onboarded as device ")
     );
     let info = controller.admin(&["follow", &uuid, "--kinds", "info", "--no-wait"]);
+    // Device reports only: an app's report has a boot time too.
     let mut boot_times: Vec<&str> = info
         .lines()
+        .filter(|l| l.contains("\"dinfo\""))
         .filter_map(|l| l.split("\"bootTime\":\"").nth(1))
         .filter_map(|rest| rest.split('"').next())
         .collect();
@@ -258,6 +263,20 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     assert_eq!(boot_times.len(), 3, "{info}");
     newlogs_arrived(&run, &controller, &uuid);
     services_in_metrics(&run, &controller, &uuid);
+    objects_in_device_show(&controller, &uuid);
+}
+
+/// Step 8: the controller shows what zedagent reported of the node's objects: the echo app
+/// RUNNING (reported before the outage), its volume made and its content tree loaded.
+fn objects_in_device_show(controller: &Controller, uuid: &str) {
+    let show = controller.admin(&["devices", "show", uuid]);
+    let line = |prefix: &str, what: &str| {
+        show.lines()
+            .any(|l| l.starts_with(prefix) && l.contains(what))
+    };
+    assert!(line("app ", "\"echo\" RUNNING"), "{show}");
+    assert!(line("volume ", "CREATED_VOLUME 100%"), "{show}");
+    assert!(line("content-tree ", "LOADED 100%"), "{show}");
 }
 
 /// Step 6: the metrics the controller stored hold every pillar of eve.toml as metric items

@@ -138,6 +138,17 @@ impl Queue {
         self.reports.len()
     }
 
+    /// How many reports about apps, content trees and volumes wait (the others are the
+    /// device's).
+    pub fn objects_waiting(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// How many of the device's own reports wait.
+    pub fn device_waiting(&self) -> usize {
+        self.reports.len() - self.objects.len()
+    }
+
     /// Whether none waits.
     pub fn is_empty(&self) -> bool {
         self.reports.is_empty()
@@ -265,6 +276,7 @@ mod tests {
         queue.push(device("boot 2")).unwrap();
         queue.push(app("a", "second")).unwrap();
         assert_eq!(keys(&table), vec![key(0), key(2), key(3), key(4)]);
+        assert_eq!((queue.device_waiting(), queue.objects_waiting()), (2, 2));
         // Restored from the vault, the queue still knows which report is whose.
         let (mut again, _) = Queue::restore(table.clone());
         again.push(app("a", "third")).unwrap();
