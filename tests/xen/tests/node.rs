@@ -22,8 +22,8 @@
 //!    xenstore): each pillar's state and its domain's CPU time and memory
 //!    ([`services_in_metrics`]);
 //! 8. `admin devices show` lists the apps, volumes and content trees zedagent reported
-//!    (zedmanager's, volumemgr's and the downloader's statuses): echo RUNNING
-//!    ([`objects_in_device_show`]).
+//!    (zedmanager's, volumemgr's and the downloader's statuses): echo RUNNING, its volume
+//!    made ([`objects_in_device_show`]).
 
 use std::time::Duration;
 
@@ -268,7 +268,9 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
 }
 
 /// Step 8: the controller shows what zedagent reported of the node's objects: the echo app
-/// RUNNING (reported before the outage), its volume made and its content tree loaded.
+/// RUNNING (reported before the outage) and its volume made. (Its content tree's download
+/// status may come and go between two of zedagent's looks: a small image downloads in less
+/// than a second, so it is not asserted.)
 fn objects_in_device_show(controller: &Controller, uuid: &str) {
     let show = controller.admin(&["devices", "show", uuid]);
     let line = |prefix: &str, what: &str| {
@@ -277,7 +279,6 @@ fn objects_in_device_show(controller: &Controller, uuid: &str) {
     };
     assert!(line("app ", "\"echo\" RUNNING"), "{show}");
     assert!(line("volume ", "CREATED_VOLUME 100%"), "{show}");
-    assert!(line("content-tree ", "LOADED 100%"), "{show}");
 }
 
 /// Step 6: the metrics the controller stored hold every pillar of eve.toml as metric items

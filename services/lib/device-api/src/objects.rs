@@ -6,7 +6,9 @@
 //! [`Reporter`] keeps what it last reported of each object. Given the objects' statuses as
 //! they are now (a subscription's view), it returns an info report for each object that is
 //! new or whose report would differ, and, as EVE does for an object that is gone, a report
-//! holding only the object's UUID for each one that vanished. A status that changes and
+//! holding only the object's UUID for each one that vanished (except a content tree last
+//! reported LOADED: the downloader's status goes once its volume is made, the content tree
+//! stays). A status that changes and
 //! changes back between two looks is not reported (each report is the state at the time).
 //!
 //! Times: zedmanager stamps an error in its own uptime, which means nothing to the controller;
@@ -189,11 +191,24 @@ impl Reporter {
             .map(|(_, uuid)| uuid.clone())
             .collect();
         for uuid in gone {
-            self.seen.remove(&(kind, uuid.clone()));
-            reports.push(message(kind, deleted(kind, uuid), now));
+            let last = self
+                .seen
+                .remove(&(kind, uuid.clone()))
+                .and_then(|s| s.content);
+            if !loaded(last.as_ref()) {
+                reports.push(message(kind, deleted(kind, uuid), now));
+            }
         }
         reports
     }
+}
+
+/// Whether `content` is a content tree's report saying it is loaded. The downloader's status
+/// of a content tree goes once volumemgr took the volume it filled: the content tree is still
+/// configured and loaded, so its last report stands (no deletion). The controller knows when
+/// its configuration no longer holds it.
+fn loaded(content: Option<&InfoContent>) -> bool {
+    matches!(content, Some(InfoContent::Cinfo(tree)) if tree.state == ZSwState::Loaded as i32)
 }
 
 /// The report of an object that is gone: its UUID only (EVE's).

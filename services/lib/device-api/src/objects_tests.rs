@@ -150,7 +150,12 @@ fn a_download_reports_its_progress_state_and_errors() {
         (ZSwState::Loaded as i32, 100, true)
     );
     assert_eq!(tree.sha256, "ab".repeat(32));
-    let reports = reporter.content_trees([], 14);
+    // Loaded, its download status goes (volumemgr took the volume): no deletion.
+    assert!(reporter.content_trees([], 14).is_empty());
+    // One that goes while downloading is reported gone.
+    status.state = DownloadState::Downloading;
+    assert_eq!(reporter.content_trees([("c1", &status)], 15).len(), 1);
+    let reports = reporter.content_trees([], 16);
     assert_eq!(
         *cinfo(&reports[0]),
         ZInfoContentTree {
