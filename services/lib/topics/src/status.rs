@@ -7,7 +7,7 @@
 
 use crate::{
     counter, domainmgr, downloader, logs, ping, pong, template, vault, volumemgr, zedagent,
-    zedmanager, TopicDecl,
+    zedmanager, zedrouter, TopicDecl,
 };
 
 /// Every status topic, as an image declares it.
