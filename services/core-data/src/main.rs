@@ -14,7 +14,7 @@
 //!   before anything new; `core-data: N events durable` tells when the vault committed them.
 //!
 //! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `mqtt=4|5` (the broker's
-//! protocol level, default 4: MQTT 3.1.1), `qos=0|1` (default 0), `http_port=`, `command_port=`,
+//! protocol level, default 4: MQTT 3.1.1), `qos=0|1|2` (default 0), `http_port=`, `command_port=`,
 //! `max_events=` (default 1000), `device_service=` (default `device-modbus`),
 //! `command_timeout=` (default `5s`), `stats=` (default `5s`), `persist=vault`, `persist_kib=`.
 
