@@ -10,7 +10,7 @@
 //!
 //! - With `persist=vault`, the events are also kept in the node's vault (the persistent table
 //!   `core-data/Event`, [`core_data::persist`]): the newest `max_events` within `persist_kib`
-//!   KiB of JSON (default 128). At start core-data waits for the vault's copy and serves it
+//!   KiB of JSON (default and at most 128). At start core-data waits for the vault's copy and serves it
 //!   before anything new; `core-data: N events durable` tells when the vault committed them.
 //!
 //! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `mqtt=4|5` (the broker's
@@ -106,6 +106,13 @@ impl Persisted {
     }
 }
 
+/// How long core-data waits for its IPv4 address before it gives up (and fails).
+const NET_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The most JSON kept in the vault, KiB: all of it may be pending at once, and the vault
+/// commits pending changes as one record of at most 256 KiB (services/vault).
+const MAX_PERSIST_KIB: usize = 128;
+
 /// Connections served at once: each may hold a request of up to `http::MAX_BODY` bytes.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -163,7 +170,14 @@ fn settings(args: &Args) -> Result<Settings, String> {
         stats: duration("stats", "5s")?,
         persist: match args.get("persist") {
             None | Some("none") => None,
-            Some("vault") => Some(number("persist_kib", 128)?.saturating_mul(1024)),
+            Some("vault") => match number("persist_kib", MAX_PERSIST_KIB)? {
+                kib @ 1..=MAX_PERSIST_KIB => Some(kib * 1024),
+                kib => {
+                    return Err(alloc::format!(
+                        "bad `persist_kib={kib}`: 1 to {MAX_PERSIST_KIB} (every pending change must fit one vault commit)"
+                    ))
+                }
+            },
             Some(other) => {
                 return Err(alloc::format!(
                     "bad `persist={other}`: expected `vault` or `none`"
@@ -198,10 +212,16 @@ async fn main(args: Args) -> i32 {
             }
         }
     }
-    match net::wait_for_ipv4().await {
-        Ok((a, p)) => info!("core-data: ipv4 address {a}/{p}"),
-        Err(e) => {
+    // A node's supervisor restarts a service that fails: a network card whose backend never
+    // answered (a busy dom0) gets a fresh start rather than a service waiting forever.
+    match kernel::timeout(NET_TIMEOUT, net::wait_for_ipv4()).await {
+        Ok(Ok((a, p))) => info!("core-data: ipv4 address {a}/{p}"),
+        Ok(Err(e)) => {
             error!("core-data: {e}");
+            return 1;
+        }
+        Err(_) => {
+            error!("core-data: no ipv4 address within {NET_TIMEOUT:?}");
             return 1;
         }
     }

@@ -34,9 +34,11 @@
 
 use crate::codec::{self, Ack, Connect, Packet, Publish, QoS, Version};
 use crate::inflight::{Inflight, Received, Received2, Resend};
+use crate::latency::Histogram;
 use crate::outbox::Outbox;
 use crate::properties::{id, Properties, Value};
 use crate::sync::{select, Either, Signal};
+use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -45,7 +47,7 @@ use core::fmt;
 use core::future::Future;
 use core::net::SocketAddr;
 use kernel::net::{TcpError, TcpOptions, TcpStream};
-use kernel::Duration;
+use kernel::{Duration, Instant};
 
 /// A message to publish: topic and payload.
 pub type Message = (String, Vec<u8>);
@@ -106,6 +108,11 @@ pub struct Client {
     inflight: RefCell<Inflight>,
     /// QoS 2 messages received and delivered, awaiting the broker's PUBREL (made on first use).
     received: RefCell<Option<Received2>>,
+    /// When each waiting message started its way (outbox sequence number, instant), oldest
+    /// first, at most one per outbox place.
+    queued_at: RefCell<VecDeque<(u64, Instant)>>,
+    /// From then to the first write of its PUBLISH to the broker's socket.
+    latency: Histogram,
     ready: Signal,
     connected: Cell<bool>,
     published: Cell<u64>,
@@ -122,6 +129,8 @@ impl Client {
             outbox: RefCell::new(Outbox::new(capacity)),
             inflight: RefCell::new(Inflight::new()),
             received: RefCell::new(None),
+            queued_at: RefCell::new(VecDeque::new()),
+            latency: Histogram::default(),
             ready: Signal::default(),
             connected: Cell::new(false),
             published: Cell::new(0),
@@ -134,8 +143,43 @@ impl Client {
 
     /// Queues a message for the broker (dropping the oldest if the outbox is full).
     pub fn publish(&self, topic: String, payload: Vec<u8>) {
-        self.outbox.borrow_mut().push((topic, payload));
+        self.publish_since(topic, payload, kernel::now());
+    }
+
+    /// Queues a message that started its way at `since` (a device service: when the last
+    /// reading of the event arrived); [`Client::latency`] counts from then.
+    pub fn publish_since(&self, topic: String, payload: Vec<u8>, since: Instant) {
+        let (sequence, capacity) = {
+            let mut outbox = self.outbox.borrow_mut();
+            (outbox.push((topic, payload)), outbox.capacity())
+        };
+        let mut queued = self.queued_at.borrow_mut();
+        queued.push_back((sequence, since));
+        while queued.len() > capacity {
+            queued.pop_front();
+        }
+        drop(queued);
         self.ready.notify();
+    }
+
+    /// Message `sequence` was written to the broker's socket for the first time.
+    fn written(&self, sequence: u64) {
+        let mut queued = self.queued_at.borrow_mut();
+        while queued.front().is_some_and(|(s, _)| *s < sequence) {
+            queued.pop_front(); // dropped, refused or sent before this connection
+        }
+        if queued.front().is_some_and(|(s, _)| *s == sequence) {
+            if let Some((_, since)) = queued.pop_front() {
+                let us = kernel::now().saturating_duration_since(since).as_micros();
+                self.latency.record(u64::try_from(us).unwrap_or(u64::MAX));
+            }
+        }
+    }
+
+    /// Time from [`Client::publish_since`] (or `publish`) to the first write of the message
+    /// to the broker's socket, in microseconds: the part of a message's way that runs here.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
     }
 
     /// Counters: `(published, queued, dropped, connects, failures)`. `published` counts
@@ -568,6 +612,7 @@ async fn session(
             };
             conn.set_timeout(Some(IO_TIMEOUT));
             conn.write_all(&bytes).await?;
+            client.written(sequence);
             if !qos1 {
                 // While the write waited, a full outbox may have dropped this very message.
                 client.outbox.borrow_mut().pop_delivered(sequence);

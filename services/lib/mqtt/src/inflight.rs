@@ -343,10 +343,11 @@ mod tests {
         // outbox drops b, which the broker never had).
         o.push("c");
         o.push("d");
+        assert_eq!(o.get(b.0), None, "the full outbox dropped b");
         assert_eq!(
             f.restart(&o),
             [Resend::Release(a.1)],
-            "a is not published twice"
+            "a is not published twice; b is gone"
         );
         let c = f.next(&o, 10).unwrap();
         assert_eq!(o.get(c.0), Some(&"c"));
