@@ -192,6 +192,13 @@ pub enum AppCommand {
         /// Serve the image over plain HTTP (the controller needs `--datastore-http`).
         #[arg(long)]
         http: bool,
+        /// The network instance the app's interface attaches to, by name (made, local and
+        /// NATed, if the device has none of that name).
+        #[arg(long, default_value = "default")]
+        network: String,
+        /// No network interface.
+        #[arg(long, conflicts_with = "network")]
+        no_network: bool,
     },
 }
 
@@ -301,6 +308,8 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             vcpus,
             mode,
             http,
+            network,
+            no_network,
         }) => {
             let mode = lichen_api::config::VmMode::from_str_name(&mode)
                 .ok_or_else(|| format!("--mode {mode}: not one of EVE's VmMode names"))?;
@@ -312,6 +321,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 vcpus,
                 mode,
                 plain_http: http,
+                network: (!no_network).then_some(network),
             };
             deploy_app(&admin, &file, device, &spec).await?;
         }

@@ -4,13 +4,20 @@
 //! (the file: its URL relative to the datastore, its SHA-256 and size), a `Volume` made from
 //! that content tree, and an `AppInstanceConfig` that uses the volume.
 //!
+//! The app gets one network interface (`eth0`) on a network instance named by `--network`
+//! (`default` unless told otherwise): an existing one of that name, or a new local (NATed)
+//! network instance, 10.1.0.0/24 with DHCP, made on first use. `--no-network` deploys an app
+//! without one.
+//!
 //! Deploying an app under a name that is already deployed replaces its image (EVE's
 //! `app_replace`): the app keeps its UUID, its version goes up by one, and the volumes and
 //! content trees only it used are removed.
 
+use lichen_api::common::{IpRange, Ipspec};
 use lichen_api::config::{
-    AppInstanceConfig, ContentTree, DatastoreConfig, DsType, EdgeDevConfig, Format, UuiDandVersion,
-    VmConfig, VmMode, Volume, VolumeContentOrigin, VolumeContentOriginType, VolumeRef,
+    AddressType, AppInstanceConfig, ContentTree, DatastoreConfig, DsType, EdgeDevConfig, Format,
+    NetworkAdapter, NetworkInstanceConfig, UuiDandVersion, VmConfig, VmMode, Volume,
+    VolumeContentOrigin, VolumeContentOriginType, VolumeRef, ZNetworkInstType,
 };
 
 use crate::admin_api::DatastoreUpload;
@@ -32,6 +39,8 @@ pub struct AppSpec {
     pub mode: VmMode,
     /// Serve it over plain HTTP (`DsHttp`) rather than HTTPS.
     pub plain_http: bool,
+    /// The network instance its interface attaches to, by name (`None`: no interface).
+    pub network: Option<String>,
 }
 
 /// What [`deploy`] wrote.
@@ -118,6 +127,14 @@ pub fn deploy(
         }
         None => (new_uuid(), "1".to_owned(), Vec::new()),
     };
+    let interfaces = match &spec.network {
+        None => Vec::new(),
+        Some(name) => vec![NetworkAdapter {
+            name: "eth0".into(),
+            network_id: network_instance(config, name),
+            ..Default::default()
+        }],
+    };
     let app = AppInstanceConfig {
         uuidandversion: Some(UuiDandVersion {
             uuid: app_uuid.clone(),
@@ -132,6 +149,7 @@ pub fn deploy(
             ..Default::default()
         }),
         activate: true,
+        interfaces,
         volume_ref_list: vec![VolumeRef {
             uuid: volume.uuid.clone(),
             ..Default::default()
@@ -172,6 +190,42 @@ pub fn deploy(
     Ok(deployed)
 }
 
+/// The UUID of the network instance named `name`, made (local, NATed, 10.1.0.0/24 with DHCP)
+/// if there is none.
+fn network_instance(config: &mut EdgeDevConfig, name: &str) -> String {
+    if let Some(id) = config
+        .network_instances
+        .iter()
+        .find(|ni| ni.displayname == name)
+        .and_then(|ni| ni.uuidandversion.as_ref())
+    {
+        return id.uuid.clone();
+    }
+    let uuid = uuid::Uuid::new_v4().to_string();
+    config.network_instances.push(NetworkInstanceConfig {
+        uuidandversion: Some(UuiDandVersion {
+            uuid: uuid.clone(),
+            version: "1".into(),
+        }),
+        displayname: name.into(),
+        inst_type: ZNetworkInstType::ZnetInstLocal as i32,
+        activate: true,
+        ip_type: AddressType::Ipv4 as i32,
+        ip: Some(Ipspec {
+            subnet: "10.1.0.0/24".into(),
+            gateway: "10.1.0.1".into(),
+            dns: vec!["10.1.0.1".into()],
+            dhcp_range: Some(IpRange {
+                start: "10.1.0.10".into(),
+                end: "10.1.0.250".into(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    uuid
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,7 +256,35 @@ mod tests {
             vcpus: 1,
             mode: VmMode::Pv,
             plain_http: false,
+            network: Some("default".into()),
         }
+    }
+
+    #[test]
+    fn an_app_joins_the_named_network_instance_made_once() {
+        let mut config = EdgeDevConfig::default();
+        let first = deploy(&mut config, &spec(), &upload(&"a".repeat(64), 10)).unwrap();
+        let mut other = spec();
+        other.name = "other".into();
+        deploy(&mut config, &other, &upload(&"b".repeat(64), 10)).unwrap();
+        assert_eq!(config.network_instances.len(), 1, "one `default`, shared");
+        let ni = &config.network_instances[0];
+        assert_eq!(ni.inst_type, ZNetworkInstType::ZnetInstLocal as i32);
+        let ni_uuid = ni.uuidandversion.as_ref().unwrap().uuid.clone();
+        for app in &config.apps {
+            assert_eq!(app.interfaces.len(), 1);
+            assert_eq!(app.interfaces[0].network_id, ni_uuid);
+        }
+        assert_eq!(
+            config.apps[0].uuidandversion.as_ref().unwrap().uuid,
+            first.app
+        );
+        assert_eq!(crate::device_config::validate(&config, "device"), Ok(()));
+        let mut bare = spec();
+        bare.name = "bare".into();
+        bare.network = None;
+        deploy(&mut config, &bare, &upload(&"c".repeat(64), 10)).unwrap();
+        assert!(config.apps[2].interfaces.is_empty());
     }
 
     #[test]

@@ -17,9 +17,11 @@ pub mod blkfront;
 mod disk;
 mod memory;
 pub mod requests;
+mod window;
 #[cfg(target_os = "none")]
 pub use disk::{disks, open, Disk, Disks, NotFound};
 pub use memory::MemoryDisk;
+pub use window::Window;
 
 /// What a block device is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use launcher_api::{check, AppDomain, AppSpec, AppState, DiskUse, Event, Op, Refusal};
+use launcher_api::{check, AppDomain, AppSpec, AppState, DiskUse, Event, Extent, Op, Refusal};
 use topics::domainmgr::{DomainState, DomainStatus};
 use topics::zedmanager::DomainConfig;
 
@@ -238,7 +238,7 @@ impl Reconciler {
 /// The launcher's spec of a configuration.
 pub fn spec(config: &DomainConfig) -> AppSpec {
     AppSpec {
-        kernel: config.kernel_volume.clone(),
+        kernel: extent(config.kernel),
         memory_mib: config.memory_mib,
         vcpus: config.vcpus,
         cmdline: config.cmdline.clone(),
@@ -246,11 +246,19 @@ pub fn spec(config: &DomainConfig) -> AppSpec {
             .disks
             .iter()
             .map(|d| DiskUse {
-                volume: d.volume.clone(),
+                extent: extent(d.extent),
                 read_only: d.read_only,
             })
             .collect(),
         network: config.network,
+    }
+}
+
+/// The launcher's extent of a volume's.
+fn extent(e: topics::volumemgr::Extent) -> Extent {
+    Extent {
+        offset_mib: e.offset_mib,
+        size_mib: e.size_mib,
     }
 }
 

@@ -99,7 +99,10 @@ fn config(memory_mib: u32) -> DomainConfig {
     DomainConfig {
         name: "echo".into(),
         activate: true,
-        kernel_volume: "app-echo".into(),
+        kernel: topics::volumemgr::Extent {
+            offset_mib: 0,
+            size_mib: 4,
+        },
         memory_mib,
         vcpus: 1,
         cmdline: String::new(),

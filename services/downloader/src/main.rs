@@ -8,9 +8,10 @@
 //! cuts the body short is retried with backoff and jitter. Progress is published in
 //! `downloader/DownloadStatus`; nothing is reported `Verified` unless size and SHA-256 match.
 //!
-//! On a node it follows zedagent's configuration tables (`follow`): every content tree a volume
-//! is made from goes onto the disk named as that volume. With `fqdn=` on the command line it
-//! instead makes that one download and exits (microvm tests, benchmarks):
+//! On a node it fills the app volumes volumemgr places on the app data disk (`follow`): a
+//! content tree's image, or zeros for a blank volume; `data=`: the data disk's name (default
+//! `apps`). With `fqdn=` on the command line it instead makes that one download and exits
+//! (microvm tests, benchmarks):
 //! - `fqdn=`, `dpath=`, `url=`: the datastore (EVE's `DatastoreConfig.fqdn`, `dpath`) and the
 //!   content tree's relative `URL`; `kind=http|https` when `fqdn` has no scheme;
 //! - `api_key=`, `password=`: the datastore's credentials (HTTP Basic);
@@ -34,21 +35,21 @@ extern crate alloc;
 mod follow;
 mod net;
 
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 
 use download::{Job, Policy, Source};
 use kernel::{error, info, Args, Duration};
-use topics::downloader::{DownloadState, DOWNLOAD_STATUS};
-use topics::zedagent::{CONTENT_TREE, DATASTORE, VOLUME};
+use topics::downloader::{DownloadState, DATA_DISK, DOWNLOAD_STATUS};
+use topics::volumemgr::VOLUME_STATUS;
+use topics::zedagent::{CONTENT_TREE, DATASTORE};
 
 kernel::service! {
     main: main,
     memory_floor_mib: 8,
     needs: [uplink, disk],
-    publishes: &[DOWNLOAD_STATUS.decl()],
-    subscribes: &[DATASTORE.decl(), CONTENT_TREE.decl(), VOLUME.decl()],
+    publishes: &[DOWNLOAD_STATUS.decl(), DATA_DISK.decl()],
+    subscribes: &[DATASTORE.decl(), CONTENT_TREE.decl(), VOLUME_STATUS.decl()],
 }
 
 /// How long the network may take to get an address.
@@ -134,6 +135,7 @@ fn job_from(args: &Args) -> Result<Job, String> {
             .map_err(|e| format!("{e}"))?
             .unwrap_or(0),
         volume: args.get("volume").unwrap_or("volume").to_string(),
+        generation: 0,
     })
 }
 
@@ -152,13 +154,10 @@ async fn network(args: &Args) -> Result<(), String> {
 async fn follow_config(args: &Args, policy: Policy, timeout: Duration) -> Result<(), String> {
     let mut disks = kernel::block::disks().await;
     let trust = pinned_root(&mut disks).await?;
-    let names: alloc::vec::Vec<String> = disks.iter().map(|d| d.name().to_string()).collect();
-    let mut volumes = BTreeMap::new();
-    for name in names {
-        if let Ok(disk) = disks.take(&name) {
-            volumes.insert(name, disk);
-        }
-    }
+    let name = args.get("data").unwrap_or("apps");
+    let disk = disks
+        .take(name)
+        .map_err(|e| format!("the app data disk: {e}"))?;
     let node = bus_io::channel::node().await;
     network(args).await?;
     let net = net::KernelNet {
@@ -166,7 +165,7 @@ async fn follow_config(args: &Args, policy: Policy, timeout: Duration) -> Result
         timeout,
         still_wanted: None,
     };
-    follow::run(&node, volumes, net, policy).await
+    follow::run(&node, disk, net, policy).await
 }
 
 /// Runs the one download; whether it was verified.

@@ -4,14 +4,16 @@
 //! `ZSwState` terms. No I/O: `main.rs` feeds it; the host tests drive it.
 //!
 //! The rules (docs/apps.md):
-//! - its volumes must be ready (each with a name the launcher knows it by) before anything
-//!   boots: until then the app is `CREATING_VOLUME`; the first holds its kernel, the others
-//!   become its disks;
+//! - its volumes must be made (volumemgr's `Created`, with their extents of the app data disk)
+//!   before anything boots: until then the app is `DOWNLOADING` while one is being filled,
+//!   `CREATING_VOLUME` otherwise, and `ERROR` with the volume's error if one cannot be made;
+//!   the first volume holds its kernel, the others become its disks;
 //! - `start_delay_s` holds the first boot back that long after zedmanager started
 //!   (`START_DELAYED`);
 //! - activate / deactivate map to the domain's `activate`; deactivated, the app is `HALTED`;
-//! - a change of `restart_counter` (or `purge_counter`) restarts the app: a new domain
-//!   generation (`RESTARTING` until it runs), one restart counted;
+//! - a change of `restart_counter` (or `purge_counter`), or a new version of the app (EVE's
+//!   `app_replace`: a new image) restarts the app: a new domain generation (`RESTARTING` until
+//!   it runs), one restart counted;
 //! - a domain that crashed is restarted after a backoff (1 s, doubling per crash in a row,
 //!   at most [`MAX_BACKOFF_MS`]; a run of [`STABLE_MS`] resets it), counted in `restarts` and
 //!   `crashes`, with the crash's reason and time as the error meanwhile;
@@ -25,6 +27,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use topics::domainmgr::{DomainState, DomainStatus};
+use topics::volumemgr::Extent;
 use topics::zedagent::AppInstance;
 use topics::zedmanager::{AppInstanceStatus, DiskConfig, DomainConfig, SwState};
 
@@ -37,6 +40,19 @@ pub const MAX_BACKOFF_MS: u64 = 60_000;
 /// How long a domain must run for its crashes in a row to be forgotten.
 pub const STABLE_MS: u64 = 30_000;
 
+/// Where an app's volumes stand (from `volumemgr/VolumeStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Volumes {
+    /// All made: their extents of the app data disk, in the app's order (the first holds its
+    /// kernel, the others become its disks).
+    Ready(Vec<Extent>),
+    /// Not all made yet: what the app reports meanwhile (`DOWNLOADING` while one is being
+    /// filled, `CREATING_VOLUME` otherwise).
+    Waiting(SwState),
+    /// One cannot be made: why.
+    Failed(String),
+}
+
 /// What zedmanager keeps about one app between steps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct App {
@@ -48,8 +64,9 @@ pub struct App {
     pub crashes: u32,
     /// Crashes since the domain last ran for [`STABLE_MS`].
     crashes_in_a_row: u32,
-    /// The counters last seen (`None` before the first configuration).
-    counters: Option<(u32, u32)>,
+    /// The restart and purge counters and the version last seen (`None` before the first
+    /// configuration).
+    counters: Option<(u32, u32, String)>,
     /// When a crash restart is due, ms.
     restart_at: Option<u64>,
     /// When the domain of the current generation was first seen running, ms.
@@ -74,19 +91,26 @@ pub struct Step {
 
 impl App {
     /// One step at `now_ms` (ms since zedmanager started): `config`, its domain's status (for
-    /// the generation it is about), and the launcher's names of its volumes, in order, once
-    /// they are all ready (the first holds its kernel, the others become its disks).
+    /// the generation it is about), and where its volumes stand.
     pub fn step(
         &mut self,
         config: &AppInstance,
         domain: Option<&DomainStatus>,
-        volumes: Option<&[String]>,
+        volumes: &Volumes,
         now_ms: u64,
     ) -> Step {
-        let boot_volume = volumes.and_then(|v| v.first());
-        let counters = (config.restart_counter, config.purge_counter);
-        match self.counters {
-            Some(seen) if seen != counters => {
+        let extents = match volumes {
+            Volumes::Ready(extents) => extents.as_slice(),
+            _ => &[],
+        };
+        let boot_volume = extents.first();
+        let counters = (
+            config.restart_counter,
+            config.purge_counter,
+            config.version.clone(),
+        );
+        match &self.counters {
+            Some(seen) if *seen != counters => {
                 self.generation += 1;
                 self.restarts += 1;
                 self.restart_at = None;
@@ -138,19 +162,18 @@ impl App {
 
         let delay_until = u64::from(config.start_delay_s) * 1000;
         let delayed = config.activate && now_ms < delay_until && self.generation == 0;
-        let domain_config = boot_volume.map(|volume| DomainConfig {
+        let domain_config = boot_volume.map(|kernel| DomainConfig {
             name: config.name.clone(),
             activate: config.activate && !delayed,
-            kernel_volume: volume.clone(),
+            kernel: *kernel,
             memory_mib: u32::try_from(config.memory_kib.div_ceil(1024)).unwrap_or(u32::MAX),
             vcpus: config.vcpus.max(1),
             cmdline: String::new(),
-            disks: volumes
-                .unwrap_or_default()
+            disks: extents
                 .iter()
                 .skip(1)
-                .map(|volume| DiskConfig {
-                    volume: volume.clone(),
+                .map(|extent| DiskConfig {
+                    extent: *extent,
                     read_only: false,
                 })
                 .collect::<Vec<_>>(),
@@ -159,7 +182,14 @@ impl App {
         });
 
         let current = domain.filter(|d| d.generation == self.generation);
-        let state = if boot_volume.is_none() {
+        let state = if let Volumes::Failed(why) = volumes {
+            if self.error.as_ref().is_none_or(|(e, _)| e != why) {
+                self.error = Some((why.clone(), now_ms));
+            }
+            SwState::Error
+        } else if let Volumes::Waiting(state) = volumes {
+            *state
+        } else if boot_volume.is_none() {
             SwState::CreatingVolume
         } else if !config.activate {
             match current.map(|d| &d.state) {

@@ -1,11 +1,7 @@
-//! `zedmanager`: EVE's app manager. It follows `zedagent/AppInstance` (and `zedagent/Volume`
-//! for the boot volume's name) and `domainmgr/DomainStatus`, runs each app's state machine
+//! `zedmanager`: EVE's app manager. It follows `zedagent/AppInstance`, its volumes'
+//! `volumemgr/VolumeStatus` and `domainmgr/DomainStatus`, runs each app's state machine
 //! (src/lib.rs) and publishes `zedmanager/DomainConfig` for domainmgr and
 //! `zedmanager/AppInstanceStatus` for info.
-//!
-//! Until volumemgr exists, an app's volumes are ready when their `zedagent/Volume`s are there:
-//! each one's name is the node's app volume of that name (`[apps] volumes`); another name is
-//! refused by the launcher and the app reports it as its error.
 
 #![no_std]
 #![no_main]
@@ -18,15 +14,16 @@ use alloc::vec::Vec;
 
 use kernel::{error, info, Args, Duration};
 use topics::domainmgr::DOMAIN_STATUS;
-use topics::zedagent::{APP_INSTANCE, VOLUME};
-use topics::zedmanager::{APP_INSTANCE_STATUS, DOMAIN_CONFIG};
-use zedmanager::App;
+use topics::volumemgr::{VolumeState, VolumeStatus, VOLUME_STATUS};
+use topics::zedagent::{AppInstance, APP_INSTANCE};
+use topics::zedmanager::{SwState, APP_INSTANCE_STATUS, DOMAIN_CONFIG};
+use zedmanager::{App, Volumes};
 
 kernel::service! {
     main: main,
     memory_floor_mib: 4,
     publishes: &[DOMAIN_CONFIG.decl(), APP_INSTANCE_STATUS.decl()],
-    subscribes: &[APP_INSTANCE.decl(), VOLUME.decl(), DOMAIN_STATUS.decl()],
+    subscribes: &[APP_INSTANCE.decl(), VOLUME_STATUS.decl(), DOMAIN_STATUS.decl()],
 }
 
 /// The longest wait between two rounds when nothing changes.
@@ -36,7 +33,7 @@ async fn main(_args: Args) -> i32 {
     let node = bus_io::channel::node().await;
     let subscriptions = (
         node.subscribe(&APP_INSTANCE),
-        node.subscribe(&VOLUME),
+        node.subscribe(&VOLUME_STATUS),
         node.subscribe(&DOMAIN_STATUS),
     );
     let publications = (
@@ -63,19 +60,12 @@ async fn main(_args: Args) -> i32 {
                     .collect()
             });
             for (uuid, instance) in &instances {
-                // Every volume's name, once all are known (volumemgr's job, to come).
-                let names: Option<Vec<String>> = volumes.with(|s| {
-                    instance
-                        .volumes
-                        .iter()
-                        .map(|v| s.get(&v.uuid).map(|volume| volume.name.to_lowercase()))
-                        .collect()
-                });
+                let ready = volumes.with(|s| where_volumes_stand(instance, |v| s.get(v)));
                 let domain = domains.with(|s| s.get(uuid).cloned());
                 let step = state.entry(uuid.clone()).or_default().step(
                     instance,
                     domain.as_ref(),
-                    names.as_deref().filter(|n| !n.is_empty()),
+                    &ready,
                     now_ms,
                 );
                 if let Some(config) = &step.domain {
@@ -106,5 +96,36 @@ async fn main(_args: Args) -> i32 {
         }
         // Wake on any change, or after a round (start delays and backoffs end on time).
         let _ = kernel::timeout(ROUND, apps.next()).await;
+    }
+}
+
+/// Where `app`'s volumes stand, from volumemgr's statuses.
+fn where_volumes_stand<'a>(
+    app: &AppInstance,
+    status: impl Fn(&str) -> Option<&'a VolumeStatus>,
+) -> Volumes {
+    if app.volumes.is_empty() {
+        return Volumes::Failed("the app has no volume to boot from".into());
+    }
+    let mut extents = Vec::new();
+    let mut waiting = SwState::CreatingVolume;
+    for v in &app.volumes {
+        match status(&v.uuid) {
+            Some(s) if s.state == VolumeState::Error => {
+                return Volumes::Failed(alloc::format!("volume {}: {}", s.name, s.error))
+            }
+            Some(VolumeStatus {
+                state: VolumeState::Created,
+                extent: Some(extent),
+                ..
+            }) => extents.push(*extent),
+            Some(s) if s.state == VolumeState::Filling => waiting = SwState::Downloading,
+            _ => {}
+        }
+    }
+    if extents.len() == app.volumes.len() {
+        Volumes::Ready(extents)
+    } else {
+        Volumes::Waiting(waiting)
     }
 }

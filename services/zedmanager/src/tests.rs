@@ -1,9 +1,9 @@
 extern crate std;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec;
-use alloc::vec::Vec;
 
+use topics::volumemgr::Extent;
 use topics::zedagent::{AppInterface, VolumeRef};
 
 use super::*;
@@ -43,23 +43,35 @@ fn domain(state: DomainState, generation: u32) -> DomainStatus {
     }
 }
 
-/// The launcher's names of the app's volumes: its kernel's, then a data volume's.
-fn names() -> Vec<String> {
-    vec!["app-echo".into(), "app-data".into()]
+fn extent(offset_mib: u64, size_mib: u64) -> Extent {
+    Extent {
+        offset_mib,
+        size_mib,
+    }
+}
+
+/// The app's volumes, made: its kernel's, then a data volume's.
+fn ready() -> Volumes {
+    Volumes::Ready(vec![extent(0, 4), extent(4, 2)])
+}
+
+/// Its volumes, not made yet.
+fn waiting() -> Volumes {
+    Volumes::Waiting(SwState::CreatingVolume)
 }
 
 #[test]
 fn an_app_waits_for_its_volume_then_boots_and_runs() {
     let mut app = App::default();
-    let step = app.step(&config(), None, None, 0);
+    let step = app.step(&config(), None, &waiting(), 0);
     assert_eq!(step.domain, None, "nothing boots without its volume");
     assert_eq!(step.status.state, SwState::CreatingVolume);
-    let step = app.step(&config(), None, Some(&names()), 10);
+    let step = app.step(&config(), None, &ready(), 10);
     let domain_config = step.domain.unwrap();
     assert!(domain_config.activate);
-    assert_eq!(domain_config.kernel_volume, "app-echo");
+    assert_eq!(domain_config.kernel, extent(0, 4));
     assert_eq!(domain_config.disks.len(), 1);
-    assert_eq!(domain_config.disks[0].volume, "app-data");
+    assert_eq!(domain_config.disks[0].extent, extent(4, 2));
     assert_eq!(domain_config.memory_mib, 33, "KiB rounded up");
     assert!(domain_config.network);
     assert_eq!(domain_config.generation, 0);
@@ -67,14 +79,14 @@ fn an_app_waits_for_its_volume_then_boots_and_runs() {
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Booting, 0)),
-        Some(&names()),
+        &ready(),
         20,
     );
     assert_eq!(step.status.state, SwState::Booting);
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
+        &ready(),
         30,
     );
     assert_eq!(step.status.state, SwState::Running);
@@ -89,31 +101,21 @@ fn deactivate_halts_and_activate_runs_again() {
     app.step(
         &config(),
         Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
+        &ready(),
         0,
     );
     let mut off = config();
     off.activate = false;
-    let step = app.step(
-        &off,
-        Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
-        10,
-    );
+    let step = app.step(&off, Some(&domain(DomainState::Running, 0)), &ready(), 10);
     assert!(!step.domain.unwrap().activate);
     assert_eq!(step.status.state, SwState::Halting);
-    let step = app.step(
-        &off,
-        Some(&domain(DomainState::Halted, 0)),
-        Some(&names()),
-        20,
-    );
+    let step = app.step(&off, Some(&domain(DomainState::Halted, 0)), &ready(), 20);
     assert_eq!(step.status.state, SwState::Halted);
     assert!(!step.status.activated);
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Halted, 0)),
-        Some(&names()),
+        &ready(),
         30,
     );
     assert!(step.domain.unwrap().activate);
@@ -125,7 +127,7 @@ fn deactivate_halts_and_activate_runs_again() {
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
+        &ready(),
         40,
     );
     assert_eq!(step.status.state, SwState::Running);
@@ -138,17 +140,12 @@ fn the_restart_counter_makes_a_new_generation() {
     app.step(
         &config(),
         Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
+        &ready(),
         0,
     );
     let mut again = config();
     again.restart_counter = 1;
-    let step = app.step(
-        &again,
-        Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
-        10,
-    );
+    let step = app.step(&again, Some(&domain(DomainState::Running, 0)), &ready(), 10);
     assert_eq!(step.domain.unwrap().generation, 1);
     assert_eq!(
         step.status.state,
@@ -156,28 +153,13 @@ fn the_restart_counter_makes_a_new_generation() {
         "the old domain is not it"
     );
     assert_eq!(step.status.restarts, 1);
-    let step = app.step(
-        &again,
-        Some(&domain(DomainState::Running, 1)),
-        Some(&names()),
-        20,
-    );
+    let step = app.step(&again, Some(&domain(DomainState::Running, 1)), &ready(), 20);
     assert_eq!(step.status.state, SwState::Running);
     // The same counter again is no restart; a purge is one.
-    let step = app.step(
-        &again,
-        Some(&domain(DomainState::Running, 1)),
-        Some(&names()),
-        30,
-    );
+    let step = app.step(&again, Some(&domain(DomainState::Running, 1)), &ready(), 30);
     assert_eq!(step.status.restarts, 1);
     again.purge_counter = 1;
-    let step = app.step(
-        &again,
-        Some(&domain(DomainState::Running, 1)),
-        Some(&names()),
-        40,
-    );
+    let step = app.step(&again, Some(&domain(DomainState::Running, 1)), &ready(), 40);
     assert_eq!(
         (step.domain.unwrap().generation, step.status.restarts),
         (2, 2)
@@ -190,7 +172,7 @@ fn the_first_configuration_seen_is_no_restart_whatever_its_counters() {
     let mut c = config();
     c.restart_counter = 7;
     c.purge_counter = 3;
-    let step = app.step(&c, None, Some(&names()), 0);
+    let step = app.step(&c, None, &ready(), 0);
     assert_eq!(
         (step.domain.unwrap().generation, step.status.restarts),
         (0, 0)
@@ -208,39 +190,39 @@ fn crashes_restart_with_a_growing_backoff_that_a_stable_run_resets() {
     app.step(
         &config(),
         Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
+        &ready(),
         0,
     );
     // First crash at t=1000: restart due at 2000.
-    let step = app.step(&config(), Some(&crashed(0)), Some(&names()), 1000);
+    let step = app.step(&config(), Some(&crashed(0)), &ready(), 1000);
     assert_eq!(step.status.state, SwState::Restarting);
     assert_eq!(step.status.error, "crashed: exited with status 101");
     assert_eq!(step.status.error_at_ms, 1000);
     assert_eq!(step.wake_at, Some(2000));
     assert_eq!(step.domain.as_ref().unwrap().generation, 0, "not yet");
-    let step = app.step(&config(), Some(&crashed(0)), Some(&names()), 1500);
+    let step = app.step(&config(), Some(&crashed(0)), &ready(), 1500);
     assert_eq!(
         step.wake_at,
         Some(2000),
         "the same crash is not counted twice"
     );
-    let step = app.step(&config(), Some(&crashed(0)), Some(&names()), 2000);
+    let step = app.step(&config(), Some(&crashed(0)), &ready(), 2000);
     assert_eq!(step.domain.unwrap().generation, 1);
     assert_eq!((step.status.restarts, step.status.crashes), (1, 1));
     assert_eq!(step.status.state, SwState::Restarting);
     // Crashes again at once: 2 s, then 4 s.
-    let step = app.step(&config(), Some(&crashed(1)), Some(&names()), 2100);
+    let step = app.step(&config(), Some(&crashed(1)), &ready(), 2100);
     assert_eq!(step.wake_at, Some(4100));
-    app.step(&config(), Some(&crashed(1)), Some(&names()), 4100);
-    let step = app.step(&config(), Some(&crashed(2)), Some(&names()), 4200);
+    app.step(&config(), Some(&crashed(1)), &ready(), 4100);
+    let step = app.step(&config(), Some(&crashed(2)), &ready(), 4200);
     assert_eq!(step.wake_at, Some(8200));
-    let step = app.step(&config(), Some(&crashed(2)), Some(&names()), 8200);
+    let step = app.step(&config(), Some(&crashed(2)), &ready(), 8200);
     assert_eq!((step.status.restarts, step.status.crashes), (3, 3));
     // It runs, long enough: the next crash waits 1 s again.
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Running, 3)),
-        Some(&names()),
+        &ready(),
         9000,
     );
     assert_eq!(step.status.state, SwState::Running);
@@ -249,10 +231,10 @@ fn crashes_restart_with_a_growing_backoff_that_a_stable_run_resets() {
     app.step(
         &config(),
         Some(&domain(DomainState::Running, 3)),
-        Some(&names()),
+        &ready(),
         9000 + STABLE_MS,
     );
-    let step = app.step(&config(), Some(&crashed(3)), Some(&names()), 50_000);
+    let step = app.step(&config(), Some(&crashed(3)), &ready(), 50_000);
     assert_eq!(step.wake_at, Some(51_000));
 }
 
@@ -261,7 +243,7 @@ fn a_crash_reason_is_not_said_twice() {
     let mut app = App::default();
     let mut d = domain(DomainState::Crashed, 0);
     d.error = "crashed (exit status 1)".into();
-    let step = app.step(&config(), Some(&d), Some(&names()), 0);
+    let step = app.step(&config(), Some(&d), &ready(), 0);
     assert_eq!(step.status.error, "crashed (exit status 1)");
 }
 
@@ -274,7 +256,7 @@ fn the_backoff_is_capped() {
         let step = app.step(
             &config(),
             Some(&domain(DomainState::Crashed, generation)),
-            Some(&names()),
+            &ready(),
             now,
         );
         last_delay = step.wake_at.unwrap() - now;
@@ -282,7 +264,7 @@ fn the_backoff_is_capped() {
         app.step(
             &config(),
             Some(&domain(DomainState::Crashed, generation)),
-            Some(&names()),
+            &ready(),
             now,
         );
     }
@@ -294,12 +276,7 @@ fn a_crash_while_deactivated_is_not_restarted() {
     let mut app = App::default();
     let mut off = config();
     off.activate = false;
-    let step = app.step(
-        &off,
-        Some(&domain(DomainState::Crashed, 0)),
-        Some(&names()),
-        0,
-    );
+    let step = app.step(&off, Some(&domain(DomainState::Crashed, 0)), &ready(), 0);
     assert_eq!(step.wake_at, None);
     assert_eq!(step.status.state, SwState::Halted);
     assert_eq!(step.status.crashes, 0);
@@ -310,11 +287,11 @@ fn the_start_delay_holds_the_first_boot_back() {
     let mut app = App::default();
     let mut delayed = config();
     delayed.start_delay_s = 5;
-    let step = app.step(&delayed, None, Some(&names()), 1000);
+    let step = app.step(&delayed, None, &ready(), 1000);
     assert!(!step.domain.unwrap().activate);
     assert_eq!(step.status.state, SwState::StartDelayed);
     assert_eq!(step.wake_at, Some(5000));
-    let step = app.step(&delayed, None, Some(&names()), 5000);
+    let step = app.step(&delayed, None, &ready(), 5000);
     assert!(step.domain.unwrap().activate);
     assert_eq!(step.status.state, SwState::Booting);
 }
@@ -324,12 +301,12 @@ fn domainmgrs_error_is_the_apps_error_with_its_time() {
     let mut app = App::default();
     let mut refused = domain(DomainState::Error, 0);
     refused.error = "memory MiB: 128 asked, 0 in use by other apps, the node allows 64".into();
-    let step = app.step(&config(), Some(&refused), Some(&names()), 700);
+    let step = app.step(&config(), Some(&refused), &ready(), 700);
     assert_eq!(step.status.state, SwState::Error);
     assert_eq!(step.status.state.eve_number(), 21);
     assert!(step.status.error.contains("the node allows 64"));
     assert_eq!(step.status.error_at_ms, 700);
-    let step = app.step(&config(), Some(&refused), Some(&names()), 900);
+    let step = app.step(&config(), Some(&refused), &ready(), 900);
     assert_eq!(step.status.error_at_ms, 700, "the time it was first seen");
 }
 
@@ -339,17 +316,70 @@ fn a_running_app_stays_running_while_domainmgr_has_not_reported_again() {
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Running, 0)),
-        Some(&names()),
+        &ready(),
         0,
     );
     assert_eq!(step.status.state, SwState::Running);
     // domainmgr restarted: its table is empty until it reports again.
-    let step = app.step(&config(), None, Some(&names()), 10);
+    let step = app.step(&config(), None, &ready(), 10);
     assert_eq!(step.status.state, SwState::Running);
     assert_eq!(step.domain.unwrap().generation, 0, "nothing restarted");
     // A new generation forgets it.
     let mut again = config();
     again.restart_counter = 1;
-    let step = app.step(&again, None, Some(&names()), 20);
+    let step = app.step(&again, None, &ready(), 20);
     assert_eq!(step.status.state, SwState::Restarting);
+}
+
+#[test]
+fn an_app_reports_its_volumes_progress_and_failure() {
+    let mut app = App::default();
+    let step = app.step(&config(), None, &Volumes::Waiting(SwState::Downloading), 0);
+    assert_eq!(step.domain, None);
+    assert_eq!(step.status.state, SwState::Downloading);
+    let why = "volume echo: sha256 mismatch".to_string();
+    let step = app.step(&config(), None, &Volumes::Failed(why.clone()), 5);
+    assert_eq!(step.domain, None, "nothing boots from a volume that failed");
+    assert_eq!(step.status.state, SwState::Error);
+    assert_eq!(
+        (step.status.error, step.status.error_at_ms),
+        (why.clone(), 5)
+    );
+    // The same failure keeps the time it was first seen.
+    let step = app.step(&config(), None, &Volumes::Failed(why.clone()), 9);
+    assert_eq!(step.status.error_at_ms, 5);
+}
+
+#[test]
+fn a_new_version_replaces_the_domain_once_its_volumes_are_made() {
+    let mut app = App::default();
+    let step = app.step(
+        &config(),
+        Some(&domain(DomainState::Running, 0)),
+        &ready(),
+        0,
+    );
+    assert_eq!(step.status.state, SwState::Running);
+    let mut replaced = config();
+    replaced.version = "2".into();
+    // The new image's volume is being filled: the old domain's configuration stays as it was.
+    let step = app.step(
+        &replaced,
+        Some(&domain(DomainState::Running, 0)),
+        &Volumes::Waiting(SwState::Downloading),
+        10,
+    );
+    assert_eq!(step.domain, None);
+    assert_eq!(step.status.state, SwState::Downloading);
+    let new_volumes = Volumes::Ready(vec![extent(8, 4)]);
+    let step = app.step(
+        &replaced,
+        Some(&domain(DomainState::Running, 0)),
+        &new_volumes,
+        20,
+    );
+    let domain_config = step.domain.unwrap();
+    assert_eq!(domain_config.generation, 1, "a new domain");
+    assert_eq!(domain_config.kernel, extent(8, 4));
+    assert_eq!(step.status.restarts, 1);
 }

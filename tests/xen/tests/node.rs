@@ -1,13 +1,19 @@
-//! The EVE node under Xen (xen/nodes/eve.toml: vault, zedagent, diag) with the bundled
+//! The EVE node under Xen (xen/nodes/eve.toml: every pillar written so far) with the bundled
 //! controller on the host, one boot:
 //!
 //! 1. onboarding: the controller lists the device; its first device report arrives;
 //! 2. a configuration set with the controller's admin CLI arrives at the next poll (zedagent
 //!    and diag print it) and is checkpointed; metrics arrive every `timer.metric.interval`;
-//! 3. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
+//! 3. apps (docs/apps.md): `admin app deploy` of lichen's `echo` (a PVH kernel) reaches RUNNING:
+//!    volumemgr places its volume on the app data disk, the downloader fills it from the
+//!    controller's HTTPS datastore and verifies it, zedmanager and domainmgr boot it through the
+//!    launcher; the `apps-kill` dom0 hook then destroys domainmgr, and the restarted one adopts
+//!    the running app (same domain); an app asking for more memory than the node gives apps is
+//!    ERROR with the launcher's reason, and echo runs on;
+//! 4. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
 //!    once a poll failed, and the restarted one once it queued its report in the vault; the
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
-//! 4. the controller is started again (same state, same port): the third zedagent registers
+//! 5. the controller is started again (same state, same port): the third zedagent registers
 //!    again (200, the same UUID) and delivers the queued reports: the controller holds three
 //!    device reports, one per zedagent start, none lost.
 
@@ -24,6 +30,9 @@ const SERIAL: &str = "xen-node-1";
 enum Step {
     Onboarding,
     Configuring,
+    Deploying,
+    Adopting,
+    OverLimit,
     Outage,
     Back,
     Done,
@@ -61,7 +70,26 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     let manifest = MANIFEST.replace(
         "cmdline = \"config_interval=10\"",
         "cmdline = \"config_interval=2 metric_interval=3\"",
-    ) + "\n[test]\nhooks = [\"zedagent-kill\"]\n";
+    ) + "\n[test]\nhooks = [\"zedagent-kill\", \"apps-kill\"]\n";
+    // The app's image (not one of the node's).
+    let built = std::process::Command::new(lichen_xen_tests::repo().join("scripts/build"))
+        .arg("echo")
+        .status()
+        .unwrap();
+    assert!(built.success(), "scripts/build echo failed");
+    let echo = lichen_xen_tests::repo().join("target/images/echo.elf");
+    let echo = echo.to_str().unwrap();
+    let deploy = |c: &Controller, name: &str, memory_mib: &str| {
+        c.admin(&[
+            "app",
+            "deploy",
+            echo,
+            "--name",
+            name,
+            "--memory-mib",
+            memory_mib,
+        ]);
+    };
     assert!(
         manifest.contains("config_interval=2"),
         "eve.toml's zedagent line changed"
@@ -92,6 +120,25 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
                 Step::Configuring => {
                     // diag shows the configuration in force; the controller goes away.
                     if line.contains("config 1 from the controller") && line.contains("metrics") {
+                        deploy(controller.as_ref().unwrap(), "echo", "32");
+                        step = Step::Deploying;
+                    }
+                }
+                Step::Deploying => {
+                    if line.contains("apps-kill: destroyed domainmgr") {
+                        step = Step::Adopting;
+                    }
+                }
+                Step::Adopting => {
+                    if line.contains("domain service: connected;")
+                        && line.contains("1 app domains exist")
+                    {
+                        deploy(controller.as_ref().unwrap(), "big", "512");
+                        step = Step::OverLimit;
+                    }
+                }
+                Step::OverLimit => {
+                    if line.contains("app big ERROR") {
                         controller = None;
                         step = Step::Outage;
                     }
@@ -137,7 +184,27 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     run.assert_has("polling every 3 s, metrics every 4 s");
     let metrics = controller.admin(&["follow", &uuid, "--kinds", "metrics", "--no-wait"]);
     assert!(metrics.contains("\"iName\":\"uplink\""), "{metrics}");
-    // 3. Two crashes, two restarts; the restarted zedagents kept the identity and the
+    // 3. The app: downloaded, verified, booted; adopted by the restarted domainmgr; the app
+    // beyond the limits refused alone.
+    run.assert_has("downloader: echo Verified");
+    run.assert_has("volumemgr: volume echo Created");
+    run.assert_has("app echo RUNNING");
+    run.assert_has("app-echo | ");
+    let adopted = run
+        .log
+        .lines()
+        .filter(|l| l.contains("domain service: connected;"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(adopted.contains("1 app domains exist"), "{adopted}");
+    run.assert_has("OverLimit: memory MiB: 512 asked");
+    assert_eq!(
+        run.count("launcher: app echo: domain"),
+        0,
+        "echo's domain never ended:\n{}",
+        run.log
+    );
+    // 4. Two crashes, two restarts; the restarted zedagents kept the identity and the
     // configuration.
     run.assert_has("launcher: zedagent: its domain");
     assert!(
@@ -151,7 +218,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
         run.log
     );
     run.assert_has("info: 1 reports restored from the vault");
-    // 4. Registered again as the same device, every report delivered.
+    // 5. Registered again as the same device, every report delivered.
     run.assert_has("register: 200 OK (known device)");
     assert_eq!(
         run.count(&format!("onboarded as device {uuid}")),

@@ -8,7 +8,7 @@
 //! memory_mib = 64            # all app domains together
 //! vcpus = 2                  # all app domains together
 //! count = 2                  # app domains at once
-//! volumes = ["app-echo"]     # node disks apps may boot from or get as disks
+//! data = "apps"              # the node disk every app volume lives on (an extent of it)
 //! ```
 //!
 //! What the manager may corrupt: its requests, which are checked here one by one. It can only
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use launcher_api::frame::decode;
 use launcher_api::{
-    check, AppDomain, AppSpec, AppState, Event, FromLauncher, Limits, Op, Refusal, RefusalKind,
-    Reply, Request, VERSION,
+    check, AppDomain, AppSpec, AppState, Event, Extent, FromLauncher, Limits, Op, Refusal,
+    RefusalKind, Reply, Request, VERSION,
 };
 use serde::Deserialize;
 
@@ -50,9 +50,9 @@ pub struct AppsConfig {
     pub vcpus: u32,
     /// App domains at once.
     pub count: u32,
-    /// Node disks apps may boot from or get as disks; no service may use them.
-    #[serde(default)]
-    pub volumes: Vec<String>,
+    /// The node disk app volumes live on, each an extent of it (volumemgr places them, the
+    /// downloader fills them; docs/apps.md).
+    pub data: String,
 }
 
 impl AppsConfig {
@@ -64,20 +64,12 @@ impl AppsConfig {
     ) -> Vec<String> {
         let mut errors = Vec::new();
         let mut manager_found = false;
-        for (name, service) in services {
+        for (name, _) in services {
             manager_found |= *name == self.manager;
             if name.starts_with("app-") {
                 errors.push(format!(
                     "[apps]: service `{name}`: `app-` starts the names of app domains"
                 ));
-            }
-            for disk in &service.disks {
-                if self.volumes.contains(&disk.name) {
-                    errors.push(format!(
-                        "[apps]: volume `{}` is also a disk of service `{name}`",
-                        disk.name
-                    ));
-                }
             }
         }
         if !manager_found {
@@ -105,25 +97,22 @@ impl AppsConfig {
                 crate::manifest::MAX_VCPUS
             ));
         }
-        for (i, volume) in self.volumes.iter().enumerate() {
-            if !disks.contains_key(volume) {
-                errors.push(format!(
-                    "[apps]: volume `{volume}` is not one of the node's [disks]"
-                ));
-            } else if self.volumes[..i].contains(volume) {
-                errors.push(format!("[apps]: volume `{volume}` listed twice"));
-            }
+        if !disks.contains_key(&self.data) {
+            errors.push(format!(
+                "[apps]: data disk `{}` is not one of the node's [disks]",
+                self.data
+            ));
         }
         errors
     }
 
-    /// The limits as the protocol tells them.
-    pub fn limits(&self) -> Limits {
+    /// The limits as the protocol tells them, for a data disk of `data_mib` MiB.
+    pub fn limits(&self, data_mib: u64) -> Limits {
         Limits {
             memory_mib: self.memory_mib,
             vcpus: self.vcpus,
             count: self.count,
-            volumes: self.volumes.clone(),
+            data_mib,
         }
     }
 }
@@ -134,11 +123,13 @@ pub fn domain_name(name: &str) -> String {
 }
 
 /// One app the launcher holds.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Record {
     spec: AppSpec,
     state: AppState,
     domid: Option<u32>,
+    /// The dom0 devices of its disk volumes, held while it has a domain.
+    disks: Vec<crate::loopdev::Mapped>,
     /// While stopping: when the domain is destroyed if it has not powered off.
     stop_deadline: Option<Instant>,
 }
@@ -162,6 +153,18 @@ impl Apps {
             table: IndexMap::new(),
             greeted: false,
         }
+    }
+
+    /// The app data disk's size in MiB, from its dom0 device (0 when it cannot be found).
+    fn data_mib(&self) -> u64 {
+        crate::disks::find_device(&self.sys_block, &self.config.data)
+            .ok()
+            .and_then(|dev| {
+                let name = dev.file_name()?.to_owned();
+                std::fs::read_to_string(self.sys_block.join(name).join("size")).ok()
+            })
+            .and_then(|sectors| sectors.trim().parse::<u64>().ok())
+            .map_or(0, |sectors| (sectors * 512) >> 20)
     }
 
     /// The manager service's name.
@@ -221,7 +224,7 @@ impl Apps {
             }
             self.greeted = true;
             return Ok(Reply::Welcome {
-                limits: self.config.limits(),
+                limits: self.config.limits(self.data_mib()),
                 domains: self.list(),
             });
         }
@@ -272,26 +275,21 @@ impl Apps {
             memory += u64::from(record.spec.memory_mib);
             vcpus += u64::from(record.spec.vcpus);
             // Two apps may boot from one volume; a disk is one app's only.
-            let theirs: Vec<&String> = std::iter::once(&record.spec.kernel)
-                .chain(record.spec.disks.iter().map(|d| &d.volume))
+            let theirs = std::iter::once((record.spec.kernel, true))
+                .chain(record.spec.disks.iter().map(|d| (d.extent, d.read_only)));
+            let mine: Vec<(Extent, bool)> = std::iter::once((spec.kernel, true))
+                .chain(spec.disks.iter().map(|d| (d.extent, d.read_only)))
                 .collect();
-            let clash = spec
-                .disks
-                .iter()
-                .map(|d| &d.volume)
-                .find(|v| theirs.contains(v))
-                .or_else(|| {
-                    let their_disks = &record.spec.disks;
-                    their_disks
-                        .iter()
-                        .any(|d| d.volume == spec.kernel)
-                        .then_some(&spec.kernel)
-                });
-            if let Some(volume) = clash {
-                return Err(Refusal::new(
-                    RefusalKind::Volume,
-                    format!("volume {volume} is in use by app {other}"),
-                ));
+            for (their, their_ro) in theirs {
+                if let Some((mine, _)) = mine
+                    .iter()
+                    .find(|(m, ro)| m.overlaps(&their) && !(*ro && their_ro))
+                {
+                    return Err(Refusal::new(
+                        RefusalKind::Volume,
+                        format!("volume {mine} overlaps {their}, in use by app {other}"),
+                    ));
+                }
             }
         }
         let over = |what: &str, used: u64, asked: u32, limit: u32| {
@@ -317,11 +315,12 @@ impl Apps {
         if vcpus + u64::from(spec.vcpus) > u64::from(limits.vcpus) {
             return Err(over("vCPUs", vcpus, spec.vcpus, limits.vcpus));
         }
-        for volume in std::iter::once(&spec.kernel).chain(spec.disks.iter().map(|d| &d.volume)) {
-            if !limits.volumes.contains(volume) {
+        let data_mib = self.data_mib();
+        for extent in std::iter::once(&spec.kernel).chain(spec.disks.iter().map(|d| &d.extent)) {
+            if extent.end_mib() > data_mib || extent.end_mib() == u64::MAX {
                 return Err(Refusal::new(
                     RefusalKind::Volume,
-                    format!("{volume} is not one of the node's app volumes"),
+                    format!("volume {extent} lies outside the app data disk ({data_mib} MiB)"),
                 ));
             }
         }
@@ -347,12 +346,24 @@ impl Apps {
         }
         self.fits(&name, &spec)?;
         let platform_error = |e: String| Refusal::new(RefusalKind::Platform, e);
-        let kernel =
-            crate::disks::find_device(&self.sys_block, &spec.kernel).map_err(platform_error)?;
-        let service = Service::app(&spec);
+        let data = crate::disks::find_device(&self.sys_block, &self.config.data)
+            .map_err(platform_error)?;
+        let bytes = |mib: u64| mib << 20;
+        let disks = spec
+            .disks
+            .iter()
+            .map(|d| {
+                let e = d.extent;
+                platform.map_extent(&data, bytes(e.offset_mib), bytes(e.size_mib), d.read_only)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(platform_error)?;
+        let devices: Vec<PathBuf> = disks.iter().map(|d| d.path.clone()).collect();
+        let service = Service::app(&spec, &devices);
         let files = BootFiles {
-            kernel,
+            kernel: data,
             ramdisk: None,
+            kernel_window: Some((bytes(spec.kernel.offset_mib), bytes(spec.kernel.size_mib))),
         };
         let domid = platform
             .create_paused(&domain_name(&name), &service, &files)
@@ -363,6 +374,7 @@ impl Apps {
                 spec,
                 state: AppState::Created,
                 domid: Some(domid),
+                disks,
                 stop_deadline: None,
             },
         );
@@ -417,6 +429,7 @@ impl Apps {
         if grace_ms == 0 || record.state == AppState::Created {
             let _ = platform.destroy(domid);
             record.domid = None;
+            record.disks.clear();
             record.state = AppState::Halted;
             record.stop_deadline = None;
             events.push(Event {
@@ -479,6 +492,8 @@ impl Apps {
             if now >= deadline {
                 let _ = platform.destroy(domid);
                 record.domid = None;
+                record.disks.clear();
+                record.disks.clear();
                 record.stop_deadline = None;
                 record.state = AppState::Halted;
                 events.push(FromLauncher::Event(Event {
@@ -521,6 +536,7 @@ impl Apps {
             };
             crate::say!("app {name}: domain {domid} {state}");
             record.domid = None;
+            record.disks.clear();
             record.stop_deadline = None;
             record.state = state.clone();
             events.push(FromLauncher::Event(Event {
@@ -539,6 +555,7 @@ impl Apps {
                 if let Err(e) = platform.destroy(domid) {
                     crate::say!("app {name}: cannot destroy domain {domid}: {e}");
                 }
+                record.disks.clear();
                 record.state = AppState::Halted;
             }
         }

@@ -208,6 +208,16 @@ pub fn find_device(sys_block: &Path, serial: &str) -> Result<PathBuf, String> {
     ))
 }
 
+/// The dom0 block device of disk `name`: the node disk with that serial, or, for an app's disk,
+/// the device itself (its name is a path under `/dev/`: a loop device over its volume).
+pub fn resolve(sys_block: &Path, name: &str) -> Result<PathBuf, String> {
+    if name.starts_with("/dev/") {
+        Ok(PathBuf::from(name))
+    } else {
+        find_device(sys_block, name)
+    }
+}
+
 /// The xl `disk` entry of a service's disk number `index`, backed by dom0 device `target`.
 pub fn xl_disk(index: usize, disk: &DiskUse, target: &Path) -> String {
     format!(

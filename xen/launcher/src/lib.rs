@@ -13,6 +13,7 @@ pub mod disks;
 pub mod domain_service;
 pub mod log;
 pub mod logs;
+pub mod loopdev;
 pub mod manifest;
 pub mod order;
 pub mod platform;

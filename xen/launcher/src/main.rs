@@ -113,12 +113,12 @@ fn main() -> ExitCode {
             print!("{}", bus::table(&manifest, &images.declarations));
             if let Some(apps) = &manifest.apps {
                 println!(
-                    "\napps (domain service): manager {}, {} MiB, {} vCPUs, {} domains at once, volumes: {}",
+                    "\napps (domain service): manager {}, {} MiB, {} vCPUs, {} domains at once, volumes on disk `{}`",
                     apps.manager,
                     apps.memory_mib,
                     apps.vcpus,
                     apps.count,
-                    apps.volumes.join(", ")
+                    apps.data
                 );
             }
             ExitCode::SUCCESS

@@ -321,11 +321,11 @@ fn default_ring_order() -> u8 {
 
 impl Service {
     /// An app domain as [`crate::apps`] creates it: the spec's memory, vCPUs, command line and
-    /// disks (volumes, which are node disks); the launcher's builder; never restarted (the
-    /// manager decides).
-    pub fn app(spec: &launcher_api::AppSpec) -> Service {
+    /// disks (`devices`: the dom0 devices of its disk volumes, in order); the launcher's
+    /// builder; never restarted (the manager decides).
+    pub fn app(spec: &launcher_api::AppSpec, devices: &[std::path::PathBuf]) -> Service {
         Service {
-            image: spec.kernel.clone(),
+            image: spec.kernel.to_string(),
             ramdisk: None,
             memory: spec.memory_mib,
             vcpus: spec.vcpus,
@@ -344,8 +344,9 @@ impl Service {
             disks: spec
                 .disks
                 .iter()
-                .map(|d| disks::DiskUse {
-                    name: d.volume.clone(),
+                .zip(devices)
+                .map(|(d, device)| disks::DiskUse {
+                    name: device.display().to_string(),
                     read_only: d.read_only,
                 })
                 .collect(),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::manifest::Service;
 use crate::wiring::Wiring;
@@ -62,6 +62,9 @@ pub struct BootFiles {
     pub kernel: PathBuf,
     /// An optional initial ramdisk.
     pub ramdisk: Option<PathBuf>,
+    /// Where in `kernel` (a block device: the app data disk) the image lies: byte offset and
+    /// the most bytes to read; `None`: all of `kernel`.
+    pub kernel_window: Option<(u64, u64)>,
 }
 
 /// The operations the supervisor performs on Xen. Errors are messages for the log.
@@ -88,6 +91,17 @@ pub trait Platform {
     fn write_store(&mut self, wiring: &Wiring) -> Result<(), String>;
     /// Sends `input` to the domain's console (asynchronously: errors are logged).
     fn send_console_input(&mut self, name: &str, domid: u32, input: &str);
+    /// A dom0 block device for `size` bytes at byte `offset` of block device `disk` (an app
+    /// volume: [`crate::loopdev`]); it lasts as long as the returned value is held.
+    fn map_extent(
+        &mut self,
+        disk: &Path,
+        offset: u64,
+        size: u64,
+        read_only: bool,
+    ) -> Result<crate::loopdev::Mapped, String> {
+        crate::loopdev::map(disk, offset, size, read_only)
+    }
     /// The console lines `name` printed since the last call: the complete ones, and with `flush`
     /// also the text after the last line end.
     fn console_lines(&mut self, name: &str, flush: bool) -> Vec<String>;

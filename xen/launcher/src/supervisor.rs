@@ -157,7 +157,11 @@ impl<P: Platform> Supervisor<P> {
                 Some(Unit {
                     name,
                     service,
-                    files: BootFiles { kernel, ramdisk },
+                    files: BootFiles {
+                        kernel,
+                        ramdisk,
+                        kernel_window: None,
+                    },
                     state: State::Waiting,
                     restarts: 0,
                     failures_in_a_row: 0,

@@ -246,9 +246,9 @@ impl Toolstack {
         let disk_targets = service
             .disks
             .iter()
-            .map(|d| crate::disks::find_device(Path::new("/sys/block"), &d.name))
+            .map(|d| crate::disks::resolve(Path::new("/sys/block"), &d.name))
             .collect::<Result<Vec<_>, _>>()?;
-        let kernel = read_kernel(&files.kernel)
+        let kernel = read_kernel(&files.kernel, files.kernel_window)
             .map_err(|e| format!("cannot read {}: {e}", files.kernel.display()))?;
         let ramdisk = match &files.ramdisk {
             Some(path) => Some(
@@ -338,7 +338,7 @@ impl Toolstack {
         let targets = service
             .disks
             .iter()
-            .map(|d| crate::disks::find_device(Path::new("/sys/block"), &d.name))
+            .map(|d| crate::disks::resolve(Path::new("/sys/block"), &d.name))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{name}: {e}"))?;
         std::fs::write(&config_path, domain_config(name, service, files, &targets))
@@ -367,12 +367,7 @@ impl Platform for Toolstack {
         service: &Service,
         files: &BootFiles,
     ) -> Result<u32, String> {
-        // The builder writes vbd backends for app domains only: a pillar with disks goes
-        // through xl (its tests were made that way).
-        if service.toolstack == Builder::Lichen
-            && self.privcmd.is_some()
-            && (service.disks.is_empty() || service.app)
-        {
+        if service.toolstack == Builder::Lichen && self.privcmd.is_some() {
             return self.build(name, service, files);
         }
         self.xl_create(name, service, files)
@@ -499,18 +494,40 @@ impl Platform for Toolstack {
 /// The largest kernel image read from a volume.
 pub const MAX_VOLUME_KERNEL: usize = 64 << 20;
 
-/// The kernel image at `path`. A file is read whole. A block device (an app volume, which holds
-/// the image at offset 0 followed by whatever the volume's tail holds) is read in three steps,
-/// header, program headers, then up to the end of the last segment ([`builder::elf::extent`]),
-/// and no further: one copy through dom0's memory, of the image's bytes only.
-pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
+/// The kernel image at `path`. A file is read whole. A block device (the app data disk, whose
+/// app volume at `window` (byte offset, length) holds the image at its offset 0 followed by
+/// whatever the volume's tail holds) is read in three steps, header, program headers, then up
+/// to the end of the last segment ([`builder::elf::extent`]), and no further, never past the
+/// window: one copy through dom0's memory, of the image's bytes only. dom0's cached pages of
+/// the window are dropped first: the downloader wrote it through blkback, which bypasses them.
+pub fn read_kernel(path: &Path, window: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileTypeExt;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.file_type().is_block_device() {
         return std::fs::read(path).map_err(|e| e.to_string());
     }
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let (offset, length) = window.unwrap_or((0, u64::MAX));
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if let Some((offset, length)) = window {
+        // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is open.
+        let advice = unsafe {
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                offset as libc::off_t,
+                length as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if advice != 0 {
+            return Err(format!("cannot drop cached pages: error {advice}"));
+        }
+    }
+    let mut file = file;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .map_err(|e| format!("seeking to {offset}: {e}"))?;
+    let mut file = file.take(length);
     let mut image = vec![0u8; 64];
     file.read_exact(&mut image)
         .map_err(|e| format!("reading the ELF header: {e}"))?;
@@ -523,8 +540,7 @@ pub fn read_kernel(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Reads `image` on from `file` up to `to` bytes (at most [`MAX_VOLUME_KERNEL`]).
-fn grow(file: &mut std::fs::File, image: &mut Vec<u8>, to: usize) -> Result<(), String> {
-    use std::io::Read;
+fn grow(file: &mut impl std::io::Read, image: &mut Vec<u8>, to: usize) -> Result<(), String> {
     if to > MAX_VOLUME_KERNEL {
         return Err(format!(
             "the image would be {to} bytes, above {MAX_VOLUME_KERNEL}"
@@ -709,6 +725,7 @@ mod tests {
         let files = BootFiles {
             kernel: "/lichen/images/api.elf".into(),
             ramdisk: Some("/lichen/images/rd".into()),
+            kernel_window: None,
         };
         let config = domain_config("api", &manifest.services["api"], &files, &[]);
         for expected in [
@@ -737,6 +754,7 @@ mod tests {
         let files = BootFiles {
             kernel: "/lichen/images/echo.elf".into(),
             ramdisk: None,
+            kernel_window: None,
         };
         let config = domain_config("echo", &manifest.services["echo"], &files, &[]);
         assert!(
@@ -758,6 +776,7 @@ mod tests {
         let files = BootFiles {
             kernel: "/lichen/images/v.elf".into(),
             ramdisk: None,
+            kernel_window: None,
         };
         let targets = [PathBuf::from("/dev/vdb"), PathBuf::from("/dev/vda")];
         let config = domain_config("vault", &manifest.services["vault"], &files, &targets);

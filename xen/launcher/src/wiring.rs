@@ -309,7 +309,7 @@ mod tests {
             memory_mib: 8,
             vcpus: 1,
             count: 1,
-            volumes: vec![],
+            data: "apps".into(),
         });
         let wiring = service_wiring(&manifest, "lone", &domids(&[("lone", 7)]));
         let dir = "/local/domain/7/data/lichen/channels/domains";

@@ -23,8 +23,11 @@ const STATE_INITIALISED: u32 = 3;
 const STATE_CONNECTED: u32 = 4;
 /// `XenbusStateClosing`.
 const STATE_CLOSING: u32 = 5;
-/// How long the backend may take for each step of the handshake.
-const HANDSHAKE_STEP: Duration = Duration::from_secs(30);
+/// How long the backend may take for each step of the handshake. Generous: a node that
+/// starts many domains at once keeps dom0's xenstore and xenwatch busy (seen under TCG: the
+/// config disk's backend of a third and fourth reader took over 30 s), and a pillar that gives
+/// up on its disk only crashes and comes back later.
+const HANDSHAKE_STEP: Duration = Duration::from_secs(120);
 /// Requests in flight at once (each with [`SEGMENTS`] granted pages).
 const SLOTS: usize = 8;
 /// Bytes per request.

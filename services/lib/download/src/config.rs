@@ -1,59 +1,84 @@
-//! Which downloads the configuration asks for: from zedagent's tables (`zedagent/Datastore`,
-//! `zedagent/ContentTree`, `zedagent/Volume`), one job per content tree that a volume is made
-//! from, into that volume's disk.
+//! Which fills volumemgr asks for: every volume it reports `Filling` (`volumemgr/VolumeStatus`)
+//! gets its extent of the app data disk filled, with its content tree's image (from
+//! `zedagent/Datastore` and `zedagent/ContentTree`) or with zeros for a blank volume.
 //!
-//! A volume's disk is the node disk named as the volume, in lowercase (the name the launcher
-//! knows app volumes by; docs/apps.md). The downloader writes the content tree straight onto it
-//! (no copy through a download area), so the volume must hold the content and the
-//! downloader's record (docs/download.md).
+//! The downloader writes the content straight onto the extent (no copy through a download area),
+//! so volumemgr sizes a content volume to hold the content and the downloader's record
+//! (docs/download.md).
 //!
-//! **What the configuration may hold, and what happens**: a content tree whose datastore is
-//! missing or of a kind other than HTTP or HTTPS, without a valid SHA-256, with a location that
-//! does not parse, or whose volumes have no disk on this node: that content tree's entry is an
-//! error (reported in its status; nothing is downloaded), the others go ahead.
-
+//! **What the configuration may hold, and what happens**: a content tree that is missing, whose
+//! datastore is missing or of a kind other than HTTP or HTTPS, without a valid SHA-256, or with
+//! a location that does not parse: that volume's fill is an error (reported in its status;
+//! nothing is written), the others go ahead.
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use topics::zedagent::{ContentTree, Datastore, DatastoreKind, Volume, VolumeOrigin};
+use topics::volumemgr::{Extent, Fill, VolumeState, VolumeStatus};
+use topics::zedagent::{ContentTree, Datastore, DatastoreKind};
 
 use crate::engine::{parse_sha256, Job};
 use crate::source::Source;
 
-/// One content tree the configuration asks for.
+/// What goes into a volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wanted {
-    /// The content tree's UUID (the status key).
-    pub content: String,
-    /// Its name.
-    pub name: String,
-    /// The download, or why there can be none.
-    pub job: Result<Job, String>,
+pub enum Work {
+    /// A content tree's image, downloaded.
+    Download(Job),
+    /// Zeros over the whole extent.
+    Zeros,
 }
 
-/// The downloads the tables ask for, in content tree order; `has_disk` says whether the node
-/// gave the downloader a disk of that name.
+/// One volume volumemgr asks to have filled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// The status key: the content tree's UUID, or the volume's for zeros.
+    pub key: String,
+    /// The volume's UUID.
+    pub volume: String,
+    /// The generation of the volume.
+    pub generation: i64,
+    /// The name reported (the content tree's, or the volume's).
+    pub name: String,
+    /// Where on the app data disk.
+    pub extent: Extent,
+    /// The fill, or why there can be none.
+    pub work: Result<Work, String>,
+}
+
+/// The fills volumemgr's statuses ask for, in volume order.
 pub fn wanted(
     datastores: &[Datastore],
     trees: &[ContentTree],
-    volumes: &[Volume],
-    has_disk: impl Fn(&str) -> bool,
+    volumes: &[(String, VolumeStatus)],
 ) -> Vec<Wanted> {
     let mut out = Vec::new();
-    for tree in trees {
-        let users: Vec<String> = volumes
-            .iter()
-            .filter(|v| matches!(&v.origin, VolumeOrigin::ContentTree(u) if *u == tree.uuid))
-            .map(|v| v.name.to_lowercase())
-            .collect();
-        if users.is_empty() {
-            continue; // Not for an app volume (a base OS image, say): not this downloader's.
-        }
+    for (uuid, status) in volumes {
+        let (VolumeState::Filling, Some(extent)) = (status.state, status.extent) else {
+            continue;
+        };
+        let (key, name, work) = match &status.fill {
+            Fill::Zeros => (uuid.clone(), status.name.clone(), Ok(Work::Zeros)),
+            Fill::ContentTree(tree) => match trees.iter().find(|t| t.uuid == *tree) {
+                Some(t) => (
+                    t.uuid.clone(),
+                    t.name.clone(),
+                    job(datastores, t, uuid, status.generation).map(Work::Download),
+                ),
+                None => (
+                    tree.clone(),
+                    status.name.clone(),
+                    Err(format!("content tree {tree} is not in the configuration")),
+                ),
+            },
+        };
         out.push(Wanted {
-            content: tree.uuid.clone(),
-            name: tree.name.clone(),
-            job: job(datastores, tree, &users, &has_disk),
+            key,
+            volume: uuid.clone(),
+            generation: status.generation,
+            name,
+            extent,
+            work,
         });
     }
     out
@@ -62,15 +87,9 @@ pub fn wanted(
 fn job(
     datastores: &[Datastore],
     tree: &ContentTree,
-    users: &[String],
-    has_disk: &impl Fn(&str) -> bool,
+    volume: &str,
+    generation: i64,
 ) -> Result<Job, String> {
-    let volume = users.iter().find(|name| has_disk(name)).ok_or_else(|| {
-        format!(
-            "no disk for its volume on this node (expected one named {})",
-            users.join(" or ")
-        )
-    })?;
     let store = datastores
         .iter()
         .find(|d| d.id == tree.datastore_id)
@@ -104,7 +123,8 @@ fn job(
         source,
         sha256: parse_sha256(&tree.sha256)?,
         max_size: tree.max_size_bytes,
-        volume: volume.clone(),
+        volume: volume.into(),
+        generation,
     })
 }
 
@@ -112,7 +132,6 @@ fn job(
 mod tests {
     use super::*;
     use alloc::string::ToString;
-    use alloc::vec;
 
     fn store(kind: DatastoreKind) -> Datastore {
         Datastore {
@@ -137,55 +156,64 @@ mod tests {
         }
     }
 
-    fn volume(name: &str, tree: &str) -> Volume {
-        Volume {
-            uuid: format!("v-{name}"),
-            name: name.into(),
-            origin: VolumeOrigin::ContentTree(tree.into()),
-            max_size_bytes: 0,
-            generation: 0,
-        }
+    fn filling(name: &str, fill: Fill) -> (String, VolumeStatus) {
+        (
+            format!("v-{name}"),
+            VolumeStatus {
+                name: name.into(),
+                generation: 2,
+                state: VolumeState::Filling,
+                extent: Some(Extent {
+                    offset_mib: 4,
+                    size_mib: 2,
+                }),
+                fill,
+                ..Default::default()
+            },
+        )
     }
 
     #[test]
-    fn each_content_tree_goes_to_its_volumes_disk() {
+    fn each_filling_volume_gets_its_content_tree_or_zeros() {
         let sha = "ab".repeat(32);
-        let trees = [tree("ct1", &sha), tree("ct2", &sha), tree("base", &sha)];
+        let trees = [tree("ct1", &sha), tree("base", &sha)];
+        let mut created = filling("done", Fill::ContentTree("ct1".into()));
+        created.1.state = VolumeState::Created;
         let volumes = [
-            volume("App-Echo", "ct1"),
-            volume("missing", "ct2"),
-            Volume {
-                origin: VolumeOrigin::Blank,
-                ..volume("blank", "")
-            },
+            filling("app", Fill::ContentTree("ct1".into())),
+            filling("gone", Fill::ContentTree("ct2".into())),
+            filling("blank", Fill::Zeros),
+            created,
         ];
-        let found = wanted(&[store(DatastoreKind::Https)], &trees, &volumes, |d| {
-            d == "app-echo" || d == "blank"
-        });
+        let found = wanted(&[store(DatastoreKind::Https)], &trees, &volumes);
+        assert_eq!(found.len(), 3, "only volumes being filled");
+        let Ok(Work::Download(job)) = &found[0].work else {
+            panic!("{:?}", found[0].work)
+        };
         assert_eq!(
-            found.len(),
-            2,
-            "the base OS content tree is not an app volume's"
+            (found[0].key.as_str(), found[0].name.as_str()),
+            ("ct1", "CT1")
         );
-        let job = found[0].job.as_ref().unwrap();
-        assert_eq!(job.volume, "app-echo");
+        assert_eq!(job.volume, "v-app");
+        assert_eq!(job.generation, 2);
         assert_eq!(job.sha256, [0xab; 32]);
         assert_eq!(job.max_size, 1000);
         assert_eq!(job.source.path, "/datastore/f");
         assert!(job.source.tls);
-        assert_eq!(found[0].name, "CT1");
-        let e = found[1].job.as_ref().unwrap_err();
-        assert!(e.contains("named missing"), "{e}");
+        assert_eq!(found[0].extent.offset_mib, 4);
+        let e = found[1].work.as_ref().unwrap_err();
+        assert!(e.contains("ct2 is not in the configuration"), "{e}");
+        assert_eq!(found[2].work, Ok(Work::Zeros));
+        assert_eq!(found[2].key, "v-blank");
     }
 
     #[test]
     fn what_cannot_be_downloaded_says_why() {
         let sha = "ab".repeat(32);
-        let volumes = [volume("v", "ct")];
-        let any = |_: &str| true;
+        let volumes = [filling("v", Fill::ContentTree("ct".into()))];
         let e = |stores: &[Datastore], t: ContentTree| {
-            wanted(stores, &[t], &volumes, any)[0]
-                .job
+            wanted(stores, &[t], &volumes)[0]
+                .work
                 .clone()
                 .unwrap_err()
                 .to_string()
@@ -199,9 +227,5 @@ mod tests {
         let mut no_url = tree("ct", &sha);
         no_url.url = String::new();
         assert!(e(&[store(DatastoreKind::Https)], no_url).contains("no URL"));
-        assert_eq!(
-            wanted(&[store(DatastoreKind::Http)], &[tree("ct", &sha)], &[], any),
-            vec![]
-        );
     }
 }

@@ -42,8 +42,10 @@ pub struct Job {
     pub sha256: [u8; 32],
     /// The most bytes it may have (`maxSizeBytes`; 0: as many as the volume holds).
     pub max_size: u64,
-    /// The target volume's name (for the status).
+    /// The target volume (its UUID on a node; a disk name for one download), for the status.
     pub volume: String,
+    /// The target volume's generation, for the status.
+    pub generation: i64,
 }
 
 /// How hard to try.
@@ -305,6 +307,7 @@ pub async fn download<D: BlockDevice, N: Net>(
         name: job.name.clone(),
         state: DownloadState::Pending,
         volume: job.volume.clone(),
+        generation: job.generation,
         ..DownloadStatus::default()
     };
     let fail = |status: &mut DownloadStatus, report: &mut dyn FnMut(&DownloadStatus), e| {

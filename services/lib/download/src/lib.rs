@@ -1,7 +1,8 @@
 //! The downloader's core (services/downloader): a content tree from its datastore, over HTTP/1.1
 //! or HTTPS, into the block device of its target volume.
 //!
-//! - [`config`]: which downloads zedagent's configuration tables ask for, into which volume;
+//! - [`config`]: which fills volumemgr asks for (a content tree's image, or zeros), where;
+//! - [`zero`]: a blank volume's fill;
 //! - [`source`]: EVE's `DatastoreConfig` and `ContentTree` as one location with credentials;
 //! - [`http`]: the request, the response head, and a streaming decoder of chunked bodies;
 //! - [`record`]: the progress record on the volume, so that a restarted downloader resumes;
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod http;
 pub mod record;
 pub mod source;
+pub mod zero;
 
 pub use engine::{download, Job, Net, Policy, Stream};
 pub use source::Source;

@@ -36,10 +36,12 @@ pub fn name(name: &str) -> Result<(), Refusal> {
     }
 }
 
-/// A spec's own rules: names, a command line without control characters, at least 1 MiB and
-/// 1 vCPU, at most [`MAX_DISKS`] disks, each volume once.
+/// A spec's own rules: a command line without control characters, at least 1 MiB and 1 vCPU,
+/// volumes of at least 1 MiB, at most [`MAX_DISKS`] disks, no two of its volumes overlapping.
 pub fn spec(spec: &AppSpec) -> Result<(), Refusal> {
-    name(&spec.kernel)?;
+    if spec.kernel.size_mib == 0 || spec.disks.iter().any(|d| d.extent.size_mib == 0) {
+        return Err(invalid("every volume must be at least 1 MiB"));
+    }
     if spec.memory_mib == 0 || spec.vcpus == 0 {
         return Err(invalid("memory_mib and vcpus must be at least 1"));
     }
@@ -56,11 +58,11 @@ pub fn spec(spec: &AppSpec) -> Result<(), Refusal> {
         )));
     }
     for (i, disk) in spec.disks.iter().enumerate() {
-        name(&disk.volume)?;
-        if disk.volume == spec.kernel || spec.disks[..i].iter().any(|d| d.volume == disk.volume) {
+        let e = disk.extent;
+        if e.overlaps(&spec.kernel) || spec.disks[..i].iter().any(|d| d.extent.overlaps(&e)) {
             return Err(Refusal::new(
                 RefusalKind::Volume,
-                format!("volume {} is used twice", disk.volume),
+                format!("volume {e} overlaps another of the app's volumes"),
             ));
         }
     }

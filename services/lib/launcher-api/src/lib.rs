@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 /// The protocol's version: [`Op::Hello`] must carry it.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The name of the channel a manager service opens (`kernel::channel::open`).
 pub const CHANNEL: &str = "domains";
@@ -78,12 +78,38 @@ pub enum Op {
     List,
 }
 
+/// An app volume: an extent of the node's app data disk, in whole MiB ([`Limits::data_mib`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Extent {
+    /// Its first MiB.
+    pub offset_mib: u64,
+    /// How many MiB.
+    pub size_mib: u64,
+}
+
+impl Extent {
+    /// The MiB after its last.
+    pub fn end_mib(&self) -> u64 {
+        self.offset_mib.saturating_add(self.size_mib)
+    }
+
+    /// Whether the two share a MiB.
+    pub fn overlaps(&self, other: &Extent) -> bool {
+        self.offset_mib < other.end_mib() && other.offset_mib < self.end_mib()
+    }
+}
+
+impl core::fmt::Display for Extent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} MiB at {} MiB", self.size_mib, self.offset_mib)
+    }
+}
+
 /// An app domain as the manager asks for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSpec {
-    /// The volume that holds the app's PVH kernel, an ELF image at offset 0: one of the
-    /// node's app volumes ([`Limits::volumes`]).
-    pub kernel: String,
+    /// The volume that holds the app's PVH kernel, an ELF image at its offset 0.
+    pub kernel: Extent,
     /// Memory, MiB.
     pub memory_mib: u32,
     /// Virtual CPUs.
@@ -99,8 +125,8 @@ pub struct AppSpec {
 /// A volume an app gets as a disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskUse {
-    /// The volume: one of [`Limits::volumes`].
-    pub volume: String,
+    /// The volume.
+    pub extent: Extent,
     /// Whether the app may only read it.
     pub read_only: bool,
 }
@@ -144,8 +170,8 @@ pub struct Limits {
     pub vcpus: u32,
     /// App domains at once.
     pub count: u32,
-    /// The volumes apps may boot from or get as disks.
-    pub volumes: Vec<String>,
+    /// The size of the app data disk, where every app volume lives, MiB (0: the node has none).
+    pub data_mib: u64,
 }
 
 /// An app domain as the launcher knows it.
@@ -238,7 +264,7 @@ pub enum RefusalKind {
     Unknown,
     /// The node's limits would be exceeded.
     OverLimit,
-    /// A volume that is not one of the node's app volumes, or is in use.
+    /// A volume outside the app data disk, or one another app uses.
     Volume,
     /// The app is not in a state that allows it.
     WrongState,

@@ -9,12 +9,18 @@ use crate::*;
 
 fn spec() -> AppSpec {
     AppSpec {
-        kernel: "app-echo".into(),
+        kernel: Extent {
+            offset_mib: 0,
+            size_mib: 4,
+        },
         memory_mib: 32,
         vcpus: 1,
         cmdline: "ip=10.77.0.5/24".into(),
         disks: vec![DiskUse {
-            volume: "data".into(),
+            extent: Extent {
+                offset_mib: 4,
+                size_mib: 2,
+            },
             read_only: false,
         }],
         network: true,
@@ -168,11 +174,14 @@ fn names_and_specs_follow_the_rules() {
     twice.disks.push(twice.disks[0].clone());
     assert_eq!(check::spec(&twice).unwrap_err().kind, RefusalKind::Volume);
     let mut kernel_as_disk = spec();
-    kernel_as_disk.disks[0].volume = "app-echo".into();
+    kernel_as_disk.disks[0].extent.offset_mib = 3;
     assert_eq!(
         check::spec(&kernel_as_disk).unwrap_err().kind,
         RefusalKind::Volume
     );
+    let mut empty = spec();
+    empty.disks[0].extent.size_mib = 0;
+    assert_eq!(check::spec(&empty).unwrap_err().kind, RefusalKind::Invalid);
     assert!(check::grace(check::MAX_GRACE_MS).is_ok());
     assert!(check::grace(check::MAX_GRACE_MS + 1).is_err());
 }

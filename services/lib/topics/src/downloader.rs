@@ -1,6 +1,6 @@
-//! What `downloader` publishes (services/downloader): the progress of every content tree it
-//! downloads, keyed by the content tree's UUID (EVE: `DownloaderStatus`, with the verifier's
-//! result folded in: see docs/download.md).
+//! What `downloader` publishes (services/downloader): the progress of every volume it fills,
+//! keyed by the content tree's UUID for a download (EVE: `DownloaderStatus`, with the
+//! verifier's result folded in: see docs/download.md) and by the volume's UUID for zeros.
 //!
 //! Volatile: at start the downloader finds what it had committed on each target volume (its
 //! progress record) and publishes again from there.
@@ -8,7 +8,7 @@
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
-use crate::Topic;
+use crate::{Global, Topic};
 
 /// Where a download stands (the part of EVE's `ZSwState` sequence that is the downloader's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,8 +47,11 @@ pub struct DownloadStatus {
     pub retries: u32,
     /// The SHA-256 of the bytes received, lowercase hex, once they all arrived.
     pub sha256: String,
-    /// The target volume (its disk name).
+    /// The volume it fills (its UUID: `volumemgr/VolumeStatus`'s key).
     pub volume: String,
+    /// The generation of the volume it fills (volumemgr takes a fill as the volume's only
+    /// for the generation it was made for).
+    pub generation: i64,
 }
 
 impl core::fmt::Display for DownloadStatus {
@@ -70,4 +73,15 @@ impl core::fmt::Display for DownloadStatus {
 
 /// Every content tree's download, by content tree UUID.
 pub const DOWNLOAD_STATUS: Topic<String, DownloadStatus> =
-    Topic::volatile("downloader/DownloadStatus", 1);
+    Topic::volatile("downloader/DownloadStatus", 2);
+
+/// The node's app data disk, as the downloader (its only writer) found it: volumemgr places
+/// volumes within it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataDisk {
+    /// Its size in whole MiB.
+    pub size_mib: u64,
+}
+
+/// The app data disk, once the downloader has opened it (absent on a node without one).
+pub const DATA_DISK: Topic<Global, DataDisk> = Topic::volatile("downloader/DataDisk", 1);

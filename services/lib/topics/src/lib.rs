@@ -35,6 +35,7 @@ pub mod template;
 pub mod vault;
 pub mod vbench_a;
 pub mod vbench_b;
+pub mod volumemgr;
 pub mod zedagent;
 pub mod zedmanager;
 

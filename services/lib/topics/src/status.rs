@@ -6,7 +6,8 @@
 //! checks that they agree. A status message type implements `Display`: one line per object.
 
 use crate::{
-    counter, domainmgr, logs, ping, pong, template, vault, zedagent, zedmanager, TopicDecl,
+    counter, domainmgr, downloader, logs, ping, pong, template, vault, volumemgr, zedagent,
+    zedmanager, TopicDecl,
 };
 
 /// Every status topic, as an image declares it.
@@ -20,6 +21,8 @@ pub const TOPICS: &[TopicDecl] = &[
     domainmgr::DOMAIN_STATUS.decl(),
     zedmanager::APP_INSTANCE_STATUS.decl(),
     logs::STATUS.decl(),
+    downloader::DOWNLOAD_STATUS.decl(),
+    volumemgr::VOLUME_STATUS.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every status topic (a macro, so that `$visit` can be generic
@@ -36,6 +39,8 @@ macro_rules! for_each_status_topic {
         $visit!(&$crate::domainmgr::DOMAIN_STATUS);
         $visit!(&$crate::zedmanager::APP_INSTANCE_STATUS);
         $visit!(&$crate::logs::STATUS);
+        $visit!(&$crate::downloader::DOWNLOAD_STATUS);
+        $visit!(&$crate::volumemgr::VOLUME_STATUS);
     };
 }
 

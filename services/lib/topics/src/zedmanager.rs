@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::volumemgr::Extent;
 use crate::Topic;
 
 /// The domain an app should have (EVE's `DomainConfig`), keyed by the app's UUID.
@@ -14,8 +15,9 @@ pub struct DomainConfig {
     pub name: String,
     /// Whether the domain should run; false: stopped (halted), kept.
     pub activate: bool,
-    /// The app volume holding its PVH kernel.
-    pub kernel_volume: String,
+    /// The app volume holding its PVH kernel (an ELF image at its offset 0): its extent of the
+    /// app data disk (`volumemgr/VolumeStatus`).
+    pub kernel: Extent,
     /// Memory, MiB.
     pub memory_mib: u32,
     /// Virtual CPUs.
@@ -35,15 +37,22 @@ pub struct DomainConfig {
 /// A volume an app gets as a disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskConfig {
-    /// The volume's name.
-    pub volume: String,
+    /// The volume's extent of the app data disk.
+    pub extent: Extent,
     /// Whether the app may only read it.
     pub read_only: bool,
 }
 
+impl DomainConfig {
+    /// Every extent of the app data disk the domain uses: its kernel's, then its disks'.
+    pub fn extents(&self) -> impl Iterator<Item = Extent> + '_ {
+        core::iter::once(self.kernel).chain(self.disks.iter().map(|d| d.extent))
+    }
+}
+
 /// The domains apps should have.
 pub const DOMAIN_CONFIG: Topic<String, DomainConfig> =
-    Topic::volatile("zedmanager/DomainConfig", 1);
+    Topic::volatile("zedmanager/DomainConfig", 2);
 
 /// EVE's `ZSwState`, the states an app goes through as info reports them (the protobuf's
 /// numbers in [`SwState::eve_number`]).

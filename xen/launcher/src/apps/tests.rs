@@ -24,10 +24,16 @@ impl Platform for Fake {
         files: &BootFiles,
     ) -> Result<u32, String> {
         self.calls.push(format!(
-            "create {name} {} MiB {} vcpus from {}",
+            "create {name} {} MiB {} vcpus from {} at {:?} disks {:?}",
             service.memory,
             service.vcpus,
-            files.kernel.display()
+            files.kernel.display(),
+            files.kernel_window,
+            service
+                .disks
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
         ));
         if self.fail_create {
             return Err("out of memory".into());
@@ -64,13 +70,29 @@ impl Platform for Fake {
         }
         Ok(())
     }
+    fn map_extent(
+        &mut self,
+        disk: &std::path::Path,
+        offset: u64,
+        size: u64,
+        read_only: bool,
+    ) -> Result<crate::loopdev::Mapped, String> {
+        self.calls.push(format!(
+            "map {} {offset} {size} {}",
+            disk.display(),
+            if read_only { "ro" } else { "rw" }
+        ));
+        Ok(crate::loopdev::Mapped::unheld(
+            format!("/dev/loop{}", offset >> 20).into(),
+        ))
+    }
     fn send_console_input(&mut self, _: &str, _: u32, _: &str) {}
     fn console_lines(&mut self, _: &str, _: bool) -> Vec<String> {
         Vec::new()
     }
 }
 
-/// A /sys/block with the volumes `app-echo` (vdb), `app-other` (vdc) and `data` (vdd).
+/// A /sys/block with the app data disk `apps` (vdd, 64 MiB) and `persist` (vdb).
 struct SysBlock(PathBuf);
 
 impl SysBlock {
@@ -80,9 +102,10 @@ impl SysBlock {
             std::process::id(),
             std::thread::current().id()
         ));
-        for (device, serial) in [("vdb", "app-echo"), ("vdc", "app-other"), ("vdd", "data")] {
+        for (device, serial) in [("vdb", "persist"), ("vdd", "apps")] {
             std::fs::create_dir_all(dir.join(device)).unwrap();
             std::fs::write(dir.join(device).join("serial"), serial).unwrap();
+            std::fs::write(dir.join(device).join("size"), "131072\n").unwrap();
         }
         SysBlock(dir)
     }
@@ -100,13 +123,20 @@ fn config() -> AppsConfig {
         memory_mib: 64,
         vcpus: 2,
         count: 2,
-        volumes: vec!["app-echo".into(), "app-other".into(), "data".into()],
+        data: "apps".into(),
+    }
+}
+
+fn extent(offset_mib: u64, size_mib: u64) -> Extent {
+    Extent {
+        offset_mib,
+        size_mib,
     }
 }
 
 fn spec(memory_mib: u32) -> AppSpec {
     AppSpec {
-        kernel: "app-echo".into(),
+        kernel: extent(0, 4),
         memory_mib,
         vcpus: 1,
         cmdline: "ip=10.77.0.5/24".into(),
@@ -198,7 +228,7 @@ fn an_app_is_created_from_its_volume_started_stopped_and_destroyed() {
     assert_eq!(events(&out), [("echo".into(), AppState::Created)]);
     assert_eq!(
         h.fake.calls[0],
-        "create app-echo 32 MiB 1 vcpus from /dev/vdb"
+        "create app-echo 32 MiB 1 vcpus from /dev/vdd at Some((0, 4194304)) disks []"
     );
     let out = h.ask(Op::Start {
         name: "echo".into(),
@@ -280,25 +310,39 @@ fn the_nodes_limits_are_kept() {
 }
 
 #[test]
-fn volumes_must_be_the_nodes_app_volumes_and_disks_are_exclusive() {
+fn volumes_lie_on_the_data_disk_and_disks_are_exclusive() {
     let mut h = Harness::new();
-    let mut foreign = spec(8);
-    foreign.kernel = "persist".into();
-    assert_eq!(h.refusal(create("a", foreign)), RefusalKind::Volume);
+    let mut outside = spec(8);
+    outside.kernel = extent(62, 4);
+    assert_eq!(h.refusal(create("a", outside)), RefusalKind::Volume);
     let mut with_disk = spec(8);
     with_disk.disks.push(DiskUse {
-        volume: "data".into(),
+        extent: extent(8, 2),
         read_only: false,
     });
     h.result(create("a", with_disk.clone())).unwrap();
     assert_eq!(
+        h.fake.calls[..2],
+        [
+            "map /dev/vdd 8388608 2097152 rw".to_string(),
+            "create app-a 8 MiB 1 vcpus from /dev/vdd at Some((0, 4194304)) disks [\"/dev/loop8\"]"
+                .to_string()
+        ]
+    );
+    assert_eq!(
         h.refusal(create("b", with_disk)),
         RefusalKind::Volume,
-        "data is a's"
+        "the disk at 8 MiB is a's"
+    );
+    let mut overlapping = spec(8);
+    overlapping.kernel = extent(9, 4);
+    assert_eq!(
+        h.refusal(create("b", overlapping)),
+        RefusalKind::Volume,
+        "a's disk may not be another's kernel"
     );
     // Two apps may boot from one volume.
     h.result(create("b", spec(8))).unwrap();
-    assert!(h.fake.calls[0].starts_with("create app-a"));
 }
 
 #[test]
@@ -448,8 +492,8 @@ fn the_apps_table_is_checked_against_the_node() {
     let manifest = crate::manifest::Manifest::parse(
         "[services.domainmgr]\nimage = \"d\"\nmemory = 8\ndisks = [\"data\"]\n\
          [services.app-x]\nimage = \"x\"\nmemory = 8\n\
-         [disks.data]\nsize_mib = 1\n[disks.app-echo]\nsize_mib = 1\n\
-         [apps]\nmanager = \"nobody\"\nmemory_mib = 1\nvcpus = 0\ncount = 0\nvolumes = [\"data\", \"missing\", \"app-echo\", \"app-echo\"]\n",
+         [disks.data]\nsize_mib = 1\n\
+         [apps]\nmanager = \"nobody\"\nmemory_mib = 1\nvcpus = 0\ncount = 0\ndata = \"missing\"\n",
     )
     .unwrap();
     let errors = manifest
@@ -460,14 +504,12 @@ fn the_apps_table_is_checked_against_the_node() {
     assert_eq!(
         errors,
         [
-            "[apps]: volume `data` is also a disk of service `domainmgr`",
             "[apps]: service `app-x`: `app-` starts the names of app domains",
             "[apps]: manager `nobody` is not one of the node's services",
             "[apps]: count must be 1 to 64",
             "[apps]: memory_mib = 1 is outside 2..=1048576",
             "[apps]: vcpus must be 1 to 128",
-            "[apps]: volume `missing` is not one of the node's [disks]",
-            "[apps]: volume `app-echo` listed twice",
+            "[apps]: data disk `missing` is not one of the node's [disks]",
         ]
     );
 }

@@ -232,6 +232,7 @@ fn job_for(file: &[u8]) -> Job {
         source: Source::new(true, "https://10.0.2.2:8443", "datastore", "f", "k", "p").unwrap(),
         sha256: Sha256::digest(file).into(),
         max_size: 0,
+        generation: 0,
         volume: "app".into(),
     }
 }
