@@ -88,12 +88,182 @@ def reference_rate(port, seconds):
     return n / seconds
 
 
+def mqtt_packet(kind, body):
+    """An MQTT packet: fixed header byte, remaining length (varint), body."""
+    n, length = len(body), bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        length.append(byte | (128 if n else 0))
+        if not n:
+            return bytes([kind]) + bytes(length) + body
+
+
+def mqtt_str(text):
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def mqtt_connect(port, client_id):
+    """A host MQTT 3.1.1 connection (clean session, QoS 0), Nagle off like the guests' stack."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(mqtt_packet(0x10, mqtt_str("MQTT") + bytes([4, 2, 0, 60]) + mqtt_str(client_id)))
+    assert s.recv(4) == bytes([0x20, 2, 0, 0]), "bench: the broker refused the reference"
+    return s
+
+
+def mqtt_parse(buf):
+    """The first whole packet of `buf` as (first byte, body), removed from it; None if it is
+    not all there yet."""
+    length, shift = 0, 0
+    for i in range(1, 5):
+        if i >= len(buf):
+            return None
+        length |= (buf[i] & 127) << shift
+        shift += 7
+        if not buf[i] & 128:
+            end = i + 1 + length
+            if len(buf) < end:
+                return None
+            kind, body = buf[0], bytes(buf[i + 1:end])
+            del buf[:end]
+            return kind, body
+    raise ValueError("bench: a remaining length of more than four bytes")
+
+
+def mqtt_read(s, buf):
+    """The next (topic, payload) PUBLISH (QoS 0) from `s`, other packets skipped; None at the
+    end of the connection."""
+    while True:
+        packet = mqtt_parse(buf)
+        if packet is None:
+            try:
+                data = s.recv(65536)
+            except OSError:
+                return None
+            if not data:
+                return None
+            buf.extend(data)
+        elif packet[0] >> 4 == 3:
+            n = int.from_bytes(packet[1][:2], "big")
+            return packet[1][2:2 + n].decode(), packet[1][2 + n:]
+
+
+def reference_pipeline(modbus_port, broker_port, seconds, interval_s, stop):
+    """The same pipeline on the host, natively: every `interval_s` a pymodbus client reads the
+    thermostat's three registers in device-modbus's order (Temperature, Setpoint, Humidity),
+    builds the EdgeX event and publishes it (raw MQTT 3.1.1, QoS 0) to
+    edgex/events/device/reference/...; a relay (app-service's part) subscribes to it and
+    publishes the event to lichen/export-reference. Same broker, same clock, same matching as
+    the guests' figures: the lower bound of what this machine's measurement sees."""
+    from pymodbus.client import ModbusTcpClient
+    relay_sub = mqtt_connect(broker_port, "bench-reference-relay")
+    relay_sub.sendall(mqtt_packet(0x82, (1).to_bytes(2, "big")
+                                  + mqtt_str("edgex/events/device/reference/#") + bytes([0])))
+    assert relay_sub.recv(5)[0] == 0x90, "bench: no SUBACK for the reference relay"
+    relay_pub = mqtt_connect(broker_port, "bench-reference-export")
+
+    def relay():
+        buf = bytearray()
+        while not stop.is_set():
+            got = mqtt_read(relay_sub, buf)
+            if got is None:
+                return
+            event = json.loads(got[1])["payload"]["event"]
+            if stop.is_set():
+                return
+            relay_pub.sendall(mqtt_packet(0x30, mqtt_str("lichen/export-reference")
+                                          + json.dumps(event).encode()))
+
+    threading.Thread(target=relay, daemon=True).start()
+    device = mqtt_connect(broker_port, "bench-reference-device")
+    c = ModbusTcpClient("127.0.0.1", port=modbus_port)
+    c.connect()
+    topic = "edgex/events/device/reference/Thermostat/Thermostat-1/Readings"
+    end, n = time.time() + seconds, 0
+    while time.time() < end:
+        due = time.time() + interval_s
+        t = c.read_holding_registers(0, 1, slave=1).registers[0]
+        sp = c.read_holding_registers(1, 1, slave=1).registers[0]
+        hu = c.read_input_registers(0, 1, slave=1).registers[0]
+        now = time.time_ns()
+        readings = [{"id": f"r{n}-{i}", "origin": now, "deviceName": "Thermostat-1",
+                     "resourceName": name, "profileName": "Thermostat", "valueType": vt,
+                     "value": value}
+                    for i, (name, vt, value) in enumerate((("Temperature", "Float32", str(t / 10)),
+                                                           ("Setpoint", "Int16", str(sp)),
+                                                           ("Humidity", "Uint16", str(hu))))]
+        event = {"apiVersion": "v3", "id": f"e{n}", "deviceName": "Thermostat-1",
+                 "profileName": "Thermostat", "sourceName": "Readings", "origin": now,
+                 "readings": readings}
+        envelope = {"apiVersion": "v3", "receivedTopic": "", "correlationID": f"c{n}",
+                    "requestID": "", "errorCode": 0, "contentType": "application/json",
+                    "payload": {"apiVersion": "v3", "requestId": "", "event": event}}
+        device.sendall(mqtt_packet(0x30, mqtt_str(topic) + json.dumps(envelope).encode()))
+        n += 1
+        time.sleep(max(0.0, due - time.time()))
+    c.close()
+    time.sleep(0.5)
+    for s in (device, relay_pub, relay_sub):
+        s.close()
+    return n
+
+
+def match_latencies(sim_lines, window, device_prefix, export_topic):
+    """Latencies (ms) of the events in `window` (mosquitto_sub lines): the event's last Modbus
+    answer (Humidity) to its arrival at the broker (topics under `device_prefix`), its first
+    answer (Temperature) to that arrival, and the last answer to the export's arrival (topic
+    `export_topic`)."""
+    # For each count n: when holding register 0 answered n (the event's first read) and
+    # when the input register was next read (the event's last read, Humidity).
+    reads, last_reads, pending = {}, {}, None
+    for _, l in sim_lines:
+        if l.startswith("read "):
+            _, n, t = l.split()
+            reads.setdefault(int(n), float(t))
+            pending = int(n)
+        elif l.startswith("ir ") and pending is not None:
+            last_reads.setdefault(pending, float(l.split()[1]))
+            pending = None
+    latencies, event_latencies, export_latencies, readings = [], [], [], 0
+    for _, l in window:
+        t, topic, payload = l.split(" ", 2)
+        if not (topic.startswith(device_prefix) or topic == export_topic):
+            continue
+        body = json.loads(payload)
+        event = body["payload"]["event"] if topic.startswith("edgex/") else body
+        if topic.startswith(device_prefix) and event["sourceName"] == "Readings":
+            readings += len(event["readings"])
+        temp = next((r for r in event["readings"] if r["resourceName"] == "Temperature"), None)
+        if temp is None:
+            continue
+        n = int(round(float(temp["value"]) * 10))
+        if n in last_reads and topic.startswith(device_prefix):
+            latencies.append((float(t) - last_reads[n]) * 1000)
+            event_latencies.append((float(t) - reads[n]) * 1000)
+        elif n in last_reads:
+            export_latencies.append((float(t) - last_reads[n]) * 1000)
+    return latencies, event_latencies, export_latencies
+
+
 def stats(proc, prefix):
     for _, l in reversed(proc.lines):
         if prefix in l:
             words = l.split(prefix, 1)[1].split()
             return {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
     return {}
+
+
+def parse_interval(text):
+    """Seconds of a Go-style duration like 20ms or 1s."""
+    for unit, scale in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * scale
+    sys.exit(f"bench: bad interval {text}")
+
+
+def summary(xs):
+    return (round(percentile(xs, 0.5), 2), round(percentile(xs, 0.99), 2)) if xs else (None, None)
 
 
 def main():
@@ -111,11 +281,11 @@ def main():
             mem = int(args.pop(0))
         elif a == "--mqtt" and args and args[0] in ("4", "5"):
             level = args.pop(0)
-        elif a == "--export-qos" and args and args[0] in ("0", "1"):
+        elif a == "--export-qos" and args and args[0] in ("0", "1", "2"):
             export_qos = args.pop(0)
         else:
             sys.exit("usage: scripts/bench edgex [--seconds S] [--interval DURATION] [--mem MiB]"
-                     " [--mqtt 4|5] [--export-qos 0|1] [--kvm|--tcg]")
+                     " [--mqtt 4|5] [--export-qos 0|1|2] [--kvm|--tcg]")
     modbus, broker = free_port(), free_port()
     work = tempfile.mkdtemp(prefix="edgex-bench-", dir=os.path.join(ROOT, "target"))
     conf = os.path.join(work, "mosquitto.conf")
@@ -127,7 +297,8 @@ def main():
         sim = Proc(["/usr/bin/python3", SIM, "serve", str(modbus), "--count"]); procs.append(sim)
         sim.wait_for(lambda l: l == "ready")
         sub = Proc(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker), "-F", "%U %t %p",
-                    "-t", "edgex/events/#", "-t", "lichen/export"]); procs.append(sub)
+                    "-t", "edgex/events/#", "-t", "lichen/export",
+                    "-t", "lichen/export-reference"]); procs.append(sub)
         time.sleep(0.3)
         bus = f"broker=10.0.2.2:{broker} mqtt={level}".split()
         core = guest("core-data", accel, mem, [*bus, "stats=1s"]); procs.append(core)
@@ -149,37 +320,23 @@ def main():
         time.sleep(seconds)
         t1 = time.time()
         window = sub.lines[start_lines:]
-        # For each count n: when holding register 0 answered n (the event's first read) and
-        # when the input register was next read (the event's last read, Humidity).
-        reads, last_reads, pending = {}, {}, None
-        for _, l in sim.lines:
-            if l.startswith("read "):
-                _, n, t = l.split()
-                reads.setdefault(int(n), float(t))
-                pending = int(n)
-            elif l.startswith("ir ") and pending is not None:
-                last_reads.setdefault(pending, float(l.split()[1]))
-                pending = None
-        latencies, event_latencies, export_latencies, readings = [], [], [], 0
-        for _, l in window:
-            t, topic, payload = l.split(" ", 2)
-            body = json.loads(payload)
-            event = body["payload"]["event"] if topic.startswith("edgex/") else body
-            if topic.startswith("edgex/") and event["sourceName"] == "Readings":
-                readings += len(event["readings"])
-            temp = next((r for r in event["readings"] if r["resourceName"] == "Temperature"), None)
-            if temp is None:
-                continue
-            n = int(round(float(temp["value"]) * 10))
-            if n in last_reads and topic.startswith("edgex/"):
-                latencies.append((float(t) - last_reads[n]) * 1000)
-                event_latencies.append((float(t) - reads[n]) * 1000)
-            elif n in last_reads:
-                export_latencies.append((float(t) - last_reads[n]) * 1000)
+        latencies, event_latencies, export_latencies = match_latencies(
+            sim.lines, window, "edgex/events/device/device-modbus/", "lichen/export")
         dev_stats = stats(dev, "device-modbus: stats ")
         core_stats = stats(core, "core-data: stats ")
         app_stats = stats(app, "app-service: stats ")
         dev.stop()
+        # The reference, in the same run: the same pipeline natively on the host, at the same
+        # interval, against the same pymodbus server and broker.
+        time.sleep(0.5)
+        sim_seen, ref_start = len(sim.lines), len(sub.lines)
+        stop_ref = threading.Event()
+        interval_s = parse_interval(interval)
+        reference_pipeline(modbus, broker, seconds, interval_s, stop_ref)
+        stop_ref.set()
+        ref_lat, ref_event_lat, ref_export_lat = match_latencies(
+            sim.lines[sim_seen:], sub.lines[ref_start:], "edgex/events/device/reference/",
+            "lichen/export-reference")
         # Throughput: a second device-modbus polling back to back (interval 1 ms).
         fast = guest("device-modbus", accel, mem,
                      [f"modbus=10.0.2.2:{modbus}", *bus, "interval=1ms", "stats=1s"]); procs.append(fast)
@@ -199,6 +356,8 @@ def main():
             p.stop()
     if not latencies:
         sys.exit("bench: no matched events")
+    if not ref_lat:
+        sys.exit("bench: no matched events of the reference pipeline")
     rate = fast_readings / (f1 - f0)
     events_rate = rate / 3
     sizes = {name: os.path.getsize(os.path.join(ROOT, f"target/images/{name}.elf"))
@@ -219,6 +378,22 @@ def main():
         "event_p99_ms": round(percentile(event_latencies, 0.99), 2),
         "export_p50_ms": round(percentile(export_latencies, 0.5), 2) if export_latencies else None,
         "export_p99_ms": round(percentile(export_latencies, 0.99), 2) if export_latencies else None,
+        "export_events": len(export_latencies),
+        "in_guest_p50_us": dev_stats.get("publish_p50_us"),
+        "in_guest_p99_us": dev_stats.get("publish_p99_us"),
+        "in_guest_max_us": dev_stats.get("publish_max_us"),
+        "in_guest_samples": dev_stats.get("publish_samples"),
+        "p99_target_ms": 1.0,
+        "p99_target_met": percentile(latencies, 0.99) <= 1.0,
+        "reference_p50_ms": summary(ref_lat)[0],
+        "reference_p99_ms": summary(ref_lat)[1],
+        "reference_event_p99_ms": summary(ref_event_lat)[1],
+        "reference_export_p50_ms": summary(ref_export_lat)[0],
+        "reference_export_p99_ms": summary(ref_export_lat)[1],
+        "reference_events": len(ref_lat),
+        "p99_ratio_vs_reference": round(percentile(latencies, 0.99) / percentile(ref_lat, 0.99), 2),
+        "export_p99_ratio_vs_reference": (round(percentile(export_latencies, 0.99) / percentile(ref_export_lat, 0.99), 2)
+                                          if export_latencies and ref_export_lat else None),
         "readings_per_s": round(rate, 1),
         "events_per_s": round(events_rate, 1),
         "reference_host_pymodbus_events_per_s": round(reference, 1),
@@ -238,7 +413,12 @@ def main():
     with open(os.path.join(ROOT, "target/bench/edgex.json"), "w") as f:
         json.dump(result, f, indent=2)
     print(f"{'figure':44} {'value':>12}")
-    for k in ("p50_ms", "p99_ms", "event_p50_ms", "event_p99_ms", "export_p50_ms", "export_p99_ms", "readings_per_s", "events_per_s",
+    for k in ("p50_ms", "p99_ms", "reference_p50_ms", "reference_p99_ms", "p99_ratio_vs_reference",
+              "event_p50_ms", "event_p99_ms", "reference_event_p99_ms",
+              "export_p50_ms", "export_p99_ms", "reference_export_p50_ms", "reference_export_p99_ms",
+              "export_p99_ratio_vs_reference", "events", "export_events", "reference_events",
+              "in_guest_p50_us", "in_guest_p99_us", "in_guest_max_us", "in_guest_samples",
+              "readings_per_s", "events_per_s",
               "reference_host_pymodbus_events_per_s", "ratio_vs_reference", "boot_to_first_reading_ms",
               "in_guest_first_event_ms"):
         print(f"{k:44} {result[k]!s:>12}")

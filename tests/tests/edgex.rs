@@ -952,8 +952,20 @@ fn mosquitto_up(conf: &std::path::Path, port: u16) -> Proc {
 /// (DUP) once it is back, and every event arrives at the subscriber.
 #[test]
 fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart() {
+    exports_through_a_broker_restart(1);
+}
+
+/// The same at QoS 2 (exactly once, export and subscriber): the events sent again after the
+/// restart arrive exactly once.
+#[test]
+fn app_service_exports_mqtt5_qos2_over_tls_compressed_through_a_broker_restart() {
+    exports_through_a_broker_restart(2);
+}
+
+fn exports_through_a_broker_restart(qos: u8) {
     build_images();
-    let dir = temp_dir().join("tls");
+    let qos_text = qos.to_string();
+    let dir = temp_dir().join(format!("tls-qos{qos}"));
     std::fs::create_dir_all(&dir).unwrap();
     make_certificates(&dir);
     let path = |name: &str| dir.join(name).display().to_string();
@@ -1001,7 +1013,7 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         "-V",
         "mqttv5",
         "-q",
-        "1",
+        &qos_text,
         "-c",
         "-i",
         "lichen-export-sub",
@@ -1046,7 +1058,7 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         .arg("mqtt=5")
         .arg("qos=1")
         .arg(&format!("export=tls://10.0.2.2:{export_port}"))
-        .arg("export_qos=1")
+        .arg(&format!("export_qos={qos}"))
         .arg("export_user=lichen")
         .arg("export_password=s3cret-export")
         .arg("export_topic=lichen/export")
@@ -1059,8 +1071,9 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
         "app-service guest",
         &command.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    app.wait_for("the TLS export connection, MQTT 5 at QoS 1", 0, |l| {
-        l.contains("as app-service-export (MQTT 5, QoS 1)")
+    let export_connected = format!("as app-service-export (MQTT 5, QoS {qos})");
+    app.wait_for("the TLS export connection, MQTT 5", 0, |l| {
+        l.contains(&export_connected)
     });
     app.wait_for("the bus connection, MQTT 5", 0, |l| {
         l.contains("as app-service (MQTT 5, QoS 1)")
@@ -1152,6 +1165,16 @@ fn app_service_exports_mqtt5_qos1_over_tls_compressed_through_a_broker_restart()
     // mosquitto_sub ends with its broker; a new one resumes the persistent session.
     let sub2 = Proc::start("mosquitto_sub (the same session)", &sub_argv);
     wait_for_ids(&[&sub, &sub2], &app, &ids(0..40));
+    if qos == 2 {
+        // Sent again after the restart (DUP), delivered exactly once. (The first 20 are not
+        // checked: the broker's last autosave decides whether it delivers those again.)
+        thread::sleep(Duration::from_millis(1000));
+        let got = exported(&[&sub, &sub2]);
+        for id in ids(20..40) {
+            let n = got.iter().filter(|g| **g == id).count();
+            assert_eq!(n, 1, "{id} arrived {n} times at QoS 2: {got:?}");
+        }
+    }
     let (_, stats) = app.wait_for("the outbox drained", before, |l| {
         l.contains("app-service: stats")
             && counter(l, "queued") == 0
@@ -1224,6 +1247,38 @@ impl Peer {
         let mut bytes = Vec::new();
         mqtt::encode(packet, self.version, &mut bytes).expect("encode");
         self.stream.write_all(&bytes).expect("write");
+    }
+
+    /// The next packet within `wait`; `None` when nothing came (or the broker closed).
+    fn recv_within(&mut self, wait: Duration) -> Option<mqtt::Packet> {
+        use std::io::{ErrorKind, Read};
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some((packet, used)) = mqtt::decode(&self.input, self.version, 1 << 20)
+                .expect("the broker's packet decodes")
+            {
+                self.input.drain(..used);
+                return Some(packet);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 4096];
+            let read = self.stream.read(&mut chunk);
+            self.stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            match read {
+                Ok(0) => return None,
+                Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
     }
 
     /// The next packet; `None` when the broker closed the connection.
@@ -1402,6 +1457,131 @@ fn mqtt_codec_against_mosquitto() {
         }
         None => eprintln!("mosquitto closed without DISCONNECT"),
         other => panic!("unexpected {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// QoS 2's handshakes between lichen's codec and Debian's mosquitto, at both protocol levels,
+/// no guest: a publisher's PUBLISH gets PUBREC; the same PUBLISH again (DUP, as after a lost
+/// connection) gets PUBREC again and is not delivered twice; the connection breaks before
+/// PUBREL; the next one resumes the session (session present) and its PUBREL gets PUBCOMP. The
+/// subscriber (QoS 2) gets the message once, answers PUBREC, and completes on the broker's
+/// PUBREL.
+#[test]
+fn mqtt_qos2_handshakes_against_mosquitto() {
+    use mqtt::properties::{id, Properties, Value};
+    use mqtt::{Ack, Connect, Packet, Publish, QoS, Version};
+    let port = free_port();
+    let dir = temp_dir().join("mqtt-qos2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n"
+        ),
+    )
+    .unwrap();
+    let _broker = mosquitto_up(&conf, port);
+    for version in [Version::V311, Version::V5] {
+        let tag = if version == Version::V5 { "5" } else { "311" };
+        let session = |clean: bool, name: &str| {
+            let properties = match version {
+                Version::V5 => Properties::new().with(id::SESSION_EXPIRY_INTERVAL, Value::U32(60)),
+                _ => Properties::new(),
+            };
+            Packet::Connect(Connect {
+                client_id: format!("lichen-qos2-{name}-{tag}"),
+                keep_alive: 30,
+                clean_session: clean,
+                properties,
+                ..Connect::default()
+            })
+        };
+        let connack = |peer: &mut Peer| match peer.recv() {
+            Some(Packet::ConnAck {
+                code: 0,
+                session_present,
+                ..
+            }) => session_present,
+            other => panic!("no CONNACK: {other:?}"),
+        };
+        let topic = format!("lichen/qos2/{tag}");
+        let mut sub = Peer::connect(port, version);
+        sub.send(&session(true, "sub"));
+        connack(&mut sub);
+        sub.send(&Packet::Subscribe {
+            packet_id: 1,
+            filters: vec![(topic.clone(), QoS::ExactlyOnce)],
+            properties: Properties::new(),
+        });
+        match sub.recv() {
+            Some(Packet::SubAck { codes, .. }) => assert_eq!(codes, [2], "granted QoS 2"),
+            other => panic!("no SUBACK: {other:?}"),
+        }
+
+        // Clean start, then the session kept for the next connection.
+        let mut publisher = Peer::connect(port, version);
+        publisher.send(&session(true, "pub"));
+        connack(&mut publisher);
+        drop(publisher);
+        let mut publisher = Peer::connect(port, version);
+        publisher.send(&session(false, "pub"));
+        connack(&mut publisher);
+        let message = Publish {
+            qos: QoS::ExactlyOnce,
+            packet_id: Some(5),
+            ..Publish::new(topic.clone(), b"once".to_vec())
+        };
+        publisher.send(&Packet::Publish(message.clone()));
+        match publisher.recv() {
+            Some(Packet::PubRec(Ack {
+                packet_id: 5,
+                reason,
+                ..
+            })) => assert!(reason < 0x80),
+            other => panic!("no PUBREC: {other:?}"),
+        }
+        publisher.send(&Packet::Publish(Publish {
+            dup: true,
+            ..message
+        }));
+        match publisher.recv() {
+            Some(Packet::PubRec(Ack { packet_id: 5, .. })) => {}
+            other => panic!("no second PUBREC: {other:?}"),
+        }
+        // The connection breaks before PUBREL; the session resumes and PUBREL completes.
+        drop(publisher);
+        let mut publisher = Peer::connect(port, version);
+        publisher.send(&session(false, "pub"));
+        assert!(
+            connack(&mut publisher),
+            "MQTT {tag}: the broker kept the session"
+        );
+        publisher.send(&Packet::PubRel(Ack::new(5)));
+        match publisher.recv() {
+            Some(Packet::PubComp(Ack {
+                packet_id: 5,
+                reason,
+                ..
+            })) => assert_eq!(reason, 0),
+            other => panic!("no PUBCOMP: {other:?}"),
+        }
+
+        // The subscriber: the message once, at QoS 2, completed on the broker's PUBREL.
+        let Some(Packet::Publish(p)) = sub.recv() else {
+            panic!("MQTT {tag}: nothing delivered");
+        };
+        assert_eq!((p.qos, &p.payload[..]), (QoS::ExactlyOnce, &b"once"[..]));
+        let delivered_id = p.packet_id.expect("QoS 2 has a packet id");
+        sub.send(&Packet::PubRec(Ack::new(delivered_id)));
+        match sub.recv() {
+            Some(Packet::PubRel(Ack { packet_id, .. })) => assert_eq!(packet_id, delivered_id),
+            other => panic!("no PUBREL: {other:?}"),
+        }
+        sub.send(&Packet::PubComp(Ack::new(delivered_id)));
+        let again = sub.recv_within(Duration::from_millis(700));
+        assert_eq!(again, None, "MQTT {tag}: delivered twice");
     }
     let _ = std::fs::remove_dir_all(dir);
 }

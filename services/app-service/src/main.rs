@@ -12,7 +12,7 @@
 //! it for a retry with backoff.
 //!
 //! Export options named after app-service-configurable's: `compress=gzip|zlib` (its
-//! `Compress` function: compressed, then Base64), `export_qos=0|1` (`MQTTExport`'s `QOS`:
+//! `Compress` function: compressed, then Base64), `export_qos=0|1|2` (`MQTTExport`'s `QOS`:
 //! with 1 a message leaves the outbox only when the broker acknowledged it, and is sent again
 //! after a reconnection), `export=tls://HOST:PORT` (also `mqtts://`, `ssl://`; `tcp://` or
 //! none for plain TCP) and `https://` for TLS, verified against the root CA given as
@@ -21,7 +21,7 @@
 //! `usernamepassword`).
 //!
 //! Command line: `broker=HOST:PORT` (the bus, default `10.0.2.2:1883`), `mqtt=4|5` (the
-//! bus's protocol level, default 4: MQTT 3.1.1), `qos=0|1` (the bus subscription's), `export=[SCHEME://]HOST:PORT` (default: the
+//! bus's protocol level, default 4: MQTT 3.1.1), `qos=0|1|2` (the bus subscription's), `export=[SCHEME://]HOST:PORT` (default: the
 //! bus's broker), `export_mqtt=4|5` (default: `mqtt=`), `export_topic=` (default
 //! `edgex-export`), `devices=A,B`, `resources=X,Y`, `batch=N` (default 1), `batch_time=`
 //! (flush a partial batch after this long, default `1s`), `outbox=N` (default 1000),

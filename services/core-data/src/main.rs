@@ -8,10 +8,15 @@
 //!   to the device's service over the bus (the service is learnt from the device's event
 //!   topics, else `device_service=`); the answer comes back on `edgex/response/#`.
 //!
+//! - With `persist=vault`, the events are also kept in the node's vault (the persistent table
+//!   `core-data/Event`, [`core_data::persist`]): the newest `max_events` within `persist_kib`
+//!   KiB of JSON (default and at most 128). At start core-data waits for the vault's copy and serves it
+//!   before anything new; `core-data: N events durable` tells when the vault committed them.
+//!
 //! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `mqtt=4|5` (the broker's
-//! protocol level, default 4: MQTT 3.1.1), `qos=0|1` (default 0), `http_port=`, `command_port=`,
+//! protocol level, default 4: MQTT 3.1.1), `qos=0|1|2` (default 0), `http_port=`, `command_port=`,
 //! `max_events=` (default 1000), `device_service=` (default `device-modbus`),
-//! `command_timeout=` (default `5s`), `stats=` (default `5s`).
+//! `command_timeout=` (default `5s`), `stats=` (default `5s`), `persist=vault`, `persist_kib=`.
 
 #![no_std]
 #![no_main]
@@ -24,6 +29,7 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core_data::api::{self, Action};
 use core_data::http;
+use core_data::persist::{Change, Journal};
 use core_data::store::Store;
 use edgex::device::parse_duration_us;
 use edgex::{AddEventRequest, Envelope, Ids};
@@ -32,8 +38,15 @@ use kernel::{error, info, warn, Args, Duration};
 use mqtt::client::{Client, Options};
 use mqtt::sync::Signal;
 use mqtt::Publish;
+use topics::core_data::{StoredEvent, EVENTS};
+use topics::vault::STORED;
 
-kernel::service!(main);
+kernel::service! {
+    main: main,
+    memory_floor_mib: kernel::DEFAULT_MEMORY_FLOOR_MIB,
+    publishes: &[EVENTS.decl()],
+    subscribes: &[STORED.decl()],
+}
 
 /// A command waiting for its device service's answer.
 struct Pending {
@@ -57,10 +70,48 @@ struct State {
     duplicates: Cell<u64>,
     requests: Cell<u64>,
     commands: Cell<u64>,
+    /// The vault's table and its bookkeeping, with `persist=vault`.
+    persisted: Option<Persisted>,
     /// Connections being served (each may buffer up to a request's limit).
     active: Cell<usize>,
     refused: Cell<u64>,
 }
+
+/// The persistent table of events and what it holds.
+struct Persisted {
+    /// The node's bus (its channels serve the table to the vault).
+    _node: bus_io::Node,
+    table: bus_io::Publication<String, StoredEvent>,
+    journal: RefCell<Journal>,
+    /// Raised when the table changed (the durability reporter waits for it).
+    changed: Signal,
+}
+
+impl Persisted {
+    /// Applies the journal's changes to the table.
+    fn apply(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        for change in changes {
+            let result = match change {
+                Change::Put(key, json) => self.table.publish(&key, &StoredEvent { json }),
+                Change::Delete(key) => self.table.unpublish(&key).map(drop),
+            };
+            if let Err(e) = result {
+                error!("core-data: the persistent table refused a change: {e}");
+            }
+        }
+        self.changed.notify();
+    }
+}
+
+/// How long core-data waits for its IPv4 address before it gives up (and fails).
+const NET_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The most JSON kept in the vault, KiB: all of it may be pending at once, and the vault
+/// commits pending changes as one record of at most 256 KiB (services/vault).
+const MAX_PERSIST_KIB: usize = 128;
 
 /// Connections served at once: each may hold a request of up to `http::MAX_BODY` bytes.
 const MAX_CONNECTIONS: usize = 16;
@@ -75,6 +126,8 @@ struct Settings {
     device_service: String,
     command_timeout: Duration,
     stats: Duration,
+    /// `persist=vault`: keep the events in the vault, within this many bytes.
+    persist: Option<usize>,
 }
 
 fn settings(args: &Args) -> Result<Settings, String> {
@@ -115,6 +168,22 @@ fn settings(args: &Args) -> Result<Settings, String> {
             .to_string(),
         command_timeout: duration("command_timeout", "5s")?,
         stats: duration("stats", "5s")?,
+        persist: match args.get("persist") {
+            None | Some("none") => None,
+            Some("vault") => match number("persist_kib", MAX_PERSIST_KIB)? {
+                kib @ 1..=MAX_PERSIST_KIB => Some(kib * 1024),
+                kib => {
+                    return Err(alloc::format!(
+                        "bad `persist_kib={kib}`: 1 to {MAX_PERSIST_KIB} (every pending change must fit one vault commit)"
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(alloc::format!(
+                    "bad `persist={other}`: expected `vault` or `none`"
+                ))
+            }
+        },
     })
 }
 
@@ -143,15 +212,32 @@ async fn main(args: Args) -> i32 {
             }
         }
     }
-    match net::wait_for_ipv4().await {
-        Ok((a, p)) => info!("core-data: ipv4 address {a}/{p}"),
-        Err(e) => {
+    // A node's supervisor restarts a service that fails: a network card whose backend never
+    // answered (a busy dom0) gets a fresh start rather than a service waiting forever.
+    match kernel::timeout(NET_TIMEOUT, net::wait_for_ipv4()).await {
+        Ok(Ok((a, p))) => info!("core-data: ipv4 address {a}/{p}"),
+        Ok(Err(e)) => {
             error!("core-data: {e}");
             return 1;
         }
+        Err(_) => {
+            error!("core-data: no ipv4 address within {NET_TIMEOUT:?}");
+            return 1;
+        }
     }
+    let mut store = Store::new(settings.max_events);
+    let persisted = match settings.persist {
+        None => None,
+        Some(max_bytes) => match restore(&mut store, settings.max_events, max_bytes).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                error!("core-data: {e}");
+                return 1;
+            }
+        },
+    };
     let state = Rc::new(State {
-        store: RefCell::new(Store::new(settings.max_events)),
+        store: RefCell::new(store),
         client: Client::new(256),
         services: RefCell::new(Vec::new()),
         default_service: settings.device_service.clone(),
@@ -165,7 +251,11 @@ async fn main(args: Args) -> i32 {
         commands: Cell::new(0),
         active: Cell::new(0),
         refused: Cell::new(0),
+        persisted,
     });
+    if state.persisted.is_some() {
+        kernel::spawn(report_durable(state.clone()));
+    }
     let options = Options {
         host: settings.broker.0.clone(),
         port: settings.broker.1,
@@ -218,7 +308,7 @@ fn received(state: &State, publish: Publish) {
             }
         }
         state.received.set(state.received.get() + 1);
-        if !state.store.borrow_mut().add(event) {
+        if !keep(state, event) {
             state.duplicates.set(state.duplicates.get() + 1);
         }
     } else if publish.topic.starts_with("edgex/response/") {
@@ -227,6 +317,75 @@ fn received(state: &State, publish: Publish) {
             *p.answer.borrow_mut() = Some(publish.payload);
             p.signal.notify();
         }
+    }
+}
+
+/// Keeps a new event in the store, and in the vault when persistence is asked; `false` if an
+/// event with its id is kept already.
+fn keep(state: &State, event: edgex::Event) -> bool {
+    if state.store.borrow().contains(&event.id) {
+        return false;
+    }
+    if let Some(p) = &state.persisted {
+        let changes = p.journal.borrow_mut().record(&event);
+        p.apply(changes);
+    }
+    state.store.borrow_mut().add(event)
+}
+
+/// Waits for the vault's copy of `core-data/Event` and puts its events in `store`, oldest
+/// first; deletes what the journal does not keep.
+async fn restore(
+    store: &mut Store,
+    max_events: usize,
+    max_bytes: usize,
+) -> Result<Persisted, String> {
+    info!(
+        "core-data: waiting for the vault's copy of {}",
+        EVENTS.name()
+    );
+    let node = bus_io::channel::node().await;
+    let table = node
+        .publish_persistent(&EVENTS)
+        .await
+        .map_err(|e| alloc::format!("{}: {e}", EVENTS.name()))?;
+    let stored: Vec<(String, Vec<u8>)> = table
+        .shared()
+        .with(|p| p.iter().map(|(k, v)| (k.to_string(), v.json)).collect());
+    let mut journal = Journal::new(max_events, max_bytes);
+    let restored = journal.restore(stored);
+    let count = restored.events.len();
+    for event in restored.events {
+        store.add(event);
+    }
+    let (_, _, unreadable) = journal.counters();
+    info!(
+        "core-data: {count} events restored from the vault ({unreadable} unreadable objects deleted)"
+    );
+    let persisted = Persisted {
+        _node: node,
+        table,
+        journal: RefCell::new(journal),
+        changed: Signal::default(),
+    };
+    persisted.apply(restored.changes);
+    Ok(persisted)
+}
+
+/// Logs `core-data: N events durable` whenever the vault has committed the table as it was.
+async fn report_durable(state: Rc<State>) {
+    let Some(p) = &state.persisted else {
+        return;
+    };
+    let mut last = usize::MAX;
+    loop {
+        p.table.durable().await;
+        let n = p.journal.borrow().len();
+        if n != last {
+            info!("core-data: {n} events durable");
+            last = n;
+        }
+        p.changed.wait().await;
     }
 }
 
@@ -306,7 +465,7 @@ async fn serve_request(state: &State, request: http::Request) -> (u16, Vec<u8>) 
         Action::Respond(status, body) => (status, body),
         Action::Add(event) => {
             let id = event.id.clone();
-            if state.store.borrow_mut().add(event) {
+            if keep(state, event) {
                 (201, api::created(&id))
             } else {
                 respond(api::error(409, "an event with this id exists"))
@@ -411,5 +570,17 @@ async fn report(state: Rc<State>, every: Duration) {
             failures,
             kernel::mem::heap_used()
         );
+        if let Some(p) = &state.persisted {
+            let journal = p.journal.borrow();
+            let (evicted, too_large, unreadable) = journal.counters();
+            info!(
+                "core-data: persisted {} bytes {} evicted {} too_large {} unreadable {}",
+                journal.len(),
+                journal.bytes(),
+                evicted,
+                too_large,
+                unreadable
+            );
+        }
     }
 }

@@ -23,9 +23,14 @@ impl Store {
         }
     }
 
+    /// Whether an event with this id is kept.
+    pub fn contains(&self, id: &str) -> bool {
+        self.events.iter().any(|e| e.id == id)
+    }
+
     /// Adds an event; `false` if an event with its id is already kept (then nothing changes).
     pub fn add(&mut self, event: Event) -> bool {
-        if self.events.iter().any(|e| e.id == event.id) {
+        if self.contains(&event.id) {
             return false;
         }
         if self.events.len() == self.capacity {

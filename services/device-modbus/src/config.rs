@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `broker=HOST:PORT` | the MQTT broker of EdgeX's message bus (default `10.0.2.2:1883`, QEMU's host) |
 //! | `mqtt=4\|5` | the broker's protocol level: 4 is MQTT 3.1.1 (default), 5 MQTT 5 |
-//! | `qos=0\|1` | QoS of events and responses published and of the command subscription (default 0) |
+//! | `qos=0\|1\|2` | QoS of events and responses published and of the command subscription (default 0) |
 //! | `modbus=HOST:PORT` | overrides every device's `modbus-tcp` `Address`/`Port` |
 //! | `interval=DURATION` | overrides every autoEvent's interval (Go syntax: `10ms`, `1s`) |
 //! | `timeout=DURATION` | overrides every device's `modbus-tcp` `Timeout` (a transaction's limit) |

@@ -110,13 +110,14 @@ impl Poller {
                 let Some(event) = self.read(&source).await else {
                     continue;
                 };
+                let read_at = kernel::now();
                 let values: Vec<String> = event.readings.iter().map(|r| r.value.clone()).collect();
                 let s = &mut self.schedules[i];
                 if s.on_change && s.last.as_ref() == Some(&values) {
                     continue;
                 }
                 s.last = Some(values);
-                self.publish(&event);
+                self.publish(&event, read_at);
                 if first {
                     first = false;
                     info!(
@@ -129,7 +130,9 @@ impl Poller {
         }
     }
 
-    fn publish(&self, event: &Event) {
+    /// Publishes an event whose last reading arrived at `read_at` (the client measures its way
+    /// to the broker's socket from then).
+    fn publish(&self, event: &Event, read_at: kernel::Instant) {
         STATS.events.fetch_add(1, Relaxed);
         STATS
             .readings
@@ -146,7 +149,7 @@ impl Poller {
             String::new(),
         );
         match serde_json::to_vec(&envelope) {
-            Ok(payload) => self.bus.publish(topic, payload),
+            Ok(payload) => self.bus.client.publish_since(topic, payload, read_at),
             Err(e) => warn!("device-modbus: encoding an event: {e}"),
         }
     }

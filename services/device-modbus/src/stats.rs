@@ -46,10 +46,12 @@ pub static STATS: Stats = Stats {
 /// Logs one line with every counter, the broker client's and the heap.
 pub fn log(client: &mqtt::client::Client) {
     let (published, queued, dropped, broker_connects, broker_failures) = client.counters();
+    // A reading's way from its Modbus answer to the broker's socket, in this guest.
+    let latency = client.latency();
     let s = &STATS;
     let l = |c: &AtomicU64| c.load(Relaxed);
     kernel::info!(
-        "device-modbus: stats events {} readings {} read_errors {} exceptions {} malformed {} timeouts {} io_errors {} stale {} modbus_connects {} published {} queued {} dropped {} broker_connects {} broker_failures {} commands {} command_errors {} heap_used {} heap_size {}",
+        "device-modbus: stats events {} readings {} read_errors {} exceptions {} malformed {} timeouts {} io_errors {} stale {} modbus_connects {} published {} queued {} dropped {} broker_connects {} broker_failures {} commands {} command_errors {} publish_samples {} publish_p50_us {} publish_p99_us {} publish_max_us {} heap_used {} heap_size {}",
         l(&s.events),
         l(&s.readings),
         l(&s.read_errors),
@@ -66,6 +68,10 @@ pub fn log(client: &mqtt::client::Client) {
         broker_failures,
         l(&s.commands),
         l(&s.command_errors),
+        latency.count(),
+        latency.quantile(5000),
+        latency.quantile(9900),
+        latency.max(),
         kernel::mem::heap_used(),
         kernel::mem::heap_size(),
     );

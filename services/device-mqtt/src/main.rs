@@ -12,7 +12,7 @@
 //! `command_timeout=` gets a 503.
 //!
 //! Command line: `broker=HOST:PORT` (default `10.0.2.2:1883`), `mqtt=4|5` (the broker's
-//! protocol level, default 4: MQTT 3.1.1), `qos=0|1` (default 0), `service=` (default `device-mqtt`), `outbox=N`
+//! protocol level, default 4: MQTT 3.1.1), `qos=0|1|2` (default 0), `service=` (default `device-mqtt`), `outbox=N`
 //! (default 1000), `command_timeout=` (default `5s`), `stats=` (default `5s`).
 
 #![no_std]

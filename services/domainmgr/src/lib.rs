@@ -250,8 +250,7 @@ pub fn spec(config: &DomainConfig) -> AppSpec {
                 read_only: d.read_only,
             })
             .collect(),
-        // zedmanager's `network` is still a bool: dom0's bridge (network instances: docs/router.md).
-        network: config.network.then(|| String::from("lichenbr0")),
+        network: config.network.clone(),
     }
 }
 

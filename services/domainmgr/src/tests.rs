@@ -107,7 +107,7 @@ fn config(memory_mib: u32) -> DomainConfig {
         vcpus: 1,
         cmdline: String::new(),
         disks: vec![],
-        network: false,
+        network: None,
         generation: 0,
     }
 }

@@ -47,7 +47,7 @@ pub enum Volumes {
     /// kernel, the others become its disks).
     Ready(Vec<Extent>),
     /// Not all made yet: what the app reports meanwhile (`DOWNLOADING` while one is being
-    /// filled, `CREATING_VOLUME` otherwise).
+    /// filled, `CREATING_VOLUME` otherwise; `BOOTING` while its network instance is not up).
     Waiting(SwState),
     /// One cannot be made: why.
     Failed(String),
@@ -91,12 +91,14 @@ pub struct Step {
 
 impl App {
     /// One step at `now_ms` (ms since zedmanager started): `config`, its domain's status (for
-    /// the generation it is about), and where its volumes stand.
+    /// the generation it is about), where its volumes stand (and its network: see
+    /// [`Volumes::Waiting`]), and the dom0 bridge its network card joins (`None`: no card).
     pub fn step(
         &mut self,
         config: &AppInstance,
         domain: Option<&DomainStatus>,
         volumes: &Volumes,
+        bridge: Option<&str>,
         now_ms: u64,
     ) -> Step {
         let extents = match volumes {
@@ -177,7 +179,7 @@ impl App {
                     read_only: false,
                 })
                 .collect::<Vec<_>>(),
-            network: !config.interfaces.is_empty(),
+            network: bridge.map(String::from),
             generation: self.generation,
         });
 

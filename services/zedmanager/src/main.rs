@@ -2,6 +2,11 @@
 //! `volumemgr/VolumeStatus` and `domainmgr/DomainStatus`, runs each app's state machine
 //! (src/lib.rs) and publishes `zedmanager/DomainConfig` for domainmgr and
 //! `zedmanager/AppInstanceStatus` for info.
+//!
+//! An app's network card joins its network instance's bridge, as zedrouter reports it
+//! (`zedrouter/NetworkInstanceStatus`, watched): until the instance is online the app waits
+//! (`BOOTING`), and an instance zedrouter refused is the app's `ERROR`. On a node without
+//! zedrouter (no bus channel to it) the card joins dom0's own bridge, `lichenbr0`.
 
 #![no_std]
 #![no_main]
@@ -17,6 +22,7 @@ use topics::domainmgr::DOMAIN_STATUS;
 use topics::volumemgr::{VolumeState, VolumeStatus, VOLUME_STATUS};
 use topics::zedagent::{AppInstance, APP_INSTANCE};
 use topics::zedmanager::{SwState, APP_INSTANCE_STATUS, DOMAIN_CONFIG};
+use topics::zedrouter::{NetworkInstanceState, NetworkInstanceStatus, NETWORK_INSTANCE_STATUS};
 use zedmanager::{App, Volumes};
 
 kernel::service! {
@@ -24,7 +30,11 @@ kernel::service! {
     memory_floor_mib: 4,
     publishes: &[DOMAIN_CONFIG.decl(), APP_INSTANCE_STATUS.decl()],
     subscribes: &[APP_INSTANCE.decl(), VOLUME_STATUS.decl(), DOMAIN_STATUS.decl()],
+    watches: &[NETWORK_INSTANCE_STATUS.decl()],
 }
+
+/// dom0's own bridge (DHCP from dom0), for apps on a node without zedrouter.
+const DOM0_BRIDGE: &str = "lichenbr0";
 
 /// The longest wait between two rounds when nothing changes.
 const ROUND: Duration = Duration::from_millis(200);
@@ -40,12 +50,15 @@ async fn main(_args: Args) -> i32 {
         node.publish(&DOMAIN_CONFIG),
         node.publish(&APP_INSTANCE_STATUS),
     );
-    let ((Ok(apps), Ok(volumes), Ok(domains)), (Ok(configs), Ok(statuses))) =
-        (subscriptions, publications)
-    else {
+    let ((Ok(apps), Ok(volumes), Ok(domains)), (Ok(configs), Ok(statuses)), Ok(networks)) = (
+        subscriptions,
+        publications,
+        node.subscribe(&NETWORK_INSTANCE_STATUS),
+    ) else {
         error!("zedmanager's topics are not all declared");
         return 1;
     };
+    let routed = node.channels().iter().any(|c| c == "zedrouter");
     let mut state: BTreeMap<String, App> = BTreeMap::new();
     let mut known = usize::MAX;
     loop {
@@ -60,12 +73,26 @@ async fn main(_args: Args) -> i32 {
                     .collect()
             });
             for (uuid, instance) in &instances {
-                let ready = volumes.with(|s| where_volumes_stand(instance, |v| s.get(v)));
+                let mut ready = volumes.with(|s| where_volumes_stand(instance, |v| s.get(v)));
+                let bridge = match instance.interfaces.first() {
+                    None => Ok(None),
+                    Some(_) if !routed => Ok(Some(String::from(DOM0_BRIDGE))),
+                    Some(card) => networks.with(|s| bridge_of(s.get(&card.network_id))),
+                };
+                let bridge = match (bridge, &ready) {
+                    (Ok(bridge), _) => bridge,
+                    (Err(why), Volumes::Ready(_)) => {
+                        ready = why;
+                        None
+                    }
+                    (Err(_), _) => None,
+                };
                 let domain = domains.with(|s| s.get(uuid).cloned());
                 let step = state.entry(uuid.clone()).or_default().step(
                     instance,
                     domain.as_ref(),
                     &ready,
+                    bridge.as_deref(),
                     now_ms,
                 );
                 if let Some(config) = &step.domain {
@@ -127,5 +154,19 @@ fn where_volumes_stand<'a>(
         Volumes::Ready(extents)
     } else {
         Volumes::Waiting(waiting)
+    }
+}
+
+/// The bridge of a network instance as zedrouter reports it (`status`), or what the app waits
+/// for.
+fn bridge_of(status: Option<&NetworkInstanceStatus>) -> Result<Option<String>, Volumes> {
+    match status {
+        Some(s) if s.state == NetworkInstanceState::Online => Ok(Some(s.bridge.clone())),
+        Some(s) if s.state == NetworkInstanceState::Error => Err(Volumes::Failed(alloc::format!(
+            "network instance {}: {}",
+            s.name,
+            s.error
+        ))),
+        _ => Err(Volumes::Waiting(SwState::Booting)),
     }
 }

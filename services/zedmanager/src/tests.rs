@@ -63,23 +63,24 @@ fn waiting() -> Volumes {
 #[test]
 fn an_app_waits_for_its_volume_then_boots_and_runs() {
     let mut app = App::default();
-    let step = app.step(&config(), None, &waiting(), 0);
+    let step = app.step(&config(), None, &waiting(), Some("lichenbr0"), 0);
     assert_eq!(step.domain, None, "nothing boots without its volume");
     assert_eq!(step.status.state, SwState::CreatingVolume);
-    let step = app.step(&config(), None, &ready(), 10);
+    let step = app.step(&config(), None, &ready(), Some("lichenbr0"), 10);
     let domain_config = step.domain.unwrap();
     assert!(domain_config.activate);
     assert_eq!(domain_config.kernel, extent(0, 4));
     assert_eq!(domain_config.disks.len(), 1);
     assert_eq!(domain_config.disks[0].extent, extent(4, 2));
     assert_eq!(domain_config.memory_mib, 33, "KiB rounded up");
-    assert!(domain_config.network);
+    assert_eq!(domain_config.network.as_deref(), Some("lichenbr0"));
     assert_eq!(domain_config.generation, 0);
     assert_eq!(step.status.state, SwState::Booting);
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Booting, 0)),
         &ready(),
+        Some("lichenbr0"),
         20,
     );
     assert_eq!(step.status.state, SwState::Booting);
@@ -87,6 +88,7 @@ fn an_app_waits_for_its_volume_then_boots_and_runs() {
         &config(),
         Some(&domain(DomainState::Running, 0)),
         &ready(),
+        Some("lichenbr0"),
         30,
     );
     assert_eq!(step.status.state, SwState::Running);
@@ -102,20 +104,34 @@ fn deactivate_halts_and_activate_runs_again() {
         &config(),
         Some(&domain(DomainState::Running, 0)),
         &ready(),
+        Some("lichenbr0"),
         0,
     );
     let mut off = config();
     off.activate = false;
-    let step = app.step(&off, Some(&domain(DomainState::Running, 0)), &ready(), 10);
+    let step = app.step(
+        &off,
+        Some(&domain(DomainState::Running, 0)),
+        &ready(),
+        Some("lichenbr0"),
+        10,
+    );
     assert!(!step.domain.unwrap().activate);
     assert_eq!(step.status.state, SwState::Halting);
-    let step = app.step(&off, Some(&domain(DomainState::Halted, 0)), &ready(), 20);
+    let step = app.step(
+        &off,
+        Some(&domain(DomainState::Halted, 0)),
+        &ready(),
+        Some("lichenbr0"),
+        20,
+    );
     assert_eq!(step.status.state, SwState::Halted);
     assert!(!step.status.activated);
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Halted, 0)),
         &ready(),
+        Some("lichenbr0"),
         30,
     );
     assert!(step.domain.unwrap().activate);
@@ -128,6 +144,7 @@ fn deactivate_halts_and_activate_runs_again() {
         &config(),
         Some(&domain(DomainState::Running, 0)),
         &ready(),
+        Some("lichenbr0"),
         40,
     );
     assert_eq!(step.status.state, SwState::Running);
@@ -141,11 +158,18 @@ fn the_restart_counter_makes_a_new_generation() {
         &config(),
         Some(&domain(DomainState::Running, 0)),
         &ready(),
+        Some("lichenbr0"),
         0,
     );
     let mut again = config();
     again.restart_counter = 1;
-    let step = app.step(&again, Some(&domain(DomainState::Running, 0)), &ready(), 10);
+    let step = app.step(
+        &again,
+        Some(&domain(DomainState::Running, 0)),
+        &ready(),
+        Some("lichenbr0"),
+        10,
+    );
     assert_eq!(step.domain.unwrap().generation, 1);
     assert_eq!(
         step.status.state,
@@ -153,13 +177,31 @@ fn the_restart_counter_makes_a_new_generation() {
         "the old domain is not it"
     );
     assert_eq!(step.status.restarts, 1);
-    let step = app.step(&again, Some(&domain(DomainState::Running, 1)), &ready(), 20);
+    let step = app.step(
+        &again,
+        Some(&domain(DomainState::Running, 1)),
+        &ready(),
+        Some("lichenbr0"),
+        20,
+    );
     assert_eq!(step.status.state, SwState::Running);
     // The same counter again is no restart; a purge is one.
-    let step = app.step(&again, Some(&domain(DomainState::Running, 1)), &ready(), 30);
+    let step = app.step(
+        &again,
+        Some(&domain(DomainState::Running, 1)),
+        &ready(),
+        Some("lichenbr0"),
+        30,
+    );
     assert_eq!(step.status.restarts, 1);
     again.purge_counter = 1;
-    let step = app.step(&again, Some(&domain(DomainState::Running, 1)), &ready(), 40);
+    let step = app.step(
+        &again,
+        Some(&domain(DomainState::Running, 1)),
+        &ready(),
+        Some("lichenbr0"),
+        40,
+    );
     assert_eq!(
         (step.domain.unwrap().generation, step.status.restarts),
         (2, 2)
@@ -172,7 +214,7 @@ fn the_first_configuration_seen_is_no_restart_whatever_its_counters() {
     let mut c = config();
     c.restart_counter = 7;
     c.purge_counter = 3;
-    let step = app.step(&c, None, &ready(), 0);
+    let step = app.step(&c, None, &ready(), Some("lichenbr0"), 0);
     assert_eq!(
         (step.domain.unwrap().generation, step.status.restarts),
         (0, 0)
@@ -191,38 +233,82 @@ fn crashes_restart_with_a_growing_backoff_that_a_stable_run_resets() {
         &config(),
         Some(&domain(DomainState::Running, 0)),
         &ready(),
+        Some("lichenbr0"),
         0,
     );
     // First crash at t=1000: restart due at 2000.
-    let step = app.step(&config(), Some(&crashed(0)), &ready(), 1000);
+    let step = app.step(
+        &config(),
+        Some(&crashed(0)),
+        &ready(),
+        Some("lichenbr0"),
+        1000,
+    );
     assert_eq!(step.status.state, SwState::Restarting);
     assert_eq!(step.status.error, "crashed: exited with status 101");
     assert_eq!(step.status.error_at_ms, 1000);
     assert_eq!(step.wake_at, Some(2000));
     assert_eq!(step.domain.as_ref().unwrap().generation, 0, "not yet");
-    let step = app.step(&config(), Some(&crashed(0)), &ready(), 1500);
+    let step = app.step(
+        &config(),
+        Some(&crashed(0)),
+        &ready(),
+        Some("lichenbr0"),
+        1500,
+    );
     assert_eq!(
         step.wake_at,
         Some(2000),
         "the same crash is not counted twice"
     );
-    let step = app.step(&config(), Some(&crashed(0)), &ready(), 2000);
+    let step = app.step(
+        &config(),
+        Some(&crashed(0)),
+        &ready(),
+        Some("lichenbr0"),
+        2000,
+    );
     assert_eq!(step.domain.unwrap().generation, 1);
     assert_eq!((step.status.restarts, step.status.crashes), (1, 1));
     assert_eq!(step.status.state, SwState::Restarting);
     // Crashes again at once: 2 s, then 4 s.
-    let step = app.step(&config(), Some(&crashed(1)), &ready(), 2100);
+    let step = app.step(
+        &config(),
+        Some(&crashed(1)),
+        &ready(),
+        Some("lichenbr0"),
+        2100,
+    );
     assert_eq!(step.wake_at, Some(4100));
-    app.step(&config(), Some(&crashed(1)), &ready(), 4100);
-    let step = app.step(&config(), Some(&crashed(2)), &ready(), 4200);
+    app.step(
+        &config(),
+        Some(&crashed(1)),
+        &ready(),
+        Some("lichenbr0"),
+        4100,
+    );
+    let step = app.step(
+        &config(),
+        Some(&crashed(2)),
+        &ready(),
+        Some("lichenbr0"),
+        4200,
+    );
     assert_eq!(step.wake_at, Some(8200));
-    let step = app.step(&config(), Some(&crashed(2)), &ready(), 8200);
+    let step = app.step(
+        &config(),
+        Some(&crashed(2)),
+        &ready(),
+        Some("lichenbr0"),
+        8200,
+    );
     assert_eq!((step.status.restarts, step.status.crashes), (3, 3));
     // It runs, long enough: the next crash waits 1 s again.
     let step = app.step(
         &config(),
         Some(&domain(DomainState::Running, 3)),
         &ready(),
+        Some("lichenbr0"),
         9000,
     );
     assert_eq!(step.status.state, SwState::Running);
@@ -232,9 +318,16 @@ fn crashes_restart_with_a_growing_backoff_that_a_stable_run_resets() {
         &config(),
         Some(&domain(DomainState::Running, 3)),
         &ready(),
+        Some("lichenbr0"),
         9000 + STABLE_MS,
     );
-    let step = app.step(&config(), Some(&crashed(3)), &ready(), 50_000);
+    let step = app.step(
+        &config(),
+        Some(&crashed(3)),
+        &ready(),
+        Some("lichenbr0"),
+        50_000,
+    );
     assert_eq!(step.wake_at, Some(51_000));
 }
 
@@ -243,7 +336,7 @@ fn a_crash_reason_is_not_said_twice() {
     let mut app = App::default();
     let mut d = domain(DomainState::Crashed, 0);
     d.error = "crashed (exit status 1)".into();
-    let step = app.step(&config(), Some(&d), &ready(), 0);
+    let step = app.step(&config(), Some(&d), &ready(), Some("lichenbr0"), 0);
     assert_eq!(step.status.error, "crashed (exit status 1)");
 }
 
@@ -257,6 +350,7 @@ fn the_backoff_is_capped() {
             &config(),
             Some(&domain(DomainState::Crashed, generation)),
             &ready(),
+            Some("lichenbr0"),
             now,
         );
         last_delay = step.wake_at.unwrap() - now;
@@ -265,6 +359,7 @@ fn the_backoff_is_capped() {
             &config(),
             Some(&domain(DomainState::Crashed, generation)),
             &ready(),
+            Some("lichenbr0"),
             now,
         );
     }
@@ -276,7 +371,13 @@ fn a_crash_while_deactivated_is_not_restarted() {
     let mut app = App::default();
     let mut off = config();
     off.activate = false;
-    let step = app.step(&off, Some(&domain(DomainState::Crashed, 0)), &ready(), 0);
+    let step = app.step(
+        &off,
+        Some(&domain(DomainState::Crashed, 0)),
+        &ready(),
+        Some("lichenbr0"),
+        0,
+    );
     assert_eq!(step.wake_at, None);
     assert_eq!(step.status.state, SwState::Halted);
     assert_eq!(step.status.crashes, 0);
@@ -287,11 +388,11 @@ fn the_start_delay_holds_the_first_boot_back() {
     let mut app = App::default();
     let mut delayed = config();
     delayed.start_delay_s = 5;
-    let step = app.step(&delayed, None, &ready(), 1000);
+    let step = app.step(&delayed, None, &ready(), Some("lichenbr0"), 1000);
     assert!(!step.domain.unwrap().activate);
     assert_eq!(step.status.state, SwState::StartDelayed);
     assert_eq!(step.wake_at, Some(5000));
-    let step = app.step(&delayed, None, &ready(), 5000);
+    let step = app.step(&delayed, None, &ready(), Some("lichenbr0"), 5000);
     assert!(step.domain.unwrap().activate);
     assert_eq!(step.status.state, SwState::Booting);
 }
@@ -301,12 +402,12 @@ fn domainmgrs_error_is_the_apps_error_with_its_time() {
     let mut app = App::default();
     let mut refused = domain(DomainState::Error, 0);
     refused.error = "memory MiB: 128 asked, 0 in use by other apps, the node allows 64".into();
-    let step = app.step(&config(), Some(&refused), &ready(), 700);
+    let step = app.step(&config(), Some(&refused), &ready(), Some("lichenbr0"), 700);
     assert_eq!(step.status.state, SwState::Error);
     assert_eq!(step.status.state.eve_number(), 21);
     assert!(step.status.error.contains("the node allows 64"));
     assert_eq!(step.status.error_at_ms, 700);
-    let step = app.step(&config(), Some(&refused), &ready(), 900);
+    let step = app.step(&config(), Some(&refused), &ready(), Some("lichenbr0"), 900);
     assert_eq!(step.status.error_at_ms, 700, "the time it was first seen");
 }
 
@@ -317,28 +418,35 @@ fn a_running_app_stays_running_while_domainmgr_has_not_reported_again() {
         &config(),
         Some(&domain(DomainState::Running, 0)),
         &ready(),
+        Some("lichenbr0"),
         0,
     );
     assert_eq!(step.status.state, SwState::Running);
     // domainmgr restarted: its table is empty until it reports again.
-    let step = app.step(&config(), None, &ready(), 10);
+    let step = app.step(&config(), None, &ready(), Some("lichenbr0"), 10);
     assert_eq!(step.status.state, SwState::Running);
     assert_eq!(step.domain.unwrap().generation, 0, "nothing restarted");
     // A new generation forgets it.
     let mut again = config();
     again.restart_counter = 1;
-    let step = app.step(&again, None, &ready(), 20);
+    let step = app.step(&again, None, &ready(), Some("lichenbr0"), 20);
     assert_eq!(step.status.state, SwState::Restarting);
 }
 
 #[test]
 fn an_app_reports_its_volumes_progress_and_failure() {
     let mut app = App::default();
-    let step = app.step(&config(), None, &Volumes::Waiting(SwState::Downloading), 0);
+    let step = app.step(
+        &config(),
+        None,
+        &Volumes::Waiting(SwState::Downloading),
+        Some("lichenbr0"),
+        0,
+    );
     assert_eq!(step.domain, None);
     assert_eq!(step.status.state, SwState::Downloading);
     let why = "volume echo: sha256 mismatch".to_string();
-    let step = app.step(&config(), None, &Volumes::Failed(why.clone()), 5);
+    let step = app.step(&config(), None, &Volumes::Failed(why.clone()), None, 5);
     assert_eq!(step.domain, None, "nothing boots from a volume that failed");
     assert_eq!(step.status.state, SwState::Error);
     assert_eq!(
@@ -346,7 +454,7 @@ fn an_app_reports_its_volumes_progress_and_failure() {
         (why.clone(), 5)
     );
     // The same failure keeps the time it was first seen.
-    let step = app.step(&config(), None, &Volumes::Failed(why.clone()), 9);
+    let step = app.step(&config(), None, &Volumes::Failed(why.clone()), None, 9);
     assert_eq!(step.status.error_at_ms, 5);
 }
 
@@ -357,6 +465,7 @@ fn a_new_version_replaces_the_domain_once_its_volumes_are_made() {
         &config(),
         Some(&domain(DomainState::Running, 0)),
         &ready(),
+        Some("lichenbr0"),
         0,
     );
     assert_eq!(step.status.state, SwState::Running);
@@ -367,6 +476,7 @@ fn a_new_version_replaces_the_domain_once_its_volumes_are_made() {
         &replaced,
         Some(&domain(DomainState::Running, 0)),
         &Volumes::Waiting(SwState::Downloading),
+        Some("lichenbr0"),
         10,
     );
     assert_eq!(step.domain, None);
@@ -376,6 +486,7 @@ fn a_new_version_replaces_the_domain_once_its_volumes_are_made() {
         &replaced,
         Some(&domain(DomainState::Running, 0)),
         &new_volumes,
+        Some("lichenbr0"),
         20,
     );
     let domain_config = step.domain.unwrap();

@@ -138,7 +138,14 @@ async fn main(args: Args) -> i32 {
     );
     let bus = Bus::start().await;
     run(&mut instances, &mut uplink, &mut ports, bus, flowlog).await;
-    0
+    // A card failed (its backend never connected, or broke the protocol): a router without
+    // all its links serves nobody; the launcher restarts it with fresh cards.
+    1
+}
+
+/// Whether every card still works.
+fn cards_work(uplink: &Card, ports: &[Port]) -> bool {
+    !uplink.is_broken() && ports.iter().all(|p| !p.card.is_broken())
 }
 
 /// Applies an instance's settings and logs what happened.
@@ -443,6 +450,10 @@ async fn run(
         log_leases(instances, &mut stats);
         let now = kernel::now();
         if now >= next_tick {
+            if !cards_work(uplink, ports) {
+                error!("zedrouter: a network card failed: exiting, to be restarted");
+                return;
+            }
             for (_, r) in instances.routers.iter_mut().flatten() {
                 r.tick(now_ms());
             }

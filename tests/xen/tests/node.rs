@@ -9,7 +9,8 @@
 //!    controller's HTTPS datastore and verifies it, zedmanager and domainmgr boot it through the
 //!    launcher; the `apps-kill` dom0 hook then destroys domainmgr, and the restarted one adopts
 //!    the running app (same domain); an app asking for more memory than the node gives apps is
-//!    ERROR with the launcher's reason, and echo runs on;
+//!    ERROR with the launcher's reason, and echo runs on; echo's network card is on the local
+//!    network instance deploy made, its address from zedrouter's DHCP;
 //! 4. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
 //!    once a poll failed, and the restarted one once it queued its report in the vault; the
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
@@ -198,6 +199,8 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     run.assert_has("volumemgr: volume echo Created");
     run.assert_has("app echo RUNNING");
     run.assert_has("echo: echo: listening");
+    // On the network instance deploy made (`default`, 10.1.0.0/24), served by zedrouter.
+    run.assert_has("echo: echo: ipv4 address 10.1.0.");
     // Apps' domains are named by the app's UUID (diag: `<uuid>: app echo RUNNING`).
     let echo_uuid = run
         .log

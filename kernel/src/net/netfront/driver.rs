@@ -28,8 +28,10 @@ const STATE_CLOSING: u32 = 5;
 fn front_dir(devid: u32) -> String {
     format!("device/vif/{devid}")
 }
-/// How long the backend may take for each step of the handshake.
-const HANDSHAKE_STEP: Duration = Duration::from_secs(30);
+/// How long the backend may take for each step of the handshake: as generous as blkfront's
+/// (a node starting many domains at once keeps dom0's xenstore busy for tens of seconds under
+/// TCG); a card that never connects is reported broken (`is_broken`).
+const HANDSHAKE_STEP: Duration = Duration::from_secs(120);
 /// Protocol errors logged in full; later ones are only counted.
 const LOGGED_ERRORS: u64 = 8;
 

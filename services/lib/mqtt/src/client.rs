@@ -1,4 +1,4 @@
-//! A reconnecting MQTT client (3.1.1 or 5, QoS 0 or 1) over `kernel::net` (feature `kernel`),
+//! A reconnecting MQTT client (3.1.1 or 5, QoS 0, 1 or 2) over `kernel::net` (feature `kernel`),
 //! on plain TCP or on whatever [`Connector`] the image brings (TLS, say).
 //!
 //! [`run`] keeps one connection to the broker: CONNECT at the chosen protocol level, SUBSCRIBE
@@ -16,6 +16,12 @@
 //!   after the first connection; 5: clean start off and a session expiry). An MQTT 5 PUBACK with
 //!   a failure reason code (quota exceeded, not authorized, ...) means the broker refused the
 //!   message: it is dropped and counted (`rejected`), not sent again.
+//! - **QoS 2** (exactly once): a message leaves the outbox when the broker's PUBREC says it has
+//!   it; the client answers PUBREL and the packet id stays taken until the broker's PUBCOMP.
+//!   A new connection resuming the session sends PUBREL again for messages the broker has, and
+//!   PUBLISH (DUP) for the others, so each reaches the broker's subscribers once. Received QoS 2
+//!   messages are delivered to the service once per packet id until the broker's PUBREL, also
+//!   across connections of one session ([`crate::inflight::Received2`]).
 //! - **MQTT 5**: the CONNACK's Receive Maximum, Maximum QoS (a broker that takes only QoS 0 gets
 //!   QoS 0), Maximum Packet Size (a bigger message is refused here and counted) and Server Keep
 //!   Alive are obeyed; a DISCONNECT from the broker ends the connection with its reason logged.
@@ -27,10 +33,12 @@
 //! connection (then it is retried), never the service.
 
 use crate::codec::{self, Ack, Connect, Packet, Publish, QoS, Version};
-use crate::inflight::Inflight;
+use crate::inflight::{Inflight, Received, Received2, Resend};
+use crate::latency::Histogram;
 use crate::outbox::Outbox;
 use crate::properties::{id, Properties, Value};
 use crate::sync::{select, Either, Signal};
+use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -39,12 +47,12 @@ use core::fmt;
 use core::future::Future;
 use core::net::SocketAddr;
 use kernel::net::{TcpError, TcpOptions, TcpStream};
-use kernel::Duration;
+use kernel::{Duration, Instant};
 
 /// A message to publish: topic and payload.
 pub type Message = (String, Vec<u8>);
 
-/// QoS 1 messages in flight at most (fewer if the broker's Receive Maximum says so).
+/// QoS 1 and 2 messages in flight at most (fewer if the broker's Receive Maximum says so).
 pub const WINDOW: usize = 32;
 
 /// How to reach the broker.
@@ -65,9 +73,10 @@ pub struct Options {
     pub max_packet: usize,
     /// Protocol level.
     pub version: Version,
-    /// QoS of the messages published and of the subscriptions (0 or 1; 2 is taken as 1).
+    /// QoS of the messages published and of the subscriptions (lowered to the broker's
+    /// Maximum QoS, MQTT 5).
     pub qos: QoS,
-    /// MQTT 5 with QoS 1: seconds the broker keeps the session after a connection breaks.
+    /// MQTT 5 with QoS 1 or 2: seconds the broker keeps the session after a connection breaks.
     pub session_expiry_s: u32,
     /// User name for the broker's login (EdgeX's `AuthMode` `usernamepassword`).
     pub username: Option<String>,
@@ -97,6 +106,13 @@ impl Default for Options {
 pub struct Client {
     outbox: RefCell<Outbox<Message>>,
     inflight: RefCell<Inflight>,
+    /// QoS 2 messages received and delivered, awaiting the broker's PUBREL (made on first use).
+    received: RefCell<Option<Received2>>,
+    /// When each waiting message started its way (outbox sequence number, instant), oldest
+    /// first, at most one per outbox place.
+    queued_at: RefCell<VecDeque<(u64, Instant)>>,
+    /// From then to the first write of its PUBLISH to the broker's socket.
+    latency: Histogram,
     ready: Signal,
     connected: Cell<bool>,
     published: Cell<u64>,
@@ -112,6 +128,9 @@ impl Client {
         Rc::new(Client {
             outbox: RefCell::new(Outbox::new(capacity)),
             inflight: RefCell::new(Inflight::new()),
+            received: RefCell::new(None),
+            queued_at: RefCell::new(VecDeque::new()),
+            latency: Histogram::default(),
             ready: Signal::default(),
             connected: Cell::new(false),
             published: Cell::new(0),
@@ -124,12 +143,48 @@ impl Client {
 
     /// Queues a message for the broker (dropping the oldest if the outbox is full).
     pub fn publish(&self, topic: String, payload: Vec<u8>) {
-        self.outbox.borrow_mut().push((topic, payload));
+        self.publish_since(topic, payload, kernel::now());
+    }
+
+    /// Queues a message that started its way at `since` (a device service: when the last
+    /// reading of the event arrived); [`Client::latency`] counts from then.
+    pub fn publish_since(&self, topic: String, payload: Vec<u8>, since: Instant) {
+        let (sequence, capacity) = {
+            let mut outbox = self.outbox.borrow_mut();
+            (outbox.push((topic, payload)), outbox.capacity())
+        };
+        let mut queued = self.queued_at.borrow_mut();
+        queued.push_back((sequence, since));
+        while queued.len() > capacity {
+            queued.pop_front();
+        }
+        drop(queued);
         self.ready.notify();
     }
 
+    /// Message `sequence` was written to the broker's socket for the first time.
+    fn written(&self, sequence: u64) {
+        let mut queued = self.queued_at.borrow_mut();
+        while queued.front().is_some_and(|(s, _)| *s < sequence) {
+            queued.pop_front(); // dropped, refused or sent before this connection
+        }
+        if queued.front().is_some_and(|(s, _)| *s == sequence) {
+            if let Some((_, since)) = queued.pop_front() {
+                let us = kernel::now().saturating_duration_since(since).as_micros();
+                self.latency.record(u64::try_from(us).unwrap_or(u64::MAX));
+            }
+        }
+    }
+
+    /// Time from [`Client::publish_since`] (or `publish`) to the first write of the message
+    /// to the broker's socket, in microseconds: the part of a message's way that runs here.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
+    }
+
     /// Counters: `(published, queued, dropped, connects, failures)`. `published` counts
-    /// messages written (QoS 0) or acknowledged (QoS 1); `queued` includes those in flight.
+    /// messages written (QoS 0), acknowledged (QoS 1) or completed (QoS 2); `queued` includes
+    /// those in flight the broker has not received yet.
     pub fn counters(&self) -> (u64, usize, u64, u64, u64) {
         let o = self.outbox.borrow();
         (
@@ -141,7 +196,8 @@ impl Client {
         )
     }
 
-    /// QoS 1 counters: `(in flight, sent again with DUP, refused by the broker)`.
+    /// QoS 1 and 2 counters: `(in flight, sent again (PUBLISH with DUP, or PUBREL), refused by
+    /// the broker)`.
     pub fn qos_counters(&self) -> (usize, u64, u64) {
         (
             self.inflight.borrow().len(),
@@ -340,10 +396,12 @@ struct Limits {
 
 impl Limits {
     fn new(options: &Options, properties: &Properties) -> Limits {
-        let mut qos = options.qos.min(QoS::AtLeastOnce);
-        if properties.byte(id::MAXIMUM_QOS) == Some(0) && qos > QoS::AtMostOnce {
-            kernel::warn!("mqtt: the broker takes QoS 0 only: publishing at QoS 0");
-            qos = QoS::AtMostOnce;
+        let mut qos = options.qos;
+        if let Some(max) = properties.byte(id::MAXIMUM_QOS) {
+            if (qos as u8) > max {
+                qos = QoS::from_bits(max).unwrap_or(QoS::AtMostOnce);
+                kernel::warn!("mqtt: the broker takes QoS {max} at most: publishing at QoS {max}");
+            }
         }
         let window = properties
             .u16(id::RECEIVE_MAXIMUM)
@@ -384,7 +442,7 @@ fn encode_message(
         };
         let mut p = Publish::new(topic.clone(), payload.clone());
         if let Some(id) = packet_id {
-            p.qos = QoS::AtLeastOnce;
+            p.qos = limits.qos;
             p.packet_id = Some(id);
             p.dup = dup;
         }
@@ -415,7 +473,7 @@ async fn session(
 ) -> Result<(), SessionError> {
     let version = options.version;
     let qos1 = options.qos > QoS::AtMostOnce;
-    // QoS 1 keeps the session across connections (not on the first: nothing to resume).
+    // QoS 1 and 2 keep the session across connections (not on the first: nothing to resume).
     let resume = qos1 && client.connects.get() > 0;
     let mut properties = Properties::new();
     if version == Version::V5 {
@@ -451,8 +509,16 @@ async fn session(
                 Packet::ConnAck {
                     code: 0,
                     properties,
-                    ..
-                } => break Limits::new(options, &properties),
+                    session_present,
+                } => {
+                    if !session_present {
+                        // The broker will not release what it sent to an earlier session.
+                        if let Some(r) = client.received.borrow_mut().as_mut() {
+                            r.clear();
+                        }
+                    }
+                    break Limits::new(options, &properties);
+                }
                 Packet::ConnAck { code, .. } => return Err(SessionError::Refused(version, code)),
                 _ => return Err(codec::Error::Protocol("expected CONNACK").into()),
             }
@@ -496,21 +562,27 @@ async fn session(
         .inflight
         .borrow_mut()
         .restart(&client.outbox.borrow());
-    if qos1 {
-        for (sequence, packet_id) in again {
-            if let Some(bytes) =
-                encode_message(client, version, &limits, sequence, Some(packet_id), true)?
-            {
-                conn.set_timeout(Some(IO_TIMEOUT));
-                conn.write_all(&bytes).await?;
+    for resend in again {
+        match resend {
+            // The broker has it (QoS 2): release it again, whatever QoS is allowed now.
+            Resend::Release(id) => {
+                send(&mut conn, version, &Packet::PubRel(Ack::new(id))).await?;
                 Client::count(&client.resent);
             }
-        }
-    } else {
-        // Publishing at QoS 0 now (the broker allows no more): nothing waits for a PUBACK;
-        // the messages stay in the outbox and go out again at QoS 0.
-        for (_, id) in again {
-            client.inflight.borrow_mut().acknowledge(id);
+            Resend::Publish(sequence, packet_id) if qos1 => {
+                if let Some(bytes) =
+                    encode_message(client, version, &limits, sequence, Some(packet_id), true)?
+                {
+                    conn.set_timeout(Some(IO_TIMEOUT));
+                    conn.write_all(&bytes).await?;
+                    Client::count(&client.resent);
+                }
+            }
+            // Publishing at QoS 0 now (the broker allows no more): nothing waits for an
+            // acknowledgement; the message stays in the outbox and goes out again at QoS 0.
+            Resend::Publish(_, id) => {
+                client.inflight.borrow_mut().acknowledge(id);
+            }
         }
     }
     let keep_alive = limits.keep_alive;
@@ -540,6 +612,7 @@ async fn session(
             };
             conn.set_timeout(Some(IO_TIMEOUT));
             conn.write_all(&bytes).await?;
+            client.written(sequence);
             if !qos1 {
                 // While the write waited, a full outbox may have dropped this very message.
                 client.outbox.borrow_mut().pop_delivered(sequence);
@@ -587,21 +660,71 @@ async fn receive(
     on_message: &mut impl FnMut(Publish),
 ) -> Result<(), SessionError> {
     match packet {
-        Packet::Publish(p) => {
-            let (qos, packet_id) = (p.qos, p.packet_id);
-            on_message(p);
-            match (qos, packet_id) {
-                (QoS::AtLeastOnce, Some(id)) => {
-                    send(conn, version, &Packet::PubAck(Ack::new(id))).await?
+        Packet::Publish(p) => match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                on_message(p);
+                send(conn, version, &Packet::PubAck(Ack::new(id))).await?
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                // Delivered once per packet id until the broker's PUBREL frees it.
+                let fresh = client
+                    .received
+                    .borrow_mut()
+                    .get_or_insert_with(Received2::default)
+                    .publish(id);
+                if fresh {
+                    on_message(p);
                 }
-                (QoS::ExactlyOnce, Some(id)) => {
-                    send(conn, version, &Packet::PubRec(Ack::new(id))).await?
+                send(conn, version, &Packet::PubRec(Ack::new(id))).await?
+            }
+            _ => on_message(p),
+        },
+        Packet::PubRel(ack) => {
+            let held = client
+                .received
+                .borrow_mut()
+                .as_mut()
+                .is_some_and(|r| r.release(ack.packet_id));
+            let mut comp = Ack::new(ack.packet_id);
+            if !held && version == Version::V5 {
+                comp.reason = 0x92; // packet identifier not found
+            }
+            send(conn, version, &Packet::PubComp(comp)).await?
+        }
+        Packet::PubRec(ack) => {
+            let step = client.inflight.borrow_mut().received(ack.packet_id);
+            match step {
+                Received::First(sequence) if ack.reason >= 0x80 => {
+                    // Refused at the first step: the exchange ends here (no PUBREL).
+                    client.inflight.borrow_mut().complete(ack.packet_id);
+                    client.outbox.borrow_mut().pop_delivered(sequence);
+                    Client::count(&client.rejected);
+                    kernel::warn!(
+                        "mqtt: the broker refused a message: {} ({})",
+                        crate::reason::describe(ack.reason),
+                        ack.properties.str(id::REASON_STRING).unwrap_or("")
+                    );
+                    client.ready.notify();
                 }
-                _ => {}
+                Received::First(sequence) => {
+                    client.outbox.borrow_mut().pop_delivered(sequence);
+                    send(conn, version, &Packet::PubRel(Ack::new(ack.packet_id))).await?
+                }
+                Received::Again => {
+                    send(conn, version, &Packet::PubRel(Ack::new(ack.packet_id))).await?
+                }
+                Received::Unknown => {
+                    kernel::debug!("mqtt: PUBREC for {} not in flight", ack.packet_id)
+                }
             }
         }
-        Packet::PubRel(ack) => {
-            send(conn, version, &Packet::PubComp(Ack::new(ack.packet_id))).await?
+        Packet::PubComp(ack) => {
+            if client.inflight.borrow_mut().complete(ack.packet_id) {
+                Client::count(&client.published);
+                client.ready.notify(); // the window has room again
+            } else {
+                kernel::debug!("mqtt: PUBCOMP for {} not released", ack.packet_id);
+            }
         }
         Packet::PubAck(ack) => {
             let sequence = client.inflight.borrow_mut().acknowledge(ack.packet_id);

@@ -60,16 +60,15 @@ pub enum QoS {
 }
 
 impl QoS {
-    /// The value of command-line word `key=` (`qos=1`, say): 0 or 1 (this client publishes
-    /// no QoS 2), `default` when absent; an error naming the word otherwise.
+    /// The value of command-line word `key=` (`qos=1`, say): 0, 1 or 2, `default` when
+    /// absent; an error naming the word otherwise.
     pub fn from_arg(key: &str, value: Option<&str>, default: QoS) -> Result<QoS, String> {
         match value {
             None => Ok(default),
             Some("0") => Ok(QoS::AtMostOnce),
             Some("1") => Ok(QoS::AtLeastOnce),
-            Some(text) => Err(alloc::format!(
-                "bad `{key}={text}`: QoS 0 or 1 (QoS 2 is not implemented)"
-            )),
+            Some("2") => Ok(QoS::ExactlyOnce),
+            Some(text) => Err(alloc::format!("bad `{key}={text}`: QoS 0, 1 or 2")),
         }
     }
 

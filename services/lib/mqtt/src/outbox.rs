@@ -87,6 +87,11 @@ impl<T> Outbox<T> {
         }
     }
 
+    /// The most items it keeps.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.items.len()

@@ -22,6 +22,7 @@ use core::marker::PhantomData;
 
 pub use declare::{Persistence, TopicDecl};
 
+pub mod core_data;
 pub mod counter;
 pub mod domainmgr;
 pub mod downloader;

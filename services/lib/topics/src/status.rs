@@ -7,7 +7,7 @@
 
 use crate::{
     counter, domainmgr, downloader, logs, ping, pong, template, vault, volumemgr, zedagent,
-    zedmanager, TopicDecl,
+    zedmanager, zedrouter, TopicDecl,
 };
 
 /// Every status topic, as an image declares it.
@@ -23,6 +23,7 @@ pub const TOPICS: &[TopicDecl] = &[
     logs::STATUS.decl(),
     downloader::DOWNLOAD_STATUS.decl(),
     volumemgr::VOLUME_STATUS.decl(),
+    zedrouter::NETWORK_INSTANCE_STATUS.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every status topic (a macro, so that `$visit` can be generic
@@ -41,6 +42,7 @@ macro_rules! for_each_status_topic {
         $visit!(&$crate::logs::STATUS);
         $visit!(&$crate::downloader::DOWNLOAD_STATUS);
         $visit!(&$crate::volumemgr::VOLUME_STATUS);
+        $visit!(&$crate::zedrouter::NETWORK_INSTANCE_STATUS);
     };
 }
 

@@ -26,9 +26,9 @@ pub struct DomainConfig {
     pub cmdline: String,
     /// Volumes it gets as disks, in order.
     pub disks: Vec<DiskConfig>,
-    /// Whether it gets a network card (on dom0's bridge, for now: network instances come with
-    /// zedrouter).
-    pub network: bool,
+    /// The dom0 bridge its network card joins (its network instance's, from zedrouter's
+    /// status; `lichenbr0`, dom0's own, on a node without zedrouter); `None`: no card.
+    pub network: Option<String>,
     /// Bumped to have the domain made anew (a restart, by the controller's counter or after a
     /// crash); domainmgr replaces a domain made for another generation.
     pub generation: u32,
