@@ -144,6 +144,13 @@ pub fn local_config(
         }
         Ok(a)
     };
+    // The router tells its sides apart by subnet: the uplink's address must lie outside.
+    if u32::from(base.uplink_ip) & mask == network {
+        return Err(alloc::format!(
+            "bad subnet `{subnet}`: it holds the uplink's address {}",
+            base.uplink_ip
+        ));
+    }
     let gateway = parse("gateway", gateway, network + 1)?;
     let first_free = if u32::from(gateway) == network + 1 {
         network + 2
@@ -306,6 +313,8 @@ mod tests {
                 ("10.11.0.0/24", "10.11.0.5", "10.11.0.2", "10.11.0.9"),
                 "dhcp range",
             ),
+            // Found by the router_wire fuzz target: a subnet holding the uplink's 10.0.2.15.
+            (("10.2.0.0/08", "", "", ""), "uplink"),
         ] {
             let e = local_config(&b, args.0, args.1, args.2, args.3).unwrap_err();
             assert!(e.contains(field), "{args:?}: {e}");
