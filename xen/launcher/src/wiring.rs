@@ -187,6 +187,40 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
     wiring
 }
 
+/// The entries of `peer` that name `service`'s domain, as they must read once `service` runs as
+/// `domids[service]`: for each channel between them, `server-path` (when `peer` is the client)
+/// and then `peer-domid`. Writes only, in that order: a peer that reads a new `peer-domid`
+/// already finds the matching `server-path` (see [`crate::platform::Platform::write_store`]).
+/// This is the part of a restart its peers wait for; [`service_wiring`] of `peer` (the
+/// permissions too) follows when nothing waits on it.
+pub fn peer_update(
+    manifest: &Manifest,
+    peer: &str,
+    service: &str,
+    domids: &HashMap<String, u32>,
+) -> Wiring {
+    let mut wiring = Wiring::default();
+    let (Some(&peer_domid), Some(&domid)) = (domids.get(peer), domids.get(service)) else {
+        return wiring;
+    };
+    let between = manifest
+        .channels_of(service)
+        .filter(|c| c.server == peer || c.client == peer);
+    for channel in between {
+        let dir = channel_path(peer_domid, channel.name_for(peer));
+        if channel.client == peer {
+            wiring.writes.push((
+                format!("{dir}/server-path"),
+                channel_path(domid, channel.name_for(service)),
+            ));
+        }
+        wiring
+            .writes
+            .push((format!("{dir}/peer-domid"), domid.to_string()));
+    }
+    wiring
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +412,69 @@ mod tests {
                 "/local/domain/2/data/lichen/channels/bus/ring-order"
             ),
             Some("14")
+        );
+    }
+
+    #[test]
+    fn a_peer_update_names_the_new_domain_with_the_server_path_first() {
+        let mut manifest = demo();
+        manifest.channels.push(crate::manifest::Channel {
+            name: "bus~api".into(),
+            server: "bus".into(),
+            client: "api".into(),
+            ring_order: 14,
+            topics: vec![("bus/Status".into(), "bus".into())],
+            log: false,
+        });
+        // bus (the server of both channels) came back as domain 9; api's entries follow it.
+        let ids = domids(&[("bus", 9), ("api", 2), ("lone", 5)]);
+        let update = peer_update(&manifest, "api", "bus", &ids);
+        let dir = "/local/domain/2/data/lichen/channels";
+        assert_eq!(
+            update.writes,
+            [
+                (
+                    format!("{dir}/events/server-path"),
+                    "/local/domain/9/data/lichen/channels/events".to_string()
+                ),
+                (format!("{dir}/events/peer-domid"), "9".to_string()),
+                (
+                    format!("{dir}/bus/server-path"),
+                    "/local/domain/9/data/lichen/channels/api".to_string()
+                ),
+                (format!("{dir}/bus/peer-domid"), "9".to_string()),
+            ]
+        );
+        assert!(update.removes.is_empty() && update.perms.is_empty());
+        // The same values the whole rewrite gives, later.
+        let whole = service_wiring(&manifest, "api", &ids);
+        for (path, v) in &update.writes {
+            assert_eq!(value(&whole, path), Some(v.as_str()), "{path}");
+        }
+        // api came back as domain 11: bus, its server, learns only the domid.
+        let ids = domids(&[("bus", 9), ("api", 11)]);
+        let update = peer_update(&manifest, "bus", "api", &ids);
+        assert_eq!(
+            update.writes,
+            [
+                (
+                    "/local/domain/9/data/lichen/channels/events/peer-domid".to_string(),
+                    "11".to_string()
+                ),
+                (
+                    "/local/domain/9/data/lichen/channels/api/peer-domid".to_string(),
+                    "11".to_string()
+                ),
+            ]
+        );
+        // Nothing between services that share no channel, or for one that is not running.
+        assert_eq!(
+            peer_update(&manifest, "lone", "bus", &ids),
+            Wiring::default()
+        );
+        assert_eq!(
+            peer_update(&manifest, "bus", "lone", &ids),
+            Wiring::default()
         );
     }
 }
