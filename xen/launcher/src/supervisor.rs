@@ -560,12 +560,12 @@ impl<P: Platform> Supervisor<P> {
     fn pump_consoles(&mut self, flush: bool) {
         for unit in self.units.iter().filter(|u| u.started_once) {
             for line in self.platform.console_lines(&unit.name, flush) {
-                println!("{} {} | {line}", crate::log::stamp(), unit.name);
+                crate::log::line(format!("{} {} | {line}", crate::log::stamp(), unit.name));
             }
         }
         for name in &self.app_consoles {
             for line in self.platform.console_lines(name, flush) {
-                println!("{} {name} | {line}", crate::log::stamp());
+                crate::log::line(format!("{} {name} | {line}", crate::log::stamp()));
             }
         }
     }
@@ -849,7 +849,7 @@ impl<P: Platform> Supervisor<P> {
         if table != self.last_status {
             say!("status:");
             for line in table.lines() {
-                println!("{}   {line}", crate::log::stamp());
+                crate::log::line(format!("{}   {line}", crate::log::stamp()));
             }
             self.last_status = table;
         }

@@ -462,6 +462,21 @@ impl Platform for Toolstack {
         for (path, value) in &wiring.writes {
             ops.push(Op::Write(path.clone(), value.clone()));
         }
+        let fresh = |path: &str| {
+            let domid = path
+                .strip_prefix("/local/domain/")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|d| d.parse::<u32>().ok());
+            domid.is_some_and(|d| self.console_pending.contains(&d))
+        };
+        if wiring.paths().all(fresh) {
+            // Only the entries of domains built here that never ran (a new service, a
+            // standby): nothing else writes there, so no transaction is needed, and their
+            // trees hold only what this wiring writes, so no listing either. One round trip.
+            let perms = wiring.perms_of_written();
+            ops.extend(perms.into_iter().map(|(path, p)| Op::SetPerms(path, p)));
+            return self.store.batch(0, &ops).map_err(|e| e.to_string());
+        }
         if wiring.removes.is_empty() && wiring.perms.is_empty() {
             // Writes alone (a peer following a restart): one pipelined batch outside any
             // transaction, applied by xenstored in order. A transaction would cost two round

@@ -41,6 +41,45 @@ pub struct Wiring {
     pub perms: Vec<Permissions>,
 }
 
+impl Wiring {
+    /// Every path it touches (removed, written or given permissions).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.removes
+            .iter()
+            .chain(self.writes.iter().map(|(path, _)| path))
+            .chain(self.perms.iter().map(|p| &p.path))
+            .map(String::as_str)
+    }
+
+    /// Its permission changes node by node, for a tree that holds nothing but what this wiring
+    /// writes (a domain that has not run yet): a recursive change covers its root, every written
+    /// path below it and the directories between. No listing of the tree is needed.
+    pub fn perms_of_written(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for change in &self.perms {
+            out.push((change.path.clone(), change.perms.clone()));
+            if !change.recursive {
+                continue;
+            }
+            let prefix = format!("{}/", change.path);
+            let mut below = std::collections::BTreeSet::new();
+            for (path, _) in &self.writes {
+                let Some(rest) = path.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let mut at = prefix.len();
+                for part in rest.split('/') {
+                    at += part.len();
+                    below.insert(path[..at].to_string());
+                    at += 1;
+                }
+            }
+            out.extend(below.into_iter().map(|p| (p, change.perms.clone())));
+        }
+        out
+    }
+}
+
 /// One permission change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permissions {
@@ -476,5 +515,49 @@ mod tests {
             peer_update(&manifest, "bus", "lone", &ids),
             Wiring::default()
         );
+    }
+
+    #[test]
+    fn the_permissions_of_a_fresh_tree_cover_what_was_written_below_each_root() {
+        let wiring = service_wiring(&demo(), "api", &domids(&[("bus", 3), ("api", 4)]));
+        let perms = wiring.perms_of_written();
+        let dir = "/local/domain/4/data/lichen/channels/events";
+        let of = |path: &str| {
+            perms
+                .iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        for node in [
+            "",
+            "/role",
+            "/peer",
+            "/ring-order",
+            "/peer-domid",
+            "/server-path",
+        ] {
+            assert_eq!(of(&format!("{dir}{node}")), [["n4", "r3"]], "{node}");
+        }
+        assert_eq!(of("/local/domain/4/data/lichen/name"), [["n4"]]);
+        // Deeper trees get their directories too; nothing outside the root.
+        let nested = Wiring {
+            writes: vec![
+                ("/a/b/c/d".into(), "1".into()),
+                ("/a/bx".into(), "2".into()),
+            ],
+            perms: vec![Permissions {
+                path: "/a/b".into(),
+                perms: vec!["n1".into()],
+                recursive: true,
+            }],
+            ..Wiring::default()
+        };
+        let paths: Vec<String> = nested
+            .perms_of_written()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(paths, ["/a/b", "/a/b/c", "/a/b/c/d"]);
     }
 }
