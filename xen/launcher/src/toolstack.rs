@@ -37,10 +37,8 @@ pub struct Toolstack {
     privcmd: Option<Privcmd>,
     /// Domains the launcher built, with their handles (for the xenstore cleanup).
     built: HashMap<u32, [u8; 16]>,
-    /// Built domains that have not run yet (unpaused never).
-    never_ran: std::collections::HashSet<u32>,
-    /// Built domains unpaused without knowing whether xenconsoled had connected their console.
-    console_unconfirmed: std::collections::HashSet<u32>,
+    /// Built domains whose console xenconsoled may not have connected yet.
+    console_pending: std::collections::HashSet<u32>,
 }
 
 impl Toolstack {
@@ -63,8 +61,7 @@ impl Toolstack {
             store,
             privcmd,
             built: HashMap::new(),
-            never_ran: Default::default(),
-            console_unconfirmed: Default::default(),
+            console_pending: Default::default(),
         })
     }
 }
@@ -304,8 +301,8 @@ impl Toolstack {
             return Err(format!("registering domain {domid} in xenstore: {e}"));
         }
         self.built.insert(domid, uuid);
-        // xenconsoled connects the console meanwhile (`destroy` makes sure it did).
-        self.never_ran.insert(domid);
+        // xenconsoled connects the console meanwhile; `unpause` waits for it.
+        self.console_pending.insert(domid);
         let steps: Vec<String> = built
             .steps
             .iter()
@@ -379,12 +376,15 @@ impl Platform for Toolstack {
     }
 
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
-        // Not waiting for xenconsoled here: the guest boots while it connects, and nothing the
-        // guest writes before is lost (binding the console's event channel marks it pending,
-        // so xenconsoled reads the ring at once). Only a domain destroyed before xenconsoled
-        // connected would lose its output: `destroy` waits for the connection first.
-        if self.never_ran.remove(&domid) {
-            self.console_unconfirmed.insert(domid);
+        if self.console_pending.remove(&domid) {
+            let waited = Instant::now();
+            match wait_for_console(&mut self.store, domid) {
+                Ok(()) => say!(
+                    "domain {domid}: console connected (waited {:.1} ms)",
+                    waited.elapsed().as_secs_f64() * 1000.0
+                ),
+                Err(e) => say!("domain {domid}: {e}: unpausing anyway"),
+            }
         }
         if let Some(privcmd) = &self.privcmd {
             match privcmd.unpause(domid) {
@@ -399,22 +399,7 @@ impl Platform for Toolstack {
     }
 
     fn destroy(&mut self, domid: u32) -> Result<(), String> {
-        self.never_ran.remove(&domid);
-        if self.console_unconfirmed.remove(&domid) {
-            // It ran: let xenconsoled have its output before it goes.
-            let waited = Instant::now();
-            match wait_for_console(&mut self.store, domid) {
-                Ok(false) => {}
-                Ok(true) => {
-                    std::thread::sleep(CONSOLE_DRAIN);
-                    say!(
-                        "domain {domid}: console connected {:.1} ms before its destruction",
-                        waited.elapsed().as_secs_f64() * 1000.0
-                    );
-                }
-                Err(e) => say!("domain {domid}: {e}: destroying it anyway"),
-            }
-        }
+        self.console_pending.remove(&domid);
         if let Some(uuid) = self.built.remove(&domid) {
             if let Some(xc) = &self.privcmd {
                 let result = xc
@@ -482,7 +467,7 @@ impl Platform for Toolstack {
                 .strip_prefix("/local/domain/")
                 .and_then(|rest| rest.split('/').next())
                 .and_then(|d| d.parse::<u32>().ok());
-            domid.is_some_and(|d| self.never_ran.contains(&d))
+            domid.is_some_and(|d| self.console_pending.contains(&d))
         };
         if wiring.paths().all(fresh) {
             // Only the entries of domains built here that never ran (a new service, a
@@ -700,31 +685,23 @@ fn add_vbd(
 }
 
 /// Waits (up to 3 s) until xenconsoled has connected `domid`'s console: it writes the pty's
-/// name in `console/tty` once it has bound the console's event channel (and the binding marks
-/// the channel pending, so it then reads what the guest wrote before). xenconsoled connects
-/// every domain that is not dying, one that already shut down too; destroying a domain before
-/// that would lose what it printed. Whether it had to wait.
-fn wait_for_console(store: &mut XenStore, domid: u32) -> Result<bool, String> {
+/// name in `console/tty` once it has. Unpausing before that loses what a short-lived guest
+/// prints (xenconsoled does not connect a domain that already shut down), and xenconsoled's
+/// connection work would compete with the guest's boot for dom0's CPUs.
+fn wait_for_console(store: &mut XenStore, domid: u32) -> Result<(), String> {
     let path = format!("/local/domain/{domid}/console/tty");
     let deadline = Instant::now() + Duration::from_secs(3);
-    let mut waited = false;
     loop {
         match store.read(0, &path) {
-            Ok(Some(tty)) if !tty.trim().is_empty() => return Ok(waited),
+            Ok(Some(tty)) if !tty.trim().is_empty() => return Ok(()),
             Err(e) => return Err(format!("cannot read {path}: {e}")),
             _ if Instant::now() > deadline => {
                 return Err("xenconsoled did not connect the console within 3 s".into())
             }
-            _ => {
-                waited = true;
-                std::thread::sleep(Duration::from_millis(5))
-            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }
-
-/// How long xenconsoled is given to copy a console it connected late to its log.
-const CONSOLE_DRAIN: Duration = Duration::from_millis(300);
 
 /// Waits for netback to take vif `backend` (state 2 or later), then runs the hotplug script
 /// with the environment xl gives it.
