@@ -30,9 +30,9 @@ use prost::Message;
 use topics::zedagent::{Checkpoint, Status};
 use topics::Global;
 
-use crate::link::{refusal, route, Link};
 use crate::objects::Watched;
 use crate::reports;
+use device_api::link::{refusal, route, Link};
 
 /// EVE's default `timer.config.interval`.
 pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(60);
