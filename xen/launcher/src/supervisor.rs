@@ -64,7 +64,7 @@ impl Default for Options {
             poll_interval: Duration::from_secs(3),
             dying_poll_interval: Duration::from_millis(200),
             settle: Duration::from_millis(300),
-            standby_after: Duration::from_secs(5),
+            standby_after: Duration::from_secs(2),
             rewire_after: Duration::from_secs(2),
         }
     }
