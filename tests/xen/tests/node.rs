@@ -457,7 +457,8 @@ fn objects_in_device_show(controller: &Controller, uuid: &str) {
 }
 
 /// Step 6: the metrics the controller stored hold every pillar of eve.toml as metric items
-/// (`service.<name>.state`, `.cpu_ms`, `.memory_kib`, `.restarts`), some running.
+/// (`service.<name>.state`, `.cpu_ms`, `.memory_kib`, `.restarts`), some running, and the apps
+/// as app metrics.
 fn services_in_metrics(run: &lichen_xen_tests::Run, controller: &Controller, uuid: &str) {
     let metrics = controller.admin(&["follow", uuid, "--kinds", "metrics", "--no-wait"]);
     for service in ["vault", "zedagent", "diag", "logs"] {
@@ -470,6 +471,11 @@ fn services_in_metrics(run: &lichen_xen_tests::Run, controller: &Controller, uui
         }
     }
     assert!(metrics.contains("\"stringValue\":\"running\""), "{metrics}");
+    // The apps' metrics: the launcher's rows of app domains, named from the configuration.
+    assert!(
+        metrics.contains("\"AppName\":\"echo\""),
+        "no app metrics for echo:\n{metrics}"
+    );
     assert!(
         !run.log.contains("the node's services cannot be read"),
         "{}",
