@@ -176,16 +176,13 @@ impl Vchan {
         };
         let (ring_ref, port) = (grants[0].to_string(), ch.port.to_string());
         let published = async {
-            let me = store::read("domid").await?;
-            store::transaction(|tx| {
-                let (r, p) = (format!("{path}/ring-ref"), format!("{path}/event-channel"));
-                let (ring_ref, port) = (ring_ref.clone(), port.clone());
-                async move {
-                    tx.write(&r, &ring_ref).await?;
-                    tx.write(&p, &port).await
-                }
-            })
-            .await?;
+            let me = own_domid().await?;
+            // The port first: a client reads `ring-ref` and then `event-channel`, so once it
+            // finds the first it finds the second (what a transaction would give, for two
+            // round trips fewer: each is a few milliseconds of dom0 under load, on the way
+            // of every restart). The previous publication's were removed before this one.
+            store::write(&format!("{path}/event-channel"), &port).await?;
+            store::write(&format!("{path}/ring-ref"), &ring_ref).await?;
             let perms = [format!("n{me}"), format!("r{peer}")];
             let perms = [perms[0].as_str(), perms[1].as_str()];
             store::set_perms(&format!("{path}/ring-ref"), &perms).await?;
@@ -216,19 +213,20 @@ impl Vchan {
     pub async fn client(peer: u16, path: &str, wait: Duration) -> Result<Vchan, Error> {
         let deadline = crate::now().saturating_add(wait);
         let (gref, remote_port) = loop {
-            let r = store::read(&format!("{path}/ring-ref")).await;
-            let p = store::read(&format!("{path}/event-channel")).await;
-            if let (Ok(r), Ok(p)) = (r, p) {
-                break (
-                    parse_decimal(&r, "ring-ref")?,
-                    parse_decimal(&p, "event-channel")?,
-                );
+            if let Some(published) = published(path).await? {
+                break published;
             }
             if crate::now() >= deadline {
-                return Err(Error::Setup(format!("nothing published at {path}")));
+                return Err(nothing_published(path));
             }
-            crate::sleep(Duration::from_millis(20)).await;
+            crate::sleep(PUBLISH_POLL).await;
         };
+        Self::client_to(peer, gref, remote_port)
+    }
+
+    /// Client: connects to the rings domain `peer` published as grant `gref` and port
+    /// `remote_port`.
+    fn client_to(peer: u16, gref: GrantRef, remote_port: Port) -> Result<Vchan, Error> {
         let page0 = grant::map_foreign(peer, gref, false).map_err(|e| setup("map page 0", e))?;
         let p0 = page0.addr as *mut u8;
         let mut pages = alloc::vec![page0];
@@ -511,9 +509,15 @@ impl Vchan {
     }
 
     fn release(&mut self) {
-        let Some(resources) = self.resources.take() else {
-            return;
-        };
+        if let Some(path) = self.release_resources() {
+            crate::spawn(unpublish(path));
+        }
+    }
+
+    /// Gives back what [`Vchan::release`] does, but leaves the server's xenstore entries to the
+    /// caller: returns the directory they are in.
+    fn release_resources(&mut self) -> Option<String> {
+        let resources = self.resources.take()?;
         self.chan.set_live(wire::LIVE_CLOSED);
         if self.port != 0 {
             evtchn::notify(self.port);
@@ -539,18 +543,63 @@ impl Vchan {
                     // The peer still maps some page: leave the frames to it (leaked).
                     crate::warn!("vchan: the peer still maps the rings; keeping their pages");
                 }
-                crate::spawn(async move {
-                    let _ = store::rm(&format!("{path}/ring-ref")).await;
-                    let _ = store::rm(&format!("{path}/event-channel")).await;
-                });
+                Some(path)
             }
             Resources::Client { pages } => {
                 for p in pages {
                     let _ = grant::unmap_foreign(p);
                 }
+                None
             }
         }
     }
+}
+
+/// This domain's id, as xenstore says (read once, then remembered).
+async fn own_domid() -> Result<String, crate::platform::xen::xenstore::Error> {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    static DOMID: AtomicU32 = AtomicU32::new(u32::MAX);
+    match DOMID.load(Ordering::Relaxed) {
+        u32::MAX => {
+            let domid = store::read("domid").await?;
+            if let Ok(d) = domid.trim_end_matches('\0').parse::<u32>() {
+                DOMID.store(d, Ordering::Relaxed);
+            }
+            Ok(domid)
+        }
+        d => Ok(d.to_string()),
+    }
+}
+
+/// Removes the rings a server published at `path`.
+async fn unpublish(path: String) {
+    let _ = store::rm(&format!("{path}/ring-ref")).await;
+    let _ = store::rm(&format!("{path}/event-channel")).await;
+}
+
+/// How often a client looks for the server's rings while it waits for them.
+const PUBLISH_POLL: Duration = Duration::from_millis(20);
+
+/// How often a side waiting for its peer checks that the launcher still names that peer
+/// (`peer-domid`): when the peer's domain is replaced, the wait moves to the new one at once
+/// instead of waiting out its deadline on the old one.
+const PEER_RECHECK: Duration = Duration::from_millis(100);
+
+/// The grant and port a server published at `path`, if it did.
+async fn published(path: &str) -> Result<Option<(GrantRef, Port)>, Error> {
+    let r = store::read(&format!("{path}/ring-ref")).await;
+    let p = store::read(&format!("{path}/event-channel")).await;
+    Ok(match (r, p) {
+        (Ok(r), Ok(p)) => Some((
+            parse_decimal(&r, "ring-ref")?,
+            parse_decimal(&p, "event-channel")?,
+        )),
+        _ => None,
+    })
+}
+
+fn nothing_published(path: &str) -> Error {
+    Error::Setup(format!("nothing published at {path}"))
 }
 
 impl Drop for Vchan {
@@ -561,49 +610,91 @@ impl Drop for Vchan {
 
 /// Opens channel `name` as the launcher wired it from the manifest (see xen/README.md): reads
 /// `data/lichen/channels/<name>/{role,peer-domid,ring-order,server-path}`, then serves or
-/// connects, waiting up to `wait` for the peer.
+/// connects, waiting up to `wait` for the peer. While it waits it follows `peer-domid`: when the
+/// launcher replaces the peer's domain (a restart, a standby taking over) the wait moves to the
+/// new domain within [`PEER_RECHECK`].
 pub async fn open_wired(name: &str, wait: Duration) -> Result<Vchan, Error> {
     let dir = format!("data/lichen/channels/{name}");
-    let read = |key: &'static str| {
-        let path = format!("{dir}/{key}");
-        async move {
-            store::read(&path)
-                .await
-                .map_err(|e| setup(&format!("xenstore {path}"), e))
-        }
-    };
-    let role = read("role").await?;
-    let order = parse_decimal(&read("ring-order").await?, "ring-order")?;
+    let role = read_entry(&dir, "role").await?;
+    let order = parse_decimal(&read_entry(&dir, "ring-order").await?, "ring-order")?;
     let order = u8::try_from(order).map_err(|_| Error::BadValue("ring-order"))?;
     let deadline = crate::now().saturating_add(wait);
-    let peer = loop {
-        if let Ok(p) = read("peer-domid").await {
-            let p = parse_decimal(&p, "peer-domid")?;
-            break u16::try_from(p).map_err(|_| Error::BadValue("peer-domid"))?;
+    'peer: loop {
+        let peer = loop {
+            if let Some(p) = peer_domid(&dir).await? {
+                break p;
+            }
+            if crate::now() >= deadline {
+                return Err(Error::NoPeer(name.into()));
+            }
+            crate::sleep(Duration::from_millis(50)).await;
+        };
+        let mut recheck = crate::now().saturating_add(PEER_RECHECK);
+        match role.as_str() {
+            "server" => {
+                // The same order both ways; libxenvchan forbids two in-page rings of one size.
+                let (left, right) = if order == 10 || order == 11 {
+                    (10, 11)
+                } else {
+                    (order, order)
+                };
+                let mut ch = Vchan::listen(peer, &dir, left, right).await?;
+                loop {
+                    let step = recheck.saturating_duration_since(crate::now());
+                    if let Ok(accepted) = crate::timeout(step, ch.accept()).await {
+                        return accepted.map(|()| ch);
+                    }
+                    if crate::now() >= deadline {
+                        return Err(Error::NoPeer(name.into()));
+                    }
+                    recheck = crate::now().saturating_add(PEER_RECHECK);
+                    if peer_domid(&dir).await? != Some(peer) {
+                        // Unpublished before the next listen publishes again.
+                        if let Some(path) = ch.release_resources() {
+                            unpublish(path).await;
+                        }
+                        continue 'peer;
+                    }
+                }
+            }
+            "client" => {
+                let server_path = read_entry(&dir, "server-path").await?;
+                loop {
+                    if let Some((gref, port)) = published(&server_path).await? {
+                        return Vchan::client_to(peer, gref, port);
+                    }
+                    if crate::now() >= deadline {
+                        return Err(nothing_published(&server_path));
+                    }
+                    crate::sleep(PUBLISH_POLL).await;
+                    if crate::now() >= recheck {
+                        recheck = crate::now().saturating_add(PEER_RECHECK);
+                        if peer_domid(&dir).await? != Some(peer) {
+                            continue 'peer;
+                        }
+                    }
+                }
+            }
+            _ => return Err(Error::BadValue("role")),
         }
-        if crate::now() >= deadline {
-            return Err(Error::NoPeer(name.into()));
-        }
-        crate::sleep(Duration::from_millis(50)).await;
-    };
-    match role.as_str() {
-        "server" => {
-            // The same order both ways; libxenvchan forbids two in-page rings of one size.
-            let (left, right) = if order == 10 || order == 11 {
-                (10, 11)
-            } else {
-                (order, order)
-            };
-            let mut ch = Vchan::listen(peer, &dir, left, right).await?;
-            crate::timeout(wait, ch.accept())
-                .await
-                .map_err(|_| Error::NoPeer(name.into()))??;
-            Ok(ch)
-        }
-        "client" => {
-            let server_path = read("server-path").await?;
-            Vchan::client(peer, &server_path, wait).await
-        }
-        _ => Err(Error::BadValue("role")),
     }
+}
+
+/// Entry `key` of the channel directory `dir`.
+async fn read_entry(dir: &str, key: &str) -> Result<String, Error> {
+    let path = format!("{dir}/{key}");
+    store::read(&path)
+        .await
+        .map_err(|e| setup(&format!("xenstore {path}"), e))
+}
+
+/// The peer's domid in the channel directory `dir`; `None` while the launcher names none.
+async fn peer_domid(dir: &str) -> Result<Option<u16>, Error> {
+    let Ok(p) = store::read(&format!("{dir}/peer-domid")).await else {
+        return Ok(None);
+    };
+    let p = parse_decimal(&p, "peer-domid")?;
+    u16::try_from(p)
+        .map(Some)
+        .map_err(|_| Error::BadValue("peer-domid"))
 }

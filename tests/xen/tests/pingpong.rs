@@ -68,6 +68,9 @@ fn pong_is_killed_restarted_and_resynchronised_with_no_round_lost_or_repeated() 
     assert_eq!(created + took_over, 2, "two lives of pong");
     if manifest.contains("standby = true") {
         assert_eq!(took_over, 1, "the standby took over");
+        // Its peers were pointed at it by their `peer-domid` alone (the full rewrite later).
+        run.assert_has("xenstore entries of their peers diag, ping pointed at the new domains");
+        run.assert_has("xenstore entries of diag, ping rewritten");
     }
     let joined = lines(&run, "synchronised with ping at round");
     assert_eq!(joined.len(), 2, "{joined:?}");

@@ -78,6 +78,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 
 fn main() -> ExitCode {
     log::start_clock();
+    let status = launch();
+    log::flush();
+    status
+}
+
+fn launch() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {

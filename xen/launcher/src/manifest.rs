@@ -21,7 +21,9 @@
 //! disks = ["persist"]            # node disks it gets, "NAME" or "NAME:ro" (see crate::disks)
 //! daemon = true                  # serves the others: stopped once they are all done
 //! toolstack = "xl"               # "lichen" (default): the launcher's builder | "xl"
-//! standby = true                 # keep a built, paused domain to restart into (default false)
+//! standby = true                 # keep a built, paused domain to restart into (default false);
+//!                                # costs the service's `memory` again, plus ~1.1 MiB of Xen's
+//!                                # (paging pool: 1 MiB per vCPU + 8 KiB per MiB of RAM)
 //!
 //! [disks.persist]
 //! size_mib = 64
@@ -217,7 +219,9 @@ pub struct Service {
     #[serde(default)]
     pub toolstack: Toolstack,
     /// Keep a second domain built and paused while the service runs: a failure unpauses it
-    /// (at once for the first failure in a row) instead of building a new one.
+    /// (at once for the first failure in a row) instead of building a new one. It holds the
+    /// service's `memory` again (plus Xen's paging pool for it, about 1.1 MiB) for as long as
+    /// the service runs.
     #[serde(default)]
     pub standby: bool,
     /// An app domain ([`Service::app`], never from a manifest): built by the launcher's

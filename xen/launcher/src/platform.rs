@@ -96,7 +96,9 @@ pub trait Platform {
     fn domains_changed(&mut self) -> bool;
     /// The exit status the domain wrote to its `data/exit-status`, if any.
     fn exit_status(&mut self, domid: u32) -> Option<i64>;
-    /// Applies xenstore changes.
+    /// Applies xenstore changes: atomically when they remove nodes or set permissions; writes
+    /// alone are applied in order, each at once (a reader may see the first ones before the
+    /// rest, never a later one before an earlier one).
     fn write_store(&mut self, wiring: &Wiring) -> Result<(), String>;
     /// Sends `input` to the domain's console (asynchronously: errors are logged).
     fn send_console_input(&mut self, name: &str, domid: u32, input: &str);

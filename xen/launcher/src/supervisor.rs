@@ -33,6 +33,9 @@ use crate::wiring;
 /// times move on): a few times per metrics interval of zedagent's.
 const SERVICES_REFRESH: Duration = Duration::from_secs(10);
 
+/// How long after a standby domain could not be built the next attempt is made.
+const STANDBY_RETRY: Duration = Duration::from_secs(10);
+
 /// Timing knobs of the supervision loop.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -45,6 +48,13 @@ pub struct Options {
     pub dying_poll_interval: Duration,
     /// How long to let xenconsoled drain a console after its domain shut down.
     pub settle: Duration,
+    /// How long a run lasts before its standby domain is prepared: building one competes with
+    /// the new run's start (and its peers' reconnection) for dom0.
+    pub standby_after: Duration,
+    /// How long after a restart its peers' entries are rewritten in full (permissions too):
+    /// what they wait for (the new `peer-domid`) is written at once, the rest need not compete
+    /// with their reconnection.
+    pub rewire_after: Duration,
 }
 
 impl Default for Options {
@@ -54,6 +64,8 @@ impl Default for Options {
             poll_interval: Duration::from_secs(3),
             dying_poll_interval: Duration::from_millis(200),
             settle: Duration::from_millis(300),
+            standby_after: Duration::from_secs(2),
+            rewire_after: Duration::from_secs(2),
         }
     }
 }
@@ -106,6 +118,8 @@ struct Unit {
     standby: Option<u32>,
     /// The entries written for the standby when it was prepared (with the peers' domids then).
     standby_wiring: Option<wiring::Wiring>,
+    /// After a standby could not be built: not again before this.
+    standby_retry: Option<Instant>,
 }
 
 /// Runs a node's services on a [`Platform`].
@@ -126,6 +140,8 @@ pub struct Supervisor<P: Platform> {
     app_consoles: BTreeSet<String>,
     /// The services' rows in xenstore, for the services that watch `launcher/Services`.
     services: status::Publisher,
+    /// Services whose entries are to be rewritten in full, and when.
+    rewire: Option<(Instant, BTreeSet<String>)>,
 }
 
 /// How one run ended, given how its domain shut down and the exit status it left.
@@ -175,6 +191,7 @@ impl<P: Platform> Supervisor<P> {
                     started_once: false,
                     standby: None,
                     standby_wiring: None,
+                    standby_retry: None,
                 })
             })
             .collect();
@@ -194,6 +211,7 @@ impl<P: Platform> Supervisor<P> {
             link: None,
             app_consoles: BTreeSet::new(),
             services: status::Publisher::new(readers(images), SERVICES_REFRESH),
+            rewire: None,
         }
     }
 
@@ -214,6 +232,8 @@ impl<P: Platform> Supervisor<P> {
             self.start_due(now);
             self.pump_consoles(false);
             self.check_domains(now);
+            self.rewire_if_due(now);
+            self.prepare_standbys(now);
             self.serve_apps(now);
             self.print_status_if_changed();
             self.publish_services(now);
@@ -373,7 +393,7 @@ impl<P: Platform> Supervisor<P> {
                 self.link = Some(Link::new(domid));
             }
         }
-        for i in created {
+        for &i in &created {
             let State::Running { domid, .. } = self.units[i].state else {
                 continue;
             };
@@ -402,27 +422,63 @@ impl<P: Platform> Supervisor<P> {
             }
         }
         if !peers.is_empty() {
+            // What the peers wait for: the new domids (and server paths), in one batch.
             let wired_at = Instant::now();
-            self.write_wiring(&peers);
+            let domids = self.running_domids();
+            let mut update = wiring::Wiring::default();
+            for peer in &peers {
+                for &i in &created {
+                    let name = &self.units[i].name;
+                    let writes = wiring::peer_update(&self.manifest, peer, name, &domids).writes;
+                    update.writes.extend(writes);
+                }
+            }
+            if let Err(e) = self.platform.write_store(&update) {
+                say!("cannot point the peers at their new domains: {e}");
+            }
             say!(
-                "xenstore entries of their peers {} written in {:.3} s",
-                peers.into_iter().collect::<Vec<_>>().join(", "),
+                "xenstore entries of their peers {} pointed at the new domains in {:.3} s",
+                peers.iter().cloned().collect::<Vec<_>>().join(", "),
                 wired_at.elapsed().as_secs_f64()
             );
+            // The rest of their entries (permissions naming the new domain) a little later.
+            let due = Instant::now() + self.options.rewire_after;
+            let (_, pending) = self.rewire.get_or_insert_with(|| (due, BTreeSet::new()));
+            pending.extend(peers);
         }
         self.print_status_if_changed();
-        self.prepare_standbys();
+        self.prepare_standbys(Instant::now());
     }
 
-    /// Builds a paused standby domain for each running service that wants one and has none, and
-    /// writes its entries as they will be when it takes over (its running peers' domids), so
-    /// that taking over need not wait for xenstore.
-    fn prepare_standbys(&mut self) {
+    /// Rewrites in full the entries of the services whose peers restarted, once due.
+    fn rewire_if_due(&mut self, now: Instant) {
+        if !matches!(self.rewire, Some((due, _)) if due <= now) {
+            return;
+        }
+        let Some((_, services)) = self.rewire.take() else {
+            return;
+        };
+        let wired_at = Instant::now();
+        self.write_wiring(&services);
+        say!(
+            "xenstore entries of {} rewritten in {:.3} s",
+            services.into_iter().collect::<Vec<_>>().join(", "),
+            wired_at.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Builds a paused standby domain for each service that wants one, has none and has run for
+    /// [`Options::standby_after`], and writes its entries as they will be when it takes over
+    /// (its running peers' domids), so that taking over need not wait for xenstore.
+    fn prepare_standbys(&mut self, now: Instant) {
+        let after = self.options.standby_after;
         for i in 0..self.units.len() {
             let unit = &self.units[i];
             let wanted = unit.service.standby
                 && unit.standby.is_none()
-                && matches!(unit.state, State::Running { .. });
+                && matches!(unit.state, State::Running { since, .. }
+                    if now.saturating_duration_since(since) >= after)
+                && unit.standby_retry.is_none_or(|at| at <= now);
             if !wanted {
                 continue;
             }
@@ -446,7 +502,10 @@ impl<P: Platform> Supervisor<P> {
                     self.units[i].standby = Some(domid);
                     self.units[i].standby_wiring = wired;
                 }
-                Err(e) => say!("{name}: cannot prepare a standby domain: {e}"),
+                Err(e) => {
+                    say!("{name}: cannot prepare a standby domain: {e}");
+                    self.units[i].standby_retry = Some(now + STANDBY_RETRY);
+                }
             }
         }
     }
@@ -501,12 +560,12 @@ impl<P: Platform> Supervisor<P> {
     fn pump_consoles(&mut self, flush: bool) {
         for unit in self.units.iter().filter(|u| u.started_once) {
             for line in self.platform.console_lines(&unit.name, flush) {
-                println!("{} {} | {line}", crate::log::stamp(), unit.name);
+                crate::log::line(format!("{} {} | {line}", crate::log::stamp(), unit.name));
             }
         }
         for name in &self.app_consoles {
             for line in self.platform.console_lines(name, flush) {
-                println!("{} {name} | {line}", crate::log::stamp());
+                crate::log::line(format!("{} {name} | {line}", crate::log::stamp()));
             }
         }
     }
@@ -794,7 +853,7 @@ impl<P: Platform> Supervisor<P> {
         if table != self.last_status {
             say!("status:");
             for line in table.lines() {
-                println!("{}   {line}", crate::log::stamp());
+                crate::log::line(format!("{}   {line}", crate::log::stamp()));
             }
             self.last_status = table;
         }
@@ -849,6 +908,8 @@ mod tests {
         next_domid: u32,
         calls: Vec<String>,
         wirings: Vec<Wiring>,
+        /// For each of `wirings`, how many calls were made before it.
+        wired_after: Vec<usize>,
         stop_when_all_unpaused: Option<(Arc<AtomicBool>, usize)>,
         unpaused: usize,
         /// Whether it signals domain changes (else the supervisor must poll).
@@ -867,6 +928,7 @@ mod tests {
                 next_domid: 1,
                 calls: Vec::new(),
                 wirings: Vec::new(),
+                wired_after: Vec::new(),
                 stop_when_all_unpaused: None,
                 unpaused: 0,
                 signals_changes: true,
@@ -958,6 +1020,7 @@ mod tests {
 
         fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
             self.wirings.push(wiring.clone());
+            self.wired_after.push(self.calls.len());
             Ok(())
         }
 
@@ -990,6 +1053,8 @@ mod tests {
             poll_interval: Duration::ZERO,
             dying_poll_interval: Duration::ZERO,
             settle: Duration::ZERO,
+            standby_after: Duration::ZERO,
+            rewire_after: Duration::ZERO,
         }
     }
 
@@ -1363,6 +1428,136 @@ mod tests {
             supervisor.platform.domains.len(),
             0,
             "all domains were torn down"
+        );
+    }
+
+    #[test]
+    fn a_takeover_points_the_peers_at_the_standby_at_once_and_rewrites_them_later() {
+        let manifest = CHANNELLED.replace(
+            "image = \"bus\"",
+            "image = \"bus\"\nbackoff_ms = 60000\nstandby = true",
+        );
+        // bus (domain 1) is destroyed from outside; its standby (3) takes over; api is 2.
+        let fake = Fake::new(&[
+            ("api", &[Script::Forever]),
+            ("bus", &[Script::Vanishes, Script::Forever]),
+        ]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopper = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            stopper.store(true, Ordering::SeqCst);
+        });
+        let manifest = Manifest::parse(&manifest).unwrap();
+        let images = ResolvedImages {
+            services: manifest
+                .services
+                .keys()
+                .map(|n| (n.clone(), (PathBuf::from(n), None)))
+                .collect(),
+            declarations: Default::default(),
+        };
+        let options = Options {
+            rewire_after: Duration::from_millis(100),
+            ..options()
+        };
+        let mut supervisor = Supervisor::new(manifest, &images, fake, options);
+        assert_eq!(supervisor.run(&stop), 0, "a node shutdown is not a failure");
+        let fake = &supervisor.platform;
+        let takeover = fake
+            .calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| *c == "unpause bus")
+            .nth(1)
+            .map(|(i, _)| i)
+            .expect("the standby was unpaused");
+        assert_eq!(fake.calls[takeover - 1], "create bus", "{:?}", fake.calls);
+        let api_dir = "/local/domain/2/data/lichen/channels/events";
+        let update = Wiring {
+            writes: vec![
+                (
+                    format!("{api_dir}/server-path"),
+                    "/local/domain/3/data/lichen/channels/events".to_string(),
+                ),
+                (format!("{api_dir}/peer-domid"), "3".to_string()),
+            ],
+            ..Wiring::default()
+        };
+        let at = fake
+            .wirings
+            .iter()
+            .position(|w| *w == update)
+            .expect("api was pointed at the standby by its two entries alone");
+        assert_eq!(
+            fake.wired_after[at],
+            takeover + 1,
+            "right after the standby's unpause: {:?}",
+            fake.calls
+        );
+        // Later (after the next standby was built), api's entries in full, naming domain 3.
+        let full = fake.wirings[at + 1..]
+            .iter()
+            .position(|w| {
+                w.perms
+                    .iter()
+                    .any(|p| p.path == api_dir && p.perms == ["n2", "r3"])
+            })
+            .map(|i| i + at + 1)
+            .expect("api's entries rewritten in full");
+        assert_eq!(fake.calls[fake.wired_after[full] - 1], "create bus");
+        assert!(fake.wired_after[full] > takeover + 1);
+        // Nothing rewrote api's entries to remove bus in between: the standby took over at once.
+        assert!(fake.wirings[..full]
+            .iter()
+            .all(|w| !w.removes.contains(&format!("{api_dir}/peer-domid"))));
+    }
+
+    #[test]
+    fn a_standby_is_prepared_only_once_the_run_lasted_standby_after() {
+        let manifest = "[services.s]\nimage = \"s\"\nmemory = 8\nstandby = true\n";
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopper = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stopper.store(true, Ordering::SeqCst);
+        });
+        let manifest = Manifest::parse(manifest).unwrap();
+        let images = ResolvedImages {
+            services: [("s".to_string(), (PathBuf::from("s"), None))].into(),
+            declarations: Default::default(),
+        };
+        let run = |standby_after| {
+            let options = Options {
+                standby_after,
+                ..options()
+            };
+            let fake = Fake::new(&[("s", &[Script::Forever])]);
+            let mut supervisor = Supervisor::new(manifest.clone(), &images, fake, options);
+            supervisor.run(&stop);
+            supervisor.platform.calls
+        };
+        assert_eq!(
+            run(Duration::from_secs(60)),
+            ["create s", "unpause s", "destroy s"],
+            "no standby within a 300 ms run"
+        );
+        stop.store(false, Ordering::SeqCst);
+        let stopper = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stopper.store(true, Ordering::SeqCst);
+        });
+        assert_eq!(
+            run(Duration::from_millis(50)),
+            [
+                "create s",
+                "unpause s",
+                "create s",
+                "destroy s",
+                "destroy s"
+            ],
+            "a standby once the run lasted 50 ms"
         );
     }
 

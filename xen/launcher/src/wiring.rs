@@ -41,6 +41,45 @@ pub struct Wiring {
     pub perms: Vec<Permissions>,
 }
 
+impl Wiring {
+    /// Every path it touches (removed, written or given permissions).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.removes
+            .iter()
+            .chain(self.writes.iter().map(|(path, _)| path))
+            .chain(self.perms.iter().map(|p| &p.path))
+            .map(String::as_str)
+    }
+
+    /// Its permission changes node by node, for a tree that holds nothing but what this wiring
+    /// writes (a domain that has not run yet): a recursive change covers its root, every written
+    /// path below it and the directories between. No listing of the tree is needed.
+    pub fn perms_of_written(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for change in &self.perms {
+            out.push((change.path.clone(), change.perms.clone()));
+            if !change.recursive {
+                continue;
+            }
+            let prefix = format!("{}/", change.path);
+            let mut below = std::collections::BTreeSet::new();
+            for (path, _) in &self.writes {
+                let Some(rest) = path.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let mut at = prefix.len();
+                for part in rest.split('/') {
+                    at += part.len();
+                    below.insert(path[..at].to_string());
+                    at += 1;
+                }
+            }
+            out.extend(below.into_iter().map(|p| (p, change.perms.clone())));
+        }
+        out
+    }
+}
+
 /// One permission change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permissions {
@@ -183,6 +222,40 @@ pub fn service_wiring(manifest: &Manifest, service: &str, domids: &HashMap<Strin
             perms,
             recursive: true,
         });
+    }
+    wiring
+}
+
+/// The entries of `peer` that name `service`'s domain, as they must read once `service` runs as
+/// `domids[service]`: for each channel between them, `server-path` (when `peer` is the client)
+/// and then `peer-domid`. Writes only, in that order: a peer that reads a new `peer-domid`
+/// already finds the matching `server-path` (see [`crate::platform::Platform::write_store`]).
+/// This is the part of a restart its peers wait for; [`service_wiring`] of `peer` (the
+/// permissions too) follows when nothing waits on it.
+pub fn peer_update(
+    manifest: &Manifest,
+    peer: &str,
+    service: &str,
+    domids: &HashMap<String, u32>,
+) -> Wiring {
+    let mut wiring = Wiring::default();
+    let (Some(&peer_domid), Some(&domid)) = (domids.get(peer), domids.get(service)) else {
+        return wiring;
+    };
+    let between = manifest
+        .channels_of(service)
+        .filter(|c| c.server == peer || c.client == peer);
+    for channel in between {
+        let dir = channel_path(peer_domid, channel.name_for(peer));
+        if channel.client == peer {
+            wiring.writes.push((
+                format!("{dir}/server-path"),
+                channel_path(domid, channel.name_for(service)),
+            ));
+        }
+        wiring
+            .writes
+            .push((format!("{dir}/peer-domid"), domid.to_string()));
     }
     wiring
 }
@@ -379,5 +452,112 @@ mod tests {
             ),
             Some("14")
         );
+    }
+
+    #[test]
+    fn a_peer_update_names_the_new_domain_with_the_server_path_first() {
+        let mut manifest = demo();
+        manifest.channels.push(crate::manifest::Channel {
+            name: "bus~api".into(),
+            server: "bus".into(),
+            client: "api".into(),
+            ring_order: 14,
+            topics: vec![("bus/Status".into(), "bus".into())],
+            log: false,
+        });
+        // bus (the server of both channels) came back as domain 9; api's entries follow it.
+        let ids = domids(&[("bus", 9), ("api", 2), ("lone", 5)]);
+        let update = peer_update(&manifest, "api", "bus", &ids);
+        let dir = "/local/domain/2/data/lichen/channels";
+        assert_eq!(
+            update.writes,
+            [
+                (
+                    format!("{dir}/events/server-path"),
+                    "/local/domain/9/data/lichen/channels/events".to_string()
+                ),
+                (format!("{dir}/events/peer-domid"), "9".to_string()),
+                (
+                    format!("{dir}/bus/server-path"),
+                    "/local/domain/9/data/lichen/channels/api".to_string()
+                ),
+                (format!("{dir}/bus/peer-domid"), "9".to_string()),
+            ]
+        );
+        assert!(update.removes.is_empty() && update.perms.is_empty());
+        // The same values the whole rewrite gives, later.
+        let whole = service_wiring(&manifest, "api", &ids);
+        for (path, v) in &update.writes {
+            assert_eq!(value(&whole, path), Some(v.as_str()), "{path}");
+        }
+        // api came back as domain 11: bus, its server, learns only the domid.
+        let ids = domids(&[("bus", 9), ("api", 11)]);
+        let update = peer_update(&manifest, "bus", "api", &ids);
+        assert_eq!(
+            update.writes,
+            [
+                (
+                    "/local/domain/9/data/lichen/channels/events/peer-domid".to_string(),
+                    "11".to_string()
+                ),
+                (
+                    "/local/domain/9/data/lichen/channels/api/peer-domid".to_string(),
+                    "11".to_string()
+                ),
+            ]
+        );
+        // Nothing between services that share no channel, or for one that is not running.
+        assert_eq!(
+            peer_update(&manifest, "lone", "bus", &ids),
+            Wiring::default()
+        );
+        assert_eq!(
+            peer_update(&manifest, "bus", "lone", &ids),
+            Wiring::default()
+        );
+    }
+
+    #[test]
+    fn the_permissions_of_a_fresh_tree_cover_what_was_written_below_each_root() {
+        let wiring = service_wiring(&demo(), "api", &domids(&[("bus", 3), ("api", 4)]));
+        let perms = wiring.perms_of_written();
+        let dir = "/local/domain/4/data/lichen/channels/events";
+        let of = |path: &str| {
+            perms
+                .iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        for node in [
+            "",
+            "/role",
+            "/peer",
+            "/ring-order",
+            "/peer-domid",
+            "/server-path",
+        ] {
+            assert_eq!(of(&format!("{dir}{node}")), [["n4", "r3"]], "{node}");
+        }
+        assert_eq!(of("/local/domain/4/data/lichen/name"), [["n4"]]);
+        // Deeper trees get their directories too; nothing outside the root.
+        let nested = Wiring {
+            writes: vec![
+                ("/a/b/c/d".into(), "1".into()),
+                ("/a/bx".into(), "2".into()),
+            ],
+            perms: vec![Permissions {
+                path: "/a/b".into(),
+                perms: vec!["n1".into()],
+                recursive: true,
+            }],
+            ..Wiring::default()
+        };
+        let paths: Vec<String> = nested
+            .perms_of_written()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(paths, ["/a/b", "/a/b/c", "/a/b/c/d"]);
     }
 }
