@@ -27,7 +27,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use topics::domainmgr::{DomainState, DomainStatus};
-use topics::volumemgr::Extent;
+use topics::volumemgr::{Extent, VolumeState, VolumeStatus};
 use topics::zedagent::AppInstance;
 use topics::zedmanager::{AppInstanceStatus, DiskConfig, DomainConfig, SwState};
 
@@ -51,6 +51,51 @@ pub enum Volumes {
     Waiting(SwState),
     /// One cannot be made: why.
     Failed(String),
+    /// One must be made again (a purge: a new generation) and volumemgr waits for the app's
+    /// domain to go first: the domain's configuration is withdrawn (`CREATING_VOLUME`).
+    Remaking,
+}
+
+/// Where `app`'s volumes stand, from volumemgr's statuses (`status` looks one up by UUID). A
+/// volume is ready when it is `Created` at the generation the app asks for; `Pending` with an
+/// extent is one volumemgr must make again once no app domain uses it.
+pub fn where_volumes_stand<'a>(
+    app: &AppInstance,
+    status: impl Fn(&str) -> Option<&'a VolumeStatus>,
+) -> Volumes {
+    if app.volumes.is_empty() {
+        return Volumes::Failed("the app has no volume to boot from".into());
+    }
+    let mut extents = Vec::new();
+    let mut waiting = SwState::CreatingVolume;
+    let mut remaking = false;
+    for v in &app.volumes {
+        match status(&v.uuid) {
+            Some(s) if s.state == VolumeState::Error => {
+                return Volumes::Failed(alloc::format!("volume {}: {}", s.name, s.error))
+            }
+            Some(VolumeStatus {
+                state: VolumeState::Created,
+                extent: Some(extent),
+                generation,
+                ..
+            }) if *generation == v.generation => extents.push(*extent),
+            Some(s) if s.state == VolumeState::Filling => waiting = SwState::Downloading,
+            Some(VolumeStatus {
+                state: VolumeState::Pending,
+                extent: Some(_),
+                ..
+            }) => remaking = true,
+            _ => {}
+        }
+    }
+    if extents.len() == app.volumes.len() {
+        Volumes::Ready(extents)
+    } else if remaking {
+        Volumes::Remaking
+    } else {
+        Volumes::Waiting(waiting)
+    }
 }
 
 /// What zedmanager keeps about one app between steps.

@@ -19,11 +19,11 @@ use alloc::vec::Vec;
 
 use kernel::{error, info, Args, Duration};
 use topics::domainmgr::DOMAIN_STATUS;
-use topics::volumemgr::{VolumeState, VolumeStatus, VOLUME_STATUS};
-use topics::zedagent::{AppInstance, APP_INSTANCE};
+use topics::volumemgr::VOLUME_STATUS;
+use topics::zedagent::APP_INSTANCE;
 use topics::zedmanager::{SwState, APP_INSTANCE_STATUS, DOMAIN_CONFIG};
 use topics::zedrouter::{NetworkInstanceState, NetworkInstanceStatus, NETWORK_INSTANCE_STATUS};
-use zedmanager::{App, Volumes};
+use zedmanager::{where_volumes_stand, App, Volumes};
 
 kernel::service! {
     main: main,
@@ -99,6 +99,10 @@ async fn main(_args: Args) -> i32 {
                     if let Err(e) = configs.publish(uuid, config) {
                         error!("cannot publish the domain of {uuid}: {e}");
                     }
+                } else if matches!(ready, Volumes::Remaking) {
+                    // The domain goes (domainmgr destroys it), so that volumemgr may make
+                    // its volume again.
+                    let _ = configs.unpublish(uuid);
                 }
                 if let Err(e) = statuses.publish(uuid, &step.status) {
                     error!("cannot publish the status of {uuid}: {e}");
@@ -123,37 +127,6 @@ async fn main(_args: Args) -> i32 {
         }
         // Wake on any change, or after a round (start delays and backoffs end on time).
         let _ = kernel::timeout(ROUND, apps.next()).await;
-    }
-}
-
-/// Where `app`'s volumes stand, from volumemgr's statuses.
-fn where_volumes_stand<'a>(
-    app: &AppInstance,
-    status: impl Fn(&str) -> Option<&'a VolumeStatus>,
-) -> Volumes {
-    if app.volumes.is_empty() {
-        return Volumes::Failed("the app has no volume to boot from".into());
-    }
-    let mut extents = Vec::new();
-    let mut waiting = SwState::CreatingVolume;
-    for v in &app.volumes {
-        match status(&v.uuid) {
-            Some(s) if s.state == VolumeState::Error => {
-                return Volumes::Failed(alloc::format!("volume {}: {}", s.name, s.error))
-            }
-            Some(VolumeStatus {
-                state: VolumeState::Created,
-                extent: Some(extent),
-                ..
-            }) => extents.push(*extent),
-            Some(s) if s.state == VolumeState::Filling => waiting = SwState::Downloading,
-            _ => {}
-        }
-    }
-    if extents.len() == app.volumes.len() {
-        Volumes::Ready(extents)
-    } else {
-        Volumes::Waiting(waiting)
     }
 }
 

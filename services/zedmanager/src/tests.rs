@@ -494,3 +494,78 @@ fn a_new_version_replaces_the_domain_once_its_volumes_are_made() {
     assert_eq!(domain_config.kernel, extent(8, 4));
     assert_eq!(step.status.restarts, 1);
 }
+
+#[test]
+fn a_purged_volume_is_ready_only_when_made_again_and_the_domain_goes_first() {
+    let mut purged = config();
+    purged.purge_counter = 1;
+    purged.volumes[0].generation = 1;
+    let made = Extent {
+        offset_mib: 0,
+        size_mib: 1,
+    };
+    let status = |state: VolumeState, generation: i64, extent: Option<Extent>| VolumeStatus {
+        name: "echo".into(),
+        generation,
+        state,
+        extent,
+        ..Default::default()
+    };
+    // volumemgr has not seen the purge yet: the old generation is not ready for the new one.
+    let old = status(VolumeState::Created, 0, Some(made));
+    assert_eq!(
+        where_volumes_stand(&purged, |_| Some(&old)),
+        Volumes::Waiting(SwState::CreatingVolume)
+    );
+    assert_eq!(
+        where_volumes_stand(&config(), |_| Some(&old)),
+        Volumes::Ready(vec![made]),
+        "the generation the app asks for is ready"
+    );
+    // volumemgr waits for the app's domain to go: the domain is withdrawn.
+    let held = status(VolumeState::Pending, 1, Some(made));
+    assert_eq!(
+        where_volumes_stand(&purged, |_| Some(&held)),
+        Volumes::Remaking
+    );
+    let mut app = App::default();
+    let step = app.step(
+        &purged,
+        Some(&domain(DomainState::Running, 0)),
+        &Volumes::Remaking,
+        Some("lichenbr0"),
+        10,
+    );
+    assert_eq!(
+        step.domain, None,
+        "no domain while the volume is made again"
+    );
+    assert_eq!(step.status.state, SwState::CreatingVolume);
+    // Filling, then made at the new generation: ready.
+    let filling = status(VolumeState::Filling, 1, Some(made));
+    assert_eq!(
+        where_volumes_stand(&purged, |_| Some(&filling)),
+        Volumes::Waiting(SwState::Downloading)
+    );
+    let again = status(VolumeState::Created, 1, Some(made));
+    assert_eq!(
+        where_volumes_stand(&purged, |_| Some(&again)),
+        Volumes::Ready(vec![made])
+    );
+    // A new volume waiting for its place (no extent yet) is no purge.
+    let fresh = status(VolumeState::Pending, 0, None);
+    assert_eq!(
+        where_volumes_stand(&config(), |_| Some(&fresh)),
+        Volumes::Waiting(SwState::CreatingVolume)
+    );
+    assert!(matches!(
+        where_volumes_stand(
+            &AppInstance {
+                volumes: vec![],
+                ..config()
+            },
+            |_| None
+        ),
+        Volumes::Failed(_)
+    ));
+}

@@ -63,7 +63,9 @@ pub const ALLOCATION: Topic<String, Allocation> = Topic::persistent("volumemgr/A
 /// Where a volume stands (the part of EVE's `ZSwState` sequence that is volumemgr's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeState {
-    /// Waiting for a place on the data disk (the disk's size not known yet).
+    /// Waiting for a place on the data disk (the disk's size not known yet); or, with an
+    /// `extent`, changed (a purge: a new generation) and waiting for the app domain using it
+    /// to go before it is made again (zedmanager withdraws that domain).
     #[default]
     Pending,
     /// Being filled by the downloader (its `DownloadStatus` has the progress).
