@@ -103,6 +103,27 @@ fn holding_register(port: u16, address: u16) -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
+/// eve.toml as examples/edgex-node/node runs it (the same two substitutions, checked): four
+/// apps of 1 vCPU each (eve.toml's `[apps]` allows 2 vCPUs in all), and zedrouter accepting
+/// the apps' TCP connections to the host (10.0.2.2: the broker, the Modbus server), which it
+/// denies by default until the controller's ACEs reach it.
+fn edgex_node(manifest: &str) -> String {
+    let script = std::fs::read_to_string(repo().join("examples/edgex-node/node")).unwrap();
+    let mut out = manifest.to_string();
+    for (from, to) in [
+        ("\nvcpus = 2\n", "\nvcpus = 4\n"),
+        (
+            "cmdline = \"uplink=10.0.2.200/24\"",
+            "cmdline = \"uplink=10.0.2.200/24 acl=1#ip:10.0.2.2,protocol:tcp->accept\"",
+        ),
+    ] {
+        assert_eq!(out.matches(from).count(), 1, "eve.toml: {from:?}");
+        assert!(script.contains(to.trim()), "the node script makes {to:?}");
+        out = out.replace(from, to);
+    }
+    out
+}
+
 /// Where the test stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Step {
@@ -189,7 +210,8 @@ fn the_edgex_pipeline_runs_as_apps_configured_by_their_user_data() {
         SERIAL,
         true,
     );
-    let manifest = MANIFEST.replace(
+    // examples/edgex-node/node's changes (the apps' vCPUs, zedrouter's ACL), short polls.
+    let manifest = edgex_node(MANIFEST).replace(
         "cmdline = \"config_interval=10\"",
         "cmdline = \"config_interval=2\"",
     );
