@@ -205,6 +205,27 @@ pub enum AppCommand {
         #[arg(long, value_name = "FILE")]
         user_data: Option<PathBuf>,
     },
+    /// Reboots an app on the same volumes (bumps its restart counter).
+    Restart(AppTarget),
+    /// Reboots an app on volumes made afresh from their content trees (bumps its purge
+    /// counter and its volumes' generations).
+    Purge(AppTarget),
+    /// Halts an app, keeping its volumes (activate: false).
+    Stop(AppTarget),
+    /// Runs a stopped app again (activate: true).
+    Start(AppTarget),
+    /// Removes an app, and the volumes and content trees no other app uses.
+    Delete(AppTarget),
+}
+
+/// The app an operation applies to.
+#[derive(Debug, clap::Args)]
+pub struct AppTarget {
+    /// The app, by name or UUID.
+    name: String,
+    /// The device (UUID); may be left out when the controller has exactly one.
+    #[arg(long)]
+    device: Option<String>,
 }
 
 /// Runs an admin command, printing its result.
@@ -341,6 +362,21 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             };
             deploy_app(&admin, &file, device, &spec).await?;
         }
+        AdminCommand::App(AppCommand::Restart(target)) => {
+            app_op(&admin, target, crate::lifecycle::AppOp::Restart).await?
+        }
+        AdminCommand::App(AppCommand::Purge(target)) => {
+            app_op(&admin, target, crate::lifecycle::AppOp::Purge).await?
+        }
+        AdminCommand::App(AppCommand::Stop(target)) => {
+            app_op(&admin, target, crate::lifecycle::AppOp::Stop).await?
+        }
+        AdminCommand::App(AppCommand::Start(target)) => {
+            app_op(&admin, target, crate::lifecycle::AppOp::Start).await?
+        }
+        AdminCommand::App(AppCommand::Delete(target)) => {
+            app_op(&admin, target, crate::lifecycle::AppOp::Delete).await?
+        }
         AdminCommand::Follow {
             uuid,
             kinds,
@@ -390,7 +426,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
 }
 
 /// `admin app deploy`: uploads the file, then writes the objects into the device's
-/// configuration (at the version it was read from; a concurrent change makes it read again).
+/// configuration.
 async fn deploy_app(
     admin: &AdminClient,
     file: &std::path::Path,
@@ -399,23 +435,7 @@ async fn deploy_app(
 ) -> Result<(), String> {
     let text = |error: ClientError| error.to_string();
     let bytes = std::fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?;
-    let device = match device {
-        Some(device) => device,
-        None => {
-            let devices = admin.devices().await.map_err(text)?;
-            match devices.as_slice() {
-                [one] => one.uuid.clone(),
-                [] => return Err("no device is registered yet: give --device".into()),
-                _ => {
-                    let all: Vec<&str> = devices.iter().map(|d| d.uuid.as_str()).collect();
-                    return Err(format!(
-                        "several devices ({}): give --device",
-                        all.join(", ")
-                    ));
-                }
-            }
-        }
-    };
+    let device = the_device(admin, device).await?;
     let upload = admin.upload(bytes).await.map_err(text)?;
     println!(
         "{}: sha256 {}, {} bytes, in datastore {}",
@@ -424,27 +444,83 @@ async fn deploy_app(
         upload.stored.size,
         upload.location.id
     );
+    let (deployed, version) = edit_config(admin, &device, |config| {
+        crate::deploy::deploy(config, spec, &upload)
+    })
+    .await?;
+    println!(
+        "device {device}: app {} {} (version {}, volume {}, content tree {}); config version {version}",
+        spec.name, deployed.app, deployed.version, deployed.volume, deployed.content_tree,
+    );
+    Ok(())
+}
+
+/// `admin app restart|purge|stop|start|delete`.
+async fn app_op(
+    admin: &AdminClient,
+    target: AppTarget,
+    op: crate::lifecycle::AppOp,
+) -> Result<(), String> {
+    let device = the_device(admin, target.device).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (applied, version) = edit_config(admin, &device, |config| {
+        crate::lifecycle::apply(config, &target.name, op, now)
+    })
+    .await?;
+    let what = match (op, applied.counter) {
+        (_, Some(counter)) => format!("{op:?} {counter}").to_lowercase(),
+        (crate::lifecycle::AppOp::Delete, _) => {
+            format!("deleted with {} volume(s)", applied.volumes_removed)
+        }
+        _ => format!("{op:?}").to_lowercase(),
+    };
+    println!(
+        "device {device}: app {} {}: {what}; config version {version}",
+        target.name, applied.app
+    );
+    Ok(())
+}
+
+/// The device to act on: `device` if given, else the controller's only device.
+async fn the_device(admin: &AdminClient, device: Option<String>) -> Result<String, String> {
+    if let Some(device) = device {
+        return Ok(device);
+    }
+    let devices = admin.devices().await.map_err(|error| error.to_string())?;
+    match devices.as_slice() {
+        [one] => Ok(one.uuid.clone()),
+        [] => Err("no device is registered yet: give --device".into()),
+        _ => {
+            let all: Vec<&str> = devices.iter().map(|d| d.uuid.as_str()).collect();
+            Err(format!(
+                "several devices ({}): give --device",
+                all.join(", ")
+            ))
+        }
+    }
+}
+
+/// Reads `device`'s configuration, changes it with `change` and writes it back at the version
+/// it was read from; a concurrent change (409) makes it read again, up to five times. Returns
+/// what `change` returned and the new configuration version.
+async fn edit_config<T>(
+    admin: &AdminClient,
+    device: &str,
+    mut change: impl FnMut(&mut lichen_api::config::EdgeDevConfig) -> Result<T, String>,
+) -> Result<(T, u64), String> {
+    let text = |error: ClientError| error.to_string();
     for _attempt in 0..5 {
-        let version = admin.device(&device).await.map_err(text)?.config_version;
-        let json = admin.config(&device).await.map_err(text)?;
+        let version = admin.device(device).await.map_err(text)?.config_version;
+        let json = admin.config(device).await.map_err(text)?;
         let mut config: lichen_api::config::EdgeDevConfig =
             serde_json::from_value(json).map_err(|error| error.to_string())?;
         config.id = None;
-        let deployed = crate::deploy::deploy(&mut config, spec, &upload)?;
+        let result = change(&mut config)?;
         let yaml = crate::device_config::to_yaml(&config);
-        match admin.set_config_at(&device, &yaml, version).await {
-            Ok(set) => {
-                println!(
-                    "device {device}: app {} {} (version {}, volume {}, content tree {}); config version {}",
-                    spec.name,
-                    deployed.app,
-                    deployed.version,
-                    deployed.volume,
-                    deployed.content_tree,
-                    set.version
-                );
-                return Ok(());
-            }
+        match admin.set_config_at(device, &yaml, version).await {
+            Ok(set) => return Ok((result, set.version)),
             Err(error) if error.0.starts_with("409") => continue,
             Err(error) => return Err(error.to_string()),
         }

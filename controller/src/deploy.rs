@@ -167,26 +167,6 @@ pub fn deploy(
     };
     config.apps.push(app);
 
-    // The replaced app's volumes, and their content trees, unless another app still uses them.
-    let used_volumes: Vec<&str> = config
-        .apps
-        .iter()
-        .flat_map(|a| a.volume_ref_list.iter().map(|v| v.uuid.as_str()))
-        .collect();
-    let unused: Vec<String> = old_volumes
-        .into_iter()
-        .filter(|v| !used_volumes.contains(&v.as_str()))
-        .collect();
-    config.volumes.retain(|v| !unused.contains(&v.uuid));
-    let used_trees: Vec<String> = config
-        .volumes
-        .iter()
-        .filter_map(|v| v.origin.as_ref())
-        .map(|o| o.download_content_tree_id.clone())
-        .chain(std::iter::once(content_tree.uuid.clone()))
-        .collect();
-    config.content_info.retain(|c| used_trees.contains(&c.uuid));
-
     let deployed = Deployed {
         app: app_uuid,
         version,
@@ -196,7 +176,34 @@ pub fn deploy(
     };
     config.content_info.push(content_tree);
     config.volumes.push(volume);
+    // The replaced app's volumes, and their content trees, unless another app still uses them.
+    remove_unused(config, old_volumes);
     Ok(deployed)
+}
+
+/// Removes `volumes` no app refers to any more, and the content trees no volume is made from;
+/// returns how many volumes went.
+pub fn remove_unused(config: &mut EdgeDevConfig, volumes: Vec<String>) -> usize {
+    let used_volumes: Vec<&str> = config
+        .apps
+        .iter()
+        .flat_map(|a| a.volume_ref_list.iter().map(|v| v.uuid.as_str()))
+        .collect();
+    let unused: Vec<String> = volumes
+        .into_iter()
+        .filter(|v| !used_volumes.contains(&v.as_str()))
+        .collect();
+    let before = config.volumes.len();
+    config.volumes.retain(|v| !unused.contains(&v.uuid));
+    let removed = before - config.volumes.len();
+    let used_trees: Vec<String> = config
+        .volumes
+        .iter()
+        .filter_map(|v| v.origin.as_ref())
+        .map(|o| o.download_content_tree_id.clone())
+        .collect();
+    config.content_info.retain(|c| used_trees.contains(&c.uuid));
+    removed
 }
 
 /// The UUID of the network instance named `name`, made (local, NATed, 10.1.0.0/24 with DHCP)

@@ -19,6 +19,7 @@ pub mod datastore;
 pub mod deploy;
 pub mod device_config;
 pub mod devsim;
+pub mod lifecycle;
 pub mod pki;
 pub mod registration;
 pub mod server;

@@ -31,7 +31,7 @@ extern crate alloc;
 
 mod collector;
 mod keeper;
-mod link;
+
 mod sources;
 mod upload;
 
@@ -63,6 +63,10 @@ kernel::service! {
 }
 
 /// How long the network may take to get an address.
+/// Who this pillar is, on its link's console lines.
+const OWNER: &str = "logs";
+/// The largest response body the controller may send (newlogs answers have none).
+const MAX_BODY: usize = 64 * 1024;
 const ADDRESS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the command line says.
@@ -177,7 +181,7 @@ async fn start(args: &Args, options: Options) -> Result<(), String> {
 
     let trust = tls::Trust::new(&boot.root_der, unix_now)
         .map_err(|e| format!("root-certificate.pem: {e}"))?;
-    let link = link::Link::new(trust, boot.host.clone(), boot.port);
+    let link = device_api::link::Link::new(OWNER, trust, boot.host.clone(), boot.port, MAX_BODY);
     kernel::net::start(args).map_err(|e| format!("network: {e}"))?;
     let (address, prefix) = kernel::timeout(ADDRESS_TIMEOUT, kernel::net::wait_for_ipv4())
         .await

@@ -14,7 +14,7 @@ use lichen_api::envelope::Signer;
 use newlog::queue::key;
 
 use crate::keeper::Kept;
-use crate::link::Link;
+use device_api::link::Link;
 
 /// Who the device is, once known: its signer (from zedagent's identity) and UUID.
 #[derive(Default)]

@@ -30,9 +30,9 @@ use prost::Message;
 use topics::zedagent::{Checkpoint, Status};
 use topics::Global;
 
-use crate::link::{refusal, route, Link};
 use crate::objects::Watched;
 use crate::reports;
+use device_api::link::{refusal, route, Link};
 
 /// EVE's default `timer.config.interval`.
 pub const DEFAULT_CONFIG_INTERVAL: Duration = Duration::from_secs(60);
@@ -141,6 +141,8 @@ pub struct Agent {
     pub watched: Option<Watched>,
     /// Why the launcher's services could not be read last time (logged once per reason).
     services_error: Option<String>,
+    /// The apps of the configuration in force: UUID to name and version (for app metrics).
+    app_names: alloc::collections::BTreeMap<String, (String, String)>,
 }
 
 impl Agent {
@@ -183,6 +185,7 @@ impl Agent {
             polls_left: None,
             watched: None,
             services_error: None,
+            app_names: alloc::collections::BTreeMap::new(),
         }
     }
 
@@ -516,6 +519,11 @@ impl Agent {
             self.interval.as_secs(),
             self.metric_interval.as_secs()
         );
+        self.app_names = tables
+            .apps
+            .iter()
+            .map(|(uuid, app)| (uuid.clone(), (app.name.clone(), app.version.clone())))
+            .collect();
         self.config_hash = response.config_hash.clone();
         self.status.config_version = version;
         self.status.config_source = source.to_string();
@@ -614,7 +622,13 @@ impl Agent {
                 alloc::vec::Vec::new()
             }
         };
-        let message = reports::metrics(&self.uuid, self.boot_time, unix_now(), &services);
+        let message = reports::metrics(
+            &self.uuid,
+            self.boot_time,
+            unix_now(),
+            &services,
+            &self.app_names,
+        );
         let body = self.device.seal_to_bytes(&message);
         let path = route(&format!("id/{}/metrics", self.uuid));
         match self.link.call("POST", &path, Some(&body)).await {

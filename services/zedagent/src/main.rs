@@ -33,7 +33,7 @@
 extern crate alloc;
 
 mod agent;
-mod link;
+
 mod objects;
 mod reports;
 mod services;
@@ -74,6 +74,10 @@ kernel::service! {
 }
 
 /// How long the network may take to get an address.
+/// Who this pillar is, on its link's console lines.
+const OWNER: &str = "zedagent";
+/// The largest response body the controller may send (a configuration).
+const MAX_BODY: usize = 1 << 20;
 const ADDRESS_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn main(args: Args) -> i32 {
@@ -201,7 +205,7 @@ async fn start(
 
     let trust = tls::Trust::new(&boot.root_der, agent::unix_now)
         .map_err(|e| format!("root-certificate.pem: {e}"))?;
-    let link = link::Link::new(trust, boot.host.clone(), boot.port);
+    let link = device_api::link::Link::new(OWNER, trust, boot.host.clone(), boot.port, MAX_BODY);
     let stored = checkpoints
         .as_ref()
         .and_then(|table| table.shared().with(|p| p.get("global")));

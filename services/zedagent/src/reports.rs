@@ -69,15 +69,18 @@ pub fn info_message(device: ZInfoDevice, now: Option<u64>) -> ZInfoMsg {
 
 /// The metrics of device `uuid` now: memory, uptime (since `boot_time`), the uplink's
 /// counters, and the node's `services` (the launcher's rows: each one's state, restarts, CPU
-/// time and memory as metric items; the CPU time of them all as the device's).
+/// time and memory as metric items; the CPU time of them all as the device's; the app
+/// domains' rows as app metrics, named from `apps`: UUID to name and version).
 pub fn metrics(
     uuid: &str,
     boot_time: Option<u64>,
     now: Option<u64>,
     services: &[launcher_api::services::Service],
+    apps: &alloc::collections::BTreeMap<String, (String, String)>,
 ) -> ZMetricMsg {
     let cpu_ns: u64 = services
         .iter()
+        .filter(|s| !s.name.starts_with(device_api::services::APP_ROW_PREFIX))
         .map(|s| s.cpu_ms.saturating_mul(1_000_000))
         .fold(0, u64::saturating_add);
     let (size, used) = (kernel::mem::heap_size(), kernel::mem::heap_used());
@@ -128,6 +131,7 @@ pub fn metrics(
             }),
             metric_items: device_api::services::metric_items(services),
         })),
+        am: device_api::services::app_metrics(services, apps),
         ..Default::default()
     }
 }

@@ -10,7 +10,15 @@
 //!    launcher; the `apps-kill` dom0 hook then destroys domainmgr, and the restarted one adopts
 //!    the running app (same domain); an app asking for more memory than the node gives apps is
 //!    ERROR with the launcher's reason, and echo runs on; echo's network card is on the local
-//!    network instance deploy made, its address from zedrouter's DHCP;
+//!    network instance deploy made, its address from zedrouter's DHCP; then the app's
+//!    lifecycle from the controller's admin CLI ([`Lifecycle`]): `app delete big` and `app
+//!    restart echo` (a new domain, restarts 1), `app purge echo` (its volume made again,
+//!    restarts 2), `app stop` (HALTED) and `app start echo`, a new image deployed under the
+//!    same name (EVE's app_replace: restarts 3); `bad`, whose file in the datastore does not
+//!    match its SHA-256 (ERROR with both hashes, nothing boots), then deleted; `late`, whose
+//!    file in the datastore is truncated (the downloader retries with backoff; the `apps-kill`
+//!    hook destroys the downloader meanwhile) until the test puts the whole file back:
+//!    RUNNING, downloaded by the restarted downloader;
 //! 4. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
 //!    once a poll failed, and the restarted one once it queued its report in the vault; the
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
@@ -28,11 +36,27 @@
 
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
 use lichen_tests::controller::{config_partition, onboarding_cert, Controller, TempDir};
 use lichen_xen_tests::boot_watching;
+use sha2::{Digest, Sha256};
 
 const MANIFEST: &str = include_str!("../../../xen/nodes/eve.toml");
 const SERIAL: &str = "xen-node-1";
+
+/// Where the lifecycle steps (in 3) stand: each waits for a line of the node's console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Lifecycle {
+    Restarted,
+    Purged,
+    Stopped,
+    Started,
+    Replaced,
+    BadSha,
+    Truncated,
+    Late,
+}
 
 /// Where the test stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,6 +66,7 @@ enum Step {
     Deploying,
     Adopting,
     OverLimit,
+    Lifecycle(Lifecycle),
     Outage,
     Back,
     Done,
@@ -86,8 +111,9 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
         .status()
         .unwrap();
     assert!(built.success(), "scripts/build echo failed");
-    let echo = lichen_xen_tests::repo().join("target/images/echo.elf");
-    let echo = echo.to_str().unwrap();
+    let echo_path = lichen_xen_tests::repo().join("target/images/echo.elf");
+    let images = Images::new(&echo_path, &dir.0, &state);
+    let echo = echo_path.to_str().unwrap();
     let deploy = |c: &Controller, name: &str, memory_mib: &str| {
         c.admin(&[
             "app",
@@ -148,8 +174,22 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
                 }
                 Step::OverLimit => {
                     if line.contains("app big ERROR") {
-                        controller = None;
-                        step = Step::Outage;
+                        let c = controller.as_ref().unwrap();
+                        c.admin(&["app", "delete", "big"]);
+                        c.admin(&["app", "restart", "echo"]);
+                        step = Step::Lifecycle(Lifecycle::Restarted);
+                    }
+                }
+                Step::Lifecycle(stage) => {
+                    let c = controller.as_ref().unwrap();
+                    if let Some(next) = lifecycle(stage, line, c, &images) {
+                        step = next.map_or_else(
+                            || {
+                                controller = None;
+                                Step::Outage
+                            },
+                            Step::Lifecycle,
+                        );
                     }
                 }
                 Step::Outage => {
@@ -229,6 +269,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
         "echo's domain never ended:\n{}",
         run.log
     );
+    lifecycle_seen(&run, &echo_uuid);
     // 4. Two crashes, two restarts; the restarted zedagents kept the identity and the
     // configuration.
     run.assert_has("launcher: zedagent: its domain");
@@ -270,6 +311,137 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     objects_in_device_show(&controller, &uuid);
 }
 
+/// The images of the lifecycle steps: echo with a tail that changes its SHA-256 (ELF loaders
+/// ignore bytes past the segments), and where the controller's datastore keeps files.
+struct Images {
+    /// echo's second version.
+    replacement: PathBuf,
+    /// An app whose file the datastore will hold corrupted.
+    bad: PathBuf,
+    /// An app whose file the datastore will hold truncated, then whole.
+    late: PathBuf,
+    /// The controller's datastore directory.
+    datastore: PathBuf,
+}
+
+impl Images {
+    fn new(echo: &Path, dir: &Path, state: &Path) -> Images {
+        let bytes = std::fs::read(echo).unwrap();
+        let variant = |name: &str| {
+            let path = dir.join(format!("{name}.elf"));
+            let mut tail = bytes.clone();
+            tail.extend_from_slice(format!("lichen node test: {name}\n").as_bytes());
+            std::fs::write(&path, tail).unwrap();
+            path
+        };
+        Images {
+            replacement: variant("echo-2"),
+            bad: variant("bad"),
+            late: variant("late"),
+            datastore: state.join("datastore"),
+        }
+    }
+
+    /// Puts `contents` in the datastore under the SHA-256 of `image`'s bytes: the controller
+    /// keeps a file it already has, so its upload of `image` then serves `contents`.
+    fn plant(&self, image: &Path, contents: &[u8]) {
+        let bytes = std::fs::read(image).unwrap();
+        let name: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::create_dir_all(&self.datastore).unwrap();
+        let temporary = self.datastore.join(".planted");
+        std::fs::write(&temporary, contents).unwrap();
+        std::fs::rename(&temporary, self.datastore.join(name)).unwrap();
+    }
+}
+
+/// One lifecycle step (in 3): on the line that ends `stage`, starts the next one and returns it
+/// (`Some(None)`: all done).
+fn lifecycle(
+    stage: Lifecycle,
+    line: &str,
+    c: &Controller,
+    images: &Images,
+) -> Option<Option<Lifecycle>> {
+    let admin = |args: &[&str]| {
+        c.admin(args);
+    };
+    let deploy = |image: &Path, name: &str| {
+        admin(&[
+            "app",
+            "deploy",
+            image.to_str().unwrap(),
+            "--name",
+            name,
+            "--memory-mib",
+            "32",
+        ])
+    };
+    let next = match stage {
+        Lifecycle::Restarted if line.contains("app echo RUNNING restarts 1") => {
+            admin(&["app", "purge", "echo"]);
+            Lifecycle::Purged
+        }
+        Lifecycle::Purged if line.contains("app echo RUNNING restarts 2") => {
+            admin(&["app", "stop", "echo"]);
+            Lifecycle::Stopped
+        }
+        Lifecycle::Stopped if line.contains("app echo HALTED") => {
+            admin(&["app", "start", "echo"]);
+            Lifecycle::Started
+        }
+        Lifecycle::Started if line.contains("app echo RUNNING") => {
+            deploy(&images.replacement, "echo");
+            Lifecycle::Replaced
+        }
+        Lifecycle::Replaced if line.contains("app echo RUNNING restarts 3") => {
+            // The same length, other bytes: only the hash tells.
+            let mut corrupted = std::fs::read(&images.bad).unwrap();
+            let middle = corrupted.len() / 2;
+            corrupted[middle] ^= 0xff;
+            images.plant(&images.bad, &corrupted);
+            deploy(&images.bad, "bad");
+            Lifecycle::BadSha
+        }
+        Lifecycle::BadSha if line.contains("app bad ERROR") => {
+            admin(&["app", "delete", "bad"]);
+            let whole = std::fs::read(&images.late).unwrap();
+            images.plant(&images.late, &whole[..whole.len() / 2]);
+            deploy(&images.late, "late");
+            Lifecycle::Truncated
+        }
+        Lifecycle::Truncated if line.contains("apps-kill: destroyed downloader") => {
+            images.plant(&images.late, &std::fs::read(&images.late).unwrap());
+            Lifecycle::Late
+        }
+        Lifecycle::Late if line.contains("app late RUNNING") => return Some(None),
+        _ => return None,
+    };
+    Some(Some(next))
+}
+
+/// The lifecycle steps' evidence in the log, beyond the lines the steps waited for.
+fn lifecycle_seen(run: &lichen_xen_tests::Run, echo_uuid: &str) {
+    // The purge made the volume again: echo downloaded three times (deploy, purge, new image).
+    assert!(
+        run.count("downloader: echo Verified") >= 3,
+        "purge did not refill echo's volume:\n{}",
+        run.log
+    );
+    run.assert_has("app echo HALTED");
+    // The replacement kept the app's UUID.
+    run.assert_has(&format!("{echo_uuid}: app echo RUNNING restarts 3"));
+    // The corrupted file: ERROR naming both hashes; bad never booted.
+    run.assert_has("sha256 mismatch: the content tree says");
+    assert_eq!(run.count("app bad RUNNING"), 0, "{}", run.log);
+    assert_eq!(run.count("bad: echo: listening"), 0, "{}", run.log);
+    // The truncated file: retried until whole, by the restarted downloader.
+    run.assert_has("apps-kill: destroyed downloader");
+    run.assert_has("app late RUNNING");
+}
+
 /// Step 8: the controller shows what zedagent reported of the node's objects: the echo app
 /// RUNNING (reported before the outage) and its volume made. (Its content tree's download
 /// status may come and go between two of zedagent's looks: a small image downloads in less
@@ -285,7 +457,8 @@ fn objects_in_device_show(controller: &Controller, uuid: &str) {
 }
 
 /// Step 6: the metrics the controller stored hold every pillar of eve.toml as metric items
-/// (`service.<name>.state`, `.cpu_ms`, `.memory_kib`, `.restarts`), some running.
+/// (`service.<name>.state`, `.cpu_ms`, `.memory_kib`, `.restarts`), some running, and the apps
+/// as app metrics.
 fn services_in_metrics(run: &lichen_xen_tests::Run, controller: &Controller, uuid: &str) {
     let metrics = controller.admin(&["follow", uuid, "--kinds", "metrics", "--no-wait"]);
     for service in ["vault", "zedagent", "diag", "logs"] {
@@ -298,6 +471,11 @@ fn services_in_metrics(run: &lichen_xen_tests::Run, controller: &Controller, uui
         }
     }
     assert!(metrics.contains("\"stringValue\":\"running\""), "{metrics}");
+    // The apps' metrics: the launcher's rows of app domains, named from the configuration.
+    assert!(
+        metrics.contains("\"AppName\":\"echo\""),
+        "no app metrics for echo:\n{metrics}"
+    );
     assert!(
         !run.log.contains("the node's services cannot be read"),
         "{}",

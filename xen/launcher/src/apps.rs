@@ -188,6 +188,25 @@ impl Apps {
             .filter_map(|(name, r)| Some((name.as_str(), r.domid?)))
     }
 
+    /// The apps' rows for the services' status that zedagent reads (`app-<name>`, the domain's
+    /// name): domain, state (one word) and memory; the supervisor adds Xen's CPU and memory
+    /// figures, which zedagent reports as the app's metrics.
+    pub fn rows(&self) -> Vec<crate::status::Row> {
+        self.table
+            .iter()
+            .map(|(name, r)| crate::status::Row {
+                service: domain_name(name),
+                domid: r.domid,
+                state: match &r.state {
+                    AppState::Crashed(_) => "crashed".to_string(),
+                    state => state.to_string(),
+                },
+                restarts: 0,
+                memory: r.spec.memory_mib,
+            })
+            .collect()
+    }
+
     /// Whether an app holds a domain (the supervisor then keeps watching domains).
     pub fn has_domains(&self) -> bool {
         self.table.values().any(|r| r.domid.is_some())

@@ -772,6 +772,10 @@ impl<P: Platform> Supervisor<P> {
                 row.domid = None;
             }
         }
+        // The app domains too, for the apps' metrics.
+        if let Some(apps) = &self.apps {
+            rows.extend(apps.rows());
+        }
         if !self.services.due(&rows, now) {
             return;
         }

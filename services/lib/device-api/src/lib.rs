@@ -29,6 +29,8 @@ pub mod controller;
 pub mod fanout;
 pub mod http;
 pub mod identity;
+#[cfg(target_os = "none")]
+pub mod link;
 pub mod objects;
 pub mod queue;
 pub mod services;

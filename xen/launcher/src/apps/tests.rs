@@ -237,6 +237,18 @@ fn an_app_is_created_from_its_volume_started_stopped_and_destroyed() {
     });
     assert_eq!(events(&out), [("echo".into(), AppState::Running)]);
     assert_eq!(h.fake.calls[1], "unpause 11");
+    let rows = h.apps.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0].service.as_str(),
+            rows[0].domid,
+            rows[0].state.as_str(),
+            rows[0].memory
+        ),
+        ("app-echo", Some(11), "running", 32),
+        "the app's row for zedagent's metrics"
+    );
     let out = h.ask(Op::Stop {
         name: "echo".into(),
         grace_ms: 0,

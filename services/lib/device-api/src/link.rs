@@ -1,30 +1,37 @@
-//! The link to the controller: one kept-alive HTTPS connection (TCP from `kernel::net`, TLS
-//! 1.3 from `tls`), opened when needed and dropped after any error.
+//! The link to the controller, shared by every pillar that speaks the device API (zedagent,
+//! logs): one kept-alive HTTPS connection (TCP from `kernel::net`, TLS 1.3 from `tls`, verified
+//! against the pinned root), opened when needed and dropped after any error.
 //!
 //! Every call is bounded by [`CALL_TIMEOUT`]: a controller that hangs, or a network that loses
-//! the connection, costs one timeout and a reconnection, never a stuck agent.
+//! the connection, costs one timeout and a reconnection, never a stuck pillar. A response body
+//! larger than the link's limit is an error, never an allocation the controller chose.
+//!
+//! Only in a guest (`target_os = "none"`): it needs the kernel's network and clock.
 
 use alloc::format;
 use alloc::string::String;
 use core::net::{IpAddr, SocketAddr};
 
-use device_api::http::{self, Response};
 use kernel::net::{TcpOptions, TcpStream};
 use kernel::{info, Duration};
 use tls::{TlsStream, Trust};
 
+use crate::http::{self, Response};
+
 /// The longest one request may take, connecting included.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest response body accepted (a configuration).
-pub const MAX_BODY: usize = 1 << 20;
 
 /// The controller's address and the connection to it.
 pub struct Link {
+    /// Who uses the link, for its console lines ("zedagent", "logs").
+    owner: &'static str,
     trust: Trust,
     host: String,
     port: u16,
+    /// The largest response body accepted.
+    max_body: usize,
     stream: Option<TlsStream<TcpStream>>,
-    /// Handshakes done, and the time the last one took.
+    /// Handshakes done.
     pub handshakes: u64,
     /// The duration of the last TLS handshake.
     pub last_handshake: Duration,
@@ -33,12 +40,21 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link to `host:port`, trusting `trust`.
-    pub fn new(trust: Trust, host: String, port: u16) -> Link {
+    /// A link for `owner` to `host:port`, trusting `trust`, accepting response bodies of at
+    /// most `max_body` bytes.
+    pub fn new(
+        owner: &'static str,
+        trust: Trust,
+        host: String,
+        port: u16,
+        max_body: usize,
+    ) -> Link {
         Link {
+            owner,
             trust,
             host,
             port,
+            max_body,
             stream: None,
             handshakes: 0,
             last_handshake: Duration::ZERO,
@@ -47,6 +63,7 @@ impl Link {
     }
 
     /// Sends `method path` with `body` (a signed envelope, or none) and returns the response.
+    /// `path` is the whole request path (see [`route`]).
     pub async fn call(
         &mut self,
         method: &str,
@@ -65,20 +82,26 @@ impl Link {
         let reused = self.stream.is_some();
         match self.try_call(&request).await {
             Err(e) if reused => {
-                info!("zedagent: connection lost ({e}); reconnecting");
+                info!("{}: connection lost ({e}); reconnecting", self.owner);
                 self.try_call(&request).await
             }
             result => result,
         }
     }
 
+    /// POSTs `body` (a signed envelope) to `path` under the device API.
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> Result<Response, String> {
+        self.call("POST", &route(path), Some(body)).await
+    }
+
     async fn try_call(&mut self, request: &[u8]) -> Result<Response, String> {
+        let max_body = self.max_body;
         let result = kernel::timeout(CALL_TIMEOUT, async {
             if self.stream.is_none() {
                 self.stream = Some(self.connect().await?);
             }
             let stream = self.stream.as_mut().expect("connected above");
-            http::exchange(stream, request, MAX_BODY)
+            http::exchange(stream, request, max_body)
                 .await
                 .map_err(|e| format!("{e}"))
         })
@@ -116,7 +139,8 @@ impl Link {
         self.last_handshake = started.elapsed();
         self.handshakes += 1;
         info!(
-            "zedagent: TLS 1.3 with {}:{} in {} ms (server verified against the pinned root)",
+            "{}: TLS 1.3 with {}:{} in {} ms (server verified against the pinned root)",
+            self.owner,
             self.host,
             self.port,
             self.last_handshake.as_millis()
