@@ -199,6 +199,11 @@ pub enum AppCommand {
         /// No network interface.
         #[arg(long, conflicts_with = "network")]
         no_network: bool,
+        /// A file sent as the app's user data (EVE's `userData`): for a lichen app, its
+        /// command line, `key=value` words, one or more a line, `#` comments (at most 1024
+        /// bytes once joined).
+        #[arg(long, value_name = "FILE")]
+        user_data: Option<PathBuf>,
     },
     /// Reboots an app on the same volumes (bumps its restart counter).
     Restart(AppTarget),
@@ -334,7 +339,14 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             http,
             network,
             no_network,
+            user_data,
         }) => {
+            let user_data = match user_data {
+                Some(path) => {
+                    std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))?
+                }
+                None => Vec::new(),
+            };
             let mode = lichen_api::config::VmMode::from_str_name(&mode)
                 .ok_or_else(|| format!("--mode {mode}: not one of EVE's VmMode names"))?;
             let spec = crate::deploy::AppSpec {
@@ -346,6 +358,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 mode,
                 plain_http: http,
                 network: (!no_network).then_some(network),
+                user_data,
             };
             deploy_app(&admin, &file, device, &spec).await?;
         }

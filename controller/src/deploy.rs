@@ -20,6 +20,8 @@ use lichen_api::config::{
     VolumeContentOrigin, VolumeContentOriginType, VolumeRef, ZNetworkInstType,
 };
 
+use base64ct::{Base64, Encoding};
+
 use crate::admin_api::DatastoreUpload;
 
 /// Room the node keeps after the content on a volume made from it (the downloader's record of
@@ -41,6 +43,9 @@ pub struct AppSpec {
     pub plain_http: bool,
     /// The network instance its interface attaches to, by name (`None`: no interface).
     pub network: Option<String>,
+    /// Its user data (EVE's `userData`, sent base64): a lichen app's command line, as
+    /// `launcher_api::check::cmdline_from_user_data` makes it on the node; empty: none.
+    pub user_data: Vec<u8>,
 }
 
 /// What [`deploy`] wrote.
@@ -71,6 +76,9 @@ pub fn deploy(
     spec: &AppSpec,
     upload: &DatastoreUpload,
 ) -> Result<Deployed, String> {
+    // The node would refuse the whole configuration for user data it cannot use: say so now.
+    launcher_api::check::cmdline_from_user_data(&spec.user_data)
+        .map_err(|why| format!("user data: {why}"))?;
     let location = &upload.location;
     let (kind, fqdn) = if spec.plain_http {
         let url = location.http_url.clone().ok_or(
@@ -154,6 +162,7 @@ pub fn deploy(
             uuid: volume.uuid.clone(),
             ..Default::default()
         }],
+        user_data: Base64::encode_string(&spec.user_data),
         ..Default::default()
     };
     config.apps.push(app);
@@ -264,7 +273,31 @@ mod tests {
             mode: VmMode::Pv,
             plain_http: false,
             network: Some("default".into()),
+            user_data: Vec::new(),
         }
+    }
+
+    #[test]
+    fn user_data_goes_base64_and_what_the_node_would_refuse_is_refused_here() {
+        let mut config = EdgeDevConfig::default();
+        let mut with = spec();
+        with.user_data = b"# the bus\nbroker=10.0.2.2:1883\n".to_vec();
+        deploy(&mut config, &with, &upload(&"a".repeat(64), 10)).unwrap();
+        assert_eq!(
+            config.apps[0].user_data,
+            "IyB0aGUgYnVzCmJyb2tlcj0xMC4wLjIuMjoxODgzCg=="
+        );
+        deploy(&mut config, &spec(), &upload(&"a".repeat(64), 10)).unwrap();
+        assert_eq!(config.apps[0].user_data, "", "none: empty");
+
+        let before = config.clone();
+        let mut bad = spec();
+        bad.user_data = vec![b'a'; 2000];
+        let error = deploy(&mut config, &bad, &upload(&"b".repeat(64), 10)).unwrap_err();
+        assert!(error.starts_with("user data: "), "{error}");
+        bad.user_data = b"a=\xff".to_vec();
+        assert!(deploy(&mut config, &bad, &upload(&"b".repeat(64), 10)).is_err());
+        assert_eq!(config, before, "nothing written");
     }
 
     #[test]

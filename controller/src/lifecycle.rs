@@ -168,6 +168,7 @@ mod tests {
                 mode: VmMode::Pv,
                 plain_http: false,
                 network: Some("default".into()),
+                user_data: Vec::new(),
             };
             let upload = DatastoreUpload {
                 stored: Stored {

@@ -215,7 +215,7 @@ impl App {
             kernel: *kernel,
             memory_mib: u32::try_from(config.memory_kib.div_ceil(1024)).unwrap_or(u32::MAX),
             vcpus: config.vcpus.max(1),
-            cmdline: String::new(),
+            cmdline: config.cmdline.clone(),
             disks: extents
                 .iter()
                 .skip(1)

@@ -29,6 +29,7 @@ fn config() -> AppInstance {
         restart_counter: 0,
         purge_counter: 0,
         start_delay_s: 0,
+        cmdline: "broker=10.0.2.2:1883".into(),
     }
 }
 
@@ -74,6 +75,10 @@ fn an_app_waits_for_its_volume_then_boots_and_runs() {
     assert_eq!(domain_config.disks[0].extent, extent(4, 2));
     assert_eq!(domain_config.memory_mib, 33, "KiB rounded up");
     assert_eq!(domain_config.network.as_deref(), Some("lichenbr0"));
+    assert_eq!(
+        domain_config.cmdline, "broker=10.0.2.2:1883",
+        "the user data's command line"
+    );
     assert_eq!(domain_config.generation, 0);
     assert_eq!(step.status.state, SwState::Booting);
     let step = app.step(

@@ -258,6 +258,10 @@ impl ConfigTables {
                 restart_counter: app.restart.as_ref().map_or(0, |c| c.counter),
                 purge_counter: app.purge.as_ref().map_or(0, |c| c.counter),
                 start_delay_s: app.start_delay_in_seconds,
+                cmdline: user_data_cmdline(&app.user_data).unwrap_or_else(|why| {
+                    problems.push(format!("app {}: userData: {why}", id.uuid));
+                    String::new()
+                }),
             };
             insert(&mut tables.apps, "app", id.uuid, instance, &mut problems);
         }
@@ -289,6 +293,16 @@ impl ConfigTables {
 }
 
 /// `config` with every id and UUID, and every reference to one, in lowercase.
+/// An app's command line from EVE's `userData`: base64 (standard alphabet, padded, as EVE's
+/// controller sends it; spaces and line breaks in it ignored), then
+/// [`launcher_api::check::cmdline_from_user_data`].
+fn user_data_cmdline(user_data: &str) -> Result<String, String> {
+    use base64ct::{Base64, Encoding};
+    let compact: String = user_data.split_ascii_whitespace().collect();
+    let bytes = Base64::decode_vec(&compact).map_err(|_| "not base64".to_string())?;
+    launcher_api::check::cmdline_from_user_data(&bytes)
+}
+
 fn lowercase_ids(config: &EdgeDevConfig) -> EdgeDevConfig {
     fn lower(id: &mut str) {
         id.make_ascii_lowercase();

@@ -131,6 +131,8 @@ pub(crate) fn full_config() -> EdgeDevConfig {
                 },
             ],
             start_delay_in_seconds: 30,
+            // "# options\nbroker=10.0.2.2:1883\nqos=1\n", base64 as EVE sends it.
+            user_data: "IyBvcHRpb25zCmJyb2tlcj0xMC4wLjIuMjoxODgzCnFvcz0xCg==".into(),
             ..Default::default()
         }],
         baseos: Some(PbBaseOs {
@@ -230,6 +232,7 @@ fn every_field_of_every_object_is_carried() {
             restart_counter: 2,
             purge_counter: 1,
             start_delay_s: 30,
+            cmdline: "broker=10.0.2.2:1883 qos=1".into(),
         }
     );
     assert_eq!(
@@ -328,6 +331,21 @@ fn objects_without_ids_twice_the_same_id_and_bad_values_are_refused() {
     let mut config = full_config();
     config.volumes[1].origin.as_mut().unwrap().r#type = 7;
     assert_eq!(refused(&config), "volume vol-2: unknown origin type 7");
+
+    // User data that is not base64, or does not make a command line.
+    let mut config = full_config();
+    config.apps[0].user_data = "not base64!".into();
+    assert_eq!(refused(&config), "app app-1: userData: not base64");
+    let mut config = full_config();
+    config.apps[0].user_data = "YT0xG2I9Mg==".into(); // "a=1\x1bb=2"
+    assert_eq!(
+        refused(&config),
+        "app app-1: userData: the user data holds the control character '\\u{1b}'"
+    );
+    let mut config = full_config();
+    config.apps[0].user_data = "YT0x\nYj0y\n".into(); // "a=1b=2", base64 over two lines
+    let tables = ConfigTables::from_config(&config).unwrap();
+    assert_eq!(tables.apps["app-1"].cmdline, "a=1b=2");
 }
 
 #[test]

@@ -78,6 +78,40 @@ pub fn grace(grace_ms: u32) -> Result<(), Refusal> {
     }
 }
 
+/// The command line an app's user data becomes (EVE's `AppInstanceConfig.userData`, after
+/// base64): its lines, trimmed, joined by single spaces, leaving out blank lines and lines
+/// starting with `#`. So a file of `key=value` words, one or more a line, with comments, is
+/// the command line a lichen app reads as `kernel::Args` (a Linux app: its kernel's command
+/// line). The user data comes from the controller: text that is not UTF-8, that holds control
+/// characters other than tab, CR and LF, or whose command line exceeds [`MAX_CMDLINE`] bytes
+/// is refused with the reason.
+pub fn cmdline_from_user_data(user_data: &[u8]) -> Result<String, String> {
+    let text = core::str::from_utf8(user_data)
+        .map_err(|e| format!("the user data is not UTF-8 text (byte {})", e.valid_up_to()))?;
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        return Err(format!("the user data holds the control character {c:?}"));
+    }
+    let mut cmdline = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str(line);
+        if cmdline.len() > MAX_CMDLINE {
+            return Err(format!(
+                "the user data makes a command line of more than {MAX_CMDLINE} bytes"
+            ));
+        }
+    }
+    Ok(cmdline)
+}
+
 fn invalid(message: impl Into<String>) -> Refusal {
     Refusal::new(RefusalKind::Invalid, message)
 }

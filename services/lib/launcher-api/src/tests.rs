@@ -195,3 +195,35 @@ fn states_say_whether_they_hold_a_domain() {
         "crashed (exit 3)"
     );
 }
+
+#[test]
+fn user_data_becomes_a_command_line_of_its_lines_without_comments() {
+    let text = b"# device-modbus on the node\nbroker=10.0.2.2:1883   \n\n  modbus=10.0.2.2:5020 interval=1s\r\n#qos=1\nmotd=\"a b\"\n";
+    let cmdline = check::cmdline_from_user_data(text).unwrap();
+    assert_eq!(
+        cmdline,
+        "broker=10.0.2.2:1883 modbus=10.0.2.2:5020 interval=1s motd=\"a b\""
+    );
+    let mut good = spec();
+    good.cmdline = cmdline;
+    assert!(check::spec(&good).is_ok());
+    assert_eq!(check::cmdline_from_user_data(b"").unwrap(), "");
+    assert_eq!(check::cmdline_from_user_data(b"# only\n\n").unwrap(), "");
+
+    // What the controller may send that is no command line: refused, with the reason.
+    let not_utf8 = check::cmdline_from_user_data(b"a=1 \xff").unwrap_err();
+    assert!(
+        not_utf8.contains("not UTF-8") && not_utf8.contains("byte 4"),
+        "{not_utf8}"
+    );
+    let control = check::cmdline_from_user_data(b"a=1\x1bb=2").unwrap_err();
+    assert!(control.contains("control character"), "{control}");
+    let fits = "a".repeat(check::MAX_CMDLINE);
+    assert_eq!(
+        check::cmdline_from_user_data(fits.as_bytes()).unwrap(),
+        fits
+    );
+    let long = ["a".repeat(600), "b".repeat(600)].join("\n");
+    let too_long = check::cmdline_from_user_data(long.as_bytes()).unwrap_err();
+    assert!(too_long.contains("more than 1024 bytes"), "{too_long}");
+}

@@ -12,8 +12,9 @@
 //! - **QoS 1**: a message leaves the outbox only when the broker acknowledges it (PUBACK); up to
 //!   the broker's Receive Maximum (MQTT 5) or [`WINDOW`] are in flight. A new connection sends
 //!   the unacknowledged ones again first, with their packet ids and DUP set
-//!   ([`crate::inflight`]), and asks the broker to keep the session (3.1.1: clean session off
-//!   after the first connection; 5: clean start off and a session expiry). An MQTT 5 PUBACK with
+//!   ([`crate::inflight`]), and asks the broker to keep the session: a first connection with
+//!   clean session (5: clean start) on only discards an earlier run's session, the next ones
+//!   have it off (5: with a session expiry). An MQTT 5 PUBACK with
 //!   a failure reason code (quota exceeded, not authorized, ...) means the broker refused the
 //!   message: it is dropped and counted (`rejected`), not sent again.
 //! - **QoS 2** (exactly once): a message leaves the outbox when the broker's PUBREC says it has
@@ -475,9 +476,19 @@ async fn session(
     let qos1 = options.qos > QoS::AtMostOnce;
     // QoS 1 and 2 keep the session across connections (not on the first: nothing to resume).
     let resume = qos1 && client.connects.get() > 0;
+    // A stale session (an earlier run of this client's, whose packet ids and messages are not
+    // this run's) ends only with a connection made with clean session (5: clean start) on, and
+    // MQTT 3.1.1 keeps a session after its connection only if that connection was made with
+    // clean session off. Mosquitto (2.0) also saves to its database, across its restarts, only
+    // sessions made with clean start off, even with a session expiry (MQTT 5). So with QoS 1
+    // or 2 the first connection only discards whatever session the broker holds (clean on,
+    // then DISCONNECT), and the next one, clean off (5: with a session expiry), makes the
+    // session the broker keeps across broken connections and, with its persistence on, its
+    // own restarts.
+    let discard_only = qos1 && !resume;
     let mut properties = Properties::new();
     if version == Version::V5 {
-        if qos1 {
+        if resume {
             properties = properties.with(
                 id::SESSION_EXPIRY_INTERVAL,
                 Value::U32(options.session_expiry_s),
@@ -516,6 +527,19 @@ async fn session(
                         if let Some(r) = client.received.borrow_mut().as_mut() {
                             r.clear();
                         }
+                    }
+                    if discard_only {
+                        let bye = Packet::Disconnect {
+                            reason: 0,
+                            properties: Properties::new(),
+                        };
+                        send(&mut conn, version, &bye).await?;
+                        kernel::info!(
+                            "mqtt: {}:{}: earlier session discarded; making a persistent one",
+                            options.host,
+                            options.port
+                        );
+                        return Ok(());
                     }
                     break Limits::new(options, &properties);
                 }

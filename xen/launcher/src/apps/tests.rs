@@ -24,9 +24,10 @@ impl Platform for Fake {
         files: &BootFiles,
     ) -> Result<u32, String> {
         self.calls.push(format!(
-            "create {name} {} MiB {} vcpus from {} at {:?} disks {:?}",
+            "create {name} {} MiB {} vcpus cmdline {:?} from {} at {:?} disks {:?}",
             service.memory,
             service.vcpus,
+            service.cmdline,
             files.kernel.display(),
             files.kernel_window,
             service
@@ -229,7 +230,7 @@ fn an_app_is_created_from_its_volume_started_stopped_and_destroyed() {
     assert_eq!(events(&out), [("echo".into(), AppState::Created)]);
     assert_eq!(
         h.fake.calls[0],
-        "create app-echo 32 MiB 1 vcpus from /dev/vdd at Some((0, 4194304)) disks []"
+        "create app-echo 32 MiB 1 vcpus cmdline \"ip=10.77.0.5/24\" from /dev/vdd at Some((0, 4194304)) disks []"
     );
     let out = h.ask(Op::Start {
         name: "echo".into(),
@@ -338,7 +339,7 @@ fn volumes_lie_on_the_data_disk_and_disks_are_exclusive() {
         h.fake.calls[..2],
         [
             "map /dev/vdd 8388608 2097152 rw".to_string(),
-            "create app-a 8 MiB 1 vcpus from /dev/vdd at Some((0, 4194304)) disks [\"/dev/loop8\"]"
+            "create app-a 8 MiB 1 vcpus cmdline \"ip=10.77.0.5/24\" from /dev/vdd at Some((0, 4194304)) disks [\"/dev/loop8\"]"
                 .to_string()
         ]
     );

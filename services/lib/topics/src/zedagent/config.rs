@@ -166,10 +166,13 @@ pub struct AppInstance {
     pub purge_counter: u32,
     /// Seconds to wait after the node boots before starting it.
     pub start_delay_s: u32,
+    /// The command line its domain gets: EVE's `userData`, decoded and made a command line
+    /// (`launcher_api::check::cmdline_from_user_data`); empty when none was given.
+    pub cmdline: String,
 }
 
 /// The app instances, keyed by UUID.
-pub const APP_INSTANCE: Topic<String, AppInstance> = Topic::volatile("zedagent/AppInstance", 1);
+pub const APP_INSTANCE: Topic<String, AppInstance> = Topic::volatile("zedagent/AppInstance", 2);
 
 /// A network instance: a virtual network apps attach to (EVE's `NetworkInstanceConfig`).
 /// Addresses are strings as in EVE's `ipspec` (empty when not given).
@@ -265,6 +268,7 @@ mod tests {
             restart_counter: 1,
             purge_counter: 2,
             start_delay_s: 5,
+            cmdline: "broker=10.0.2.2:1883".into(),
         };
         let bytes = postcard::to_allocvec(&app).unwrap();
         assert_eq!(postcard::from_bytes::<AppInstance>(&bytes).unwrap(), app);
