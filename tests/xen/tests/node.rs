@@ -32,7 +32,9 @@
 //!    ([`services_in_metrics`]);
 //! 8. `admin devices show` lists the apps, volumes and content trees zedagent reported
 //!    (zedmanager's, volumemgr's and the downloader's statuses): echo RUNNING, its volume
-//!    made ([`objects_in_device_show`]).
+//!    made ([`objects_in_device_show`]);
+//! 9. a second boot of the same disks: the same device again, its apps running from their
+//!    volumes ([`the_node_comes_back_after_a_reboot`]).
 
 use std::time::Duration;
 
@@ -101,10 +103,11 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     .unwrap();
 
     // Short timers, the kill hook.
-    let manifest = MANIFEST.replace(
+    let short_timers = MANIFEST.replace(
         "cmdline = \"config_interval=10\"",
         "cmdline = \"config_interval=2 metric_interval=3\"",
-    ) + "\n[test]\nhooks = [\"zedagent-kill\", \"apps-kill\"]\n";
+    );
+    let manifest = short_timers.clone() + "\n[test]\nhooks = [\"zedagent-kill\", \"apps-kill\"]\n";
     // The app's image (not one of the node's).
     let built = std::process::Command::new(lichen_xen_tests::repo().join("scripts/build"))
         .arg("echo")
@@ -309,6 +312,36 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     newlogs_arrived(&run, &controller, &uuid);
     services_in_metrics(&run, &controller, &uuid);
     objects_in_device_show(&controller, &uuid);
+    drop(run);
+    the_node_comes_back_after_a_reboot(&short_timers, &config, &uuid);
+}
+
+/// Step 9, a second boot of the same node (its disks kept, no hooks): the same device
+/// registers again (200, the identity from the vault), and its apps run again from the
+/// volumes on the app data disk.
+fn the_node_comes_back_after_a_reboot(manifest: &str, config: &Path, uuid: &str) {
+    let mut onboarded = false;
+    let mut apps = (false, false);
+    let run = boot_watching(
+        "node",
+        manifest,
+        &["--disk", &format!("config={}", config.display())],
+        Duration::from_secs(600),
+        |line| {
+            onboarded |= line.contains(&format!("onboarded as device {uuid}"));
+            apps.0 |= line.contains("app echo RUNNING");
+            apps.1 |= line.contains("app late RUNNING");
+            onboarded && apps.0 && apps.1
+        },
+    );
+    assert!(
+        onboarded && apps.0 && apps.1,
+        "after the reboot: onboarded {onboarded}, echo and late running {apps:?}:\n{}",
+        run.log
+    );
+    run.assert_has("register: 200 OK (known device)");
+    run.assert_has("device identity restored from the vault");
+    assert_eq!(run.count("register: 201"), 0, "{}", run.log);
 }
 
 /// The images of the lifecycle steps: echo with a tail that changes its SHA-256 (ELF loaders
