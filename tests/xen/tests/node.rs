@@ -16,9 +16,9 @@
 //!    restarts 2), `app stop` (HALTED) and `app start echo`, a new image deployed under the
 //!    same name (EVE's app_replace: restarts 3); `bad`, whose file in the datastore does not
 //!    match its SHA-256 (ERROR with both hashes, nothing boots), then deleted; `late`, whose
-//!    file in the datastore is truncated (the downloader retries with backoff; the `apps-kill`
-//!    hook destroys the downloader meanwhile) until the test puts the whole file back:
-//!    RUNNING, downloaded by the restarted downloader;
+//!    file the datastore serves cut short (a wrong SHA-256 again, retried with backoff; the
+//!    `apps-kill` hook destroys the downloader meanwhile) until the test puts the whole file
+//!    back: RUNNING, downloaded by the restarted downloader;
 //! 4. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
 //!    once a poll failed, and the restarted one once it queued its report in the vault; the
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
@@ -56,7 +56,7 @@ enum Lifecycle {
     Started,
     Replaced,
     BadSha,
-    Truncated,
+    CutShort,
     Late,
 }
 
@@ -351,7 +351,7 @@ struct Images {
     replacement: PathBuf,
     /// An app whose file the datastore will hold corrupted.
     bad: PathBuf,
-    /// An app whose file the datastore will hold truncated, then whole.
+    /// An app whose file the datastore will hold cut short, then whole.
     late: PathBuf,
     /// The controller's datastore directory.
     datastore: PathBuf,
@@ -443,9 +443,9 @@ fn lifecycle(
             let whole = std::fs::read(&images.late).unwrap();
             images.plant(&images.late, &whole[..whole.len() / 2]);
             deploy(&images.late, "late");
-            Lifecycle::Truncated
+            Lifecycle::CutShort
         }
-        Lifecycle::Truncated if line.contains("apps-kill: destroyed downloader") => {
+        Lifecycle::CutShort if line.contains("apps-kill: destroyed downloader") => {
             images.plant(&images.late, &std::fs::read(&images.late).unwrap());
             Lifecycle::Late
         }
@@ -470,7 +470,7 @@ fn lifecycle_seen(run: &lichen_xen_tests::Run, echo_uuid: &str) {
     run.assert_has("sha256 mismatch: the content tree says");
     assert_eq!(run.count("app bad RUNNING"), 0, "{}", run.log);
     assert_eq!(run.count("bad: echo: listening"), 0, "{}", run.log);
-    // The truncated file: retried until whole, by the restarted downloader.
+    // The file cut short: retried until whole, by the restarted downloader.
     run.assert_has("apps-kill: destroyed downloader");
     run.assert_has("app late RUNNING");
 }
