@@ -297,7 +297,7 @@ impl Instances {
             {
                 continue;
             }
-            if self.app_rules.get(key).is_none() && new.is_empty() {
+            if !self.app_rules.contains_key(key) && new.is_empty() {
                 continue;
             }
             let mut all = self.base.rules.clone();
@@ -746,7 +746,7 @@ mod tests {
             "ni",
             vec![ace(1, &[("protocol", "tcp"), ("lport", "8080")], 7)],
         );
-        let log = set.set_apps(&[web.clone()]);
+        let log = set.set_apps(core::slice::from_ref(&web));
         assert!(log.iter().any(|l| l.contains("1 app rules")), "{log:?}");
         // The rules in force: the router maps 8080 to web's lease.
         let (_, router) = set.routers[0].as_mut().unwrap();
