@@ -27,6 +27,7 @@ pub mod bootstrap;
 pub mod checkpoint;
 pub mod controller;
 pub mod fanout;
+pub mod flowlog;
 pub mod http;
 pub mod identity;
 pub mod objects;

@@ -19,8 +19,8 @@ use core::fmt;
 
 use lichen_api::config::{EdgeDevConfig, VolumeContentOriginType};
 use topics::zedagent::config::{
-    Ace, AceAction, AppInstance, AppInterface, BaseOs, ConfigItems, ContentTree, Datastore, DatastoreKind,
-    NetworkInstance, Volume, VolumeOrigin, VolumeRef,
+    Ace, AceAction, AppInstance, AppInterface, BaseOs, ConfigItems, ContentTree, Datastore,
+    DatastoreKind, NetworkInstance, Volume, VolumeOrigin, VolumeRef,
 };
 
 /// A configuration as the bus's tables, each keyed as published.

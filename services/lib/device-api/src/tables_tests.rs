@@ -3,9 +3,10 @@ use alloc::vec;
 
 use lichen_api::common::{IpRange, Ipspec};
 use lichen_api::config::{
-    Ace as PbAce, AceAction as PbAceAction, AceMatch, AppInstanceConfig, BaseOs as PbBaseOs, ConfigItem, ContentTree as PbContentTree,
-    DatastoreConfig, InstanceOpsCmd, NetworkAdapter, NetworkInstanceConfig, UuiDandVersion,
-    VmConfig, Volume as PbVolume, VolumeContentOrigin, VolumeRef as PbVolumeRef,
+    Ace as PbAce, AceAction as PbAceAction, AceMatch, AppInstanceConfig, BaseOs as PbBaseOs,
+    ConfigItem, ContentTree as PbContentTree, DatastoreConfig, InstanceOpsCmd, NetworkAdapter,
+    NetworkInstanceConfig, UuiDandVersion, VmConfig, Volume as PbVolume, VolumeContentOrigin,
+    VolumeRef as PbVolumeRef,
 };
 
 use super::*;
