@@ -300,6 +300,7 @@ impl Bus {
 struct Stats {
     tx_full: u64,
     acks_logged: u64,
+    last_counters: Vec<String>,
 }
 
 /// Copies `frame` into a transmit buffer of `card`.
@@ -439,11 +440,13 @@ fn report(instances: &mut Instances, stats: &mut Stats, bus: &Bus) {
         }
         bus.publish_flows(&who, &flows);
     }
+    // Counters, when they changed since the last report.
+    let mut lines = Vec::new();
     for (port, slot) in instances.routers.iter_mut().enumerate() {
         let Some((key, router)) = slot else { continue };
         let c = router.counters().clone();
         let drops: Vec<_> = router.drops().filter(|d| d.1 > 0).collect();
-        info!(
+        lines.push(format!(
             "zedrouter: counters {key} port {} to_uplink {} to_app {} consumed {} connections {} flows_lost {} drops {:?}",
             port + 1,
             c.to_uplink,
@@ -452,13 +455,19 @@ fn report(instances: &mut Instances, stats: &mut Stats, bus: &Bus) {
             router.nat().len(),
             router.flows_lost(),
             drops,
-        );
+        ));
     }
-    info!(
+    lines.push(format!(
         "zedrouter: tx_full {} heap {} KiB",
         stats.tx_full,
         kernel::mem::heap_used() / 1024
-    );
+    ));
+    if lines != stats.last_counters {
+        for line in &lines {
+            info!("{line}");
+        }
+        stats.last_counters = lines;
+    }
 }
 
 fn log_leases(instances: &Instances, stats: &mut Stats) {
