@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use topics::zedagent::Ace;
 
-use crate::acl::{Acl, AceAction, AclError, Direction, Rule};
+use crate::acl::{AceAction, Acl, AclError, Direction, Rule};
 use crate::wire::Mac;
 
 /// The rule of `ace`, owned by the app with MAC `app` (`None`: no owner, as when only

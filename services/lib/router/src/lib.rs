@@ -29,9 +29,9 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod acl;
 #[cfg(feature = "topics")]
 pub mod ace;
+pub mod acl;
 mod arp;
 pub mod dhcp;
 pub mod dns;
