@@ -615,7 +615,17 @@ impl Agent {
                 alloc::vec::Vec::new()
             }
         };
-        let message = reports::metrics(&self.uuid, self.boot_time, unix_now(), &services);
+        let mut message = reports::metrics(&self.uuid, self.boot_time, unix_now(), &services);
+        if let Some(watched) = &self.watched {
+            // zedrouter's network instances, their ACL and rate-limit drops.
+            let (instances, items) = watched.network_metrics();
+            message.nm = instances;
+            if let Some(lichen_api::metrics::z_metric_msg::MetricContent::Dm(dm)) =
+                message.metric_content.as_mut()
+            {
+                dm.metric_items.extend(items);
+            }
+        }
         let body = self.device.seal_to_bytes(&message);
         let path = route(&format!("id/{}/metrics", self.uuid));
         match self.link.call("POST", &path, Some(&body)).await {

@@ -17,7 +17,7 @@ use lichen_api::info::ZInfoMsg;
 use topics::downloader::{DownloadStatus, DOWNLOAD_STATUS};
 use topics::volumemgr::{VolumeStatus, VOLUME_STATUS};
 use topics::zedmanager::{AppInstanceStatus, APP_INSTANCE_STATUS};
-use topics::zedrouter::{AppFlows, APP_FLOWS};
+use topics::zedrouter::{AppFlows, NetworkInstanceStatus, APP_FLOWS, NETWORK_INSTANCE_STATUS};
 
 /// The watched topics, for `kernel::service!` (with the launcher's services, read from
 /// xenstore: `crate::services`).
@@ -26,6 +26,7 @@ pub const WATCHES: &[topics::TopicDecl] = &[
     DOWNLOAD_STATUS.decl(),
     VOLUME_STATUS.decl(),
     APP_FLOWS.decl(),
+    NETWORK_INSTANCE_STATUS.decl(),
     crate::services::WATCH,
 ];
 
@@ -35,6 +36,7 @@ pub struct Watched {
     downloads: Subscription<DownloadStatus>,
     volumes: Subscription<VolumeStatus>,
     flows: Subscription<AppFlows>,
+    instances: Subscription<NetworkInstanceStatus>,
     reporter: Reporter,
     /// Which flow logs were posted (crate::flowlog).
     pub flow_logs: device_api::flowlog::FlowLogs,
@@ -48,6 +50,7 @@ impl Watched {
             downloads: node.subscribe(&DOWNLOAD_STATUS)?,
             volumes: node.subscribe(&VOLUME_STATUS)?,
             flows: node.subscribe(&APP_FLOWS)?,
+            instances: node.subscribe(&NETWORK_INSTANCE_STATUS)?,
             reporter: Reporter::new(),
             flow_logs: device_api::flowlog::FlowLogs::new(),
         })
@@ -76,6 +79,19 @@ impl Watched {
         while self.downloads.try_next().is_some() {}
         while self.volumes.try_next().is_some() {}
         while self.flows.try_next().is_some() {}
+    }
+
+    /// The network instances' metrics now (zedrouter's statuses; `device_api::netinst`).
+    pub fn network_metrics(
+        &self,
+    ) -> (
+        Vec<lichen_api::metrics::ZMetricNetworkInstance>,
+        Vec<lichen_api::metrics::MetricItem>,
+    ) {
+        // The view holds the statuses: the queued updates are not needed.
+        while self.instances.try_next().is_some() {}
+        self.instances
+            .with(|view| device_api::netinst::metrics(view.iter()))
     }
 
     /// The flow logs due (zedrouter's `zedrouter/AppFlows`), as `(app, seq, FlowMessage)`.

@@ -30,6 +30,7 @@ pub mod fanout;
 pub mod flowlog;
 pub mod http;
 pub mod identity;
+pub mod netinst;
 pub mod objects;
 pub mod queue;
 pub mod services;
