@@ -204,6 +204,15 @@ pub enum AppCommand {
         /// bytes once joined).
         #[arg(long, value_name = "FILE")]
         user_data: Option<PathBuf>,
+        /// A port map, `[udp:]UPLINK_PORT:APP_PORT` (TCP unless `udp:`): the node's uplink
+        /// port leads to the app's port. Repeat for several.
+        #[arg(long = "port-map")]
+        port_maps: Vec<String>,
+        /// An ACE, `MATCHES->ACTION` (e.g. `ip:10.77.0.1,protocol:tcp,fport:7007->accept`,
+        /// `protocol:udp->limit:10/s/5`; docs/router.md). Repeat for several; with none and
+        /// no port map, the node denies the app every connection (EVE's default).
+        #[arg(long = "acl")]
+        acls: Vec<String>,
     },
     /// Reboots an app on the same volumes (bumps its restart counter).
     Restart(AppTarget),
@@ -300,6 +309,13 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             for line in object_lines(&admin.status(&uuid).await.map_err(text)?) {
                 println!("{line}");
             }
+            let flows = admin
+                .reports(&uuid, &["flowlog".to_owned()], 0, Duration::ZERO)
+                .await
+                .map_err(text)?;
+            for line in flow_lines(&flows.reports, RECENT_FLOWS) {
+                println!("{line}");
+            }
         }
         AdminCommand::Devices(DevicesCommand::Delete { uuid }) => {
             admin.delete_device(&uuid).await.map_err(text)?
@@ -340,6 +356,8 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             network,
             no_network,
             user_data,
+            port_maps,
+            acls,
         }) => {
             let user_data = match user_data {
                 Some(path) => {
@@ -347,6 +365,16 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 }
                 None => Vec::new(),
             };
+            let mut aces = Vec::new();
+            for text in &port_maps {
+                aces.push(crate::deploy::port_map(aces.len() as i32 + 1, text)?);
+            }
+            for text in &acls {
+                aces.push(crate::deploy::parse_acl(aces.len() as i32 + 1, text)?);
+            }
+            if no_network && !aces.is_empty() {
+                return Err("--port-map and --acl need a network interface".into());
+            }
             let mode = lichen_api::config::VmMode::from_str_name(&mode)
                 .ok_or_else(|| format!("--mode {mode}: not one of EVE's VmMode names"))?;
             let spec = crate::deploy::AppSpec {
@@ -359,6 +387,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 plain_http: http,
                 network: (!no_network).then_some(network),
                 user_data,
+                acls: aces,
             };
             deploy_app(&admin, &file, device, &spec).await?;
         }
@@ -591,6 +620,85 @@ fn object_lines(status: &crate::admin_api::DeviceStatus) -> Vec<String> {
     lines
 }
 
+/// How many flow records and DNS requests `devices show` prints, the newest.
+const RECENT_FLOWS: usize = 20;
+
+/// The newest `limit` flow records and DNS requests of `reports` (the device's `flowlog`
+/// reports, oldest first), a line each, oldest first:
+/// `flow APP tcp 10.77.0.1:40000 -> 10.1.0.10:7 in acl 1 accept tx 2/120 rx 3/180` and
+/// `dns APP example.com 93.184.216.34`.
+fn flow_lines(reports: &[crate::admin_api::Report], limit: usize) -> Vec<String> {
+    use serde_json::Value;
+    // proto3 JSON: int64 as strings, defaults left out.
+    let num = |v: &Value, name: &str| -> String {
+        match v.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => "0".into(),
+        }
+    };
+    let text = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).unwrap_or("").to_owned();
+    let mut lines = Vec::new();
+    for report in reports.iter().filter(|r| r.kind == "flowlog") {
+        let m = &report.message;
+        let app = m.get("scope").map(|s| text(s, "uuid")).unwrap_or_default();
+        for f in m
+            .get("flows")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ip = f.get("flow").cloned().unwrap_or_default();
+            let protocol = match num(&ip, "protocol").as_str() {
+                "6" => "tcp".to_owned(),
+                "17" => "udp".to_owned(),
+                "1" => "icmp".to_owned(),
+                other => format!("proto {other}"),
+            };
+            let action = match text(f, "action").as_str() {
+                "ActionAccept" => "accept",
+                "ActionDrop" => "drop",
+                _ => "unknown",
+            };
+            let inbound = f.get("inbound").and_then(Value::as_bool).unwrap_or(false);
+            lines.push(format!(
+                "flow {app} {protocol} {}:{} -> {}:{} {} acl {} {action} tx {}/{} rx {}/{}",
+                text(&ip, "src"),
+                num(&ip, "srcPort"),
+                text(&ip, "dest"),
+                num(&ip, "destPort"),
+                if inbound { "in" } else { "out" },
+                num(f, "aclId"),
+                num(f, "txPkts"),
+                num(f, "txBytes"),
+                num(f, "rxPkts"),
+                num(f, "rxBytes"),
+            ));
+        }
+        for d in m
+            .get("dnsReqs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let addrs: Vec<String> = d
+                .get("addrs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect();
+            lines.push(format!(
+                "dns {app} {} {}",
+                text(d, "hostName"),
+                addrs.join(",")
+            ));
+        }
+    }
+    let skip = lines.len().saturating_sub(limit);
+    lines.split_off(skip)
+}
+
 /// Prints a value as pretty JSON.
 fn print_json(value: &impl serde::Serialize) {
     println!(
@@ -611,6 +719,44 @@ mod tests {
             received_at_ms: 0,
             info,
         }
+    }
+
+    #[test]
+    fn flows_show_the_newest_records_and_dns_requests() {
+        let report = |seq: u64, message: serde_json::Value| crate::admin_api::Report {
+            seq,
+            kind: "flowlog".into(),
+            object: String::new(),
+            received_at_ms: 0,
+            message,
+        };
+        let reports = vec![
+            report(
+                1,
+                json!({"devId": "d", "scope": {"uuid": "app-1", "netInstUUID": "ni"},
+                   "flows": [{"flow": {"src": "10.77.0.1", "srcPort": 40000, "dest": "10.1.0.10",
+                                       "destPort": 7, "protocol": 6},
+                              "inbound": true, "aclId": 1, "action": "ActionAccept",
+                              "txBytes": "120", "txPkts": "2", "rxBytes": "180", "rxPkts": "3"}]}),
+            ),
+            report(
+                2,
+                json!({"scope": {"uuid": "app-1"},
+                   "flows": [{"flow": {"src": "10.1.0.10", "srcPort": 5000, "dest": "10.77.0.9",
+                                       "destPort": 22, "protocol": 6},
+                              "action": "ActionDrop", "txPkts": "1", "txBytes": "60"}],
+                   "dnsReqs": [{"hostName": "example.com", "addrs": ["93.184.216.34"]}]}),
+            ),
+        ];
+        assert_eq!(
+            flow_lines(&reports, 10),
+            vec![
+                "flow app-1 tcp 10.77.0.1:40000 -> 10.1.0.10:7 in acl 1 accept tx 2/120 rx 3/180",
+                "flow app-1 tcp 10.1.0.10:5000 -> 10.77.0.9:22 out acl 0 drop tx 1/60 rx 0/0",
+                "dns app-1 example.com 93.184.216.34",
+            ]
+        );
+        assert_eq!(flow_lines(&reports, 1).len(), 1, "the newest only");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! The app gets one network interface (`eth0`) on a network instance named by `--network`
 //! (`default` unless told otherwise): an existing one of that name, or a new local (NATed)
 //! network instance, 10.1.0.0/24 with DHCP, made on first use. `--no-network` deploys an app
-//! without one.
+//! without one. The interface's ACEs come from `--port-map` and `--acl` ([`parse_acl`],
+//! [`port_map`]); with none, the node denies the app every connection (EVE's default).
 //!
 //! Deploying an app under a name that is already deployed replaces its image (EVE's
 //! `app_replace`): the app keeps its UUID, its version goes up by one, and the volumes and
@@ -15,9 +16,9 @@
 
 use lichen_api::common::{IpRange, Ipspec};
 use lichen_api::config::{
-    AddressType, AppInstanceConfig, ContentTree, DatastoreConfig, DsType, EdgeDevConfig, Format,
-    NetworkAdapter, NetworkInstanceConfig, UuiDandVersion, VmConfig, VmMode, Volume,
-    VolumeContentOrigin, VolumeContentOriginType, VolumeRef, ZNetworkInstType,
+    Ace, AceAction, AceMatch, AddressType, AppInstanceConfig, ContentTree, DatastoreConfig, DsType,
+    EdgeDevConfig, Format, NetworkAdapter, NetworkInstanceConfig, UuiDandVersion, VmConfig, VmMode,
+    Volume, VolumeContentOrigin, VolumeContentOriginType, VolumeRef, ZNetworkInstType,
 };
 
 use base64ct::{Base64, Encoding};
@@ -46,6 +47,122 @@ pub struct AppSpec {
     /// Its user data (EVE's `userData`, sent base64): a lichen app's command line, as
     /// `launcher_api::check::cmdline_from_user_data` makes it on the node; empty: none.
     pub user_data: Vec<u8>,
+    /// Its interface's ACEs, in order (ids from 1).
+    pub acls: Vec<Ace>,
+}
+
+/// An ACE from `MATCHES->ACTION` (zedrouter's command-line syntax without the id, docs/router.md):
+/// matches `type:value` separated by `,` (`ip`, `host`, `protocol`, `lport`, `fport`), action
+/// `accept`, `drop`, `limit:RATE/UNIT/BURST` or `portmap:APP_PORT`. Checked as the node checks
+/// it (`router::acl`), so a rule the node would refuse is refused here with the same reason.
+pub fn parse_acl(id: i32, text: &str) -> Result<Ace, String> {
+    let bad = |why: &str| format!("--acl {text:?}: {why}");
+    let (matches, action) = text
+        .split_once("->")
+        .ok_or_else(|| bad("expected MATCHES->ACTION"))?;
+    let matches: Vec<AceMatch> = matches
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let (kind, value) = m
+                .split_once(':')
+                .ok_or_else(|| bad("a match is TYPE:VALUE"))?;
+            Ok(AceMatch {
+                r#type: kind.trim().into(),
+                value: value.trim().into(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let action = action.trim();
+    let (verb, arg) = action.split_once(':').unwrap_or((action, ""));
+    let number = |s: &str, what: &str| s.parse::<u32>().map_err(|_| bad(what));
+    let action = match verb {
+        "accept" => None,
+        "drop" => Some(AceAction {
+            drop: true,
+            ..Default::default()
+        }),
+        "limit" => {
+            let parts: Vec<&str> = arg.split('/').collect();
+            let [rate, unit, burst] = parts[..] else {
+                return Err(bad("limit:RATE/UNIT/BURST"));
+            };
+            Some(AceAction {
+                limit: true,
+                limitrate: number(rate, "limit: RATE is a number")?,
+                limitunit: unit.into(),
+                limitburst: number(burst, "limit: BURST is a number")?,
+                ..Default::default()
+            })
+        }
+        "portmap" => Some(AceAction {
+            portmap: true,
+            app_port: number(arg, "portmap:APP_PORT")?,
+            ..Default::default()
+        }),
+        _ => {
+            return Err(bad(
+                "the action is accept, drop, limit:RATE/UNIT/BURST or portmap:APP_PORT",
+            ))
+        }
+    };
+    let ace = Ace {
+        id,
+        matches,
+        actions: action.into_iter().collect(),
+        ..Default::default()
+    };
+    check(&ace).map_err(|e| bad(&e))?;
+    Ok(ace)
+}
+
+/// The ACE of `--port-map [udp:]UPLINK_PORT:APP_PORT` (TCP unless `udp:`): connections to the
+/// node's uplink port go to the app's port.
+pub fn port_map(id: i32, text: &str) -> Result<Ace, String> {
+    let (protocol, ports) = match text.strip_prefix("udp:") {
+        Some(rest) => ("udp", rest),
+        None => ("tcp", text.strip_prefix("tcp:").unwrap_or(text)),
+    };
+    let (uplink, app) = ports
+        .split_once(':')
+        .ok_or_else(|| format!("--port-map {text:?}: expected [udp:]UPLINK_PORT:APP_PORT"))?;
+    parse_acl(
+        id,
+        &format!("protocol:{protocol},lport:{uplink}->portmap:{app}"),
+    )
+    .map_err(|e| e.replace("--acl", "--port-map"))
+}
+
+/// Checks an ACE as the node will (`router::acl::Rule::from_ace`).
+fn check(ace: &Ace) -> Result<(), String> {
+    let matches: Vec<(&str, &str)> = ace
+        .matches
+        .iter()
+        .map(|m| (m.r#type.as_str(), m.value.as_str()))
+        .collect();
+    let actions: Vec<router::acl::AceAction> = ace
+        .actions
+        .iter()
+        .map(|a| router::acl::AceAction {
+            drop: a.drop,
+            limit: a.limit,
+            limit_rate: a.limitrate,
+            limit_unit: a.limitunit.clone(),
+            limit_burst: a.limitburst,
+            portmap: a.portmap,
+            app_port: a.app_port,
+        })
+        .collect();
+    router::acl::Rule::from_ace(
+        ace.id,
+        &ace.name,
+        &matches,
+        &actions,
+        router::acl::Direction::Both,
+    )
+    .map(drop)
+    .map_err(|e| e.reason)
 }
 
 /// What [`deploy`] wrote.
@@ -140,6 +257,7 @@ pub fn deploy(
         Some(name) => vec![NetworkAdapter {
             name: "eth0".into(),
             network_id: network_instance(config, name),
+            acls: spec.acls.clone(),
             ..Default::default()
         }],
     };
@@ -274,6 +392,7 @@ mod tests {
             plain_http: false,
             network: Some("default".into()),
             user_data: Vec::new(),
+            acls: Vec::new(),
         }
     }
 
@@ -298,6 +417,43 @@ mod tests {
         bad.user_data = b"a=\xff".to_vec();
         assert!(deploy(&mut config, &bad, &upload(&"b".repeat(64), 10)).is_err());
         assert_eq!(config, before, "nothing written");
+    }
+
+    #[test]
+    fn port_maps_and_acls_become_the_interfaces_aces_or_are_refused_with_the_nodes_reason() {
+        let map = port_map(1, "8080:7").unwrap();
+        assert_eq!(
+            map.matches
+                .iter()
+                .map(|m| (m.r#type.as_str(), m.value.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("protocol", "tcp"), ("lport", "8080")]
+        );
+        assert!(map.actions[0].portmap && map.actions[0].app_port == 7);
+        assert_eq!(port_map(2, "udp:5353:53").unwrap().matches[0].value, "udp");
+        let allow = parse_acl(3, "ip:10.77.0.1,protocol:tcp->accept").unwrap();
+        assert!(allow.actions.is_empty() && allow.id == 3);
+        let limit = parse_acl(4, "protocol:udp->limit:10/s/5").unwrap();
+        assert_eq!(
+            (
+                limit.actions[0].limitrate,
+                limit.actions[0].limitunit.as_str(),
+                limit.actions[0].limitburst
+            ),
+            (10, "s", 5)
+        );
+        let refused = |r: Result<Ace, String>| r.unwrap_err();
+        assert!(refused(port_map(1, "8080")).contains("UPLINK_PORT:APP_PORT"));
+        assert!(refused(port_map(1, "8080:0")).contains("appPort"));
+        assert!(refused(parse_acl(1, "fport:http->accept")).contains("not a port"));
+        assert!(refused(parse_acl(1, "protocol:tcp->allow")).contains("the action is"));
+        assert!(refused(parse_acl(1, "protocol:tcp->limit:1/fortnight/2")).contains("unit"));
+
+        let mut config = EdgeDevConfig::default();
+        let mut spec = spec();
+        spec.acls = vec![map, allow];
+        deploy(&mut config, &spec, &upload("aa", 1000)).unwrap();
+        assert_eq!(config.apps[0].interfaces[0].acls.len(), 2);
     }
 
     #[test]

@@ -169,6 +169,7 @@ mod tests {
                 plain_http: false,
                 network: Some("default".into()),
                 user_data: Vec::new(),
+                acls: Vec::new(),
             };
             let upload = DatastoreUpload {
                 stored: Stored {

@@ -295,6 +295,7 @@ impl Agent {
                 self.record_objects().await;
                 if reachable {
                     self.flush_info().await;
+                    self.send_flows().await;
                 }
                 kernel::sleep_until(wake.min(kernel::now() + OBJECT_LOOK_INTERVAL)).await;
             }
@@ -622,13 +623,23 @@ impl Agent {
                 alloc::vec::Vec::new()
             }
         };
-        let message = reports::metrics(
+        let mut message = reports::metrics(
             &self.uuid,
             self.boot_time,
             unix_now(),
             &services,
             &self.app_names,
         );
+        if let Some(watched) = &self.watched {
+            // zedrouter's network instances, their ACL and rate-limit drops.
+            let (instances, items) = watched.network_metrics();
+            message.nm = instances;
+            if let Some(lichen_api::metrics::z_metric_msg::MetricContent::Dm(dm)) =
+                message.metric_content.as_mut()
+            {
+                dm.metric_items.extend(items);
+            }
+        }
         let body = self.device.seal_to_bytes(&message);
         let path = route(&format!("id/{}/metrics", self.uuid));
         match self.link.call("POST", &path, Some(&body)).await {
@@ -643,6 +654,42 @@ impl Agent {
             }
             Ok(r) => self.failed(format!("metrics: {}", refusal(&r))),
             Err(e) => self.failed(format!("metrics: {e}")),
+        }
+    }
+
+    /// Posts the apps' flow logs that are due (lossy, as EVE's: a failure is counted).
+    async fn send_flows(&mut self) {
+        let Some(watched) = self.watched.as_mut() else {
+            return;
+        };
+        let due = watched.flows_due(&self.uuid);
+        if due.is_empty() {
+            return;
+        }
+        let path = route(&format!("id/{}/flowlog", self.uuid));
+        for (app, seq, message) in due {
+            let body = self.device.seal_to_bytes(&message);
+            let flows = message.flows.len();
+            let dns = message.dns_reqs.len();
+            let ok = match self.link.call("POST", &path, Some(&body)).await {
+                Ok(r) if r.status == 201 || r.status == 200 => {
+                    info!(
+                        "zedagent: flowlog of {app} delivered: {flows} flows, {dns} DNS requests"
+                    );
+                    true
+                }
+                Ok(r) => {
+                    self.failed(format!("flowlog: {}", refusal(&r)));
+                    false
+                }
+                Err(e) => {
+                    self.failed(format!("flowlog: {e}"));
+                    false
+                }
+            };
+            if let Some(watched) = self.watched.as_mut() {
+                watched.flow_logs.posted(&app, seq, ok);
+            }
         }
     }
 

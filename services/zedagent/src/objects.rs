@@ -17,6 +17,7 @@ use lichen_api::info::ZInfoMsg;
 use topics::downloader::{DownloadStatus, DOWNLOAD_STATUS};
 use topics::volumemgr::{VolumeStatus, VOLUME_STATUS};
 use topics::zedmanager::{AppInstanceStatus, APP_INSTANCE_STATUS};
+use topics::zedrouter::{AppFlows, NetworkInstanceStatus, APP_FLOWS, NETWORK_INSTANCE_STATUS};
 
 /// The watched topics, for `kernel::service!` (with the launcher's services, read from
 /// xenstore: `crate::services`).
@@ -24,6 +25,8 @@ pub const WATCHES: &[topics::TopicDecl] = &[
     APP_INSTANCE_STATUS.decl(),
     DOWNLOAD_STATUS.decl(),
     VOLUME_STATUS.decl(),
+    APP_FLOWS.decl(),
+    NETWORK_INSTANCE_STATUS.decl(),
     crate::services::WATCH,
 ];
 
@@ -32,7 +35,11 @@ pub struct Watched {
     apps: Subscription<AppInstanceStatus>,
     downloads: Subscription<DownloadStatus>,
     volumes: Subscription<VolumeStatus>,
+    flows: Subscription<AppFlows>,
+    instances: Subscription<NetworkInstanceStatus>,
     reporter: Reporter,
+    /// Which flow logs were posted (crate::flowlog).
+    pub flow_logs: device_api::flowlog::FlowLogs,
 }
 
 impl Watched {
@@ -42,7 +49,10 @@ impl Watched {
             apps: node.subscribe(&APP_INSTANCE_STATUS)?,
             downloads: node.subscribe(&DOWNLOAD_STATUS)?,
             volumes: node.subscribe(&VOLUME_STATUS)?,
+            flows: node.subscribe(&APP_FLOWS)?,
+            instances: node.subscribe(&NETWORK_INSTANCE_STATUS)?,
             reporter: Reporter::new(),
+            flow_logs: device_api::flowlog::FlowLogs::new(),
         })
     }
 
@@ -51,11 +61,13 @@ impl Watched {
         let mut apps = pin!(self.apps.next());
         let mut downloads = pin!(self.downloads.next());
         let mut volumes = pin!(self.volumes.next());
+        let mut flows = pin!(self.flows.next());
         poll_fn(|cx| {
             let a = apps.as_mut().poll(cx).is_ready();
             let d = downloads.as_mut().poll(cx).is_ready();
             let v = volumes.as_mut().poll(cx).is_ready();
-            if a || d || v {
+            let f = flows.as_mut().poll(cx).is_ready();
+            if a || d || v || f {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -66,6 +78,29 @@ impl Watched {
         while self.apps.try_next().is_some() {}
         while self.downloads.try_next().is_some() {}
         while self.volumes.try_next().is_some() {}
+        while self.flows.try_next().is_some() {}
+    }
+
+    /// The network instances' metrics now (zedrouter's statuses; `device_api::netinst`).
+    pub fn network_metrics(
+        &self,
+    ) -> (
+        Vec<lichen_api::metrics::ZMetricNetworkInstance>,
+        Vec<lichen_api::metrics::MetricItem>,
+    ) {
+        // The view holds the statuses: the queued updates are not needed.
+        while self.instances.try_next().is_some() {}
+        self.instances
+            .with(|view| device_api::netinst::metrics(view.iter()))
+    }
+
+    /// The flow logs due (zedrouter's `zedrouter/AppFlows`), as `(app, seq, FlowMessage)`.
+    pub fn flows_due(
+        &mut self,
+        device: &str,
+    ) -> Vec<(alloc::string::String, u64, lichen_api::flowlog::FlowMessage)> {
+        let logs = &mut self.flow_logs;
+        self.flows.with(|view| logs.due(device, view.iter()))
     }
 
     /// The reports due now (Unix time `now`): objects new, changed or gone.

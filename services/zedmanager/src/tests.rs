@@ -25,6 +25,7 @@ fn config() -> AppInstance {
             network_id: "n1".into(),
             addr: String::new(),
             mac: String::new(),
+            acls: Vec::new(),
         }],
         restart_counter: 0,
         purge_counter: 0,

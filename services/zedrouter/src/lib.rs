@@ -8,6 +8,13 @@
 //! MAC in a fresh server only when the range is the same). A change that is refused leaves the
 //! previous router running and reports the error.
 //!
+//! Each app's ACEs (`zedagent/AppInstance`'s interfaces, [`Instances::set_apps`]) become rules
+//! owned by the app's MAC on its instance's router, after the command line's shared rules; a
+//! change applies to the running router (`Router::set_rules`: open connections stay). An app
+//! is known by the MAC of its vif: the interface's `mac` if the controller set one, else the
+//! one the launcher derives from the app's UUID (`launcher_api::mac`). Flow records and DNS
+//! answers are grouped per app the same way ([`Instances::take_app_flows`]).
+//!
 //! Pure (no driver, no clock, no log): tested on the host; the image (`main.rs`) logs what
 //! [`Instances::apply`] returns.
 #![no_std]
@@ -22,10 +29,16 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use router::acl::Rule;
+use router::flow::{FlowAction, FlowRecord};
 use router::ports::{self, local_config, portmap_clash, KIND_LOCAL};
+use router::wire::Mac;
 use router::{Config, Router};
-use topics::zedagent::NetworkInstance;
-use topics::zedrouter::{Lease, NetworkInstanceState, NetworkInstanceStatus};
+use topics::zedagent::{AppInstance, NetworkInstance};
+use topics::zedrouter::{
+    AppFlows, DnsRequest, Flow, Lease, NetworkInstanceState, NetworkInstanceStatus, MAX_DNS,
+    MAX_FLOWS,
+};
 
 /// `xx:xx:xx:xx:xx:xx`.
 pub fn mac_text(mac: router::wire::Mac) -> String {
@@ -71,6 +84,15 @@ pub struct Instance {
     pub port: Option<usize>,
     /// Why the last settings were refused (empty: they were not).
     pub error: String,
+    /// Why the apps' last rules were refused (empty: they were not); the previous rules stay.
+    pub acl_error: String,
+}
+
+/// The apps' rules on one instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct AppRules {
+    /// In force (or to be, once the instance has a router).
+    rules: Vec<Rule>,
 }
 
 /// Every port's router and every instance's state.
@@ -81,6 +103,37 @@ pub struct Instances {
     pub known: BTreeMap<String, Instance>,
     base: Config,
     port_macs: Vec<router::wire::Mac>,
+    /// Per instance key: the apps' rules.
+    app_rules: BTreeMap<String, AppRules>,
+    /// Per app MAC: the app's UUID (for flow logs).
+    owners: BTreeMap<Mac, String>,
+    /// Per flow-log key: the last `seq` published.
+    seqs: BTreeMap<String, u64>,
+    /// Flow records beyond [`MAX_FLOWS`] or [`MAX_DNS`] in a period.
+    pub flows_lost: u64,
+}
+
+/// The MAC of an app's interface `devid`: the controller's, else the launcher's.
+pub fn app_mac(app: &AppInstance, devid: usize) -> Result<Mac, String> {
+    let mac = &app.interfaces[devid].mac;
+    if mac.is_empty() {
+        return Ok(launcher_api::mac::app_mac(&app.uuid, devid as u32));
+    }
+    parse_mac(mac).ok_or_else(|| format!("interface {devid}: bad MAC {mac:?}"))
+}
+
+/// `xx:xx:xx:xx:xx:xx` (or with `-`).
+pub fn parse_mac(text: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for b in mac.iter_mut() {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 impl Instances {
@@ -92,6 +145,10 @@ impl Instances {
             known: BTreeMap::new(),
             base,
             port_macs,
+            app_rules: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            seqs: BTreeMap::new(),
+            flows_lost: 0,
         }
     }
 
@@ -117,6 +174,7 @@ impl Instances {
             wanted: None,
             port: None,
             error: String::new(),
+            acl_error: String::new(),
         });
         if entry.wanted.as_ref() == Some(&wanted) {
             return None;
@@ -179,8 +237,173 @@ impl Instances {
         }
     }
 
+    /// The command line's rules, then the apps' on instance `key`.
+    fn rules_for(&self, key: &str) -> Vec<Rule> {
+        let mut rules = self.base.rules.clone();
+        if let Some(apps) = self.app_rules.get(key) {
+            rules.extend(apps.rules.iter().cloned());
+        }
+        rules
+    }
+
+    /// Applies the apps' ACEs (`zedagent/AppInstance`, by UUID) to their instances' routers;
+    /// returns what happened, for the log. An app whose ACEs do not parse (zedagent checks
+    /// them first) or clash with another's port maps leaves its instance's previous rules in
+    /// force, and the instance's status says why.
+    pub fn set_apps(&mut self, apps: &[(String, AppInstance)]) -> Vec<String> {
+        let mut wanted: BTreeMap<String, Result<Vec<Rule>, String>> = BTreeMap::new();
+        self.owners.clear();
+        for (uuid, app) in apps {
+            for (devid, iface) in app.interfaces.iter().enumerate() {
+                let mac = app_mac(app, devid);
+                if let Ok(mac) = mac {
+                    self.owners.insert(mac, uuid.clone());
+                }
+                let slot = wanted
+                    .entry(iface.network_id.clone())
+                    .or_insert_with(|| Ok(Vec::new()));
+                let Ok(list) = slot else { continue };
+                match mac.and_then(|mac| {
+                    router::ace::rules_of(&iface.acls, Some(mac)).map_err(|e| e.to_string())
+                }) {
+                    Ok(rules) => list.extend(rules),
+                    Err(e) => *slot = Err(format!("app {uuid}: {e}")),
+                }
+            }
+        }
+        let mut log = Vec::new();
+        let keys: Vec<String> = self
+            .known
+            .keys()
+            .chain(self.app_rules.keys())
+            .cloned()
+            .collect();
+        for key in keys.iter().chain(wanted.keys()) {
+            let new = match wanted.get(key) {
+                Some(Ok(rules)) => rules.clone(),
+                Some(Err(e)) => {
+                    if let Some(i) = self.known.get_mut(key) {
+                        if i.acl_error != *e {
+                            log.push(format!("network instance {key}: ACL refused: {e}"));
+                            i.acl_error = e.clone();
+                        }
+                    }
+                    continue;
+                }
+                None => Vec::new(),
+            };
+            if self.app_rules.get(key).map(|a| &a.rules) == Some(&new)
+                && self.known.get(key).is_none_or(|i| i.acl_error.is_empty())
+            {
+                continue;
+            }
+            if !self.app_rules.contains_key(key) && new.is_empty() {
+                continue;
+            }
+            let mut all = self.base.rules.clone();
+            all.extend(new.iter().cloned());
+            let port = self.known.get(key).and_then(|i| i.port);
+            let result = match port.and_then(|p| self.routers[p].as_mut()) {
+                Some((_, r)) => r.set_rules(all).map_err(|e| e.to_string()),
+                None => router::acl::Acl::check(&all).map_err(|e| e.to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    log.push(format!(
+                        "network instance {key}: {} app rules in force",
+                        new.len()
+                    ));
+                    self.app_rules.insert(key.clone(), AppRules { rules: new });
+                    if let Some(i) = self.known.get_mut(key) {
+                        i.acl_error.clear();
+                    }
+                }
+                Err(e) => {
+                    if let Some(i) = self.known.get_mut(key) {
+                        if i.acl_error != e {
+                            log.push(format!("network instance {key}: ACL refused: {e}"));
+                            i.acl_error = e;
+                        }
+                    }
+                }
+            }
+        }
+        log.dedup();
+        log
+    }
+
+    /// Every app's flow records and DNS answers since the last call, grouped by app (its UUID;
+    /// `mac:..` for a MAC no app has, `ip:..` for an address no lease has), each with its next
+    /// `seq`. `wall_ms` turns the routers' milliseconds into Unix ms (`None`: no wall clock,
+    /// times are 0).
+    pub fn take_app_flows(&mut self, now_ms: u64, wall_ms: Option<u64>) -> Vec<(String, AppFlows)> {
+        let unix = |ms: u64| wall_ms.map_or(0, |w| (w + ms).saturating_sub(now_ms));
+        let mut out: BTreeMap<String, AppFlows> = BTreeMap::new();
+        let mut lost = 0;
+        for (key, router) in self.routers.iter_mut().flatten() {
+            let owner_of = |ip: core::net::Ipv4Addr, router: &Router| -> (String, String) {
+                match router.dhcp().leases().iter().find(|l| l.ip == ip) {
+                    Some(l) => {
+                        let mac = mac_text(l.mac);
+                        let key = self
+                            .owners
+                            .get(&l.mac)
+                            .cloned()
+                            .unwrap_or_else(|| format!("mac:{mac}"));
+                        (key, mac)
+                    }
+                    None => (format!("ip:{ip}"), String::new()),
+                }
+            };
+            let flows = router.take_flows();
+            let dns = router.dns().take_new();
+            for f in &flows {
+                let app = if f.inbound { f.dst.ip } else { f.src.ip };
+                let (who, mac) = owner_of(app, router);
+                let entry = out.entry(who).or_insert_with(|| AppFlows {
+                    network_id: key.clone(),
+                    mac,
+                    ..Default::default()
+                });
+                if entry.flows.len() < MAX_FLOWS {
+                    entry.flows.push(flow(f, &unix));
+                } else {
+                    lost += 1;
+                }
+            }
+            for d in &dns {
+                let Some(asker) = d.asker else { continue };
+                let (who, mac) = owner_of(asker, router);
+                let entry = out.entry(who).or_insert_with(|| AppFlows {
+                    network_id: key.clone(),
+                    mac,
+                    ..Default::default()
+                });
+                if entry.dns.len() < MAX_DNS {
+                    entry.dns.push(DnsRequest {
+                        name: d.name.clone(),
+                        addrs: d.addrs.iter().map(|a| a.octets()).collect(),
+                        at_ms: unix(d.time_ms),
+                    });
+                } else {
+                    lost += 1;
+                }
+            }
+        }
+        self.flows_lost += lost;
+        out.into_iter()
+            .map(|(who, mut flows)| {
+                let seq = self.seqs.entry(who.clone()).or_insert(0);
+                *seq += 1;
+                flows.seq = *seq;
+                (who, flows)
+            })
+            .collect()
+    }
+
     fn build(&self, port: usize, wanted: &Wanted, key: &str) -> Result<Router, String> {
         let mut base = self.base.clone();
+        base.rules = self.rules_for(key);
         base.app_mac = self.port_macs[port];
         base.nat_ports = ports::nat_ports(port);
         let config = local_config(
@@ -219,7 +442,12 @@ impl Instances {
                         .as_ref()
                         .map(|w| w.name.clone())
                         .unwrap_or_default(),
-                    error: i.error.clone(),
+                    error: match (i.error.is_empty(), i.acl_error.is_empty()) {
+                        (_, true) => i.error.clone(),
+                        (true, false) => i.acl_error.clone(),
+                        (false, false) => format!("{}; {}", i.error, i.acl_error),
+                    },
+                    flows_lost: self.flows_lost,
                     ..Default::default()
                 };
                 let router = i
@@ -256,10 +484,29 @@ impl Instances {
                         }
                     }
                     s.connections = r.nat().len() as u64;
+                    s.flows_lost += r.flows_lost();
                 }
                 (key.clone(), s)
             })
             .collect()
+    }
+}
+
+/// A router's flow record as the bus carries it, times through `unix`.
+fn flow(f: &FlowRecord, unix: &impl Fn(u64) -> u64) -> Flow {
+    Flow {
+        protocol: f.protocol,
+        src: (f.src.ip.octets(), f.src.port),
+        dst: (f.dst.ip.octets(), f.dst.port),
+        inbound: f.inbound,
+        acl_id: f.acl_id,
+        accepted: f.action == FlowAction::Accept,
+        start_ms: unix(f.start_ms),
+        end_ms: unix(f.end_ms),
+        tx_bytes: f.counters.tx_bytes,
+        tx_packets: f.counters.tx_packets,
+        rx_bytes: f.counters.rx_bytes,
+        rx_packets: f.counters.rx_packets,
     }
 }
 
@@ -411,5 +658,149 @@ mod tests {
             mac_text([0, 0x16, 0x3e, 0xa, 0xb, 0xff]),
             "00:16:3e:0a:0b:ff"
         );
+    }
+
+    fn app(uuid: &str, network: &str, acls: Vec<topics::zedagent::Ace>) -> (String, AppInstance) {
+        let app = AppInstance {
+            uuid: uuid.into(),
+            version: "1".into(),
+            name: uuid.into(),
+            activate: true,
+            memory_kib: 1024,
+            vcpus: 1,
+            volumes: Vec::new(),
+            interfaces: vec![topics::zedagent::AppInterface {
+                name: "eth0".into(),
+                network_id: network.into(),
+                addr: String::new(),
+                mac: String::new(),
+                acls,
+            }],
+            restart_counter: 0,
+            purge_counter: 0,
+            start_delay_s: 0,
+        };
+        (uuid.into(), app)
+    }
+
+    fn ace(id: i32, matches: &[(&str, &str)], app_port: u32) -> topics::zedagent::Ace {
+        topics::zedagent::Ace {
+            id,
+            matches: matches
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            actions: if app_port > 0 {
+                vec![topics::zedagent::AceAction {
+                    portmap: true,
+                    app_port,
+                    ..Default::default()
+                }]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// DHCP for `mac` on `router` (DISCOVER then REQUEST of the offered address).
+    fn lease(router: &mut Router, mac: Mac) -> core::net::Ipv4Addr {
+        use router::wire::{build_udp, Endpoints, BROADCAST_MAC};
+        let ends = Endpoints {
+            src_mac: mac,
+            dst_mac: BROADCAST_MAC,
+            src: core::net::Ipv4Addr::UNSPECIFIED,
+            dst: core::net::Ipv4Addr::BROADCAST,
+        };
+        let msg = |kind: u8, ip: Option<core::net::Ipv4Addr>| {
+            let mut m = vec![0u8; 240];
+            m[0] = 1;
+            m[1] = 1;
+            m[2] = 6;
+            m[4..8].copy_from_slice(&[1, 2, 3, 4]);
+            m[28..34].copy_from_slice(&mac);
+            m[236..240].copy_from_slice(&[99, 130, 83, 99]);
+            m.extend_from_slice(&[53, 1, kind]);
+            if let Some(ip) = ip {
+                m.extend_from_slice(&[50, 4]);
+                m.extend_from_slice(&ip.octets());
+            }
+            m.push(255);
+            build_udp(&ends, 68, 67, &m)
+        };
+        router.handle(router::Side::App, &mut msg(1, None), 1);
+        let offer = router.take_output().pop().unwrap().1;
+        let at = 14 + 20 + 8 + 16;
+        let ip = core::net::Ipv4Addr::new(offer[at], offer[at + 1], offer[at + 2], offer[at + 3]);
+        router.handle(router::Side::App, &mut msg(3, Some(ip)), 2);
+        router.take_output();
+        ip
+    }
+
+    #[test]
+    fn apps_get_their_own_rules_live_and_a_bad_one_keeps_the_previous() {
+        let mut set = Instances::new(base(""), macs(1));
+        set.apply("ni", Some(local("10.1.0.0/24")), 0);
+        let web = app(
+            "web",
+            "ni",
+            vec![ace(1, &[("protocol", "tcp"), ("lport", "8080")], 7)],
+        );
+        let log = set.set_apps(core::slice::from_ref(&web));
+        assert!(log.iter().any(|l| l.contains("1 app rules")), "{log:?}");
+        // The rules in force: the router maps 8080 to web's lease.
+        let (_, router) = set.routers[0].as_mut().unwrap();
+        let web_mac = launcher_api::mac::app_mac("web", 0);
+        let web_ip = lease(router, web_mac);
+        let host = router::wire::Endpoints {
+            src_mac: [2, 0, 0, 0, 0, 9],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src: core::net::Ipv4Addr::new(10, 0, 2, 2),
+            dst: core::net::Ipv4Addr::new(10, 0, 2, 15),
+        };
+        let mut syn = router::wire::build_tcp(&host, 5000, 8080, router::wire::TCP_SYN, b"");
+        let v = router.handle(router::Side::Uplink, &mut syn, 10);
+        let router::router::Verdict::Forward(router::Side::App, len) = v else {
+            panic!("{v:?}")
+        };
+        let Ok(router::wire::Packet::Ipv4(p)) = router::wire::parse(&syn[..len]) else {
+            panic!()
+        };
+        assert_eq!((p.dst, p.dst_mac), (web_ip, web_mac));
+        // Its flows are web's, with a sequence number per app.
+        let flows = set.take_app_flows(20, Some(1_000_000));
+        assert_eq!(flows.len(), 1, "{flows:?}");
+        let (who, f) = &flows[0];
+        assert_eq!(
+            (who.as_str(), f.seq, f.network_id.as_str()),
+            ("web", 1, "ni")
+        );
+        assert_eq!(f.mac, mac_text(web_mac));
+        assert!(f.flows[0].inbound && f.flows[0].accepted && f.flows[0].acl_id == 1);
+        assert_eq!(f.flows[0].dst, (web_ip.octets(), 7));
+        assert_eq!(f.flows[0].start_ms, 1_000_000 - 10, "router ms to Unix ms");
+        assert_eq!(
+            set.take_app_flows(21, None)[0].1.seq,
+            2,
+            "the open one again"
+        );
+        // Another app maps the same port: refused, web's map stays, the status says why.
+        let other = app(
+            "other",
+            "ni",
+            vec![ace(2, &[("protocol", "tcp"), ("lport", "8080")], 9)],
+        );
+        let log = set.set_apps(&[web.clone(), other]);
+        assert!(log.iter().any(|l| l.contains("ACL refused")), "{log:?}");
+        let s = state(&set, "ni");
+        assert_eq!(s.state, NetworkInstanceState::Online, "still serving");
+        assert!(s.error.contains("mapped twice"), "{}", s.error);
+        assert_eq!(set.app_rules["ni"].rules.len(), 1);
+        // Back to web alone: the error goes.
+        set.set_apps(&[web]);
+        assert!(state(&set, "ni").error.is_empty());
+        // No apps: no app rules.
+        set.set_apps(&[]);
+        assert!(set.app_rules["ni"].rules.is_empty());
     }
 }

@@ -39,8 +39,8 @@ use router::ports::{uplink_owner, Owner};
 use router::router::{Side, Verdict};
 use router::wire::{PROTO_TCP, PROTO_UDP};
 use router::Router;
-use topics::zedagent::NETWORK_INSTANCE;
-use topics::zedrouter::NETWORK_INSTANCE_STATUS;
+use topics::zedagent::{APP_INSTANCE, NETWORK_INSTANCE};
+use topics::zedrouter::{APP_FLOWS, NETWORK_INSTANCE_STATUS};
 
 use cards::{Card, Port};
 use zedrouter::{Instances, Wanted, STATIC};
@@ -48,8 +48,8 @@ use zedrouter::{Instances, Wanted, STATIC};
 kernel::service! {
     main: main,
     memory_floor_mib: 16,
-    publishes: &[NETWORK_INSTANCE_STATUS.decl()],
-    watches: &[NETWORK_INSTANCE.decl()],
+    publishes: &[NETWORK_INSTANCE_STATUS.decl(), APP_FLOWS.decl()],
+    watches: &[NETWORK_INSTANCE.decl(), APP_INSTANCE.decl()],
 }
 
 /// Frames taken from one card before looking at the others (fairness between the sides).
@@ -163,7 +163,9 @@ fn apply(instances: &mut Instances, key: &str, wanted: Option<Wanted>) {
 /// under microvm, where there is no bus).
 struct Bus {
     config: Option<bus_io::Subscription<topics::zedagent::NetworkInstance>>,
+    apps: Option<bus_io::Subscription<topics::zedagent::AppInstance>>,
     status: Option<bus_io::Publication<String, topics::zedrouter::NetworkInstanceStatus>>,
+    flows: Option<bus_io::Publication<String, topics::zedrouter::AppFlows>>,
 }
 
 impl Bus {
@@ -171,7 +173,9 @@ impl Bus {
         if kernel::platform::kind() != kernel::platform::Kind::Xen {
             return Bus {
                 config: None,
+                apps: None,
                 status: None,
+                flows: None,
             };
         }
         let node = bus_io::channel::node().await;
@@ -179,11 +183,63 @@ impl Bus {
             .subscribe(&NETWORK_INSTANCE)
             .map_err(|e| info!("zedrouter: no network instances from the bus ({e})"))
             .ok();
+        let apps = node
+            .subscribe(&APP_INSTANCE)
+            .map_err(|e| info!("zedrouter: no app instances from the bus ({e})"))
+            .ok();
         let status = node
             .publish(&NETWORK_INSTANCE_STATUS)
             .map_err(|e| error!("zedrouter: cannot publish the status: {e}"))
             .ok();
-        Bus { config, status }
+        let flows = node
+            .publish(&APP_FLOWS)
+            .map_err(|e| error!("zedrouter: cannot publish flow logs: {e}"))
+            .ok();
+        Bus {
+            config,
+            apps,
+            status,
+            flows,
+        }
+    }
+
+    /// Applies what changed in `zedagent/AppInstance` (the apps' ACEs); returns whether
+    /// anything did. Called after [`Bus::follow`], so that new instances get their apps' rules.
+    fn follow_apps(&self, instances: &mut Instances, force: bool) -> bool {
+        let Some(apps) = &self.apps else {
+            return false;
+        };
+        let mut changed = force;
+        while let Some(update) = apps.try_next() {
+            match update {
+                Update::Link(link) => info!("zedrouter: zedagent's app instances: {link}"),
+                Update::Event(_) => changed = true,
+            }
+        }
+        if !changed {
+            return false;
+        }
+        let list: Vec<(String, topics::zedagent::AppInstance)> = apps.with(|view| {
+            view.iter()
+                .map(|(k, a)| (String::from(k), a.clone()))
+                .collect()
+        });
+        for line in instances.set_apps(&list) {
+            if line.contains("refused") {
+                warn!("zedrouter: {line}");
+            } else {
+                info!("zedrouter: {line}");
+            }
+        }
+        true
+    }
+
+    fn publish_flows(&self, key: &str, flows: &topics::zedrouter::AppFlows) {
+        if let Some(table) = &self.flows {
+            if let Err(e) = table.publish(&String::from(key), flows) {
+                warn!("zedrouter: cannot publish the flow log of {key}: {e}");
+            }
+        }
     }
 
     /// Applies what changed in `zedagent/NetworkInstance`; returns whether anything did.
@@ -244,6 +300,7 @@ impl Bus {
 struct Stats {
     tx_full: u64,
     acks_logged: u64,
+    last_counters: Vec<String>,
 }
 
 /// Copies `frame` into a transmit buffer of `card`.
@@ -350,36 +407,46 @@ fn protocol_name(p: u8) -> &'static str {
     }
 }
 
-/// Logs flow records, DNS answers and counters per instance (the flow log until zedagent
-/// takes it from the bus).
-fn report(instances: &mut Instances, stats: &mut Stats) {
-    for (port, slot) in instances.routers.iter_mut().enumerate() {
-        let Some((key, router)) = slot else { continue };
-        for f in router.take_flows() {
+/// Publishes each app's flow records and DNS answers (`zedrouter/AppFlows`), logs them and
+/// the counters per instance.
+fn report(instances: &mut Instances, stats: &mut Stats, bus: &Bus) {
+    let now = now_ms();
+    let wall = kernel::wall_clock().and_then(|t| u64::try_from(t.0.div_euclid(1_000_000)).ok());
+    for (who, flows) in instances.take_app_flows(now, wall) {
+        for f in &flows.flows {
             info!(
-                "zedrouter: flow {} {}:{} -> {}:{} {} acl {} {:?} tx {}/{} rx {}/{} ms {}..{}",
+                "zedrouter: flow {} {}:{} -> {}:{} {} acl {} {} tx {}/{} rx {}/{} app {who}",
                 protocol_name(f.protocol),
-                f.src.ip,
-                f.src.port,
-                f.dst.ip,
-                f.dst.port,
+                core::net::Ipv4Addr::from(f.src.0),
+                f.src.1,
+                core::net::Ipv4Addr::from(f.dst.0),
+                f.dst.1,
                 if f.inbound { "in" } else { "out" },
                 f.acl_id,
-                f.action,
-                f.counters.tx_packets,
-                f.counters.tx_bytes,
-                f.counters.rx_packets,
-                f.counters.rx_bytes,
-                f.start_ms,
-                f.end_ms,
+                if f.accepted { "Accept" } else { "Drop" },
+                f.tx_packets,
+                f.tx_bytes,
+                f.rx_packets,
+                f.rx_bytes,
             );
         }
-        for r in router.dns().take_new() {
-            info!("zedrouter: dns {} -> {:?}", r.name, r.addrs);
+        for d in &flows.dns {
+            let addrs: Vec<core::net::Ipv4Addr> = d
+                .addrs
+                .iter()
+                .map(|a| core::net::Ipv4Addr::from(*a))
+                .collect();
+            info!("zedrouter: dns {} -> {:?} app {who}", d.name, addrs);
         }
+        bus.publish_flows(&who, &flows);
+    }
+    // Counters, when they changed since the last report.
+    let mut lines = Vec::new();
+    for (port, slot) in instances.routers.iter_mut().enumerate() {
+        let Some((key, router)) = slot else { continue };
         let c = router.counters().clone();
         let drops: Vec<_> = router.drops().filter(|d| d.1 > 0).collect();
-        info!(
+        lines.push(format!(
             "zedrouter: counters {key} port {} to_uplink {} to_app {} consumed {} connections {} flows_lost {} drops {:?}",
             port + 1,
             c.to_uplink,
@@ -388,13 +455,19 @@ fn report(instances: &mut Instances, stats: &mut Stats) {
             router.nat().len(),
             router.flows_lost(),
             drops,
-        );
+        ));
     }
-    info!(
+    lines.push(format!(
         "zedrouter: tx_full {} heap {} KiB",
         stats.tx_full,
         kernel::mem::heap_used() / 1024
-    );
+    ));
+    if lines != stats.last_counters {
+        for line in &lines {
+            info!("{line}");
+        }
+        stats.last_counters = lines;
+    }
 }
 
 fn log_leases(instances: &Instances, stats: &mut Stats) {
@@ -431,6 +504,7 @@ async fn run(
     let mut next_tick = kernel::now().saturating_add(TICK);
     let mut next_report = kernel::now().saturating_add(flowlog);
     bus.follow(instances);
+    bus.follow_apps(instances, true);
     bus.publish(instances, &bridges);
     loop {
         uplink.handle_interrupt();
@@ -457,13 +531,14 @@ async fn run(
             for (_, r) in instances.routers.iter_mut().flatten() {
                 r.tick(now_ms());
             }
-            if bus.follow(instances) {
+            let instances_changed = bus.follow(instances);
+            if bus.follow_apps(instances, instances_changed) || instances_changed {
                 bus.publish(instances, &bridges);
             }
             next_tick = now.saturating_add(TICK);
         }
         if now >= next_report {
-            report(instances, &mut stats);
+            report(instances, &mut stats, &bus);
             bus.publish(instances, &bridges);
             next_report = now.saturating_add(flowlog);
         }

@@ -7,7 +7,8 @@
 //! `lichenni1`, and `net-client`, a lichen guest standing in for an app on `lichenni1`. It
 //! leases its address from zedrouter's DHCP server, reaches a TCP server in dom0 (the
 //! `router-peer` hook; dom0 has no route to the instance's subnet) through NAT and an allowing
-//! ACE, is refused another port by default deny, and dom0 reaches its echo through a port map.
+//! ACE (`ip:10.77.0.1`), is refused another host on that port and another port of dom0 by
+//! default deny, and dom0 reaches its echo through a port map.
 //!
 //! One Xen boot (one to three minutes under TCG). The transfer is 32 MiB: QEMU emulates Xen,
 //! dom0 and the guest on two cores, and 100 MiB (the microvm test's size) took two minutes
@@ -54,7 +55,7 @@ image = "net-client"
 memory = 16
 network = "lichenni1"
 restart = "never"
-cmdline = "connect=10.77.0.1:7007,10.77.0.1:7008"
+cmdline = "connect=10.77.0.1:7007,10.77.0.2:7007,10.77.0.1:7008"
 "#
     );
     let run = boot("net-echo", &manifest, false, 420);
@@ -90,6 +91,9 @@ fn router_scenario(log: &str) {
     // Out through NAT: dom0 answered, and the record says which ACE let it out.
     has("router-peer: app says: net-client: reply from 10.77.0.1:7007: dom0 got: hello from net-client");
     has("-> 10.77.0.1:7007 out acl 1 Accept");
+    // An ACE allowing one host (ip:10.77.0.1) blocks another on the same port.
+    has("router-peer: app says: net-client: connect 10.77.0.2:7007:");
+    has("-> 10.77.0.2:7007 out acl 0 Drop");
     // Default deny: no ACE allows dom0's 7008.
     has("router-peer: app says: net-client: connect 10.77.0.1:7008:");
     has("-> 10.77.0.1:7008 out acl 0 Drop");

@@ -107,7 +107,8 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
         "cmdline = \"config_interval=10\"",
         "cmdline = \"config_interval=2 metric_interval=3\"",
     );
-    let manifest = short_timers.clone() + "\n[test]\nhooks = [\"zedagent-kill\", \"apps-kill\"]\n";
+    let manifest = short_timers.clone()
+        + "\n[test]\nhooks = [\"zedagent-kill\", \"apps-kill\", \"app-portmap\"]\n";
     // The app's image (not one of the node's).
     let built = std::process::Command::new(lichen_xen_tests::repo().join("scripts/build"))
         .arg("echo")
@@ -118,7 +119,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     let images = Images::new(&echo_path, &dir.0, &state);
     let echo = echo_path.to_str().unwrap();
     let deploy = |c: &Controller, name: &str, memory_mib: &str| {
-        c.admin(&[
+        let mut args = vec![
             "app",
             "deploy",
             echo,
@@ -126,7 +127,11 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
             name,
             "--memory-mib",
             memory_mib,
-        ]);
+        ];
+        if name == "echo" {
+            args.extend(PORT_MAP); // see port_map_reaches_echo
+        }
+        c.admin(&args);
     };
     assert!(
         manifest.contains("config_interval=2"),
@@ -312,6 +317,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     newlogs_arrived(&run, &controller, &uuid);
     services_in_metrics(&run, &controller, &uuid);
     objects_in_device_show(&controller, &uuid);
+    port_map_reaches_echo(&run, &controller, &uuid);
     drop(run);
     the_node_comes_back_after_a_reboot(&short_timers, &config, &uuid);
 }
@@ -402,7 +408,7 @@ fn lifecycle(
         c.admin(args);
     };
     let deploy = |image: &Path, name: &str| {
-        admin(&[
+        let mut args = vec![
             "app",
             "deploy",
             image.to_str().unwrap(),
@@ -410,7 +416,11 @@ fn lifecycle(
             name,
             "--memory-mib",
             "32",
-        ])
+        ];
+        if name == "echo" {
+            args.extend(PORT_MAP); // the new image keeps echo's port map
+        }
+        admin(&args)
     };
     let next = match stage {
         Lifecycle::Restarted if line.contains("app echo RUNNING restarts 1") => {
@@ -473,6 +483,28 @@ fn lifecycle_seen(run: &lichen_xen_tests::Run, echo_uuid: &str) {
     // The file cut short: retried until whole, by the restarted downloader.
     run.assert_has("apps-kill: destroyed downloader");
     run.assert_has("app late RUNNING");
+}
+
+/// echo's port map: the node's uplink port 8080 leads to echo's TCP echo (port 7).
+const PORT_MAP: [&str; 2] = ["--port-map", "8080:7"];
+
+/// Step 9 (issue 17): echo, deployed with [`PORT_MAP`], is reached from dom0 through
+/// zedrouter (the `app-portmap` dom0 hook connects to the uplink address 10.0.2.200:8080),
+/// and `admin devices show` lists its flows: inbound to port 7, by its ACE (id 1), accepted,
+/// scoped to echo's app UUID (zedrouter knew the app by the MAC the launcher gave its vif).
+fn port_map_reaches_echo(run: &lichen_xen_tests::Run, controller: &Controller, uuid: &str) {
+    run.assert_has("zedrouter: network instance ");
+    run.assert_has("1 app rules in force");
+    run.assert_has("app-portmap: echo answered through 10.0.2.200:8080");
+    run.assert_has("flowlog of ");
+    let show = controller.admin(&["devices", "show", uuid]);
+    let flows: Vec<&str> = show
+        .lines()
+        .filter(|l| l.starts_with("flow ") && l.contains(":7 in acl 1 accept"))
+        .collect();
+    assert!(!flows.is_empty(), "no flow to echo's port 7:\n{show}");
+    let app = flows[0].split_whitespace().nth(1).unwrap_or("");
+    assert_eq!(app.len(), 36, "a flow scoped to an app UUID: {}", flows[0]);
 }
 
 /// Step 8: the controller shows what zedagent reported of the node's objects: the echo app

@@ -302,7 +302,16 @@ impl Toolstack {
         let registered = registered
             .and_then(|()| {
                 for (devid, bridge) in service.vifs().iter().enumerate() {
-                    add_vif(&mut self.store, domid, devid as u32, &uuid, bridge)?;
+                    // An app's MAC comes from its name, so zedrouter knows whose frames
+                    // it sees (launcher_api::mac); a pillar's from its domain handle.
+                    let mac = match xc_name.strip_prefix("app-").filter(|_| service.app) {
+                        Some(app) => launcher_api::mac::mac_text(launcher_api::mac::app_mac(
+                            app,
+                            devid as u32,
+                        )),
+                        None => builder::entries::vif_mac_of(&uuid, devid as u32),
+                    };
+                    add_vif(&mut self.store, domid, devid as u32, &mac, bridge)?;
                 }
                 Ok(())
             })
@@ -625,11 +634,10 @@ fn add_vif(
     store: &mut XenStore,
     domid: u32,
     devid: u32,
-    uuid: &[u8; 16],
+    mac: &str,
     bridge: &str,
 ) -> std::io::Result<()> {
-    let mac = builder::entries::vif_mac_of(uuid, devid);
-    let entries = builder::entries::vif_entries(domid, devid, &mac, bridge, VIF_SCRIPT);
+    let entries = builder::entries::vif_entries(domid, devid, mac, bridge, VIF_SCRIPT);
     let mut ops = Vec::new();
     for e in entries {
         ops.push(Op::Write(e.path.clone(), e.value));

@@ -27,10 +27,12 @@ pub mod bootstrap;
 pub mod checkpoint;
 pub mod controller;
 pub mod fanout;
+pub mod flowlog;
 pub mod http;
 pub mod identity;
 #[cfg(target_os = "none")]
 pub mod link;
+pub mod netinst;
 pub mod objects;
 pub mod queue;
 pub mod services;

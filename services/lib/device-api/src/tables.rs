@@ -19,8 +19,8 @@ use core::fmt;
 
 use lichen_api::config::{EdgeDevConfig, VolumeContentOriginType};
 use topics::zedagent::config::{
-    AppInstance, AppInterface, BaseOs, ConfigItems, ContentTree, Datastore, DatastoreKind,
-    NetworkInstance, Volume, VolumeOrigin, VolumeRef,
+    Ace, AceAction, AppInstance, AppInterface, BaseOs, ConfigItems, ContentTree, Datastore,
+    DatastoreKind, NetworkInstance, Volume, VolumeOrigin, VolumeRef,
 };
 
 /// A configuration as the bus's tables, each keyed as published.
@@ -238,11 +238,19 @@ impl ConfigTables {
                             id.uuid, i.name, i.network_id
                         ));
                     }
+                    let acls: Vec<Ace> = i.acls.iter().map(ace).collect();
+                    if let Err(e) = router::ace::rules_of(&acls, None) {
+                        problems.push(format!(
+                            "app {}: interface {:?}: {e}",
+                            id.uuid, i.name
+                        ));
+                    }
                     AppInterface {
                         name: i.name.clone(),
                         network_id: i.network_id.clone(),
                         addr: i.addr.clone(),
                         mac: i.mac_address.clone(),
+                        acls,
                     }
                 })
                 .collect();
@@ -289,6 +297,33 @@ impl ConfigTables {
         } else {
             Err(ConfigError(problems))
         }
+    }
+}
+
+/// An ACE as the controller sent it (checked by the caller).
+fn ace(a: &lichen_api::config::Ace) -> Ace {
+    Ace {
+        id: a.id,
+        name: a.name.clone(),
+        matches: a
+            .matches
+            .iter()
+            .map(|m| (m.r#type.clone(), m.value.clone()))
+            .collect(),
+        actions: a
+            .actions
+            .iter()
+            .map(|x| AceAction {
+                drop: x.drop,
+                limit: x.limit,
+                limit_rate: x.limitrate,
+                limit_unit: x.limitunit.clone(),
+                limit_burst: x.limitburst,
+                portmap: x.portmap,
+                app_port: x.app_port,
+            })
+            .collect(),
+        direction: a.dir,
     }
 }
 

@@ -3,9 +3,10 @@ use alloc::vec;
 
 use lichen_api::common::{IpRange, Ipspec};
 use lichen_api::config::{
-    AppInstanceConfig, BaseOs as PbBaseOs, ConfigItem, ContentTree as PbContentTree,
-    DatastoreConfig, InstanceOpsCmd, NetworkAdapter, NetworkInstanceConfig, UuiDandVersion,
-    VmConfig, Volume as PbVolume, VolumeContentOrigin, VolumeRef as PbVolumeRef,
+    Ace as PbAce, AceAction as PbAceAction, AceMatch, AppInstanceConfig, BaseOs as PbBaseOs,
+    ConfigItem, ContentTree as PbContentTree, DatastoreConfig, InstanceOpsCmd, NetworkAdapter,
+    NetworkInstanceConfig, UuiDandVersion, VmConfig, Volume as PbVolume, VolumeContentOrigin,
+    VolumeRef as PbVolumeRef,
 };
 
 use super::*;
@@ -108,6 +109,26 @@ pub(crate) fn full_config() -> EdgeDevConfig {
                 network_id: "ni-1".into(),
                 addr: "10.1.0.5".into(),
                 mac_address: "02:00:00:00:00:05".into(),
+                acls: vec![PbAce {
+                    id: 1,
+                    name: "web".into(),
+                    matches: vec![
+                        AceMatch {
+                            r#type: "protocol".into(),
+                            value: "tcp".into(),
+                        },
+                        AceMatch {
+                            r#type: "lport".into(),
+                            value: "8080".into(),
+                        },
+                    ],
+                    actions: vec![PbAceAction {
+                        portmap: true,
+                        app_port: 80,
+                        ..Default::default()
+                    }],
+                    dir: 0,
+                }],
                 ..Default::default()
             }],
             restart: Some(InstanceOpsCmd {
@@ -228,6 +249,20 @@ fn every_field_of_every_object_is_carried() {
                 network_id: "ni-1".into(),
                 addr: "10.1.0.5".into(),
                 mac: "02:00:00:00:00:05".into(),
+                acls: vec![Ace {
+                    id: 1,
+                    name: "web".into(),
+                    matches: vec![
+                        ("protocol".into(), "tcp".into()),
+                        ("lport".into(), "8080".into())
+                    ],
+                    actions: vec![AceAction {
+                        portmap: true,
+                        app_port: 80,
+                        ..Default::default()
+                    }],
+                    direction: 0,
+                }],
             }],
             restart_counter: 2,
             purge_counter: 1,
@@ -301,6 +336,14 @@ fn references_to_objects_not_in_the_configuration_are_refused() {
         refused(&config),
         "app app-1: volume \"vol-9\" is not in the configuration; \
          app app-1: interface \"eth0\": network instance \"ni-9\" is not in the configuration"
+    );
+
+    // An ACE that does not parse refuses the configuration, naming the app and the rule.
+    let mut config = full_config();
+    config.apps[0].interfaces[0].acls[0].actions[0].app_port = 0;
+    assert_eq!(
+        refused(&config),
+        "app app-1: interface \"eth0\": ACL rule 1: portmap: appPort is not a port"
     );
 
     let mut config = full_config();

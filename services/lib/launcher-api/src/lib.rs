@@ -18,6 +18,7 @@ extern crate alloc;
 
 pub mod check;
 pub mod frame;
+pub mod mac;
 pub mod services;
 
 use alloc::string::String;

@@ -14,6 +14,10 @@
 //! bucket counted in packets, as iptables' limit match), portmap (uplink `lport` -> app's
 //! `app_port`; it only applies to connections opened from the uplink).
 //!
+//! A rule may belong to one app (`app`: the MAC of its interface): it is then asked only
+//! about that app's connections, and its port map leads to that app's leased address. Rules
+//! without an app (the command line's) apply to every app of the instance.
+//!
 //! A rule that does not parse is refused with an [`AclError`] naming it; the caller keeps its
 //! previous rules. The text syntax [`parse_rules`] reads is for command lines:
 //! `ID#type:value,type:value->action;...` with action `accept`, `drop`,
@@ -89,6 +93,8 @@ pub struct Rule {
     pub action: Action,
     /// Which connections it applies to.
     pub direction: Direction,
+    /// The app (its interface's MAC) whose connections it decides; `None`: every app's.
+    pub app: Option<crate::wire::Mac>,
 }
 
 /// An ACE's action as EVE's `ACEAction` carries it.
@@ -230,6 +236,7 @@ impl Rule {
             matches: parsed,
             action,
             direction,
+            app: None,
         })
     }
 
@@ -341,6 +348,9 @@ pub struct Query {
     pub fport: u16,
     /// Opened from the uplink.
     pub inbound: bool,
+    /// The app's MAC, for a connection the app opens (`None` from the uplink: every port
+    /// map may answer, and its app is the target).
+    pub app: Option<crate::wire::Mac>,
 }
 
 fn in_subnet(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
@@ -420,8 +430,13 @@ impl Acl {
                 Direction::Egress => !q.inbound,
             };
             let kind_ok = matches!(r.action, Action::PortMap { .. }) == q.inbound;
+            let app_ok = match (r.app, q.app) {
+                (Some(owner), Some(asker)) => owner == asker,
+                _ => true,
+            };
             direction_ok
                 && kind_ok
+                && app_ok
                 && r.matches.iter().all(|m| match m {
                     Match::Ip(net, prefix) => in_subnet(q.remote, *net, *prefix),
                     Match::Host(name) => host_has(name, q.remote),
@@ -476,6 +491,7 @@ mod tests {
             lport,
             fport,
             inbound: false,
+            app: None,
         }
     }
 

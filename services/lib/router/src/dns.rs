@@ -113,6 +113,8 @@ pub struct Record {
     pub addrs: Vec<Ipv4Addr>,
     /// When the answer passed, ms.
     pub time_ms: u64,
+    /// The app address that asked last (`None`: not known).
+    pub asker: Option<Ipv4Addr>,
 }
 
 /// The names learned, most recent kept when full.
@@ -133,8 +135,9 @@ impl DnsRecords {
         }
     }
 
-    /// Records an answer with addresses (answers without A records are not kept).
-    pub fn record(&mut self, answer: Answer, now_ms: u64) {
+    /// Records an answer with addresses, asked by `asker` (answers without A records are not
+    /// kept).
+    pub fn record(&mut self, answer: Answer, asker: Option<Ipv4Addr>, now_ms: u64) {
         if answer.addrs.is_empty() {
             return;
         }
@@ -142,6 +145,7 @@ impl DnsRecords {
             Some(i) => {
                 self.records[i].addrs = answer.addrs;
                 self.records[i].time_ms = now_ms;
+                self.records[i].asker = asker;
                 i
             }
             None if self.records.len() < self.capacity => {
@@ -149,6 +153,7 @@ impl DnsRecords {
                     name: answer.name,
                     addrs: answer.addrs,
                     time_ms: now_ms,
+                    asker,
                 });
                 self.records.len() - 1
             }
@@ -160,6 +165,7 @@ impl DnsRecords {
                     name: answer.name,
                     addrs: answer.addrs,
                     time_ms: now_ms,
+                    asker,
                 };
                 oldest
             }
@@ -277,6 +283,7 @@ pub(crate) mod tests {
         let mut r = DnsRecords::new(2);
         r.record(
             parse_answer(&response("www.example.com", &[[1, 1, 1, 1]])).unwrap(),
+            Some(Ipv4Addr::new(10, 1, 0, 2)),
             1,
         );
         assert!(r.host_has("example.com", Ipv4Addr::new(1, 1, 1, 1)));
@@ -285,10 +292,12 @@ pub(crate) mod tests {
         assert!(!r.host_has("example.com", Ipv4Addr::new(1, 1, 1, 2)));
         r.record(
             parse_answer(&response("b.org", &[[2, 2, 2, 2]])).unwrap(),
+            None,
             2,
         );
         r.record(
             parse_answer(&response("c.net", &[[3, 3, 3, 3]])).unwrap(),
+            None,
             3,
         );
         assert_eq!(r.records().len(), 2);

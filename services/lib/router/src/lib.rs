@@ -8,6 +8,7 @@
 //!   in a table of fixed capacity whose entries expire;
 //! - [`acl`]: EVE's access control entries (matches ip, host, protocol, lport, fport; actions
 //!   accept, drop, limit as a token bucket, portmap), default deny;
+//! - `ace` (feature `topics`): rules from zedagent's ACE table, checked;
 //! - [`flow`]: flow records (5-tuple, start and end, bytes and packets each way, ACL id and
 //!   action) as EVE's flow log reports them;
 //! - [`dhcp`]: a DHCP server for the instance's subnet and range, leases stable per MAC;
@@ -28,6 +29,8 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "topics")]
+pub mod ace;
 pub mod acl;
 mod arp;
 pub mod dhcp;

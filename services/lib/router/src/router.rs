@@ -419,6 +419,14 @@ impl Router {
         if !in_subnet(p.src, c.gateway, c.prefix) || p.src == c.gateway {
             return Verdict::Dropped(Reason::Spoofed);
         }
+        // An address leased to another MAC: an app claiming another's address (and ACL).
+        if self
+            .dhcp
+            .lease_of_ip(p.src, now_ms)
+            .is_some_and(|l| l.mac != p.src_mac)
+        {
+            return Verdict::Dropped(Reason::Spoofed);
+        }
         let (sport, dport) = match p.transport {
             Transport::IcmpEcho { kind: 8, ident } => {
                 if p.dst == c.gateway {
@@ -515,6 +523,7 @@ impl Router {
                 lport: app.port,
                 fport: remote.port,
                 inbound: false,
+                app: Some(p.src_mac),
             };
             let dns = &self.dns;
             let found = self.acl.evaluate(&q, |h, a| dns.host_has(h, a));
@@ -644,7 +653,7 @@ impl Router {
             let range = p.payload_range(frame);
             if let Ok(answer) = parse_answer(&frame[range]) {
                 self.counters.dns_answers += 1;
-                self.dns.record(answer, now_ms);
+                self.dns.record(answer, Some(entry.app.ip), now_ms);
             }
         }
         let Some(mac) = self.app_arp.get(entry.app.ip) else {
@@ -683,6 +692,7 @@ impl Router {
             lport: dport,
             fport: remote.port,
             inbound: true,
+            app: None,
         };
         let dns = &self.dns;
         let rule = self
@@ -692,7 +702,17 @@ impl Router {
         let Action::PortMap { app_port } = self.acl.rules()[rule].action else {
             return Err(Reason::NoConnection);
         };
-        let app_ip = self.app_ip.ok_or(Reason::NoConnection)?;
+        // An app's port map leads to that app's address; a shared one to the last leased.
+        let app_ip = match self.acl.rules()[rule].app {
+            Some(mac) => self
+                .dhcp
+                .leases()
+                .iter()
+                .find(|l| l.mac == mac && l.expires_ms > now_ms)
+                .map(|l| l.ip),
+            None => self.app_ip,
+        }
+        .ok_or(Reason::NoConnection)?;
         let entry = Entry {
             protocol: p.protocol,
             app: Endpoint::new(app_ip, app_port),

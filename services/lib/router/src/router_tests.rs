@@ -385,7 +385,12 @@ fn dns_is_forwarded_and_answers_recorded() {
     assert!(r
         .dns()
         .host_has("example.com", Ipv4Addr::new(93, 184, 216, 34)));
-    assert_eq!(r.dns().take_new().len(), 1);
+    let new = r.dns().take_new();
+    assert_eq!(
+        (new.len(), new[0].asker),
+        (1, Some(Ipv4Addr::new(10, 1, 0, 2))),
+        "the asking app is recorded"
+    );
     // host rules then match the recorded address.
     r.set_rules(parse_rules("9#host:example.com,protocol:tcp->accept").unwrap())
         .unwrap();
@@ -601,4 +606,120 @@ fn ten_thousand_connections_fit() {
         Verdict::Dropped(Reason::NatFull)
     );
     let _ = PROTO_TCP;
+}
+
+/// Rules owned by one app: `rules` parsed, each given `owner`.
+fn owned(rules: &str, owner: Mac) -> Vec<Rule> {
+    parse_rules(rules)
+        .unwrap()
+        .into_iter()
+        .map(|r| Rule {
+            app: Some(owner),
+            ..r
+        })
+        .collect()
+}
+
+#[test]
+fn each_app_gets_its_own_rules_and_port_maps() {
+    const OTHER: Mac = [2, 0, 0, 0, 0, 0x0a];
+    let mut r = ready("", 16);
+    let b_ip = lease(&mut r, OTHER);
+    let mut rules = owned(
+        "1#ip:10.0.2.2,protocol:tcp->accept;5#protocol:tcp,lport:9001->portmap:7",
+        CLIENT,
+    );
+    rules.extend(owned(
+        "2#protocol:tcp,fport:8080->accept;3#protocol:tcp,lport:9000->portmap:7",
+        OTHER,
+    ));
+    r.set_rules(rules).unwrap();
+    // App A may reach 10.0.2.2 on any port, and nothing else.
+    forward(
+        &mut r,
+        Side::App,
+        tcp(&app_ends([10, 0, 2, 2]), 40000, 22, TCP_SYN, b""),
+        10,
+    );
+    let mut elsewhere = tcp(&app_ends([10, 0, 3, 3]), 40001, 8080, TCP_SYN, b"");
+    assert_eq!(
+        r.handle(Side::App, &mut elsewhere, 11),
+        Verdict::Dropped(Reason::AclDrop),
+        "B's rule 2 is not A's"
+    );
+    // App B may reach port 8080 anywhere, not 22.
+    let b = |dst: [u8; 4]| Endpoints {
+        src_mac: OTHER,
+        src: b_ip,
+        ..app_ends(dst)
+    };
+    forward(
+        &mut r,
+        Side::App,
+        tcp(&b([10, 0, 3, 3]), 40002, 8080, TCP_SYN, b""),
+        12,
+    );
+    let mut ssh = tcp(&b([10, 0, 2, 2]), 40003, 22, TCP_SYN, b"");
+    assert_eq!(
+        r.handle(Side::App, &mut ssh, 13),
+        Verdict::Dropped(Reason::AclDrop)
+    );
+    // B's port map leads to B.
+    let syn = forward(
+        &mut r,
+        Side::Uplink,
+        tcp(&host_ends([10, 0, 2, 2]), 51000, 9000, TCP_SYN, b""),
+        14,
+    );
+    assert_eq!((syn.dst, syn.dst_mac), (b_ip, OTHER));
+    // A's port map leads to A, though B leased last.
+    let syn = forward(
+        &mut r,
+        Side::Uplink,
+        tcp(&host_ends([10, 0, 2, 2]), 51001, 9001, TCP_SYN, b""),
+        15,
+    );
+    assert_eq!((syn.dst, syn.dst_mac), (Ipv4Addr::new(10, 1, 0, 2), CLIENT));
+    // A sending from B's address (with its own MAC) is a spoof, whatever B's rules allow.
+    let mut forged = tcp(
+        &Endpoints {
+            src: b_ip,
+            ..app_ends([10, 0, 3, 3])
+        },
+        40004,
+        8080,
+        TCP_SYN,
+        b"",
+    );
+    assert_eq!(
+        r.handle(Side::App, &mut forged, 16),
+        Verdict::Dropped(Reason::Spoofed)
+    );
+    // Flow records name the rule of each app.
+    let ids: Vec<(Ipv4Addr, i32, FlowAction)> = r
+        .take_flows()
+        .iter()
+        .map(|f| (f.src.ip, f.acl_id, f.action))
+        .collect();
+    assert!(
+        ids.contains(&(Ipv4Addr::new(10, 1, 0, 2), 1, FlowAction::Accept)),
+        "{ids:?}"
+    );
+    assert!(ids.contains(&(b_ip, 2, FlowAction::Accept)), "{ids:?}");
+    assert!(
+        ids.contains(&(Ipv4Addr::new(10, 1, 0, 2), 0, FlowAction::Drop)),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn two_apps_cannot_map_the_same_port() {
+    let mut r = ready("", 16);
+    let mut rules = owned("3#protocol:tcp,lport:9000->portmap:7", CLIENT);
+    rules.extend(owned(
+        "4#protocol:tcp,lport:9000->portmap:8",
+        [2, 0, 0, 0, 0, 0x0a],
+    ));
+    let e = r.set_rules(rules).unwrap_err();
+    assert_eq!(e.id, 4, "{e}");
 }

@@ -61,6 +61,8 @@ pub struct NetworkInstanceStatus {
     pub limit_drops: u64,
     /// Connections open now.
     pub connections: u64,
+    /// Flow records lost: not taken in time, or beyond [`MAX_FLOWS`] in a period.
+    pub flows_lost: u64,
 }
 
 impl core::fmt::Display for NetworkInstanceStatus {
@@ -91,6 +93,77 @@ impl core::fmt::Display for NetworkInstanceStatus {
 pub const NETWORK_INSTANCE_STATUS: Topic<String, NetworkInstanceStatus> =
     Topic::volatile("zedrouter/NetworkInstanceStatus", 1);
 
+/// One flow record (EVE's `FlowRecord`): the 5-tuple as the app sees it, who opened it, the
+/// ACE that decided (0: none, default deny or the router's DNS forwarding), and the counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// IP protocol (6 TCP, 17 UDP, 1 ICMP).
+    pub protocol: u8,
+    /// The opener's address and port (the app for outbound flows).
+    pub src: ([u8; 4], u16),
+    /// The other end's address and port.
+    pub dst: ([u8; 4], u16),
+    /// Opened from the uplink (through a port map).
+    pub inbound: bool,
+    /// The ACE's id (EVE's `aclId`).
+    pub acl_id: i32,
+    /// Let through (`false`: dropped by an ACE, the default deny or a rate limit).
+    pub accepted: bool,
+    /// First packet, Unix ms (0: zedrouter has no wall clock).
+    pub start_ms: u64,
+    /// Last packet so far, Unix ms.
+    pub end_ms: u64,
+    /// Bytes from the app.
+    pub tx_bytes: u64,
+    /// Packets from the app.
+    pub tx_packets: u64,
+    /// Bytes to the app.
+    pub rx_bytes: u64,
+    /// Packets to the app.
+    pub rx_packets: u64,
+}
+
+/// A name the app asked zedrouter's DNS forwarder for, and the addresses answered (EVE's
+/// `DnsRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRequest {
+    /// The name.
+    pub name: String,
+    /// The IPv4 addresses answered.
+    pub addrs: Vec<[u8; 4]>,
+    /// When the answer came, Unix ms (0: no wall clock).
+    pub at_ms: u64,
+}
+
+/// The most flow records one [`AppFlows`] carries (the rest of a period are counted in
+/// `lost`); about 60 bytes each on the bus, well under its 64 KiB value limit.
+pub const MAX_FLOWS: usize = 256;
+/// The most DNS requests one [`AppFlows`] carries.
+pub const MAX_DNS: usize = 64;
+
+/// One app's flow log for one period (EVE's `FlowMessage`, scope = the app): published by
+/// zedrouter every `flowlog_s` when the app had traffic, keyed by the app's UUID (or
+/// `mac:xx:xx:xx:xx:xx:xx` for a MAC no app instance has). zedagent posts each new `seq` once.
+/// A subscriber that misses a value (the bus keeps the latest) sees a gap in `seq`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppFlows {
+    /// The network instance (`zedagent/NetworkInstance`'s key, or `static`).
+    pub network_id: String,
+    /// The app's MAC on it.
+    pub mac: String,
+    /// Counts the periods published for this key, from 1.
+    pub seq: u64,
+    /// Records ended or dropped in the period, and a snapshot of the open connections.
+    pub flows: Vec<Flow>,
+    /// DNS answers in the period.
+    pub dns: Vec<DnsRequest>,
+    /// Records of the period that did not fit ([`MAX_FLOWS`], [`MAX_DNS`]).
+    pub lost: u64,
+}
+
+/// Every app's latest flow log, by app UUID.
+pub const APP_FLOWS: Topic<String, AppFlows> = Topic::volatile("zedrouter/AppFlows", 1);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +190,43 @@ mod tests {
         );
         let line = status.to_string();
         assert!(line.contains("lichenni1") && !line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn a_full_flow_log_fits_in_one_bus_value() {
+        let big = AppFlows {
+            network_id: "6ba7b810-9dad-11d1-80b4-00c04fd430c8".into(),
+            mac: "02:00:00:00:00:01".into(),
+            seq: u64::MAX,
+            flows: alloc::vec![
+                Flow {
+                    protocol: 6,
+                    src: ([255; 4], u16::MAX),
+                    dst: ([255; 4], u16::MAX),
+                    inbound: true,
+                    acl_id: i32::MIN,
+                    accepted: true,
+                    start_ms: u64::MAX,
+                    end_ms: u64::MAX,
+                    tx_bytes: u64::MAX,
+                    tx_packets: u64::MAX,
+                    rx_bytes: u64::MAX,
+                    rx_packets: u64::MAX,
+                };
+                MAX_FLOWS
+            ],
+            dns: alloc::vec![
+                DnsRequest {
+                    name: "x".repeat(255),
+                    addrs: alloc::vec![[255; 4]; 8],
+                    at_ms: u64::MAX,
+                };
+                MAX_DNS
+            ],
+            lost: u64::MAX,
+        };
+        let bytes = postcard::to_allocvec(&big).unwrap();
+        assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
+        assert_eq!(postcard::from_bytes::<AppFlows>(&bytes).unwrap(), big);
     }
 }

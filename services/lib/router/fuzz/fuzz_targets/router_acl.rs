@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
             lport: u16::from_be_bytes([p[5], p[6]]),
             fport: u16::from(p[7]),
             inbound: p[0] & 0x80 != 0,
+            app: (p[0] & 0x40 != 0).then_some([2, 0, 0, 0, 0, p[1] & 1]),
         };
         if let Some(i) = acl.evaluate(&q, |host, addr| host.len() % 3 == usize::from(addr.octets()[3] % 3)) {
             assert!(i < acl.rules().len());

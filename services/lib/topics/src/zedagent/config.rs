@@ -139,6 +139,43 @@ pub struct AppInterface {
     pub addr: String,
     /// A fixed MAC address; empty: one chosen by the node.
     pub mac: String,
+    /// Its access control entries (EVE's `acls`), in order; zedrouter enforces them for this
+    /// app (docs/router.md). zedagent publishes only ACEs that parse.
+    pub acls: Vec<Ace>,
+}
+
+/// An ACE's action (EVE's `ACEAction`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AceAction {
+    /// `drop`.
+    pub drop: bool,
+    /// `limit`.
+    pub limit: bool,
+    /// `limitrate`: packets per unit.
+    pub limit_rate: u32,
+    /// `limitunit`: `s`, `m`, `h` or `d` (also the long names).
+    pub limit_unit: String,
+    /// `limitburst`: packets at once.
+    pub limit_burst: u32,
+    /// `portmap`.
+    pub portmap: bool,
+    /// `appPort`: the app's port a port map leads to.
+    pub app_port: u32,
+}
+
+/// An access control entry of an app's interface (EVE's `ACE`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ace {
+    /// Its id (flow records report it as `aclId`).
+    pub id: i32,
+    /// Its name.
+    pub name: String,
+    /// `(type, value)`: `ip`, `host`, `protocol`, `lport`, `fport`; all must hold.
+    pub matches: Vec<(String, String)>,
+    /// What it does (none: accept).
+    pub actions: Vec<AceAction>,
+    /// EVE's `ACEDirection`: 0 both, 1 ingress, 2 egress.
+    pub direction: i32,
 }
 
 /// An app instance (EVE's `AppInstanceConfig`).
@@ -264,6 +301,20 @@ mod tests {
                 network_id: "n".into(),
                 addr: String::new(),
                 mac: "02:00:00:00:00:01".into(),
+                acls: vec![Ace {
+                    id: 1,
+                    name: "web".into(),
+                    matches: vec![
+                        ("protocol".into(), "tcp".into()),
+                        ("lport".into(), "8080".into()),
+                    ],
+                    actions: vec![AceAction {
+                        portmap: true,
+                        app_port: 80,
+                        ..Default::default()
+                    }],
+                    direction: 0,
+                }],
             }],
             restart_counter: 1,
             purge_counter: 2,
