@@ -679,6 +679,7 @@ mod tests {
             restart_counter: 0,
             purge_counter: 0,
             start_delay_s: 0,
+            cmdline: String::new(),
         };
         (uuid.into(), app)
     }
