@@ -79,7 +79,7 @@ async fn run() -> Result<(), String> {
             .map(|(k, record)| (String::from(k), App::restore(&record)))
             .collect()
     });
-    info!("zedmanager: {} apps restored from the vault", state.len());
+    info!("{} apps restored from the vault", state.len());
     // DomainConfig and AppInstanceStatus, served once complete (see the crate's doc).
     let mut published = None;
     let mut known = usize::MAX;
