@@ -42,8 +42,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const HELLO_PAUSE: Duration = Duration::from_millis(250);
 
 /// How long the launcher may take to answer a request (a create reads the kernel and builds
-/// the domain: tens of milliseconds natively, seconds under QEMU TCG).
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// the domain: tens of milliseconds natively, seconds under QEMU TCG; a Linux VM's create runs
+/// `xl create`, which decompresses Debian's kernel: about a second natively, tens of seconds
+/// under TCG with the node's other domains busy).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn main(_args: Args) -> i32 {
     let node = bus_io::channel::node().await;
