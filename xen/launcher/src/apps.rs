@@ -121,6 +121,22 @@ impl AppsConfig {
     }
 }
 
+/// The longest platform error a refusal carries, in bytes (a reply frame holds 8192).
+const MAX_ERROR: usize = 2048;
+
+/// `text`, cut to [`MAX_ERROR`] bytes at a character boundary.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_ERROR {
+        let mut end = MAX_ERROR;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" ...");
+    }
+    text
+}
+
 /// The Xen domain name of app `name`.
 pub fn domain_name(name: &str) -> String {
     format!("app-{name}")
@@ -381,7 +397,8 @@ impl Apps {
             }
         }
         self.fits(&name, &spec)?;
-        let platform_error = |e: String| Refusal::new(RefusalKind::Platform, e);
+        // Bounded: `xl`'s standard error can be long, and a reply must fit one frame.
+        let platform_error = |e: String| Refusal::new(RefusalKind::Platform, bounded(e));
         let data = crate::disks::find_device(&self.sys_block, &self.config.data)
             .map_err(platform_error)?;
         let bytes = |mib: u64| mib << 20;

@@ -637,3 +637,17 @@ fn a_malformed_bundle_is_refused_with_its_reason_and_changes_nothing() {
     }
     assert!(h.apps.list().is_empty());
 }
+
+#[test]
+fn a_long_platform_error_is_cut_to_fit_a_reply() {
+    // `xl create`'s standard error can be many lines: the refusal must still fit a frame.
+    let cut = bounded("é".repeat(5000));
+    assert!(
+        cut.len() <= MAX_ERROR + 4 && cut.ends_with(" ..."),
+        "{}",
+        cut.len()
+    );
+    let out = reply(1, Err(Refusal::new(RefusalKind::Platform, cut)));
+    assert!(encode(&out).is_ok());
+    assert_eq!(bounded("short".into()), "short");
+}
