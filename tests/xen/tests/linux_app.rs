@@ -188,10 +188,17 @@ fn a_linux_vm_app_boots_from_its_root_disk_and_gets_its_address_from_zedrouter()
         "the node stopped at {step:?}:\n{}",
         run.log
     );
-    // The guest's own lines: its initramfs, its root disk, its address.
-    run.assert_has("app-linux | linux-app: initramfs");
-    run.assert_has("app-linux | linux-app: root disk mounted");
-    run.assert_has("app-linux | linux-app: up 10.1.0.");
+    // The guest's own lines, on its console (the launcher prefixes them with the domain's
+    // name, `app-<the app's UUID>`): its initramfs, its root disk, its address.
+    run.assert_has(" | linux-app: initramfs");
+    run.assert_has(" | linux-app: root disk mounted");
+    run.assert_has(" | linux-app: up 10.1.0.");
+    assert!(
+        run.log
+            .lines()
+            .any(|l| l.contains("linux-app: root disk mounted") && l.contains("app-")),
+        "the root disk line is the app domain's console"
+    );
     let ip = requests
         .lock()
         .unwrap()

@@ -85,7 +85,7 @@ fn u64_at(head: &[u8], at: usize) -> u64 {
 /// Checks that `len` bytes at `offset` lie after the header and, rounded up to a page, inside
 /// a volume of `volume` bytes.
 fn range(what: &str, offset: u64, len: u64, volume: u64) -> Result<(u64, u64), String> {
-    if offset % PAGE != 0 || offset < PAGE {
+    if !offset.is_multiple_of(PAGE) || offset < PAGE {
         return Err(format!(
             "the {what} offset {offset} is not a page ({PAGE} bytes) after the header"
         ));
@@ -140,7 +140,7 @@ pub fn parse(head: &[u8], volume: u64) -> Result<Bundle, String> {
     let initramfs = if initrd_len == 0 {
         None
     } else {
-        if initrd_len % PAGE != 0 {
+        if !initrd_len.is_multiple_of(PAGE) {
             return Err(format!(
                 "an initramfs of {initrd_len} bytes: not whole pages ({PAGE} bytes; mklinuxapp pads it)"
             ));
