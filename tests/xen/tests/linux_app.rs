@@ -129,7 +129,7 @@ fn a_linux_vm_app_boots_from_its_root_disk_and_gets_its_address_from_zedrouter()
             match step {
                 Step::Onboarding => {
                     if line.contains("onboarded as device ") {
-                        timings.push(("onboarded (from QEMU's start)", started.elapsed()));
+                        timings.push(("onboarded (from the test's start)", started.elapsed()));
                         controller.admin(&[
                             "app",
                             "deploy",
