@@ -15,6 +15,12 @@
 //! one the launcher derives from the app's UUID (`launcher_api::mac`). Flow records and DNS
 //! answers are grouped per app the same way ([`Instances::take_app_flows`]).
 //!
+//! A network instance of kind Switch (EVE's `ZnetInstSwitch`, 1) takes no port: its apps join
+//! the uplink's own dom0 bridge ([`Instances::set_switch_bridge`], zedrouter's `switch_bridge=`)
+//! and get their addresses from whatever serves that L2 (dom0's DHCP on `lichenbr0`, the
+//! outside network's on `lichenup0`), as issue 17 allows: a dom0 bridge, not a router. Nothing
+//! of zedrouter is on their path, so their ACEs are not enforced, and the status says so.
+//!
 //! Pure (no driver, no clock, no log): tested on the host; the image (`main.rs`) logs what
 //! [`Instances::apply`] returns.
 #![no_std]
@@ -45,6 +51,13 @@ pub fn mac_text(mac: router::wire::Mac) -> String {
     let [a, b, c, d, e, f] = mac;
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
+
+/// The EVE kind of a switch network instance (`ZNetworkInstType` 1): apps on the uplink's L2.
+pub const KIND_SWITCH: i32 = 1;
+
+/// What a switch instance's status says when its apps have ACEs: nothing enforces them.
+pub const SWITCH_ACLS: &str =
+    "ACEs on a switch instance are not enforced: its apps are on the uplink's dom0 bridge";
 
 /// The key of the instance configured on the command line.
 pub const STATIC: &str = "static";
@@ -86,6 +99,8 @@ pub struct Instance {
     pub error: String,
     /// Why the apps' last rules were refused (empty: they were not); the previous rules stay.
     pub acl_error: String,
+    /// A switch instance: no port, its apps on the uplink's bridge.
+    pub switch: bool,
 }
 
 /// The apps' rules on one instance.
@@ -111,6 +126,8 @@ pub struct Instances {
     seqs: BTreeMap<String, u64>,
     /// Flow records beyond [`MAX_FLOWS`] or [`MAX_DNS`] in a period.
     pub flows_lost: u64,
+    /// The uplink's dom0 bridge, which switch instances' apps join (`None`: no switch).
+    switch_bridge: Option<String>,
 }
 
 /// The MAC of an app's interface `devid`: the controller's, else the launcher's.
@@ -149,7 +166,14 @@ impl Instances {
             owners: BTreeMap::new(),
             seqs: BTreeMap::new(),
             flows_lost: 0,
+            switch_bridge: None,
         }
+    }
+
+    /// The uplink's dom0 bridge, which apps on switch instances join (`None`: switch
+    /// instances are refused, as under microvm where there are no bridges).
+    pub fn set_switch_bridge(&mut self, bridge: Option<String>) {
+        self.switch_bridge = bridge.filter(|b| !b.is_empty());
     }
 
     /// The routers' settings, per port (for [`router::ports::uplink_owner`]).
@@ -175,11 +199,32 @@ impl Instances {
             port: None,
             error: String::new(),
             acl_error: String::new(),
+            switch: false,
         });
         if entry.wanted.as_ref() == Some(&wanted) {
             return None;
         }
         entry.wanted = Some(wanted.clone());
+        entry.switch = false;
+        if wanted.kind == KIND_SWITCH {
+            let said = match &self.switch_bridge {
+                Some(bridge) => {
+                    entry.switch = true;
+                    entry.error.clear();
+                    format!(
+                        "network instance {key} ({}): switch, apps on the uplink's bridge {bridge}",
+                        wanted.name
+                    )
+                }
+                None => {
+                    entry.error =
+                        "switch instances need the uplink's bridge (switch_bridge=)".into();
+                    format!("network instance {key} refused: {}", entry.error)
+                }
+            };
+            self.release(key);
+            return Some(said);
+        }
         if wanted.kind != KIND_LOCAL {
             entry.error = format!(
                 "kind {} is not served by zedrouter (only local, {KIND_LOCAL})",
@@ -298,6 +343,17 @@ impl Instances {
                 continue;
             }
             if !self.app_rules.contains_key(key) && new.is_empty() {
+                continue;
+            }
+            if let Some(i) = self.known.get_mut(key).filter(|i| i.switch) {
+                let said = if new.is_empty() { "" } else { SWITCH_ACLS };
+                if i.acl_error != said {
+                    i.acl_error = said.into();
+                    if !said.is_empty() {
+                        log.push(format!("network instance {key}: {said}"));
+                    }
+                }
+                self.app_rules.insert(key.clone(), AppRules { rules: new });
                 continue;
             }
             let mut all = self.base.rules.clone();
@@ -453,11 +509,19 @@ impl Instances {
                 let router = i
                     .port
                     .and_then(|p| self.routers[p].as_ref().map(|(_, r)| (p, r)));
-                s.state = match (router.is_some(), i.error.is_empty()) {
+                s.state = match (router.is_some() || i.switch, i.error.is_empty()) {
                     (_, false) => NetworkInstanceState::Error,
                     (true, true) => NetworkInstanceState::Online,
                     (false, true) => NetworkInstanceState::Pending,
                 };
+                if i.switch {
+                    s.bridge = self.switch_bridge.clone().unwrap_or_default();
+                    s.subnet = i
+                        .wanted
+                        .as_ref()
+                        .map(|w| w.subnet.clone())
+                        .unwrap_or_default();
+                }
                 if let Some((port, r)) = router {
                     let c = r.config();
                     s.bridge = bridges.get(port).cloned().unwrap_or_default();
@@ -623,18 +687,77 @@ mod tests {
     #[test]
     fn other_kinds_and_clashing_port_maps_are_refused() {
         let mut set = Instances::new(base("1#protocol:tcp,lport:8000->portmap:7"), macs(2));
-        let switch = Wanted {
-            kind: 1,
+        let cloud = Wanted {
+            kind: 3,
             ..local("10.1.0.0/24")
         };
-        assert!(set.apply("sw", Some(switch), 0).unwrap().contains("kind 1"));
+        assert!(set.apply("cl", Some(cloud), 0).unwrap().contains("kind 3"));
         assert!(set.routers.iter().all(Option::is_none));
+        assert_eq!(state(&set, "cl").state, NetworkInstanceState::Error);
+        // A switch instance with no uplink bridge to put it on (as under microvm).
+        let switch = Wanted {
+            kind: KIND_SWITCH,
+            ..local("10.1.0.0/24")
+        };
+        let said = set.apply("sw", Some(switch), 0).unwrap();
+        assert!(said.contains("switch_bridge"), "{said}");
         assert_eq!(state(&set, "sw").state, NetworkInstanceState::Error);
         // Both instances share the command line's ACL, so the second maps 8000 again.
         set.apply("a", Some(local("10.1.0.0/24")), 0);
         let clash = set.apply("b", Some(local("10.2.0.0/24")), 0).unwrap();
         assert!(clash.contains("uplink port 8000"), "{clash}");
         assert!(set.routers[1].is_none());
+    }
+
+    #[test]
+    fn a_switch_instance_puts_its_apps_on_the_uplink_bridge_and_says_acls_are_not_enforced() {
+        let mut set = Instances::new(base(""), macs(1));
+        set.set_switch_bridge(Some("lichenup0".into()));
+        let switch = Wanted {
+            kind: KIND_SWITCH,
+            ..local("10.0.2.0/24")
+        };
+        let said = set.apply("sw", Some(switch.clone()), 0).unwrap();
+        assert!(
+            said.contains("switch, apps on the uplink's bridge lichenup0"),
+            "{said}"
+        );
+        // No port taken: a local instance still gets port 1.
+        assert!(set.routers.iter().all(Option::is_none));
+        let s = state(&set, "sw");
+        assert_eq!(
+            (s.state, s.bridge.as_str(), s.error.as_str()),
+            (NetworkInstanceState::Online, "lichenup0", "")
+        );
+        assert!(set
+            .apply("a", Some(local("10.1.0.0/24")), 0)
+            .unwrap()
+            .contains("on port 1"));
+        // Two apps on the switch: one with an ACE, which nothing enforces; the status says so
+        // and the instance stays online.
+        let a = app(
+            "a1",
+            "sw",
+            vec![ace(1, &[("protocol", "tcp"), ("lport", "8080")], 7)],
+        );
+        let b = app("b1", "sw", Vec::new());
+        let log = set.set_apps(&[a, b.clone()]);
+        assert!(log.iter().any(|l| l.contains(SWITCH_ACLS)), "{log:?}");
+        let s = state(&set, "sw");
+        assert_eq!(
+            (s.state, s.error.as_str()),
+            (NetworkInstanceState::Online, SWITCH_ACLS)
+        );
+        // Without ACEs the note goes.
+        set.set_apps(&[b]);
+        assert_eq!(state(&set, "sw").error, "");
+        // The same instance made local takes a port; made a switch again, frees it.
+        set.apply("a", None, 0);
+        set.apply("sw", Some(local("10.3.0.0/24")), 0);
+        assert_eq!(state(&set, "sw").bridge, "lichenni1");
+        set.apply("sw", Some(switch), 0);
+        assert!(set.routers.iter().all(Option::is_none));
+        assert_eq!(state(&set, "sw").bridge, "lichenup0");
     }
 
     #[test]

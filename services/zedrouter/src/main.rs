@@ -15,7 +15,9 @@
 //! and `subnet=` (always, under microvm) makes an instance keyed `static` on the first port.
 //! Also `uplink_mac=MAC` (microvm: which card is the uplink, see [`cards`]) and `flowlog_s=N`
 //! (default 10): how often flow records, new DNS answers and counters are logged and the status
-//! published.
+//! published. `switch_bridge=NAME` names the dom0 bridge zedrouter's uplink is on (the
+//! manifest's `network`: `lichenbr0` or `lichenup0`): apps on a network instance of kind Switch
+//! join it (without it, switch instances are refused).
 
 #![no_std]
 #![no_main]
@@ -129,6 +131,7 @@ async fn main(args: Args) -> i32 {
         });
     let macs = ports.iter().map(|p| p.card.mac_address()).collect();
     let mut instances = Instances::new(base, macs);
+    instances.set_switch_bridge(args.get("switch_bridge").map(String::from));
     if let Some(wanted) = static_instance {
         apply(&mut instances, STATIC, Some(wanted));
     }
