@@ -21,6 +21,12 @@
 //! outside network's on `lichenup0`), as issue 17 allows: a dom0 bridge, not a router. Nothing
 //! of zedrouter is on their path, so their ACEs are not enforced, and the status says so.
 //!
+//! Leases survive a restart of zedrouter: the image publishes each instance's leases
+//! ([`Instances::lease_tables`], `zedrouter/Leases`, kept by the vault) and gives the table it
+//! finds there back at start ([`Instances::restore_leases`]): each router, when it is built,
+//! takes back its instance's leases, so an app renewing (or rebooting) keeps its address and no
+//! other app is offered it meanwhile.
+//!
 //! Pure (no driver, no clock, no log): tested on the host; the image (`main.rs`) logs what
 //! [`Instances::apply`] returns.
 #![no_std]
@@ -42,8 +48,8 @@ use router::wire::Mac;
 use router::{Config, Router};
 use topics::zedagent::{AppInstance, NetworkInstance};
 use topics::zedrouter::{
-    AppFlows, DnsRequest, Flow, Lease, NetworkInstanceState, NetworkInstanceStatus, MAX_DNS,
-    MAX_FLOWS,
+    AppFlows, DnsRequest, Flow, Lease, Leases, NetworkInstanceState, NetworkInstanceStatus,
+    MAX_DNS, MAX_FLOWS,
 };
 
 /// `xx:xx:xx:xx:xx:xx`.
@@ -128,6 +134,8 @@ pub struct Instances {
     pub flows_lost: u64,
     /// The uplink's dom0 bridge, which switch instances' apps join (`None`: no switch).
     switch_bridge: Option<String>,
+    /// Per instance key: leases an earlier zedrouter gave, taken back when its router is built.
+    restored: BTreeMap<String, Vec<(Mac, core::net::Ipv4Addr)>>,
 }
 
 /// The MAC of an app's interface `devid`: the controller's, else the launcher's.
@@ -137,6 +145,19 @@ pub fn app_mac(app: &AppInstance, devid: usize) -> Result<Mac, String> {
         return Ok(launcher_api::mac::app_mac(&app.uuid, devid as u32));
     }
     parse_mac(mac).ok_or_else(|| format!("interface {devid}: bad MAC {mac:?}"))
+}
+
+/// Gives `router` back the `restored` leases; returns how many it took.
+fn take_back(
+    router: &mut Router,
+    restored: Option<&Vec<(Mac, core::net::Ipv4Addr)>>,
+    now_ms: u64,
+) -> usize {
+    restored
+        .into_iter()
+        .flatten()
+        .filter(|(mac, ip)| router.restore_lease(*mac, *ip, now_ms))
+        .count()
 }
 
 /// `xx:xx:xx:xx:xx:xx` (or with `-`).
@@ -167,7 +188,46 @@ impl Instances {
             seqs: BTreeMap::new(),
             flows_lost: 0,
             switch_bridge: None,
+            restored: BTreeMap::new(),
         }
+    }
+
+    /// Takes back the leases an earlier zedrouter published for instance `key` (the vault's
+    /// copy of `zedrouter/Leases`): at once if its router runs, else when it is built. Returns
+    /// how many its router took now; one that does not parse, is out of the instance's range
+    /// or clashes with a lease given since is left out.
+    pub fn restore_leases(&mut self, key: &str, leases: &Leases, now_ms: u64) -> usize {
+        let parsed: Vec<(Mac, core::net::Ipv4Addr)> = leases
+            .leases
+            .iter()
+            .filter_map(|l| Some((parse_mac(&l.mac)?, l.ip.parse().ok()?)))
+            .collect();
+        self.restored.insert(key.to_string(), parsed);
+        match self.routers.iter_mut().flatten().find(|(k, _)| k == key) {
+            Some((_, router)) => take_back(router, self.restored.get(key), now_ms),
+            None => 0,
+        }
+    }
+
+    /// Every served instance's live leases, by key, for `zedrouter/Leases`.
+    pub fn lease_tables(&self, now_ms: u64) -> Vec<(String, Leases)> {
+        self.routers
+            .iter()
+            .flatten()
+            .map(|(key, r)| {
+                let leases = r
+                    .dhcp()
+                    .leases()
+                    .iter()
+                    .filter(|l| l.expires_ms > now_ms && l.mac != [0; 6])
+                    .map(|l| Lease {
+                        mac: mac_text(l.mac),
+                        ip: format!("{}", l.ip),
+                    })
+                    .collect();
+                (key.clone(), Leases { leases })
+            })
+            .collect()
     }
 
     /// The uplink's dom0 bridge, which apps on switch instances join (`None`: switch
@@ -249,6 +309,7 @@ impl Instances {
         match result {
             Ok(mut router) => {
                 router.start(now_ms);
+                take_back(&mut router, self.restored.get(key), now_ms);
                 let c = router.config();
                 let done = format!(
                     "network instance {key} ({}) on port {}: gateway {}/{}, dhcp {}-{}, nat ports {:?}, app mac {}",
@@ -758,6 +819,46 @@ mod tests {
         set.apply("sw", Some(switch), 0);
         assert!(set.routers.iter().all(Option::is_none));
         assert_eq!(state(&set, "sw").bridge, "lichenup0");
+    }
+
+    #[test]
+    fn leases_published_by_one_zedrouter_are_taken_back_by_the_next() {
+        let mac = launcher_api::mac::app_mac("web", 0);
+        let mut first = Instances::new(base(""), macs(1));
+        first.apply("ni", Some(local("10.1.0.0/24")), 0);
+        // Two apps lease; the second one's address is the one to keep.
+        let (_, router) = first.routers[0].as_mut().unwrap();
+        lease(router, [2, 0, 0, 0, 0, 1]);
+        let ip = lease(router, mac);
+        let tables = first.lease_tables(10);
+        assert_eq!(tables.len(), 1);
+        assert_eq!(tables[0].1.leases.len(), 2);
+
+        // A restarted zedrouter: the table comes back before the instance is configured (and a
+        // garbled entry is left out).
+        let mut next = Instances::new(base(""), macs(1));
+        let mut table = tables[0].1.clone();
+        table.leases.push(Lease {
+            mac: "not a mac".into(),
+            ip: "10.1.0.99".into(),
+        });
+        table
+            .leases
+            .retain(|l| l.mac == mac_text(mac) || l.mac == "not a mac");
+        assert_eq!(next.restore_leases("ni", &table, 0), 0, "no router yet");
+        next.apply("ni", Some(local("10.1.0.0/24")), 1_000);
+        let (_, router) = next.routers[0].as_mut().unwrap();
+        // Another app asking first is not offered web's address; web renewing keeps it.
+        let other = lease(router, [2, 0, 0, 0, 0, 7]);
+        assert_ne!(other, ip);
+        assert_eq!(lease(router, mac), ip);
+        assert_eq!(state(&next, "ni").leases.len(), 2);
+        // Restored into a running router too.
+        let mut running = Instances::new(base(""), macs(1));
+        running.apply("ni", Some(local("10.1.0.0/24")), 0);
+        assert_eq!(running.restore_leases("ni", &table, 5), 1);
+        let (_, router) = running.routers[0].as_mut().unwrap();
+        assert_eq!(router.dhcp().lease_of_ip(ip, 6).unwrap().mac, mac);
     }
 
     #[test]

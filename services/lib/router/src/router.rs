@@ -230,6 +230,11 @@ impl Router {
         &self.dhcp
     }
 
+    /// Takes back a lease an earlier router gave (see [`DhcpServer::restore`]).
+    pub fn restore_lease(&mut self, mac: Mac, ip: Ipv4Addr, now_ms: u64) -> bool {
+        self.dhcp.restore(mac, ip, now_ms)
+    }
+
     /// DNS records.
     pub fn dns(&mut self) -> &mut DnsRecords {
         &mut self.dns

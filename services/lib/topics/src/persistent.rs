@@ -5,7 +5,7 @@
 //! [`for_each_persistent_topic!`] (how it follows each with its own types). Unit tests check
 //! that they agree and that each is persistent.
 
-use crate::{core_data, counter, logs, volumemgr, zedagent, TopicDecl};
+use crate::{core_data, counter, logs, volumemgr, zedagent, zedrouter, TopicDecl};
 
 /// Every persistent topic, as an image declares it.
 pub const TOPICS: &[TopicDecl] = &[
@@ -16,6 +16,7 @@ pub const TOPICS: &[TopicDecl] = &[
     logs::QUEUE.decl(),
     volumemgr::ALLOCATION.decl(),
     core_data::EVENTS.decl(),
+    zedrouter::LEASES.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every persistent topic (a macro, so that `$visit` can be generic
@@ -30,6 +31,7 @@ macro_rules! for_each_persistent_topic {
         $visit!(&$crate::logs::QUEUE);
         $visit!(&$crate::volumemgr::ALLOCATION);
         $visit!(&$crate::core_data::EVENTS);
+        $visit!(&$crate::zedrouter::LEASES);
     };
 }
 
