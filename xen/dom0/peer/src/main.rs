@@ -13,7 +13,7 @@
 //! What the peer may corrupt: any datagram. A query that does not parse gets FORMERR (or
 //! nothing when it is shorter than a DNS header), and never a panic (`dns::answer`'s tests).
 
-mod dns;
+use lichen_dom0_peer::dns;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
