@@ -3,8 +3,8 @@
 //! given for the one name the table knows, and then holds the question and one A record.
 #![no_main]
 
-use lichen_dom0_peer::dns::answer;
 use libfuzzer_sys::fuzz_target;
+use lichen_dom0_peer::dns::answer;
 use std::net::Ipv4Addr;
 
 fuzz_target!(|query: &[u8]| {
