@@ -87,11 +87,11 @@ kvm_usable() {
 }
 
 # Builds the launcher as a static binary (glibc, crt-static: no rustup target to download) and
-# prints its path.
+# prints its path. lichen-udp-peer (xen/dom0/peer, the test hooks' UDP peers) is built beside it.
 build_launcher() {
     local target=x86_64-unknown-linux-gnu
     (cd "$LICHEN_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --quiet --release -p lichen-launcher --target "$target") >&2 \
+        cargo build --quiet --release -p lichen-launcher -p lichen-dom0-peer --target "$target") >&2 \
         || die "cannot build lichen-launcher"
     echo "$LICHEN_ROOT/target/$target/release/lichen-launcher"
 }

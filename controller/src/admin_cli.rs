@@ -200,6 +200,12 @@ pub enum AppCommand {
         /// No network interface.
         #[arg(long, conflicts_with = "network")]
         no_network: bool,
+        /// Make the `--network` instance, if the device has none of that name, a switch
+        /// instance (the app on the uplink's L2, addressed by its DHCP; no NAT, no ACLs
+        /// enforced). An existing instance keeps its type; `--switch` refuses one that is not
+        /// a switch.
+        #[arg(long, conflicts_with = "no_network")]
+        switch: bool,
         /// A file sent as the app's user data (EVE's `userData`): for a lichen app, its
         /// command line, `key=value` words, one or more a line, `#` comments (at most 1024
         /// bytes once joined).
@@ -361,6 +367,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             http,
             network,
             no_network,
+            switch,
             user_data,
             port_maps,
             acls,
@@ -393,6 +400,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 mode,
                 plain_http: http,
                 network: (!no_network).then_some(network),
+                switch,
                 user_data,
                 acls: aces,
             };

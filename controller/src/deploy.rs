@@ -6,7 +6,10 @@
 //!
 //! The app gets one network interface (`eth0`) on a network instance named by `--network`
 //! (`default` unless told otherwise): an existing one of that name, or a new local (NATed)
-//! network instance, 10.1.0.0/24 with DHCP, made on first use. `--no-network` deploys an app
+//! network instance, 10.1.0.0/24 with DHCP, made on first use; with `--switch`, a switch
+//! network instance instead (EVE's `ZnetInstSwitch`: the app on the uplink's L2, addressed by
+//! the uplink network's DHCP; on a lichen node a dom0 bridge, docs/router.md). An existing
+//! instance keeps the type the device's configuration gives it. `--no-network` deploys an app
 //! without one. The interface's ACEs come from `--port-map` and `--acl` ([`parse_acl`],
 //! [`port_map`]); with none, the node denies the app every connection (EVE's default).
 //!
@@ -44,6 +47,9 @@ pub struct AppSpec {
     pub plain_http: bool,
     /// The network instance its interface attaches to, by name (`None`: no interface).
     pub network: Option<String>,
+    /// Make that network instance, if the device has none of that name, a switch instance
+    /// (and refuse one of that name that is not a switch).
+    pub switch: bool,
     /// Its user data (EVE's `userData`, sent base64): a lichen app's command line, as
     /// `launcher_api::check::cmdline_from_user_data` makes it on the node; empty: none.
     pub user_data: Vec<u8>,
@@ -247,7 +253,7 @@ pub fn deploy(
         None => Vec::new(),
         Some(name) => vec![NetworkAdapter {
             name: "eth0".into(),
-            network_id: network_instance(config, name),
+            network_id: network_instance(config, name, spec.switch)?,
             acls: spec.acls.clone(),
             ..Default::default()
         }],
@@ -351,40 +357,59 @@ pub fn remove_unused(config: &mut EdgeDevConfig, volumes: Vec<String>) -> usize 
     removed
 }
 
-/// The UUID of the network instance named `name`, made (local, NATed, 10.1.0.0/24 with DHCP)
-/// if there is none.
-fn network_instance(config: &mut EdgeDevConfig, name: &str) -> String {
-    if let Some(id) = config
+/// The UUID of the network instance named `name`, made if there is none: a switch instance
+/// when `switch` (the uplink's L2, its addresses from the uplink network), else a local one
+/// (NATed, 10.1.0.0/24 with DHCP). `switch` with an existing instance of another type is an
+/// error: its type is the configuration's, and changing it would move every app on it.
+fn network_instance(
+    config: &mut EdgeDevConfig,
+    name: &str,
+    switch: bool,
+) -> Result<String, String> {
+    let switch_type = ZNetworkInstType::ZnetInstSwitch as i32;
+    if let Some(ni) = config
         .network_instances
         .iter()
         .find(|ni| ni.displayname == name)
-        .and_then(|ni| ni.uuidandversion.as_ref())
     {
-        return id.uuid.clone();
+        if switch && ni.inst_type != switch_type {
+            return Err(format!(
+                "--switch: the network instance {name:?} exists and is not a switch \
+                 (its type is the device configuration's; pick another --network name)"
+            ));
+        }
+        if let Some(id) = ni.uuidandversion.as_ref() {
+            return Ok(id.uuid.clone());
+        }
     }
     let uuid = uuid::Uuid::new_v4().to_string();
+    let ip = (!switch).then(|| Ipspec {
+        subnet: "10.1.0.0/24".into(),
+        gateway: "10.1.0.1".into(),
+        dns: vec!["10.1.0.1".into()],
+        dhcp_range: Some(IpRange {
+            start: "10.1.0.10".into(),
+            end: "10.1.0.250".into(),
+        }),
+        ..Default::default()
+    });
     config.network_instances.push(NetworkInstanceConfig {
         uuidandversion: Some(UuiDandVersion {
             uuid: uuid.clone(),
             version: "1".into(),
         }),
         displayname: name.into(),
-        inst_type: ZNetworkInstType::ZnetInstLocal as i32,
+        inst_type: if switch {
+            switch_type
+        } else {
+            ZNetworkInstType::ZnetInstLocal as i32
+        },
         activate: true,
         ip_type: AddressType::Ipv4 as i32,
-        ip: Some(Ipspec {
-            subnet: "10.1.0.0/24".into(),
-            gateway: "10.1.0.1".into(),
-            dns: vec!["10.1.0.1".into()],
-            dhcp_range: Some(IpRange {
-                start: "10.1.0.10".into(),
-                end: "10.1.0.250".into(),
-            }),
-            ..Default::default()
-        }),
+        ip,
         ..Default::default()
     });
-    uuid
+    Ok(uuid)
 }
 
 #[cfg(test)]
@@ -418,6 +443,7 @@ mod tests {
             mode: VmMode::Pv,
             plain_http: false,
             network: Some("default".into()),
+            switch: false,
             user_data: Vec::new(),
             acls: Vec::new(),
         }
@@ -508,6 +534,40 @@ mod tests {
         bare.network = None;
         deploy(&mut config, &bare, &upload(&"c".repeat(64), 10), &[]).unwrap();
         assert!(config.apps[2].interfaces.is_empty());
+    }
+
+    #[test]
+    fn switch_instances_are_made_with_switch_and_joined_by_name() {
+        let mut config = EdgeDevConfig::default();
+        let mut a = spec();
+        a.name = "a".into();
+        a.network = Some("lan".into());
+        a.switch = true;
+        deploy(&mut config, &a, &upload(&"a".repeat(64), 10)).unwrap();
+        let ni = &config.network_instances[0];
+        assert_eq!(
+            (ni.displayname.as_str(), ni.inst_type, ni.ip.is_none()),
+            ("lan", ZNetworkInstType::ZnetInstSwitch as i32, true)
+        );
+        let lan = ni.uuidandversion.as_ref().unwrap().uuid.clone();
+        // A second app joins it by name alone: the type is the configuration's.
+        let mut b = spec();
+        b.name = "b".into();
+        b.network = Some("lan".into());
+        deploy(&mut config, &b, &upload(&"b".repeat(64), 10)).unwrap();
+        assert_eq!(config.network_instances.len(), 1);
+        assert!(config
+            .apps
+            .iter()
+            .all(|app| app.interfaces[0].network_id == lan));
+        assert_eq!(crate::device_config::validate(&config, "device"), Ok(()));
+        // --switch on an existing local instance is refused.
+        deploy(&mut config, &spec(), &upload(&"c".repeat(64), 10)).unwrap();
+        let mut c = spec();
+        c.name = "c".into();
+        c.switch = true;
+        let e = deploy(&mut config, &c, &upload(&"d".repeat(64), 10)).unwrap_err();
+        assert!(e.contains("exists and is not a switch"), "{e}");
     }
 
     #[test]

@@ -168,6 +168,7 @@ mod tests {
                 mode: VmMode::Pv,
                 plain_http: false,
                 network: Some("default".into()),
+                switch: false,
                 user_data: Vec::new(),
                 acls: Vec::new(),
             };

@@ -15,6 +15,18 @@
 //! one the launcher derives from the app's UUID (`launcher_api::mac`). Flow records and DNS
 //! answers are grouped per app the same way ([`Instances::take_app_flows`]).
 //!
+//! A network instance of kind Switch (EVE's `ZnetInstSwitch`, 1) takes no port: its apps join
+//! the uplink's own dom0 bridge ([`Instances::set_switch_bridge`], zedrouter's `switch_bridge=`)
+//! and get their addresses from whatever serves that L2 (dom0's DHCP on `lichenbr0`, the
+//! outside network's on `lichenup0`), as issue 17 allows: a dom0 bridge, not a router. Nothing
+//! of zedrouter is on their path, so their ACEs are not enforced, and the status says so.
+//!
+//! Leases survive a restart of zedrouter: the image publishes each instance's leases
+//! ([`Instances::lease_tables`], `zedrouter/Leases`, kept by the vault) and gives the table it
+//! finds there back at start ([`Instances::restore_leases`]): each router, when it is built,
+//! takes back its instance's leases, so an app renewing (or rebooting) keeps its address and no
+//! other app is offered it meanwhile.
+//!
 //! Pure (no driver, no clock, no log): tested on the host; the image (`main.rs`) logs what
 //! [`Instances::apply`] returns.
 #![no_std]
@@ -36,8 +48,8 @@ use router::wire::Mac;
 use router::{Config, Router};
 use topics::zedagent::{AppInstance, NetworkInstance};
 use topics::zedrouter::{
-    AppFlows, DnsRequest, Flow, Lease, NetworkInstanceState, NetworkInstanceStatus, MAX_DNS,
-    MAX_FLOWS,
+    AppFlows, DnsRequest, Flow, Lease, Leases, NetworkInstanceState, NetworkInstanceStatus,
+    MAX_DNS, MAX_FLOWS,
 };
 
 /// `xx:xx:xx:xx:xx:xx`.
@@ -45,6 +57,13 @@ pub fn mac_text(mac: router::wire::Mac) -> String {
     let [a, b, c, d, e, f] = mac;
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
+
+/// The EVE kind of a switch network instance (`ZNetworkInstType` 1): apps on the uplink's L2.
+pub const KIND_SWITCH: i32 = 1;
+
+/// What a switch instance's status says when its apps have ACEs: nothing enforces them.
+pub const SWITCH_ACLS: &str =
+    "ACEs on a switch instance are not enforced: its apps are on the uplink's dom0 bridge";
 
 /// The key of the instance configured on the command line.
 pub const STATIC: &str = "static";
@@ -86,6 +105,8 @@ pub struct Instance {
     pub error: String,
     /// Why the apps' last rules were refused (empty: they were not); the previous rules stay.
     pub acl_error: String,
+    /// A switch instance: no port, its apps on the uplink's bridge.
+    pub switch: bool,
 }
 
 /// The apps' rules on one instance.
@@ -111,6 +132,10 @@ pub struct Instances {
     seqs: BTreeMap<String, u64>,
     /// Flow records beyond [`MAX_FLOWS`] or [`MAX_DNS`] in a period.
     pub flows_lost: u64,
+    /// The uplink's dom0 bridge, which switch instances' apps join (`None`: no switch).
+    switch_bridge: Option<String>,
+    /// Per instance key: leases an earlier zedrouter gave, taken back when its router is built.
+    restored: BTreeMap<String, Vec<(Mac, core::net::Ipv4Addr)>>,
 }
 
 /// The MAC of an app's interface `devid`: the controller's, else the launcher's.
@@ -120,6 +145,19 @@ pub fn app_mac(app: &AppInstance, devid: usize) -> Result<Mac, String> {
         return Ok(launcher_api::mac::app_mac(&app.uuid, devid as u32));
     }
     parse_mac(mac).ok_or_else(|| format!("interface {devid}: bad MAC {mac:?}"))
+}
+
+/// Gives `router` back the `restored` leases; returns how many it took.
+fn take_back(
+    router: &mut Router,
+    restored: Option<&Vec<(Mac, core::net::Ipv4Addr)>>,
+    now_ms: u64,
+) -> usize {
+    restored
+        .into_iter()
+        .flatten()
+        .filter(|(mac, ip)| router.restore_lease(*mac, *ip, now_ms))
+        .count()
 }
 
 /// `xx:xx:xx:xx:xx:xx` (or with `-`).
@@ -149,7 +187,53 @@ impl Instances {
             owners: BTreeMap::new(),
             seqs: BTreeMap::new(),
             flows_lost: 0,
+            switch_bridge: None,
+            restored: BTreeMap::new(),
         }
+    }
+
+    /// Takes back the leases an earlier zedrouter published for instance `key` (the vault's
+    /// copy of `zedrouter/Leases`): at once if its router runs, else when it is built. Returns
+    /// how many its router took now; one that does not parse, is out of the instance's range
+    /// or clashes with a lease given since is left out.
+    pub fn restore_leases(&mut self, key: &str, leases: &Leases, now_ms: u64) -> usize {
+        let parsed: Vec<(Mac, core::net::Ipv4Addr)> = leases
+            .leases
+            .iter()
+            .filter_map(|l| Some((parse_mac(&l.mac)?, l.ip.parse().ok()?)))
+            .collect();
+        self.restored.insert(key.to_string(), parsed);
+        match self.routers.iter_mut().flatten().find(|(k, _)| k == key) {
+            Some((_, router)) => take_back(router, self.restored.get(key), now_ms),
+            None => 0,
+        }
+    }
+
+    /// Every served instance's live leases, by key, for `zedrouter/Leases`.
+    pub fn lease_tables(&self, now_ms: u64) -> Vec<(String, Leases)> {
+        self.routers
+            .iter()
+            .flatten()
+            .map(|(key, r)| {
+                let leases = r
+                    .dhcp()
+                    .leases()
+                    .iter()
+                    .filter(|l| l.expires_ms > now_ms && l.mac != [0; 6])
+                    .map(|l| Lease {
+                        mac: mac_text(l.mac),
+                        ip: format!("{}", l.ip),
+                    })
+                    .collect();
+                (key.clone(), Leases { leases })
+            })
+            .collect()
+    }
+
+    /// The uplink's dom0 bridge, which apps on switch instances join (`None`: switch
+    /// instances are refused, as under microvm where there are no bridges).
+    pub fn set_switch_bridge(&mut self, bridge: Option<String>) {
+        self.switch_bridge = bridge.filter(|b| !b.is_empty());
     }
 
     /// The routers' settings, per port (for [`router::ports::uplink_owner`]).
@@ -175,11 +259,32 @@ impl Instances {
             port: None,
             error: String::new(),
             acl_error: String::new(),
+            switch: false,
         });
         if entry.wanted.as_ref() == Some(&wanted) {
             return None;
         }
         entry.wanted = Some(wanted.clone());
+        entry.switch = false;
+        if wanted.kind == KIND_SWITCH {
+            let said = match &self.switch_bridge {
+                Some(bridge) => {
+                    entry.switch = true;
+                    entry.error.clear();
+                    format!(
+                        "network instance {key} ({}): switch, apps on the uplink's bridge {bridge}",
+                        wanted.name
+                    )
+                }
+                None => {
+                    entry.error =
+                        "switch instances need the uplink's bridge (switch_bridge=)".into();
+                    format!("network instance {key} refused: {}", entry.error)
+                }
+            };
+            self.release(key);
+            return Some(said);
+        }
         if wanted.kind != KIND_LOCAL {
             entry.error = format!(
                 "kind {} is not served by zedrouter (only local, {KIND_LOCAL})",
@@ -204,6 +309,7 @@ impl Instances {
         match result {
             Ok(mut router) => {
                 router.start(now_ms);
+                take_back(&mut router, self.restored.get(key), now_ms);
                 let c = router.config();
                 let done = format!(
                     "network instance {key} ({}) on port {}: gateway {}/{}, dhcp {}-{}, nat ports {:?}, app mac {}",
@@ -298,6 +404,17 @@ impl Instances {
                 continue;
             }
             if !self.app_rules.contains_key(key) && new.is_empty() {
+                continue;
+            }
+            if let Some(i) = self.known.get_mut(key).filter(|i| i.switch) {
+                let said = if new.is_empty() { "" } else { SWITCH_ACLS };
+                if i.acl_error != said {
+                    i.acl_error = said.into();
+                    if !said.is_empty() {
+                        log.push(format!("network instance {key}: {said}"));
+                    }
+                }
+                self.app_rules.insert(key.clone(), AppRules { rules: new });
                 continue;
             }
             let mut all = self.base.rules.clone();
@@ -453,11 +570,19 @@ impl Instances {
                 let router = i
                     .port
                     .and_then(|p| self.routers[p].as_ref().map(|(_, r)| (p, r)));
-                s.state = match (router.is_some(), i.error.is_empty()) {
+                s.state = match (router.is_some() || i.switch, i.error.is_empty()) {
                     (_, false) => NetworkInstanceState::Error,
                     (true, true) => NetworkInstanceState::Online,
                     (false, true) => NetworkInstanceState::Pending,
                 };
+                if i.switch {
+                    s.bridge = self.switch_bridge.clone().unwrap_or_default();
+                    s.subnet = i
+                        .wanted
+                        .as_ref()
+                        .map(|w| w.subnet.clone())
+                        .unwrap_or_default();
+                }
                 if let Some((port, r)) = router {
                     let c = r.config();
                     s.bridge = bridges.get(port).cloned().unwrap_or_default();
@@ -623,18 +748,117 @@ mod tests {
     #[test]
     fn other_kinds_and_clashing_port_maps_are_refused() {
         let mut set = Instances::new(base("1#protocol:tcp,lport:8000->portmap:7"), macs(2));
-        let switch = Wanted {
-            kind: 1,
+        let cloud = Wanted {
+            kind: 3,
             ..local("10.1.0.0/24")
         };
-        assert!(set.apply("sw", Some(switch), 0).unwrap().contains("kind 1"));
+        assert!(set.apply("cl", Some(cloud), 0).unwrap().contains("kind 3"));
         assert!(set.routers.iter().all(Option::is_none));
+        assert_eq!(state(&set, "cl").state, NetworkInstanceState::Error);
+        // A switch instance with no uplink bridge to put it on (as under microvm).
+        let switch = Wanted {
+            kind: KIND_SWITCH,
+            ..local("10.1.0.0/24")
+        };
+        let said = set.apply("sw", Some(switch), 0).unwrap();
+        assert!(said.contains("switch_bridge"), "{said}");
         assert_eq!(state(&set, "sw").state, NetworkInstanceState::Error);
         // Both instances share the command line's ACL, so the second maps 8000 again.
         set.apply("a", Some(local("10.1.0.0/24")), 0);
         let clash = set.apply("b", Some(local("10.2.0.0/24")), 0).unwrap();
         assert!(clash.contains("uplink port 8000"), "{clash}");
         assert!(set.routers[1].is_none());
+    }
+
+    #[test]
+    fn a_switch_instance_puts_its_apps_on_the_uplink_bridge_and_says_acls_are_not_enforced() {
+        let mut set = Instances::new(base(""), macs(1));
+        set.set_switch_bridge(Some("lichenup0".into()));
+        let switch = Wanted {
+            kind: KIND_SWITCH,
+            ..local("10.0.2.0/24")
+        };
+        let said = set.apply("sw", Some(switch.clone()), 0).unwrap();
+        assert!(
+            said.contains("switch, apps on the uplink's bridge lichenup0"),
+            "{said}"
+        );
+        // No port taken: a local instance still gets port 1.
+        assert!(set.routers.iter().all(Option::is_none));
+        let s = state(&set, "sw");
+        assert_eq!(
+            (s.state, s.bridge.as_str(), s.error.as_str()),
+            (NetworkInstanceState::Online, "lichenup0", "")
+        );
+        assert!(set
+            .apply("a", Some(local("10.1.0.0/24")), 0)
+            .unwrap()
+            .contains("on port 1"));
+        // Two apps on the switch: one with an ACE, which nothing enforces; the status says so
+        // and the instance stays online.
+        let a = app(
+            "a1",
+            "sw",
+            vec![ace(1, &[("protocol", "tcp"), ("lport", "8080")], 7)],
+        );
+        let b = app("b1", "sw", Vec::new());
+        let log = set.set_apps(&[a, b.clone()]);
+        assert!(log.iter().any(|l| l.contains(SWITCH_ACLS)), "{log:?}");
+        let s = state(&set, "sw");
+        assert_eq!(
+            (s.state, s.error.as_str()),
+            (NetworkInstanceState::Online, SWITCH_ACLS)
+        );
+        // Without ACEs the note goes.
+        set.set_apps(&[b]);
+        assert_eq!(state(&set, "sw").error, "");
+        // The same instance made local takes a port; made a switch again, frees it.
+        set.apply("a", None, 0);
+        set.apply("sw", Some(local("10.3.0.0/24")), 0);
+        assert_eq!(state(&set, "sw").bridge, "lichenni1");
+        set.apply("sw", Some(switch), 0);
+        assert!(set.routers.iter().all(Option::is_none));
+        assert_eq!(state(&set, "sw").bridge, "lichenup0");
+    }
+
+    #[test]
+    fn leases_published_by_one_zedrouter_are_taken_back_by_the_next() {
+        let mac = launcher_api::mac::app_mac("web", 0);
+        let mut first = Instances::new(base(""), macs(1));
+        first.apply("ni", Some(local("10.1.0.0/24")), 0);
+        // Two apps lease; the second one's address is the one to keep.
+        let (_, router) = first.routers[0].as_mut().unwrap();
+        lease(router, [2, 0, 0, 0, 0, 1]);
+        let ip = lease(router, mac);
+        let tables = first.lease_tables(10);
+        assert_eq!(tables.len(), 1);
+        assert_eq!(tables[0].1.leases.len(), 2);
+
+        // A restarted zedrouter: the table comes back before the instance is configured (and a
+        // garbled entry is left out).
+        let mut next = Instances::new(base(""), macs(1));
+        let mut table = tables[0].1.clone();
+        table.leases.push(Lease {
+            mac: "not a mac".into(),
+            ip: "10.1.0.99".into(),
+        });
+        table
+            .leases
+            .retain(|l| l.mac == mac_text(mac) || l.mac == "not a mac");
+        assert_eq!(next.restore_leases("ni", &table, 0), 0, "no router yet");
+        next.apply("ni", Some(local("10.1.0.0/24")), 1_000);
+        let (_, router) = next.routers[0].as_mut().unwrap();
+        // Another app asking first is not offered web's address; web renewing keeps it.
+        let other = lease(router, [2, 0, 0, 0, 0, 7]);
+        assert_ne!(other, ip);
+        assert_eq!(lease(router, mac), ip);
+        assert_eq!(state(&next, "ni").leases.len(), 2);
+        // Restored into a running router too.
+        let mut running = Instances::new(base(""), macs(1));
+        running.apply("ni", Some(local("10.1.0.0/24")), 0);
+        assert_eq!(running.restore_leases("ni", &table, 5), 1);
+        let (_, router) = running.routers[0].as_mut().unwrap();
+        assert_eq!(router.dhcp().lease_of_ip(ip, 6).unwrap().mac, mac);
     }
 
     #[test]

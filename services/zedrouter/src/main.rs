@@ -15,7 +15,13 @@
 //! and `subnet=` (always, under microvm) makes an instance keyed `static` on the first port.
 //! Also `uplink_mac=MAC` (microvm: which card is the uplink, see [`cards`]) and `flowlog_s=N`
 //! (default 10): how often flow records, new DNS answers and counters are logged and the status
-//! published.
+//! published. `switch_bridge=NAME` names the dom0 bridge zedrouter's uplink is on (the
+//! manifest's `network`: `lichenbr0` or `lichenup0`): apps on a network instance of kind Switch
+//! join it (without it, switch instances are refused).
+//!
+//! Leases survive a restart: each instance's leases go to `zedrouter/Leases` (persistent, kept
+//! by the vault) when they change, and a restarted zedrouter takes the vault's copy back
+//! before it publishes any (a node without a vault just does not keep them).
 
 #![no_std]
 #![no_main]
@@ -25,9 +31,12 @@ extern crate alloc;
 mod cards;
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::future::{poll_fn, Future};
 use core::pin::Pin;
 use core::task::Poll;
@@ -39,8 +48,9 @@ use router::ports::{uplink_owner, Owner};
 use router::router::{Side, Verdict};
 use router::wire::{PROTO_TCP, PROTO_UDP};
 use router::Router;
+use topics::vault::STORED;
 use topics::zedagent::{APP_INSTANCE, NETWORK_INSTANCE};
-use topics::zedrouter::{APP_FLOWS, NETWORK_INSTANCE_STATUS};
+use topics::zedrouter::{Leases, APP_FLOWS, LEASES, NETWORK_INSTANCE_STATUS};
 
 use cards::{Card, Port};
 use zedrouter::{Instances, Wanted, STATIC};
@@ -48,8 +58,8 @@ use zedrouter::{Instances, Wanted, STATIC};
 kernel::service! {
     main: main,
     memory_floor_mib: 16,
-    publishes: &[NETWORK_INSTANCE_STATUS.decl(), APP_FLOWS.decl()],
-    watches: &[NETWORK_INSTANCE.decl(), APP_INSTANCE.decl()],
+    publishes: &[NETWORK_INSTANCE_STATUS.decl(), APP_FLOWS.decl(), LEASES.decl()],
+    watches: &[NETWORK_INSTANCE.decl(), APP_INSTANCE.decl(), STORED.decl()],
 }
 
 /// Frames taken from one card before looking at the others (fairness between the sides).
@@ -129,6 +139,7 @@ async fn main(args: Args) -> i32 {
         });
     let macs = ports.iter().map(|p| p.card.mac_address()).collect();
     let mut instances = Instances::new(base, macs);
+    instances.set_switch_bridge(args.get("switch_bridge").map(String::from));
     if let Some(wanted) = static_instance {
         apply(&mut instances, STATIC, Some(wanted));
     }
@@ -166,6 +177,18 @@ struct Bus {
     apps: Option<bus_io::Subscription<topics::zedagent::AppInstance>>,
     status: Option<bus_io::Publication<String, topics::zedrouter::NetworkInstanceStatus>>,
     flows: Option<bus_io::Publication<String, topics::zedrouter::AppFlows>>,
+    leases: Rc<RefCell<LeaseStore>>,
+}
+
+/// The persistent lease table: the vault's copy to take back, then what is published.
+#[derive(Default)]
+struct LeaseStore {
+    /// Once the vault's copy came: the publication.
+    publication: Option<bus_io::Publication<String, Leases>>,
+    /// The vault's copy, until the instances took it.
+    restored: Option<Vec<(String, Leases)>>,
+    /// What was last published, per instance key.
+    published: BTreeMap<String, Leases>,
 }
 
 impl Bus {
@@ -176,9 +199,27 @@ impl Bus {
                 apps: None,
                 status: None,
                 flows: None,
+                leases: Rc::default(),
             };
         }
         let node = bus_io::channel::node().await;
+        // The leases: the vault's copy first (waiting for the vault, so it runs beside the
+        // router), then published as they change.
+        let leases: Rc<RefCell<LeaseStore>> = Rc::default();
+        let (store, leases_node) = (leases.clone(), node.clone());
+        kernel::spawn(async move {
+            match leases_node.publish_persistent(&LEASES).await {
+                Ok(publication) => {
+                    let table = publication
+                        .shared()
+                        .with(|p| p.iter().map(|(k, v)| (String::from(k), v)).collect());
+                    let mut store = store.borrow_mut();
+                    store.restored = Some(table);
+                    store.publication = Some(publication);
+                }
+                Err(e) => info!("zedrouter: leases are not kept across restarts ({e})"),
+            }
+        });
         let config = node
             .subscribe(&NETWORK_INSTANCE)
             .map_err(|e| info!("zedrouter: no network instances from the bus ({e})"))
@@ -200,7 +241,52 @@ impl Bus {
             apps,
             status,
             flows,
+            leases,
         }
+    }
+
+    /// Gives the instances the vault's copy of the leases once it came, then publishes each
+    /// served instance's leases when they changed.
+    fn sync_leases(&self, instances: &mut Instances) {
+        let mut store = self.leases.borrow_mut();
+        let now = now_ms();
+        if let Some(table) = store.restored.take() {
+            for (key, leases) in &table {
+                let taken = instances.restore_leases(key, leases, now);
+                info!(
+                    "zedrouter: network instance {key}: {} leases from the vault, {taken} taken back now",
+                    leases.leases.len()
+                );
+            }
+        }
+        let LeaseStore {
+            publication: Some(publication),
+            published,
+            ..
+        } = &mut *store
+        else {
+            return;
+        };
+        for (key, table) in instances.lease_tables(now) {
+            if published.get(&key) == Some(&table) {
+                continue;
+            }
+            match publication.publish(&key, &table) {
+                Ok(()) => {
+                    published.insert(key, table);
+                }
+                Err(e) => warn!("zedrouter: cannot publish the leases of {key}: {e}"),
+            }
+        }
+    }
+
+    /// Forgets the leases of an instance that went away.
+    fn drop_leases(&self, key: &str) {
+        let mut store = self.leases.borrow_mut();
+        if let Some(publication) = &store.publication {
+            let _ = publication.unpublish(&String::from(key));
+        }
+        store.published.remove(key);
     }
 
     /// Applies what changed in `zedagent/AppInstance` (the apps' ACEs); returns whether
@@ -270,6 +356,7 @@ impl Bus {
             .collect();
         for key in gone {
             apply(instances, &key, None);
+            self.drop_leases(&key);
             if let Some(status) = &self.status {
                 let _ = status.unpublish(&key);
             }
@@ -532,6 +619,7 @@ async fn run(
                 r.tick(now_ms());
             }
             let instances_changed = bus.follow(instances);
+            bus.sync_leases(instances);
             if bus.follow_apps(instances, instances_changed) || instances_changed {
                 bus.publish(instances, &bridges);
             }

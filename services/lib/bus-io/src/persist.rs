@@ -115,13 +115,16 @@ pub(crate) fn stored_filter(peer: Option<Hello>) -> KeyFilter {
 }
 
 impl Node {
-    /// The node's mirror of `vault/Stored`, made on first use; `None` when the image does not
-    /// declare that it subscribes to it.
+    /// The node's mirror of `vault/Stored`, made on first use; `None` when the image neither
+    /// subscribes to it nor watches it. An image that only watches it (its persistent tables
+    /// are a nicety, not a need: zedrouter's leases) runs on a node without a vault, where
+    /// [`publish_persistent`](Node::publish_persistent) then waits, as a watch does.
     pub(crate) fn stored(&self) -> Option<Rc<StoredMirror>> {
         if let Some(mirror) = self.inner().stored.borrow().as_ref() {
             return Some(mirror.clone());
         }
-        if !self.inner().decl.subscribes.contains(&STORED.decl()) {
+        let decl = &self.inner().decl;
+        if !decl.subscribes.contains(&STORED.decl()) && !decl.watches.contains(&STORED.decl()) {
             return None;
         }
         let subscription = self.subscribe(&STORED).ok()?;

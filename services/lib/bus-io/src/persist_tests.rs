@@ -46,6 +46,14 @@ static NO_VAULT: Declaration = Declaration {
     watches: &[],
 };
 
+static WATCHER: Declaration = Declaration {
+    memory_floor_mib: 4,
+    needs: Needs::NONE,
+    publishes: &[KEPT.decl()],
+    subscribes: &[],
+    watches: &[STORED.decl()],
+};
+
 fn log(_: core::fmt::Arguments<'_>) {}
 
 fn node(name: &str, decl: &'static Declaration, tasks: &Rc<Tasks>) -> Node {
@@ -147,6 +155,26 @@ fn a_persistent_table_needs_the_vault_declared() {
             topic: "counter/Kept"
         })
     );
+}
+
+#[test]
+fn a_vault_only_watched_restores_the_table_like_a_subscribed_one() {
+    // (With no vault in the node, the publication waits for one, as a watch waits for its
+    // publisher: zedrouter runs it in a task of its own and then keeps no leases.)
+    // With one: restored like a subscriber's.
+    let tasks = Rc::new(Tasks::default());
+    let vault = node("vault", &VAULT, &tasks);
+    let watcher = node("router", &WATCHER, &tasks);
+    join(&vault, &watcher);
+    let restored = run(&tasks, async {
+        let table = vault.publish(&STORED).unwrap();
+        table
+            .publish(&stored_key(KEPT.name(), "global"), &stored(5))
+            .unwrap();
+        let kept = watcher.publish_persistent(&KEPT).await.unwrap();
+        kept.shared().with(|p| p.get("global"))
+    });
+    assert_eq!(restored, Some(Count(5)));
 }
 
 /// Runs two futures to completion together.

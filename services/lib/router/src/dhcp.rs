@@ -197,6 +197,26 @@ impl DhcpServer {
         Some(oldest)
     }
 
+    /// Takes back a lease an earlier server gave (zedrouter's leases, kept by the vault across
+    /// its restart): `mac` holds `ip` again for a lease time from `now_ms`, as if it had just
+    /// renewed, so the address is never offered to another client meanwhile. Refused (`false`)
+    /// for an address out of the range (the instance changed), one another MAC holds, or a
+    /// MAC that holds another address already.
+    pub fn restore(&mut self, mac: Mac, ip: Ipv4Addr, now_ms: u64) -> bool {
+        if !self.in_range(ip) || mac == [0; 6] {
+            return false;
+        }
+        if let Some(l) = self.leases.iter().find(|l| l.mac == mac || l.ip == ip) {
+            return l.mac == mac && l.ip == ip;
+        }
+        self.leases.push(Lease {
+            mac,
+            ip,
+            expires_ms: now_ms + u64::from(self.config.lease_secs) * 1000,
+        });
+        true
+    }
+
     /// Answers one DHCP message from a client.
     pub fn handle(&mut self, msg: &[u8], now_ms: u64) -> Result<Reply, Error> {
         let req = parse(msg)?;
@@ -397,6 +417,38 @@ pub(crate) mod tests {
         );
         // ...and gets the oldest expired one later.
         assert!(s.handle(&message(DISCOVER, m4, None), 70_000).is_ok());
+    }
+
+    #[test]
+    fn restored_leases_keep_their_addresses_from_other_clients() {
+        let mut server = DhcpServer::new(config());
+        let (a, b) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+        let ip = Ipv4Addr::new(10, 1, 0, 3);
+        // As a restarted server: a's lease restored, then b asks for any address.
+        assert!(server.restore(a, ip, 0));
+        assert!(server.restore(a, ip, 0), "restoring twice is harmless");
+        assert!(!server.restore(b, ip, 0), "another MAC's address");
+        assert!(
+            !server.restore(a, Ipv4Addr::new(10, 1, 0, 4), 0),
+            "a holds one already"
+        );
+        assert!(
+            !server.restore(b, Ipv4Addr::new(10, 9, 0, 1), 0),
+            "out of the range"
+        );
+        assert!(
+            !server.restore(b, Ipv4Addr::new(10, 1, 0, 1), 0),
+            "the server's own"
+        );
+        let offer = server.handle(&message(DISCOVER, b, None), 1).unwrap();
+        assert_ne!(offer.yiaddr, ip);
+        // b asking for a's address outright is refused while a's lease lives.
+        let nak = server.handle(&message(REQUEST, b, Some(ip)), 2).unwrap();
+        assert!(!nak.ack);
+        // a renews (or reboots asking for it): the same address.
+        let ack = server.handle(&message(REQUEST, a, Some(ip)), 3).unwrap();
+        assert!(ack.ack && ack.yiaddr == ip);
+        assert_eq!(server.lease_of_ip(ip, 4).unwrap().mac, a);
     }
 
     #[test]

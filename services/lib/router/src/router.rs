@@ -230,6 +230,11 @@ impl Router {
         &self.dhcp
     }
 
+    /// Takes back a lease an earlier router gave (see [`DhcpServer::restore`]).
+    pub fn restore_lease(&mut self, mac: Mac, ip: Ipv4Addr, now_ms: u64) -> bool {
+        self.dhcp.restore(mac, ip, now_ms)
+    }
+
     /// DNS records.
     pub fn dns(&mut self) -> &mut DnsRecords {
         &mut self.dns
@@ -287,6 +292,30 @@ impl Router {
             self.output.push((side, frame));
         } else {
             self.counters.output_full += 1;
+        }
+    }
+
+    /// Answers a TCP segment of no connection we know (one opened before this router
+    /// started: zedrouter restarted, its NAT table gone) with a reset, so that its end closes
+    /// the connection at once instead of retrying into silence. Only segments of an
+    /// established connection (ACK, no SYN, no RST) are answered: a SYN the ACL refused stays
+    /// a silent drop, as EVE's default deny is.
+    fn reset(&mut self, side: Side, frame: &[u8], p: &Ipv4) {
+        let Transport::Tcp { flags, .. } = p.transport else {
+            return;
+        };
+        if flags & (TCP_ACK | TCP_SYN | TCP_RST) != TCP_ACK {
+            return;
+        }
+        let ends = Endpoints {
+            src_mac: self.my_mac(side),
+            dst_mac: p.src_mac,
+            src: p.dst,
+            dst: p.src,
+        };
+        if let Some(reset) = wire::build_tcp_reset(frame, p, &ends) {
+            self.counters.resets += 1;
+            self.push(side, reset);
         }
     }
 
@@ -461,7 +490,12 @@ impl Router {
                 match self.open_outbound(&p, app, app_sees, remote, dns_query, frame.len(), now_ms)
                 {
                     Ok(s) => s,
-                    Err(r) => return Verdict::Dropped(r),
+                    Err(r) => {
+                        if r == Reason::NoConnection {
+                            self.reset(Side::App, frame, &p);
+                        }
+                        return Verdict::Dropped(r);
+                    }
                 }
             }
         };
@@ -636,7 +670,12 @@ impl Router {
                 }
                 match self.open_inbound(&p, remote, dport, now_ms) {
                     Ok(s) => s,
-                    Err(r) => return Verdict::Dropped(r),
+                    Err(r) => {
+                        if r == Reason::NoConnection {
+                            self.reset(Side::Uplink, frame, &p);
+                        }
+                        return Verdict::Dropped(r);
+                    }
                 }
             }
         };

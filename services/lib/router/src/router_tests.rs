@@ -586,6 +586,116 @@ proptest! {
 }
 
 #[test]
+fn segments_of_connections_a_restart_lost_are_reset_and_refused_syns_are_not() {
+    // A fresh router (as after a restart): the app's connection to 10.0.2.2:8080 is unknown.
+    let mut r = ready(RULES, 16);
+    let mut mid = crate::wire::build_tcp_seq(
+        &app_ends([10, 0, 2, 2]),
+        40000,
+        8080,
+        (1000, 5000),
+        TCP_ACK,
+        b"data",
+    );
+    assert_eq!(
+        r.handle(Side::App, &mut mid, 10),
+        Verdict::Dropped(Reason::NoConnection)
+    );
+    let out = r.take_output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, Side::App);
+    let rst = &out[0].1;
+    let p = ipv4(rst);
+    assert_eq!(p.src_mac, APP_MAC);
+    assert_eq!(p.dst_mac, CLIENT);
+    assert_eq!(
+        (p.src, p.dst),
+        (Ipv4Addr::new(10, 0, 2, 2), Ipv4Addr::new(10, 1, 0, 2))
+    );
+    assert_eq!(
+        p.transport,
+        Transport::Tcp {
+            src: 8080,
+            dst: 40000,
+            flags: TCP_RST
+        }
+    );
+    let l4 = p.l4_offset();
+    assert_eq!(
+        &rst[l4 + 4..l4 + 8],
+        &5000u32.to_be_bytes(),
+        "seq = the segment's ack"
+    );
+    assert_eq!(r.counters().resets, 1);
+
+    // From the uplink, to the uplink address on a port no connection has: reset too.
+    let mut stray = crate::wire::build_tcp_seq(
+        &host_ends([10, 0, 2, 2]),
+        8080,
+        20001,
+        (77, 88),
+        TCP_ACK | 0x08, // PSH
+        b"late",
+    );
+    r.handle(Side::Uplink, &mut stray, 11);
+    let out = r.take_output();
+    assert_eq!(out.len(), 1);
+    let p = ipv4(&out[0].1);
+    assert_eq!(
+        (out[0].0, p.dst_mac, p.dst),
+        (Side::Uplink, HOST_MAC, Ipv4Addr::new(10, 0, 2, 2))
+    );
+    assert!(matches!(
+        p.transport,
+        Transport::Tcp {
+            flags: TCP_RST,
+            dst: 8080,
+            ..
+        }
+    ));
+
+    // A SYN the ACL refuses, a reset, and UDP: silent drops.
+    let mut syn = tcp(&app_ends([10, 0, 2, 2]), 40001, 9, TCP_SYN, b"");
+    assert!(matches!(
+        r.handle(Side::App, &mut syn, 12),
+        Verdict::Dropped(_)
+    ));
+    let mut rst_in = crate::wire::build_tcp_seq(
+        &app_ends([10, 0, 2, 2]),
+        40000,
+        8080,
+        (1, 1),
+        TCP_RST | TCP_ACK,
+        b"",
+    );
+    r.handle(Side::App, &mut rst_in, 13);
+    assert!(r.take_output().is_empty());
+    assert_eq!(r.counters().resets, 2);
+
+    // A segment without ACK (RFC 9293: ack = its seq + length, RST|ACK).
+    let p = ipv4(&mid);
+    let ends = Endpoints {
+        src_mac: APP_MAC,
+        dst_mac: CLIENT,
+        src: p.dst,
+        dst: p.src,
+    };
+    let no_ack = crate::wire::build_tcp_seq(
+        &app_ends([10, 0, 2, 2]),
+        40000,
+        8080,
+        (1000, 0),
+        0x08,
+        b"data",
+    );
+    let q = ipv4(&no_ack);
+    let reply = crate::wire::build_tcp_reset(&no_ack, &q, &ends).unwrap();
+    let l4 = ipv4(&reply).l4_offset();
+    assert_eq!(&reply[l4 + 8..l4 + 12], &1004u32.to_be_bytes());
+    assert_eq!(reply[l4 + 13], TCP_RST | TCP_ACK);
+}
+
+#[test]
 fn ten_thousand_connections_fit() {
     let mut r = ready("1#protocol:tcp->accept", 10_000);
     for i in 0..10_000u32 {

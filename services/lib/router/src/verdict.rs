@@ -104,4 +104,7 @@ pub struct Counters {
     pub dhcp_acks: u64,
     /// DNS answers recorded.
     pub dns_answers: u64,
+    /// TCP resets sent for segments of connections the router does not know (its NAT table
+    /// was lost with a restart): the frames themselves count as `no_connection` drops.
+    pub resets: u64,
 }

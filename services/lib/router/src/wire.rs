@@ -546,7 +546,7 @@ pub fn build_udp(
 }
 
 /// Builds a TCP segment (20-byte header, window 65535, no options) in an IPv4 frame,
-/// checksummed.
+/// checksummed, with sequence and acknowledgment numbers 0.
 pub fn build_tcp(
     ends: &Endpoints,
     src_port: u16,
@@ -554,9 +554,61 @@ pub fn build_tcp(
     flags: u8,
     payload: &[u8],
 ) -> alloc::vec::Vec<u8> {
+    build_tcp_seq(ends, src_port, dst_port, (0, 0), flags, payload)
+}
+
+/// The reset that answers TCP `packet` in `frame` (RFC 9293 3.10.7.1, a segment that belongs
+/// to no connection), from `ends` (the packet's ends swapped): `None` for a reset (never
+/// answered) or anything that is not TCP.
+pub fn build_tcp_reset(
+    frame: &[u8],
+    packet: &Ipv4,
+    ends: &Endpoints,
+) -> Option<alloc::vec::Vec<u8>> {
+    let Transport::Tcp { src, dst, flags } = packet.transport else {
+        return None;
+    };
+    if flags & TCP_RST != 0 {
+        return None;
+    }
+    let l4 = packet.l4_offset();
+    let word = |at: usize| {
+        let b = frame.get(l4 + at..l4 + at + 4)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (seq, ack) = (word(4)?, word(8)?);
+    Some(if flags & TCP_ACK != 0 {
+        build_tcp_seq(ends, dst, src, (ack, 0), TCP_RST, &[])
+    } else {
+        // SYN and FIN each take a sequence number.
+        let len = packet.payload_range(frame).len() as u32
+            + u32::from(flags & TCP_SYN != 0)
+            + u32::from(flags & TCP_FIN != 0);
+        build_tcp_seq(
+            ends,
+            dst,
+            src,
+            (0, seq.wrapping_add(len)),
+            TCP_RST | TCP_ACK,
+            &[],
+        )
+    })
+}
+
+/// [`build_tcp`] with `(seq, ack)` numbers.
+pub fn build_tcp_seq(
+    ends: &Endpoints,
+    src_port: u16,
+    dst_port: u16,
+    (seq, ack): (u32, u32),
+    flags: u8,
+    payload: &[u8],
+) -> alloc::vec::Vec<u8> {
     let mut l4 = alloc::vec![0u8; 20 + payload.len()];
     write16(&mut l4, 0, src_port);
     write16(&mut l4, 2, dst_port);
+    l4[4..8].copy_from_slice(&seq.to_be_bytes());
+    l4[8..12].copy_from_slice(&ack.to_be_bytes());
     l4[12] = 5 << 4;
     l4[13] = flags;
     write16(&mut l4, 14, 65535);

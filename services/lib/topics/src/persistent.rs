@@ -5,7 +5,7 @@
 //! [`for_each_persistent_topic!`] (how it follows each with its own types). Unit tests check
 //! that they agree and that each is persistent.
 
-use crate::{core_data, counter, logs, volumemgr, zedagent, zedmanager, TopicDecl};
+use crate::{core_data, counter, logs, volumemgr, zedagent, zedmanager, zedrouter, TopicDecl};
 
 /// Every persistent topic, as an image declares it.
 pub const TOPICS: &[TopicDecl] = &[
@@ -17,6 +17,7 @@ pub const TOPICS: &[TopicDecl] = &[
     volumemgr::ALLOCATION.decl(),
     zedmanager::APP_RECORD.decl(),
     core_data::EVENTS.decl(),
+    zedrouter::LEASES.decl(),
 ];
 
 /// Calls `$visit!(&topic)` for every persistent topic (a macro, so that `$visit` can be generic
@@ -32,6 +33,7 @@ macro_rules! for_each_persistent_topic {
         $visit!(&$crate::volumemgr::ALLOCATION);
         $visit!(&$crate::zedmanager::APP_RECORD);
         $visit!(&$crate::core_data::EVENTS);
+        $visit!(&$crate::zedrouter::LEASES);
     };
 }
 

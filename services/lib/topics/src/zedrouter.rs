@@ -4,6 +4,7 @@
 //! `niinfo` and the network-instance metrics; domainmgr reads `bridge` to attach an app's vif.
 //!
 //! Volatile: a restarted zedrouter publishes again once it has applied the configuration.
+//! Only the leases ([`LEASES`]) are persistent: the vault keeps them.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -92,6 +93,18 @@ impl core::fmt::Display for NetworkInstanceStatus {
 /// Every local network instance zedrouter knows, by UUID.
 pub const NETWORK_INSTANCE_STATUS: Topic<String, NetworkInstanceStatus> =
     Topic::volatile("zedrouter/NetworkInstanceStatus", 1);
+
+/// The leases of one network instance, kept by the vault: a restarted zedrouter gives each
+/// app the address it had (EVE keeps dnsmasq's lease file in `/persist`). Keyed like the
+/// status (the instance's UUID, or `static`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leases {
+    /// The leases bound when it was published (MAC, address).
+    pub leases: Vec<Lease>,
+}
+
+/// Every network instance's leases, by instance key (persistent).
+pub const LEASES: Topic<String, Leases> = Topic::persistent("zedrouter/Leases", 1);
 
 /// One flow record (EVE's `FlowRecord`): the 5-tuple as the app sees it, who opened it, the
 /// ACE that decided (0: none, default deny or the router's DNS forwarding), and the counters.
