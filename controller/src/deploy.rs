@@ -543,7 +543,7 @@ mod tests {
         a.name = "a".into();
         a.network = Some("lan".into());
         a.switch = true;
-        deploy(&mut config, &a, &upload(&"a".repeat(64), 10)).unwrap();
+        deploy(&mut config, &a, &upload(&"a".repeat(64), 10), &[]).unwrap();
         let ni = &config.network_instances[0];
         assert_eq!(
             (ni.displayname.as_str(), ni.inst_type, ni.ip.is_none()),
@@ -554,7 +554,7 @@ mod tests {
         let mut b = spec();
         b.name = "b".into();
         b.network = Some("lan".into());
-        deploy(&mut config, &b, &upload(&"b".repeat(64), 10)).unwrap();
+        deploy(&mut config, &b, &upload(&"b".repeat(64), 10), &[]).unwrap();
         assert_eq!(config.network_instances.len(), 1);
         assert!(config
             .apps
@@ -562,11 +562,11 @@ mod tests {
             .all(|app| app.interfaces[0].network_id == lan));
         assert_eq!(crate::device_config::validate(&config, "device"), Ok(()));
         // --switch on an existing local instance is refused.
-        deploy(&mut config, &spec(), &upload(&"c".repeat(64), 10)).unwrap();
+        deploy(&mut config, &spec(), &upload(&"c".repeat(64), 10), &[]).unwrap();
         let mut c = spec();
         c.name = "c".into();
         c.switch = true;
-        let e = deploy(&mut config, &c, &upload(&"d".repeat(64), 10)).unwrap_err();
+        let e = deploy(&mut config, &c, &upload(&"d".repeat(64), 10), &[]).unwrap_err();
         assert!(e.contains("exists and is not a switch"), "{e}");
     }
 
