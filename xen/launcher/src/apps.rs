@@ -401,9 +401,13 @@ impl Apps {
             ramdisk: None,
             kernel_window: Some((bytes(spec.kernel.offset_mib), bytes(spec.kernel.size_mib))),
         };
+        // An app's domain has no channels: no entries of its own beyond the registration.
         let domid = platform
-            .create_paused(&domain_name(&name), &service, &files)
-            .map_err(platform_error)?;
+            .create_paused(&domain_name(&name), &service, &files, &|_| {
+                Wiring::default()
+            })
+            .map_err(platform_error)?
+            .domid;
         self.table.insert(
             name.clone(),
             Record {
