@@ -173,8 +173,12 @@ pub fn run<T: 'static>(main: impl Future<Output = T> + 'static) -> T {
         if let Some(result) = handle.state.borrow_mut().result.take() {
             return result;
         }
-        let next_deadline = fire_timers(time::now());
-        wait_for_work(next_deadline);
+        let now = time::now();
+        match fire_timers(now) {
+            // More timers are due (at a later deadline): they fire next round.
+            Some(next) if next <= now => {}
+            next_deadline => wait_for_work(next_deadline),
+        }
     }
 }
 
@@ -215,6 +219,10 @@ fn wait_for_work(next_deadline: Option<Instant>) {
     }
 }
 
+/// The executor is one per kernel: host unit tests that run it take turns with this.
+#[cfg(all(test, not(target_os = "none")))]
+pub(crate) static TEST_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Forgets every task and timer (host unit tests: each test starts from an empty executor).
 #[cfg(all(test, not(target_os = "none")))]
 pub(crate) fn reset() {
@@ -248,14 +256,22 @@ impl Ord for TimerEntry {
     }
 }
 
-/// Wakes every timer due at `now`; returns the next deadline.
+/// Wakes the timers of the earliest deadline if it is due at `now` (those of later deadlines,
+/// even if due too, are left to the next rounds); returns the next deadline.
+///
+/// One deadline per round keeps late timers in deadline order: when the CPU comes back long
+/// after several deadlines passed (a loaded host, a vCPU not scheduled), the task of the
+/// earliest runs first, and its next [`Sleep`], already due, still waits for the timers due
+/// before it (see [`Sleep::poll`]).
 fn fire_timers(now: Instant) -> Option<Instant> {
+    let mut fired = None;
     loop {
         let mut timers = TIMERS.lock();
         match timers.peek() {
-            Some(entry) if entry.deadline <= now => {
+            Some(entry) if entry.deadline <= now && fired.is_none_or(|d| entry.deadline == d) => {
                 let entry = timers.pop().expect("peeked");
                 drop(timers);
+                fired = Some(entry.deadline);
                 entry.waker.wake();
             }
             Some(entry) => return Some(entry.deadline),
@@ -264,7 +280,16 @@ fn fire_timers(now: Instant) -> Option<Instant> {
     }
 }
 
-/// Completes at `deadline`.
+/// Whether a timer armed for an earlier deadline than `deadline` has yet to fire.
+fn earlier_timer_pending(deadline: Instant) -> bool {
+    TIMERS
+        .lock()
+        .peek()
+        .is_some_and(|entry| entry.deadline < deadline)
+}
+
+/// Completes at `deadline`, and not before the timers armed for earlier deadlines fired: late
+/// timers keep their order.
 pub struct Sleep {
     deadline: Instant,
     armed_for: Option<Waker>,
@@ -273,13 +298,17 @@ pub struct Sleep {
 impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if time::now() >= self.deadline {
+        let due = time::now() >= self.deadline;
+        if due && !earlier_timer_pending(self.deadline) {
             return Poll::Ready(());
         }
-        if !self
-            .armed_for
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
+        // Due, but behind an earlier timer: armed again (its entry may have fired already),
+        // so that it fires after that one.
+        if due
+            || !self
+                .armed_for
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
         {
             let sequence = TIMER_SEQUENCE.fetch_add(1, Ordering::Relaxed);
             TIMERS.lock().push(TimerEntry {
@@ -341,4 +370,47 @@ pub async fn yield_now() {
         Poll::Pending
     })
     .await
+}
+
+#[cfg(all(test, not(target_os = "none")))]
+mod tests {
+    use super::*;
+
+    /// Ticks three times, every `period_ms` from `start`, logging each deadline met.
+    async fn ticker(
+        name: &'static str,
+        period_ms: u64,
+        start: Instant,
+        log: Rc<RefCell<Vec<(Instant, &'static str)>>>,
+    ) {
+        for i in 1..=3 {
+            let deadline = start + Duration::from_millis(period_ms * i);
+            sleep_until(deadline).await;
+            log.borrow_mut().push((deadline, name));
+        }
+    }
+
+    #[test]
+    fn timers_that_are_late_together_fire_in_deadline_order() {
+        let _turn = TEST_TURN.lock().unwrap_or_else(|e| e.into_inner());
+        reset();
+        let start = time::now();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let (a_log, b_log) = (log.clone(), log.clone());
+        run(async move {
+            let a = spawn(ticker("a", 20, start, a_log));
+            let b = spawn(ticker("b", 30, start, b_log));
+            // Both arm their first timer, then the CPU is away for 100 ms: five of the six
+            // deadlines have passed when the tasks run again.
+            yield_now().await;
+            time::advance_to(start + Duration::from_millis(100));
+            a.await;
+            b.await;
+        });
+        reset();
+        let log = log.borrow();
+        let names: Vec<&str> = log.iter().map(|(_, name)| *name).collect();
+        assert_eq!(names, ["a", "b", "a", "a", "b", "b"], "{log:?}");
+        assert!(log.windows(2).all(|w| w[0].0 <= w[1].0), "{log:?}");
+    }
 }
