@@ -3,9 +3,8 @@
 //! Xen's domain builder and QEMU's PVH loader both jump to the address in the
 //! `XEN_ELFNOTE_PHYS32_ENTRY` note with EBX holding the physical address of `hvm_start_info`,
 //! paging off and interrupts disabled. The stub below records the TSC (for boot timing) and the
-//! start-info address, maps only the image (2 MiB pages from 0 to its end, in the last page
-//! directory, which is free until [`paging::init`](super::paging::init) maps 3..4 GiB with it),
-//! enables SSE, PAE and long mode, and calls [`kernel_entry`](crate::boot::kernel_entry);
+//! start-info address, maps only the image (2 MiB pages from 0 to its end, in a page directory
+//! of its own), enables SSE, PAE and long mode, and calls [`kernel_entry`](crate::boot::kernel_entry);
 //! `paging::init` then maps 0..4 GiB, with 4 KiB pages for the first 2 MiB.
 //!
 //! The stub makes as few VM exits as it can: under Xen (HVM container) the CR4, EFER and CR0
@@ -32,21 +31,23 @@ pub const PAGE_SIZE: usize = 4096;
 #[repr(C, align(4096))]
 pub struct PageTable(pub [u64; 512]);
 
-/// The boot page tables: PML4, one PDPT, four page directories (4 GiB of 2 MiB pages) and one
-/// page table for the first 2 MiB. Placed first in .bss so they are page aligned. The entry
-/// stub maps the image through `pd[3]`; [`crate::arch::paging::init`] gives `pd[3]` its final
-/// role.
+/// The boot page tables: PML4, one PDPT, four page directories (4 GiB of 2 MiB pages), one
+/// page table for the first 2 MiB, and the entry stub's page directory. Placed first in .bss so
+/// they are page aligned.
 #[repr(C, align(4096))]
 pub struct BootPageTables {
     /// Level 4.
     pub pml4: PageTable,
-    /// Level 3: entries 0..4 point at `pd` (at boot, entry 0 points at `pd[3]`).
+    /// Level 3: entries 0..4 point at `pd` (in the entry stub, entry 0 points at `stub_pd`).
     pub pdpt: PageTable,
-    /// Level 2: 2048 entries of 2 MiB pages, except entry 0 which points at `pt0` (at boot,
-    /// `pd[3]` maps the image's 2 MiB pages from address 0).
+    /// Level 2: 2048 entries of 2 MiB pages, except entry 0 which points at `pt0`.
     pub pd: [PageTable; 4],
     /// Level 1 for the first 2 MiB.
     pub pt0: PageTable,
+    /// The entry stub's level 2: the image's 2 MiB pages from address 0, until
+    /// [`crate::arch::paging::init`] links `pd` instead. A page of its own, never written once
+    /// it was live: under shadow paging a write to a page that was a live table traps.
+    pub stub_pd: PageTable,
 }
 
 /// The kernel stack with one page under it that is unmapped at boot: running off the end of the
@@ -67,6 +68,7 @@ pub static mut BOOT_PAGE_TABLES: BootPageTables = BootPageTables {
     pdpt: PageTable([0; 512]),
     pd: [const { PageTable([0; 512]) }; 4],
     pt0: PageTable([0; 512]),
+    stub_pd: PageTable([0; 512]),
 };
 
 /// The kernel stack (in `.stacks`: not zeroed at boot).
@@ -121,7 +123,7 @@ pvh_start32:
        ELF loader fills with zeroes (the ELF specification requires it; Xen's libelf
        `elf_load_image` and QEMU's ROM loader do it; see the module docs). */
 
-    /* PML4[0] -> PDPT; PDPT[0] -> PD3, whose entries map 2 MiB pages from 0 to the image's end
+    /* PML4[0] -> PDPT; PDPT[0] -> stub_pd, whose entries map 2 MiB pages from 0 to the image's end
        (below 1 GiB, lichen.ld checks): a few stores. Every store here counts: some nested
        hypervisors emulate this paging-off code store by store. The upper halves of every
        entry stay zero (all addresses < 4 GiB). `paging::init` maps the rest with paging on,
@@ -130,7 +132,7 @@ pvh_start32:
     mov edi, offset {tables}
     lea eax, [edi + 4096 + 3]
     mov dword ptr [edi], eax
-    lea ebx, [edi + 5 * 4096]
+    lea ebx, [edi + 7 * 4096]
     lea eax, [ebx + 3]
     mov dword ptr [edi + 4096], eax
     xor edx, edx

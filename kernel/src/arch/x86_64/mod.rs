@@ -15,10 +15,10 @@ pub mod trap;
 ///
 /// # Safety
 /// Call once at boot, with interrupts disabled, before anything else.
-pub unsafe fn init() {
+pub unsafe fn init(gib_pages: bool) {
     // SAFETY: forwarded: once, at boot, interrupts off.
     unsafe {
-        paging::init();
+        paging::init(gib_pages);
         gdt::init();
         trap::init();
     }

@@ -1,11 +1,14 @@
 //! The boot page tables after the entry stub: 0..4 GiB identity mapped, 4 KiB pages for the
 //! first 2 MiB (page 0 and the stack guard unmapped), and unmapping single pages there later.
 //!
-//! The stub maps only the image, with 2 MiB pages through `pd[3]`: with paging off some nested
+//! The stub maps only the image, with 2 MiB pages through a page directory of its own
+//! (`stub_pd`): with paging off some nested
 //! hypervisors emulate every store, so the stub keeps its stores few (and asks no CPUID about
 //! 1 GiB pages: a VM exit under Xen). [`init`] then fills the tables in pages that are not part
 //! of the live tables yet, which costs plain memory stores even under shadow paging, and links
-//! them in with four stores to the PDPT and one CR3 reload.
+//! them in with four stores to the PDPT and one CR3 reload. Above the first GiB it uses 1 GiB
+//! pages where the CPU has them and the boot did not skip asking (Xen): fewer pages of tables
+//! touched, each about a millisecond under a nested KVM.
 
 use super::boot::{PageTable, BOOT_PAGE_TABLES, BOOT_STACK, PAGE_SIZE};
 use super::cpu;
@@ -17,34 +20,37 @@ const PRESENT_RW: u64 = 0x3;
 /// A large page (1 GiB in a PDPT, 2 MiB in a page directory).
 const LARGE: u64 = 0x80;
 
-/// Maps 0..4 GiB (2 MiB pages), splitting the first 2 MiB into 4 KiB pages, leaving page 0
-/// (null pointers fault) and the stack guard page (stack overflows fault) unmapped.
+/// Maps 0..4 GiB (1 GiB pages above the first GiB if `gib_pages`, else 2 MiB pages),
+/// splitting the first 2 MiB into 4 KiB pages, leaving page 0 (null pointers fault) and the
+/// stack guard page (stack overflows fault) unmapped.
 ///
 /// # Safety
-/// Call once at boot, before anything else touches the page tables.
-pub unsafe fn init() {
+/// Call once at boot, before anything else touches the page tables; `gib_pages` only if the
+/// CPU has 1 GiB pages.
+pub unsafe fn init(gib_pages: bool) {
     // SAFETY: only the address is taken.
     let guard = unsafe { addr_of!(BOOT_STACK.guard) } as u64;
     // SAFETY: boot, one CPU: the tables are ours. The stub's live tables are the PML4, the
-    // PDPT and `pd[3]` (the image, from address 0). `pt0` and `pd[0..3]` are not referenced
-    // yet, so filling them changes no mapping; linking `pd[0]` in place of `pd[3]` maps the
-    // same addresses and more (except the two unmapped pages, which nothing uses yet), and the
-    // CR3 reload drops the old translations, after which `pd[3]` is no longer live either and
-    // can be filled for 3..4 GiB.
+    // PDPT and `stub_pd` (the image, from address 0). `pt0` and `pd` are not referenced yet,
+    // so filling them changes no mapping; linking `pd[0]` in place of `stub_pd` maps the same
+    // addresses and more (except the two unmapped pages, which nothing uses yet), the other
+    // PDPT entries were empty, and the CR3 reload drops the old translations.
     unsafe {
         let tables = &mut *addr_of_mut!(BOOT_PAGE_TABLES);
         fill_pt0(&mut tables.pt0, guard);
-        for gib in 0..3 {
-            fill_pd(&mut tables.pd[gib], gib as u64);
+        let filled = if gib_pages { 1 } else { tables.pd.len() };
+        for (gib, pd) in tables.pd.iter_mut().enumerate().take(filled) {
+            fill_pd(pd, gib as u64);
         }
         tables.pd[0].0[0] = addr_of!(tables.pt0) as u64 | PRESENT_RW;
-        for gib in 0..3 {
-            tables.pdpt.0[gib] = addr_of!(tables.pd[gib]) as u64 | PRESENT_RW;
+        for gib in 0..tables.pd.len() {
+            tables.pdpt.0[gib] = if gib < filled {
+                addr_of!(tables.pd[gib]) as u64 | PRESENT_RW
+            } else {
+                ((gib as u64) << 30) | LARGE | PRESENT_RW
+            };
         }
         asm!("mov cr3, {}", in(reg) cpu::cr3(), options(nostack, preserves_flags));
-        fill_pd(&mut tables.pd[3], 3);
-        // A new mapping where there was none: nothing to flush.
-        tables.pdpt.0[3] = addr_of!(tables.pd[3]) as u64 | PRESENT_RW;
     }
 }
 
