@@ -289,7 +289,8 @@ fn earlier_timer_pending(deadline: Instant) -> bool {
 }
 
 /// Completes at `deadline`, and not before the timers armed for earlier deadlines fired: late
-/// timers keep their order.
+/// timers keep their order. A sleep already due when first polled goes through the timers once
+/// (a round of the executor) for the same reason.
 pub struct Sleep {
     deadline: Instant,
     armed_for: Option<Waker>,
@@ -299,11 +300,13 @@ impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let due = time::now() >= self.deadline;
-        if due && !earlier_timer_pending(self.deadline) {
+        if due && self.armed_for.is_some() && !earlier_timer_pending(self.deadline) {
             return Poll::Ready(());
         }
-        // Due, but behind an earlier timer: armed again (its entry may have fired already),
-        // so that it fires after that one.
+        // Due but never armed (it was already late when first polled), or due behind an
+        // earlier timer: armed (again: its entry may have fired already), so that it fires in
+        // deadline order after the timers due before it, including those of tasks woken but
+        // not yet run.
         if due
             || !self
                 .armed_for
@@ -376,41 +379,53 @@ pub async fn yield_now() {
 mod tests {
     use super::*;
 
-    /// Ticks three times, every `period_ms` from `start`, logging each deadline met.
+    /// Ticks `count` times, every `period_ms` from `start`, logging each deadline met.
     async fn ticker(
         name: &'static str,
         period_ms: u64,
+        count: u64,
         start: Instant,
         log: Rc<RefCell<Vec<(Instant, &'static str)>>>,
     ) {
-        for i in 1..=3 {
+        for i in 1..=count {
             let deadline = start + Duration::from_millis(period_ms * i);
             sleep_until(deadline).await;
             log.borrow_mut().push((deadline, name));
         }
     }
 
-    #[test]
-    fn timers_that_are_late_together_fire_in_deadline_order() {
+    /// Runs tickers `a` (every 20 ms) and `b` (every 30 ms), `count` ticks each, with the CPU
+    /// away for `away_ms` once both armed their first timer; returns the ticks in the order
+    /// they came.
+    fn late_tickers(count: u64, away_ms: u64) -> Vec<(Instant, &'static str)> {
         let _turn = TEST_TURN.lock().unwrap_or_else(|e| e.into_inner());
         reset();
         let start = time::now();
         let log = Rc::new(RefCell::new(Vec::new()));
         let (a_log, b_log) = (log.clone(), log.clone());
         run(async move {
-            let a = spawn(ticker("a", 20, start, a_log));
-            let b = spawn(ticker("b", 30, start, b_log));
-            // Both arm their first timer, then the CPU is away for 100 ms: five of the six
-            // deadlines have passed when the tasks run again.
+            let a = spawn(ticker("a", 20, count, start, a_log));
+            let b = spawn(ticker("b", 30, count, start, b_log));
             yield_now().await;
-            time::advance_to(start + Duration::from_millis(100));
+            time::advance_to(start + Duration::from_millis(away_ms));
             a.await;
             b.await;
         });
         reset();
-        let log = log.borrow();
+        let ticks = log.borrow().clone();
+        ticks
+    }
+
+    #[test]
+    fn timers_that_are_late_together_fire_in_deadline_order() {
+        // Every deadline (a: 20, 40, 60; b: 30, 60, 90) has passed when the tasks run again.
+        let log = late_tickers(3, 100);
         let names: Vec<&str> = log.iter().map(|(_, name)| *name).collect();
-        assert_eq!(names, ["a", "b", "a", "a", "b", "b"], "{log:?}");
+        assert_eq!(names, ["a", "b", "a", "b", "a", "b"], "{log:?}");
+        assert!(log.windows(2).all(|w| w[0].0 <= w[1].0), "{log:?}");
+        // The same with deadlines shared by both (60, 120) and some not yet due (hello's case).
+        let log = late_tickers(5, 130);
+        assert_eq!(log.len(), 10);
         assert!(log.windows(2).all(|w| w[0].0 <= w[1].0), "{log:?}");
     }
 }
