@@ -172,7 +172,8 @@ pub enum AppCommand {
     /// (a datastore, content tree, volume and app instance; an app of the same name is
     /// replaced by the new image).
     Deploy {
-        /// The image (for example a PVH ELF such as lichen's `echo`).
+        /// The image (for example a PVH ELF such as lichen's `echo`, or a Linux VM's bundle
+        /// made by `img/mklinuxapp`).
         file: PathBuf,
         /// The app's name.
         #[arg(long)]
@@ -213,6 +214,11 @@ pub enum AppCommand {
         /// no port map, the node denies the app every connection (EVE's default).
         #[arg(long = "acl")]
         acls: Vec<String>,
+        /// A disk image the app gets as a writable disk (`xvda`, `xvdb`, ... in order), served
+        /// from the datastore like the image, on a volume of its own (a Linux VM's root disk,
+        /// for instance). Repeat for several.
+        #[arg(long = "disk", value_name = "FILE")]
+        disks: Vec<PathBuf>,
     },
     /// Reboots an app on the same volumes (bumps its restart counter).
     Restart(AppTarget),
@@ -358,6 +364,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
             user_data,
             port_maps,
             acls,
+            disks,
         }) => {
             let user_data = match user_data {
                 Some(path) => {
@@ -389,7 +396,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
                 user_data,
                 acls: aces,
             };
-            deploy_app(&admin, &file, device, &spec).await?;
+            deploy_app(&admin, &file, &disks, device, &spec).await?;
         }
         AdminCommand::App(AppCommand::Restart(target)) => {
             app_op(&admin, target, crate::lifecycle::AppOp::Restart).await?
@@ -459,22 +466,28 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
 async fn deploy_app(
     admin: &AdminClient,
     file: &std::path::Path,
+    disks: &[PathBuf],
     device: Option<String>,
     spec: &crate::deploy::AppSpec,
 ) -> Result<(), String> {
     let text = |error: ClientError| error.to_string();
-    let bytes = std::fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?;
     let device = the_device(admin, device).await?;
-    let upload = admin.upload(bytes).await.map_err(text)?;
-    println!(
-        "{}: sha256 {}, {} bytes, in datastore {}",
-        file.display(),
-        upload.stored.sha256,
-        upload.stored.size,
-        upload.location.id
-    );
+    let mut uploads = Vec::new();
+    for file in std::iter::once(file).chain(disks.iter().map(PathBuf::as_path)) {
+        let bytes = std::fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?;
+        let upload = admin.upload(bytes).await.map_err(text)?;
+        println!(
+            "{}: sha256 {}, {} bytes, in datastore {}",
+            file.display(),
+            upload.stored.sha256,
+            upload.stored.size,
+            upload.location.id
+        );
+        uploads.push(upload);
+    }
+    let (upload, disk_uploads) = uploads.split_first().ok_or("nothing uploaded")?;
     let (deployed, version) = edit_config(admin, &device, |config| {
-        crate::deploy::deploy(config, spec, &upload)
+        crate::deploy::deploy(config, spec, upload, disk_uploads)
     })
     .await?;
     println!(

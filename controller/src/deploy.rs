@@ -187,11 +187,14 @@ pub fn volume_size(content: u64) -> u64 {
     (content + VOLUME_SLACK).div_ceil(MIB) * MIB
 }
 
-/// Writes the objects that deploy `upload` as `spec` into `config`.
+/// Writes the objects that deploy `upload` as `spec` into `config`; each of `disks` becomes a
+/// volume of its own (its content tree from the same datastore), the app's disks in order
+/// after the image's volume.
 pub fn deploy(
     config: &mut EdgeDevConfig,
     spec: &AppSpec,
     upload: &DatastoreUpload,
+    disks: &[DatastoreUpload],
 ) -> Result<Deployed, String> {
     // The node would refuse the whole configuration for user data it cannot use: say so now.
     launcher_api::check::cmdline_from_user_data(&spec.user_data)
@@ -218,29 +221,17 @@ pub fn deploy(
     config.datastores.push(datastore);
 
     let new_uuid = || uuid::Uuid::new_v4().to_string();
-    let content_tree = ContentTree {
-        uuid: new_uuid(),
-        ds_id: location.id.clone(),
-        ds_ids_list: vec![location.id.clone()],
-        url: upload.stored.sha256.clone(),
-        iformat: Format::Raw as i32,
-        sha256: upload.stored.sha256.clone(),
-        max_size_bytes: upload.stored.size,
-        display_name: spec.name.clone(),
-        ..Default::default()
-    };
-    let volume = Volume {
-        uuid: new_uuid(),
-        origin: Some(VolumeContentOrigin {
-            r#type: VolumeContentOriginType::VcotDownload as i32,
-            download_content_tree_id: content_tree.uuid.clone(),
-        }),
-        maxsizebytes: i64::try_from(volume_size(upload.stored.size))
-            .map_err(|_| "the image is too large")?,
-        display_name: spec.name.clone(),
-        ..Default::default()
-    };
-
+    let mut trees = Vec::new();
+    let mut volumes = Vec::new();
+    for (i, upload) in std::iter::once(upload).chain(disks).enumerate() {
+        let name = match i {
+            0 => spec.name.clone(),
+            i => format!("{}-disk{i}", spec.name),
+        };
+        let (tree, volume) = content_volume(upload, &location.id, &name)?;
+        trees.push(tree);
+        volumes.push(volume);
+    }
     let existing = config.apps.iter().position(|a| a.displayname == spec.name);
     let (app_uuid, version, old_volumes) = match existing {
         Some(i) => {
@@ -276,10 +267,13 @@ pub fn deploy(
         }),
         activate: true,
         interfaces,
-        volume_ref_list: vec![VolumeRef {
-            uuid: volume.uuid.clone(),
-            ..Default::default()
-        }],
+        volume_ref_list: volumes
+            .iter()
+            .map(|v| VolumeRef {
+                uuid: v.uuid.clone(),
+                ..Default::default()
+            })
+            .collect(),
         user_data: Base64::encode_string(&spec.user_data),
         ..Default::default()
     };
@@ -289,14 +283,47 @@ pub fn deploy(
         app: app_uuid,
         version,
         replaced: existing.is_some(),
-        content_tree: content_tree.uuid.clone(),
-        volume: volume.uuid.clone(),
+        content_tree: trees[0].uuid.clone(),
+        volume: volumes[0].uuid.clone(),
     };
-    config.content_info.push(content_tree);
-    config.volumes.push(volume);
+    config.content_info.extend(trees);
+    config.volumes.extend(volumes);
     // The replaced app's volumes, and their content trees, unless another app still uses them.
     remove_unused(config, old_volumes);
     Ok(deployed)
+}
+
+/// A content tree for `upload` in datastore `ds_id` and the volume made from it, both named
+/// `name`.
+fn content_volume(
+    upload: &DatastoreUpload,
+    ds_id: &str,
+    name: &str,
+) -> Result<(ContentTree, Volume), String> {
+    let new_uuid = || uuid::Uuid::new_v4().to_string();
+    let content_tree = ContentTree {
+        uuid: new_uuid(),
+        ds_id: ds_id.to_owned(),
+        ds_ids_list: vec![ds_id.to_owned()],
+        url: upload.stored.sha256.clone(),
+        iformat: Format::Raw as i32,
+        sha256: upload.stored.sha256.clone(),
+        max_size_bytes: upload.stored.size,
+        display_name: name.to_owned(),
+        ..Default::default()
+    };
+    let volume = Volume {
+        uuid: new_uuid(),
+        origin: Some(VolumeContentOrigin {
+            r#type: VolumeContentOriginType::VcotDownload as i32,
+            download_content_tree_id: content_tree.uuid.clone(),
+        }),
+        maxsizebytes: i64::try_from(volume_size(upload.stored.size))
+            .map_err(|_| format!("{name}: the image is too large"))?,
+        display_name: name.to_owned(),
+        ..Default::default()
+    };
+    Ok((content_tree, volume))
 }
 
 /// Removes `volumes` no app refers to any more, and the content trees no volume is made from;
@@ -401,21 +428,21 @@ mod tests {
         let mut config = EdgeDevConfig::default();
         let mut with = spec();
         with.user_data = b"# the bus\nbroker=10.0.2.2:1883\n".to_vec();
-        deploy(&mut config, &with, &upload(&"a".repeat(64), 10)).unwrap();
+        deploy(&mut config, &with, &upload(&"a".repeat(64), 10), &[]).unwrap();
         assert_eq!(
             config.apps[0].user_data,
             "IyB0aGUgYnVzCmJyb2tlcj0xMC4wLjIuMjoxODgzCg=="
         );
-        deploy(&mut config, &spec(), &upload(&"a".repeat(64), 10)).unwrap();
+        deploy(&mut config, &spec(), &upload(&"a".repeat(64), 10), &[]).unwrap();
         assert_eq!(config.apps[0].user_data, "", "none: empty");
 
         let before = config.clone();
         let mut bad = spec();
         bad.user_data = vec![b'a'; 2000];
-        let error = deploy(&mut config, &bad, &upload(&"b".repeat(64), 10)).unwrap_err();
+        let error = deploy(&mut config, &bad, &upload(&"b".repeat(64), 10), &[]).unwrap_err();
         assert!(error.starts_with("user data: "), "{error}");
         bad.user_data = b"a=\xff".to_vec();
-        assert!(deploy(&mut config, &bad, &upload(&"b".repeat(64), 10)).is_err());
+        assert!(deploy(&mut config, &bad, &upload(&"b".repeat(64), 10), &[]).is_err());
         assert_eq!(config, before, "nothing written");
     }
 
@@ -452,17 +479,17 @@ mod tests {
         let mut config = EdgeDevConfig::default();
         let mut spec = spec();
         spec.acls = vec![map, allow];
-        deploy(&mut config, &spec, &upload("aa", 1000)).unwrap();
+        deploy(&mut config, &spec, &upload("aa", 1000), &[]).unwrap();
         assert_eq!(config.apps[0].interfaces[0].acls.len(), 2);
     }
 
     #[test]
     fn an_app_joins_the_named_network_instance_made_once() {
         let mut config = EdgeDevConfig::default();
-        let first = deploy(&mut config, &spec(), &upload(&"a".repeat(64), 10)).unwrap();
+        let first = deploy(&mut config, &spec(), &upload(&"a".repeat(64), 10), &[]).unwrap();
         let mut other = spec();
         other.name = "other".into();
-        deploy(&mut config, &other, &upload(&"b".repeat(64), 10)).unwrap();
+        deploy(&mut config, &other, &upload(&"b".repeat(64), 10), &[]).unwrap();
         assert_eq!(config.network_instances.len(), 1, "one `default`, shared");
         let ni = &config.network_instances[0];
         assert_eq!(ni.inst_type, ZNetworkInstType::ZnetInstLocal as i32);
@@ -479,7 +506,7 @@ mod tests {
         let mut bare = spec();
         bare.name = "bare".into();
         bare.network = None;
-        deploy(&mut config, &bare, &upload(&"c".repeat(64), 10)).unwrap();
+        deploy(&mut config, &bare, &upload(&"c".repeat(64), 10), &[]).unwrap();
         assert!(config.apps[2].interfaces.is_empty());
     }
 
@@ -494,7 +521,7 @@ mod tests {
     fn a_deploy_writes_eve_objects_that_reference_each_other() {
         let mut config = EdgeDevConfig::default();
         let sha = "ab".repeat(32);
-        let done = deploy(&mut config, &spec(), &upload(&sha, 300_000)).unwrap();
+        let done = deploy(&mut config, &spec(), &upload(&sha, 300_000), &[]).unwrap();
         assert!(!done.replaced);
         crate::device_config::validate(&config, "0b7e0f43-52b5-4b36-9f0c-8f3c5b4f1b0a")
             .expect("the objects pass the controller's own checks");
@@ -527,13 +554,40 @@ mod tests {
     }
 
     #[test]
+    fn disks_become_volumes_of_their_own_after_the_images() {
+        let mut config = EdgeDevConfig::default();
+        let disk = upload(&"cd".repeat(32), 8 << 20);
+        let done = deploy(&mut config, &spec(), &upload(&"ab".repeat(32), 10), &[disk]).unwrap();
+        crate::device_config::validate(&config, "0b7e0f43-52b5-4b36-9f0c-8f3c5b4f1b0a")
+            .expect("the objects pass the controller's own checks");
+        let json = serde_json::to_value(&config).unwrap();
+        let refs = &json["apps"][0]["volumeRefList"];
+        assert_eq!(
+            refs[0]["uuid"],
+            done.volume.as_str(),
+            "the image's volume first"
+        );
+        let root = &json["volumes"][1];
+        assert_eq!(refs[1]["uuid"], root["uuid"]);
+        assert_eq!(root["displayName"], "echo-disk1");
+        assert_eq!(root["maxsizebytes"], ((9u64) << 20).to_string());
+        let tree = &json["contentInfo"][1];
+        assert_eq!(root["origin"]["downloadContentTreeID"], tree["uuid"]);
+        assert_eq!(tree["sha256"], "cd".repeat(32).as_str());
+        // Replacing the app drops both volumes and both content trees.
+        deploy(&mut config, &spec(), &upload(&"ef".repeat(32), 10), &[]).unwrap();
+        assert_eq!(config.volumes.len(), 1);
+        assert_eq!(config.content_info.len(), 1);
+    }
+
+    #[test]
     fn deploying_the_same_name_again_replaces_the_image() {
         let mut config = EdgeDevConfig::default();
-        let first = deploy(&mut config, &spec(), &upload(&"ab".repeat(32), 10)).unwrap();
+        let first = deploy(&mut config, &spec(), &upload(&"ab".repeat(32), 10), &[]).unwrap();
         let mut other = spec();
         other.name = "other".to_owned();
-        deploy(&mut config, &other, &upload(&"cd".repeat(32), 10)).unwrap();
-        let second = deploy(&mut config, &spec(), &upload(&"ef".repeat(32), 10)).unwrap();
+        deploy(&mut config, &other, &upload(&"cd".repeat(32), 10), &[]).unwrap();
+        let second = deploy(&mut config, &spec(), &upload(&"ef".repeat(32), 10), &[]).unwrap();
         assert!(second.replaced);
         assert_eq!(second.app, first.app);
         assert_eq!(second.version, "2");
@@ -559,10 +613,10 @@ mod tests {
         let mut plain = spec();
         plain.plain_http = true;
         let mut up = upload(&"ab".repeat(32), 10);
-        assert!(deploy(&mut config, &plain, &up).is_err());
+        assert!(deploy(&mut config, &plain, &up, &[]).is_err());
         assert_eq!(config, EdgeDevConfig::default(), "nothing written");
         up.location.http_url = Some("http://10.0.2.2:8080".to_owned());
-        deploy(&mut config, &plain, &up).unwrap();
+        deploy(&mut config, &plain, &up, &[]).unwrap();
         assert_eq!(config.datastores[0].d_type, DsType::DsHttp as i32);
         assert_eq!(config.datastores[0].fqdn, "http://10.0.2.2:8080");
     }

@@ -185,7 +185,7 @@ mod tests {
                     password: "secret".to_owned(),
                 },
             };
-            deploy(&mut config, &spec, &upload).unwrap();
+            deploy(&mut config, &spec, &upload, &[]).unwrap();
         }
         config
     }

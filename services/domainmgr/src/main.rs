@@ -42,8 +42,11 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const HELLO_PAUSE: Duration = Duration::from_millis(250);
 
 /// How long the launcher may take to answer a request (a create reads the kernel and builds
-/// the domain: tens of milliseconds natively, seconds under QEMU TCG).
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// the domain: tens of milliseconds natively, seconds under QEMU TCG; a Linux VM's create runs
+/// `xl create`, which decompresses Debian's kernel from the app's volume: 150 s were measured
+/// under TCG on a loaded machine). A request that outlives it makes a new connection, whose
+/// welcome lists what the request did.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
 async fn main(_args: Args) -> i32 {
     let node = bus_io::channel::node().await;

@@ -14,8 +14,9 @@ use kernel::net::{TcpOptions, TcpStream};
 use kernel::Duration;
 use tls::{TlsStream, Trust};
 
-/// TCP receive window: large enough to keep a LAN datastore streaming.
-const RX_BUFFER: usize = 64 * 1024;
+/// TCP receive buffer (the window offered) by default: large enough to keep a LAN datastore
+/// streaming.
+pub const RX_BUFFER: usize = 64 * 1024;
 
 /// A connection to a datastore.
 pub enum Conn {
@@ -47,6 +48,8 @@ pub struct KernelNet {
     pub trust: Option<Trust>,
     /// Bound on each connect, read and write.
     pub timeout: Duration,
+    /// TCP receive buffer bytes (above 64 KiB the window is scaled).
+    pub rx_buffer: usize,
     /// Whether the download running is still wanted (`None`: always).
     pub still_wanted: Option<alloc::boxed::Box<dyn FnMut() -> bool>>,
 }
@@ -64,7 +67,7 @@ impl download::Net for KernelNet {
             .or(addresses.first())
             .ok_or_else(|| format!("{} has no address", source.host))?;
         let options = TcpOptions {
-            rx_buffer: RX_BUFFER,
+            rx_buffer: self.rx_buffer,
             timeout: Some(self.timeout),
             ..TcpOptions::default()
         };

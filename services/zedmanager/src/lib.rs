@@ -29,7 +29,7 @@ use alloc::vec::Vec;
 use topics::domainmgr::{DomainState, DomainStatus};
 use topics::volumemgr::{Extent, VolumeState, VolumeStatus};
 use topics::zedagent::AppInstance;
-use topics::zedmanager::{AppInstanceStatus, DiskConfig, DomainConfig, SwState};
+use topics::zedmanager::{AppInstanceStatus, AppRecord, DiskConfig, DomainConfig, SwState};
 
 /// The first crash restart's delay.
 pub const FIRST_BACKOFF_MS: u64 = 1000;
@@ -135,6 +135,35 @@ pub struct Step {
 }
 
 impl App {
+    /// The app as a restarted zedmanager (or one on a rebooted node) finds it in its record:
+    /// the same generation, counts and counters, so that the running domain is kept.
+    pub fn restore(record: &AppRecord) -> App {
+        App {
+            generation: record.generation,
+            restarts: record.restarts,
+            crashes: record.crashes,
+            counters: Some((
+                record.restart_counter,
+                record.purge_counter,
+                record.version.clone(),
+            )),
+            ..App::default()
+        }
+    }
+
+    /// What must outlive this zedmanager ([`App::restore`]); `None` before the first step.
+    pub fn record(&self) -> Option<AppRecord> {
+        let (restart_counter, purge_counter, version) = self.counters.clone()?;
+        Some(AppRecord {
+            generation: self.generation,
+            restarts: self.restarts,
+            crashes: self.crashes,
+            restart_counter,
+            purge_counter,
+            version,
+        })
+    }
+
     /// One step at `now_ms` (ms since zedmanager started): `config`, its domain's status (for
     /// the generation it is about), where its volumes stand (and its network: see
     /// [`Volumes::Waiting`]), and the dom0 bridge its network card joins (`None`: no card).
@@ -207,8 +236,14 @@ impl App {
             self.restart_at = None;
         }
 
+        // The start delay holds back the first boot, not a domain a restarted zedmanager
+        // finds running.
         let delay_until = u64::from(config.start_delay_s) * 1000;
-        let delayed = config.activate && now_ms < delay_until && self.generation == 0;
+        let up = domain.is_some_and(|d| {
+            d.generation == self.generation
+                && matches!(d.state, DomainState::Running | DomainState::Booting)
+        });
+        let delayed = config.activate && now_ms < delay_until && self.generation == 0 && !up;
         let domain_config = boot_volume.map(|kernel| DomainConfig {
             name: config.name.clone(),
             activate: config.activate && !delayed,

@@ -575,3 +575,57 @@ fn a_purged_volume_is_ready_only_when_made_again_and_the_domain_goes_first() {
         Volumes::Failed(_)
     ));
 }
+
+#[test]
+fn a_restarted_zedmanager_keeps_the_running_domain_and_the_counts() {
+    let mut app = App::default();
+    let mut c = config();
+    app.step(
+        &c,
+        Some(&domain(DomainState::Running, 0)),
+        &ready(),
+        None,
+        0,
+    );
+    c.restart_counter = 1;
+    app.step(
+        &c,
+        Some(&domain(DomainState::Running, 0)),
+        &ready(),
+        None,
+        10,
+    );
+    let record = app.record().unwrap();
+    assert_eq!((record.generation, record.restarts), (1, 1));
+
+    // Restored from its record: the same generation (domainmgr keeps the domain), the same
+    // counts, and the counters already acted on are no new restart.
+    let mut restored = App::restore(&record);
+    let running = domain(DomainState::Running, 1);
+    let step = restored.step(&c, Some(&running), &ready(), None, 0);
+    assert_eq!(step.domain.unwrap().generation, 1);
+    assert_eq!(step.status.state, SwState::Running);
+    assert_eq!(step.status.restarts, 1);
+    assert_eq!(restored.record(), Some(record));
+}
+
+#[test]
+fn a_restarted_zedmanager_does_not_hold_a_running_app_back_for_its_start_delay() {
+    let mut delayed = config();
+    delayed.start_delay_s = 5;
+    let mut app = App::default();
+    let step = app.step(
+        &delayed,
+        Some(&domain(DomainState::Running, 0)),
+        &ready(),
+        None,
+        1000,
+    );
+    assert!(step.domain.unwrap().activate, "the domain runs on");
+    assert_eq!(step.status.state, SwState::Running);
+}
+
+#[test]
+fn no_record_before_the_first_step() {
+    assert_eq!(App::default().record(), None);
+}

@@ -103,25 +103,29 @@ fn holding_register(port: u16, address: u16) -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-/// eve.toml as examples/edgex-node/node runs it (the same two substitutions, checked): four
-/// apps of 1 vCPU each (eve.toml's `[apps]` allows 2 vCPUs in all), and zedrouter accepting
-/// the apps' TCP connections to the host (10.0.2.2: the broker, the Modbus server), which it
-/// denies by default until the controller's ACEs reach it.
+/// eve.toml as examples/edgex-node/node runs it (the same substitution, checked): four apps of
+/// 1 vCPU each (eve.toml's `[apps]` allows 2 vCPUs in all).
 fn edgex_node(manifest: &str) -> String {
     let script = std::fs::read_to_string(repo().join("examples/edgex-node/node")).unwrap();
-    let mut out = manifest.to_string();
-    for (from, to) in [
-        ("\nvcpus = 2\n", "\nvcpus = 4\n"),
-        (
-            "cmdline = \"uplink=10.0.2.200/24\"",
-            "cmdline = \"uplink=10.0.2.200/24 acl=1#ip:10.0.2.2,protocol:tcp->accept\"",
-        ),
-    ] {
-        assert_eq!(out.matches(from).count(), 1, "eve.toml: {from:?}");
-        assert!(script.contains(to.trim()), "the node script makes {to:?}");
-        out = out.replace(from, to);
-    }
-    out
+    let (from, to) = ("\nvcpus = 2\n", "\nvcpus = 4\n");
+    assert_eq!(manifest.matches(from).count(), 1, "eve.toml: {from:?}");
+    assert!(
+        script.contains("s/^vcpus = 2$/vcpus = 4/"),
+        "the node script"
+    );
+    manifest.replace(from, to)
+}
+
+/// The ACE each app is deployed with, as examples/edgex-node/run does: TCP to the host
+/// (10.0.2.2: the broker, the Modbus server), which zedrouter denies by default.
+fn edgex_ace() -> &'static str {
+    let ace = "ip:10.0.2.2,protocol:tcp->accept";
+    let script = std::fs::read_to_string(repo().join("examples/edgex-node/run")).unwrap();
+    assert!(
+        script.contains(&format!("EDGEX_ACE='{ace}'")),
+        "the run script's ACE"
+    );
+    ace
 }
 
 /// Where the test stands.
@@ -253,6 +257,8 @@ fn the_edgex_pipeline_runs_as_apps_configured_by_their_user_data() {
                                 "16",
                                 "--user-data",
                                 path,
+                                "--acl",
+                                edgex_ace(),
                             ]);
                         }
                         step = Step::Starting;

@@ -17,8 +17,9 @@
 //!    same name (EVE's app_replace: restarts 3); `bad`, whose file in the datastore does not
 //!    match its SHA-256 (ERROR with both hashes, nothing boots), then deleted; `late`, whose
 //!    file the datastore serves cut short (a wrong SHA-256 again, retried with backoff; the
-//!    `apps-kill` hook destroys the downloader meanwhile) until the test puts the whole file
-//!    back: RUNNING, downloaded by the restarted downloader;
+//!    `apps-kill` hook destroys the downloader, and zedmanager, meanwhile) until the test puts
+//!    the whole file back: RUNNING, downloaded by the restarted downloader, booted by the
+//!    restarted zedmanager, which kept echo's domain as it was (its records in the vault);
 //! 4. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
 //!    once a poll failed, and the restarted one once it queued its report in the vault; the
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
@@ -483,6 +484,23 @@ fn lifecycle_seen(run: &lichen_xen_tests::Run, echo_uuid: &str) {
     // The file cut short: retried until whole, by the restarted downloader.
     run.assert_has("apps-kill: destroyed downloader");
     run.assert_has("app late RUNNING");
+    // zedmanager destroyed meanwhile: the new one took both apps up from its records in the
+    // vault, so late booted and echo's domain was neither replaced nor counted restarted.
+    let (_, after) = run
+        .log
+        .split_once("apps-kill: destroyed zedmanager")
+        .expect("the hook destroyed zedmanager");
+    assert!(
+        after.contains("zedmanager: 2 apps restored from the vault"),
+        "{}",
+        run.log
+    );
+    assert!(
+        !after.contains(&format!("asking the launcher: destroy {echo_uuid}"))
+            && !after.contains("app echo RUNNING restarts 4"),
+        "the restarted zedmanager had echo's domain replaced:\n{}",
+        run.log
+    );
 }
 
 /// echo's port map: the node's uplink port 8080 leads to echo's TCP echo (port 7).

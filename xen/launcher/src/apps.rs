@@ -121,6 +121,22 @@ impl AppsConfig {
     }
 }
 
+/// The longest platform error a refusal carries, in bytes (a reply frame holds 8192).
+const MAX_ERROR: usize = 2048;
+
+/// `text`, cut to [`MAX_ERROR`] bytes at a character boundary.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_ERROR {
+        let mut end = MAX_ERROR;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" ...");
+    }
+    text
+}
+
 /// The Xen domain name of app `name`.
 pub fn domain_name(name: &str) -> String {
     format!("app-{name}")
@@ -381,10 +397,26 @@ impl Apps {
             }
         }
         self.fits(&name, &spec)?;
-        let platform_error = |e: String| Refusal::new(RefusalKind::Platform, e);
+        // Bounded: `xl`'s standard error can be long, and a reply must fit one frame.
+        let platform_error = |e: String| Refusal::new(RefusalKind::Platform, bounded(e));
         let data = crate::disks::find_device(&self.sys_block, &self.config.data)
             .map_err(platform_error)?;
         let bytes = |mib: u64| mib << 20;
+        // The image volume's head says what it holds: a Linux VM's bundle (checked before
+        // anything is mapped, so a malformed one changes nothing) or a PVH kernel.
+        let window = (bytes(spec.kernel.offset_mib), bytes(spec.kernel.size_mib));
+        let head = platform
+            .read_volume_head(&data, window.0, window.1)
+            .map_err(|e| platform_error(format!("volume {}: {e}", spec.kernel)))?;
+        let bundle = match crate::bundle::is_bundle(&head) {
+            true => Some(crate::bundle::parse(&head, window.1).map_err(|e| {
+                Refusal::new(
+                    RefusalKind::Volume,
+                    format!("volume {}: a malformed Linux bundle: {e}", spec.kernel),
+                )
+            })?),
+            false => None,
+        };
         let disks = spec
             .disks
             .iter()
@@ -395,11 +427,40 @@ impl Apps {
             .collect::<Result<Vec<_>, _>>()
             .map_err(platform_error)?;
         let devices: Vec<PathBuf> = disks.iter().map(|d| d.path.clone()).collect();
-        let service = Service::app(&spec, &devices);
-        let files = BootFiles {
-            kernel: data,
-            ramdisk: None,
-            kernel_window: Some((bytes(spec.kernel.offset_mib), bytes(spec.kernel.size_mib))),
+        let mut service = Service::app(&spec, &devices);
+        // A Linux VM's bundle boots through xl from read-only loop devices over its kernel
+        // and initramfs, held until xl has copied them into the domain; a PVH kernel through
+        // the launcher's builder, read from the volume.
+        let mut boot_devices = Vec::new();
+        let files = if let Some(bundle) = bundle {
+            let (offset, size) = bundle.kernel_pages();
+            let kernel = platform
+                .map_extent(&data, window.0 + offset, size, true)
+                .map_err(platform_error)?;
+            let ramdisk = match bundle.initramfs {
+                Some((offset, size)) => Some(
+                    platform
+                        .map_extent(&data, window.0 + offset, size, true)
+                        .map_err(platform_error)?,
+                ),
+                None => None,
+            };
+            service.cmdline = bundle.cmdline_with(&spec.cmdline);
+            service.toolstack = crate::manifest::Toolstack::Xl;
+            let files = BootFiles {
+                kernel: kernel.path.clone(),
+                ramdisk: ramdisk.as_ref().map(|r| r.path.clone()),
+                kernel_window: None,
+            };
+            boot_devices.push(kernel);
+            boot_devices.extend(ramdisk);
+            files
+        } else {
+            BootFiles {
+                kernel: data,
+                ramdisk: None,
+                kernel_window: Some(window),
+            }
         };
         // An app's domain has no channels: no entries of its own beyond the registration.
         let domid = platform
@@ -408,6 +469,7 @@ impl Apps {
             })
             .map_err(platform_error)?
             .domid;
+        drop(boot_devices);
         self.table.insert(
             name.clone(),
             Record {

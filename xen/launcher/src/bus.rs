@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use declare::{DeclError, Parsed};
+use declare::{DeclError, Parsed, Persistence};
 use indexmap::IndexMap;
 
 use crate::manifest::{Channel, Manifest, Network, ResolvedImages};
@@ -84,6 +84,14 @@ pub enum BusError {
         /// The subscriber and its schema version.
         subscriber: (String, u32),
     },
+    /// A service publishes a persistent topic that no service keeps (the vault follows every
+    /// persistent topic it knows: topics::persistent).
+    NotKept {
+        /// The publisher.
+        service: String,
+        /// The topic.
+        topic: String,
+    },
     /// A derived channel's name (the peer's name) is also an explicit channel of the service.
     NameClash {
         /// The service.
@@ -132,6 +140,11 @@ impl fmt::Display for BusError {
                 f,
                 "topic {topic}: `{}` subscribes to schema {}, but `{}` publishes schema {}",
                 subscriber.0, subscriber.1, publisher.0, publisher.1
+            ),
+            BusError::NotKept { service, topic } => write!(
+                f,
+                "service `{service}` publishes persistent {topic}, which no service keeps \
+                 (a vault that follows it: topics::persistent)"
             ),
             BusError::NameClash { service, name } => write!(
                 f,
@@ -235,6 +248,25 @@ pub fn derive(
                 errors.push(BusError::TwoPublishers {
                     topic: topic.name.clone(),
                     services: [other.clone(), service.clone()],
+                });
+            }
+        }
+    }
+
+    // A persistent topic is kept by a service that follows it (the vault), or lost.
+    for (service, decl) in declared() {
+        for topic in decl.publishes.iter() {
+            let kept = declared().any(|(other, d)| {
+                other != service
+                    && d.subscribes
+                        .iter()
+                        .chain(&d.watches)
+                        .any(|t| t.name == topic.name)
+            });
+            if topic.persistence == Persistence::Persistent && !kept {
+                errors.push(BusError::NotKept {
+                    service: service.clone(),
+                    topic: topic.name.clone(),
                 });
             }
         }
@@ -516,6 +548,34 @@ mod tests {
             );
         }
         assert_eq!(errors.len(), 9, "{errors:#?}");
+    }
+
+    #[test]
+    fn a_persistent_topic_nobody_keeps_is_refused() {
+        let manifest = manifest(&["zedmanager", "vault"]);
+        let mut publisher = decl(4, &[("zedmanager/AppRecord", 1)], &[]);
+        publisher.as_mut().unwrap().publishes[0].persistence = Persistence::Persistent;
+        let decls = declarations(vec![
+            ("zedmanager", publisher.clone()),
+            ("vault", decl(8, &[], &[])),
+        ]);
+        let errors: Vec<String> = derive(&manifest, &decls)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "service `zedmanager` publishes persistent zedmanager/AppRecord, which no service \
+              keeps (a vault that follows it: topics::persistent)"
+            ]
+        );
+        // Kept once the vault follows it.
+        let mut vault = decl(8, &[], &[]);
+        vault.as_mut().unwrap().watches = vec![topic("zedmanager/AppRecord", 1)];
+        let decls = declarations(vec![("zedmanager", publisher), ("vault", vault)]);
+        assert!(derive(&manifest, &decls).is_ok());
     }
 
     #[test]

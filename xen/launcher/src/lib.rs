@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod backoff;
 pub mod builder;
+pub mod bundle;
 pub mod bus;
 pub mod console;
 pub mod daemons;

@@ -127,6 +127,11 @@ pub trait Platform {
     ) -> Result<crate::loopdev::Mapped, String> {
         crate::loopdev::map(disk, offset, size, read_only)
     }
+    /// The first page of the `size` bytes at byte `offset` of block device `disk` (an app
+    /// volume's head: a PVH kernel's ELF header or a Linux VM's bundle, [`crate::bundle`]).
+    fn read_volume_head(&mut self, disk: &Path, offset: u64, size: u64) -> Result<Vec<u8>, String> {
+        crate::bundle::read_head(disk, offset, size)
+    }
     /// The console lines `name` printed since the last call: the complete ones, and with `flush`
     /// also the text after the last line end.
     fn console_lines(&mut self, name: &str, flush: bool) -> Vec<String>;

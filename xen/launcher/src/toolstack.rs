@@ -181,9 +181,21 @@ pub fn domain_config(
     if !vifs.is_empty() {
         // Our own hotplug script (busybox sh): xl's vif-bridge needs bash. A router has one
         // vif per bridge, in order (crate::network).
+        // An app's MAC comes from its name, so zedrouter knows whose frames it sees
+        // (launcher_api::mac), as the builder's vifs have it.
+        let app = name.strip_prefix("app-").filter(|_| service.app);
         let entries: Vec<String> = vifs
             .iter()
-            .map(|bridge| quoted(&format!("bridge={bridge},script={VIF_SCRIPT}")))
+            .enumerate()
+            .map(|(devid, bridge)| {
+                let mac = app
+                    .map(|app| {
+                        let mac = launcher_api::mac::app_mac(app, devid as u32);
+                        format!(",mac={}", launcher_api::mac::mac_text(mac))
+                    })
+                    .unwrap_or_default();
+                quoted(&format!("bridge={bridge},script={VIF_SCRIPT}{mac}"))
+            })
             .collect();
         line("vif", format!("[{}]", entries.join(", ")));
     }
@@ -389,10 +401,15 @@ impl Toolstack {
         files: &BootFiles,
     ) -> Result<u32, String> {
         let config_path = self.state_dir.join(format!("{name}.cfg"));
+        // An app's disks are named by their dom0 devices already (loop devices over its
+        // volumes: crate::apps); a service's by the node disk's name.
         let targets = service
             .disks
             .iter()
-            .map(|d| crate::disks::resolve(Path::new("/sys/block"), &d.name))
+            .map(|d| match service.app {
+                true => Ok(PathBuf::from(&d.name)),
+                false => crate::disks::resolve(Path::new("/sys/block"), &d.name),
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{name}: {e}"))?;
         std::fs::write(&config_path, domain_config(name, service, files, &targets))
@@ -846,6 +863,46 @@ mod tests {
         ] {
             assert!(
                 config.contains(expected),
+                "missing {expected:?} in\n{config}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_app_through_xl_gets_its_mac_and_its_volumes_loop_devices() {
+        let spec = launcher_api::AppSpec {
+            kernel: launcher_api::Extent {
+                offset_mib: 0,
+                size_mib: 10,
+            },
+            memory_mib: 160,
+            vcpus: 1,
+            cmdline: String::new(),
+            disks: vec![launcher_api::DiskUse {
+                extent: launcher_api::Extent {
+                    offset_mib: 10,
+                    size_mib: 9,
+                },
+                read_only: false,
+            }],
+            network: Some("lichenni1".into()),
+        };
+        let service = Service::app(&spec, &["/dev/loop3".into()]);
+        let files = BootFiles {
+            kernel: "/dev/loop1".into(),
+            ramdisk: Some("/dev/loop2".into()),
+            kernel_window: None,
+        };
+        let config = domain_config("app-linux", &service, &files, &["/dev/loop3".into()]);
+        let mac = launcher_api::mac::mac_text(launcher_api::mac::app_mac("linux", 0));
+        for expected in [
+            "kernel = \"/dev/loop1\"\n".to_string(),
+            "ramdisk = \"/dev/loop2\"\n".to_string(),
+            format!("vif = [\"bridge=lichenni1,script={VIF_SCRIPT},mac={mac}\"]\n"),
+            "target=/dev/loop3\"]\n".to_string(),
+        ] {
+            assert!(
+                config.contains(&expected),
                 "missing {expected:?} in\n{config}"
             );
         }

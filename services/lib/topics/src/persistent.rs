@@ -5,7 +5,7 @@
 //! [`for_each_persistent_topic!`] (how it follows each with its own types). Unit tests check
 //! that they agree and that each is persistent.
 
-use crate::{core_data, counter, logs, volumemgr, zedagent, TopicDecl};
+use crate::{core_data, counter, logs, volumemgr, zedagent, zedmanager, TopicDecl};
 
 /// Every persistent topic, as an image declares it.
 pub const TOPICS: &[TopicDecl] = &[
@@ -15,6 +15,7 @@ pub const TOPICS: &[TopicDecl] = &[
     zedagent::INFO_QUEUE.decl(),
     logs::QUEUE.decl(),
     volumemgr::ALLOCATION.decl(),
+    zedmanager::APP_RECORD.decl(),
     core_data::EVENTS.decl(),
 ];
 
@@ -29,6 +30,7 @@ macro_rules! for_each_persistent_topic {
         $visit!(&$crate::zedagent::INFO_QUEUE);
         $visit!(&$crate::logs::QUEUE);
         $visit!(&$crate::volumemgr::ALLOCATION);
+        $visit!(&$crate::zedmanager::APP_RECORD);
         $visit!(&$crate::core_data::EVENTS);
     };
 }

@@ -168,3 +168,25 @@ impl core::fmt::Display for AppInstanceStatus {
 /// Every app's state.
 pub const APP_INSTANCE_STATUS: Topic<String, AppInstanceStatus> =
     Topic::volatile("zedmanager/AppInstanceStatus", 1);
+
+/// What zedmanager must not forget about an app across its own restart or the node's reboot,
+/// keyed by the app's UUID (persistent: the vault keeps it). Without it a restarted zedmanager
+/// would count from generation 0 again, and domainmgr would replace the app's running domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// The generation of the domain the app should have ([`DomainConfig::generation`]).
+    pub generation: u32,
+    /// Restarts so far ([`AppInstanceStatus::restarts`]).
+    pub restarts: u32,
+    /// Crash restarts so far ([`AppInstanceStatus::crashes`]).
+    pub crashes: u32,
+    /// The controller's restart counter last acted on.
+    pub restart_counter: u32,
+    /// The controller's purge counter last acted on.
+    pub purge_counter: u32,
+    /// The app's version last acted on (a new one is EVE's `app_replace`).
+    pub version: String,
+}
+
+/// Every app's record.
+pub const APP_RECORD: Topic<String, AppRecord> = Topic::persistent("zedmanager/AppRecord", 1);

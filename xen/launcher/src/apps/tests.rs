@@ -14,6 +14,8 @@ struct Fake {
     exit_statuses: HashMap<u32, i64>,
     calls: Vec<String>,
     fail_create: bool,
+    /// The heads of volumes by their byte offset on the data disk (others: an ELF's).
+    heads: HashMap<u64, Vec<u8>>,
 }
 
 impl Platform for Fake {
@@ -37,6 +39,10 @@ impl Platform for Fake {
                 .map(|d| d.name.as_str())
                 .collect::<Vec<_>>()
         ));
+        if service.toolstack == crate::manifest::Toolstack::Xl {
+            let call = self.calls.last_mut().expect("pushed");
+            call.push_str(&format!(" via xl, ramdisk {:?}", files.ramdisk));
+        }
         if self.fail_create {
             return Err("out of memory".into());
         }
@@ -90,6 +96,16 @@ impl Platform for Fake {
         Ok(crate::loopdev::Mapped::unheld(
             format!("/dev/loop{}", offset >> 20).into(),
         ))
+    }
+    fn read_volume_head(
+        &mut self,
+        _: &std::path::Path,
+        offset: u64,
+        _: u64,
+    ) -> Result<Vec<u8>, String> {
+        let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+        elf.resize(4096, 0);
+        Ok(self.heads.get(&offset).cloned().unwrap_or(elf))
     }
     fn send_console_input(&mut self, _: &str, _: u32, _: &str) {}
     fn console_lines(&mut self, _: &str, _: bool) -> Vec<String> {
@@ -547,4 +563,95 @@ fn an_app_joins_only_a_bridge_the_node_declares() {
             RefusalKind::Invalid
         );
     }
+}
+
+/// A bundle's header as img/mklinuxapp writes it, for a kernel of `kernel` bytes.
+fn bundle_head(kernel: u64, initramfs: u64) -> Vec<u8> {
+    let mut head = crate::bundle::MAGIC.to_vec();
+    let cmdline = b"console=hvc0 quiet";
+    head.extend_from_slice(&1u32.to_le_bytes());
+    head.extend_from_slice(&(cmdline.len() as u32).to_le_bytes());
+    let initrd_at = 4096 + kernel.div_ceil(4096) * 4096;
+    for v in [4096, kernel, initrd_at, initramfs] {
+        head.extend_from_slice(&v.to_le_bytes());
+    }
+    head.extend_from_slice(cmdline);
+    head.resize(4096, 0);
+    head
+}
+
+#[test]
+fn a_linux_bundle_boots_through_xl_from_loop_devices_over_its_parts() {
+    let mut h = Harness::new();
+    h.fake.heads.insert(8 << 20, bundle_head(3_000_000, 8192));
+    let mut linux = spec(48);
+    linux.kernel = extent(8, 4);
+    linux.cmdline = "linuxapp.report=10.0.2.2:8080".into();
+    linux.disks = vec![DiskUse {
+        extent: extent(16, 9),
+        read_only: false,
+    }];
+    let out = h.ask(create("linux", linux));
+    assert_eq!(events(&out), [("linux".into(), AppState::Created)]);
+    let kernel_at = (8u64 << 20) + 4096;
+    let initrd_at = kernel_at + 3_000_000u64.div_ceil(4096) * 4096;
+    assert_eq!(
+        h.fake.calls,
+        [
+            format!("map /dev/vdd {} {} rw", 16u64 << 20, 9u64 << 20),
+            format!("map /dev/vdd {kernel_at} {} ro", 3_000_000u64.div_ceil(4096) * 4096),
+            format!("map /dev/vdd {initrd_at} 8192 ro"),
+            "create app-linux 48 MiB 1 vcpus cmdline \"console=hvc0 quiet linuxapp.report=10.0.2.2:8080\" \
+             from /dev/loop8 at None disks [\"/dev/loop16\"] via xl, ramdisk Some(\"/dev/loop10\")"
+                .to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_malformed_bundle_is_refused_with_its_reason_and_changes_nothing() {
+    let mut h = Harness::new();
+    let mut truncated = spec(48);
+    truncated.kernel = extent(8, 2);
+    // The kernel runs past the volume's end (a bundle cut short onto a smaller volume).
+    h.fake.heads.insert(8 << 20, bundle_head(3_000_000, 8192));
+    assert_eq!(
+        h.refusal(create("linux", truncated.clone())),
+        RefusalKind::Volume
+    );
+    let refusal = h.result(create("linux", truncated.clone())).unwrap_err();
+    assert!(
+        refusal.message.contains("a malformed Linux bundle")
+            && refusal.message.contains("does not fit"),
+        "{refusal:?}"
+    );
+    // A header cut short, a bad version, a command line with a newline.
+    let mut short = bundle_head(100, 0);
+    short.truncate(200);
+    let mut version = bundle_head(100, 0);
+    version[8] = 9;
+    let mut control = bundle_head(100, 0);
+    control[50] = b'\n';
+    for head in [short, version, control] {
+        h.fake.heads.insert(8 << 20, head);
+        assert_eq!(
+            h.refusal(create("linux", truncated.clone())),
+            RefusalKind::Volume
+        );
+    }
+    assert!(h.apps.list().is_empty());
+}
+
+#[test]
+fn a_long_platform_error_is_cut_to_fit_a_reply() {
+    // `xl create`'s standard error can be many lines: the refusal must still fit a frame.
+    let cut = bounded("é".repeat(5000));
+    assert!(
+        cut.len() <= MAX_ERROR + 4 && cut.ends_with(" ..."),
+        "{}",
+        cut.len()
+    );
+    let out = reply(1, Err(Refusal::new(RefusalKind::Platform, cut)));
+    assert!(encode(&out).is_ok());
+    assert_eq!(bounded("short".into()), "short");
 }
