@@ -23,6 +23,9 @@ use indexmap::IndexMap;
 
 use crate::manifest::{Channel, Manifest, Network, ResolvedImages};
 
+/// The topic a node's vault publishes (topics::vault::STORED): its publisher is the vault.
+const VAULT_STORED: &str = "vault/Stored";
+
 /// The ring order of derived channels: 64 KiB each way, the bus multiplexer's window per stream.
 pub const BUS_RING_ORDER: u8 = 16;
 
@@ -84,13 +87,15 @@ pub enum BusError {
         /// The subscriber and its schema version.
         subscriber: (String, u32),
     },
-    /// A service publishes a persistent topic that no service keeps (the vault follows every
-    /// persistent topic it knows: topics::persistent).
+    /// A service publishes a persistent topic that the node's vault does not follow (the vault
+    /// follows every persistent topic it knows: topics::persistent).
     NotKept {
         /// The publisher.
         service: String,
         /// The topic.
         topic: String,
+        /// The vault service.
+        vault: String,
     },
     /// A derived channel's name (the peer's name) is also an explicit channel of the service.
     NameClash {
@@ -141,10 +146,14 @@ impl fmt::Display for BusError {
                 "topic {topic}: `{}` subscribes to schema {}, but `{}` publishes schema {}",
                 subscriber.0, subscriber.1, publisher.0, publisher.1
             ),
-            BusError::NotKept { service, topic } => write!(
+            BusError::NotKept {
+                service,
+                topic,
+                vault,
+            } => write!(
                 f,
-                "service `{service}` publishes persistent {topic}, which no service keeps \
-                 (a vault that follows it: topics::persistent)"
+                "service `{service}` publishes persistent {topic}, which `{vault}` does not keep \
+                 (the vault follows the topics in topics::persistent)"
             ),
             BusError::NameClash { service, name } => write!(
                 f,
@@ -253,21 +262,27 @@ pub fn derive(
         }
     }
 
-    // A persistent topic is kept by a service that follows it (the vault), or lost.
-    for (service, decl) in declared() {
-        for topic in decl.publishes.iter() {
-            let kept = declared().any(|(other, d)| {
-                other != service
-                    && d.subscribes
-                        .iter()
-                        .chain(&d.watches)
-                        .any(|t| t.name == topic.name)
-            });
-            if topic.persistence == Persistence::Persistent && !kept {
-                errors.push(BusError::NotKept {
-                    service: service.clone(),
-                    topic: topic.name.clone(),
-                });
+    // On a node with a vault (the publisher of `vault/Stored`), the vault follows every
+    // persistent topic published there: one it does not know would never be kept, and its
+    // publisher would wait forever for its commits. (A node without a vault keeps nothing; a
+    // publisher that must have its table requires `vault/Stored`, checked above.)
+    let vault = publishers.get(VAULT_STORED).map(|(vault, _)| *vault);
+    if let Some(vault) = vault.and_then(|v| declared().find(|(s, _)| *s == v)) {
+        let (vault_name, vault_decl) = vault;
+        for (service, decl) in declared() {
+            for topic in &decl.publishes {
+                let kept = vault_decl
+                    .subscribes
+                    .iter()
+                    .chain(&vault_decl.watches)
+                    .any(|t| t.name == topic.name);
+                if topic.persistence == Persistence::Persistent && !kept {
+                    errors.push(BusError::NotKept {
+                        service: service.clone(),
+                        topic: topic.name.clone(),
+                        vault: vault_name.clone(),
+                    });
+                }
             }
         }
     }
@@ -551,13 +566,20 @@ mod tests {
     }
 
     #[test]
-    fn a_persistent_topic_nobody_keeps_is_refused() {
+    fn a_persistent_topic_the_vault_does_not_keep_is_refused() {
         let manifest = manifest(&["zedmanager", "vault"]);
         let mut publisher = decl(4, &[("zedmanager/AppRecord", 1)], &[]);
         publisher.as_mut().unwrap().publishes[0].persistence = Persistence::Persistent;
+        let vault = |keeps: bool| {
+            let mut vault = decl(8, &[("vault/Stored", 1)], &[]);
+            if keeps {
+                vault.as_mut().unwrap().watches = vec![topic("zedmanager/AppRecord", 1)];
+            }
+            vault
+        };
         let decls = declarations(vec![
             ("zedmanager", publisher.clone()),
-            ("vault", decl(8, &[], &[])),
+            ("vault", vault(false)),
         ]);
         let errors: Vec<String> = derive(&manifest, &decls)
             .unwrap_err()
@@ -566,16 +588,17 @@ mod tests {
             .collect();
         assert_eq!(
             errors,
-            [
-                "service `zedmanager` publishes persistent zedmanager/AppRecord, which no service \
-              keeps (a vault that follows it: topics::persistent)"
-            ]
+            ["service `zedmanager` publishes persistent zedmanager/AppRecord, which `vault` does \
+              not keep (the vault follows the topics in topics::persistent)"]
         );
-        // Kept once the vault follows it.
-        let mut vault = decl(8, &[], &[]);
-        vault.as_mut().unwrap().watches = vec![topic("zedmanager/AppRecord", 1)];
-        let decls = declarations(vec![("zedmanager", publisher), ("vault", vault)]);
+        // Kept once the vault follows it; and a node without a vault keeps nothing.
+        let decls = declarations(vec![
+            ("zedmanager", publisher.clone()),
+            ("vault", vault(true)),
+        ]);
         assert!(derive(&manifest, &decls).is_ok());
+        let alone = declarations(vec![("zedmanager", publisher)]);
+        assert!(derive(&self::manifest(&["zedmanager"]), &alone).is_ok());
     }
 
     #[test]
