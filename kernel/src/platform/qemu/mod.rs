@@ -87,8 +87,7 @@ mod machine {
 
         fn start_clock(&self) -> TscRate {
             let rate = self.measure_tsc();
-            // SAFETY: the boot calls `start_clock` once, with interrupts still off.
-            unsafe { crate::arch::init_timer() };
+            crate::arch::init_timer();
             rate
         }
 
