@@ -319,16 +319,38 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     services_in_metrics(&run, &controller, &uuid);
     objects_in_device_show(&controller, &uuid);
     port_map_reaches_echo(&run, &controller, &uuid);
+    let leases = leases_in(&run.log);
+    assert!(!leases.is_empty(), "zedrouter leased nothing:\n{}", run.log);
     drop(run);
-    the_node_comes_back_after_a_reboot(&short_timers, &config, &uuid);
+    the_node_comes_back_after_a_reboot(&short_timers, &config, &uuid, &leases);
+}
+
+/// The (address, MAC) pairs zedrouter logged as leased (`zedrouter: dhcp lease IP -> MAC`).
+fn leases_in(log: &str) -> std::collections::BTreeSet<(String, String)> {
+    log.lines()
+        .filter_map(|l| l.split("zedrouter: dhcp lease ").nth(1))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let ip = words.next()?;
+            words.next().filter(|w| *w == "->")?;
+            Some((ip.to_string(), words.next()?.to_string()))
+        })
+        .collect()
 }
 
 /// Step 9, a second boot of the same node (its disks kept, no hooks): the same device
 /// registers again (200, the identity from the vault), and its apps run again from the
-/// volumes on the app data disk.
-fn the_node_comes_back_after_a_reboot(manifest: &str, config: &Path, uuid: &str) {
+/// volumes on the app data disk. zedrouter takes its leases back from the vault, and every
+/// app leases the address it had (`before`: the first boot's leases).
+fn the_node_comes_back_after_a_reboot(
+    manifest: &str,
+    config: &Path,
+    uuid: &str,
+    before: &std::collections::BTreeSet<(String, String)>,
+) {
     let mut onboarded = false;
     let mut apps = (false, false);
+    let (mut restored, mut leased) = (false, false);
     let run = boot_watching(
         "node",
         manifest,
@@ -338,7 +360,9 @@ fn the_node_comes_back_after_a_reboot(manifest: &str, config: &Path, uuid: &str)
             onboarded |= line.contains(&format!("onboarded as device {uuid}"));
             apps.0 |= line.contains("app echo RUNNING");
             apps.1 |= line.contains("app late RUNNING");
-            onboarded && apps.0 && apps.1
+            restored |= line.contains("leases from the vault");
+            leased |= restored && line.contains("zedrouter: dhcp lease ");
+            onboarded && apps.0 && apps.1 && leased
         },
     );
     assert!(
@@ -349,6 +373,30 @@ fn the_node_comes_back_after_a_reboot(manifest: &str, config: &Path, uuid: &str)
     run.assert_has("register: 200 OK (known device)");
     run.assert_has("device identity restored from the vault");
     assert_eq!(run.count("register: 201"), 0, "{}", run.log);
+    // zedrouter's leases came back from the vault, and no app got another address.
+    let from_vault: usize = run
+        .log
+        .lines()
+        .filter(|l| l.contains(" leases from the vault"))
+        .filter_map(|l| {
+            l.split(" leases from the vault")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        from_vault >= 1 && leased,
+        "no leases from the vault:\n{}",
+        run.log
+    );
+    let after = leases_in(&run.log);
+    assert!(
+        after.is_subset(before),
+        "leases after the reboot {after:?}, before {before:?}"
+    );
 }
 
 /// The images of the lifecycle steps: echo with a tail that changes its SHA-256 (ELF loaders
