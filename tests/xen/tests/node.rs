@@ -17,9 +17,11 @@
 //!    same name (EVE's app_replace: restarts 3); `bad`, whose file in the datastore does not
 //!    match its SHA-256 (ERROR with both hashes, nothing boots), then deleted; `late`, whose
 //!    file the datastore serves cut short (a wrong SHA-256 again, retried with backoff; the
-//!    `apps-kill` hook destroys the downloader, and zedmanager, meanwhile) until the test puts
-//!    the whole file back: RUNNING, downloaded by the restarted downloader, booted by the
-//!    restarted zedmanager, which kept echo's domain as it was (its records in the vault);
+//!    `apps-kill` hook destroys the downloader, zedmanager and zedrouter meanwhile) until the
+//!    test puts the whole file back: RUNNING, downloaded by the restarted downloader, booted by
+//!    the restarted zedmanager, which kept echo's domain as it was (its records in the vault);
+//!    the restarted zedrouter kept echo's address and port map
+//!    ([`zedrouter_restart_kept_addresses`]);
 //! 4. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
 //!    once a poll failed, and the restarted one once it queued its report in the vault; the
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
@@ -319,6 +321,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     services_in_metrics(&run, &controller, &uuid);
     objects_in_device_show(&controller, &uuid);
     port_map_reaches_echo(&run, &controller, &uuid);
+    zedrouter_restart_kept_addresses(&run);
     let leases = leases_in(&run.log);
     assert!(!leases.is_empty(), "zedrouter leased nothing:\n{}", run.log);
     drop(run);
@@ -571,6 +574,44 @@ fn port_map_reaches_echo(run: &lichen_xen_tests::Run, controller: &Controller, u
     assert!(!flows.is_empty(), "no flow to echo's port 7:\n{show}");
     let app = flows[0].split_whitespace().nth(1).unwrap_or("");
     assert_eq!(app.len(), 36, "a flow scoped to an app UUID: {}", flows[0]);
+}
+
+/// Step 3's last crash (issue 17's live changes): the `apps-kill` hook destroys zedrouter
+/// while echo runs and `late` boots. The launcher restarts it; the new zedrouter takes its
+/// DHCP leases back from the vault (at least echo's) and its port map from the bus, so echo
+/// answers through the port map again (the `app-portmap` hook's replies go on after the
+/// kill), and no address is ever leased to two MACs (late, leased by the new zedrouter, does
+/// not get echo's).
+fn zedrouter_restart_kept_addresses(run: &lichen_xen_tests::Run) {
+    let (_, after) = run
+        .log
+        .split_once("apps-kill: destroyed zedrouter")
+        .expect("the hook destroyed zedrouter");
+    let restored: usize = after
+        .lines()
+        .filter_map(|l| l.split_once(" leases from the vault"))
+        .filter_map(|(head, _)| head.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(
+        restored >= 1,
+        "the restarted zedrouter restored no lease:\n{after}"
+    );
+    let answered = |l: &str| {
+        l.split("app-portmap: ").nth(1).is_some_and(|said| {
+            said.starts_with("echo answered again") || said.trim_end().ends_with(" replies")
+        })
+    };
+    assert!(
+        after.lines().any(answered),
+        "echo did not answer through the restarted zedrouter:\n{}",
+        run.log
+    );
+    let mut owner = std::collections::BTreeMap::new();
+    for (ip, mac) in leases_in(&run.log) {
+        if let Some(other) = owner.insert(ip.clone(), mac.clone()) {
+            panic!("{ip} leased to {other} and {mac}:\n{}", run.log);
+        }
+    }
 }
 
 /// Step 8: the controller shows what zedagent reported of the node's objects: the echo app
