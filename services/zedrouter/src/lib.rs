@@ -236,6 +236,50 @@ impl Instances {
         self.switch_bridge = bridge.filter(|b| !b.is_empty());
     }
 
+    /// Gives every instance the uplink's addressing from its DHCP lease (`ip` unspecified: the
+    /// lease was lost), at `now_ms`; instances made later get it too. An instance whose subnet
+    /// holds the new address cannot NAT to it: it gets no uplink (its traffic out is a
+    /// `no_uplink` drop) and the clash is its error until the next lease. Returns what
+    /// happened, for the log.
+    pub fn set_uplink(
+        &mut self,
+        ip: core::net::Ipv4Addr,
+        prefix: u8,
+        gateway: core::net::Ipv4Addr,
+        dns: Option<core::net::Ipv4Addr>,
+        now_ms: u64,
+    ) -> Vec<String> {
+        self.base.uplink_ip = ip;
+        self.base.uplink_prefix = prefix;
+        self.base.uplink_gateway = gateway;
+        self.base.dns_upstream = dns;
+        let mut said = Vec::new();
+        for (key, router) in self.routers.iter_mut().flatten() {
+            let result = router.set_uplink(ip, prefix, gateway, dns, now_ms);
+            let error = match result {
+                Ok(ended) if ended > 0 => {
+                    said.push(format!(
+                        "network instance {key}: {ended} connections ended, the uplink moved to {ip}"
+                    ));
+                    String::new()
+                }
+                Ok(_) => String::new(),
+                Err(e) => {
+                    let unspecified = core::net::Ipv4Addr::UNSPECIFIED;
+                    // Cannot fail: no address clashes with nothing.
+                    let _ = router.set_uplink(unspecified, 0, unspecified, dns, now_ms);
+                    let why = format!("the uplink's address {ip}/{prefix} via {gateway}: {e}");
+                    said.push(format!("network instance {key}: no uplink: {why}"));
+                    why
+                }
+            };
+            if let Some(known) = self.known.get_mut(key.as_str()) {
+                known.error = error;
+            }
+        }
+        said
+    }
+
     /// The routers' settings, per port (for [`router::ports::uplink_owner`]).
     pub fn configs(&self) -> Vec<Option<Config>> {
         self.routers
@@ -859,6 +903,38 @@ mod tests {
         assert_eq!(running.restore_leases("ni", &table, 5), 1);
         let (_, router) = running.routers[0].as_mut().unwrap();
         assert_eq!(router.dhcp().lease_of_ip(ip, 6).unwrap().mac, mac);
+    }
+
+    #[test]
+    fn the_uplink_lease_reaches_every_instance_and_one_it_clashes_with_has_none() {
+        let ip = |s: &str| s.parse::<core::net::Ipv4Addr>().unwrap();
+        let mut base = base("");
+        base.uplink_ip = ip("0.0.0.0");
+        base.uplink_prefix = 0;
+        base.uplink_gateway = ip("0.0.0.0");
+        let mut set = Instances::new(base, macs(2));
+        set.apply("a", Some(local("10.1.0.0/24")), 0);
+        set.apply("b", Some(local("192.168.9.0/24")), 0);
+        let said = set.set_uplink(ip("192.168.9.40"), 24, ip("192.168.9.1"), None, 5);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("network instance b: no uplink"),
+            "{said:?}"
+        );
+        let uplink =
+            |set: &Instances, port: usize| set.routers[port].as_ref().unwrap().1.config().uplink_ip;
+        assert_eq!(uplink(&set, 0), ip("192.168.9.40"));
+        assert_eq!(uplink(&set, 1), ip("0.0.0.0"));
+        assert!(state(&set, "b").error.contains("192.168.9.40"));
+        // The next lease fits both; an instance made later starts with it.
+        assert!(set
+            .set_uplink(ip("10.0.2.15"), 24, ip("10.0.2.2"), Some(ip("10.0.2.3")), 6)
+            .is_empty());
+        assert_eq!(uplink(&set, 1), ip("10.0.2.15"));
+        assert!(state(&set, "b").error.is_empty());
+        set.apply("a", None, 7);
+        set.apply("c", Some(local("10.7.0.0/24")), 8);
+        assert_eq!(uplink(&set, 0), ip("10.0.2.15"));
     }
 
     #[test]

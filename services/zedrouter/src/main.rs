@@ -19,6 +19,9 @@
 //! manifest's `network`: `lichenbr0` or `lichenup0`): apps on a network instance of kind Switch
 //! join it (without it, switch instances are refused).
 //!
+//! `uplink=dhcp` makes the uplink's address a DHCP lease (`router::dhcp_client`, over the
+//! uplink card's raw frames): every instance NATs to it once it is bound, and moves with it.
+//!
 //! Leases survive a restart: each instance's leases go to `zedrouter/Leases` (persistent, kept
 //! by the vault) when they change, and a restarted zedrouter takes the vault's copy back
 //! before it publishes any (a node without a vault just does not keep them).
@@ -44,6 +47,7 @@ use core::task::Poll;
 use bus_io::Update;
 use kernel::net::device::MacDisplay;
 use kernel::{error, info, warn, Args, Duration};
+use router::dhcp_client::{DhcpClient, Event, Step, UplinkLease};
 use router::ports::{uplink_owner, Owner};
 use router::router::{Side, Verdict};
 use router::wire::{PROTO_TCP, PROTO_UDP};
@@ -99,6 +103,11 @@ async fn main(args: Args) -> i32 {
             return 2;
         }
     };
+    let dhcp = router::settings::uplink_by_dhcp(|k| args.get(k)).then(|| UplinkDhcp {
+        client: DhcpClient::new(uplink.mac_address(), seed[0] ^ seed[1].rotate_left(17)),
+        dns: args.get("dns").map(|_| base.dns_upstream),
+        bound: None,
+    });
     let flowlog = Duration::from_secs(match args.parse_value::<u64>("flowlog_s") {
         Ok(v) => v.unwrap_or(10).max(1),
         Err(e) => {
@@ -107,12 +116,18 @@ async fn main(args: Args) -> i32 {
         }
     });
     info!(
-        "zedrouter: uplink {} {}/{} via {} (dns {}), {} ports ({}), {} rules, {} connections per instance",
+        "zedrouter: uplink {} {} (dns {}), {} ports ({}), {} rules, {} connections per instance",
         MacDisplay(base.uplink_mac),
-        base.uplink_ip,
-        base.uplink_prefix,
-        base.uplink_gateway,
-        base.dns_upstream.map_or(String::from("off"), |d| format!("{d}")),
+        if dhcp.is_some() {
+            String::from("by dhcp")
+        } else {
+            format!(
+                "{}/{} via {}",
+                base.uplink_ip, base.uplink_prefix, base.uplink_gateway
+            )
+        },
+        base.dns_upstream
+            .map_or(String::from("off"), |d| format!("{d}")),
         ports.len(),
         ports
             .iter()
@@ -148,7 +163,16 @@ async fn main(args: Args) -> i32 {
         kernel::mem::heap_used() / 1024
     );
     let bus = Bus::start().await;
-    run(&mut instances, &mut uplink, &mut ports, bus, flowlog).await;
+    let mut dhcp = dhcp;
+    run(
+        &mut instances,
+        &mut uplink,
+        &mut ports,
+        &mut dhcp,
+        bus,
+        flowlog,
+    )
+    .await;
     // A card failed (its backend never connected, or broke the protocol): a router without
     // all its links serves nobody; the launcher restarts it with fresh cards.
     1
@@ -383,6 +407,57 @@ impl Bus {
     }
 }
 
+/// The uplink's DHCP client (`uplink=dhcp`).
+struct UplinkDhcp {
+    client: DhcpClient,
+    /// The resolver `dns=` named (`Some(None)`: `dns=off`), which the lease's does not replace.
+    dns: Option<Option<core::net::Ipv4Addr>>,
+    /// The lease the instances have.
+    bound: Option<UplinkLease>,
+}
+
+impl UplinkDhcp {
+    /// Sends what the client asks for and gives the instances the lease when it changed.
+    fn apply(
+        &mut self,
+        step: Step,
+        instances: &mut Instances,
+        uplink: &mut Card,
+        stats: &mut Stats,
+    ) {
+        if let Some(frame) = step.send {
+            transmit(uplink, &frame, stats);
+        }
+        let unspecified = core::net::Ipv4Addr::UNSPECIFIED;
+        let said = match step.event {
+            Some(Event::Bound(lease)) if self.bound != Some(lease) => {
+                // Without a router option the server is the best guess at a gateway.
+                let gateway = lease.gateway.unwrap_or(lease.server);
+                let dns = self.dns.unwrap_or(lease.dns);
+                info!(
+                    "zedrouter: uplink lease {}/{} via {gateway} (dns {}) for {} s from {}",
+                    lease.ip,
+                    lease.prefix,
+                    dns.map_or(String::from("off"), |d| format!("{d}")),
+                    lease.lease_secs,
+                    lease.server,
+                );
+                self.bound = Some(lease);
+                instances.set_uplink(lease.ip, lease.prefix, gateway, dns, now_ms())
+            }
+            Some(Event::Lost(ip)) => {
+                warn!("zedrouter: uplink lease {ip} lost: no uplink until the next one");
+                self.bound = None;
+                instances.set_uplink(unspecified, 0, unspecified, self.dns.flatten(), now_ms())
+            }
+            _ => Vec::new(),
+        };
+        for line in said {
+            warn!("zedrouter: {line}");
+        }
+    }
+}
+
 #[derive(Default)]
 struct Stats {
     tx_full: u64,
@@ -407,17 +482,26 @@ fn drain_uplink(
     instances: &mut Instances,
     uplink: &mut Card,
     ports: &mut [Port],
+    dhcp: &mut Option<UplinkDhcp>,
     stats: &mut Stats,
 ) -> usize {
     let now = now_ms();
     let configs = instances.configs();
     let mut taken = 0;
+    let mut dhcp_steps = Vec::new();
     while taken < BATCH {
         let Some(mut frame) = uplink.receive() else {
             break;
         };
         taken += 1;
         let len = frame.len();
+        if let Some(d) = dhcp.as_mut() {
+            if DhcpClient::wants(&frame.bytes()[..len]) {
+                dhcp_steps.push(d.client.handle(&frame.bytes()[..len], now));
+                uplink.recycle(frame);
+                continue;
+            }
+        }
         match uplink_owner(&frame.bytes()[..len], &configs) {
             None => {}
             Some(Owner::All) => {
@@ -438,6 +522,11 @@ fn drain_uplink(
             }
         }
         uplink.recycle(frame);
+    }
+    if let Some(d) = dhcp.as_mut() {
+        for step in dhcp_steps {
+            d.apply(step, instances, uplink, stats);
+        }
     }
     taken
 }
@@ -583,6 +672,7 @@ async fn run(
     instances: &mut Instances,
     uplink: &mut Card,
     ports: &mut [Port],
+    dhcp: &mut Option<UplinkDhcp>,
     bus: Bus,
     flowlog: Duration,
 ) {
@@ -598,7 +688,7 @@ async fn run(
         for p in ports.iter_mut() {
             p.card.handle_interrupt();
         }
-        let mut busy = drain_uplink(instances, uplink, ports, &mut stats) == BATCH;
+        let mut busy = drain_uplink(instances, uplink, ports, dhcp, &mut stats) == BATCH;
         for (i, port) in ports.iter_mut().enumerate() {
             let router = instances.routers[i].as_mut().map(|(_, r)| r);
             busy |= drain_port(router, port, uplink, &mut stats) == BATCH;
@@ -617,6 +707,11 @@ async fn run(
             }
             for (_, r) in instances.routers.iter_mut().flatten() {
                 r.tick(now_ms());
+            }
+            if let Some(d) = dhcp.as_mut() {
+                let step = d.client.poll(now_ms());
+                d.apply(step, instances, uplink, &mut stats);
+                uplink.flush();
             }
             let instances_changed = bus.follow(instances);
             bus.sync_leases(instances);

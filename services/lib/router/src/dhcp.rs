@@ -12,19 +12,19 @@ use core::net::Ipv4Addr;
 
 use crate::wire::Mac;
 
-const OP_REQUEST: u8 = 1;
-const OP_REPLY: u8 = 2;
-const MAGIC: [u8; 4] = [99, 130, 83, 99];
-const FIXED_LEN: usize = 236;
+pub(crate) const OP_REQUEST: u8 = 1;
+pub(crate) const OP_REPLY: u8 = 2;
+pub(crate) const MAGIC: [u8; 4] = [99, 130, 83, 99];
+pub(crate) const FIXED_LEN: usize = 236;
 
 /// DHCP message types.
-const DISCOVER: u8 = 1;
-const OFFER: u8 = 2;
-const REQUEST: u8 = 3;
-const DECLINE: u8 = 4;
-const ACK: u8 = 5;
-const NAK: u8 = 6;
-const RELEASE: u8 = 7;
+pub(crate) const DISCOVER: u8 = 1;
+pub(crate) const OFFER: u8 = 2;
+pub(crate) const REQUEST: u8 = 3;
+pub(crate) const DECLINE: u8 = 4;
+pub(crate) const ACK: u8 = 5;
+pub(crate) const NAK: u8 = 6;
+pub(crate) const RELEASE: u8 = 7;
 
 /// Why a message got no answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +94,36 @@ struct Request {
     server_id: Option<Ipv4Addr>,
 }
 
+/// The options of a DHCP message whose fixed part and magic cookie were checked: `(code,
+/// value)` in order, padding skipped, up to the end option or the message's end. An option
+/// whose length runs past the end is [`Error::Options`] (and ends the walk).
+pub(crate) fn options(msg: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), Error>> {
+    let mut at = FIXED_LEN + MAGIC.len();
+    core::iter::from_fn(move || {
+        while *msg.get(at)? == 0 {
+            at += 1;
+        }
+        if msg[at] == 255 {
+            at = msg.len();
+            return None;
+        }
+        let code = msg[at];
+        let value = msg
+            .get(at + 1)
+            .and_then(|len| msg.get(at + 2..at + 2 + usize::from(*len)));
+        match value {
+            Some(value) => {
+                at += 2 + value.len();
+                Some(Ok((code, value)))
+            }
+            None => {
+                at = msg.len();
+                Some(Err(Error::Options))
+            }
+        }
+    })
+}
+
 fn parse(msg: &[u8]) -> Result<Request, Error> {
     if msg.len() < FIXED_LEN + 4
         || msg[0] != OP_REQUEST
@@ -107,25 +137,14 @@ fn parse(msg: &[u8]) -> Result<Request, Error> {
     let mut mac = [0; 6];
     mac.copy_from_slice(&msg[28..34]);
     let (mut kind, mut requested, mut server_id) = (None, None, None);
-    let mut at = 240;
-    while at < msg.len() {
-        let code = msg[at];
-        if code == 255 {
-            break;
-        }
-        if code == 0 {
-            at += 1;
-            continue;
-        }
-        let len = usize::from(*msg.get(at + 1).ok_or(Error::Options)?);
-        let value = msg.get(at + 2..at + 2 + len).ok_or(Error::Options)?;
-        match (code, len) {
+    for option in options(msg) {
+        let (code, value) = option?;
+        match (code, value.len()) {
             (53, 1) => kind = Some(value[0]),
             (50, 4) => requested = Some(Ipv4Addr::new(value[0], value[1], value[2], value[3])),
             (54, 4) => server_id = Some(Ipv4Addr::new(value[0], value[1], value[2], value[3])),
             _ => {}
         }
-        at += 2 + len;
     }
     Ok(Request {
         kind: kind.ok_or(Error::Options)?,
@@ -145,6 +164,11 @@ impl DhcpServer {
             config,
             leases: Vec::new(),
         }
+    }
+
+    /// Changes the resolver announced in new OFFERs and ACKs (the uplink's DNS came or went).
+    pub fn set_dns(&mut self, dns: Option<Ipv4Addr>) {
+        self.config.dns = dns;
     }
 
     /// The leases, live or expired.

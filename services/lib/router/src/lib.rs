@@ -12,6 +12,7 @@
 //! - [`flow`]: flow records (5-tuple, start and end, bytes and packets each way, ACL id and
 //!   action) as EVE's flow log reports them;
 //! - [`dhcp`]: a DHCP server for the instance's subnet and range, leases stable per MAC;
+//! - [`dhcp_client`]: a DHCP client for the uplink's own address;
 //! - [`dns`]: the DNS forwarder's record of answers (name -> addresses, EVE's `dnsReqs`);
 //! - [`router`]: the whole path, frame in, frame out, with counters.
 //! - [`ports`]: several instances behind one uplink (NAT port slices, which instance an uplink
@@ -34,6 +35,7 @@ pub mod ace;
 pub mod acl;
 mod arp;
 pub mod dhcp;
+pub mod dhcp_client;
 pub mod dns;
 pub mod flow;
 pub mod nat;

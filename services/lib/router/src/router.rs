@@ -99,6 +99,24 @@ fn in_subnet(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
     u32::from(addr) & mask == u32::from(net) & mask
 }
 
+/// Checks the uplink's addressing against the app subnet.
+fn check_uplink(config: &Config) -> Result<(), ConfigError> {
+    use ConfigError::Addressing as A;
+    if config.uplink_prefix > 32
+        || !in_subnet(
+            config.uplink_gateway,
+            config.uplink_ip,
+            config.uplink_prefix,
+        )
+    {
+        return Err(A("the uplink gateway must be on the uplink subnet"));
+    }
+    if in_subnet(config.uplink_ip, config.gateway, config.prefix) {
+        return Err(A("the uplink address must be outside the app subnet"));
+    }
+    Ok(())
+}
+
 /// Most replies waiting in the output queue.
 const MAX_OUTPUT: usize = 64;
 
@@ -137,18 +155,7 @@ impl Router {
         if u32::from(hi) - u32::from(lo) >= 4096 {
             return Err(A("the DHCP range holds at most 4096 addresses"));
         }
-        if config.uplink_prefix > 32
-            || !in_subnet(
-                config.uplink_gateway,
-                config.uplink_ip,
-                config.uplink_prefix,
-            )
-        {
-            return Err(A("the uplink gateway must be on the uplink subnet"));
-        }
-        if in_subnet(config.uplink_ip, config.gateway, config.prefix) {
-            return Err(A("the uplink address must be outside the app subnet"));
-        }
+        check_uplink(&config)?;
         let acl = Acl::new(config.rules.clone()).map_err(ConfigError::Acl)?;
         let dhcp = DhcpServer::new(DhcpConfig {
             server: config.gateway,
@@ -201,6 +208,48 @@ impl Router {
         Ok(())
     }
 
+    /// Gives the uplink a new address (its DHCP lease was bound, renewed or lost: `ip`
+    /// unspecified, then frames to the uplink are dropped as `no_uplink`), subnet, gateway and
+    /// resolver. Refused, with the previous addressing kept, when the gateway is off the
+    /// subnet or the address is inside the app subnet. A new address ends every connection
+    /// (each one's flow record is kept): their NAT mappings were to the old one. Returns how
+    /// many ended.
+    pub fn set_uplink(
+        &mut self,
+        ip: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+        dns: Option<Ipv4Addr>,
+        now_ms: u64,
+    ) -> Result<usize, ConfigError> {
+        let mut config = self.config.clone();
+        config.uplink_ip = ip;
+        config.uplink_prefix = prefix;
+        config.uplink_gateway = gateway;
+        config.dns_upstream = dns;
+        check_uplink(&config)?;
+        let moved = ip != self.config.uplink_ip;
+        let ended = if moved { self.nat.len() } else { 0 };
+        if moved {
+            self.collect_ended();
+            for (_, e) in self.nat.iter() {
+                self.flows
+                    .finish(FlowRecord::of_entry(e, self.acl_id(e.rule)));
+            }
+            let c = &self.config;
+            self.nat = NatTable::new(c.nat_capacity, c.nat_ports, c.seed, c.timeouts);
+        }
+        if moved || gateway != self.config.uplink_gateway {
+            self.uplink_arp = ArpCache::new(64);
+        }
+        self.dhcp.set_dns(dns.map(|_| config.gateway));
+        self.config = config;
+        if !ip.is_unspecified() {
+            self.start(now_ms);
+        }
+        Ok(ended)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -240,8 +289,12 @@ impl Router {
         &mut self.dns
     }
 
-    /// Queues the ARP requests that resolve the uplink gateway (call at start).
+    /// Queues the ARP requests that resolve the uplink gateway (call at start; nothing while
+    /// the uplink has no address).
     pub fn start(&mut self, now_ms: u64) {
+        if self.config.uplink_ip.is_unspecified() {
+            return;
+        }
         let gw = self.config.uplink_gateway;
         self.arp_request(Side::Uplink, gw, now_ms);
     }
@@ -484,6 +537,9 @@ impl Router {
         } else {
             app_sees
         };
+        if c.uplink_ip.is_unspecified() {
+            return Verdict::Dropped(Reason::NoUplink);
+        }
         let slot = match self.nat.find_inside(p.protocol, app, app_sees, now_ms) {
             Some(s) => s,
             None => {
@@ -653,6 +709,9 @@ impl Router {
 
     fn uplink_packet(&mut self, frame: &mut [u8], mut p: Ipv4, now_ms: u64) -> Verdict {
         let c = &self.config;
+        if c.uplink_ip.is_unspecified() {
+            return Verdict::Dropped(Reason::NoUplink);
+        }
         if (p.dst_mac != c.uplink_mac && p.dst_mac != BROADCAST_MAC) || p.dst != c.uplink_ip {
             return Verdict::Dropped(Reason::NotForUs);
         }

@@ -833,3 +833,91 @@ fn two_apps_cannot_map_the_same_port() {
     let e = r.set_rules(rules).unwrap_err();
     assert_eq!(e.id, 4, "{e}");
 }
+
+/// The uplink's address from its DHCP lease: none yet (apps still get leases, their traffic
+/// out is a counted `no_uplink` drop), then bound (NAT to it, the gateway resolved), then
+/// moved (connections end, their flow records kept), and a lease that cannot work refused.
+#[test]
+fn the_uplink_address_comes_goes_and_moves() {
+    let mut c = config(RULES, 16);
+    (
+        c.uplink_ip,
+        c.uplink_prefix,
+        c.uplink_gateway,
+        c.dns_upstream,
+    ) = (Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::UNSPECIFIED, None);
+    let mut r = Router::new(c).unwrap();
+    lease(&mut r, CLIENT);
+    let mut syn = tcp(&app_ends([10, 0, 2, 2]), 40000, 8080, TCP_SYN, b"");
+    assert_eq!(
+        r.handle(Side::App, &mut syn, 10),
+        Verdict::Dropped(Reason::NoUplink)
+    );
+    let mut to_nobody = tcp(&host_ends([10, 0, 2, 2]), 8080, 9000, TCP_SYN, b"");
+    assert_eq!(
+        r.handle(Side::Uplink, &mut to_nobody, 10),
+        Verdict::Dropped(Reason::NoUplink)
+    );
+    assert!(r.drops().any(|d| d == ("no_uplink", 2)));
+    // Bound: the gateway is asked for at once.
+    let up = |r: &mut Router, ip: [u8; 4], now: u64| {
+        r.set_uplink(
+            ip.into(),
+            24,
+            Ipv4Addr::new(10, 0, 2, 2),
+            Some(Ipv4Addr::new(10, 0, 2, 3)),
+            now,
+        )
+    };
+    assert_eq!(up(&mut r, [10, 0, 2, 15], 20), Ok(0));
+    let out = r.take_output();
+    let Ok(Packet::Arp(req)) = parse(&out[0].1) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (req.sender_ip, req.target_ip),
+        (Ipv4Addr::new(10, 0, 2, 15), Ipv4Addr::new(10, 0, 2, 2))
+    );
+    let reply = Arp {
+        op: 2,
+        sender_mac: HOST_MAC,
+        sender_ip: req.target_ip,
+        target_mac: UP_MAC,
+        target_ip: req.sender_ip,
+    };
+    r.handle(Side::Uplink, &mut build_arp(&reply, UP_MAC), 21);
+    let out = forward(&mut r, Side::App, syn.clone(), 22);
+    assert_eq!(out.src, Ipv4Addr::new(10, 0, 2, 15));
+    assert_eq!(r.nat().len(), 1);
+    // Renewed, same address: the connection stays.
+    assert_eq!(up(&mut r, [10, 0, 2, 15], 30), Ok(0));
+    assert_eq!(r.nat().len(), 1);
+    // A lease in the app subnet, or with the gateway off the subnet: refused, nothing changes.
+    assert!(up(&mut r, [10, 1, 0, 50], 40).is_err());
+    assert!(r
+        .set_uplink(
+            Ipv4Addr::new(10, 0, 3, 15),
+            24,
+            Ipv4Addr::new(10, 0, 2, 2),
+            None,
+            40
+        )
+        .is_err());
+    assert_eq!(r.config().uplink_ip, Ipv4Addr::new(10, 0, 2, 15));
+    assert_eq!(r.nat().len(), 1);
+    // Moved: the connection ends with its record; new ones go out from the new address once
+    // the gateway is resolved again.
+    assert_eq!(up(&mut r, [10, 0, 2, 16], 50), Ok(1));
+    assert_eq!(r.nat().len(), 0);
+    let flows = r.take_flows();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert_eq!(flows[0].counters.tx_packets, 1);
+    r.take_output();
+    let reply = Arp {
+        target_ip: Ipv4Addr::new(10, 0, 2, 16),
+        ..reply
+    };
+    r.handle(Side::Uplink, &mut build_arp(&reply, UP_MAC), 51);
+    let out = forward(&mut r, Side::App, syn, 52);
+    assert_eq!(out.src, Ipv4Addr::new(10, 0, 2, 16));
+}

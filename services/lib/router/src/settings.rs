@@ -6,12 +6,17 @@
 //! | `subnet` | `10.1.0.1/24` | the router's address and prefix on the app side |
 //! | `dhcp_range` | gateway+1 .. gateway+99 (within the subnet) | `FIRST-LAST` |
 //! | `lease_s` | `3600` | DHCP lease length |
-//! | `uplink` | `10.0.2.15/24` | the router's address on the uplink |
-//! | `uplink_gw` | `10.0.2.2` | the uplink's gateway |
-//! | `dns` | `10.0.2.3` | resolver DNS queries to the gateway go to; `off` for none |
+//! | `uplink` | `10.0.2.15/24` | the router's address on the uplink, or `dhcp` |
+//! | `uplink_gw` | `10.0.2.2` | the uplink's gateway (not with `uplink=dhcp`) |
+//! | `dns` | `10.0.2.3` (with `uplink=dhcp`: the lease's) | resolver DNS queries to the gateway go to; `off` for none |
 //! | `nat_capacity` | `10000` | most connections |
 //! | `nat_ports` | `20000-29999` | dynamic uplink ports |
 //! | `acl` | (none: deny all) | rules, [`crate::acl::parse_rules`] syntax |
+//!
+//! With `uplink=dhcp` the uplink's address, subnet, gateway and (unless `dns=` names one) its
+//! resolver come from a DHCP lease ([`crate::dhcp_client`]): the configuration starts without
+//! an address (0.0.0.0/0), and the image gives each router the lease when it is bound
+//! ([`crate::Router::set_uplink`]).
 //!
 //! A bad value is an error naming the key, the value and what is wrong.
 
@@ -50,6 +55,11 @@ fn range<T: core::str::FromStr>(key: &str, value: &str) -> Result<(T, T), String
     Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
 }
 
+/// Whether the uplink's address comes from DHCP (`uplink=dhcp`).
+pub fn uplink_by_dhcp<'a>(get: impl Fn(&str) -> Option<&'a str>) -> bool {
+    get("uplink") == Some("dhcp")
+}
+
 /// Builds a configuration from settings (`get(key)`), the two cards' MACs and a random seed.
 /// The result is still checked by [`crate::Router::new`].
 pub fn config_from<'a>(
@@ -81,11 +91,27 @@ pub fn config_from<'a>(
             .map_err(|_| format!("bad `lease_s={v}`: not a number of seconds"))?,
         None => 3600,
     };
-    let (uplink_ip, uplink_prefix) = cidr("uplink", get("uplink").unwrap_or("10.0.2.15/24"))?;
-    let uplink_gateway = addr("uplink_gw", get("uplink_gw").unwrap_or("10.0.2.2"))?;
-    let dns_upstream = match get("dns").unwrap_or("10.0.2.3") {
-        "off" => None,
-        v => Some(addr("dns", v)?),
+    let dhcp = uplink_by_dhcp(&get);
+    let (uplink_ip, uplink_prefix, uplink_gateway) = if dhcp {
+        if let Some(gw) = get("uplink_gw") {
+            return Err(format!(
+                "bad `uplink_gw={gw}`: with `uplink=dhcp` the gateway is the lease's"
+            ));
+        }
+        (Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::UNSPECIFIED)
+    } else {
+        let (ip, prefix) = cidr("uplink", get("uplink").unwrap_or("10.0.2.15/24"))?;
+        (
+            ip,
+            prefix,
+            addr("uplink_gw", get("uplink_gw").unwrap_or("10.0.2.2"))?,
+        )
+    };
+    let dns_upstream = match get("dns") {
+        Some("off") => None,
+        Some(v) => Some(addr("dns", v)?),
+        None if dhcp => None,
+        None => Some(Ipv4Addr::new(10, 0, 2, 3)),
     };
     let nat_capacity = match get("nat_capacity") {
         Some(v) => v
@@ -183,5 +209,24 @@ mod tests {
             assert!(e.contains(&format!("`{key}")), "{e}");
         }
         assert_eq!(from(&[("dns", "off")]).unwrap().dns_upstream, None);
+        let e = from(&[("uplink", "dhcp"), ("uplink_gw", "10.0.2.2")]).unwrap_err();
+        assert!(e.contains("`uplink_gw=10.0.2.2`"), "{e}");
+    }
+
+    #[test]
+    fn a_dhcp_uplink_starts_without_an_address() {
+        let c = from(&[("uplink", "dhcp")]).unwrap();
+        assert_eq!(
+            (
+                c.uplink_ip,
+                c.uplink_prefix,
+                c.uplink_gateway,
+                c.dns_upstream
+            ),
+            (Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::UNSPECIFIED, None)
+        );
+        assert!(Router::new(c).is_ok());
+        let c = from(&[("uplink", "dhcp"), ("dns", "192.168.1.53")]).unwrap();
+        assert_eq!(c.dns_upstream, Some(Ipv4Addr::new(192, 168, 1, 53)));
     }
 }

@@ -29,11 +29,13 @@ pub enum Reason {
     ArpPending,
     /// A DHCP message that got no answer.
     Dhcp,
+    /// The uplink has no address yet (its DHCP lease is not bound, or was lost).
+    NoUplink,
 }
 
 impl Reason {
     /// Every reason but [`Reason::Malformed`] (counted per [`Malformed`] kind).
-    pub const OTHERS: [Reason; 10] = [
+    pub const OTHERS: [Reason; 11] = [
         Reason::NotForUs,
         Reason::Spoofed,
         Reason::TtlExpired,
@@ -44,6 +46,7 @@ impl Reason {
         Reason::NoConnection,
         Reason::ArpPending,
         Reason::Dhcp,
+        Reason::NoUplink,
     ];
 
     /// The reason's name, as counters show it.
@@ -60,6 +63,7 @@ impl Reason {
             Reason::NoConnection => "no_connection",
             Reason::ArpPending => "arp_pending",
             Reason::Dhcp => "dhcp",
+            Reason::NoUplink => "no_uplink",
         }
     }
 
