@@ -5,6 +5,10 @@
 //!  host 127.0.0.1 ── slirp (10.0.2.2) ── [uplink 10.0.2.15] zedrouter [10.1.0.1] ── net-client (DHCP)
 //! ```
 //!
+//! zedrouter leases its uplink address from slirp's DHCP server (`uplink=dhcp`, QEMU's own
+//! server as the peer: the first address it gives, 10.0.2.15, is the one `--hostfwd` targets);
+//! the Xen tests cover the static uplink (tests/xen/tests/net.rs).
+//!
 //! net-client (a lichen guest standing in for an app) leases its address from zedrouter,
 //! reaches a TCP server on the host through NAT (allowed by an ACL), is refused on another
 //! port (default deny, seen as a dropped flow), and its echo port is reached from the host
@@ -45,9 +49,15 @@ fn app_behind_zedrouter_gets_a_lease_reaches_the_host_and_is_reached_through_a_p
             .script_option("--hostfwd", Some(&format!("{mapped}:9000")))
             .script_option("--udp-nic", Some(&format!("{router_side}:{app_side}")))
             .arg(&acl)
+            .arg("uplink=dhcp")
             .arg("flowlog_s=1"),
     );
     router.wait_for("zedrouter: uplink", Duration::from_secs(40));
+    let uplink = router.wait_for("zedrouter: uplink lease", Duration::from_secs(40));
+    assert!(
+        uplink.contains("uplink lease 10.0.2.15/24 via 10.0.2.2 (dns 10.0.2.3) for "),
+        "{uplink}"
+    );
     let app = LiveGuest::start(
         &Run::new("net-client")
             .accel(Accel::Tcg)

@@ -558,13 +558,15 @@ fn lifecycle_seen(run: &lichen_xen_tests::Run, echo_uuid: &str) {
 const PORT_MAP: [&str; 2] = ["--port-map", "8080:7"];
 
 /// Step 9 (issue 17): echo, deployed with [`PORT_MAP`], is reached from dom0 through
-/// zedrouter (the `app-portmap` dom0 hook connects to the uplink address 10.0.2.200:8080),
+/// zedrouter (the `app-portmap` dom0 hook connects to port 8080 of the uplink address
+/// zedrouter leased from QEMU's user network: eve.toml's `uplink=dhcp`),
 /// and `admin devices show` lists its flows: inbound to port 7, by its ACE (id 1), accepted,
 /// scoped to echo's app UUID (zedrouter knew the app by the MAC the launcher gave its vif).
 fn port_map_reaches_echo(run: &lichen_xen_tests::Run, controller: &Controller, uuid: &str) {
     run.assert_has("zedrouter: network instance ");
     run.assert_has("1 app rules in force");
-    run.assert_has("app-portmap: echo answered through 10.0.2.200:8080");
+    run.assert_has("zedrouter: uplink lease 10.0.2.");
+    run.assert_has("app-portmap: echo answered through 10.0.2.");
     run.assert_has("flowlog of ");
     let show = controller.admin(&["devices", "show", uuid]);
     let flows: Vec<&str> = show
