@@ -30,13 +30,22 @@ fn check(c: &DhcpClient, step: &Step) -> Option<[u8; 4]> {
         panic!("the client sent a frame that does not parse");
     };
     assert_eq!(p.src_mac, MAC);
-    assert_eq!(p.transport, Transport::Udp { src: CLIENT_PORT, dst: SERVER_PORT });
+    assert_eq!(
+        p.transport,
+        Transport::Udp {
+            src: CLIENT_PORT,
+            dst: SERVER_PORT
+        }
+    );
     let payload = &frame[p.payload_range(frame)];
     Some([payload[4], payload[5], payload[6], payload[7]])
 }
 
 fuzz_target!(|data: &[u8]| {
-    let seed = data.iter().take(8).fold(0u64, |s, b| s << 8 | u64::from(*b));
+    let seed = data
+        .iter()
+        .take(8)
+        .fold(0u64, |s, b| s << 8 | u64::from(*b));
     let mut c = DhcpClient::new(MAC, seed);
     let mut now = 0u64;
     let mut xid = [0u8; 4];
