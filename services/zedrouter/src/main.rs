@@ -426,7 +426,9 @@ impl UplinkDhcp {
         stats: &mut Stats,
     ) {
         if let Some(frame) = step.send {
-            transmit(uplink, &frame, stats);
+            if !transmit(uplink, &frame, stats) {
+                self.client.unsent(now_ms());
+            }
         }
         let unspecified = core::net::Ipv4Addr::UNSPECIFIED;
         let said = match step.event {
@@ -466,14 +468,19 @@ struct Stats {
 }
 
 /// Copies `frame` into a transmit buffer of `card`.
-fn transmit(card: &mut Card, frame: &[u8], stats: &mut Stats) {
+/// Returns whether the card took it.
+fn transmit(card: &mut Card, frame: &[u8], stats: &mut Stats) -> bool {
     match card.transmit_buffer() {
         Some(mut tx) => {
             let n = frame.len().min(card.max_frame_len());
             tx.bytes_mut(n).copy_from_slice(&frame[..n]);
             card.send(tx);
+            true
         }
-        None => stats.tx_full += 1,
+        None => {
+            stats.tx_full += 1;
+            false
+        }
     }
 }
 
@@ -566,10 +573,11 @@ fn send_output(
     for (i, slot) in instances.routers.iter_mut().enumerate() {
         let Some((_, r)) = slot else { continue };
         for (side, frame) in r.take_output() {
-            match side {
-                Side::Uplink => transmit(uplink, &frame, stats),
-                Side::App => transmit(&mut ports[i].card, &frame, stats),
-            }
+            let card = match side {
+                Side::Uplink => &mut *uplink,
+                Side::App => &mut ports[i].card,
+            };
+            transmit(card, &frame, stats);
         }
     }
 }

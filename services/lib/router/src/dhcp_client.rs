@@ -40,6 +40,8 @@ const FIRST_BACKOFF_MS: u64 = 4_000;
 const MAX_BACKOFF_MS: u64 = 64_000;
 /// REQUESTs sent in REQUESTING before starting over.
 const REQUEST_TRIES: u32 = 4;
+/// How soon a frame the card could not take is tried again, ms.
+const UNSENT_RETRY_MS: u64 = 1_000;
 /// The shortest retransmission delay in RENEWING and REBINDING, ms.
 const MIN_RENEW_RETRY_MS: u64 = 60_000;
 
@@ -249,6 +251,17 @@ impl DhcpClient {
             }
             State::Bound | State::Renewing | State::Rebinding => self.renew(now_ms),
         }
+    }
+
+    /// The frame of the last step could not be sent (the card's transmit ring was full or not
+    /// connected yet): tries again in a second, as if that try had not happened.
+    pub fn unsent(&mut self, now_ms: u64) {
+        match &mut self.state {
+            State::Selecting => self.backoff_ms = (self.backoff_ms / 2).max(FIRST_BACKOFF_MS / 2),
+            State::Requesting { sent, .. } => *sent = sent.saturating_sub(1),
+            _ => {}
+        }
+        self.next_ms = self.next_ms.min(now_ms + UNSENT_RETRY_MS);
     }
 
     /// BOUND, RENEWING and REBINDING's timers.

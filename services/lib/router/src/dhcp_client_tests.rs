@@ -317,3 +317,38 @@ proptest! {
         c.handle(&from_server(&m), 2);
     }
 }
+
+#[test]
+fn a_frame_the_card_could_not_take_is_tried_again_in_a_second() {
+    let mut c = DhcpClient::new(CLIENT, 19);
+    // The card is not connected yet: three DISCOVERs in a row cannot be sent.
+    let mut now = 0;
+    for _ in 0..3 {
+        assert!(c.poll(now).send.is_some());
+        c.unsent(now);
+        assert_eq!(c.next_ms(), now + 1_000);
+        now = c.next_ms();
+    }
+    // The first that goes out waits the first backoff, and the next one the second.
+    assert!(c.poll(now).send.is_some());
+    assert_eq!((c.next_ms() - now) / 1000, 4);
+    now = c.next_ms();
+    assert!(c.poll(now).send.is_some());
+    assert_eq!((c.next_ms() - now) / 1000, 8);
+    // A REQUEST that could not be sent does not count as one of its four tries.
+    let mut s = server(600);
+    let discover = c.poll(c.next_ms()).send.unwrap();
+    now = c.next_ms();
+    let request = c.handle(&answer(&mut s, &discover, now), now);
+    assert!(request.send.is_some());
+    c.unsent(now);
+    let mut requests = 0;
+    loop {
+        now = c.next_ms();
+        match c.poll(now).send {
+            Some(_) => requests += 1,
+            None => break,
+        }
+    }
+    assert_eq!(requests, 4);
+}
