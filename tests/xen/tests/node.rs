@@ -17,11 +17,11 @@
 //!    same name (EVE's app_replace: restarts 3); `bad`, whose file in the datastore does not
 //!    match its SHA-256 (ERROR with both hashes, nothing boots), then deleted; `late`, whose
 //!    file the datastore serves cut short (a wrong SHA-256 again, retried with backoff; the
-//!    `apps-kill` hook destroys the downloader, zedmanager and zedrouter meanwhile) until the
-//!    test puts the whole file back: RUNNING, downloaded by the restarted downloader, booted by
-//!    the restarted zedmanager, which kept echo's domain as it was (its records in the vault);
-//!    the restarted zedrouter kept echo's address and port map
-//!    ([`zedrouter_restart_kept_addresses`]);
+//!    `apps-kill` hook destroys the downloader, and zedmanager, meanwhile) until the test puts
+//!    the whole file back: RUNNING, downloaded by the restarted downloader, booted by the
+//!    restarted zedmanager, which kept echo's domain as it was (its records in the vault);
+//!    the hook destroyed zedrouter too, once domainmgr's adoption was done: the restarted
+//!    zedrouter kept echo's address and port map ([`zedrouter_restart_kept_addresses`]);
 //! 4. the controller is stopped; the `zedagent-kill` dom0 hook destroys zedagent (`xl destroy`)
 //!    once a poll failed, and the restarted one once it queued its report in the vault; the
 //!    launcher restarts it each time (same identity, the configuration from the checkpoint);
@@ -578,12 +578,12 @@ fn port_map_reaches_echo(run: &lichen_xen_tests::Run, controller: &Controller, u
     assert_eq!(app.len(), 36, "a flow scoped to an app UUID: {}", flows[0]);
 }
 
-/// Step 3's last crash (issue 17's live changes): the `apps-kill` hook destroys zedrouter
-/// while echo runs and `late` boots. The launcher restarts it; the new zedrouter takes its
-/// DHCP leases back from the vault (at least echo's) and its port map from the bus, so echo
-/// answers through the port map again (the `app-portmap` hook's replies go on after the
-/// kill), and no address is ever leased to two MACs (late, leased by the new zedrouter, does
-/// not get echo's).
+/// Step 3's second crash (issue 17's live changes): the `apps-kill` hook destroys zedrouter
+/// once the restarted domainmgr adopted echo. The launcher restarts it; the new zedrouter
+/// takes its DHCP leases back from the vault (at least echo's) and its port map from the bus,
+/// so echo answers through the port map again (the `app-portmap` hook's replies go on after
+/// the kill), and no address is ever leased to two MACs (the apps it leases to next, late
+/// among them, do not get echo's).
 fn zedrouter_restart_kept_addresses(run: &lichen_xen_tests::Run) {
     let (_, after) = run
         .log

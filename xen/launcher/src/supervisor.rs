@@ -458,6 +458,15 @@ impl<P: Platform> Supervisor<P> {
         let Some((_, services)) = self.rewire.take() else {
             return;
         };
+        // Those that stopped meanwhile have no entries to write.
+        let running = self.running_domids();
+        let services: BTreeSet<String> = services
+            .into_iter()
+            .filter(|s| running.contains_key(s))
+            .collect();
+        if services.is_empty() {
+            return;
+        }
         let wired_at = Instant::now();
         self.write_wiring(&services);
         say!(
@@ -534,14 +543,28 @@ impl<P: Platform> Supervisor<P> {
             .collect()
     }
 
-    /// Writes the xenstore entries of `services` from the domids of the running services.
+    /// Writes the xenstore entries of `services` from the domids of the running services. A
+    /// service whose entries could not be written (xenstored busy: a transaction that kept
+    /// meeting others, `EAGAIN`) has them written again in full with the next rewiring, due
+    /// `rewire_after` from now: its peers would otherwise never find it, or find a domain
+    /// that is gone.
     fn write_wiring(&mut self, services: &BTreeSet<String>) {
         let domids = self.running_domids();
+        let mut failed = BTreeSet::new();
         for name in services {
             let entries = wiring::service_wiring(&self.manifest, name, &domids);
             if let Err(e) = self.platform.write_store(&entries) {
-                say!("{name}: cannot write its xenstore entries: {e}");
+                say!(
+                    "{name}: cannot write its xenstore entries: {e}; again in {:.1} s",
+                    self.options.rewire_after.as_secs_f64()
+                );
+                failed.insert(name.clone());
             }
+        }
+        if !failed.is_empty() {
+            let due = Instant::now() + self.options.rewire_after;
+            let (_, pending) = self.rewire.get_or_insert_with(|| (due, BTreeSet::new()));
+            pending.extend(failed);
         }
     }
 
@@ -914,6 +937,8 @@ mod tests {
         unpaused: usize,
         /// Whether it signals domain changes (else the supervisor must poll).
         signals_changes: bool,
+        /// How many of the next `write_store` calls fail (xenstored busy).
+        store_failures: usize,
     }
 
     impl Fake {
@@ -932,6 +957,7 @@ mod tests {
                 stop_when_all_unpaused: None,
                 unpaused: 0,
                 signals_changes: true,
+                store_failures: 0,
             }
         }
 
@@ -1019,6 +1045,11 @@ mod tests {
         }
 
         fn write_store(&mut self, wiring: &Wiring) -> Result<(), String> {
+            if self.store_failures > 0 {
+                self.store_failures -= 1;
+                self.calls.push("write_store failed".into());
+                return Err("xenstore: EAGAIN".into());
+            }
             self.wirings.push(wiring.clone());
             self.wired_after.push(self.calls.len());
             Ok(())
@@ -1511,6 +1542,61 @@ mod tests {
         assert!(fake.wirings[..full]
             .iter()
             .all(|w| !w.removes.contains(&format!("{api_dir}/peer-domid"))));
+    }
+
+    #[test]
+    fn entries_that_could_not_be_written_are_written_again() {
+        // The first two writes (both services' entries at start) fail: xenstored busy.
+        let mut fake = Fake::new(&[("api", &[Script::Forever]), ("bus", &[Script::Forever])]);
+        fake.store_failures = 2;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopper = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stopper.store(true, Ordering::SeqCst);
+        });
+        let manifest = Manifest::parse(CHANNELLED).unwrap();
+        let images = ResolvedImages {
+            services: manifest
+                .services
+                .keys()
+                .map(|n| (n.clone(), (PathBuf::from(n), None)))
+                .collect(),
+            declarations: Default::default(),
+        };
+        let options = Options {
+            rewire_after: Duration::from_millis(20),
+            ..options()
+        };
+        let mut supervisor = Supervisor::new(manifest, &images, fake, options);
+        assert_eq!(supervisor.run(&stop), 0);
+        let fake = &supervisor.platform;
+        assert_eq!(fake.count("write_store failed"), 2, "{:?}", fake.calls);
+        // Both services' entries were written in the end, each naming the other's domain.
+        for (service, peer) in [("bus", "api"), ("api", "bus")] {
+            let domid = |name: &str| {
+                fake.calls
+                    .iter()
+                    .filter(|c| c.starts_with("create "))
+                    .position(|c| c == &format!("create {name}"))
+                    .map(|i| i + 1)
+                    .unwrap()
+            };
+            let dir = format!(
+                "/local/domain/{}/data/lichen/channels/events",
+                domid(service)
+            );
+            let written = fake.wirings.iter().any(|w| {
+                w.writes.iter().any(|(path, value)| {
+                    path == &format!("{dir}/peer-domid") && *value == domid(peer).to_string()
+                })
+            });
+            assert!(
+                written,
+                "{service}'s entries never written: {:?}",
+                fake.wirings
+            );
+        }
     }
 
     #[test]
