@@ -39,6 +39,34 @@ pub struct Toolstack {
     built: HashMap<u32, [u8; 16]>,
     /// Built domains whose console xenconsoled may not have connected yet.
     console_pending: std::collections::HashSet<u32>,
+    /// What makes this node's pillar MACs its own ([`node_identity`]).
+    node: String,
+}
+
+/// The node's identity for its pillars' vif MACs ([`vif_mac`]): the MAC of the uplink bridge
+/// (which carries the uplink NIC's), else of dom0's services bridge, else none (a node without
+/// networks has no vifs either).
+fn node_identity() -> String {
+    ["lichenup0", "lichenbr0"]
+        .iter()
+        .find_map(|bridge| {
+            std::fs::read_to_string(format!("/sys/class/net/{bridge}/address"))
+                .ok()
+                .map(|mac| mac.trim().to_string())
+                .filter(|mac| !mac.is_empty())
+        })
+        .unwrap_or_default()
+}
+
+/// The MAC of vif `devid` of domain `name`: an app's from its name, so zedrouter knows whose
+/// frames it sees; a pillar's from the node and its service name, so a restart keeps it (and
+/// its uplink lease). Both in launcher_api::mac.
+pub fn vif_mac(node: &str, name: &str, service: &Service, devid: usize) -> String {
+    let mac = match name.strip_prefix("app-").filter(|_| service.app) {
+        Some(app) => launcher_api::mac::app_mac(app, devid as u32),
+        None => launcher_api::mac::service_mac(node, name, devid as u32),
+    };
+    launcher_api::mac::mac_text(mac)
 }
 
 impl Toolstack {
@@ -62,6 +90,7 @@ impl Toolstack {
             privcmd,
             built: HashMap::new(),
             console_pending: Default::default(),
+            node: node_identity(),
         })
     }
 }
@@ -143,6 +172,7 @@ pub const VIF_SCRIPT: &str = "/etc/lichen/vif-lichen";
 /// The xl config of a service: a PVH domain kept after it shuts down. `disk_targets` are the
 /// dom0 devices behind the service's disks, in order.
 pub fn domain_config(
+    node: &str,
     name: &str,
     service: &Service,
     files: &BootFiles,
@@ -167,21 +197,13 @@ pub fn domain_config(
     let vifs = service.vifs();
     if !vifs.is_empty() {
         // Our own hotplug script (busybox sh): xl's vif-bridge needs bash. A router has one
-        // vif per bridge, in order (crate::network).
-        // An app's MAC comes from its name, so zedrouter knows whose frames it sees
-        // (launcher_api::mac), as the builder's vifs have it.
-        let app = name.strip_prefix("app-").filter(|_| service.app);
+        // vif per bridge, in order (crate::network). The MAC: [`vif_mac`], as the builder's.
         let entries: Vec<String> = vifs
             .iter()
             .enumerate()
             .map(|(devid, bridge)| {
-                let mac = app
-                    .map(|app| {
-                        let mac = launcher_api::mac::app_mac(app, devid as u32);
-                        format!(",mac={}", launcher_api::mac::mac_text(mac))
-                    })
-                    .unwrap_or_default();
-                quoted(&format!("bridge={bridge},script={VIF_SCRIPT}{mac}"))
+                let mac = vif_mac(node, name, service, devid);
+                quoted(&format!("bridge={bridge},script={VIF_SCRIPT},mac={mac}"))
             })
             .collect();
         line("vif", format!("[{}]", entries.join(", ")));
@@ -314,15 +336,7 @@ impl Toolstack {
         let registered = registered
             .and_then(|()| {
                 for (devid, bridge) in service.vifs().iter().enumerate() {
-                    // An app's MAC comes from its name, so zedrouter knows whose frames
-                    // it sees (launcher_api::mac); a pillar's from its domain handle.
-                    let mac = match xc_name.strip_prefix("app-").filter(|_| service.app) {
-                        Some(app) => launcher_api::mac::mac_text(launcher_api::mac::app_mac(
-                            app,
-                            devid as u32,
-                        )),
-                        None => builder::entries::vif_mac_of(&uuid, devid as u32),
-                    };
+                    let mac = vif_mac(&self.node, xc_name, service, devid);
                     add_vif(&mut self.store, domid, devid as u32, &mac, bridge)?;
                 }
                 Ok(())
@@ -386,8 +400,11 @@ impl Toolstack {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{name}: {e}"))?;
-        std::fs::write(&config_path, domain_config(name, service, files, &targets))
-            .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+        std::fs::write(
+            &config_path,
+            domain_config(&self.node, name, service, files, &targets),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
         let config = config_path.display().to_string();
         let started = Instant::now();
         run("xl", &["create", "-p", "-e", &config])?;
@@ -819,7 +836,7 @@ mod tests {
             ramdisk: Some("/lichen/images/rd".into()),
             kernel_window: None,
         };
-        let config = domain_config("api", &manifest.services["api"], &files, &[]);
+        let config = domain_config(NODE, "api", &manifest.services["api"], &files, &[]);
         for expected in [
             "name = \"api\"\n",
             "type = \"pvh\"\n",
@@ -864,7 +881,7 @@ mod tests {
             ramdisk: Some("/dev/loop2".into()),
             kernel_window: None,
         };
-        let config = domain_config("app-linux", &service, &files, &["/dev/loop3".into()]);
+        let config = domain_config(NODE, "app-linux", &service, &files, &["/dev/loop3".into()]);
         let mac = launcher_api::mac::mac_text(launcher_api::mac::app_mac("linux", 0));
         for expected in [
             "kernel = \"/dev/loop1\"\n".to_string(),
@@ -879,6 +896,9 @@ mod tests {
         }
     }
 
+    /// A node identity (its uplink NIC's MAC).
+    const NODE: &str = "52:54:00:12:34:56";
+
     #[test]
     fn a_bridged_service_gets_a_vif_with_lichens_hotplug_script() {
         let text = "[services.echo]\nimage = \"echo\"\nmemory = 32\nnetwork = \"bridge\"\n";
@@ -888,26 +908,41 @@ mod tests {
             ramdisk: None,
             kernel_window: None,
         };
-        let config = domain_config("echo", &manifest.services["echo"], &files, &[]);
+        let config = domain_config(NODE, "echo", &manifest.services["echo"], &files, &[]);
+        let mac = |name: &str, devid| {
+            launcher_api::mac::mac_text(launcher_api::mac::service_mac(NODE, name, devid))
+        };
         assert!(
-            config.contains("vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen\"]\n"),
+            config.contains(&format!(
+                "vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen,mac={}\"]\n",
+                mac("echo", 0)
+            )),
             "{config}"
         );
         let plain = Manifest::parse("[services.a]\nimage = \"a\"\nmemory = 8\n").unwrap();
-        assert!(!domain_config("a", &plain.services["a"], &files, &[]).contains("vif"));
+        assert!(!domain_config(NODE, "a", &plain.services["a"], &files, &[]).contains("vif"));
         let bad = "[services.a]\nimage = \"a\"\nmemory = 8\nnetwork = \"nat\"\n";
         let error = Manifest::parse(bad).unwrap_err().to_string();
         assert!(error.contains("unknown network `nat`"), "{error}");
         let router = "network_instances = 2\n[services.zedrouter]\nimage = \"z\"\nmemory = 32\n\
                       network = \"bridge\"\nrouter = true\n";
         let manifest = Manifest::parse(router).unwrap();
-        let config = domain_config("zedrouter", &manifest.services["zedrouter"], &files, &[]);
+        let config = domain_config(
+            NODE,
+            "zedrouter",
+            &manifest.services["zedrouter"],
+            &files,
+            &[],
+        );
         assert!(
-            config.contains(
-                "vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen\", \
-                 \"bridge=lichenni1,script=/etc/lichen/vif-lichen\", \
-                 \"bridge=lichenni2,script=/etc/lichen/vif-lichen\"]\n"
-            ),
+            config.contains(&format!(
+                "vif = [\"bridge=lichenbr0,script=/etc/lichen/vif-lichen,mac={}\", \
+                 \"bridge=lichenni1,script=/etc/lichen/vif-lichen,mac={}\", \
+                 \"bridge=lichenni2,script=/etc/lichen/vif-lichen,mac={}\"]\n",
+                mac("zedrouter", 0),
+                mac("zedrouter", 1),
+                mac("zedrouter", 2)
+            )),
             "{config}"
         );
     }
@@ -923,7 +958,7 @@ mod tests {
             kernel_window: None,
         };
         let targets = [PathBuf::from("/dev/vdb"), PathBuf::from("/dev/vda")];
-        let config = domain_config("vault", &manifest.services["vault"], &files, &targets);
+        let config = domain_config(NODE, "vault", &manifest.services["vault"], &files, &targets);
         assert!(
             config.contains(
                 "disk = [\"format=raw,vdev=xvda,access=rw,script=/etc/lichen/block-lichen,target=/dev/vdb\", \

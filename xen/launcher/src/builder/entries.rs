@@ -84,23 +84,6 @@ pub fn vif_backend(domid: u32, devid: u32) -> String {
     format!("/local/domain/0/backend/vif/{domid}/{devid}")
 }
 
-/// A MAC address in Xen's range (00:16:3e), the rest from the domain's handle.
-pub fn vif_mac(uuid: &[u8; 16]) -> String {
-    format!(
-        "00:16:3e:{:02x}:{:02x}:{:02x}",
-        uuid[13] & 0x7f,
-        uuid[14],
-        uuid[15]
-    )
-}
-
-/// The MAC of vif `devid` (vif 0's is [`vif_mac`]; the others differ in the last byte).
-pub fn vif_mac_of(uuid: &[u8; 16], devid: u32) -> String {
-    let mut u = *uuid;
-    u[15] = u[15].wrapping_add(devid as u8);
-    vif_mac(&u)
-}
-
 /// The entries of vif `devid` of `domid` on `bridge`, as libxl writes them: the backend
 /// (dom0's, readable by the guest), the frontend (the guest's, readable by dom0) and libxl's own
 /// record of the device (which `xl destroy` reads to tear it down). netback probes the backend
@@ -318,9 +301,8 @@ mod tests {
 
     #[test]
     fn a_vif_gets_a_backend_a_frontend_and_libxls_record() {
-        let mac = vif_mac(&[0xff; 16]);
-        assert_eq!(mac, "00:16:3e:7f:ff:ff");
-        let list = vif_entries(7, 0, &mac, "lichenbr0", "/etc/lichen/vif-lichen");
+        let mac = "02:12:34:56:78:9a";
+        let list = vif_entries(7, 0, mac, "lichenbr0", "/etc/lichen/vif-lichen");
         let get = |path: &str| list.iter().find(|e| e.path == path).cloned().unwrap();
         let backend = "/local/domain/0/backend/vif/7/0";
         assert_eq!(get(backend).perms.unwrap(), ["n0", "r7"]);
