@@ -7,7 +7,8 @@
 //! - `lichen-net-bench connect ADDR:PORT SECONDS`: sequential connections (connect, one byte
 //!   echoed, close) for SECONDS; prints `net-bench: connect ADDR count N ms T per_s R`.
 //! - `lichen-net-bench rtt ADDR:PORT COUNT`: COUNT one-byte round trips on one connection;
-//!   prints `net-bench: rtt ADDR count N median_us M min_us A p90_us B`.
+//!   prints `net-bench: rtt ADDR count N mean_us E median_us M min_us A p90_us B` (E: the
+//!   whole run over N, whatever the clock's resolution).
 //! - `lichen-net-bench udp-spray ADDR:PORT COUNT`: COUNT datagrams, each from its own source
 //!   port (a router keeps one NAT entry each); prints `net-bench: udp-spray ADDR sent N ms T`.
 //!
@@ -95,9 +96,10 @@ fn run(kind: &str, addr: SocketAddr, rest: &[String]) -> Result<String, String> 
             if count == 0 {
                 return Err("COUNT must be at least 1".into());
             }
-            let times = bench::round_trips(addr, count)?;
+            let (times, all) = bench::round_trips(addr, count)?;
             Ok(format!(
-                "count {count} median_us {:.0} min_us {:.0} p90_us {:.0}",
+                "count {count} mean_us {:.0} median_us {:.0} min_us {:.0} p90_us {:.0}",
+                us(all) / count as f64,
                 us(bench::median(&times)),
                 us(times[0]),
                 us(times[(times.len() * 9 / 10).min(times.len() - 1)])
