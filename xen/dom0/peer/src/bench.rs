@@ -187,25 +187,40 @@ pub fn median(times: &[Duration]) -> Duration {
     }
 }
 
-/// Sends one small datagram to `addr` from each of `count` sockets, each bound to a fresh
-/// ephemeral port (a router keeps one NAT entry per source port), `batch` at a time with
-/// `pause` between batches (a paced spray, not a flood the router's rings would drop).
+/// Sends one small datagram to `addr` from each source port of `ports` (a router keeps one NAT
+/// entry per source port; ports chosen here rather than by the kernel, whose ephemeral ports
+/// repeat within a few thousand), on `threads` threads (under emulation the sockets' system
+/// calls, not the wire, set the pace). A port that cannot be bound (in use) is skipped.
 /// Returns how many were sent.
-pub fn udp_spray(addr: SocketAddr, count: u64, batch: u64, pause: Duration) -> Result<u64, String> {
-    let mut sent = 0u64;
-    while sent < count {
-        // Kept open until the batch is out, so that no two share an ephemeral port.
-        let mut sockets = Vec::new();
-        for _ in 0..batch.min(count - sent) {
-            let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
-            socket
-                .send_to(&sent.to_be_bytes(), addr)
-                .map_err(|e| format!("send to {addr} (datagram {sent}): {e}"))?;
-            sockets.push(socket);
-            sent += 1;
-        }
-        drop(sockets);
-        std::thread::sleep(pause);
+pub fn udp_spray(
+    addr: SocketAddr,
+    ports: std::ops::Range<u16>,
+    threads: u16,
+) -> Result<u64, String> {
+    let threads = threads.max(1);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let ports = ports.clone();
+            std::thread::spawn(move || -> Result<u64, String> {
+                let mut sent = 0u64;
+                for port in ports.skip(t as usize).step_by(threads as usize) {
+                    let Ok(socket) = UdpSocket::bind(("0.0.0.0", port)) else {
+                        continue;
+                    };
+                    socket
+                        .send_to(&port.to_be_bytes(), addr)
+                        .map_err(|e| format!("send to {addr} from port {port}: {e}"))?;
+                    sent += 1;
+                }
+                Ok(sent)
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for worker in workers {
+        sent += worker
+            .join()
+            .map_err(|_| "a spraying thread panicked".to_string())??;
     }
     Ok(sent)
 }
@@ -317,14 +332,22 @@ mod tests {
         let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
         sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let addr = sink.local_addr().unwrap();
-        assert_eq!(udp_spray(addr, 50, 20, Duration::ZERO).unwrap(), 50);
+        // A port in use is skipped.
+        let taken = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let busy = taken.local_addr().unwrap().port();
+        let first = if busy > 1100 { busy - 20 } else { busy };
+        let sent = udp_spray(addr, first..first + 50, 3).unwrap();
+        let expected = if busy > 1100 { 49 } else { 50 };
+        assert!(sent >= expected - 2 && sent <= expected, "{sent}");
         let mut ports = std::collections::HashSet::new();
         let mut buf = [0u8; 16];
-        for _ in 0..50 {
+        for _ in 0..sent {
             let (n, from) = sink.recv_from(&mut buf).unwrap();
-            assert_eq!(n, 8);
+            assert_eq!(n, 2);
+            assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), from.port());
             ports.insert(from.port());
         }
-        assert_eq!(ports.len(), 50);
+        assert_eq!(ports.len() as u64, sent);
+        assert!(!ports.contains(&busy));
     }
 }
