@@ -190,20 +190,29 @@ pub fn median(times: &[Duration]) -> Duration {
 /// Sends one small datagram to `addr` from each source port of `ports` (a router keeps one NAT
 /// entry per source port; ports chosen here rather than by the kernel, whose ephemeral ports
 /// repeat within a few thousand), on `threads` threads (under emulation the sockets' system
-/// calls, not the wire, set the pace). A port that cannot be bound (in use) is skipped.
-/// Returns how many were sent.
+/// calls can be slower than the rate), paced to `per_second` in all (so that two routers get
+/// the same rate). A port that cannot be bound (in use) is skipped. Returns how many were
+/// sent.
 pub fn udp_spray(
     addr: SocketAddr,
     ports: std::ops::Range<u16>,
     threads: u16,
+    per_second: f64,
 ) -> Result<u64, String> {
     let threads = threads.max(1);
+    let start = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let ports = ports.clone();
             std::thread::spawn(move || -> Result<u64, String> {
                 let mut sent = 0u64;
-                for port in ports.skip(t as usize).step_by(threads as usize) {
+                for (k, port) in ports.skip(t as usize).step_by(threads as usize).enumerate() {
+                    // Datagram i of the whole spray is due at i / per_second.
+                    let i = (k * threads as usize + t as usize) as f64;
+                    let due = start + Duration::from_secs_f64(i / per_second.max(1.0));
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
                     let Ok(socket) = UdpSocket::bind(("0.0.0.0", port)) else {
                         continue;
                     };
@@ -336,7 +345,10 @@ mod tests {
         let taken = UdpSocket::bind("0.0.0.0:0").unwrap();
         let busy = taken.local_addr().unwrap().port();
         let first = if busy > 1100 { busy - 20 } else { busy };
-        let sent = udp_spray(addr, first..first + 50, 3).unwrap();
+        let started = Instant::now();
+        let sent = udp_spray(addr, first..first + 50, 3, 500.0).unwrap();
+        // Paced: the 50th is due at 49 / 500 s.
+        assert!(started.elapsed() >= Duration::from_millis(90));
         let expected = if busy > 1100 { 49 } else { 50 };
         assert!(sent >= expected - 2 && sent <= expected, "{sent}");
         let mut ports = std::collections::HashSet::new();
