@@ -1,4 +1,5 @@
-//! The UDP peers' protocol code, apart from the binary so that its fuzz target can reach it
-//! (`fuzz/`, docs/fuzzing.md).
+//! The dom0 peers' code, apart from the binaries so that tests and fuzz targets can reach it
+//! (`fuzz/`, docs/fuzzing.md): the UDP peers' DNS answers, and the router benchmark's load.
 
+pub mod bench;
 pub mod dns;
