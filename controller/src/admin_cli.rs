@@ -318,7 +318,12 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<(), S
         }
         AdminCommand::Devices(DevicesCommand::Show { uuid }) => {
             print_json(&admin.device(&uuid).await.map_err(text)?);
-            for line in crate::admin_show::object_lines(&admin.status(&uuid).await.map_err(text)?) {
+            let status = admin.status(&uuid).await.map_err(text)?;
+            let objects = crate::admin_show::object_lines(&status);
+            for line in objects
+                .into_iter()
+                .chain(crate::admin_show::network_lines(&status))
+            {
                 println!("{line}");
             }
             let flows = admin

@@ -68,6 +68,122 @@ pub fn object_lines(status: &crate::admin_api::DeviceStatus) -> Vec<String> {
     lines
 }
 
+/// The network instances the device reports (their newest info) and their counters (its newest
+/// metrics), a few lines each:
+///
+/// - `network-instance UUID "NAME" STATE KIND bridge BRIDGE gateway IP`, then ` error "TEXT"
+///   at TIME` for each error; `network-instance UUID (removed)` for one reported gone;
+/// - `network-instance UUID app APP MAC ADDRESSES` for each app interface and each address the
+///   instance leased (APP `-` for an address no configured app's MAC holds, ADDRESSES `-` for an
+///   interface with none yet);
+/// - `network-instance UUID counters to-apps N from-apps N dropped N acl-drops N limit-drops N`
+///   (frames; ACL drops and rate-limit drops both ways), for each instance in the metrics.
+pub fn network_lines(status: &crate::admin_api::DeviceStatus) -> Vec<String> {
+    use serde_json::Value;
+    let text = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).unwrap_or("").to_owned();
+    // proto3 JSON: 64-bit integers as strings, defaults left out.
+    let num = |v: &Value, name: &str| -> u64 {
+        match v.get(name) {
+            Some(Value::String(s)) => s.parse().unwrap_or(0),
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+            _ => 0,
+        }
+    };
+    let list = |v: &Value, name: &str| -> Vec<Value> {
+        v.get(name)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut lines = Vec::new();
+    for item in &status.network_instances {
+        let (id, info) = (&item.object, &item.info);
+        let state = match info.get("state") {
+            Some(Value::String(state)) => state.clone(),
+            Some(Value::Number(number)) => number.to_string(),
+            _ => String::new(),
+        };
+        let name = text(info, "displayname");
+        if name.is_empty() && state.is_empty() {
+            lines.push(format!("network-instance {id} (removed)"));
+            continue;
+        }
+        let kind = match num(info, "instType") {
+            1 => "switch".to_owned(),
+            2 => "local".to_owned(),
+            other => format!("type-{other}"),
+        };
+        let mut line = format!(
+            "network-instance {id} {name:?} {state} {kind} bridge {} gateway {}",
+            or_dash(text(info, "bridgeName")),
+            or_dash(text(info, "bridgeIPAddr")),
+        );
+        for error in list(info, "networkErr") {
+            line.push_str(&format!(" error {:?}", text(&error, "description")));
+            let when = text(&error, "timestamp");
+            if !when.is_empty() {
+                line.push_str(&format!(" at {when}"));
+            }
+        }
+        lines.push(line);
+        // Each MAC: the app whose interface it is, and the addresses leased to it.
+        let mut macs: Vec<(String, String, Vec<String>)> = list(info, "vifs")
+            .iter()
+            .map(|vif| (text(vif, "macAddress"), text(vif, "appID"), Vec::new()))
+            .collect();
+        for assignment in list(info, "ipAssignments") {
+            let mac = text(&assignment, "macAddress");
+            let ips = list(&assignment, "ipAddress")
+                .iter()
+                .filter_map(|ip| ip.as_str().map(str::to_owned))
+                .collect::<Vec<_>>();
+            match macs.iter_mut().find(|(m, _, _)| *m == mac) {
+                Some(entry) => entry.2.extend(ips),
+                None => macs.push((mac, String::new(), ips)),
+            }
+        }
+        for (mac, app, ips) in macs {
+            lines.push(format!(
+                "network-instance {id} app {} {mac} {}",
+                or_dash(app),
+                or_dash(ips.join(","))
+            ));
+        }
+    }
+    for item in &status.network_metrics {
+        let totals = list(&item.info, "network")
+            .iter()
+            .fold([0u64; 5], |mut sum, n| {
+                let acl = num(n, "txAclDrops") + num(n, "rxAclDrops");
+                let limit = num(n, "txAclRateLimitDrops") + num(n, "rxAclRateLimitDrops");
+                for (total, value) in sum.iter_mut().zip([
+                    num(n, "txPkts"),
+                    num(n, "rxPkts"),
+                    num(n, "txDrops") + num(n, "rxDrops"),
+                    acl,
+                    limit,
+                ]) {
+                    *total = total.saturating_add(value);
+                }
+                sum
+            });
+        lines.push(format!(
+            "network-instance {} counters to-apps {} from-apps {} dropped {} acl-drops {} limit-drops {}",
+            item.object, totals[0], totals[1], totals[2], totals[3], totals[4]
+        ));
+    }
+    lines
+}
+
+/// `text`, or `-` if it is empty (a line's words stay in place).
+fn or_dash(text: String) -> String {
+    if text.is_empty() {
+        "-".into()
+    } else {
+        text
+    }
+}
+
 /// How many flow records and DNS requests `devices show` prints, the newest.
 pub const RECENT_FLOWS: usize = 20;
 
@@ -233,6 +349,50 @@ mod tests {
                 "app a3 (removed)",
                 "volume v1 \"disk\" CREATING_VOLUME 40%",
                 "content-tree c1 \"alpine\" DOWNLOAD_STARTED error \"retrying\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn network_instances_show_state_app_addresses_and_drops() {
+        let status = DeviceStatus {
+            network_instances: vec![
+                item(
+                    "ni-1",
+                    json!({"networkID": "ni-1", "displayname": "default", "instType": 2,
+                       "activated": true, "state": "ZNETINST_STATE_ONLINE",
+                       "bridgeName": "lichenni1", "bridgeIPAddr": "10.1.0.1",
+                       "ipAssignments": [
+                           {"macAddress": "02:00:00:00:00:01", "ipAddress": ["10.1.0.2"]},
+                           {"macAddress": "02:00:00:00:00:09", "ipAddress": ["10.1.0.3"]}],
+                       "vifs": [
+                           {"macAddress": "02:00:00:00:00:01", "appID": "app-1"},
+                           {"macAddress": "02:00:00:00:00:02", "appID": "app-2"}],
+                       "networkErr": [{"description": "app app-2: ACE 1: bad port",
+                                       "timestamp": "2026-12-08T01:00:00Z",
+                                       "severity": "SEVERITY_WARNING"}]}),
+                ),
+                item("ni-2", json!({"networkID": "ni-2"})),
+            ],
+            network_metrics: vec![item(
+                "ni-1",
+                json!({"networkID": "ni-1", "network": [
+                    {"iName": "default", "txPkts": "9", "rxPkts": "10", "rxDrops": "7",
+                     "rxAclDrops": "4", "txAclRateLimitDrops": "1", "rxAclRateLimitDrops": "2"}]}),
+            )],
+            ..DeviceStatus::default()
+        };
+        assert_eq!(
+            network_lines(&status),
+            vec![
+                "network-instance ni-1 \"default\" ZNETINST_STATE_ONLINE local bridge lichenni1 \
+                 gateway 10.1.0.1 error \"app app-2: ACE 1: bad port\" at 2026-12-08T01:00:00Z",
+                "network-instance ni-1 app app-1 02:00:00:00:00:01 10.1.0.2",
+                "network-instance ni-1 app app-2 02:00:00:00:00:02 -",
+                "network-instance ni-1 app - 02:00:00:00:00:09 10.1.0.3",
+                "network-instance ni-2 (removed)",
+                "network-instance ni-1 counters to-apps 9 from-apps 10 dropped 7 acl-drops 4 \
+                 limit-drops 3",
             ]
         );
     }
