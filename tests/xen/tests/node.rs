@@ -682,7 +682,15 @@ fn dns_and_drops_at_the_controller(
     echo_uuid: &str,
 ) {
     use serde_json::Value;
-    run.assert_has("udp-peer: dns app.lichen.test from 10.0.2.200");
+    // lichen-udp-peer: `udp-peer: dns NAME type 1 -> ANSWER from ADDR:PORT`.
+    assert!(
+        run.log
+            .lines()
+            .any(|l| l.starts_with("udp-peer: dns app.lichen.test ")
+                && l.contains(" -> 10.0.2.42 from 10.0.2.200:")),
+        "dom0's DNS server was not asked by zedrouter:\n{}",
+        run.log
+    );
     run.assert_has("echo: resolved app.lichen.test -> [10.0.2.42]");
     run.assert_has("echo: probe 10.0.2.199:9: ");
     assert_eq!(
