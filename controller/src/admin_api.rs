@@ -120,6 +120,10 @@ pub struct DeviceStatus {
     pub volumes: Vec<InfoItem>,
     /// Each content tree's newest `ZInfoContentTree`.
     pub content_trees: Vec<InfoItem>,
+    /// Each network instance's counters (`ZMetricNetworkInstance`: frames, drops by an ACL and
+    /// by a rate limit) from the device's newest metrics report, by `networkID`.
+    #[serde(default)]
+    pub network_metrics: Vec<InfoItem>,
 }
 
 /// One object's newest info.

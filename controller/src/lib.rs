@@ -7,12 +7,13 @@
 //! - [`datastore`], [`deploy`]: the datastore app images are served from, and the config
 //!   objects that deploy one;
 //! - [`tpm`]: the TPM structures of attestation quotes;
-//! - [`client`], [`admin_api`], [`admin_client`], [`admin_cli`]: the admin side;
+//! - [`client`], [`admin_api`], [`admin_client`], [`admin_cli`], [`admin_show`]: the admin side;
 //! - [`devsim`]: simulated devices, for tests and load.
 
 pub mod admin_api;
 pub mod admin_cli;
 pub mod admin_client;
+pub mod admin_show;
 pub mod admin_token;
 pub mod client;
 pub mod datastore;

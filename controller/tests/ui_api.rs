@@ -147,6 +147,29 @@ async fn configuration_is_checked_before_and_applied_at_a_version() {
     assert_eq!(status.apps.len(), 1);
     assert_eq!(status.apps[0].info["state"], "RUNNING");
     assert_eq!(status.network_instances[0].info["displayname"], "local");
+    assert!(status.network_metrics.is_empty(), "no metrics yet");
+    // The network instance's counters, from the newest metrics report; `devices show`'s lines.
+    let mut metrics = reports::metrics(&uuid, 90);
+    metrics.nm = reports::network_instance_metrics(device.config(), 90);
+    device.post_report("metrics", &metrics).await.unwrap();
+    let status = admin.status(&uuid).await.unwrap();
+    assert_eq!(
+        status.network_metrics[0].object,
+        "2a4f8c1e-0b1d-4d6e-9a53-6c0f3f0e1a01"
+    );
+    let lines = lichen_controller::admin_show::network_lines(&status);
+    assert_eq!(
+        lines,
+        vec![
+            "network-instance 2a4f8c1e-0b1d-4d6e-9a53-6c0f3f0e1a01 \"local\" ZNETINST_STATE_ONLINE \
+             local bridge bn1 gateway 10.1.0.1",
+            "network-instance 2a4f8c1e-0b1d-4d6e-9a53-6c0f3f0e1a01 app \
+             7e8f9a0b-1c2d-4e3f-a4b5-c6d7e8f90a07 02:16:3e:00:00:01 10.1.0.10",
+            "network-instance 2a4f8c1e-0b1d-4d6e-9a53-6c0f3f0e1a01 counters to-apps 3600 \
+             from-apps 3150 dropped 6 acl-drops 4 limit-drops 2",
+        ],
+        "{status:?}"
+    );
     let summary = admin.device(&uuid).await.unwrap();
     let brief = summary.status.unwrap();
     assert_eq!(brief.state, "ZDEVICE_STATE_ONLINE");

@@ -293,7 +293,8 @@ async fn live(
             continue;
         }
         last_report = Some(Instant::now());
-        let metrics = reports::metrics(&uuid, born.elapsed().as_secs());
+        let mut metrics = reports::metrics(&uuid, born.elapsed().as_secs());
+        metrics.nm = reports::network_instance_metrics(device.config(), born.elapsed().as_secs());
         let logs = reports::logs(&uuid, next_log_id, 3, &behaviour.log_text);
         next_log_id += 3;
         let mut results = vec![

@@ -7,12 +7,13 @@ use lichen_api::config::EdgeDevConfig;
 use lichen_api::flowlog::{AclAction, FlowMessage, FlowRecord, IpFlow, ScopeInfo};
 use lichen_api::info::{
     z_info_msg::InfoContent, ZDeviceState, ZInfoApp, ZInfoDevSw, ZInfoDevice, ZInfoMsg,
-    ZInfoNetworkInstance, ZInfoTypes, ZNetworkInstanceState, ZSwState,
+    ZInfoNetworkInstance, ZInfoTypes, ZNetworkInstanceState, ZSwState, ZmetIpAssignmentEntry,
+    ZmetVifInfo,
 };
 use lichen_api::logs::{LogBundle, LogEntry};
 use lichen_api::metrics::{
     z_metric_msg::MetricContent, AppCpuMetric, DeviceMetric, MemoryMetric, NetworkMetric,
-    ZMetricMsg,
+    ZMetricMsg, ZMetricNetworkInstance,
 };
 use lichen_api::Timestamp;
 
@@ -85,7 +86,9 @@ pub fn app_infos(uuid: &str, config: &EdgeDevConfig) -> Vec<ZInfoMsg> {
         .collect()
 }
 
-/// One status message per configured network instance, each online.
+/// One status message per configured network instance, each online, with the addresses of the
+/// apps attached to it (an interface's `addr`, else the subnet's 10th address on; its
+/// `macAddress`, else one made from the app's place in the configuration).
 pub fn network_instance_infos(uuid: &str, config: &EdgeDevConfig) -> Vec<ZInfoMsg> {
     config
         .network_instances
@@ -93,6 +96,8 @@ pub fn network_instance_infos(uuid: &str, config: &EdgeDevConfig) -> Vec<ZInfoMs
         .enumerate()
         .map(|(index, instance)| {
             let id = instance.uuidandversion.clone().unwrap_or_default();
+            let ip = instance.ip.clone().unwrap_or_default();
+            let (vifs, ip_assignments) = attached(config, &id.uuid, &ip.subnet);
             ZInfoMsg {
                 ztype: ZInfoTypes::ZiNetworkInstance as i32,
                 dev_id: uuid.to_owned(),
@@ -104,10 +109,97 @@ pub fn network_instance_infos(uuid: &str, config: &EdgeDevConfig) -> Vec<ZInfoMs
                     displayname: instance.displayname.clone(),
                     activated: instance.activate,
                     bridge_name: format!("bn{}", index + 1),
+                    bridge_num: index as u32 + 1,
+                    bridge_ip_addr: ip.gateway,
+                    ports: vec!["eth0".into()],
+                    ip_assignments,
+                    vifs,
                     state: ZNetworkInstanceState::ZnetinstStateOnline as i32,
                     mtu: 1500,
                     ..Default::default()
                 })),
+            }
+        })
+        .collect()
+}
+
+/// The interfaces of `config`'s apps on network instance `network` and their addresses.
+fn attached(
+    config: &EdgeDevConfig,
+    network: &str,
+    subnet: &str,
+) -> (Vec<ZmetVifInfo>, Vec<ZmetIpAssignmentEntry>) {
+    let base = subnet
+        .split('/')
+        .next()
+        .and_then(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .map_or(0, u32::from);
+    let mut vifs = Vec::new();
+    let mut assignments = Vec::new();
+    let interfaces = config.apps.iter().enumerate().flat_map(|(n, app)| {
+        app.interfaces
+            .iter()
+            .filter(|i| i.network_id == network)
+            .map(move |i| (n, app, i))
+    });
+    for (n, app, interface) in interfaces {
+        let mac = if interface.mac_address.is_empty() {
+            format!("02:16:3e:00:00:{:02x}", n + 1)
+        } else {
+            interface.mac_address.clone()
+        };
+        let address = if interface.addr.is_empty() {
+            std::net::Ipv4Addr::from(base.wrapping_add(10 + n as u32)).to_string()
+        } else {
+            interface.addr.clone()
+        };
+        vifs.push(ZmetVifInfo {
+            vif_name: format!("nbu{}x1", n + 1),
+            mac_address: mac.clone(),
+            app_id: app
+                .uuidandversion
+                .as_ref()
+                .map(|id| id.uuid.clone())
+                .unwrap_or_default(),
+        });
+        assignments.push(ZmetIpAssignmentEntry {
+            mac_address: mac,
+            ip_address: vec![address],
+        });
+    }
+    (vifs, assignments)
+}
+
+/// Each configured network instance's counters after `uptime_s` seconds: frames both ways, and
+/// now and then a connection refused by an ACL or a packet over a rate limit.
+pub fn network_instance_metrics(
+    config: &EdgeDevConfig,
+    uptime_s: u64,
+) -> Vec<ZMetricNetworkInstance> {
+    config
+        .network_instances
+        .iter()
+        .enumerate()
+        .map(|(index, instance)| {
+            let id = instance.uuidandversion.clone().unwrap_or_default();
+            let acl = uptime_s / 30 + 1;
+            let limit = uptime_s / 45;
+            ZMetricNetworkInstance {
+                network_id: id.uuid,
+                network_version: id.version,
+                inst_type: instance.inst_type as u32,
+                displayname: instance.displayname.clone(),
+                activated: instance.activate,
+                network: vec![NetworkMetric {
+                    i_name: instance.displayname.clone(),
+                    local_name: format!("bn{}", index + 1),
+                    tx_pkts: uptime_s * 40,
+                    rx_pkts: uptime_s * 35,
+                    rx_drops: acl + limit,
+                    rx_acl_drops: acl,
+                    rx_acl_rate_limit_drops: limit,
+                    ..Default::default()
+                }],
             }
         })
         .collect()

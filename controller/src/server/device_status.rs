@@ -1,6 +1,7 @@
 //! What a device says about itself: the newest info report of each object it reports on (the
-//! device, its app instances, network instances, volumes and content trees), for the admin API's
-//! status route and the fleet list.
+//! device, its app instances, network instances, volumes and content trees) and its network
+//! instances' counters from its newest metrics report, for the admin API's status route and the
+//! fleet list.
 //!
 //! What a device controls here: every value shown. They are passed on as JSON data (the web UI
 //! escapes them); a report that does not map to proto3 JSON is shown by field number.
@@ -49,15 +50,54 @@ pub(super) async fn status(app: &App, uuid: &str) -> Result<DeviceStatus, ApiErr
             _ => {}
         }
     }
+    status.network_metrics = network_metrics(app, uuid).await?;
     for list in [
         &mut status.apps,
         &mut status.network_instances,
+        &mut status.network_metrics,
         &mut status.volumes,
         &mut status.content_trees,
     ] {
         list.sort_by(|a, b| a.object.cmp(&b.object));
     }
     Ok(status)
+}
+
+/// Each network instance's counters (`nm`) in device `uuid`'s newest metrics report, by
+/// `networkID` (none if it sent no metrics, or they hold no network instance).
+async fn network_metrics(app: &App, uuid: &str) -> Result<Vec<InfoItem>, ApiError> {
+    let newest = app
+        .store
+        .telemetry(TelemetryQuery {
+            newest_first: true,
+            ..TelemetryQuery::device(uuid, &[TelemetryKind::Metrics], 1)
+        })
+        .await?;
+    let Some(report) = newest.into_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let report = report_json::to_report(report);
+    Ok(instance_metrics(&report.message)
+        .into_iter()
+        .map(|info| InfoItem {
+            object: info
+                .get("networkID")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            received_at_ms: report.received_at_ms,
+            info,
+        })
+        .collect())
+}
+
+/// The network instances' metrics (`nm`) of a `ZMetricMsg` in proto3 JSON.
+fn instance_metrics(message: &Value) -> Vec<Value> {
+    message
+        .get("nm")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The gist of device `uuid`'s newest device info (empty fields if it sent none).

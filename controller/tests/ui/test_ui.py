@@ -162,9 +162,10 @@ def run(args):
         wait_until("the waiting device in the onboarding queue",
                    lambda: admin.json("GET", "/onboarding/pending"))
         # Enough reports for charts, logs of every severity and flows.
-        wait_until("metrics and app info of sim-0", lambda: len(
+        wait_until("metrics, app info and network-instance metrics of sim-0", lambda: len(
             admin.json("GET", f"/devices/{sim0}/metrics")) >= 3 and admin.json(
-                "GET", f"/devices/{sim0}/status")["apps"], timeout=30)
+                "GET", f"/devices/{sim0}/status")["apps"] and admin.json(
+                "GET", f"/devices/{sim0}/status")["network_metrics"], timeout=30)
 
         browser = Browser(args.chromium, os.path.join(work, "chromium"),
                           [f"--ignore-certificate-errors-spki-list={spki_pin(state)}"],
@@ -226,6 +227,9 @@ def run(args):
         networks = browser.evaluate("document.querySelector('#network-instances').textContent")
         check("local" in networks and "10.1.0.0/24" in networks and "ONLINE" in networks,
               f"network instances: {networks}")
+        # nginx's address (devsim's niinfo) and the drops (its metrics).
+        check("02:16:3e:00:00:01 10.1.0.10" in networks and "ACL " in networks,
+              f"network instances' addresses and drops: {networks}")
         lines = browser.evaluate("document.querySelectorAll('#metrics svg polyline').length")
         check(lines >= 4, f"{lines} chart lines (CPU, memory, network rx and tx)")
         flows = browser.wait_for("document.querySelectorAll('#flows tbody tr').length")

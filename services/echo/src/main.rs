@@ -9,6 +9,9 @@
 //!   counters, the stack's counters and the heap in use; anything else gets a 4xx.
 //!
 //! Tuning: `tcp_buffer=BYTES` (socket buffers, default 32768), `backlog=N` (default 128).
+//!
+//! As an app on a network instance it can also resolve a name and try a connection now and
+//! then (`resolve=`, `probe=`, `probe_every=`: [`probe`]).
 
 #![no_std]
 #![no_main]
@@ -16,6 +19,7 @@
 extern crate alloc;
 
 mod http;
+mod probe;
 
 use alloc::format;
 use alloc::string::String;
@@ -90,6 +94,13 @@ async fn main(args: Args) -> i32 {
             return 2;
         }
     };
+    let probe = match probe::Probe::from_args(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            kernel::error!("echo: {e}");
+            return 2;
+        }
+    };
     if let Err(e) = net::start(&args) {
         kernel::error!("echo: {e}");
         return 1;
@@ -125,6 +136,9 @@ async fn main(args: Args) -> i32 {
         }
     });
     kernel::spawn(udp_echo(udp));
+    if let Some(probe) = probe {
+        kernel::spawn(probe.run());
+    }
     kernel::spawn(serve_http(http));
     sample_heap();
     loop {

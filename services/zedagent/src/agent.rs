@@ -632,13 +632,7 @@ impl Agent {
         );
         if let Some(watched) = &self.watched {
             // zedrouter's network instances, their ACL and rate-limit drops.
-            let (instances, items) = watched.network_metrics();
-            message.nm = instances;
-            if let Some(lichen_api::metrics::z_metric_msg::MetricContent::Dm(dm)) =
-                message.metric_content.as_mut()
-            {
-                dm.metric_items.extend(items);
-            }
+            message.nm = watched.network_metrics();
         }
         let body = self.device.seal_to_bytes(&message);
         let path = route(&format!("id/{}/metrics", self.uuid));

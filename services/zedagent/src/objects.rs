@@ -1,5 +1,5 @@
-//! The node's objects that zedagent reports on (apps, content trees, volumes), followed on the
-//! bus.
+//! The node's objects that zedagent reports on (apps, content trees, volumes, network
+//! instances), followed on the bus.
 //!
 //! They are *watched* (`watches:` in the service declaration): the subscriptions are wired only
 //! where some pillar of the node publishes the topic, so zedagent runs as well on a node
@@ -62,12 +62,14 @@ impl Watched {
         let mut downloads = pin!(self.downloads.next());
         let mut volumes = pin!(self.volumes.next());
         let mut flows = pin!(self.flows.next());
+        let mut instances = pin!(self.instances.next());
         poll_fn(|cx| {
             let a = apps.as_mut().poll(cx).is_ready();
             let d = downloads.as_mut().poll(cx).is_ready();
             let v = volumes.as_mut().poll(cx).is_ready();
             let f = flows.as_mut().poll(cx).is_ready();
-            if a || d || v || f {
+            let n = instances.as_mut().poll(cx).is_ready();
+            if a || d || v || f || n {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -79,17 +81,11 @@ impl Watched {
         while self.downloads.try_next().is_some() {}
         while self.volumes.try_next().is_some() {}
         while self.flows.try_next().is_some() {}
+        while self.instances.try_next().is_some() {}
     }
 
     /// The network instances' metrics now (zedrouter's statuses; `device_api::netinst`).
-    pub fn network_metrics(
-        &self,
-    ) -> (
-        Vec<lichen_api::metrics::ZMetricNetworkInstance>,
-        Vec<lichen_api::metrics::MetricItem>,
-    ) {
-        // The view holds the statuses: the queued updates are not needed.
-        while self.instances.try_next().is_some() {}
+    pub fn network_metrics(&self) -> Vec<lichen_api::metrics::ZMetricNetworkInstance> {
         self.instances
             .with(|view| device_api::netinst::metrics(view.iter()))
     }
@@ -113,6 +109,10 @@ impl Watched {
         reports.extend(
             self.volumes
                 .with(|view| self.reporter.volumes(view.iter(), now)),
+        );
+        reports.extend(
+            self.instances
+                .with(|view| self.reporter.network_instances(view.iter(), now)),
         );
         reports
     }

@@ -105,6 +105,7 @@ pub fn metrics(
                 rx_pkts: d.rx_frames,
                 tx_errors: 0,
                 rx_errors: d.device_errors,
+                ..Default::default()
             }]
         })
         .unwrap_or_default();

@@ -48,7 +48,7 @@ use router::wire::Mac;
 use router::{Config, Router};
 use topics::zedagent::{AppInstance, NetworkInstance};
 use topics::zedrouter::{
-    AppFlows, DnsRequest, Flow, Lease, Leases, NetworkInstanceState, NetworkInstanceStatus,
+    AppFlows, AppVif, DnsRequest, Flow, Lease, Leases, NetworkInstanceState, NetworkInstanceStatus,
     MAX_DNS, MAX_FLOWS,
 };
 
@@ -128,6 +128,8 @@ pub struct Instances {
     app_rules: BTreeMap<String, AppRules>,
     /// Per app MAC: the app's UUID (for flow logs).
     owners: BTreeMap<Mac, String>,
+    /// Per instance key: the configured apps' interfaces on it (for the status).
+    vifs: BTreeMap<String, Vec<AppVif>>,
     /// Per flow-log key: the last `seq` published.
     seqs: BTreeMap<String, u64>,
     /// Flow records beyond [`MAX_FLOWS`] or [`MAX_DNS`] in a period.
@@ -185,6 +187,7 @@ impl Instances {
             port_macs,
             app_rules: BTreeMap::new(),
             owners: BTreeMap::new(),
+            vifs: BTreeMap::new(),
             seqs: BTreeMap::new(),
             flows_lost: 0,
             switch_bridge: None,
@@ -403,11 +406,19 @@ impl Instances {
     pub fn set_apps(&mut self, apps: &[(String, AppInstance)]) -> Vec<String> {
         let mut wanted: BTreeMap<String, Result<Vec<Rule>, String>> = BTreeMap::new();
         self.owners.clear();
+        self.vifs.clear();
         for (uuid, app) in apps {
             for (devid, iface) in app.interfaces.iter().enumerate() {
                 let mac = app_mac(app, devid);
                 if let Ok(mac) = mac {
                     self.owners.insert(mac, uuid.clone());
+                    self.vifs
+                        .entry(iface.network_id.clone())
+                        .or_default()
+                        .push(AppVif {
+                            app: uuid.clone(),
+                            mac: mac_text(mac),
+                        });
                 }
                 let slot = wanted
                     .entry(iface.network_id.clone())
@@ -603,6 +614,8 @@ impl Instances {
                         .as_ref()
                         .map(|w| w.name.clone())
                         .unwrap_or_default(),
+                    kind: i.wanted.as_ref().map_or(0, |w| w.kind),
+                    apps: self.vifs.get(key).cloned().unwrap_or_default(),
                     error: match (i.error.is_empty(), i.acl_error.is_empty()) {
                         (_, true) => i.error.clone(),
                         (true, false) => i.acl_error.clone(),
@@ -644,6 +657,7 @@ impl Instances {
                     let n = r.counters();
                     s.to_uplink = n.to_uplink;
                     s.to_app = n.to_app;
+                    s.limit_drops_to_app = n.limited_to_app;
                     for (reason, count) in r.drops() {
                         s.dropped += count;
                         match reason {
@@ -954,6 +968,18 @@ mod tests {
         let s = state(&set, "a");
         assert_eq!((s.dropped, s.acl_drops), (1, 1), "{s:?}");
         assert!(s.leases.is_empty());
+        assert_eq!((s.kind, s.limit_drops_to_app), (KIND_LOCAL, 0));
+        // The configured apps' interfaces, by the MAC their vif has.
+        let (uuid, web) = app("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "a", vec![]);
+        set.set_apps(&[(uuid.clone(), web.clone())]);
+        let s = state(&set, "a");
+        assert_eq!(
+            s.apps,
+            vec![AppVif {
+                app: uuid,
+                mac: mac_text(app_mac(&web, 0).unwrap()),
+            }]
+        );
         assert_eq!(
             mac_text([0, 0x16, 0x3e, 0xa, 0xb, 0xff]),
             "00:16:3e:0a:0b:ff"

@@ -38,6 +38,12 @@
 //!    made ([`objects_in_device_show`]);
 //! 9. a second boot of the same disks: the same device again, its apps running from their
 //!    volumes ([`the_node_comes_back_after_a_reboot`]).
+//!
+//! Issue 17's checks at the controller ride on the first boot: echo's port map and its flows
+//! ([`port_map_reaches_echo`]); echo resolving a name through zedrouter's DNS forwarder and
+//! trying a connection its ACL drops, both in the flow log at the controller, and the network
+//! instance's info (state, echo's address) and drop counters in `admin devices show`
+//! ([`dns_and_drops_at_the_controller`]).
 
 use std::time::Duration;
 
@@ -112,6 +118,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     );
     let manifest = short_timers.clone()
         + "\n[test]\nhooks = [\"zedagent-kill\", \"apps-kill\", \"app-portmap\"]\n";
+    let manifest = with_app_dns(&manifest);
     // The app's image (not one of the node's).
     let built = std::process::Command::new(lichen_xen_tests::repo().join("scripts/build"))
         .arg("echo")
@@ -133,6 +140,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
         ];
         if name == "echo" {
             args.extend(PORT_MAP); // see port_map_reaches_echo
+            args.extend(ECHO_PROBE); // see dns_and_drops_at_the_controller
         }
         c.admin(&args);
     };
@@ -322,6 +330,7 @@ fn the_node_onboards_takes_a_config_and_loses_no_report_across_crashes_and_an_ou
     objects_in_device_show(&controller, &uuid);
     port_map_reaches_echo(&run, &controller, &uuid);
     zedrouter_restart_kept_addresses(&run);
+    dns_and_drops_at_the_controller(&run, &controller, &uuid, &echo_uuid);
     let leases = leases_in(&run.log);
     assert!(!leases.is_empty(), "zedrouter leased nothing:\n{}", run.log);
     drop(run);
@@ -471,6 +480,7 @@ fn lifecycle(
         ];
         if name == "echo" {
             args.extend(PORT_MAP); // the new image keeps echo's port map
+            args.extend(ECHO_PROBE); // and its probe
         }
         admin(&args)
     };
@@ -676,5 +686,125 @@ fn newlogs_arrived(run: &lichen_xen_tests::Run, controller: &Controller, uuid: &
     assert!(
         sources.contains(&"zedagent") && sources.len() >= 3,
         "lines from {sources:?} only:\n{logs}"
+    );
+}
+
+/// echo's user data (its command line, services/echo/src/probe.rs): every 20 s it resolves
+/// `app.lichen.test` through zedrouter's DNS forwarder and tries a TCP connection to dom0's
+/// 10.0.2.199:9, which its ACL (the port map alone) does not allow: the default deny drops it.
+const ECHO_PROBE: [&str; 2] = [
+    "--user-data",
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/echo-probe.args"),
+];
+
+/// The node test's manifest with dom0 as the DNS server of zedrouter's uplink: the `app-dns`
+/// hook (xen/dom0/hooks/app-dns: `app.lichen.test` is 10.0.2.42) answers on 10.0.2.199, the
+/// address the `app-portmap` hook gives dom0 on the uplink bridge (QEMU's user network has no
+/// name the test controls): `dns=` keeps it over the resolver of zedrouter's uplink lease.
+fn with_app_dns(manifest: &str) -> String {
+    let zedrouter = "cmdline = \"uplink=dhcp ";
+    assert!(
+        manifest.contains(zedrouter),
+        "eve.toml's zedrouter line changed"
+    );
+    manifest
+        .replace(zedrouter, &format!("{zedrouter}dns=10.0.2.199 "))
+        .replace("\"app-portmap\"]", "\"app-portmap\", \"app-dns\"]")
+}
+
+/// Issue 17 at the controller: echo ([`ECHO_PROBE`]) resolved `app.lichen.test` through
+/// zedrouter (dom0's server saw the query from zedrouter's uplink address) and its connection
+/// to 10.0.2.199:9 was dropped. The controller holds both in echo's flow log (`dnsReqs`, and a
+/// record with action drop); `admin devices show` lists the network instance online with
+/// echo's address (from zedagent's `niinfo`) and its counters with ACL drops (from the
+/// metrics).
+fn dns_and_drops_at_the_controller(
+    run: &lichen_xen_tests::Run,
+    controller: &Controller,
+    uuid: &str,
+    echo_uuid: &str,
+) {
+    use serde_json::Value;
+    // lichen-udp-peer: `udp-peer: dns NAME type 1 -> ANSWER from ADDR:PORT`.
+    // From zedrouter's uplink address: the one it leased.
+    let uplinks: Vec<String> = run
+        .log
+        .lines()
+        .filter_map(|l| l.split("zedrouter: uplink lease ").nth(1))
+        .filter_map(|rest| rest.split('/').next())
+        .map(|ip| format!(" -> 10.0.2.42 from {ip}:"))
+        .collect();
+    assert!(
+        run.log
+            .lines()
+            .any(|l| l.starts_with("udp-peer: dns app.lichen.test ")
+                && uplinks.iter().any(|from| l.contains(from.as_str()))),
+        "dom0's DNS server was not asked by zedrouter (uplink {uplinks:?}):\n{}",
+        run.log
+    );
+    run.assert_has("echo: resolved app.lichen.test -> [10.0.2.42]");
+    run.assert_has("echo: probe 10.0.2.199:9: ");
+    assert_eq!(
+        run.count("echo: probe 10.0.2.199:9: connected"),
+        0,
+        "{}",
+        run.log
+    );
+    // The flow logs, whole (`devices show` has the newest 20 records only).
+    let follow = controller.admin(&["follow", uuid, "--kinds", "flowlog", "--no-wait"]);
+    let messages: Vec<Value> = follow
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r.get("message").cloned())
+        .filter(|m| m["scope"]["uuid"] == echo_uuid)
+        .collect();
+    let list = |m: &Value, name: &str| m[name].as_array().cloned().unwrap_or_default();
+    let resolved = messages.iter().flat_map(|m| list(m, "dnsReqs")).any(|d| {
+        d["hostName"] == "app.lichen.test" && list(&d, "addrs").contains(&"10.0.2.42".into())
+    });
+    assert!(
+        resolved,
+        "no dnsReqs for app.lichen.test in echo's flow logs:\n{follow}"
+    );
+    let dropped = messages.iter().flat_map(|m| list(m, "flows")).any(|f| {
+        f["flow"]["dest"] == "10.0.2.199"
+            && f["flow"]["destPort"] == 9
+            && f["action"] == "ActionDrop"
+            && f["inbound"] != true
+    });
+    assert!(
+        dropped,
+        "no dropped flow to 10.0.2.199:9 in echo's flow logs:\n{follow}"
+    );
+    // The network instance at the controller: online, echo's address, its ACL drops.
+    let show = controller.admin(&["devices", "show", uuid]);
+    let lines: Vec<&str> = show
+        .lines()
+        .filter(|l| l.starts_with("network-instance "))
+        .collect();
+    let online = lines.iter().find(|l| {
+        l.contains("\"default\" ZNETINST_STATE_ONLINE local bridge lichenni")
+            && l.contains("gateway 10.1.0.1")
+    });
+    let instance = online
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no online instance `default`:\n{show}"));
+    let echo_app = format!("network-instance {instance} app {echo_uuid} ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&echo_app) && l.contains(" 10.1.0.")),
+        "no address of echo on {instance}:\n{show}"
+    );
+    let acl_drops: u64 = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("network-instance {instance} counters ")))
+        .and_then(|l| l.split(" acl-drops ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counters of {instance}:\n{show}"));
+    assert!(
+        acl_drops >= 1,
+        "no ACL drops counted on {instance}:\n{show}"
     );
 }

@@ -1,7 +1,8 @@
 //! The node's objects as EVE's info reports them, and which of them changed since they were
 //! last reported: apps (`ZInfoApp`, from zedmanager's `AppInstanceStatus`), content trees
-//! (`ZInfoContentTree`, from the downloader's `DownloadStatus`) and volumes (`ZInfoVolume`,
-//! from volumemgr's `VolumeStatus`).
+//! (`ZInfoContentTree`, from the downloader's `DownloadStatus`), volumes (`ZInfoVolume`,
+//! from volumemgr's `VolumeStatus`) and network instances (`ZInfoNetworkInstance`, from
+//! zedrouter's `NetworkInstanceStatus`: `crate::netinst`; its counters are metrics, not info).
 //!
 //! [`Reporter`] keeps what it last reported of each object. Given the objects' statuses as
 //! they are now (a subscription's view), it returns an info report for each object that is
@@ -26,11 +27,13 @@ use alloc::vec::Vec;
 
 use lichen_api::info::z_info_msg::InfoContent;
 use lichen_api::info::{
-    ErrorInfo, Severity, ZInfoApp, ZInfoContentTree, ZInfoMsg, ZInfoTypes, ZInfoVolume, ZSwState,
+    ErrorInfo, Severity, ZInfoApp, ZInfoContentTree, ZInfoMsg, ZInfoNetworkInstance, ZInfoTypes,
+    ZInfoVolume, ZSwState,
 };
 use topics::downloader::{DownloadState, DownloadStatus};
 use topics::volumemgr::{VolumeState, VolumeStatus};
 use topics::zedmanager::{AppInstanceStatus, SwState};
+use topics::zedrouter::{NetworkInstanceState, NetworkInstanceStatus};
 
 /// The longest name or error text reported, in bytes.
 pub const MAX_TEXT: usize = 1024;
@@ -44,6 +47,8 @@ pub enum Kind {
     ContentTree,
     /// A volume (`ZInfoVolume`).
     Volume,
+    /// A network instance (`ZInfoNetworkInstance`).
+    NetworkInstance,
 }
 
 /// What is remembered of an object between looks.
@@ -163,6 +168,31 @@ impl Reporter {
         })
     }
 
+    /// The reports due for the network instances whose statuses are now `current` (keyed by
+    /// instance UUID), at Unix time `now`: what they are, their state, bridge, apps and their
+    /// addresses, and their error (zedrouter's counters change all the time: they are in the
+    /// metrics, `crate::netinst::metrics`).
+    pub fn network_instances<'a>(
+        &mut self,
+        current: impl IntoIterator<Item = (&'a str, &'a NetworkInstanceStatus)>,
+        now: u64,
+    ) -> Vec<ZInfoMsg> {
+        self.diff(Kind::NetworkInstance, current, now, |uuid, status, seen| {
+            let error = seen.note_error(&status.error, now);
+            if status.state == NetworkInstanceState::Online {
+                seen.running_since.get_or_insert(now);
+            } else {
+                seen.running_since = None;
+            }
+            InfoContent::Niinfo(crate::netinst::info(
+                uuid,
+                status,
+                seen.running_since,
+                error.map(|(_, at)| at),
+            ))
+        })
+    }
+
     /// Reports for the objects of `kind` that are new or changed in `current`, and deletions
     /// for those that are gone; `build` makes an object's report (and updates what is
     /// remembered of it).
@@ -226,6 +256,10 @@ fn deleted(kind: Kind, uuid: String) -> InfoContent {
             uuid,
             ..Default::default()
         }),
+        Kind::NetworkInstance => InfoContent::Niinfo(ZInfoNetworkInstance {
+            network_id: uuid,
+            ..Default::default()
+        }),
     }
 }
 
@@ -235,6 +269,7 @@ fn message(kind: Kind, content: InfoContent, now: u64) -> ZInfoMsg {
         Kind::App => ZInfoTypes::ZiApp,
         Kind::ContentTree => ZInfoTypes::ZiContentTree,
         Kind::Volume => ZInfoTypes::ZiVolume,
+        Kind::NetworkInstance => ZInfoTypes::ZiNetworkInstance,
     };
     ZInfoMsg {
         ztype: ztype as i32,
@@ -252,6 +287,7 @@ pub fn superseded_key(info: &ZInfoMsg) -> Option<String> {
         Some(InfoContent::Ainfo(app)) => ("app", &app.app_id),
         Some(InfoContent::Cinfo(tree)) => ("contenttree", &tree.uuid),
         Some(InfoContent::Vinfo(volume)) => ("volume", &volume.uuid),
+        Some(InfoContent::Niinfo(instance)) => ("netinst", &instance.network_id),
         _ => return None,
     };
     Some(alloc::format!("{kind}:{uuid}"))
@@ -297,7 +333,7 @@ fn error_info((description, at): (String, u64), severity: Severity) -> ErrorInfo
 }
 
 /// `text` cut to at most [`MAX_TEXT`] bytes, on a character boundary.
-fn clip(text: &str) -> &str {
+pub(crate) fn clip(text: &str) -> &str {
     if text.len() <= MAX_TEXT {
         return text;
     }

@@ -255,3 +255,64 @@ fn a_volume_reports_its_filling_and_generation_then_its_deletion() {
     );
     assert_eq!(superseded_key(&reports[0]).as_deref(), Some("volume:v1"));
 }
+
+#[test]
+fn a_network_instance_is_reported_when_its_info_changes_not_its_counters() {
+    use lichen_api::info::ZNetworkInstanceState;
+    use topics::zedrouter::Lease;
+    let niinfo = |report: &ZInfoMsg| -> ZInfoNetworkInstance {
+        assert_eq!(report.ztype, ZInfoTypes::ZiNetworkInstance as i32);
+        match &report.info_content {
+            Some(InfoContent::Niinfo(ni)) => ni.clone(),
+            other => panic!("not a network instance report: {other:?}"),
+        }
+    };
+    let mut reporter = Reporter::new();
+    let mut status = NetworkInstanceStatus {
+        name: "default".into(),
+        kind: 2,
+        state: NetworkInstanceState::Pending,
+        ..Default::default()
+    };
+    let first = niinfo(&reporter.network_instances([("ni-1", &status)], 10)[0]);
+    assert_eq!(
+        (first.network_id.as_str(), first.state),
+        ("ni-1", ZNetworkInstanceState::ZnetinstStateInit as i32)
+    );
+    status.state = NetworkInstanceState::Online;
+    status.bridge = "lichenni1".into();
+    status.subnet = "10.1.0.1/24".into();
+    let online = niinfo(&reporter.network_instances([("ni-1", &status)], 20)[0]);
+    assert_eq!(online.up_time_stamp, Some(crate::timestamp(20)));
+    // Traffic alone: no report.
+    status.to_app = 100;
+    status.acl_drops = 3;
+    assert!(reporter
+        .network_instances([("ni-1", &status)], 30)
+        .is_empty());
+    // An app's address: reported, the up time kept.
+    status.leases.push(Lease {
+        mac: "02:00:00:00:00:01".into(),
+        ip: "10.1.0.2".into(),
+    });
+    let leased = niinfo(&reporter.network_instances([("ni-1", &status)], 40)[0]);
+    assert_eq!(leased.ip_assignments[0].ip_address, vec!["10.1.0.2"]);
+    assert_eq!(leased.up_time_stamp, Some(crate::timestamp(20)));
+    // An ACL refused: the error, stamped when first seen.
+    status.error = "app a1: ACE 2: bad port \"x\"".into();
+    let refused = niinfo(&reporter.network_instances([("ni-1", &status)], 50)[0]);
+    assert_eq!(refused.network_err[0].timestamp, Some(crate::timestamp(50)));
+    assert!(reporter
+        .network_instances([("ni-1", &status)], 60)
+        .is_empty());
+    // Gone: its UUID alone, which supersedes what still waits of it.
+    let reports = reporter.network_instances([], 70);
+    assert_eq!(
+        niinfo(&reports[0]),
+        ZInfoNetworkInstance {
+            network_id: "ni-1".into(),
+            ..Default::default()
+        }
+    );
+    assert_eq!(superseded_key(&reports[0]).as_deref(), Some("netinst:ni-1"));
+}

@@ -688,6 +688,9 @@ impl Router {
                     counters: Default::default(),
                 };
                 self.flows.drop_packet(record, tx, p.total_len, now_ms);
+                if !tx {
+                    self.counters.limited_to_app += 1;
+                }
                 return Err(Reason::RateLimit);
             }
         }

@@ -268,14 +268,20 @@ fn rate_limit_drops_beyond_the_bucket() {
         })
         .count();
     assert_eq!(passed, 2, "the burst");
-    assert!(
-        matches!(
-            r.handle(Side::App, &mut dgram(0), 300),
-            Verdict::Forward(..)
-        ),
-        "5/s refills one per 200 ms"
-    );
+    let out = forward(&mut r, Side::App, dgram(0), 300); // 5/s refills one per 200 ms
+    let Transport::Udp { src: nat_port, .. } = out.transport else {
+        panic!("{out:?}")
+    };
     assert_eq!(r.drops().find(|d| d.0 == "rate_limit").unwrap().1, 8);
+    assert_eq!(r.counters().limited_to_app, 0, "all from the app");
+    // A reply over the limit is dropped on its way to the app, and counted as such.
+    let mut reply = build_udp(&host_ends([10, 0, 2, 2]), 9, nat_port, b"r");
+    assert_eq!(
+        r.handle(Side::Uplink, &mut reply, 300),
+        Verdict::Dropped(Reason::RateLimit)
+    );
+    assert_eq!(r.drops().find(|d| d.0 == "rate_limit").unwrap().1, 9);
+    assert_eq!(r.counters().limited_to_app, 1);
     let flows = r.take_flows();
     assert!(flows
         .iter()

@@ -111,4 +111,6 @@ pub struct Counters {
     /// TCP resets sent for segments of connections the router does not know (its NAT table
     /// was lost with a restart): the frames themselves count as `no_connection` drops.
     pub resets: u64,
+    /// Of the `rate_limit` drops, packets on their way to the app (the others came from it).
+    pub limited_to_app: u64,
 }

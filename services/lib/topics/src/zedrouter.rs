@@ -34,12 +34,24 @@ pub struct Lease {
     pub ip: String,
 }
 
+/// An app's interface on a network instance, as the configuration gives it (EVE's
+/// `ZmetVifInfo`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppVif {
+    /// The app instance's UUID.
+    pub app: String,
+    /// The interface's MAC, `xx:xx:xx:xx:xx:xx` (the launcher's for the app's vif).
+    pub mac: String,
+}
+
 /// A local network instance as zedrouter serves it (EVE's `NetworkInstanceStatus`, the parts
 /// zedrouter knows).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkInstanceStatus {
     /// Its display name.
     pub name: String,
+    /// Its kind as configured (EVE's `ZNetworkInstType`: 1 switch, 2 local).
+    pub kind: i32,
     /// Where it stands.
     pub state: NetworkInstanceState,
     /// Why it is in `Error` (empty otherwise).
@@ -50,6 +62,8 @@ pub struct NetworkInstanceStatus {
     pub subnet: String,
     /// The addresses leased now.
     pub leases: Vec<Lease>,
+    /// The configured apps' interfaces on it.
+    pub apps: Vec<AppVif>,
     /// Frames forwarded to the uplink.
     pub to_uplink: u64,
     /// Frames forwarded to the apps.
@@ -60,6 +74,8 @@ pub struct NetworkInstanceStatus {
     pub acl_drops: u64,
     /// Of those, packets over a rate limit.
     pub limit_drops: u64,
+    /// Of the rate-limit drops, packets on their way to an app (the others came from one).
+    pub limit_drops_to_app: u64,
     /// Connections open now.
     pub connections: u64,
     /// Flow records lost: not taken in time, or beyond [`MAX_FLOWS`] in a period.
@@ -92,7 +108,7 @@ impl core::fmt::Display for NetworkInstanceStatus {
 
 /// Every local network instance zedrouter knows, by UUID.
 pub const NETWORK_INSTANCE_STATUS: Topic<String, NetworkInstanceStatus> =
-    Topic::volatile("zedrouter/NetworkInstanceStatus", 1);
+    Topic::volatile("zedrouter/NetworkInstanceStatus", 2);
 
 /// The leases of one network instance, kept by the vault: a restarted zedrouter gives each
 /// app the address it had (EVE keeps dnsmasq's lease file in `/persist`). Keyed like the

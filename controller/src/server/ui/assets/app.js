@@ -259,6 +259,7 @@ async function deviceView(uuid, mine) {
   const software = (info.swList || []).find((sw) => sw.activated) || (info.swList || [])[0] || {};
   const appsInfo = new Map(status.apps.map((a) => [a.object, a]));
   const niInfo = new Map(status.network_instances.map((n) => [n.object, n]));
+  const niMetrics = new Map((status.network_metrics || []).map((n) => [n.object, n]));
   const logsBox = h("div");
   show(
     h("h1", {}, "Device ", h("span", { class: "mono" }, device.serial)),
@@ -275,7 +276,7 @@ async function deviceView(uuid, mine) {
     ])),
     h("section", { class: "card", id: "apps" }, h("h2", {}, "Apps"), appsTable(config.apps || [], appsInfo)),
     h("section", { class: "card", id: "network-instances" }, h("h2", {}, "Network instances"),
-      networkTable(config.networkInstances || [], niInfo)),
+      networkTable(config.networkInstances || [], niInfo, niMetrics)),
     h("section", { class: "card", id: "metrics" }, h("h2", {}, "Metrics"), charts(metrics)),
     h("section", { class: "card", id: "logs" }, h("h2", {}, "Logs"), logsBox),
     h("section", { class: "card", id: "flows" }, h("h2", {}, "Flow log"), flowTable(flows.reports)));
@@ -314,7 +315,7 @@ function appErrors(info) {
   return (info.appErr || []).map((e) => (e.description || "") + (e.timestamp ? " (" + e.timestamp + ")" : "")).join("; ");
 }
 
-function networkTable(instances, infos) {
+function networkTable(instances, infos, metrics) {
   if (!instances.length && !infos.size) return h("p", { class: "muted" }, "No network instances.");
   const rows = instances.map((ni) => {
     const id = (ni.uuidandversion || {}).uuid;
@@ -323,10 +324,28 @@ function networkTable(instances, infos) {
     return h("tr", {}, h("td", {}, ni.displayname), h("td", { class: "mono" }, id),
       h("td", {}, String(ni.instType || "")), h("td", { class: "mono" }, ip.subnet || ""),
       h("td", {}, (ni.port || {}).name || ""),
-      h("td", {}, reported ? [stateBadge(reported.info.state), " ", reported.info.bridgeName || ""] : stateBadge(null)));
+      h("td", {}, reported ? [stateBadge(reported.info.state), " ", reported.info.bridgeName || ""] : stateBadge(null)),
+      h("td", { class: "mono" }, reported ? appAddresses(reported.info) : ""),
+      h("td", {}, drops(metrics.get(id))));
   });
-  return h("table", {}, h("thead", {}, h("tr", {}, ["Name", "UUID", "Type", "Subnet", "Port", "State"].map((t) => h("th", {}, t)))),
+  return h("table", {}, h("thead", {}, h("tr", {}, ["Name", "UUID", "Type", "Subnet", "Port", "State", "App addresses", "Drops"].map((t) => h("th", {}, t)))),
     h("tbody", {}, rows));
+}
+
+// The addresses a network instance leased, one line per MAC (`MAC IP`).
+function appAddresses(info) {
+  return (info.ipAssignments || []).map((a) => h("div", {}, (a.macAddress || "") + " " + (a.ipAddress || []).join(", ")));
+}
+
+// A network instance's ACL and rate-limit drops, from the newest metrics (64-bit counters are strings in proto3 JSON).
+function drops(metric) {
+  if (!metric) return "—";
+  let acl = 0, limit = 0;
+  for (const n of metric.info.network || []) {
+    acl += Number(n.txAclDrops || 0) + Number(n.rxAclDrops || 0);
+    limit += Number(n.txAclRateLimitDrops || 0) + Number(n.rxAclRateLimitDrops || 0);
+  }
+  return "ACL " + acl + ", rate limit " + limit;
 }
 
 function flowTable(reports) {
