@@ -581,6 +581,7 @@ impl Agent {
                 Some(InfoContent::Ainfo(_)) => "app",
                 Some(InfoContent::Vinfo(_)) => "volume",
                 Some(InfoContent::Cinfo(_)) => "content tree",
+                Some(InfoContent::Niinfo(_)) => "network instance",
                 _ => "other",
             };
             let body = self.device.seal_to_bytes(&message);
