@@ -76,15 +76,29 @@ pub struct BootFiles {
     pub kernel_window: Option<(u64, u64)>,
 }
 
+/// A domain [`Platform::create_paused`] made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    /// Its domid.
+    pub domid: u32,
+    /// The service's own xenstore entries, when the platform wrote them together with the
+    /// domain's registration (the launcher's builder: in the same pipelined batch); `None`
+    /// when the caller is to write them (`xl create`).
+    pub wired: Option<Wiring>,
+}
+
 /// The operations the supervisor performs on Xen. Errors are messages for the log.
 pub trait Platform {
-    /// Creates `name`'s domain, paused, and returns its domid.
+    /// Creates `name`'s domain, paused. `entries` gives the service's own xenstore entries
+    /// for the new domid; a platform that registers the domain itself writes them with that
+    /// registration and says so in [`Created::wired`].
     fn create_paused(
         &mut self,
         name: &str,
         service: &Service,
         files: &BootFiles,
-    ) -> Result<u32, String>;
+        entries: &dyn Fn(u32) -> Wiring,
+    ) -> Result<Created, String>;
     /// Lets a paused domain run.
     fn unpause(&mut self, domid: u32) -> Result<(), String>;
     /// Destroys a domain.

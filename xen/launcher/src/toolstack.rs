@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::builder;
 use crate::console::ConsoleTail;
 use crate::manifest::{Service, Toolstack as Builder};
-use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason, Usage};
+use crate::platform::{BootFiles, Created, DomainState, Platform, ShutdownReason, Usage};
 use crate::privcmd::Privcmd;
 use crate::say;
 use crate::wiring::Wiring;
@@ -39,6 +39,19 @@ pub struct Toolstack {
     built: HashMap<u32, [u8; 16]>,
     /// Built domains whose console xenconsoled may not have connected yet.
     console_pending: std::collections::HashSet<u32>,
+}
+
+/// The operations that apply `wiring` to the tree of a domain that has not run yet, outside
+/// any transaction: its removals, its writes, then its permissions node by node
+/// ([`Wiring::perms_of_written`]; the tree holds nothing else, so no listing is needed).
+fn fresh_ops(wiring: &Wiring) -> Vec<Op> {
+    let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
+    for (path, value) in &wiring.writes {
+        ops.push(Op::Write(path.clone(), value.clone()));
+    }
+    let perms = wiring.perms_of_written();
+    ops.extend(perms.into_iter().map(|(path, p)| Op::SetPerms(path, p)));
+    ops
 }
 
 impl Toolstack {
@@ -261,13 +274,16 @@ pub fn domain_states(list: &[crate::privcmd::DomainInfo]) -> HashMap<u32, Domain
 }
 
 impl Toolstack {
-    /// Builds `name`'s domain with the launcher's builder and registers it in xenstore.
+    /// Builds `name`'s domain with the launcher's builder and registers it in xenstore, with
+    /// the service's own entries (`entries`) in the same pipelined batch when they lie in the
+    /// new domain's tree.
     fn build(
         &mut self,
         xc_name: &str,
         service: &Service,
         files: &BootFiles,
-    ) -> Result<u32, String> {
+        entries: &dyn Fn(u32) -> Wiring,
+    ) -> Result<Created, String> {
         let Some(xc) = &self.privcmd else {
             return Err("no privcmd".into());
         };
@@ -298,15 +314,21 @@ impl Toolstack {
         let built = builder::build(xc, &spec)?;
         let domid = built.domid;
         let hypercalls = started.elapsed();
-        let entries = builder::entries::entries(xc_name, &built, &uuid);
         // One pipelined batch, no transaction: nothing reads these entries before the
-        // introduction that ends the batch.
+        // introduction that ends the batch. The service's own entries (its channels) go in it
+        // too: a separate batch after it cost a round trip through xenstored more.
         let mut ops = Vec::new();
-        for e in entries {
+        for e in builder::entries::entries(xc_name, &built, &uuid) {
             ops.push(Op::Write(e.path.clone(), e.value));
             if let Some(perms) = e.perms {
                 ops.push(Op::SetPerms(e.path, perms));
             }
+        }
+        let own = entries(domid);
+        let tree = format!("/local/domain/{domid}/");
+        let wired = own.paths().all(|path| path.starts_with(&tree));
+        if wired {
+            ops.extend(fresh_ops(&own));
         }
         ops.push(Op::Introduce(domid, built.store_gfn, built.store_port));
         let registered = self.store.batch(0, &ops);
@@ -348,13 +370,17 @@ impl Toolstack {
             .collect();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         say!(
-            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries and introduce {:.1} ms",
+            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries{} and introduce {:.1} ms",
             ms(hypercalls),
             ms(read),
             steps.join(", "),
+            if wired { ", its wiring" } else { "" },
             ms(entries_done - hypercalls),
         );
-        Ok(domid)
+        Ok(Created {
+            domid,
+            wired: wired.then_some(own),
+        })
     }
 
     fn remove_entries(&mut self, domid: u32, uuid: &[u8; 16]) {
@@ -411,11 +437,13 @@ impl Platform for Toolstack {
         name: &str,
         service: &Service,
         files: &BootFiles,
-    ) -> Result<u32, String> {
+        entries: &dyn Fn(u32) -> Wiring,
+    ) -> Result<Created, String> {
         if service.toolstack == Builder::Lichen && self.privcmd.is_some() {
-            return self.build(name, service, files);
+            return self.build(name, service, files, entries);
         }
-        self.xl_create(name, service, files)
+        let domid = self.xl_create(name, service, files)?;
+        Ok(Created { domid, wired: None })
     }
 
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
@@ -502,10 +530,6 @@ impl Platform for Toolstack {
         // One transaction in three pipelined steps ([`XenStore::batch`]): the removals and
         // writes; the listing of the trees whose permissions change recursively (a level at a
         // time); every permission change, in order. A few round trips, not one per node.
-        let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
-        for (path, value) in &wiring.writes {
-            ops.push(Op::Write(path.clone(), value.clone()));
-        }
         let fresh = |path: &str| {
             let domid = path
                 .strip_prefix("/local/domain/")
@@ -517,9 +541,14 @@ impl Platform for Toolstack {
             // Only the entries of domains built here that never ran (a new service, a
             // standby): nothing else writes there, so no transaction is needed, and their
             // trees hold only what this wiring writes, so no listing either. One round trip.
-            let perms = wiring.perms_of_written();
-            ops.extend(perms.into_iter().map(|(path, p)| Op::SetPerms(path, p)));
-            return self.store.batch(0, &ops).map_err(|e| e.to_string());
+            return self
+                .store
+                .batch(0, &fresh_ops(wiring))
+                .map_err(|e| e.to_string());
+        }
+        let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
+        for (path, value) in &wiring.writes {
+            ops.push(Op::Write(path.clone(), value.clone()));
         }
         if wiring.removes.is_empty() && wiring.perms.is_empty() {
             // Writes alone (a peer following a restart): one pipelined batch outside any

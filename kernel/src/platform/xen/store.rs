@@ -165,6 +165,79 @@ async fn send(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<u32, Error> 
     Ok(req_id)
 }
 
+/// One request of a [`batch`].
+#[derive(Clone, Copy, Debug)]
+pub enum Request<'a> {
+    /// Reads a key.
+    Read(&'a str),
+    /// Writes a key (creating missing parents).
+    Write(&'a str, &'a str),
+    /// Sets a key's permissions (as [`set_perms`]).
+    SetPerms(&'a str, &'a [&'a str]),
+}
+
+impl Request<'_> {
+    fn encode(&self) -> Result<(u32, Vec<u8>), Error> {
+        Ok(match *self {
+            Request::Read(path) => (kind::READ, payload(&[path], &[])?),
+            Request::Write(path, value) => (kind::WRITE, payload(&[path], value.as_bytes())?),
+            Request::SetPerms(path, perms) => {
+                let mut strings = Vec::with_capacity(perms.len() + 1);
+                strings.push(path);
+                strings.extend_from_slice(perms);
+                (kind::SET_PERMS, payload(&strings, &[])?)
+            }
+        })
+    }
+}
+
+/// Sends `requests` back to back, then waits for all their answers: one round trip through
+/// dom0's xenstored instead of one per request (each costs milliseconds of dom0 under load,
+/// and a service's start, on the way of every restart, makes a dozen). xenstored handles a
+/// connection's requests one at a time in the order they arrive, so they take effect in that
+/// order, as if each had waited for the one before; but one that fails does not stop those
+/// after it. The answers are in the requests' order (a read's as [`text`] turns it).
+pub async fn batch(requests: &[Request<'_>]) -> Vec<Result<Vec<u8>, Error>> {
+    let mut sent: Vec<Result<(u32, u32), Error>> = Vec::with_capacity(requests.len());
+    // The send turn for the whole batch: its requests go out back to back.
+    match poll_fn(|cx| poll_mailbox(cx, |m| (!m.sending).then(|| m.sending = true))).await {
+        Ok(()) => {
+            let turn = SendTurn;
+            let mut broken = false;
+            for request in requests {
+                let one = match request.encode() {
+                    _ if broken => Err(Error::Protocol("not sent: the ring failed before it")),
+                    Ok((kind, body)) => send(kind, 0, &body).await.map(|id| (kind, id)),
+                    Err(e) => Err(e),
+                };
+                // A failed send may have left part of a message in the ring: send no more.
+                broken |= matches!(one, Err(Error::Protocol(_)));
+                sent.push(one);
+            }
+            drop(turn);
+        }
+        Err(e) => sent.extend(requests.iter().map(|_| Err(e.clone()))),
+    }
+    let mut answers = Vec::with_capacity(sent.len());
+    for one in sent {
+        answers.push(match one {
+            Ok((request_kind, req_id)) => {
+                match poll_fn(|cx| poll_mailbox(cx, |m| m.answers.remove(&req_id))).await {
+                    Ok((header, answer)) => check_answer(&header, request_kind, answer),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        });
+    }
+    answers
+}
+
+/// A read's answer as text.
+pub fn text(answer: Result<Vec<u8>, Error>) -> Result<String, Error> {
+    String::from_utf8(answer?).map_err(|_| Error::Protocol("value is not UTF-8"))
+}
+
 /// Reads a key.
 pub async fn read(path: &str) -> Result<String, Error> {
     let body = request(kind::READ, 0, &payload(&[path], &[])?).await?;
