@@ -108,6 +108,11 @@ pub trait Platform {
     /// Whether some domain may have changed state since the last call (a hint to call
     /// [`Platform::domains`] now rather than at the next periodic poll).
     fn domains_changed(&mut self) -> bool;
+    /// Where a shut-down domain's vCPU 0 stood (registers, stack words), for the log when it
+    /// rebooted or crashed; `None` where the platform cannot tell.
+    fn vcpu_report(&mut self, _domid: u32) -> Option<String> {
+        None
+    }
     /// The exit status the domain wrote to its `data/exit-status`, if any.
     fn exit_status(&mut self, domid: u32) -> Option<i64>;
     /// Applies xenstore changes: atomically when they remove nodes or set permissions; writes

@@ -684,6 +684,11 @@ impl<P: Platform> Supervisor<P> {
             .map(|s| format!(", exit status {s}"))
             .unwrap_or_default();
         say!("{name}: domain {domid} {reason}{status_note}");
+        if matches!(reason, ShutdownReason::Reboot | ShutdownReason::Crash) {
+            if let Some(report) = self.platform.vcpu_report(domid) {
+                say!("{name}: domain {domid}'s vCPU 0 at its end: {report}");
+            }
+        }
         if let Err(e) = self.platform.destroy(domid) {
             say!("{name}: cannot destroy domain {domid}: {e}");
         }

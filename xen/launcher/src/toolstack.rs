@@ -521,6 +521,11 @@ impl Platform for Toolstack {
             .unwrap_or_default()
     }
 
+    fn vcpu_report(&mut self, domid: u32) -> Option<String> {
+        let xc = self.privcmd.as_ref()?;
+        Some(builder::crash::report(xc, domid).unwrap_or_else(|e| format!("unknown ({e})")))
+    }
+
     fn exit_status(&mut self, domid: u32) -> Option<i64> {
         let path = format!("/local/domain/{domid}/data/exit-status");
         self.store.read(0, &path).ok()??.trim().parse().ok()
