@@ -152,17 +152,47 @@ pub async fn request(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<Vec<u
     check_answer(&header, request_kind, answer)
 }
 
+/// Puts a request's bytes in the ring (the caller holds the send turn); returns its id.
 async fn send(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<u32, Error> {
     let (req_id, bytes) = with_ring(|xs| xs.encode(request_kind, tx_id, body))??;
     let mut sent = 0;
-    let port = with_ring(|xs| xs.port())?;
     while sent < bytes.len() {
-        match with_ring(|xs| xs.send_some(&bytes[sent..]))?? {
-            0 => evtchn::wait(port).await,
-            n => sent += n,
-        }
+        sent += poll_fn(|cx| poll_ring_space(cx, &bytes[sent..])).await?;
     }
     Ok(req_id)
+}
+
+/// Puts as much of `bytes` in the request ring as fits; while none fits, drains the answers
+/// (xenstored stops taking requests while it cannot answer) and waits for the xenstore event
+/// or another task's drain.
+///
+/// Space in the ring is looked for again at every wake-up, never inferred from the event
+/// alone: the event is shared by every task waiting on xenstore, and the one that takes it
+/// may well be a task waiting for an answer, which then finds nothing to file and wakes no one.
+/// A sender that waited for the event itself (as it once did) slept on through that, holding
+/// the send turn: every other task's request then waited behind it for good (a node's
+/// pillars, each opening several channels with pipelined batches, filled the 1 KiB ring and
+/// never connected a channel).
+fn poll_ring_space(cx: &mut Context<'_>, bytes: &[u8]) -> Poll<Result<usize, Error>> {
+    let port = match with_ring(|xs| xs.port()) {
+        Ok(port) => port,
+        Err(e) => return Poll::Ready(Err(e)),
+    };
+    loop {
+        match with_ring(|xs| xs.send_some(bytes)) {
+            Ok(Ok(0)) => {}
+            Ok(result) => return Poll::Ready(result),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        if let Err(e) = drain() {
+            return Poll::Ready(Err(e));
+        }
+        MAILBOX.lock().waiters.push(cx.waker().clone());
+        // An event that came in since the attempt may mean room: go round again.
+        if evtchn::poll_fired(port, cx).is_pending() {
+            return Poll::Pending;
+        }
+    }
 }
 
 /// One request of a [`batch`].
