@@ -10,8 +10,7 @@ use super::wire::{
 use crate::channel::Transferred;
 use crate::platform::xen::evtchn::{self, Port};
 use crate::platform::xen::grant::{self, ForeignPage, GrantRef};
-use crate::platform::xen::store::{self, Request};
-use crate::platform::xen::{hypercall, xenstore};
+use crate::platform::xen::{hypercall, store};
 use crate::Duration;
 
 /// How often a side that waits checks that its peer still exists.
@@ -182,21 +181,12 @@ impl Vchan {
             // finds the first it finds the second (what a transaction would give, for two
             // round trips fewer: each is a few milliseconds of dom0 under load, on the way
             // of every restart). The previous publication's were removed before this one.
-            // One pipelined batch: xenstored applies it in this order.
-            let (port_path, ring_path) =
-                (format!("{path}/event-channel"), format!("{path}/ring-ref"));
+            store::write(&format!("{path}/event-channel"), &port).await?;
+            store::write(&format!("{path}/ring-ref"), &ring_ref).await?;
             let perms = [format!("n{me}"), format!("r{peer}")];
             let perms = [perms[0].as_str(), perms[1].as_str()];
-            let requests = [
-                Request::Write(&port_path, &port),
-                Request::Write(&ring_path, &ring_ref),
-                Request::SetPerms(&ring_path, &perms),
-                Request::SetPerms(&port_path, &perms),
-            ];
-            store::batch(&requests)
-                .await
-                .into_iter()
-                .try_for_each(|answer| answer.map(drop))
+            store::set_perms(&format!("{path}/ring-ref"), &perms).await?;
+            store::set_perms(&format!("{path}/event-channel"), &perms).await
         }
         .await;
         if let Err(e) = published {
@@ -565,22 +555,16 @@ impl Vchan {
     }
 }
 
-/// This domain's id once read from xenstore ([`own_domid`], [`remember_domid`]).
-static DOMID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
-
-/// Remembers this domain's id as xenstore's `domid` gave it.
-fn remember_domid(domid: &str) {
-    if let Ok(d) = domid.trim_end_matches('\0').parse::<u32>() {
-        DOMID.store(d, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// This domain's id, as xenstore says (read once, then remembered).
-async fn own_domid() -> Result<String, xenstore::Error> {
-    match DOMID.load(core::sync::atomic::Ordering::Relaxed) {
+async fn own_domid() -> Result<String, crate::platform::xen::xenstore::Error> {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    static DOMID: AtomicU32 = AtomicU32::new(u32::MAX);
+    match DOMID.load(Ordering::Relaxed) {
         u32::MAX => {
             let domid = store::read("domid").await?;
-            remember_domid(&domid);
+            if let Ok(d) = domid.trim_end_matches('\0').parse::<u32>() {
+                DOMID.store(d, Ordering::Relaxed);
+            }
             Ok(domid)
         }
         d => Ok(d.to_string()),
@@ -603,15 +587,8 @@ const PEER_RECHECK: Duration = Duration::from_millis(100);
 
 /// The grant and port a server published at `path`, if it did.
 async fn published(path: &str) -> Result<Option<(GrantRef, Port)>, Error> {
-    let (ring_path, port_path) = (format!("{path}/ring-ref"), format!("{path}/event-channel"));
-    // One round trip; xenstored reads them in this order (see `Vchan::listen`).
-    let mut answers = store::batch(&[Request::Read(&ring_path), Request::Read(&port_path)])
-        .await
-        .into_iter()
-        .map(store::text);
-    let missing = || Err(xenstore::Error::Protocol("no answer"));
-    let r = answers.next().unwrap_or_else(missing);
-    let p = answers.next().unwrap_or_else(missing);
+    let r = store::read(&format!("{path}/ring-ref")).await;
+    let p = store::read(&format!("{path}/event-channel")).await;
     Ok(match (r, p) {
         (Ok(r), Ok(p)) => Some((
             parse_decimal(&r, "ring-ref")?,
@@ -638,41 +615,13 @@ impl Drop for Vchan {
 /// new domain within [`PEER_RECHECK`].
 pub async fn open_wired(name: &str, wait: Duration) -> Result<Vchan, Error> {
     let dir = format!("data/lichen/channels/{name}");
-    // What the channel starts from, and this domain's id (a server's publication names it),
-    // in one round trip through xenstored.
-    let paths = [
-        format!("{dir}/role"),
-        format!("{dir}/ring-order"),
-        format!("{dir}/peer-domid"),
-    ];
-    let requests = [
-        Request::Read(&paths[0]),
-        Request::Read(&paths[1]),
-        Request::Read(&paths[2]),
-        Request::Read("domid"),
-    ];
-    let mut answers = store::batch(&requests).await.into_iter().map(store::text);
-    let mut next = |path: &str| {
-        answers
-            .next()
-            .unwrap_or(Err(xenstore::Error::Protocol("no answer")))
-            .map_err(|e| (setup(&format!("xenstore {path}"), e.clone()), e))
-    };
-    let role = next(&paths[0]).map_err(|(e, _)| e)?;
-    let order = parse_decimal(&next(&paths[1]).map_err(|(e, _)| e)?, "ring-order")?;
+    let role = read_entry(&dir, "role").await?;
+    let order = parse_decimal(&read_entry(&dir, "ring-order").await?, "ring-order")?;
     let order = u8::try_from(order).map_err(|_| Error::BadValue("ring-order"))?;
-    let mut first_peer = Some(next(&paths[2]).map_err(|(_, e)| e));
-    if let Ok(domid) = next("domid") {
-        remember_domid(&domid);
-    }
     let deadline = crate::now().saturating_add(wait);
     'peer: loop {
         let peer = loop {
-            let read = match first_peer.take() {
-                Some(read) => parse_peer(read),
-                None => peer_domid(&dir).await,
-            };
-            if let Some(p) = read? {
+            if let Some(p) = peer_domid(&dir).await? {
                 break p;
             }
             if crate::now() >= deadline {
@@ -741,12 +690,7 @@ async fn read_entry(dir: &str, key: &str) -> Result<String, Error> {
 
 /// The peer's domid in the channel directory `dir`; `None` while the launcher names none.
 async fn peer_domid(dir: &str) -> Result<Option<u16>, Error> {
-    parse_peer(store::read(&format!("{dir}/peer-domid")).await)
-}
-
-/// The peer's domid from a read of `peer-domid`; `None` if there is none.
-fn parse_peer(read: Result<String, xenstore::Error>) -> Result<Option<u16>, Error> {
-    let Ok(p) = read else {
+    let Ok(p) = store::read(&format!("{dir}/peer-domid")).await else {
         return Ok(None);
     };
     let p = parse_decimal(&p, "peer-domid")?;
