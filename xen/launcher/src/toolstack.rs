@@ -315,8 +315,9 @@ impl Toolstack {
         let domid = built.domid;
         let hypercalls = started.elapsed();
         // One pipelined batch, no transaction: nothing reads these entries before the
-        // introduction that ends the batch. The service's own entries (its channels) go in it
-        // too: a separate batch after it cost a round trip through xenstored more.
+        // introduction that ends the batch. The service's own entries (its channels) are not
+        // in it (fastdom5): with them there (fastdom4), zedagent's channels never came up in
+        // the node test, for a reason not found yet; the supervisor writes them at the start.
         let mut ops = Vec::new();
         for e in builder::entries::entries(xc_name, &built, &uuid) {
             ops.push(Op::Write(e.path.clone(), e.value));
@@ -324,12 +325,7 @@ impl Toolstack {
                 ops.push(Op::SetPerms(e.path, perms));
             }
         }
-        let own = entries(domid);
-        let tree = format!("/local/domain/{domid}/");
-        let wired = own.paths().all(|path| path.starts_with(&tree));
-        if wired {
-            ops.extend(fresh_ops(&own));
-        }
+        let _ = entries;
         ops.push(Op::Introduce(domid, built.store_gfn, built.store_port));
         let registered = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
@@ -370,17 +366,13 @@ impl Toolstack {
             .collect();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         say!(
-            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries{} and introduce {:.1} ms",
+            "{xc_name}: built domain {domid} in {:.1} ms (read {:.1}, {} ms), xenstore entries and introduce {:.1} ms",
             ms(hypercalls),
             ms(read),
             steps.join(", "),
-            if wired { ", its wiring" } else { "" },
             ms(entries_done - hypercalls),
         );
-        Ok(Created {
-            domid,
-            wired: wired.then_some(own),
-        })
+        Ok(Created { domid, wired: None })
     }
 
     fn remove_entries(&mut self, domid: u32, uuid: &[u8; 16]) {
