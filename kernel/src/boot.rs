@@ -56,9 +56,14 @@ fn boot_failure(args: core::fmt::Arguments) -> ! {
 /// The Rust entry point, called by the PVH stub on the boot stack in long mode.
 #[unsafe(no_mangle)]
 pub extern "C" fn kernel_entry() -> ! {
-    // SAFETY: the first Rust code: one CPU, interrupts off, nothing else initialised.
-    unsafe { arch::init() };
+    // CPUID only: the stub's mapping of the image (code, data, stack) is all it needs.
     let hypervisor = platform::detect();
+    // 1 GiB pages where the CPU has them, except under Xen: asking costs a VM exit there, and
+    // under Xen's nested paging filling the page directories costs plain stores. Under a
+    // nested KVM each page of tables touched costs about a millisecond.
+    let gib_pages = !matches!(hypervisor, Hypervisor::Xen { .. }) && cpu::has_gib_pages();
+    // SAFETY: the first Rust code but CPUID: one CPU, interrupts off, nothing initialised.
+    unsafe { arch::init(gib_pages) };
     // SAFETY: once, at boot, interrupts off.
     unsafe {
         match hypervisor {

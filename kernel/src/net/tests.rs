@@ -8,7 +8,6 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::Future;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
 
 use super::config::{Ipv4Mode, NetConfig, StaticIpv4};
 use super::loopback::Loopback;
@@ -18,9 +17,6 @@ use crate::time::Duration;
 const ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 const VECTOR: u8 = 0x40;
-
-/// The executor and the stack are one per kernel: tests that use them take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn config(dns_servers: Vec<IpAddr>) -> NetConfig {
     NetConfig {
@@ -36,7 +32,10 @@ fn config(dns_servers: Vec<IpAddr>) -> NetConfig {
 
 /// Runs `test` on a fresh stack over a loopback card configured with `config`.
 fn run<T: 'static>(config: NetConfig, test: impl Future<Output = T> + 'static) -> T {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The executor and the stack are one per kernel: tests that use them take turns.
+    let _turn = crate::executor::TEST_TURN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     fresh();
     let mac = start_with_device(Box::new(Loopback::new(MAC, VECTOR, 256)), config)
         .expect("the stack starts");

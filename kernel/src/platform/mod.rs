@@ -46,18 +46,26 @@ pub fn classify(signature: &[u8; 12], base: u32, max_leaf: u32) -> Option<Hyperv
 }
 
 /// Scans the hypervisor CPUID leaves (0x40000000 to 0x40010000, step 0x100).
+///
+/// The first leaf is read before the "hypervisor present" bit: that is where Xen and KVM
+/// usually are, and under a hypervisor every CPUID is a VM exit (milliseconds each for Xen under
+/// QEMU's TCG). Without a hypervisor that leaf holds no signature [`classify`] accepts.
 #[cfg(target_os = "none")]
 pub fn detect() -> Hypervisor {
     use crate::arch::cpu::cpuid;
+    let probe = |base| {
+        let r = cpuid(base);
+        classify(&signature_of(r.ebx, r.ecx, r.edx), base, r.eax)
+    };
+    if let Some(found) = probe(0x4000_0000) {
+        return found;
+    }
     if cpuid(1).ecx & (1 << 31) == 0 {
         return Hypervisor::Other;
     }
-    (0x4000_0000u32..0x4001_0000)
+    (0x4000_0100u32..0x4001_0000)
         .step_by(0x100)
-        .find_map(|base| {
-            let r = cpuid(base);
-            classify(&signature_of(r.ebx, r.ecx, r.edx), base, r.eax)
-        })
+        .find_map(probe)
         .unwrap_or(Hypervisor::Other)
 }
 

@@ -462,9 +462,13 @@ impl Apps {
                 kernel_window: Some(window),
             }
         };
+        // An app's domain has no channels: no entries of its own beyond the registration.
         let domid = platform
-            .create_paused(&domain_name(&name), &service, &files)
-            .map_err(platform_error)?;
+            .create_paused(&domain_name(&name), &service, &files, &|_| {
+                Wiring::default()
+            })
+            .map_err(platform_error)?
+            .domid;
         drop(boot_devices);
         self.table.insert(
             name.clone(),

@@ -76,15 +76,29 @@ pub struct BootFiles {
     pub kernel_window: Option<(u64, u64)>,
 }
 
+/// A domain [`Platform::create_paused`] made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    /// Its domid.
+    pub domid: u32,
+    /// The service's own xenstore entries, when the platform wrote them together with the
+    /// domain's registration (the launcher's builder: in the same pipelined batch); `None`
+    /// when the caller is to write them (`xl create`).
+    pub wired: Option<Wiring>,
+}
+
 /// The operations the supervisor performs on Xen. Errors are messages for the log.
 pub trait Platform {
-    /// Creates `name`'s domain, paused, and returns its domid.
+    /// Creates `name`'s domain, paused. `entries` gives the service's own xenstore entries
+    /// for the new domid; a platform that registers the domain itself writes them with that
+    /// registration and says so in [`Created::wired`].
     fn create_paused(
         &mut self,
         name: &str,
         service: &Service,
         files: &BootFiles,
-    ) -> Result<u32, String>;
+        entries: &dyn Fn(u32) -> Wiring,
+    ) -> Result<Created, String>;
     /// Lets a paused domain run.
     fn unpause(&mut self, domid: u32) -> Result<(), String>;
     /// Destroys a domain.
@@ -94,6 +108,11 @@ pub trait Platform {
     /// Whether some domain may have changed state since the last call (a hint to call
     /// [`Platform::domains`] now rather than at the next periodic poll).
     fn domains_changed(&mut self) -> bool;
+    /// Where a shut-down domain's vCPU 0 stood (registers, stack words), for the log when it
+    /// rebooted or crashed; `None` where the platform cannot tell.
+    fn vcpu_report(&mut self, _domid: u32) -> Option<String> {
+        None
+    }
     /// The exit status the domain wrote to its `data/exit-status`, if any.
     fn exit_status(&mut self, domid: u32) -> Option<i64>;
     /// Applies xenstore changes: atomically when they remove nodes or set permissions; writes

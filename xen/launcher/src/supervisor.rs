@@ -24,7 +24,7 @@ use crate::backoff::{Decision, Outcome};
 use crate::domain_service::Link;
 use crate::manifest::{Manifest, ResolvedImages, Service};
 use crate::order;
-use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason};
+use crate::platform::{BootFiles, Created, DomainState, Platform, ShutdownReason};
 use crate::say;
 use crate::status::{self, Row};
 use crate::wiring;
@@ -116,8 +116,10 @@ struct Unit {
     started_once: bool,
     /// A built, paused domain ready to take over (`standby = true`).
     standby: Option<u32>,
-    /// The entries written for the standby when it was prepared (with the peers' domids then).
-    standby_wiring: Option<wiring::Wiring>,
+    /// The entries written for the domain that is to run next, with its peers' domids then: a
+    /// standby's when it was prepared, a new domain's when the platform registered it
+    /// ([`crate::platform::Created::wired`]). Written again at the start only if those changed.
+    written_wiring: Option<wiring::Wiring>,
     /// After a standby could not be built: not again before this.
     standby_retry: Option<Instant>,
 }
@@ -190,7 +192,7 @@ impl<P: Platform> Supervisor<P> {
                     last_domid: None,
                     started_once: false,
                     standby: None,
-                    standby_wiring: None,
+                    written_wiring: None,
                     standby_retry: None,
                 })
             })
@@ -310,6 +312,7 @@ impl<P: Platform> Supervisor<P> {
     fn start(&mut self, batch: &[usize]) {
         let mut created = Vec::new();
         for &i in batch {
+            let domids = self.running_domids();
             let unit = &mut self.units[i];
             if let Some(domid) = unit.standby.take() {
                 say!("{}: standby domain {domid} takes over", unit.name);
@@ -322,12 +325,20 @@ impl<P: Platform> Supervisor<P> {
                 continue;
             }
             say!("{}: create requested", unit.name);
+            let manifest = &self.manifest;
+            let name = unit.name.clone();
+            let entries = |domid| {
+                let mut domids = domids.clone();
+                domids.insert(name.clone(), domid);
+                wiring::service_wiring(manifest, &name, &domids)
+            };
             match self
                 .platform
-                .create_paused(&unit.name, &unit.service, &unit.files)
+                .create_paused(&unit.name, &unit.service, &unit.files, &entries)
             {
-                Ok(domid) => {
+                Ok(Created { domid, wired }) => {
                     say!("{}: created domain {domid} (paused)", unit.name);
+                    unit.written_wiring = wired;
                     unit.state = State::Running {
                         domid,
                         since: Instant::now(),
@@ -354,13 +365,13 @@ impl<P: Platform> Supervisor<P> {
             .iter()
             .map(|&i| self.units[i].name.clone())
             .collect();
-        // A standby taking over was wired when prepared: unless a peer changed domain since,
-        // its entries are already right.
+        // A standby taking over was wired when prepared, a domain the builder made when it was
+        // registered: unless a peer changed domain since, its entries are already right.
         let domids = self.running_domids();
         let mut to_write = own.clone();
         for &i in &created {
             let name = self.units[i].name.clone();
-            if let Some(written) = self.units[i].standby_wiring.take() {
+            if let Some(written) = self.units[i].written_wiring.take() {
                 if written == wiring::service_wiring(&self.manifest, &name, &domids) {
                     to_write.remove(&name);
                 }
@@ -492,24 +503,35 @@ impl<P: Platform> Supervisor<P> {
                 continue;
             }
             let name = unit.name.clone();
+            let (manifest, domids) = (&self.manifest, self.running_domids());
+            let entries = |domid| {
+                let mut domids = domids.clone();
+                domids.insert(name.clone(), domid);
+                wiring::service_wiring(manifest, &name, &domids)
+            };
             match self
                 .platform
-                .create_paused(&name, &unit.service, &unit.files)
+                .create_paused(&name, &unit.service, &unit.files, &entries)
             {
-                Ok(domid) => {
-                    let mut domids = self.running_domids();
-                    domids.insert(name.clone(), domid);
-                    let entries = wiring::service_wiring(&self.manifest, &name, &domids);
-                    let wired = match self.platform.write_store(&entries) {
-                        Ok(()) => Some(entries),
-                        Err(e) => {
-                            say!("{name}: cannot write its standby's xenstore entries: {e}");
-                            None
+                Ok(Created { domid, wired }) => {
+                    let wired = match wired {
+                        Some(wired) => Some(wired),
+                        None => {
+                            let entries = entries(domid);
+                            match self.platform.write_store(&entries) {
+                                Ok(()) => Some(entries),
+                                Err(e) => {
+                                    say!(
+                                        "{name}: cannot write its standby's xenstore entries: {e}"
+                                    );
+                                    None
+                                }
+                            }
                         }
                     };
                     say!("{name}: standby domain {domid} prepared (paused)");
                     self.units[i].standby = Some(domid);
-                    self.units[i].standby_wiring = wired;
+                    self.units[i].written_wiring = wired;
                 }
                 Err(e) => {
                     say!("{name}: cannot prepare a standby domain: {e}");
@@ -521,7 +543,7 @@ impl<P: Platform> Supervisor<P> {
 
     /// Destroys `i`'s standby domain, if it has one.
     fn drop_standby(&mut self, i: usize) {
-        self.units[i].standby_wiring = None;
+        self.units[i].written_wiring = None;
         if let Some(domid) = self.units[i].standby.take() {
             if let Err(e) = self.platform.destroy(domid) {
                 say!(
@@ -685,6 +707,11 @@ impl<P: Platform> Supervisor<P> {
             .map(|s| format!(", exit status {s}"))
             .unwrap_or_default();
         say!("{name}: domain {domid} {reason}{status_note}");
+        if matches!(reason, ShutdownReason::Reboot | ShutdownReason::Crash) {
+            if let Some(report) = self.platform.vcpu_report(domid) {
+                say!("{name}: domain {domid}'s vCPU 0 at its end: {report}");
+            }
+        }
         if let Err(e) = self.platform.destroy(domid) {
             say!("{name}: cannot destroy domain {domid}: {e}");
         }
@@ -939,6 +966,11 @@ mod tests {
         signals_changes: bool,
         /// How many of the next `write_store` calls fail (xenstored busy).
         store_failures: usize,
+        /// Whether it writes a new domain's own entries when it creates it, as the launcher's
+        /// builder does (else the supervisor writes them, as after `xl create`).
+        wires_at_create: bool,
+        /// The entries written at creation (`wires_at_create`), in order.
+        registered: Vec<Wiring>,
     }
 
     impl Fake {
@@ -958,6 +990,8 @@ mod tests {
                 unpaused: 0,
                 signals_changes: true,
                 store_failures: 0,
+                wires_at_create: false,
+                registered: Vec::new(),
             }
         }
 
@@ -979,7 +1013,13 @@ mod tests {
     }
 
     impl Platform for Fake {
-        fn create_paused(&mut self, name: &str, _: &Service, _: &BootFiles) -> Result<u32, String> {
+        fn create_paused(
+            &mut self,
+            name: &str,
+            _: &Service,
+            _: &BootFiles,
+            entries: &dyn Fn(u32) -> Wiring,
+        ) -> Result<Created, String> {
             self.calls.push(format!("create {name}"));
             let step = self.next_step(name);
             if let Script::CreateFails = step {
@@ -989,7 +1029,9 @@ mod tests {
             self.next_domid += 1;
             self.domains
                 .insert(domid, (name.to_string(), DomainState::Alive, step));
-            Ok(domid)
+            let wired = self.wires_at_create.then(|| entries(domid));
+            self.registered.extend(wired.clone());
+            Ok(Created { domid, wired })
         }
 
         fn unpause(&mut self, domid: u32) -> Result<(), String> {
@@ -1407,6 +1449,45 @@ mod tests {
             written.contains(&&bus_peer) && written.contains(&&api_peer),
             "{written:?}"
         );
+    }
+
+    #[test]
+    fn entries_written_at_creation_are_written_again_only_if_a_peer_came_later() {
+        let mut fake = Fake::new(&[
+            ("api", &[Script::Poweroff(None)]),
+            ("bus", &[Script::Poweroff(None)]),
+        ]);
+        fake.wires_at_create = true;
+        let (status, supervisor, _) = supervise(CHANNELLED, fake);
+        assert_eq!(status, 0);
+        let platform = &supervisor.platform;
+        assert_eq!(
+            platform.calls[..4],
+            ["create bus", "create api", "unpause bus", "unpause api"]
+        );
+        let peer = |domid: u32, value: &str| {
+            (
+                format!("/local/domain/{domid}/data/lichen/channels/events/peer-domid"),
+                value.to_string(),
+            )
+        };
+        let registered: Vec<&(String, String)> =
+            platform.registered.iter().flat_map(|w| &w.writes).collect();
+        assert_eq!(platform.registered.len(), 2, "bus, then api");
+        assert!(
+            !registered.contains(&&peer(1, "2")),
+            "bus was created before api had a domid: {registered:?}"
+        );
+        assert!(registered.contains(&&peer(2, "1")), "{registered:?}");
+        // At the start, only bus's entries are written again (now naming api); then the
+        // survivor's when the first one stops.
+        let first = &platform.wirings[0];
+        assert!(first.writes.contains(&peer(1, "2")), "{first:?}");
+        assert!(
+            first.paths().all(|p| p.starts_with("/local/domain/1/")),
+            "api's own entries were already right: {first:?}"
+        );
+        assert_eq!(platform.wirings.len(), 2, "{:?}", platform.wirings);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::builder;
 use crate::console::ConsoleTail;
 use crate::manifest::{Service, Toolstack as Builder};
-use crate::platform::{BootFiles, DomainState, Platform, ShutdownReason, Usage};
+use crate::platform::{BootFiles, Created, DomainState, Platform, ShutdownReason, Usage};
 use crate::privcmd::Privcmd;
 use crate::say;
 use crate::wiring::Wiring;
@@ -67,6 +67,19 @@ pub fn vif_mac(node: &str, name: &str, service: &Service, devid: usize) -> Strin
         None => launcher_api::mac::service_mac(node, name, devid as u32),
     };
     launcher_api::mac::mac_text(mac)
+}
+
+/// The operations that apply `wiring` to the tree of a domain that has not run yet, outside
+/// any transaction: its removals, its writes, then its permissions node by node
+/// ([`Wiring::perms_of_written`]; the tree holds nothing else, so no listing is needed).
+fn fresh_ops(wiring: &Wiring) -> Vec<Op> {
+    let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
+    for (path, value) in &wiring.writes {
+        ops.push(Op::Write(path.clone(), value.clone()));
+    }
+    let perms = wiring.perms_of_written();
+    ops.extend(perms.into_iter().map(|(path, p)| Op::SetPerms(path, p)));
+    ops
 }
 
 impl Toolstack {
@@ -283,13 +296,16 @@ pub fn domain_states(list: &[crate::privcmd::DomainInfo]) -> HashMap<u32, Domain
 }
 
 impl Toolstack {
-    /// Builds `name`'s domain with the launcher's builder and registers it in xenstore.
+    /// Builds `name`'s domain with the launcher's builder and registers it in xenstore, with
+    /// the service's own entries (`entries`) in the same pipelined batch when they lie in the
+    /// new domain's tree.
     fn build(
         &mut self,
         xc_name: &str,
         service: &Service,
         files: &BootFiles,
-    ) -> Result<u32, String> {
+        entries: &dyn Fn(u32) -> Wiring,
+    ) -> Result<Created, String> {
         let Some(xc) = &self.privcmd else {
             return Err("no privcmd".into());
         };
@@ -320,16 +336,19 @@ impl Toolstack {
         let built = builder::build(xc, &spec)?;
         let domid = built.domid;
         let hypercalls = started.elapsed();
-        let entries = builder::entries::entries(xc_name, &built, &uuid);
         // One pipelined batch, no transaction: nothing reads these entries before the
-        // introduction that ends the batch.
+        // introduction that ends the batch. The service's own entries (its channels) are not
+        // in it: the supervisor writes them at the start. (fastdom4 put them here; taken out
+        // while bisecting the node test's zedagent hang, whose cause was the kernel's
+        // executor: they may come back after a node run with them.)
         let mut ops = Vec::new();
-        for e in entries {
+        for e in builder::entries::entries(xc_name, &built, &uuid) {
             ops.push(Op::Write(e.path.clone(), e.value));
             if let Some(perms) = e.perms {
                 ops.push(Op::SetPerms(e.path, perms));
             }
         }
+        let _ = entries;
         ops.push(Op::Introduce(domid, built.store_gfn, built.store_port));
         let registered = self.store.batch(0, &ops);
         let entries_done = started.elapsed();
@@ -368,7 +387,7 @@ impl Toolstack {
             steps.join(", "),
             ms(entries_done - hypercalls),
         );
-        Ok(domid)
+        Ok(Created { domid, wired: None })
     }
 
     fn remove_entries(&mut self, domid: u32, uuid: &[u8; 16]) {
@@ -428,11 +447,13 @@ impl Platform for Toolstack {
         name: &str,
         service: &Service,
         files: &BootFiles,
-    ) -> Result<u32, String> {
+        entries: &dyn Fn(u32) -> Wiring,
+    ) -> Result<Created, String> {
         if service.toolstack == Builder::Lichen && self.privcmd.is_some() {
-            return self.build(name, service, files);
+            return self.build(name, service, files, entries);
         }
-        self.xl_create(name, service, files)
+        let domid = self.xl_create(name, service, files)?;
+        Ok(Created { domid, wired: None })
     }
 
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
@@ -510,6 +531,11 @@ impl Platform for Toolstack {
             .unwrap_or_default()
     }
 
+    fn vcpu_report(&mut self, domid: u32) -> Option<String> {
+        let xc = self.privcmd.as_ref()?;
+        Some(builder::crash::report(xc, domid).unwrap_or_else(|e| format!("unknown ({e})")))
+    }
+
     fn exit_status(&mut self, domid: u32) -> Option<i64> {
         let path = format!("/local/domain/{domid}/data/exit-status");
         self.store.read(0, &path).ok()??.trim().parse().ok()
@@ -519,10 +545,6 @@ impl Platform for Toolstack {
         // One transaction in three pipelined steps ([`XenStore::batch`]): the removals and
         // writes; the listing of the trees whose permissions change recursively (a level at a
         // time); every permission change, in order. A few round trips, not one per node.
-        let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
-        for (path, value) in &wiring.writes {
-            ops.push(Op::Write(path.clone(), value.clone()));
-        }
         let fresh = |path: &str| {
             let domid = path
                 .strip_prefix("/local/domain/")
@@ -534,9 +556,14 @@ impl Platform for Toolstack {
             // Only the entries of domains built here that never ran (a new service, a
             // standby): nothing else writes there, so no transaction is needed, and their
             // trees hold only what this wiring writes, so no listing either. One round trip.
-            let perms = wiring.perms_of_written();
-            ops.extend(perms.into_iter().map(|(path, p)| Op::SetPerms(path, p)));
-            return self.store.batch(0, &ops).map_err(|e| e.to_string());
+            return self
+                .store
+                .batch(0, &fresh_ops(wiring))
+                .map_err(|e| e.to_string());
+        }
+        let mut ops: Vec<Op> = wiring.removes.iter().cloned().map(Op::Rm).collect();
+        for (path, value) in &wiring.writes {
+            ops.push(Op::Write(path.clone(), value.clone()));
         }
         if wiring.removes.is_empty() && wiring.perms.is_empty() {
             // Writes alone (a peer following a restart): one pipelined batch outside any

@@ -3,9 +3,14 @@
 //! Xen's domain builder and QEMU's PVH loader both jump to the address in the
 //! `XEN_ELFNOTE_PHYS32_ENTRY` note with EBX holding the physical address of `hvm_start_info`,
 //! paging off and interrupts disabled. The stub below records the TSC (for boot timing) and the
-//! start-info address, maps 0..4 GiB (1 GiB pages where the CPU has them, else 2 MiB pages),
-//! enables SSE, PAE and long mode, and calls [`kernel_entry`](crate::boot::kernel_entry);
-//! [`paging::init`](super::paging::init) then gives the first 2 MiB their 4 KiB pages.
+//! start-info address, maps only the image (2 MiB pages from 0 to its end, in a page directory
+//! of its own), enables SSE, PAE and long mode, and calls [`kernel_entry`](crate::boot::kernel_entry);
+//! `paging::init` then maps 0..4 GiB, with 4 KiB pages for the first 2 MiB.
+//!
+//! The stub makes as few VM exits as it can: under Xen (HVM container) the CR4, EFER and CR0
+//! writes trap to the hypervisor, and under Xen in QEMU's TCG each exit costs milliseconds
+//! (docs/BENCHMARKS.md, boot). It asks CPUID nothing (an exit too) and writes EFER without
+//! reading it first.
 //!
 //! The stub does not zero .bss: .bss is the part of the load segment past its file size, which
 //! the ELF specification defines as zero and every PVH loader lichen boots under fills with
@@ -26,18 +31,23 @@ pub const PAGE_SIZE: usize = 4096;
 #[repr(C, align(4096))]
 pub struct PageTable(pub [u64; 512]);
 
-/// The boot page tables: PML4, one PDPT, four page directories (4 GiB of 2 MiB pages) and one
-/// page table for the first 2 MiB. Placed first in .bss so they are page aligned.
+/// The boot page tables: PML4, one PDPT, four page directories (4 GiB of 2 MiB pages), one
+/// page table for the first 2 MiB, and the entry stub's page directory. Placed first in .bss so
+/// they are page aligned.
 #[repr(C, align(4096))]
 pub struct BootPageTables {
     /// Level 4.
     pub pml4: PageTable,
-    /// Level 3: entries 0..4 point at `pd`.
+    /// Level 3: entries 0..4 point at `pd` (in the entry stub, entry 0 points at `stub_pd`).
     pub pdpt: PageTable,
     /// Level 2: 2048 entries of 2 MiB pages, except entry 0 which points at `pt0`.
     pub pd: [PageTable; 4],
     /// Level 1 for the first 2 MiB.
     pub pt0: PageTable,
+    /// The entry stub's level 2: the image's 2 MiB pages from address 0, until
+    /// [`crate::arch::paging::init`] links `pd` instead. A page of its own, never written once
+    /// it was live: under shadow paging a write to a page that was a live table traps.
+    pub stub_pd: PageTable,
 }
 
 /// The kernel stack with one page under it that is unmapped at boot: running off the end of the
@@ -58,6 +68,7 @@ pub static mut BOOT_PAGE_TABLES: BootPageTables = BootPageTables {
     pdpt: PageTable([0; 512]),
     pd: [const { PageTable([0; 512]) }; 4],
     pt0: PageTable([0; 512]),
+    stub_pd: PageTable([0; 512]),
 };
 
 /// The kernel stack (in `.stacks`: not zeroed at boot).
@@ -112,53 +123,37 @@ pvh_start32:
        ELF loader fills with zeroes (the ELF specification requires it; Xen's libelf
        `elf_load_image` and QEMU's ROM loader do it; see the module docs). */
 
-    /* PML4[0] -> PDPT. The upper halves of every entry stay zero (all addresses < 4 GiB). */
+    /* PML4[0] -> PDPT; PDPT[0] -> stub_pd, whose entries map 2 MiB pages from 0 to the image's end
+       (below 1 GiB, lichen.ld checks): a few stores. Every store here counts: some nested
+       hypervisors emulate this paging-off code store by store. The upper halves of every
+       entry stay zero (all addresses < 4 GiB). `paging::init` maps the rest with paging on,
+       where filling a page that is not a live table yet costs plain stores. No CPUID for
+       1 GiB pages: under Xen it is a VM exit. */
     mov edi, offset {tables}
     lea eax, [edi + 4096 + 3]
     mov dword ptr [edi], eax
-
-    /* 0..4 GiB: 1 GiB pages when the CPU has them (CPUID 0x80000001 EDX bit 26): four stores.
-       Else PDPT[0..4] -> PD0..PD3 of 2 MiB pages: 2052 stores. Every store here counts: some
-       nested hypervisors emulate this paging-off code store by store. The first 2 MiB get
-       their 4 KiB page table (page 0 and the stack guard unmapped) in `paging::init`, with
-       paging on, where filling a page that is not a live table yet costs plain stores. */
-    mov eax, 0x80000001
-    cpuid
-    bt edx, 26
-    jnc 4f
-    mov dword ptr [edi + 4096], 0x00000083
-    mov dword ptr [edi + 4096 + 8], 0x40000083
-    mov dword ptr [edi + 4096 + 16], 0x80000083
-    mov dword ptr [edi + 4096 + 24], 0xc0000083
-    jmp 5f
-4:
-    lea eax, [edi + 2 * 4096 + 3]
+    lea ebx, [edi + 7 * 4096]
+    lea eax, [ebx + 3]
     mov dword ptr [edi + 4096], eax
-    add eax, 4096
-    mov dword ptr [edi + 4096 + 8], eax
-    add eax, 4096
-    mov dword ptr [edi + 4096 + 16], eax
-    add eax, 4096
-    mov dword ptr [edi + 4096 + 24], eax
-    /* PD entries: 2 MiB pages from 0 */
-    lea ebx, [edi + 2 * 4096]
-    xor ecx, ecx
-    mov eax, 0x83
+    xor edx, edx
 2:
-    mov dword ptr [ebx + ecx * 8], eax
-    add eax, 0x200000
-    inc ecx
-    cmp ecx, 2048
-    jne 2b
-5:
+    lea eax, [edx + 0x83]
+    mov dword ptr [ebx], eax
+    add ebx, 8
+    add edx, 0x200000
+    cmp edx, offset __image_end
+    jb 2b
+
     /* SSE, PAE; page tables; long mode; paging */
     mov eax, cr4
     or eax, (1 << 5) | (1 << 9) | (1 << 10)
     mov cr4, eax
     mov cr3, edi
+    /* EFER is written, not read and modified: LME is the only bit lichen wants, and reading
+       EFER is one more VM exit under Xen (milliseconds each under QEMU's TCG). */
     mov ecx, 0xC0000080
-    rdmsr
-    or eax, (1 << 8)
+    mov eax, 1 << 8
+    xor edx, edx
     wrmsr
     mov eax, cr0
     and eax, ~(1 << 2)

@@ -29,6 +29,11 @@ pub fn cpuid(leaf: u32) -> Cpuid {
     }
 }
 
+/// Whether the CPU has 1 GiB pages (CPUID 0x80000001 EDX bit 26).
+pub fn has_gib_pages() -> bool {
+    cpuid(0x8000_0001).edx & (1 << 26) != 0
+}
+
 /// Reads the time-stamp counter.
 #[inline(always)]
 pub fn rdtsc() -> u64 {

@@ -10,25 +10,31 @@ pub mod pit;
 pub mod trap;
 
 /// Sets up the CPU: the 4 KiB mappings of the first 2 MiB (null page and stack guard unmapped),
-/// GDT and TSS, IDT and the local APIC.
+/// GDT and TSS, and the IDT. The local APIC is left to [`init_timer`]: a Xen guest whose event
+/// channels work never uses it, and under Xen every APIC or PIC access traps to the hypervisor.
 ///
 /// # Safety
 /// Call once at boot, with interrupts disabled, before anything else.
-pub unsafe fn init() {
+pub unsafe fn init(gib_pages: bool) {
     // SAFETY: forwarded: once, at boot, interrupts off.
     unsafe {
-        paging::init();
+        paging::init(gib_pages);
         gdt::init();
         trap::init();
-        apic::init();
     }
 }
 
-/// Sets up the timer interrupt: TSC-deadline mode if the CPU has it; else one-shot mode, whose
+/// Sets up the local APIC (8259 PIC masked) and its timer interrupt: TSC-deadline mode if the
+/// CPU has it; else one-shot mode, whose
 /// APIC timer rate is measured against the TSC (over 1 ms) when the timer is first armed, so
 /// that boot does not wait for it (and never does where the timer is not used: Xen guests with
 /// event channels).
-pub fn init_timer() {
+///
+/// # Safety
+/// Call once per boot, with interrupts disabled.
+pub unsafe fn init_timer() {
+    // SAFETY: forwarded: once, interrupts off.
+    unsafe { apic::init() };
     if apic::has_tsc_deadline() {
         apic::use_tsc_deadline();
     } else {

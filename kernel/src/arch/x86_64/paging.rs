@@ -1,12 +1,14 @@
-//! The boot page tables after the entry stub: 4 KiB pages for the first 2 MiB (page 0 and the
-//! stack guard unmapped), and unmapping single pages there later.
+//! The boot page tables after the entry stub: 0..4 GiB identity mapped, 4 KiB pages for the
+//! first 2 MiB (page 0 and the stack guard unmapped), and unmapping single pages there later.
 //!
-//! The stub maps 0..4 GiB with 1 GiB pages (or 2 MiB pages where the CPU has no 1 GiB pages)
-//! and nothing finer: with paging off some nested hypervisors emulate every store, so the stub
-//! keeps its stores few. [`init`] then fills the 4 KiB table for the first 2 MiB (and, under
-//! 1 GiB pages, the page directory of the first GiB) in pages that are not part of the live
-//! tables yet, which costs plain memory stores even under shadow paging, and links them in with
-//! one store and a CR3 reload.
+//! The stub maps only the image, with 2 MiB pages through a page directory of its own
+//! (`stub_pd`): with paging off some nested
+//! hypervisors emulate every store, so the stub keeps its stores few (and asks no CPUID about
+//! 1 GiB pages: a VM exit under Xen). [`init`] then fills the tables in pages that are not part
+//! of the live tables yet, which costs plain memory stores even under shadow paging, and links
+//! them in with four stores to the PDPT and one CR3 reload. Above the first GiB it uses 1 GiB
+//! pages where the CPU has them and the boot did not skip asking (Xen): fewer pages of tables
+//! touched, each about a millisecond under a nested KVM.
 
 use super::boot::{PageTable, BOOT_PAGE_TABLES, BOOT_STACK, PAGE_SIZE};
 use super::cpu;
@@ -18,34 +20,44 @@ const PRESENT_RW: u64 = 0x3;
 /// A large page (1 GiB in a PDPT, 2 MiB in a page directory).
 const LARGE: u64 = 0x80;
 
-/// Splits the first 2 MiB into 4 KiB pages, leaving page 0 (null pointers fault) and the stack
-/// guard page (stack overflows fault) unmapped.
+/// Maps 0..4 GiB (1 GiB pages above the first GiB if `gib_pages`, else 2 MiB pages),
+/// splitting the first 2 MiB into 4 KiB pages, leaving page 0 (null pointers fault) and the
+/// stack guard page (stack overflows fault) unmapped.
 ///
 /// # Safety
-/// Call once at boot, before anything else touches the page tables.
-pub unsafe fn init() {
+/// Call once at boot, before anything else touches the page tables; `gib_pages` only if the
+/// CPU has 1 GiB pages.
+pub unsafe fn init(gib_pages: bool) {
     // SAFETY: only the address is taken.
     let guard = unsafe { addr_of!(BOOT_STACK.guard) } as u64;
-    // SAFETY: boot, one CPU: the tables are ours. `pt0` (and `pd[0]` when the PDPT maps 1 GiB
-    // pages) is not referenced by the live tables yet, so filling it changes no mapping; the
-    // single store that links it in replaces a large page by a table mapping the same
-    // addresses (except the two unmapped pages, which nothing uses yet), and the CR3 reload
-    // drops the old large-page translations.
+    // SAFETY: boot, one CPU: the tables are ours. The stub's live tables are the PML4, the
+    // PDPT and `stub_pd` (the image, from address 0). `pt0` and `pd` are not referenced yet,
+    // so filling them changes no mapping; linking `pd[0]` in place of `stub_pd` maps the same
+    // addresses and more (except the two unmapped pages, which nothing uses yet), the other
+    // PDPT entries were empty, and the CR3 reload drops the old translations.
     unsafe {
         let tables = &mut *addr_of_mut!(BOOT_PAGE_TABLES);
         fill_pt0(&mut tables.pt0, guard);
-        let pt0 = addr_of!(tables.pt0) as u64 | PRESENT_RW;
-        if tables.pdpt.0[0] & LARGE != 0 {
-            let pd0 = &mut tables.pd[0];
-            pd0.0[0] = pt0;
-            for (i, entry) in pd0.0.iter_mut().enumerate().skip(1) {
-                *entry = ((i as u64) << 21) | LARGE | PRESENT_RW;
-            }
-            tables.pdpt.0[0] = addr_of!(tables.pd[0]) as u64 | PRESENT_RW;
-        } else {
-            tables.pd[0].0[0] = pt0;
+        let filled = if gib_pages { 1 } else { tables.pd.len() };
+        for (gib, pd) in tables.pd.iter_mut().enumerate().take(filled) {
+            fill_pd(pd, gib as u64);
+        }
+        tables.pd[0].0[0] = addr_of!(tables.pt0) as u64 | PRESENT_RW;
+        for gib in 0..tables.pd.len() {
+            tables.pdpt.0[gib] = if gib < filled {
+                addr_of!(tables.pd[gib]) as u64 | PRESENT_RW
+            } else {
+                ((gib as u64) << 30) | LARGE | PRESENT_RW
+            };
         }
         asm!("mov cr3, {}", in(reg) cpu::cr3(), options(nostack, preserves_flags));
+    }
+}
+
+/// Fills a page directory with the 2 MiB pages of GiB number `gib`.
+fn fill_pd(pd: &mut PageTable, gib: u64) {
+    for (i, entry) in pd.0.iter_mut().enumerate() {
+        *entry = (gib << 30) | ((i as u64) << 21) | LARGE | PRESENT_RW;
     }
 }
 

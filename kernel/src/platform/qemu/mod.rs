@@ -87,7 +87,8 @@ mod machine {
 
         fn start_clock(&self) -> TscRate {
             let rate = self.measure_tsc();
-            crate::arch::init_timer();
+            // SAFETY: the boot calls `start_clock` once, with interrupts still off.
+            unsafe { crate::arch::init_timer() };
             rate
         }
 

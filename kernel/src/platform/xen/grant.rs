@@ -65,8 +65,10 @@ static TABLE: IrqMutex<Table> = IrqMutex::new(Table {
     free: Vec::new(),
 });
 
-/// Maps up to [`physmap::GRANT_TABLE_FRAMES`] table frames (at least one).
-pub fn init() -> Result<(), GrantError> {
+/// Maps up to [`physmap::GRANT_TABLE_FRAMES`] table frames (at least one) into `table`, on the
+/// first grant: the hypercalls stay off the boot path, and images that never grant a page never
+/// make them.
+fn map_table(table: &mut Table) -> Result<(), GrantError> {
     let mut frames = 0;
     for i in 0..physmap::GRANT_TABLE_FRAMES as u64 {
         match shared_info::add_to_physmap(
@@ -79,7 +81,6 @@ pub fn init() -> Result<(), GrantError> {
             Err(_) => break,
         }
     }
-    let mut table = TABLE.lock();
     table.entries = frames * ENTRIES_PER_FRAME;
     table.free = (RESERVED..table.entries).rev().collect();
     Ok(())
@@ -104,7 +105,13 @@ fn domid_and_frame(r: GrantRef) -> (&'static AtomicU16, &'static AtomicU32) {
 
 /// Lets domain `domid` map the page at `frame_addr` (read-only if `readonly`).
 pub fn grant_access(domid: u16, frame_addr: u64, readonly: bool) -> Result<GrantRef, GrantError> {
-    let r = TABLE.lock().free.pop().ok_or(GrantError::Exhausted)?;
+    let r = {
+        let mut table = TABLE.lock();
+        if table.entries == 0 {
+            map_table(&mut table)?;
+        }
+        table.free.pop().ok_or(GrantError::Exhausted)?
+    };
     let (dom, frame) = domid_and_frame(r);
     dom.store(domid, Ordering::Relaxed);
     frame.store((frame_addr >> 12) as u32, Ordering::Relaxed);

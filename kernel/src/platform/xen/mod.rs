@@ -24,7 +24,7 @@ pub use machine::*;
 mod machine {
     use super::console::Console;
     use super::xenstore::XenStore;
-    use super::{evtchn, grant, hypercall, shared_info};
+    use super::{evtchn, hypercall, shared_info};
     use crate::arch::cpu;
     use crate::platform::ConsoleInput;
     use crate::platform::Platform;
@@ -186,18 +186,25 @@ mod machine {
             Some(UnixTime(now))
         }
 
+        // The grant table's frames are mapped on the first grant (`grant::grant_access`), not
+        // here: every hypercall before `main` is a VM exit on the boot path (docs/BENCHMARKS.md,
+        // boot), and many images (hello) never grant a page.
         fn late_init(&self) {
             if !self.shared_info_mapped.load(Ordering::Acquire) {
                 crate::warn!("no shared info: no event channels");
-                return;
+            } else {
+                match evtchn::init() {
+                    Ok(()) => {
+                        self.events_ready.store(true, Ordering::Release);
+                        return;
+                    }
+                    Err(e) => crate::warn!("no event channels: {e}"),
+                }
             }
-            match evtchn::init() {
-                Ok(()) => self.events_ready.store(true, Ordering::Release),
-                Err(e) => crate::warn!("no event channels: {e}"),
-            }
-            if let Err(e) = grant::init() {
-                crate::warn!("no grant table: {e}");
-            }
+            // No event channels: the executor sleeps in `sti; hlt` with the local APIC's timer.
+            // SAFETY: the boot calls `late_init` once, with interrupts still off; `start_clock`
+            // left the APIC alone.
+            unsafe { crate::arch::init_timer() };
         }
 
         fn wake_events(&self) -> bool {
@@ -233,14 +240,14 @@ mod machine {
             };
             self.shared_info_mapped
                 .store(from_shared_info.is_some(), Ordering::Release);
-            let khz = u64::from(cpu::cpuid(self.base + 3).ecx);
+            // The time leaf only when needed: each CPUID is a VM exit. The local APIC timer is
+            // set up by `late_init`, only if there are no event channels.
             let scale = from_shared_info
-                .or_else(|| TscScale::from_hz(khz * 1000))
+                .or_else(|| TscScale::from_hz(u64::from(cpu::cpuid(self.base + 3).ecx) * 1000))
                 .unwrap_or_else(|| {
                     crate::warn!("Xen states no TSC rate: assuming 1 GHz");
                     TscScale::from_hz(1_000_000_000).expect("non-zero rate")
                 });
-            crate::arch::init_timer();
             TscRate::Known(scale)
         }
 

@@ -152,17 +152,120 @@ pub async fn request(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<Vec<u
     check_answer(&header, request_kind, answer)
 }
 
+/// Puts a request's bytes in the ring (the caller holds the send turn); returns its id.
 async fn send(request_kind: u32, tx_id: u32, body: &[u8]) -> Result<u32, Error> {
     let (req_id, bytes) = with_ring(|xs| xs.encode(request_kind, tx_id, body))??;
     let mut sent = 0;
-    let port = with_ring(|xs| xs.port())?;
     while sent < bytes.len() {
-        match with_ring(|xs| xs.send_some(&bytes[sent..]))?? {
-            0 => evtchn::wait(port).await,
-            n => sent += n,
-        }
+        sent += poll_fn(|cx| poll_ring_space(cx, &bytes[sent..])).await?;
     }
     Ok(req_id)
+}
+
+/// Puts as much of `bytes` in the request ring as fits; while none fits, drains the answers
+/// (xenstored stops taking requests while it cannot answer) and waits for the xenstore event
+/// or another task's drain.
+///
+/// Space in the ring is looked for again at every wake-up, never inferred from the event
+/// alone: the event is shared by every task waiting on xenstore, and the one that takes it
+/// may well be a task waiting for an answer, which then finds nothing to file and wakes no one.
+/// A sender that waited for the event itself (as it once did) slept on through that, holding
+/// the send turn: every other task's request then waited behind it for good (a node's
+/// pillars, each opening several channels with pipelined batches, filled the 1 KiB ring and
+/// never connected a channel).
+fn poll_ring_space(cx: &mut Context<'_>, bytes: &[u8]) -> Poll<Result<usize, Error>> {
+    let port = match with_ring(|xs| xs.port()) {
+        Ok(port) => port,
+        Err(e) => return Poll::Ready(Err(e)),
+    };
+    loop {
+        match with_ring(|xs| xs.send_some(bytes)) {
+            Ok(Ok(0)) => {}
+            Ok(result) => return Poll::Ready(result),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        if let Err(e) = drain() {
+            return Poll::Ready(Err(e));
+        }
+        MAILBOX.lock().waiters.push(cx.waker().clone());
+        // An event that came in since the attempt may mean room: go round again.
+        if evtchn::poll_fired(port, cx).is_pending() {
+            return Poll::Pending;
+        }
+    }
+}
+
+/// One request of a [`batch`].
+#[derive(Clone, Copy, Debug)]
+pub enum Request<'a> {
+    /// Reads a key.
+    Read(&'a str),
+    /// Writes a key (creating missing parents).
+    Write(&'a str, &'a str),
+    /// Sets a key's permissions (as [`set_perms`]).
+    SetPerms(&'a str, &'a [&'a str]),
+}
+
+impl Request<'_> {
+    fn encode(&self) -> Result<(u32, Vec<u8>), Error> {
+        Ok(match *self {
+            Request::Read(path) => (kind::READ, payload(&[path], &[])?),
+            Request::Write(path, value) => (kind::WRITE, payload(&[path], value.as_bytes())?),
+            Request::SetPerms(path, perms) => {
+                let mut strings = Vec::with_capacity(perms.len() + 1);
+                strings.push(path);
+                strings.extend_from_slice(perms);
+                (kind::SET_PERMS, payload(&strings, &[])?)
+            }
+        })
+    }
+}
+
+/// Sends `requests` back to back, then waits for all their answers: one round trip through
+/// dom0's xenstored instead of one per request (each costs milliseconds of dom0 under load,
+/// and a service's start, on the way of every restart, makes a dozen). xenstored handles a
+/// connection's requests one at a time in the order they arrive, so they take effect in that
+/// order, as if each had waited for the one before; but one that fails does not stop those
+/// after it. The answers are in the requests' order (a read's as [`text`] turns it).
+pub async fn batch(requests: &[Request<'_>]) -> Vec<Result<Vec<u8>, Error>> {
+    let mut sent: Vec<Result<(u32, u32), Error>> = Vec::with_capacity(requests.len());
+    // The send turn for the whole batch: its requests go out back to back.
+    match poll_fn(|cx| poll_mailbox(cx, |m| (!m.sending).then(|| m.sending = true))).await {
+        Ok(()) => {
+            let turn = SendTurn;
+            let mut broken = false;
+            for request in requests {
+                let one = match request.encode() {
+                    _ if broken => Err(Error::Protocol("not sent: the ring failed before it")),
+                    Ok((kind, body)) => send(kind, 0, &body).await.map(|id| (kind, id)),
+                    Err(e) => Err(e),
+                };
+                // A failed send may have left part of a message in the ring: send no more.
+                broken |= matches!(one, Err(Error::Protocol(_)));
+                sent.push(one);
+            }
+            drop(turn);
+        }
+        Err(e) => sent.extend(requests.iter().map(|_| Err(e.clone()))),
+    }
+    let mut answers = Vec::with_capacity(sent.len());
+    for one in sent {
+        answers.push(match one {
+            Ok((request_kind, req_id)) => {
+                match poll_fn(|cx| poll_mailbox(cx, |m| m.answers.remove(&req_id))).await {
+                    Ok((header, answer)) => check_answer(&header, request_kind, answer),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        });
+    }
+    answers
+}
+
+/// A read's answer as text.
+pub fn text(answer: Result<Vec<u8>, Error>) -> Result<String, Error> {
+    String::from_utf8(answer?).map_err(|_| Error::Protocol("value is not UTF-8"))
 }
 
 /// Reads a key.

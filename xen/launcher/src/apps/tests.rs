@@ -4,7 +4,7 @@ use launcher_api::frame::encode;
 use launcher_api::DiskUse;
 
 use super::*;
-use crate::platform::ShutdownReason;
+use crate::platform::{Created, ShutdownReason};
 
 /// A platform that records calls and whose domains change state when told.
 #[derive(Default)]
@@ -24,7 +24,8 @@ impl Platform for Fake {
         name: &str,
         service: &Service,
         files: &BootFiles,
-    ) -> Result<u32, String> {
+        _: &dyn Fn(u32) -> Wiring,
+    ) -> Result<Created, String> {
         self.calls.push(format!(
             "create {name} {} MiB {} vcpus cmdline {:?} from {} at {:?} disks {:?}",
             service.memory,
@@ -49,7 +50,10 @@ impl Platform for Fake {
         self.next = self.next.max(10) + 1;
         self.domains
             .insert(self.next, (name.into(), DomainState::Alive));
-        Ok(self.next)
+        Ok(Created {
+            domid: self.next,
+            wired: None,
+        })
     }
     fn unpause(&mut self, domid: u32) -> Result<(), String> {
         self.calls.push(format!("unpause {domid}"));

@@ -16,6 +16,7 @@
 //! segment outside the guest's RAM is refused ([`layout::plan`]); the image only ever lands in
 //! the new domain's own memory.
 
+pub mod crash;
 pub mod elf;
 pub mod entries;
 pub mod layout;
@@ -370,10 +371,14 @@ fn seed_grants(xc: &Privcmd, domid: u32) -> io::Result<()> {
 /// Offsets in `struct hvm_hw_cpu` (xen/include/public/arch-x86/hvm/save.h), 1032 bytes.
 mod cpu {
     pub const SIZE: usize = 1032;
+    pub const RAX: usize = 512;
     pub const RBX: usize = 520;
     pub const RIP: usize = 640;
     pub const RFLAGS: usize = 648;
     pub const CR0: usize = 656;
+    pub const CR2: usize = 664;
+    pub const CR3: usize = 672;
+    pub const CR4: usize = 680;
     pub const DR6: usize = 720;
     pub const DR7: usize = 728;
     pub const CS_LIMIT: usize = 768;
@@ -483,7 +488,8 @@ pub fn boot_context(current: &[u8], entry: u32, start_info: u64) -> Result<Vec<u
     Ok(blob)
 }
 
-fn set_boot_registers(xc: &Privcmd, domid: u32, entry: u32, start_info: u64) -> Result<(), String> {
+/// The domain's HVM context (every record Xen saves for it).
+fn hvm_context(xc: &Privcmd, domid: u32) -> Result<Vec<u8>, String> {
     let size = xc
         .domctl(domctl::GETHVMCONTEXT, domid, Payload::default())
         .map_err(err("XEN_DOMCTL_gethvmcontext (size)"))?
@@ -501,6 +507,11 @@ fn set_boot_registers(xc: &Privcmd, domid: u32, entry: u32, start_info: u64) -> 
         .map_err(err("XEN_DOMCTL_gethvmcontext"))?
         .get_u32(0) as usize;
     current.truncate(got);
+    Ok(current)
+}
+
+fn set_boot_registers(xc: &Privcmd, domid: u32, entry: u32, start_info: u64) -> Result<(), String> {
+    let current = hvm_context(xc, domid)?;
     let blob = boot_context(&current, entry, start_info)?;
     xc.domctl(
         domctl::SETHVMCONTEXT,
